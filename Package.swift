@@ -1,0 +1,59 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Dependencies come from the machine's package mirror, pinned to listed versions.
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
+let package = Package(
+    name: "payhook",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "payhook", targets: ["payhook"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config; `make run`/`make test` install the apt packages.
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // Pure Swift: TOML, form decoding, signature strings, config model, events. No C, no sockets.
+        .target(name: "PayhookCore"),
+        // The only Swift code that touches OpenSSL.
+        .target(name: "PayhookCrypto", dependencies: ["COpenSSL"]),
+        // libmicrohttpd listener with the limits an internet-facing server needs.
+        .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", logging]),
+        // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
+        .target(name: "PayhookSpool", dependencies: [logging]),
+        // One module per callback source: request in, verified event (or a refusal) out.
+        .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
+        // Wires config, sources, spool and listener together; the HTTP answers live here.
+        .target(
+            name: "PayhookServer",
+            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookSpool", "PayhookUnified", logging]
+        ),
+        .executableTarget(
+            name: "payhook",
+            dependencies: ["PayhookServer", "PayhookCore", argumentParser, logging]
+        ),
+
+        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified"]),
+        .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
+        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
+        .testTarget(
+            name: "PayhookServerTests",
+            dependencies: ["PayhookServer", "PayhookCore", "PayhookSpool", "PayhookHTTP", "payhook", logging]
+        ),
+    ]
+)

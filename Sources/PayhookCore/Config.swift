@@ -1,0 +1,91 @@
+/// A secret (unified domain secret, WeChat API key). Its description is always `***`, so interpolating
+/// one into a log line, an error or test output cannot leak it.
+public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let value: String
+    public init(_ value: String) { self.value = value }
+    public var description: String { "***" }
+    public var debugDescription: String { "***" }
+}
+
+/// One `[[unified]]` table: a unified pay platform tenant (contract §2).
+public struct UnifiedTenant: Sendable, Equatable {
+    public var path: String
+    public var domainCode: String
+    /// Every valid secret, in file order; the position that verifies is counted, never the secret.
+    public var secrets: [Secret]
+    public var signScheme: UnifiedSignScheme
+    /// Where the table starts in the config file.
+    public var line: Int
+
+    public init(path: String, domainCode: String, secrets: [Secret], signScheme: UnifiedSignScheme, line: Int) {
+        self.path = path
+        self.domainCode = domainCode
+        self.secrets = secrets
+        self.signScheme = signScheme
+        self.line = line
+    }
+}
+
+/// payhook's configuration (contract §2), after validation.
+public struct Config: Sendable, Equatable {
+    /// The file it was read from.
+    public var file: String
+    /// `host:port` or `[ipv6]:port`.
+    public var listen: String
+    public var listenLine: Int?
+    /// The queue directory, resolved against the config file's folder.
+    public var spool: String
+    public var maxBodyBytes: Int
+    public var connectionTimeoutSeconds: Int
+    public var maxConnections: Int
+    public var maxConnectionsPerIP: Int
+    public var connectionMemoryLimitBytes: Int
+    public var requestDeadlineSeconds: Int
+    public var threads: Int
+    public var shutdownGraceSeconds: Int
+    public var logLevel: String
+    public var unified: [UnifiedTenant]
+
+    public static let defaultListen = "127.0.0.1:8080"
+
+    public init(file: String, spool: String) {
+        self.file = file
+        self.listen = Self.defaultListen
+        self.spool = spool
+        self.maxBodyBytes = 65536
+        self.connectionTimeoutSeconds = 10
+        self.maxConnections = 256
+        self.maxConnectionsPerIP = 32
+        self.connectionMemoryLimitBytes = 32768
+        self.requestDeadlineSeconds = 30
+        self.threads = 4
+        self.shutdownGraceSeconds = 10
+        self.logLevel = "info"
+        self.unified = []
+    }
+}
+
+/// One problem found in a configuration, with the file and line it concerns.
+public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var message: String
+
+    public init(file: String, line: Int?, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(message)" }
+        return "\(file): \(message)"
+    }
+}
+
+/// Every problem found in a configuration; loading reports them all at once.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var issues: [ConfigIssue]
+    public init(issues: [ConfigIssue]) { self.issues = issues }
+    public var description: String { issues.map(\.description).joined(separator: "\n") }
+}

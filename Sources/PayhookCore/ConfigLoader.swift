@@ -1,0 +1,282 @@
+/// Turns a TOML document into a validated `Config`, collecting every problem rather than stopping at the
+/// first, so `payhook check-config` can list them all.
+///
+/// File and environment access are passed in, which keeps this module free of I/O and lets tests feed
+/// secrets without touching the disk.
+public struct ConfigLoader: Sendable {
+    /// Reads a file's bytes; throws a sentence naming the problem ("No such file or directory").
+    public var readFile: @Sendable (String) throws -> [UInt8]
+    public var environment: [String: String]
+
+    public init(readFile: @escaping @Sendable (String) throws -> [UInt8], environment: [String: String]) {
+        self.readFile = readFile
+        self.environment = environment
+    }
+
+    /// Paths reserved for payhook's own endpoints.
+    public static let reservedPaths: Set<String> = ["/healthz", "/metrics"]
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// The result: a config, plus warnings that do not stop startup (an inline secret, for one).
+    public struct Loaded: Sendable {
+        public var config: Config
+        public var warnings: [ConfigIssue]
+    }
+
+    public func load(path: String) throws(ConfigError) -> Loaded {
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path)
+        } catch {
+            throw ConfigError(issues: [ConfigIssue(file: path, line: nil, message: "cannot read the config file: \(error)")])
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError(issues: [ConfigIssue(file: path, line: nil, message: "the config file is not UTF-8")])
+        }
+        return try load(text: text, path: path)
+    }
+
+    public func load(text: String, path: String) throws(ConfigError) -> Loaded {
+        let root: TOMLTable
+        do {
+            root = try TOML.parse(text)
+        } catch {
+            throw ConfigError(issues: [ConfigIssue(file: path, line: error.line, message: "\(error.message) (column \(error.column))")])
+        }
+        var context = Context(file: path, baseDirectory: Self.directory(of: path))
+        let config = build(root, &context)
+        if !context.issues.isEmpty { throw ConfigError(issues: context.issues) }
+        return Loaded(config: config, warnings: context.warnings)
+    }
+
+    struct Context {
+        let file: String
+        let baseDirectory: String
+        var issues: [ConfigIssue] = []
+        var warnings: [ConfigIssue] = []
+
+        mutating func error(_ line: Int?, _ message: String) {
+            issues.append(ConfigIssue(file: file, line: line, message: message))
+        }
+        mutating func warn(_ line: Int?, _ message: String) {
+            warnings.append(ConfigIssue(file: file, line: line, message: message))
+        }
+    }
+
+    private static let topLevelIntegers: [(key: String, range: ClosedRange<Int64>, set: (inout Config, Int) -> Void)] = [
+        ("max_body_bytes", 1...16_777_216, { $0.maxBodyBytes = $1 }),
+        ("connection_timeout_s", 1...3600, { $0.connectionTimeoutSeconds = $1 }),
+        ("max_connections", 1...65536, { $0.maxConnections = $1 }),
+        ("max_connections_per_ip", 1...65536, { $0.maxConnectionsPerIP = $1 }),
+        ("connection_memory_limit_bytes", 4096...1_048_576, { $0.connectionMemoryLimitBytes = $1 }),
+        ("request_deadline_s", 1...3600, { $0.requestDeadlineSeconds = $1 }),
+        ("threads", 2...256, { $0.threads = $1 }),
+        ("shutdown_grace_s", 0...3600, { $0.shutdownGraceSeconds = $1 }),
+    ]
+
+    private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
+        var config = Config(file: c.file, spool: Self.resolve("spool", against: c.baseDirectory))
+        let known = Set(["listen", "spool", "log_level", "unified"] + Self.topLevelIntegers.map(\.key))
+        for entry in root.entries where !known.contains(entry.key) {
+            if entry.key == "wechat" {
+                c.error(entry.keyLine, "[[wechat]] tables are not supported by this version of payhook")
+            } else {
+                c.error(entry.keyLine, "unknown key '\(entry.key)'")
+            }
+        }
+        if let node = root["listen"], let value = string(node, "listen", &c) {
+            config.listen = value
+            config.listenLine = node.line
+        }
+        if let node = root["spool"], let value = string(node, "spool", &c) {
+            if value.isEmpty {
+                c.error(node.line, "spool must not be empty")
+            } else {
+                config.spool = Self.resolve(value, against: c.baseDirectory)
+            }
+        }
+        if let node = root["log_level"], let value = string(node, "log_level", &c) {
+            if Self.logLevels.contains(value) {
+                config.logLevel = value
+            } else {
+                c.error(node.line, "log_level must be one of \(Self.logLevels.joined(separator: ", "))")
+            }
+        }
+        for item in Self.topLevelIntegers {
+            guard let node = root[item.key] else { continue }
+            guard case .integer(let value) = node.value else {
+                c.error(node.line, "\(item.key) must be an integer")
+                continue
+            }
+            guard item.range.contains(value) else {
+                c.error(node.line, "\(item.key) must be between \(item.range.lowerBound) and \(item.range.upperBound)")
+                continue
+            }
+            item.set(&config, Int(value))
+        }
+        if let node = root["unified"] {
+            if case .array(let items) = node.value {
+                for item in items {
+                    if case .table(let table) = item.value {
+                        if let tenant = unifiedTenant(table, &c) { config.unified.append(tenant) }
+                    } else {
+                        c.error(item.line, "unified must be written as [[unified]] tables")
+                    }
+                }
+            } else {
+                c.error(node.line, "unified must be written as [[unified]] tables")
+            }
+        }
+        if config.unified.isEmpty && !root.keys.contains("unified") {
+            c.error(nil, "no [[unified]] table: payhook would have nothing to receive")
+        }
+        checkRoutes(config, &c)
+        return config
+    }
+
+    private func unifiedTenant(_ table: TOMLTable, _ c: inout Context) -> UnifiedTenant? {
+        let known: Set<String> = ["path", "domain_code", "secret", "secret_file", "secret_env", "sign_scheme"]
+        for entry in table.entries where !known.contains(entry.key) {
+            c.error(entry.keyLine, "unknown key '\(entry.key)' in [[unified]]")
+        }
+        let before = c.issues.count
+        let path = requiredString(table, "path", "[[unified]]", &c)
+        if let path, let node = table["path"] { checkPath(path, line: node.line, &c) }
+        let domainCode = requiredString(table, "domain_code", "[[unified]]", &c)
+        var scheme = UnifiedSignScheme.valuesSHA1
+        if let node = table["sign_scheme"], let value = string(node, "sign_scheme", &c) {
+            if let parsed = UnifiedSignScheme(rawValue: value) {
+                scheme = parsed
+            } else {
+                let allowed = UnifiedSignScheme.allCases.map(\.rawValue).joined(separator: " or ")
+                c.error(node.line, "sign_scheme '\(value)' is not known (use \(allowed))")
+            }
+        }
+        let secrets = loadSecrets(table, names: ("secret", "secret_file", "secret_env"), what: "[[unified]]", &c)
+        guard c.issues.count == before, let path, let domainCode, let secrets else { return nil }
+        return UnifiedTenant(path: path, domainCode: domainCode, secrets: secrets, signScheme: scheme, line: table.line)
+    }
+
+    /// Reads the one secret source a table names. Exactly one of the three keys must be present.
+    func loadSecrets(_ table: TOMLTable, names: (inline: String, file: String, env: String), what: String, _ c: inout Context) -> [Secret]? {
+        let present = [names.inline, names.file, names.env].filter { table[$0] != nil }
+        guard present.count == 1 else {
+            if present.isEmpty {
+                c.error(table.line, "\(what) needs one of \(names.inline), \(names.file) or \(names.env)")
+            } else {
+                c.error(table.line, "\(what) sets \(present.joined(separator: " and ")); use exactly one")
+            }
+            return nil
+        }
+        let key = present[0]
+        guard let node = table[key], let value = string(node, key, &c) else { return nil }
+        let text: String
+        switch key {
+        case names.inline:
+            c.warn(node.line, "\(names.inline) is written in the config file; prefer \(names.file) or \(names.env)")
+            text = value
+        case names.file:
+            let path = Self.resolve(value, against: c.baseDirectory)
+            let bytes: [UInt8]
+            do {
+                bytes = try readFile(path)
+            } catch {
+                c.error(node.line, "cannot read \(names.file) \(path): \(error)")
+                return nil
+            }
+            guard let decoded = String(validating: bytes, as: UTF8.self) else {
+                c.error(node.line, "\(names.file) \(path) is not UTF-8 text")
+                return nil
+            }
+            text = decoded
+        default:
+            guard let fromEnvironment = environment[value] else {
+                c.error(node.line, "\(names.env): environment variable \(value) is not set")
+                return nil
+            }
+            text = fromEnvironment
+        }
+        // One secret per line; blank lines and surrounding whitespace ignored (contract §2, rotation).
+        let secrets = text.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingWhitespace() }
+            .filter { !$0.isEmpty }
+            .map(Secret.init)
+        guard !secrets.isEmpty else {
+            c.error(node.line, "\(key) holds no secret (it is empty)")
+            return nil
+        }
+        return secrets
+    }
+
+    private func checkPath(_ path: String, line: Int, _ c: inout Context) {
+        guard path.hasPrefix("/") else {
+            c.error(line, "path '\(path)' must start with /")
+            return
+        }
+        // Paths are compared with the raw request path, so only characters that need no escaping.
+        let allowed = path.utf8.allSatisfy { b in
+            (b >= 0x21 && b <= 0x7e) && b != UInt8(ascii: "?") && b != UInt8(ascii: "#") && b != UInt8(ascii: "%")
+        }
+        if !allowed {
+            c.error(line, "path '\(path)' may hold only printable ASCII without spaces, ?, # or %")
+        }
+        if Self.reservedPaths.contains(path) {
+            c.error(line, "path '\(path)' is reserved for payhook's own endpoint")
+        }
+    }
+
+    private func checkRoutes(_ config: Config, _ c: inout Context) {
+        var seen: [String: Int] = [:]
+        for tenant in config.unified {
+            let key = tenant.path + "\u{0}" + tenant.domainCode
+            if let first = seen[key] {
+                c.error(tenant.line, "[[unified]] path '\(tenant.path)' with domain_code '\(tenant.domainCode)' is already claimed by the table at line \(first)")
+            } else {
+                seen[key] = tenant.line
+            }
+        }
+    }
+
+    private func requiredString(_ table: TOMLTable, _ key: String, _ what: String, _ c: inout Context) -> String? {
+        guard let node = table[key] else {
+            c.error(table.line, "\(what) is missing '\(key)'")
+            return nil
+        }
+        guard let value = string(node, key, &c) else { return nil }
+        guard !value.isEmpty else {
+            c.error(node.line, "\(key) must not be empty")
+            return nil
+        }
+        return value
+    }
+
+    private func string(_ node: TOMLNode, _ key: String, _ c: inout Context) -> String? {
+        guard case .string(let value) = node.value else {
+            c.error(node.line, "\(key) must be a string")
+            return nil
+        }
+        return value
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// Relative paths in the config are relative to the config file's folder (contract §2).
+    public static func resolve(_ path: String, against base: String) -> String {
+        if path.hasPrefix("/") { return path }
+        if base == "." { return path }
+        return base.hasSuffix("/") ? base + path : base + "/" + path
+    }
+}
+
+extension Substring {
+    func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
+        return String(scalars[first...last])
+    }
+}

@@ -1,0 +1,157 @@
+/// A verified callback, as written to the queue directory (contract §5, schema `payhook.event.v1`).
+public struct Event: Sendable, Equatable {
+    public static let schema = "payhook.event.v1"
+
+    /// Lowercase hex SHA-256 of `dedupeKey`; the file is `new/<id>.json`.
+    public var id: String
+    /// `unified`, `wechat.pay` or `wechat.refund`.
+    public var source: String
+    /// `domainCode` or `mch_id`.
+    public var tenant: String
+    /// `requestKey` or `out_trade_no`.
+    public var orderRef: String
+    /// `payStatus`, `result_code` or `refund_status`.
+    public var status: String
+    /// Smallest currency unit (fen).
+    public var amount: Int64
+    public var currency: String
+    public var dedupeKey: DedupeKey
+    /// `values-sha1`, `salted-sha1`, `md5`, `hmac-sha256` or `aes-256-ecb`.
+    public var verifiedWith: String
+    public var receivedAtMilliseconds: Int64
+    public var remoteAddress: String
+    /// Every verified (or decrypted) field, as received, in the order received. Never `sign`, never a secret.
+    public var fields: [FormParameter]
+    public var raw: RawRequest
+
+    public struct RawRequest: Sendable, Equatable {
+        public var method: String
+        public var target: String
+        public var body: String
+        public init(method: String, target: String, body: String) {
+            self.method = method
+            self.target = target
+            self.body = body
+        }
+    }
+
+    public init(
+        id: String, source: String, tenant: String, orderRef: String, status: String, amount: Int64,
+        currency: String, dedupeKey: DedupeKey, verifiedWith: String, receivedAtMilliseconds: Int64,
+        remoteAddress: String, fields: [FormParameter], raw: RawRequest
+    ) {
+        self.id = id
+        self.source = source
+        self.tenant = tenant
+        self.orderRef = orderRef
+        self.status = status
+        self.amount = amount
+        self.currency = currency
+        self.dedupeKey = dedupeKey
+        self.verifiedWith = verifiedWith
+        self.receivedAtMilliseconds = receivedAtMilliseconds
+        self.remoteAddress = remoteAddress
+        self.fields = fields
+        self.raw = raw
+    }
+
+    /// The event file's bytes: one JSON object, keys in the contract's order, two-space indent, final newline.
+    public func jsonBytes() -> [UInt8] {
+        var j = JSONText()
+        func key(_ name: String, first: Bool = false) {
+            j.raw(first ? "{\n  " : ",\n  ")
+            j.string(name)
+            j.raw(": ")
+        }
+        key("schema", first: true); j.string(Self.schema)
+        key("id"); j.string(id)
+        key("source"); j.string(source)
+        key("tenant"); j.string(tenant)
+        key("order_ref"); j.string(orderRef)
+        key("status"); j.string(status)
+        key("amount"); j.integer(amount)
+        key("currency"); j.string(currency)
+        key("dedupe_key"); j.string(dedupeKey.text)
+        key("verified_with"); j.string(verifiedWith)
+        key("received_at"); j.string(Timestamp.rfc3339(milliseconds: receivedAtMilliseconds))
+        key("remote_addr"); j.string(remoteAddress)
+        key("fields")
+        if fields.isEmpty {
+            j.raw("{}")
+        } else {
+            for (index, field) in fields.enumerated() {
+                j.raw(index == 0 ? "{\n    " : ",\n    ")
+                j.string(field.name)
+                j.raw(": ")
+                j.string(field.value)
+            }
+            j.raw("\n  }")
+        }
+        key("raw")
+        j.raw("{\n    ")
+        j.string("method"); j.raw(": "); j.string(raw.method)
+        j.raw(",\n    ")
+        j.string("target"); j.raw(": "); j.string(raw.target)
+        j.raw(",\n    ")
+        j.string("body"); j.raw(": "); j.string(raw.body)
+        j.raw("\n  }\n}\n")
+        return j.bytes
+    }
+
+    /// What makes two deliveries of one dedupe key "the same": their verified fields, compared as a set.
+    ///
+    /// The text is unambiguous (JSON strings of the fields sorted by name), so equal fingerprints mean equal
+    /// verified content and a retry is a duplicate; any other difference (another amount, another
+    /// `orderSn`) is a conflict (contract §4, invariant 5).
+    public var fingerprint: String {
+        Self.fingerprint(of: fields)
+    }
+
+    public static func fingerprint(of fields: [FormParameter]) -> String {
+        var j = JSONText()
+        j.raw("[")
+        for (index, field) in fields.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }).enumerated() {
+            if index > 0 { j.raw(",") }
+            j.raw("[")
+            j.string(field.name)
+            j.raw(",")
+            j.string(field.value)
+            j.raw("]")
+        }
+        j.raw("]")
+        return String(decoding: j.bytes, as: UTF8.self)
+    }
+}
+
+/// The identity under which callbacks are deduplicated (contract §4 "Dedupe keys").
+///
+/// Its text form is `source/part/part/…`, each part percent-encoded outside RFC 3986's unreserved set, so
+/// no choice of field values can make two different keys read alike.
+public struct DedupeKey: Sendable, Equatable, Hashable {
+    public let source: String
+    public let parts: [String]
+
+    public init(source: String, parts: [String]) {
+        self.source = source
+        self.parts = parts
+    }
+
+    public var text: String {
+        ([source] + parts).map(Self.escape).joined(separator: "/")
+    }
+
+    static func escape(_ part: String) -> String {
+        var out = ""
+        for byte in part.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + Hex.encode([byte]).uppercased()
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,101 @@
+/// One decoded `name=value` pair of a query string.
+public struct FormParameter: Sendable, Equatable {
+    public let name: String
+    public let value: String
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// Why a query string was refused. Every case is a 400 ("malformed") on the wire.
+public enum FormQueryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// `%` not followed by two hex digits.
+    case badEscape(parameter: String)
+    /// The decoded bytes are not UTF-8.
+    case notUTF8(parameter: String)
+    /// A byte that may not appear unencoded in a query (control characters, space, non-ASCII).
+    case badCharacter(parameter: String)
+    /// `=value` with no name.
+    case emptyName
+    /// The same name twice: which one was signed is ambiguous, so neither is trusted.
+    case repeatedName(String)
+
+    public var description: String {
+        switch self {
+        case .badEscape(let p): return "malformed percent-escape in parameter \(Self.show(p))"
+        case .notUTF8(let p): return "parameter \(Self.show(p)) does not decode to UTF-8"
+        case .badCharacter(let p): return "parameter \(Self.show(p)) contains a character that must be percent-encoded"
+        case .emptyName: return "a parameter has an empty name"
+        case .repeatedName(let n): return "parameter \(Self.show(n)) appears more than once"
+        }
+    }
+
+    // Names come from the request: keep them short and printable in messages and logs.
+    private static func show(_ raw: String) -> String {
+        let printable = raw.unicodeScalars.map { $0.value >= 0x20 && $0.value != 0x7f ? String($0) : "?" }.joined()
+        return "'" + (printable.count > 64 ? String(printable.prefix(64)) + "…" : printable) + "'"
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` query strings strictly.
+///
+/// Rules (WHATWG URL "application/x-www-form-urlencoded parsing", tightened for signed callbacks; see
+/// protocols.md §4.5): pairs are split on `&`, the first `=` separates name and value, `+` is a space,
+/// `%XX` is a byte and the decoded bytes must be UTF-8. Unlike a browser, a broken escape, invalid UTF-8,
+/// a raw control or non-ASCII character, or a repeated name is an error rather than something to guess
+/// around: the platform's Java `URLEncoder` never produces them, and guessing would mean verifying a
+/// signature over something other than what was sent. Empty pairs (`a=1&&b=2`, a trailing `&`) carry no
+/// data and are skipped.
+public enum FormQuery {
+    public static func decode(_ query: String) throws(FormQueryError) -> [FormParameter] {
+        var result: [FormParameter] = []
+        var seen = Set<String>()
+        for piece in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            let rawName: ArraySlice<UInt8>
+            let rawValue: ArraySlice<UInt8>
+            let bytes = ArraySlice(piece)
+            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
+                rawName = bytes[bytes.startIndex..<eq]
+                rawValue = bytes[(eq + 1)...]
+            } else {
+                rawName = bytes
+                rawValue = []
+            }
+            let label = String(decoding: rawName, as: UTF8.self)
+            let name = try decodeComponent(rawName, label: label)
+            guard !name.isEmpty else { throw .emptyName }
+            let value = try decodeComponent(rawValue, label: label)
+            guard seen.insert(name).inserted else { throw .repeatedName(name) }
+            result.append(FormParameter(name: name, value: value))
+        }
+        return result
+    }
+
+    static func decodeComponent(_ raw: ArraySlice<UInt8>, label: String) throws(FormQueryError) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var index = raw.startIndex
+        while index < raw.endIndex {
+            let c = raw[index]
+            switch c {
+            case UInt8(ascii: "+"):
+                out.append(UInt8(ascii: " "))
+                index += 1
+            case UInt8(ascii: "%"):
+                guard raw.distance(from: index, to: raw.endIndex) >= 3,
+                    let high = Hex.value(raw[index + 1]), let low = Hex.value(raw[index + 2])
+                else { throw .badEscape(parameter: label) }
+                out.append(high << 4 | low)
+                index += 3
+            case 0x21...0x7e:
+                out.append(c)
+                index += 1
+            default:
+                throw .badCharacter(parameter: label)
+            }
+        }
+        guard let text = String(validating: out, as: UTF8.self) else { throw .notUTF8(parameter: label) }
+        return text
+    }
+}

@@ -1,0 +1,91 @@
+/// A callback as the listener received it, reduced to what a source needs.
+public struct CallbackRequest: Sendable {
+    public var method: String
+    /// The request target exactly as received (raw, not percent-decoded): `path?query`.
+    public var target: String
+    /// The raw text after the first `?`, nil when there is none.
+    public var query: String?
+    public var body: [UInt8]
+    public var remoteAddress: String
+    public var receivedAtMilliseconds: Int64
+
+    public init(
+        method: String, target: String, query: String?, body: [UInt8], remoteAddress: String,
+        receivedAtMilliseconds: Int64
+    ) {
+        self.method = method
+        self.target = target
+        self.query = query
+        self.body = body
+        self.remoteAddress = remoteAddress
+        self.receivedAtMilliseconds = receivedAtMilliseconds
+    }
+}
+
+/// Why a callback was not accepted. Each maps to one HTTP status (contract §3) and one metrics outcome.
+public enum Refusal: Error, Sendable, Equatable {
+    /// 400: the request could not be parsed (bad escapes, repeated names, missing routing field).
+    case malformed(String)
+    /// 401: no configured tenant for the callback's tenant field.
+    case unknownTenant(String)
+    /// 401: the signature is missing, malformed or does not verify with any of the tenant's secrets.
+    case badSignature(String)
+    /// 400: verified, but a field fails the documented semantic checks.
+    case semantic(String)
+
+    public var status: Int {
+        switch self {
+        case .malformed, .semantic: return 400
+        case .unknownTenant, .badSignature: return 401
+        }
+    }
+
+    /// The outcome label for logs and metrics.
+    public var outcome: String {
+        switch self {
+        case .malformed: return "malformed"
+        case .unknownTenant: return "unknown_tenant"
+        case .badSignature: return "bad_signature"
+        case .semantic: return "rejected"
+        }
+    }
+
+    /// A sentence for the operator's log. It never contains a secret or an expected signature.
+    public var reason: String {
+        switch self {
+        case .malformed(let r), .unknownTenant(let r), .badSignature(let r), .semantic(let r): return r
+        }
+    }
+}
+
+/// What a source made of one callback.
+public enum Verdict: Sendable, Equatable {
+    case accepted(Event)
+    case refused(Refusal)
+}
+
+/// One kind of payment callback: turns a request into a verified event or a refusal, and knows the exact
+/// answer bytes its sender expects. A source never touches the disk; the server stores what it accepts.
+public protocol CallbackSource: Sendable {
+    /// The HTTP method this source's sender uses.
+    var method: String { get }
+    /// Verifies and parses one request.
+    func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict
+    /// The answer that tells the sender the event is stored (or was stored before).
+    var successAnswer: Answer { get }
+    /// The answer for any failure; the sender retries after it.
+    func failureAnswer(status: Int, reason: String) -> Answer
+}
+
+/// Bytes to send back, with their status.
+public struct Answer: Sendable, Equatable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+
+    public init(status: Int, contentType: String, body: [UInt8]) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+    }
+}

@@ -1,0 +1,105 @@
+/// The unified pay platform's signature schemes (protocols.md §4.3, §4.4; contract §3).
+public enum UnifiedSignScheme: String, Sendable, CaseIterable {
+    /// The platform's real rule: sorted values plus the secret, concatenated, SHA-1.
+    case valuesSHA1 = "values-sha1"
+    /// The sibling payment center's rule: `secret + name=value&… + secret`, SHA-1.
+    case saltedSHA1 = "salted-sha1"
+}
+
+/// Builds the exact bytes each scheme hashes. Pure, so tests and `payhook verify` can show them.
+public enum UnifiedSigning {
+    /// The parameter carrying the signature; never part of what is signed.
+    public static let signParameter = "sign"
+
+    /// `values-sha1`: the decoded value of every parameter except `sign`, empty ones dropped, plus the
+    /// secret, sorted by UTF-16 code units (Java `String.compareTo`, which the platform uses; Swift's `<`
+    /// orders by scalars and equates canonically-equivalent strings, protocols.md §4.5), concatenated
+    /// with no separator, as UTF-8.
+    public static func valuesMessage(_ parameters: [FormParameter], secret: String) -> [UInt8] {
+        var values = parameters.filter { $0.name != signParameter && !$0.value.isEmpty }.map(\.value)
+        values.append(secret)
+        values.sort(by: utf16Precedes)
+        var out: [UInt8] = []
+        for value in values { out.append(contentsOf: value.utf8) }
+        return out
+    }
+
+    /// `salted-sha1`: `name=value` of every non-empty parameter except `sign`, sorted by name in byte
+    /// order, joined with `&`, with the secret before and after (protocols.md §4.4, vector S-1 "raw").
+    public static func saltedMessage(_ parameters: [FormParameter], secret: String) -> [UInt8] {
+        let pairs = parameters.filter { $0.name != signParameter && !$0.value.isEmpty }
+            .sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+            .map { "\($0.name)=\($0.value)" }
+        return Array((secret + pairs.joined(separator: "&") + secret).utf8)
+    }
+
+    public static func message(_ scheme: UnifiedSignScheme, _ parameters: [FormParameter], secret: String) -> [UInt8] {
+        switch scheme {
+        case .valuesSHA1: return valuesMessage(parameters, secret: secret)
+        case .saltedSHA1: return saltedMessage(parameters, secret: secret)
+        }
+    }
+
+    /// Java `String.compareTo` order: lexicographic over UTF-16 code units.
+    public static func utf16Precedes(_ a: String, _ b: String) -> Bool {
+        a.utf16.lexicographicallyPrecedes(b.utf16)
+    }
+}
+
+/// The semantic checks a verified unified callback must pass (contract §3).
+///
+/// `values-sha1` signs values but not names, so a signature survives values being moved between fields
+/// (protocols.md §4.3: swapping `money` and `payTime` keeps it). These checks make such a swap fail.
+public enum UnifiedFields {
+    public static let payStatuses: Set<String> = [
+        "NOTPAY", "SUCCESSPAY", "FAILUREPAY", "NOTREFUND", "WAITREFUND", "SUCCESSREFUND", "FAILUREREFUND", "CLOSED",
+    ]
+    public static let currencyTypes: Set<String> = ["CNY", "USD"]
+    public static let payTypeCodes: Set<String> = ["Wechat", "Alipay", "ChinapayOld", "Paypal"]
+    /// Fields every callback must carry, non-empty (protocols.md §4.2).
+    public static let required = ["money", "requestKey", "payTime", "payStatus", "domainCode", "currencyType", "payTypeCode"]
+
+    /// The earliest plausible `payTime`: 2000-01-01T00:00:00Z. Anything earlier is not a millisecond time
+    /// (a value in seconds, or an amount moved into the field).
+    public static let earliestPayTime = Timestamp.milliseconds(year: 2000, month: 1, day: 1)
+    /// How far in the future `payTime` may be, for clock skew between the platform and us.
+    public static let payTimeFutureSlackMilliseconds: Int64 = 24 * 3600 * 1000
+
+    /// Checks one verified callback. Returns the amount in fen, or the first failed check as a sentence.
+    public static func check(_ values: [String: String], nowMilliseconds: Int64) -> Result<Int64, SemanticError> {
+        for name in required where (values[name] ?? "").isEmpty {
+            return .failure(SemanticError("required parameter '\(name)' is missing or empty"))
+        }
+        guard let money = values["money"].flatMap(parseNonNegative) else {
+            return .failure(SemanticError("money must be a non-negative integer number of fen"))
+        }
+        guard let payTime = values["payTime"].flatMap(parseNonNegative),
+            payTime >= earliestPayTime, payTime <= nowMilliseconds + payTimeFutureSlackMilliseconds
+        else {
+            return .failure(SemanticError("payTime must be an epoch-millisecond time between 2000-01-01 and now"))
+        }
+        guard let status = values["payStatus"], payStatuses.contains(status) else {
+            return .failure(SemanticError("payStatus is not one of \(payStatuses.sorted().joined(separator: ", "))"))
+        }
+        guard let currency = values["currencyType"], currencyTypes.contains(currency) else {
+            return .failure(SemanticError("currencyType is not one of \(currencyTypes.sorted().joined(separator: ", "))"))
+        }
+        guard let code = values["payTypeCode"], payTypeCodes.contains(code) else {
+            return .failure(SemanticError("payTypeCode is not one of \(payTypeCodes.sorted().joined(separator: ", "))"))
+        }
+        return .success(money)
+    }
+
+    /// Digits only, no sign, no leading zeros (except "0"), at most 18 digits so it fits in Int64.
+    static func parseNonNegative(_ text: String) -> Int64? {
+        let utf8 = Array(text.utf8)
+        guard !utf8.isEmpty, utf8.count <= 18, utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        guard utf8.count == 1 || utf8[0] != 0x30 else { return nil }
+        return Int64(text)
+    }
+
+    public struct SemanticError: Error, Sendable, Equatable {
+        public let message: String
+        init(_ message: String) { self.message = message }
+    }
+}

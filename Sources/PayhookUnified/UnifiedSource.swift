@@ -1,0 +1,117 @@
+public import PayhookCore
+import PayhookCrypto
+
+/// The unified pay platform's `bgUrl` callback: `GET <path>?money=…&requestKey=…&…&sign=…`
+/// (protocols.md §4, contract §3 "Unified platform callbacks").
+///
+/// One instance serves one configured path; the callback's `domainCode` picks the tenant, and only that
+/// tenant's secrets are tried.
+public struct UnifiedSource: CallbackSource {
+    public static let sourceName = "unified"
+
+    public let path: String
+    private let tenants: [String: UnifiedTenant]
+
+    /// - Parameter tenants: every `[[unified]]` table configured for one path.
+    public init(path: String, tenants: [UnifiedTenant]) {
+        self.path = path
+        var byCode: [String: UnifiedTenant] = [:]
+        for tenant in tenants where tenant.path == path { byCode[tenant.domainCode] = tenant }
+        self.tenants = byCode
+    }
+
+    public var method: String { "GET" }
+
+    /// The platform treats the body `success` as processed and anything else as a failure (§4.2).
+    public var successAnswer: Answer {
+        Answer(status: 200, contentType: "text/plain; charset=utf-8", body: Array("success".utf8))
+    }
+
+    public func failureAnswer(status: Int, reason: String) -> Answer {
+        Answer(status: status, contentType: "text/plain; charset=utf-8", body: Array("fail".utf8))
+    }
+
+    public func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
+        let parameters: [FormParameter]
+        do {
+            parameters = try FormQuery.decode(request.query ?? "")
+        } catch {
+            return .refused(.malformed(error.description))
+        }
+        var values: [String: String] = [:]
+        for parameter in parameters { values[parameter.name] = parameter.value }
+
+        guard let domainCode = values["domainCode"], !domainCode.isEmpty else {
+            return .refused(.malformed("parameter 'domainCode' is missing, so no tenant can be chosen"))
+        }
+        guard let tenant = tenants[domainCode] else {
+            return .refused(.unknownTenant("no [[unified]] tenant with domain_code '\(Self.printable(domainCode))' on \(path)"))
+        }
+        switch Self.verify(parameters, sign: values[UnifiedSigning.signParameter], tenant: tenant) {
+        case .failure(let refusal):
+            return .refused(refusal)
+        case .success:
+            break
+        }
+        let amount: Int64
+        switch UnifiedFields.check(values, nowMilliseconds: nowMilliseconds) {
+        case .failure(let error): return .refused(.semantic(error.message))
+        case .success(let money): amount = money
+        }
+        let requestKey = values["requestKey"] ?? ""
+        let payStatus = values["payStatus"] ?? ""
+        let key = DedupeKey(source: Self.sourceName, parts: [domainCode, requestKey, payStatus])
+        // `fields` holds what the signature covers: non-empty values other than `sign`. An empty value
+        // adds nothing to the signed string, so its presence is not authenticated and it is left out.
+        let fields = parameters.filter { $0.name != UnifiedSigning.signParameter && !$0.value.isEmpty }
+        let event = Event(
+            id: Hex.encode(Digest.sha256(Array(key.text.utf8))),
+            source: Self.sourceName,
+            tenant: domainCode,
+            orderRef: requestKey,
+            status: payStatus,
+            amount: amount,
+            currency: values["currencyType"] ?? "",
+            dedupeKey: key,
+            verifiedWith: tenant.signScheme.rawValue,
+            receivedAtMilliseconds: request.receivedAtMilliseconds,
+            remoteAddress: request.remoteAddress,
+            fields: fields,
+            raw: Event.RawRequest(method: request.method, target: request.target, body: String(decoding: request.body, as: UTF8.self))
+        )
+        return .accepted(event)
+    }
+
+    /// What verification found; `secretPosition` is the 1-based line of the secret that matched.
+    public struct Match: Sendable, Equatable {
+        public let secretPosition: Int
+        public init(secretPosition: Int) { self.secretPosition = secretPosition }
+    }
+
+    /// Checks `sign` against each of the tenant's secrets. The comparison is over the decoded 20 bytes in
+    /// constant time, so upper- and lowercase hex both verify and timing reveals nothing.
+    public static func verify(_ parameters: [FormParameter], sign: String?, tenant: UnifiedTenant) -> Result<Match, Refusal> {
+        guard let sign, !sign.isEmpty else {
+            return .failure(.badSignature("parameter 'sign' is missing"))
+        }
+        guard sign.utf8.count == 40, let presented = Hex.decode(sign) else {
+            return .failure(.badSignature("sign is not 40 hexadecimal characters"))
+        }
+        var matched: Int?
+        // Try every secret even after a match, so the time taken does not tell which position matched.
+        for (index, secret) in tenant.secrets.enumerated() {
+            let expected = Digest.sha1(UnifiedSigning.message(tenant.signScheme, parameters, secret: secret.value))
+            if Digest.constantTimeEquals(expected, presented), matched == nil { matched = index + 1 }
+        }
+        guard let matched else {
+            return .failure(.badSignature("sign does not match (\(tenant.signScheme.rawValue), \(tenant.secrets.count) secret(s) tried)"))
+        }
+        return .success(Match(secretPosition: matched))
+    }
+
+    /// Request text is shown in logs only as printable ASCII, shortened.
+    static func printable(_ text: String) -> String {
+        let cleaned = String(text.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f ? Character($0) : "?" })
+        return cleaned.count > 64 ? String(cleaned.prefix(64)) + "…" : cleaned
+    }
+}
