@@ -4,6 +4,7 @@ import PackageDescription
 // Dependencies come from the machine's package mirror, pinned to listed versions.
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let inMemoryLogging: Target.Dependency = .product(name: "InMemoryLogging", package: "swift-log")
 
 let package = Package(
     name: "payhook",
@@ -53,7 +54,7 @@ let package = Package(
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookSpool", "PayhookHTTP", "payhook", logging]
+            dependencies: ["PayhookServer", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookHTTP", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -7,10 +7,17 @@ public struct ConfigLoader: Sendable {
     /// Reads a file's bytes; throws a sentence naming the problem ("No such file or directory").
     public var readFile: @Sendable (String) throws -> [UInt8]
     public var environment: [String: String]
+    /// Checks the `listen` value; returns a sentence describing the problem, or nil. The listener owns the
+    /// address syntax, so it is passed in rather than parsed twice.
+    public var checkListen: @Sendable (String) -> String?
 
-    public init(readFile: @escaping @Sendable (String) throws -> [UInt8], environment: [String: String]) {
+    public init(
+        readFile: @escaping @Sendable (String) throws -> [UInt8], environment: [String: String],
+        checkListen: @escaping @Sendable (String) -> String? = { _ in nil }
+    ) {
         self.readFile = readFile
         self.environment = environment
+        self.checkListen = checkListen
     }
 
     /// Paths reserved for payhook's own endpoints.
@@ -63,7 +70,7 @@ public struct ConfigLoader: Sendable {
         }
     }
 
-    private static let topLevelIntegers: [(key: String, range: ClosedRange<Int64>, set: (inout Config, Int) -> Void)] = [
+    private static let topLevelIntegers: [(key: String, range: ClosedRange<Int64>, set: @Sendable (inout Config, Int) -> Void)] = [
         ("max_body_bytes", 1...16_777_216, { $0.maxBodyBytes = $1 }),
         ("connection_timeout_s", 1...3600, { $0.connectionTimeoutSeconds = $1 }),
         ("max_connections", 1...65536, { $0.maxConnections = $1 }),
@@ -85,6 +92,9 @@ public struct ConfigLoader: Sendable {
             }
         }
         if let node = root["listen"], let value = string(node, "listen", &c) {
+            if let problem = checkListen(value) {
+                c.error(node.line, problem)
+            }
             config.listen = value
             config.listenLine = node.line
         }

@@ -1,0 +1,33 @@
+# payhook: `make run` and `make test` do all set-up on a fresh Debian machine with Swift.
+SWIFT ?= swift
+CONFIG ?= Fixtures/demo.toml
+APT_PACKAGES := libmicrohttpd-dev libssl-dev pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps test-deps build run test clean
+
+# Installs the two C libraries' -dev packages (and pkg-config) when any is missing.
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# The schema test validates real event files with Python's jsonschema (test tooling only).
+test-deps: deps
+	@python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q jsonschema
+
+build: deps
+	$(SWIFT) build
+
+run: build
+	$(SWIFT) run payhook serve --config $(CONFIG)
+
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+clean:
+	rm -rf .build Fixtures/spool

@@ -1,0 +1,76 @@
+import Logging
+import PayhookCore
+import PayhookHTTP
+import PayhookSpool
+import PayhookUnified
+
+/// A running payhook: spool opened (and recovered), sources built from the config, listener serving.
+public final class PayhookServer: Sendable {
+    public let config: Config
+    public let spool: Spool
+    public let http: HTTPServer
+    let logger: Logger
+
+    /// Why the server could not start; one sentence each.
+    public struct StartError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Opens the spool (taking its lock and running recovery), then starts listening. Nothing is served
+    /// before recovery has finished (reliability.md §12).
+    public init(config: Config, logger: Logger, clock: @escaping @Sendable () -> Int64 = Router.wallClock) throws(StartError) {
+        self.config = config
+        self.logger = logger
+        let listen: ListenAddress
+        do {
+            listen = try ListenAddress.parse(config.listen)
+        } catch {
+            throw StartError(description: "\(config.file): listen: \(error)")
+        }
+        do {
+            spool = try Spool(directory: config.spool, inspector: EventInspector(), logger: logger)
+        } catch {
+            throw StartError(description: "cannot open spool \(config.spool): \(error)")
+        }
+        let router = Router(sources: Self.sources(config), spool: spool, logger: logger, clock: clock)
+        var limits = HTTPLimits()
+        limits.connectionTimeoutSeconds = config.connectionTimeoutSeconds
+        limits.maxConnections = config.maxConnections
+        limits.maxConnectionsPerIP = config.maxConnectionsPerIP
+        limits.connectionMemoryLimitBytes = config.connectionMemoryLimitBytes
+        limits.maxBodyBytes = config.maxBodyBytes
+        limits.requestDeadlineSeconds = Double(config.requestDeadlineSeconds)
+        limits.threads = config.threads
+        do {
+            http = try HTTPServer(listen: listen, limits: limits, handler: router, logger: logger)
+        } catch {
+            spool.close()
+            throw StartError(description: "\(error)")
+        }
+        logger.notice(
+            "serving",
+            metadata: [
+                "listen": "\(http.boundAddress)", "spool": "\(config.spool)",
+                "unified.tenants": "\(config.unified.count)",
+            ])
+    }
+
+    /// One source per configured path.
+    static func sources(_ config: Config) -> [String: any CallbackSource] {
+        var sources: [String: any CallbackSource] = [:]
+        for path in Set(config.unified.map(\.path)) {
+            sources[path] = UnifiedSource(path: path, tenants: config.unified.filter { $0.path == path })
+        }
+        return sources
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the configured grace), stops the listener and
+    /// releases the spool. Returns false when some request was still running at the deadline.
+    @discardableResult
+    public func shutdown() -> Bool {
+        let drained = http.shutdown(grace: .seconds(config.shutdownGraceSeconds))
+        spool.close()
+        logger.notice("stopped", metadata: ["drained": "\(drained)"])
+        return drained
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import Logging
+import PayhookCore
+import PayhookHTTP
+import PayhookSpool
+
+/// Maps each request to a source, stores what the source accepts, and answers in the sender's format.
+///
+/// Contract §3: success only once the event is durable or was stored before; 400 malformed, 401 bad
+/// signature or unknown tenant, 404 unknown path, 405 wrong method, 413 too large, 503 could not store.
+public final class Router: HTTPHandler {
+    public static let healthPath = "/healthz"
+
+    let sources: [String: any CallbackSource]
+    let spool: Spool
+    let logger: Logger
+    let clock: @Sendable () -> Int64
+
+    /// - Parameter clock: "now" in Unix milliseconds, for the semantic checks (tests pin it).
+    public init(sources: [String: any CallbackSource], spool: Spool, logger: Logger, clock: @escaping @Sendable () -> Int64 = Router.wallClock) {
+        self.sources = sources
+        self.spool = spool
+        self.logger = logger
+        self.clock = clock
+    }
+
+    public static let wallClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    /// Routing decisions that need no body: unknown paths and wrong methods are answered before the body
+    /// is read.
+    public func head(_ head: HTTPRequestHead) -> HTTPResponse? {
+        if head.path == Self.healthPath {
+            return head.method == "GET" || head.method == "HEAD" ? nil : Self.plain(405, "method not allowed\n", allow: "GET")
+        }
+        guard let source = sources[head.path] else {
+            log(head, outcome: "not_found", status: 404, level: .info, reason: "no route for this path")
+            return Self.plain(404, "not found\n")
+        }
+        guard head.method == source.method else {
+            log(head, outcome: "wrong_method", status: 405, level: .info, reason: "\(source.method) expected")
+            var response = Self.response(source.failureAnswer(status: 405, reason: "method not allowed"))
+            response.headers.append((name: "Allow", value: source.method))
+            return response
+        }
+        return nil
+    }
+
+    public func refusal(_ status: Int, for head: HTTPRequestHead) -> HTTPResponse {
+        let reason = status == 413 ? "body too large" : status == 408 ? "request deadline passed" : "refused"
+        log(head, outcome: status == 413 ? "too_large" : "refused", status: status, level: .notice, reason: reason)
+        if let source = sources[head.path] {
+            return Self.response(source.failureAnswer(status: status, reason: reason))
+        }
+        return Self.plain(status, reason + "\n")
+    }
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let head = request.head
+        if head.path == Self.healthPath {
+            do {
+                try spool.probe()
+                return Self.plain(200, "ok")
+            } catch {
+                logger.error("health probe failed", metadata: ["error": "\(error)"])
+                return Self.plain(503, "spool not writable\n", retryAfter: true)
+            }
+        }
+        guard let source = sources[head.path] else { return Self.plain(404, "not found\n") }
+        let started = ContinuousClock.now
+        let callback = CallbackRequest(
+            method: head.method, target: head.target, query: head.query, body: request.body,
+            remoteAddress: head.remoteAddress,
+            receivedAtMilliseconds: Int64((head.receivedAt.timeIntervalSince1970 * 1000).rounded(.down)))
+        switch source.process(callback, nowMilliseconds: clock()) {
+        case .refused(let refusal):
+            log(head, outcome: refusal.outcome, status: refusal.status, level: .warning, started: started, reason: refusal.reason)
+            return Self.response(source.failureAnswer(status: refusal.status, reason: refusal.reason))
+        case .accepted(let event):
+            let record = SpoolRecord(id: event.id, fingerprint: event.fingerprint, bytes: event.jsonBytes())
+            do {
+                let outcome = try spool.store(record)
+                switch outcome {
+                case .stored:
+                    log(head, outcome: "accepted", status: 200, level: .info, event: event, started: started)
+                case .duplicate:
+                    log(head, outcome: "duplicate", status: 200, level: .info, event: event, started: started)
+                case .conflict(let auditFile):
+                    // Invariant 5: not delivered again; kept for audit. The audit copy is durable, so the
+                    // sender is told success and stops retrying; the operator is told loudly.
+                    log(head, outcome: "conflict", status: 200, level: .error, event: event, started: started,
+                        reason: "same dedupe key, different verified fields; kept as \(auditFile), not delivered")
+                }
+                return Self.response(source.successAnswer)
+            } catch {
+                log(head, outcome: "storage_error", status: 503, level: .error, event: event, started: started, reason: "\(error)")
+                var response = Self.response(source.failureAnswer(status: 503, reason: "could not store"))
+                response.headers.append((name: "Retry-After", value: "30"))
+                return response
+            }
+        }
+    }
+
+    private func log(
+        _ head: HTTPRequestHead, outcome: String, status: Int, level: Logger.Level, event: Event? = nil,
+        started: ContinuousClock.Instant? = nil, reason: String? = nil
+    ) {
+        var metadata: Logger.Metadata = [
+            "http.method": "\(Self.printable(head.method, limit: 16))",
+            "http.path": "\(Self.printable(head.path, limit: 128))",
+            "http.status": "\(status)",
+            "outcome": "\(outcome)",
+            "remote": "\(head.remoteAddress)",
+        ]
+        if let event {
+            metadata["source"] = "\(event.source)"
+            metadata["tenant"] = "\(Self.printable(event.tenant, limit: 64))"
+            metadata["event.id"] = "\(event.id)"
+        }
+        if let started {
+            let elapsed = (ContinuousClock.now - started) / .microseconds(1)
+            metadata["latency_ms"] = "\(String(format: "%.3f", elapsed / 1000))"
+        }
+        if let reason { metadata["reason"] = "\(reason)" }
+        logger.log(level: level, "request", metadata: metadata)
+    }
+
+    /// Request text reaches logs only as printable ASCII, shortened.
+    static func printable(_ text: String, limit: Int) -> String {
+        let cleaned = String(text.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f ? Character($0) : "?" })
+        return cleaned.count > limit ? String(cleaned.prefix(limit)) + "…" : cleaned
+    }
+
+    static func response(_ answer: Answer) -> HTTPResponse {
+        HTTPResponse(status: answer.status, contentType: answer.contentType, body: answer.body)
+    }
+
+    static func plain(_ status: Int, _ body: String, allow: String? = nil, retryAfter: Bool = false) -> HTTPResponse {
+        var headers: [(name: String, value: String)] = []
+        if let allow { headers.append((name: "Allow", value: allow)) }
+        if retryAfter { headers.append((name: "Retry-After", value: "30")) }
+        return HTTPResponse(status: status, contentType: "text/plain; charset=utf-8", body: body, headers: headers)
+    }
+}

@@ -1,0 +1,28 @@
+import ArgumentParser
+import PayhookCore
+import PayhookServer
+
+/// `payhook check-config --config FILE`: validates a config and lists every problem at once.
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate a config file and list every problem (file:line), then exit 0 or 1."
+    )
+
+    @Option(name: .long, help: "The TOML config file.")
+    var config: String
+
+    func run() throws {
+        let loaded: ConfigLoader.Loaded
+        do {
+            loaded = try ConfigFile.load(path: config)
+        } catch {
+            for issue in error.issues { Output.err("error: \(issue)") }
+            Output.err("\(config): \(error.issues.count) problem\(error.issues.count == 1 ? "" : "s") found")
+            throw ExitCode(1)
+        }
+        for warning in loaded.warnings { Output.err("warning: \(warning)") }
+        let c = loaded.config
+        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(c.unified.count) [[unified]] tenant\(c.unified.count == 1 ? "" : "s"))")
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PayhookCore
+import PayhookHTTP
+import PayhookServer
+
+/// `payhook serve --config FILE`: runs until SIGTERM or SIGINT, then stops accepting, finishes the
+/// requests in flight and exits 0.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the listener until SIGTERM/SIGINT."
+    )
+
+    @Option(name: .long, help: "The TOML config file.")
+    var config: String
+
+    @Option(name: .long, help: "Listen address, overriding the config (host:port or [ipv6]:port; port 0 picks a free port).")
+    var listen: String?
+
+    @Option(name: .long, help: "Queue directory, overriding the config.")
+    var spool: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    func validate() throws {
+        if let logLevel, !ConfigLoader.logLevels.contains(logLevel) {
+            throw ValidationError("--log-level must be one of \(ConfigLoader.logLevels.joined(separator: ", "))")
+        }
+        if let listen {
+            do {
+                _ = try ListenAddress.parse(listen)
+            } catch {
+                throw ValidationError("--listen: \(error)")
+            }
+        }
+    }
+
+    func run() throws {
+        // Block the stop signals before any thread exists, so every thread inherits the mask and the
+        // signals wait for sigwait(3) below instead of killing the process mid-request.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        var loaded: ConfigLoader.Loaded
+        do {
+            loaded = try ConfigFile.load(path: config)
+        } catch {
+            for issue in error.issues { Output.err("error: \(issue)") }
+            throw ExitCode(1)
+        }
+        if let listen { loaded.config.listen = listen }
+        if let spool { loaded.config.spool = spool }
+        let level = Logger.Level(rawValue: logLevel ?? loaded.config.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "payhook")
+        for warning in loaded.warnings { logger.warning("\(warning)") }
+
+        let server: PayhookServer
+        do {
+            server = try PayhookServer(config: loaded.config, logger: logger)
+        } catch {
+            Output.err("payhook: \(error)")
+            throw ExitCode(1)
+        }
+        // One line on stdout with the real address, so scripts (and tests using port 0) can find it.
+        Output.out("payhook listening on \(server.http.boundAddress) spool \(loaded.config.spool)")
+
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        logger.notice("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+        server.shutdown()
+    }
+}

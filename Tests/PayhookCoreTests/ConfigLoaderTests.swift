@@ -1,0 +1,162 @@
+import PayhookCore
+import Testing
+
+@Suite struct ConfigLoaderTests {
+    struct Missing: Error, CustomStringConvertible { var description: String { "No such file or directory" } }
+
+    static func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
+        ConfigLoader(
+            readFile: { path in
+                guard let text = files[path] else { throw Missing() }
+                return Array(text.utf8)
+            }, environment: env,
+            checkListen: { $0.contains(":") ? nil : "listen: '\($0)' has no port" })
+    }
+
+    static func issues(_ text: String, files: [String: String] = [:], env: [String: String] = [:]) -> [String] {
+        do {
+            _ = try loader(files: files, env: env).load(text: text, path: "/etc/payhook/p.toml")
+            return []
+        } catch {
+            return error.issues.map(\.description)
+        }
+    }
+
+    @Test func fullConfigWithDefaultsAndRelativePaths() throws {
+        let text = """
+            listen = "[::1]:9000"
+            spool = "queue"
+            max_body_bytes = 1024
+
+            [[unified]]
+            path = "/u"
+            domain_code = "a"
+            secret_file = "secrets/a.secret"
+
+            [[unified]]
+            path = "/u"
+            domain_code = "b"
+            secret_env = "B_SECRET"
+            sign_scheme = "salted-sha1"
+            """
+        let loaded = try Self.loader(
+            files: ["/etc/payhook/secrets/a.secret": "\n  current \n\n old\n"], env: ["B_SECRET": "bee"]
+        ).load(text: text, path: "/etc/payhook/p.toml")
+        let c = loaded.config
+        #expect(c.listen == "[::1]:9000")
+        #expect(c.spool == "/etc/payhook/queue")
+        #expect(c.maxBodyBytes == 1024)
+        #expect(c.connectionTimeoutSeconds == 10)
+        #expect(c.unified.count == 2)
+        #expect(c.unified[0].secrets == [Secret("current"), Secret("old")])
+        #expect(c.unified[0].signScheme == .valuesSHA1)
+        #expect(c.unified[0].line == 5)
+        #expect(c.unified[1].secrets == [Secret("bee")])
+        #expect(c.unified[1].signScheme == .saltedSHA1)
+        #expect(loaded.warnings.isEmpty)
+    }
+
+    @Test func inlineSecretWorksWithAWarning() throws {
+        let loaded = try Self.loader().load(text: "[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret = \"s3cr3t\"\n", path: "p.toml")
+        #expect(loaded.config.unified[0].secrets == [Secret("s3cr3t")])
+        #expect(loaded.config.spool == "spool")
+        #expect(loaded.warnings.map(\.description) == ["p.toml:4: secret is written in the config file; prefer secret_file or secret_env"])
+    }
+
+    @Test func everyProblemIsReportedAtOnce() {
+        let text = """
+            listen = "nowhere"
+            bogus = 1
+            max_body_bytes = 0
+            log_level = "loud"
+
+            [[unified]]
+            path = "u"
+            domain_code = ""
+            secret_env = "UNSET"
+
+            [[unified]]
+            path = "/healthz"
+            domain_code = "x"
+
+            [[wechat]]
+            mch_id = "1"
+            """
+        let found = Self.issues(text)
+        #expect(found == [
+            "/etc/payhook/p.toml:2: unknown key 'bogus'",
+            "/etc/payhook/p.toml:15: [[wechat]] tables are not supported by this version of payhook",
+            "/etc/payhook/p.toml:1: listen: 'nowhere' has no port",
+            "/etc/payhook/p.toml:4: log_level must be one of trace, debug, info, notice, warning, error, critical",
+            "/etc/payhook/p.toml:3: max_body_bytes must be between 1 and 16777216",
+            "/etc/payhook/p.toml:7: path 'u' must start with /",
+            "/etc/payhook/p.toml:8: domain_code must not be empty",
+            "/etc/payhook/p.toml:9: secret_env: environment variable UNSET is not set",
+            "/etc/payhook/p.toml:12: path '/healthz' is reserved for payhook's own endpoint",
+            "/etc/payhook/p.toml:11: [[unified]] needs one of secret, secret_file or secret_env",
+        ])
+    }
+
+    @Test(arguments: [
+        ("secret_file = \"gone.secret\"", "cannot read secret_file /etc/payhook/gone.secret: No such file or directory"),
+        ("secret_file = \"blank.secret\"", "secret_file holds no secret (it is empty)"),
+        ("secret_env = \"EMPTY\"", "secret_env holds no secret (it is empty)"),
+        ("secret = \"  \"", "secret holds no secret (it is empty)"),
+        ("secret = 5", "secret must be a string"),
+        ("secret = \"a\"\nsecret_file = \"blank.secret\"", "[[unified]] sets secret and secret_file; use exactly one"),
+    ])
+    func secretProblems(line: String, message: String) {
+        let text = "[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\n\(line)\n"
+        let found = Self.issues(text, files: ["/etc/payhook/blank.secret": "\n \n"], env: ["EMPTY": ""])
+        #expect(found.count == 1)
+        #expect(found.first?.hasSuffix(message) == true, "\(found)")
+    }
+
+    @Test func clashingRoutesNameBothLines() {
+        let text = """
+            [[unified]]
+            path = "/u"
+            domain_code = "a"
+            secret = "1"
+
+            [[unified]]
+            path = "/u"
+            domain_code = "a"
+            secret = "2"
+
+            [[unified]]
+            path = "/v"
+            domain_code = "a"
+            secret = "3"
+            """
+        #expect(Self.issues(text) == ["/etc/payhook/p.toml:6: [[unified]] path '/u' with domain_code 'a' is already claimed by the table at line 1"])
+    }
+
+    @Test func tomlSyntaxErrorsNameTheLine() {
+        let found = Self.issues("listen = \"a:1\"\nspool = \"x\n")
+        #expect(found.count == 1)
+        #expect(found.first?.hasPrefix("/etc/payhook/p.toml:2: ") == true, "\(found)")
+    }
+
+    @Test func noSourceIsAnError() {
+        #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] table: payhook would have nothing to receive"])
+    }
+
+    @Test func wrongTypesAreErrors() {
+        let found = Self.issues("listen = 8080\nthreads = \"4\"\nunified = \"x\"\n")
+        #expect(found == [
+            "/etc/payhook/p.toml:1: listen must be a string",
+            "/etc/payhook/p.toml:2: threads must be an integer",
+            "/etc/payhook/p.toml:3: unified must be written as [[unified]] tables",
+        ])
+    }
+
+    @Test func secretsNeverAppearInIssues() {
+        let text = "[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret = \"hunter2-secret\"\nsign_scheme = \"x\"\n"
+        let found = Self.issues(text).joined()
+        #expect(!found.isEmpty)
+        #expect(!found.contains("hunter2-secret"))
+        #expect("\(Secret("hunter2-secret"))" == "***")
+        #expect("\([Secret("hunter2-secret")])".contains("hunter2") == false)
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+
+/// The `payhook` executable itself: exit codes, `check-config`, and `serve`'s signal handling.
+@Suite(.timeLimit(.minutes(2)))
+struct ProcessTests {
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String], timeout: TimeInterval = 30) throws -> Run {
+        let process = Process()
+        process.executableURL = try Paths.payhookBinary()
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            throw TestFailure("payhook \(arguments) did not finish in \(timeout) s")
+        }
+        return Run(
+            status: process.terminationStatus,
+            stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+            stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    /// A config like the demo's, with its spool in `dir` and the secret file referenced absolutely.
+    static func writeConfig(_ dir: TempDir) throws -> String {
+        let secret = Paths.fixtures.appendingPathComponent("secrets/demo.secret").path
+        try dir.write("payhook.toml", """
+            listen = "127.0.0.1:0"
+            spool = "spool"
+            shutdown_grace_s = 5
+
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "demo"
+            secret_file = "\(secret)"
+            """)
+        return dir.file("payhook.toml")
+    }
+
+    @Test func checkConfigAcceptsTheDemoConfig() throws {
+        let result = try Self.run(["check-config", "--config", Paths.fixtures.appendingPathComponent("demo.toml").path])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("ok"))
+        #expect(result.stdout.contains("2 [[unified]] tenants"))
+        #expect(!result.stdout.contains("demo-secret-rotate-me"))
+    }
+
+    @Test func checkConfigListsEveryProblemWithFileAndLine() throws {
+        let dir = try TempDir()
+        try dir.write("empty.secret", "\n   \n")
+        try dir.write("bad.toml", """
+            listen = "127.0.0.1"
+            colour = "blue"
+
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "a"
+            secret_file = "missing.secret"
+
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "b"
+            secret_file = "empty.secret"
+            sign_scheme = "md5"
+
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "c"
+            secret = "inline-secret-value"
+            secret_env = "SOME_VAR"
+
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "d"
+            secret = "d1"
+            extra = 1
+
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "d"
+            secret = "d2"
+            """)
+        let file = dir.file("bad.toml")
+        let result = try Self.run(["check-config", "--config", file])
+        #expect(result.status == 1)
+        let expected = [
+            "\(file):1: listen:",
+            "\(file):2: unknown key 'colour'",
+            "\(file):7: cannot read secret_file \(dir.path)/missing.secret: No such file or directory",
+            "\(file):12: secret_file holds no secret (it is empty)",
+            "\(file):13: sign_scheme 'md5' is not known",
+            "\(file):15: [[unified]] sets secret and secret_env; use exactly one",
+            "\(file):24: unknown key 'extra' in [[unified]]",
+            "\(file):26: [[unified]] path '/notify/unified' with domain_code 'd' is already claimed by the table at line 21",
+        ]
+        for line in expected {
+            #expect(result.stderr.contains(line), "missing: \(line)\n\(result.stderr)")
+        }
+        #expect(!result.stderr.contains("inline-secret-value"))
+        #expect(!result.stderr.contains("d1") && !result.stderr.contains("d2\n"))
+    }
+
+    @Test func usageErrorsExitTwo() throws {
+        #expect(try Self.run(["serve"]).status == 2)
+        #expect(try Self.run(["no-such-command"]).status == 2)
+        #expect(try Self.run(["serve", "--config", "x.toml", "--listen", "nonsense"]).status == 2)
+        let help = try Self.run(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("check-config"))
+    }
+
+    @Test func missingConfigIsAClearErrorExitOne() throws {
+        let result = try Self.run(["check-config", "--config", "/nonexistent/payhook.toml"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("/nonexistent/payhook.toml: cannot read the config file: No such file or directory"))
+        #expect(try Self.run(["serve", "--config", "/nonexistent/payhook.toml"]).status == 1)
+    }
+
+    /// Starts `payhook serve`, returns the process, its stdout reader and the port it printed.
+    static func startServe(_ config: String, extra: [String] = []) throws -> (Process, Pipe, Int) {
+        let process = Process()
+        process.executableURL = try Paths.payhookBinary()
+        process.arguments = ["serve", "--config", config] + extra
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var line = Data()
+        let handle = out.fileHandleForReading
+        while !line.contains(0x0a) {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let match = text.firstMatch(of: #/listening on 127\.0\.0\.1:(\d+)/#), let port = Int(match.1) else {
+            process.terminate()
+            throw TestFailure("no listening line: \(text)")
+        }
+        return (process, out, port)
+    }
+
+    static func waitForExit(_ process: Process, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        return !process.isRunning
+    }
+
+    /// SIGTERM: stop accepting, finish the request in flight, exit 0.
+    @Test func sigtermFinishesTheRequestInFlightAndExitsZero() throws {
+        let dir = try TempDir()
+        let config = try Self.writeConfig(dir)
+        let (process, _, port) = try Self.startServe(config)
+        defer { if process.isRunning { process.terminate() } }
+        let query = try Paths.fixture("unified/success.query")
+
+        // A request whose head is not finished yet is in flight when the signal arrives.
+        let fd = try RawHTTP.connect(port: port)
+        defer { close(fd) }
+        RawHTTP.write(fd, Array("GET /notify/unified?\(query) HTTP/1.1\r\nHost: x\r\n".utf8))
+        usleep(300_000)
+        kill(process.processIdentifier, SIGTERM)
+        usleep(300_000)
+        #expect(process.isRunning, "payhook exited with a request in flight")
+
+        // New connections are no longer accepted.
+        #expect(throws: (any Error).self) { _ = try RawHTTP.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port) }
+
+        RawHTTP.write(fd, Array("Connection: close\r\n\r\n".utf8))
+        let reply = try RawHTTP.parse(RawHTTP.readAll(fd))
+        #expect(reply.status == 200)
+        #expect(reply.body == "success")
+        #expect(Self.waitForExit(process, seconds: 10))
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+        #expect(listing(dir.file("spool/new")).count == 1)
+    }
+
+    @Test func sigintWhenIdleExitsZero() throws {
+        let dir = try TempDir()
+        let (process, _, port) = try Self.startServe(try Self.writeConfig(dir))
+        defer { if process.isRunning { process.terminate() } }
+        #expect(try RawHTTP.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port).body == "ok")
+        kill(process.processIdentifier, SIGINT)
+        #expect(Self.waitForExit(process, seconds: 10))
+        #expect(process.terminationStatus == 0)
+    }
+
+    @Test func secondServerOnTheSameSpoolRefusesToStart() throws {
+        let dir = try TempDir()
+        let config = try Self.writeConfig(dir)
+        let (first, _, _) = try Self.startServe(config)
+        defer {
+            kill(first.processIdentifier, SIGTERM)
+            _ = Self.waitForExit(first, seconds: 10)
+        }
+        let second = try Self.run(["serve", "--config", config])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("in use by another payhook (pid \(first.processIdentifier))"))
+    }
+}
