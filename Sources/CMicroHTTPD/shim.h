@@ -1,0 +1,113 @@
+#ifndef PAYHOOK_CMICROHTTPD_SHIM_H
+#define PAYHOOK_CMICROHTTPD_SHIM_H
+
+/*
+ * Non-variadic wrappers around the variadic parts of libmicrohttpd.
+ *
+ * Swift does not import C variadic functions, and even if it did, the
+ * varargs of MHD_start_daemon must be passed with their exact C types:
+ * microhttpd.h documents each option as "followed by an `unsigned int`",
+ * "a `size_t`", "an `MHD_socket`" or "TWO pointers"; passing an int where a
+ * size_t is read (or forgetting the second pointer) makes MHD read garbage
+ * off the va_list. Every cast below mirrors the type documented in
+ * microhttpd.h for that option.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+
+/* The URI log callback has no typedef in microhttpd.h; this is the shape
+ * documented under MHD_OPTION_URI_LOG_CALLBACK. Its return value becomes the
+ * initial `*con_cls` of the request. */
+typedef void *(*payhook_uri_log_callback)(void *cls,
+                                          const char *uri,
+                                          struct MHD_Connection *connection);
+
+/* Plain numbers for MHD_start_daemon; converted to the documented C types in
+ * payhook_start_daemon. */
+typedef struct payhook_daemon_config {
+  unsigned int flags;
+  unsigned int thread_pool_size;
+  unsigned int connection_timeout_seconds;
+  unsigned int connection_limit;
+  unsigned int per_ip_connection_limit;
+  size_t connection_memory_limit;
+  int listen_socket;
+} payhook_daemon_config;
+
+/*
+ * Starts a daemon on an already listening socket. The same `cls` is handed
+ * to every callback. MHD_OPTION_EXTERNAL_LOGGER comes first because
+ * microhttpd.h says it "should be specified as the first option, otherwise
+ * some messages may be printed by standard MHD logger during daemon
+ * startup".
+ */
+static inline struct MHD_Daemon *
+payhook_start_daemon(const payhook_daemon_config *config,
+                     MHD_AccessHandlerCallback access_handler,
+                     MHD_RequestCompletedCallback request_completed,
+                     payhook_uri_log_callback uri_log,
+                     MHD_LogCallback logger,
+                     void *cls)
+{
+  return MHD_start_daemon(
+      config->flags,
+      (uint16_t) 0, /* ignored: MHD_OPTION_LISTEN_SOCKET is given */
+      NULL, NULL,   /* no accept policy callback */
+      access_handler, cls,
+      MHD_OPTION_EXTERNAL_LOGGER, logger, cls,
+      MHD_OPTION_LISTEN_SOCKET, (MHD_socket) config->listen_socket,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) config->thread_pool_size,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->connection_timeout_seconds,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config->connection_limit,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) config->per_ip_connection_limit,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) config->connection_memory_limit,
+      MHD_OPTION_URI_LOG_CALLBACK, uri_log, cls,
+      MHD_OPTION_NOTIFY_COMPLETED, request_completed, cls,
+      MHD_OPTION_END);
+}
+
+/* The daemon flags this server always uses; MHD_USE_ITC is required by
+ * MHD_quiesce_daemon when MHD runs its own threads (see microhttpd.h). */
+static inline unsigned int
+payhook_daemon_flags(void)
+{
+  return (unsigned int) (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                         MHD_USE_ITC | MHD_USE_ERROR_LOG);
+}
+
+/*
+ * Writes the numeric IP of the connection's peer (no port) into `buffer`.
+ * Returns 0 on success, -1 when MHD has no address or the family is not
+ * IPv4/IPv6.
+ */
+static inline int
+payhook_connection_peer_ip(struct MHD_Connection *connection,
+                           char *buffer,
+                           size_t buffer_size)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (NULL == info || NULL == info->client_addr || 0 == buffer_size)
+    return -1;
+  const struct sockaddr *address = info->client_addr;
+  const void *raw = NULL;
+  if (AF_INET == address->sa_family)
+    raw = &((const struct sockaddr_in *) (const void *) address)->sin_addr;
+  else if (AF_INET6 == address->sa_family)
+    raw = &((const struct sockaddr_in6 *) (const void *) address)->sin6_addr;
+  else
+    return -1;
+  if (NULL == inet_ntop(address->sa_family, raw, buffer,
+                        (socklen_t) buffer_size))
+    return -1;
+  return 0;
+}
+
+#endif /* PAYHOOK_CMICROHTTPD_SHIM_H */

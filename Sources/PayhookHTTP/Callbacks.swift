@@ -1,0 +1,352 @@
+import CMicroHTTPD
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The bodies of the C callbacks given to MHD_start_daemon. Each one runs on
+/// an MHD pool thread; a connection always stays on the same thread, so the
+/// calls for one request never overlap, but calls for different requests do.
+enum Callbacks {
+    // MARK: URI log callback
+
+    /// MHD_OPTION_URI_LOG_CALLBACK: called once per request as soon as the
+    /// request line is parsed, with the URI before MHD unescapes it or splits
+    /// off the query (microhttpd.h). MHD marks the request as seen by the
+    /// application at that moment, so the completed callback fires for it
+    /// whatever happens next (431, 400, timeout, shutdown), which keeps
+    /// `inFlight` balanced.
+    static func uriArrived(
+        _ cls: UnsafeMutableRawPointer?,
+        _ uri: UnsafePointer<CChar>?,
+        _ connection: OpaquePointer?
+    ) -> UnsafeMutableRawPointer? {
+        guard let cls else { return nil }
+        let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
+        let target = uri.map { String(cString: $0) } ?? ""
+        var remote = "unknown"
+        if let connection {
+            var buffer = [CChar](repeating: 0, count: 64)
+            if payhook_connection_peer_ip(connection, &buffer, buffer.count) == 0 {
+                remote = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            }
+        }
+        let draining = daemon.state.withLock { state -> Bool in
+            state.inFlight += 1
+            return state.phase == .draining
+        }
+        let request = RequestContext(target: target, remoteAddress: remote, arrivedWhileDraining: draining)
+        return Unmanaged.passRetained(request).toOpaque()
+    }
+
+    // MARK: Request completed callback
+
+    /// MHD_OPTION_NOTIFY_COMPLETED: releases the request context created by
+    /// `uriArrived` and counts the request as finished.
+    static func requestCompleted(
+        _ cls: UnsafeMutableRawPointer?,
+        _ contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+    ) {
+        guard let cls, let contextSlot, let raw = contextSlot.pointee else { return }
+        contextSlot.pointee = nil
+        Unmanaged<RequestContext>.fromOpaque(raw).release()
+        let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
+        daemon.state.withLock { $0.inFlight -= 1 }
+    }
+
+    // MARK: Access handler
+
+    /// The MHD_AccessHandlerCallback. microhttpd.h describes the sequence:
+    /// one call once the headers are in (`*upload_data_size == 0`), one call
+    /// per received piece of body (`*upload_data_size > 0`, which must be set
+    /// to the number of bytes not consumed), and a last call with
+    /// `*upload_data_size == 0` once the whole request is in. A response can
+    /// only be queued in the first and the last call; queuing it in the first
+    /// one makes MHD skip the body and close the connection after answering.
+    static func access(
+        _ cls: UnsafeMutableRawPointer?,
+        _ connection: OpaquePointer?,
+        _ method: UnsafePointer<CChar>?,
+        _ uploadData: UnsafePointer<CChar>?,
+        _ uploadDataSize: UnsafeMutablePointer<Int>?,
+        _ contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+    ) -> MHD_Result {
+        guard let cls, let connection, let uploadDataSize, let contextSlot else { return .NO }
+        let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
+        guard let raw = contextSlot.pointee else {
+            // The URI log callback always installs a context; without one
+            // there is nothing to track the request with, so answer 500.
+            return queue(internalError(), on: connection, daemon: daemon, closeAfter: true)
+        }
+        let request = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+        let expired = ContinuousClock.now - request.started > daemon.deadline
+        let pending = uploadDataSize.pointee
+
+        let existingHead = request.state.withLock { $0.head }
+        guard let head = existingHead else {
+            return headersComplete(request, method: method, connection: connection, daemon: daemon, expired: expired)
+        }
+
+        if pending > 0 {
+            // MHD_queue_response is refused while body data is being
+            // delivered, so a request past its deadline can only be cut off.
+            if expired {
+                daemon.logger.debug("closing connection: request deadline passed while reading the body",
+                                    metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                return .NO
+            }
+            let limit = daemon.limits.maxBodyBytes
+            request.state.withLock { state in
+                guard !state.bodyOverflowed else { return }
+                if state.body.count + pending > limit {
+                    // Chunked bodies carry no Content-Length, so the cap is
+                    // enforced on the running total. The rest is read and
+                    // dropped, and 413 goes out with the last call.
+                    state.bodyOverflowed = true
+                    state.body = []
+                } else if let uploadData {
+                    uploadData.withMemoryRebound(to: UInt8.self, capacity: pending) {
+                        state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: pending))
+                    }
+                }
+            }
+            uploadDataSize.pointee = 0
+            return .YES
+        }
+
+        // The whole request is in.
+        if expired {
+            return refuse(408, head: head, on: connection, daemon: daemon, closeAfter: true)
+        }
+        let (body, overflowed) = request.state.withLock { state -> ([UInt8], Bool) in
+            let body = state.body
+            state.body = []
+            return (body, state.bodyOverflowed)
+        }
+        if overflowed {
+            return refuse(413, head: head, on: connection, daemon: daemon, closeAfter: true)
+        }
+        let response = daemon.handler.handle(HTTPRequest(head: head, body: body))
+        return queue(response, on: connection, daemon: daemon, closeAfter: false)
+    }
+
+    /// The first access-handler call: build the head and decide whether the
+    /// body is wanted at all.
+    private static func headersComplete(
+        _ request: RequestContext,
+        method: UnsafePointer<CChar>?,
+        connection: OpaquePointer,
+        daemon: DaemonContext,
+        expired: Bool
+    ) -> MHD_Result {
+        let head = HTTPRequestHead(
+            method: method.map { String(cString: $0) } ?? "",
+            target: request.target,
+            headers: requestHeaders(connection),
+            remoteAddress: request.remoteAddress,
+            receivedAt: request.receivedAt
+        )
+        request.state.withLock { $0.head = head }
+
+        if request.arrivedWhileDraining {
+            return refuse(503, head: head, on: connection, daemon: daemon, closeAfter: true)
+        }
+        if expired {
+            return refuse(408, head: head, on: connection, daemon: daemon, closeAfter: true)
+        }
+        let declared = declaredLength(head)
+        switch declared {
+        case .malformed:
+            return refuse(400, head: head, on: connection, daemon: daemon, closeAfter: true)
+        case .length(let length) where length > UInt64(daemon.limits.maxBodyBytes):
+            return refuse(413, head: head, on: connection, daemon: daemon, closeAfter: true)
+        case .tooLarge:
+            return refuse(413, head: head, on: connection, daemon: daemon, closeAfter: true)
+        case .absent, .length:
+            break
+        }
+        if let early = daemon.handler.head(head) {
+            return queue(early, on: connection, daemon: daemon, closeAfter: false)
+        }
+        if case .length(let length) = declared, length > 0 {
+            // Sized once, after the checks above, instead of growing piece by piece.
+            request.state.withLock { $0.body.reserveCapacity(Int(length)) }
+        }
+        return .YES
+    }
+
+    // MARK: Content-Length
+
+    enum DeclaredLength: Equatable {
+        case absent
+        case length(UInt64)
+        /// Only digits, but more than fits in 64 bits.
+        case tooLarge
+        case malformed
+    }
+
+    /// Reads every Content-Length header. MHD already answers 400 for most
+    /// malformed values before calling the application; this is the second
+    /// line, and also catches differing duplicates (RFC 9110 section 8.6).
+    static func declaredLength(_ head: HTTPRequestHead) -> DeclaredLength {
+        var result = DeclaredLength.absent
+        for field in head.headers where field.name.lowercased() == "content-length" {
+            let value = field.value.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+            let digits = value.utf8
+            guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+                return .malformed
+            }
+            let this: DeclaredLength = UInt64(value).map { .length($0) } ?? .tooLarge
+            if result != .absent, result != this {
+                return .malformed
+            }
+            result = this
+        }
+        return result
+    }
+
+    // MARK: Headers
+
+    private typealias HeaderList = [(name: String, value: String)]
+
+    /// All request header fields in order, read with
+    /// MHD_get_connection_values_n so that sizes come from MHD, not from NULs.
+    static func requestHeaders(_ connection: OpaquePointer) -> [(name: String, value: String)] {
+        var collected: HeaderList = []
+        withUnsafeMutablePointer(to: &collected) { list in
+            _ = MHD_get_connection_values_n(connection, .HEADER_KIND, { cls, _, key, keySize, value, valueSize in
+                guard let cls else { return .YES }
+                let list = cls.assumingMemoryBound(to: HeaderList.self)
+                list.pointee.append((name: Callbacks.text(key, keySize), value: Callbacks.text(value, valueSize)))
+                return .YES
+            }, list)
+        }
+        return collected
+    }
+
+    static func text(_ pointer: UnsafePointer<CChar>?, _ count: Int) -> String {
+        guard let pointer, count > 0 else { return "" }
+        return pointer.withMemoryRebound(to: UInt8.self, capacity: count) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self)
+        }
+    }
+
+    // MARK: Responses
+
+    static func refuse(
+        _ status: Int,
+        head: HTTPRequestHead,
+        on connection: OpaquePointer,
+        daemon: DaemonContext,
+        closeAfter: Bool
+    ) -> MHD_Result {
+        daemon.logger.debug("refusing request with \(status)",
+                            metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+        var response = daemon.handler.refusal(status, for: head)
+        // The refusal's status is the server's decision, not the handler's.
+        response.status = status
+        return queue(response, on: connection, daemon: daemon, closeAfter: closeAfter)
+    }
+
+    static func internalError() -> HTTPResponse {
+        HTTPResponse(status: 500, contentType: "text/plain; charset=utf-8", body: "internal server error\n")
+    }
+
+    /// Builds an MHD response (the body is copied: MHD_RESPMEM_MUST_COPY) and
+    /// queues it. A response MHD cannot represent (bad status, bad header)
+    /// becomes a plain 500; if even that cannot be queued the connection is
+    /// closed by returning MHD_NO.
+    static func queue(
+        _ response: HTTPResponse,
+        on connection: OpaquePointer,
+        daemon: DaemonContext,
+        closeAfter: Bool
+    ) -> MHD_Result {
+        // During shutdown every answer closes its connection, so kept-alive
+        // clients go away instead of sending more requests.
+        let close = closeAfter || daemon.isDraining
+        if let built = build(response, close: close) {
+            let result = MHD_queue_response(connection, UInt32(response.status), built)
+            MHD_destroy_response(built)
+            return result
+        }
+        daemon.logger.error("handler produced a response that cannot be sent; answering 500 instead",
+                            metadata: ["status": "\(response.status)"])
+        let fallback = internalError()
+        guard let built = build(fallback, close: close) else { return .NO }
+        let result = MHD_queue_response(connection, UInt32(fallback.status), built)
+        MHD_destroy_response(built)
+        return result
+    }
+
+    private static func build(_ response: HTTPResponse, close: Bool) -> OpaquePointer? {
+        guard (200...599).contains(response.status) else { return nil }
+        for field in response.headers {
+            guard isToken(field.name), isFieldValue(field.value) else { return nil }
+        }
+        let created: OpaquePointer? = response.body.withUnsafeBytes { bytes in
+            MHD_create_response_from_buffer(
+                bytes.count,
+                bytes.count == 0 ? nil : UnsafeMutableRawPointer(mutating: bytes.baseAddress),
+                .RESPMEM_MUST_COPY
+            )
+        }
+        guard let created else { return nil }
+        for field in response.headers {
+            let lower = field.name.lowercased()
+            // MHD computes the framing itself; a second Content-Length or a
+            // Transfer-Encoding from the application would contradict it.
+            if lower == "content-length" || lower == "transfer-encoding" { continue }
+            if close, lower == "connection" { continue }
+            if MHD_add_response_header(created, field.name, field.value) != .YES {
+                MHD_destroy_response(created)
+                return nil
+            }
+        }
+        // MHD recognises "Connection: close" and closes the connection once
+        // the response is sent.
+        if close, MHD_add_response_header(created, "Connection", "close") != .YES {
+            MHD_destroy_response(created)
+            return nil
+        }
+        return created
+    }
+
+    /// RFC 9110 token: the only characters allowed in a field name.
+    static func isToken(_ text: String) -> Bool {
+        guard !text.isEmpty else { return false }
+        return text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+    }
+
+    /// A field value must not smuggle in a line break or a NUL.
+    static func isFieldValue(_ text: String) -> Bool {
+        !text.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }
+    }
+
+    // MARK: Log callback
+
+    /// MHD_OPTION_EXTERNAL_LOGGER: formats MHD's printf-style message.
+    static func log(_ cls: UnsafeMutableRawPointer?, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
+        guard let cls, let format, let arguments else { return }
+        let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
+        var buffer = [CChar](repeating: 0, count: 512)
+        _ = vsnprintf(&buffer, buffer.count, format, arguments)
+        var message = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        while message.last == "\n" || message.last == "\r" {
+            message.removeLast()
+        }
+        daemon.logFromMHD(message)
+    }
+}

@@ -1,0 +1,253 @@
+import CMicroHTTPD
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An HTTP/1.1 listener on libmicrohttpd with a thread pool and the limits of
+/// `HTTPLimits`. Serving starts in `init` and ends with `shutdown(grace:)`.
+public final class HTTPServer: Sendable {
+    /// The handles only the lifecycle code touches; raw pointers are not
+    /// Sendable, and every access goes through `lifecycle`'s lock.
+    struct Running: @unchecked Sendable {
+        let daemon: OpaquePointer
+        let context: Unmanaged<DaemonContext>
+    }
+
+    enum Lifecycle: Sendable {
+        case running(Running)
+        case stopping
+        case stopped(allFinished: Bool)
+    }
+
+    private let context: DaemonContext
+    private let lifecycle: Mutex<Lifecycle>
+    /// Set once MHD_stop_daemon returned and the socket is closed; a class so
+    /// that a background stop can outlive the server object.
+    private final class StopSignal: Sendable {
+        let stopped = Mutex(false)
+    }
+
+    private let stopSignal = StopSignal()
+
+    /// The address actually bound, with the real port when 0 was asked for.
+    public let boundAddress: ListenAddress
+
+    /// Creates the listening socket itself (getaddrinfo, SO_REUSEADDR, IPV6_V6ONLY for v6, bind, listen, close-on-exec) and passes it to MHD with MHD_OPTION_LISTEN_SOCKET, then starts serving.
+    public init(listen: ListenAddress, limits: HTTPLimits, handler: any HTTPHandler, logger: Logger) throws(HTTPServerError) {
+        try Self.validate(listen: listen, limits: limits)
+        let (descriptor, bound) = try ListenSocket.open(listen)
+
+        let context = DaemonContext(limits: limits, handler: handler, logger: logger)
+        // The retained reference becomes MHD's `cls`; see DaemonContext.
+        let retained = Unmanaged.passRetained(context)
+        var config = payhook_daemon_config(
+            flags: payhook_daemon_flags(),
+            thread_pool_size: UInt32(limits.threads),
+            connection_timeout_seconds: UInt32(limits.connectionTimeoutSeconds),
+            connection_limit: UInt32(limits.maxConnections),
+            per_ip_connection_limit: UInt32(limits.maxConnectionsPerIP),
+            connection_memory_limit: limits.connectionMemoryLimitBytes,
+            listen_socket: descriptor
+        )
+        let daemon = payhook_start_daemon(
+            &config,
+            { cls, connection, _, method, _, uploadData, uploadDataSize, contextSlot in
+                Callbacks.access(cls, connection, method, uploadData, uploadDataSize, contextSlot)
+            },
+            { cls, _, contextSlot, _ in
+                Callbacks.requestCompleted(cls, contextSlot)
+            },
+            { cls, uri, connection in
+                Callbacks.uriArrived(cls, uri, connection)
+            },
+            { cls, format, arguments in
+                Callbacks.log(cls, format, arguments)
+            },
+            retained.toOpaque()
+        )
+        guard let daemon else {
+            let messages = context.state.withLock { $0.startupMessages }
+            // MHD has not started a thread, so nothing can call back any more.
+            retained.release()
+            // Whether a failed MHD_start_daemon closed the given socket is not
+            // documented; close it only if it is still open.
+            if fcntl(descriptor, F_GETFD) != -1 {
+                _ = close(descriptor)
+            }
+            let detail = messages.last.map { ": \($0)" } ?? ""
+            throw HTTPServerError("cannot start the HTTP server on \(bound): libmicrohttpd refused to start\(detail)")
+        }
+        context.state.withLock { $0.phase = .serving }
+
+        self.context = context
+        self.boundAddress = bound
+        self.lifecycle = Mutex(.running(Running(daemon: daemon, context: retained)))
+        logger.info("HTTP server listening", metadata: [
+            "address": "\(bound)", "threads": "\(limits.threads)",
+            "maxConnections": "\(limits.maxConnections)", "maxConnectionsPerIP": "\(limits.maxConnectionsPerIP)",
+        ])
+    }
+
+    /// A server that is dropped without `shutdown` stops at once.
+    deinit {
+        _ = shutdown(grace: .zero)
+    }
+
+    /// Requests whose request line arrived and that are not completed.
+    public var inFlight: Int {
+        context.inFlight
+    }
+
+    /// True once `shutdown(grace:)` has begun: no new connection is accepted.
+    public var isShuttingDown: Bool {
+        lifecycle.withLock { state in
+            if case .running = state { return false }
+            return true
+        }
+    }
+
+    /// True once libmicrohttpd has fully stopped and the socket is closed.
+    /// After a `shutdown` that returned false this happens only when the
+    /// handlers still running have returned.
+    public var isStopped: Bool {
+        stopSignal.stopped.withLock { $0 }
+    }
+
+    /// Stops accepting new connections at once (MHD_quiesce_daemon), waits up to `grace` for in-flight requests to finish, then stops the daemon and closes the socket. Returns true if every in-flight request finished in time. Safe to call twice.
+    ///
+    /// Requests that arrive on already open connections after shutdown began
+    /// are refused with 503, and every response sent from then on carries
+    /// `Connection: close`. When `grace` runs out while a handler is still
+    /// running, this returns false right away and the daemon is stopped on a
+    /// background thread as soon as that handler returns: MHD_stop_daemon
+    /// joins the pool threads and cannot interrupt a running access handler.
+    public func shutdown(grace: Duration) -> Bool {
+        enum Step {
+            case begin(Running)
+            case waitForOtherCall
+            case done(Bool)
+        }
+        let step = lifecycle.withLock { state -> Step in
+            switch state {
+            case .running(let running):
+                state = .stopping
+                return .begin(running)
+            case .stopping:
+                return .waitForOtherCall
+            case .stopped(let allFinished):
+                return .done(allFinished)
+            }
+        }
+
+        switch step {
+        case .done(let allFinished):
+            return allFinished
+        case .waitForOtherCall:
+            // The first call returns within its own grace; wait for its answer.
+            while true {
+                if case .stopped(let allFinished) = lifecycle.withLock({ $0 }) {
+                    return allFinished
+                }
+                usleep(5_000)
+            }
+        case .begin(let running):
+            let allFinished = drainAndStop(running, grace: grace)
+            lifecycle.withLock { $0 = .stopped(allFinished: allFinished) }
+            return allFinished
+        }
+    }
+
+    private func drainAndStop(_ running: Running, grace: Duration) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        context.state.withLock { $0.phase = .draining }
+        context.logger.notice("HTTP server shutting down", metadata: [
+            "address": "\(boundAddress)", "inFlight": "\(context.inFlight)",
+        ])
+
+        // After MHD_quiesce_daemon no pool thread accepts from the socket,
+        // but the kernel would still complete handshakes into the backlog.
+        // shutdown() on a listening socket makes Linux leave the LISTEN
+        // state, so new connections are refused (RST) instead of hanging.
+        // The descriptor itself stays open: microhttpd.h says the quiesced
+        // socket "must not be closed until AFTER MHD_stop_daemon".
+        let quiesced = MHD_quiesce_daemon(running.daemon)
+        if quiesced >= 0 {
+            stopListening(quiesced)
+        }
+
+        while context.inFlight > 0, clock.now < deadline {
+            usleep(2_000)
+        }
+        let allFinished = context.inFlight == 0
+        if !allFinished {
+            context.logger.warning("shutdown grace period over with requests still in flight", metadata: [
+                "inFlight": "\(context.inFlight)",
+            ])
+        }
+
+        let finish: @Sendable () -> Void = { [stopSignal, logger = context.logger, address = boundAddress] in
+            MHD_stop_daemon(running.daemon)
+            // MHD closes the listen socket itself only if it was never
+            // quiesced; after a successful quiesce it belongs to the caller.
+            if quiesced >= 0 {
+                _ = close(quiesced)
+            }
+            // No MHD thread is left that could call back: drop MHD's reference.
+            running.context.release()
+            stopSignal.stopped.withLock { $0 = true }
+            logger.notice("HTTP server stopped", metadata: ["address": "\(address)"])
+        }
+        if allFinished {
+            finish()
+        } else {
+            let thread = Thread(block: finish)
+            thread.name = "payhook-http-stop"
+            thread.start()
+        }
+        return allFinished
+    }
+
+    private static func validate(listen: ListenAddress, limits: HTTPLimits) throws(HTTPServerError) {
+        func invalid(_ reason: String) -> HTTPServerError {
+            HTTPServerError("cannot listen on \(listen): \(reason)")
+        }
+        if listen.host.isEmpty { throw invalid("the host is empty") }
+        if !(0...65535).contains(listen.port) { throw invalid("port \(listen.port) is outside 0...65535") }
+        let maxUInt32 = Int(UInt32.max)
+        if !(1...1024).contains(limits.threads) {
+            throw invalid("threads must be in 1...1024, not \(limits.threads)")
+        }
+        if !(limits.threads...maxUInt32).contains(limits.maxConnections) {
+            // MHD gives each pool thread an equal share of the connection limit.
+            throw invalid("maxConnections must be at least threads (\(limits.threads)), not \(limits.maxConnections)")
+        }
+        if !(0...maxUInt32).contains(limits.maxConnectionsPerIP) {
+            throw invalid("maxConnectionsPerIP must be 0 (no limit) or positive, not \(limits.maxConnectionsPerIP)")
+        }
+        if !(0...maxUInt32).contains(limits.connectionTimeoutSeconds) {
+            throw invalid("connectionTimeoutSeconds must be 0 (none) or positive, not \(limits.connectionTimeoutSeconds)")
+        }
+        if limits.connectionMemoryLimitBytes < 4096 {
+            throw invalid("connectionMemoryLimitBytes must be at least 4096, not \(limits.connectionMemoryLimitBytes)")
+        }
+        if limits.maxBodyBytes < 0 {
+            throw invalid("maxBodyBytes must not be negative, not \(limits.maxBodyBytes)")
+        }
+        if !(limits.requestDeadlineSeconds > 0 && limits.requestDeadlineSeconds <= 86_400) {
+            throw invalid("requestDeadlineSeconds must be in (0, 86400], not \(limits.requestDeadlineSeconds)")
+        }
+    }
+}
+
+/// shutdown(SHUT_RDWR) on the listening socket; a free function because
+/// inside `HTTPServer` the name `shutdown` is the method.
+private func stopListening(_ descriptor: Int32) {
+    _ = shutdown(descriptor, Int32(SHUT_RDWR))
+}

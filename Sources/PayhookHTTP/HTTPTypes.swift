@@ -1,0 +1,152 @@
+import Foundation
+
+/// The limits the listener enforces. Every field maps to a libmicrohttpd option
+/// or to a check made in the access handler.
+public struct HTTPLimits: Sendable, Equatable {
+    /// Seconds of inactivity after which a connection is closed
+    /// (MHD_OPTION_CONNECTION_TIMEOUT). It is reset by every byte read or
+    /// written, so on its own it does not bound a slowly trickled request;
+    /// `requestDeadlineSeconds` does. 0 disables it.
+    public var connectionTimeoutSeconds: Int = 10
+    /// Concurrent connections for the whole daemon (MHD_OPTION_CONNECTION_LIMIT).
+    /// With a thread pool, libmicrohttpd splits this evenly across the pool's threads.
+    public var maxConnections: Int = 256
+    /// Concurrent connections from one IP address
+    /// (MHD_OPTION_PER_IP_CONNECTION_LIMIT); extra ones are closed right after
+    /// accept. 0 means no per-IP limit.
+    public var maxConnectionsPerIP: Int = 32
+    /// Memory pool per connection (MHD_OPTION_CONNECTION_MEMORY_LIMIT). The
+    /// request line and headers must fit into it: libmicrohttpd answers 414
+    /// for a request line and 431 for headers that do not.
+    public var connectionMemoryLimitBytes: Int = 32768
+    /// Largest accepted request body; a larger one is answered with
+    /// `HTTPHandler.refusal(413, for:)` and never reaches `handle`.
+    public var maxBodyBytes: Int = 65536
+    /// Seconds a whole request may take, counted from the arrival of its
+    /// request line; past it the request is answered 408 or its connection
+    /// is closed, and it never reaches `handle`.
+    ///
+    /// It is checked each time libmicrohttpd calls the access handler: once
+    /// the headers are complete, for every piece of body, and at the end.
+    /// MHD offers no hook while header lines are still arriving, so there
+    /// only `connectionTimeoutSeconds` and `connectionMemoryLimitBytes` bound
+    /// a slow client; the 408 then goes out as soon as the headers end.
+    public var requestDeadlineSeconds: Double = 30
+    /// Threads in libmicrohttpd's pool (MHD_OPTION_THREAD_POOL_SIZE); each one
+    /// polls its own connections and runs their handlers.
+    public var threads: Int = 4
+
+    /// The defaults documented on each field.
+    public init() {}
+}
+
+/// A request line and its headers, as received.
+public struct HTTPRequestHead: Sendable {
+    /// The method token, e.g. "GET", "POST".
+    public let method: String
+    /// The request target exactly as received: raw, not percent-decoded, "+"
+    /// left alone, e.g. "/notify/unified?money=1&payTypeName=%E6%94%AF+x".
+    public let target: String
+    /// Header fields in arrival order; names as sent by the client.
+    public let headers: [(name: String, value: String)]
+    /// The peer's IP address without port, e.g. "127.0.0.1" or "::1".
+    public let remoteAddress: String
+    /// Wall-clock time at which the request line arrived.
+    public let receivedAt: Date
+
+    /// Creates a head; the server builds these, tests and callers may too.
+    public init(
+        method: String,
+        target: String,
+        headers: [(name: String, value: String)],
+        remoteAddress: String,
+        receivedAt: Date
+    ) {
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.remoteAddress = remoteAddress
+        self.receivedAt = receivedAt
+    }
+
+    /// The target up to (not including) the first "?", raw.
+    public var path: String {
+        if let mark = target.firstIndex(of: "?") {
+            return String(target[..<mark])
+        }
+        return target
+    }
+
+    /// The raw text after the first "?", or nil when the target has no "?".
+    public var query: String? {
+        guard let mark = target.firstIndex(of: "?") else { return nil }
+        return String(target[target.index(after: mark)...])
+    }
+
+    /// The value of the first header whose name matches `name`, ignoring ASCII case.
+    public func header(_ name: String) -> String? {
+        let wanted = name.lowercased()
+        return headers.first { $0.name.lowercased() == wanted }?.value
+    }
+}
+
+/// A complete request: its head and its whole body.
+public struct HTTPRequest: Sendable {
+    /// The request line and headers.
+    public let head: HTTPRequestHead
+    /// The body bytes exactly as received (chunked framing removed).
+    public let body: [UInt8]
+
+    /// Creates a request from its parts.
+    public init(head: HTTPRequestHead, body: [UInt8]) {
+        self.head = head
+        self.body = body
+    }
+}
+
+/// An answer to send. `Content-Length` and `Date` are added by libmicrohttpd;
+/// a `Content-Length` or `Transfer-Encoding` given here is ignored.
+public struct HTTPResponse: Sendable {
+    /// The status code; anything outside 200...599 is replaced by a 500.
+    public var status: Int
+    /// Header fields to send, in order. Names must be HTTP tokens and values
+    /// must not contain CR, LF or NUL, or the response is replaced by a 500.
+    public var headers: [(name: String, value: String)]
+    /// The body bytes.
+    public var body: [UInt8]
+
+    /// A response whose body is `body` encoded as UTF-8, with a `Content-Type`
+    /// header followed by `headers`.
+    public init(status: Int, contentType: String, body: String, headers: [(name: String, value: String)] = []) {
+        self.init(status: status, contentType: contentType, body: Array(body.utf8), headers: headers)
+    }
+
+    /// A response with a `Content-Type` header followed by `headers`.
+    public init(status: Int, contentType: String, body: [UInt8], headers: [(name: String, value: String)] = []) {
+        self.status = status
+        self.headers = [(name: "Content-Type", value: contentType)] + headers
+        self.body = body
+    }
+
+    /// A response with exactly the given headers (no `Content-Type` is added).
+    public init(status: Int, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// What the listener asks of the application. Called on libmicrohttpd's
+/// threads, concurrently for different connections.
+public protocol HTTPHandler: Sendable {
+    /// Called once the request head is complete, before any body byte is read.
+    /// A non-nil answer is sent at once and the body is not read (used for 404/405).
+    func head(_ head: HTTPRequestHead) -> HTTPResponse?
+    /// Called with the complete request; may block (it waits for an fsync), so it runs on an MHD pool thread.
+    func handle(_ request: HTTPRequest) -> HTTPResponse
+    /// The answer for a request the server itself refuses: 413 (body over
+    /// maxBodyBytes) or 408 (deadline passed); also 400 for a malformed
+    /// `Content-Length` and 503 for a request that arrives on a kept-alive
+    /// connection after `HTTPServer.shutdown` began.
+    func refusal(_ status: Int, for head: HTTPRequestHead) -> HTTPResponse
+}
