@@ -1,0 +1,359 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Logging
+import Synchronization
+
+/// A durable, Maildir-like queue directory with a dedupe ledger.
+///
+/// ```
+/// SPOOL/
+///   tmp/        files being written; consumers never read it
+///   new/        published records, one file each, named <id>.json
+///   cur/        records a consumer took (renamed from new/); deleting one acknowledges it
+///   ids/        the dedupe ledger: ids/<id> is a hard link to the record's inode
+///   conflicts/  audit copies of records whose id was known with other content
+///   corrupt/    files recovery could not parse; never deleted
+///   .lock       flock'ed while a Spool is open; holds the holder's pid
+/// ```
+///
+/// Records are opaque: the spool only needs an id, a fingerprint, and an inspector that reads both back.
+/// One `Spool` may be used from many threads; stores of different ids run concurrently.
+public final class Spool: Sendable {
+    /// The spool directory, as given (without trailing slashes).
+    public let directory: String
+    /// What startup recovery repaired.
+    public let recovery: SpoolRecoveryReport
+
+    private let context: SpoolContext
+    private let state: Mutex<State>
+
+    private struct State {
+        /// The .lock descriptor; nil once closed.
+        var lockDescriptor: CInt?
+        /// Stores in progress, per id, and how many callers use (or wait for) each one's gate.
+        var inFlight: [String: (gate: Gate, users: Int)] = [:]
+    }
+
+    /// Lets one store of an id run at a time; the others wait for it.
+    private final class Gate: Sendable {
+        let semaphore = DispatchSemaphore(value: 1)
+    }
+
+    /// Opens the spool at `directory`: creates the layout if missing (the directory itself and its subfolders,
+    /// not its parents), takes the lock (a second open throws `.locked`), checks that all subfolders are on
+    /// one device, then runs recovery (see ``recovery``).
+    ///
+    /// - Parameters:
+    ///   - directory: The spool directory. Its parent must exist.
+    ///   - inspector: Reads id and fingerprint back out of stored bytes.
+    ///   - fileSystem: The file-system calls to use; tests pass one that injects faults.
+    ///   - logger: Receives recovery's summary (notice), quarantined files (error) and failed clean-ups.
+    public init(
+        directory: String,
+        inspector: any SpoolRecordInspector,
+        fileSystem: any SpoolFileSystem = PosixFileSystem(),
+        logger: Logger
+    ) throws(SpoolError) {
+        let root = SpoolLayout.normalize(directory)
+        guard !root.isEmpty else {
+            throw SpoolError(code: .layout, message: "the spool directory path is empty")
+        }
+        let context = SpoolContext(root: root, fileSystem: fileSystem, inspector: inspector, logger: logger)
+        try SpoolLayout.create(context)
+        let lockDescriptor = try SpoolLayout.lock(context)
+        let report: SpoolRecoveryReport
+        do throws(SpoolError) {
+            try SpoolLayout.check(context)
+            report = try SpoolRecovery.run(context)
+        } catch {
+            context.closeQuietly(lockDescriptor, shown: SpoolLayout.lockFile)
+            throw error
+        }
+        self.directory = root
+        self.recovery = report
+        self.context = context
+        self.state = Mutex(State(lockDescriptor: lockDescriptor))
+        if !report.isEmpty {
+            logger.notice("spool recovery: \(report)", metadata: ["spool": "\(root)"])
+        }
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Releases the lock. Safe to call twice; `deinit` calls it too. Later calls to ``store(_:)`` and
+    /// ``probe()`` throw `.closed`; a store already in progress is not waited for, so close only once the
+    /// callers have stopped storing.
+    public func close() {
+        let descriptor = state.withLock { state -> CInt? in
+            defer { state.lockDescriptor = nil }
+            return state.lockDescriptor
+        }
+        guard let descriptor else { return }
+        // Closing the descriptor releases the flock; the explicit unlock also covers a copy of the descriptor
+        // that a fork without exec would still hold.
+        try? context.fileSystem.flock(descriptor, operation: LOCK_UN)
+        context.closeQuietly(descriptor, shown: SpoolLayout.lockFile)
+    }
+
+    /// Stores a record durably. Blocking; returns only once the outcome is durable.
+    ///
+    /// - Returns: `.stored` when the record is now published in new/ and entered in the ledger; `.duplicate`
+    ///   when the ledger already has this id with the same fingerprint (nothing is written); `.conflict` when
+    ///   it has this id with another fingerprint (the incoming bytes are kept in conflicts/).
+    /// - Throws: `.invalidRecord` before touching the disk when the id is not 64 lowercase hex characters or the
+    ///   bytes do not inspect to the record's own id and fingerprint; `.io` (or `.inconsistent`) when a step
+    ///   failed, in which case nothing half-written is visible in new/ and the store may be retried.
+    public func store(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+        try validate(record)
+        try requireOpen()
+        // Step 1, single flight per id: a second store of the same id waits here until the first finished,
+        // then looks at the ledger itself. It does not take over the first one's outcome, which may have been
+        // a failure, and whose record may differ from this one.
+        let gate = enter(record.id)
+        defer { leave(record.id, gate) }
+        if let outcome = try checkLedger(record) {
+            return outcome
+        }
+        return try publish(record)
+    }
+
+    /// Health probe: creates, writes, fsyncs and unlinks a small file in tmp/. Throws when the spool cannot be
+    /// written.
+    public func probe() throws(SpoolError) {
+        try requireOpen()
+        let temporary = try context.writeDurableTemporary(
+            Array("probe\n".utf8),
+            stem: "probe",
+            suffix: context.uniqueSuffix()
+        )
+        do {
+            try context.fileSystem.unlink(context.path(temporary))
+        } catch {
+            throw .io("unlink", temporary, error)
+        }
+    }
+
+    // MARK: - Store steps
+
+    private func validate(_ record: SpoolRecord) throws(SpoolError) {
+        guard SpoolRecordID.isValid(record.id) else {
+            throw SpoolError(
+                code: .invalidRecord,
+                message: "store \(SpoolRecordID.quoted(record.id)): a record id must be 64 lowercase hex characters"
+            )
+        }
+        // Recovery and the ledger check read id and fingerprint back through the inspector. A record whose bytes
+        // say something else would be quarantined at the next start, or never be recognised as a duplicate.
+        guard let info = context.inspector.inspect(record.bytes),
+              info.id == record.id, info.fingerprint == record.fingerprint
+        else {
+            throw SpoolError(
+                code: .invalidRecord,
+                message: "store new/\(record.id).json: the record's bytes do not inspect to its own id and fingerprint"
+            )
+        }
+    }
+
+    private func requireOpen() throws(SpoolError) {
+        let open = state.withLock { $0.lockDescriptor != nil }
+        guard open else {
+            throw SpoolError(code: .closed, message: "spool \(directory) is closed")
+        }
+    }
+
+    private func enter(_ id: String) -> Gate {
+        let gate = state.withLock { state -> Gate in
+            if let entry = state.inFlight[id] {
+                state.inFlight[id] = (entry.gate, entry.users + 1)
+                return entry.gate
+            }
+            let gate = Gate()
+            state.inFlight[id] = (gate, 1)
+            return gate
+        }
+        gate.semaphore.wait()
+        return gate
+    }
+
+    private func leave(_ id: String, _ gate: Gate) {
+        gate.semaphore.signal()
+        state.withLock { state in
+            guard let entry = state.inFlight[id] else { return }
+            state.inFlight[id] = entry.users > 1 ? (entry.gate, entry.users - 1) : nil
+        }
+    }
+
+    /// Step 2: the ledger decides. Returns nil when the id is new.
+    private func checkLedger(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome? {
+        let ledger = "ids/\(record.id)"
+        let existing: [UInt8]
+        do {
+            existing = try context.fileSystem.readFile(context.path(ledger))
+        } catch where error.rawValue == ENOENT {
+            return nil
+        } catch {
+            throw .io("read", ledger, error)
+        }
+        if let info = context.inspector.inspect(existing),
+           info.id == record.id, info.fingerprint == record.fingerprint {
+            context.logger.debug("duplicate of \(ledger)", metadata: ["spool": "\(directory)"])
+            return .duplicate
+        }
+        return try keepConflict(record)
+    }
+
+    /// Keeps the bytes of a record whose id is known with other content in conflicts/<id>.<unique>.json,
+    /// durably, for audit. The original record is not touched.
+    private func keepConflict(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+        let suffix = context.uniqueSuffix()
+        let audit = "conflicts/\(record.id).\(suffix).json"
+        let temporary = try context.writeDurableTemporary(record.bytes, stem: record.id, suffix: suffix)
+        do {
+            try context.fileSystem.link(context.path(temporary), context.path(audit))
+        } catch {
+            context.removeTemporary(temporary)
+            throw .io("link", "\(temporary) to \(audit)", error)
+        }
+        do throws(SpoolError) {
+            try context.fsyncDirectory("conflicts")
+        } catch {
+            // Not reported as kept, so not left there either.
+            do {
+                try context.fileSystem.unlink(context.path(audit))
+            } catch {
+                context.logger.warning("unlink \(audit): \(error)", metadata: ["spool": "\(directory)"])
+            }
+            context.removeTemporary(temporary)
+            throw error
+        }
+        context.removeTemporary(temporary)
+        context.logger.warning(
+            "record \(record.id) differs from the one in the ledger; kept it in \(audit)",
+            metadata: ["spool": "\(directory)"]
+        )
+        return .conflict(auditFile: audit)
+    }
+
+    /// Steps 3 to 8: write to tmp/, publish in new/, enter in the ledger.
+    private func publish(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+        let fileSystem = context.fileSystem
+        let published = "new/\(record.id).json"
+        let ledger = "ids/\(record.id)"
+
+        // Step 3: the contents are durable under a name no consumer reads.
+        let temporary = try context.writeDurableTemporary(
+            record.bytes,
+            stem: record.id,
+            suffix: context.uniqueSuffix()
+        )
+
+        // Step 4: publish with link(2), never rename(2). link fails with EEXIST where rename would silently
+        // replace a record that is already there. This is how maildir(5) delivers ("HOW A MESSAGE IS
+        // DELIVERED": write and fsync tmp/, link() into new/, and qmail-local unlinks the tmp name after).
+        do {
+            try fileSystem.link(context.path(temporary), context.path(published))
+        } catch {
+            context.removeTemporary(temporary)
+            if error.rawValue == EEXIST {
+                // A record in new/ without a ledger entry: a crash between fsync(new/) and fsync(ids/), or a
+                // rollback that could not unlink. Startup recovery links it into the ledger; until then this id
+                // cannot be stored.
+                let failure = SpoolError(
+                    code: .inconsistent,
+                    message: "link \(temporary) to \(published): \(error) (published without a ledger entry; "
+                        + "recovery repairs this at the next start)",
+                    errno: error.rawValue
+                )
+                context.logger.error("\(failure)", metadata: ["spool": "\(directory)"])
+                throw failure
+            }
+            throw .io("link", "\(temporary) to \(published)", error)
+        }
+
+        // Step 5: make the new/ entry durable.
+        do throws(SpoolError) {
+            try context.fsyncDirectory("new")
+        } catch {
+            rollBack(published: published, ledger: ledger, temporary: temporary)
+            throw error
+        }
+
+        // Step 6: only now enter the record in the ledger. An ids/ entry must imply that its record was durably
+        // published: a store that finds one answers "duplicate", and recovery only repairs the other direction
+        // (a record without an entry). Linking before fsync(new/) returned could leave, after a crash, an entry
+        // whose record was lost, and every retry of it would be answered "duplicate".
+        do {
+            try fileSystem.link(context.path(temporary), context.path(ledger))
+        } catch {
+            rollBack(published: published, ledger: ledger, temporary: temporary)
+            throw .io("link", "\(temporary) to \(ledger)", error)
+        }
+        do throws(SpoolError) {
+            try context.fsyncDirectory("ids")
+        } catch {
+            // The record is durable in new/; only its ledger entry may not survive a crash. Taking the record
+            // back now could fail half-way and leave an entry without a record, which loses it; so both stay.
+            // A retry is answered "duplicate", which is true. If a crash drops the entry, recovery relinks it
+            // from new/ or cur/; if the consumer had already deleted it, a retry stores it again (delivered
+            // twice, never lost).
+            context.logger.error(
+                "\(published) is published but \(ledger) may not be durable: \(error)",
+                metadata: ["spool": "\(directory)"]
+            )
+            context.removeTemporary(temporary)
+            throw error
+        }
+
+        // Step 7: the tmp name has done its job; a leftover is removed by recovery.
+        context.removeTemporary(temporary)
+        context.logger.debug("stored \(published)", metadata: ["spool": "\(directory)"])
+        return .stored
+    }
+
+    /// Takes back a record whose publication failed after the link into new/ (step 5, or the link of step 6).
+    private func rollBack(published: String, ledger: String, temporary: String) {
+        let fileSystem = context.fileSystem
+        do {
+            try fileSystem.unlink(context.path(published))
+            // new/ is not synced after this unlink: if a crash brings the record back, recovery enters it in
+            // the ledger and it is delivered, while the sender, told "failure", retries and gets "duplicate".
+            context.logger.warning("took back \(published) after a failed store", metadata: ["spool": "\(directory)"])
+        } catch where error.rawValue == ENOENT {
+            // A consumer already took the record (renamed it to cur/, maybe deleted it). It will be delivered, so
+            // the ledger entry is created anyway, best effort, so that the sender's retry is a duplicate.
+            do throws(SpoolError) {
+                do {
+                    try fileSystem.link(context.path(temporary), context.path(ledger))
+                } catch where error.rawValue == EEXIST {
+                    // Already there.
+                } catch {
+                    throw .io("link", "\(temporary) to \(ledger)", error)
+                }
+                try context.fsyncDirectory("ids")
+            } catch {
+                let message = "\(published) was taken by a consumer before it was durable, and \(ledger) "
+                    + "could not be entered: \(error); a retry will store it again"
+                context.logger.error(
+                    "\(message)",
+                    metadata: ["spool": "\(directory)"]
+                )
+            }
+        } catch {
+            let message = "unlink \(published): \(error); it stays published without a ledger entry until "
+                + "recovery at the next start enters it"
+            context.logger.error(
+                "\(message)",
+                metadata: ["spool": "\(directory)"]
+            )
+        }
+        context.removeTemporary(temporary)
+    }
+}

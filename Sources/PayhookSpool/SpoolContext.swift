@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import Synchronization
+
+/// What the spool's parts share: the directory, the file-system seam and the helpers every step uses.
+/// Paths inside it are relative to the spool ("tmp/x", "new/"), which is also how messages name them.
+final class SpoolContext: Sendable {
+    let root: String
+    let fileSystem: any SpoolFileSystem
+    let inspector: any SpoolRecordInspector
+    let logger: Logger
+    let processID: CInt
+    private let counter = Atomic<UInt64>(0)
+
+    init(root: String, fileSystem: any SpoolFileSystem, inspector: any SpoolRecordInspector, logger: Logger) {
+        self.root = root
+        self.fileSystem = fileSystem
+        self.inspector = inspector
+        self.logger = logger
+        self.processID = fileSystem.processID()
+    }
+
+    /// The full path of a path relative to the spool.
+    func path(_ relative: String) -> String {
+        root + "/" + relative
+    }
+
+    /// "<pid>.<counter>.<microseconds>": unique within this process by the counter, across processes by the
+    /// pid, and across a pid reused after a restart by the clock (the maildir(5) naming scheme).
+    func uniqueSuffix() -> String {
+        let count = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        return "\(processID).\(count).\(fileSystem.currentTimeMicroseconds())"
+    }
+
+    /// Makes the entries of a directory durable: fsync(2) on a file does not persist its directory entry,
+    /// the directory itself has to be synced (fsync(2), NOTES). A new descriptor is opened each time, and a
+    /// failed fsync is reported, never retried on the same descriptor: after a failure the kernel may already
+    /// have dropped the dirty state, so a second fsync could "succeed" without having written anything
+    /// (PostgreSQL's "fsyncgate", 2018; https://wiki.postgresql.org/wiki/Fsync_Errors).
+    func fsyncDirectory(_ relative: String) throws(SpoolError) {
+        try fsyncDirectory(atPath: path(relative), shown: relative + "/")
+    }
+
+    func fsyncDirectory(atPath fullPath: String, shown: String) throws(SpoolError) {
+        let fd: CInt
+        do {
+            fd = try fileSystem.open(fullPath, flags: O_RDONLY | O_DIRECTORY, mode: 0)
+        } catch {
+            throw .io("open", shown, error)
+        }
+        do {
+            try fileSystem.fsync(fd)
+        } catch {
+            closeQuietly(fd, shown: shown)
+            throw .io("fsync", shown, error)
+        }
+        closeQuietly(fd, shown: shown)
+    }
+
+    /// Writes `bytes` to a new file tmp/<stem>.<suffix> and makes its contents durable: create with O_EXCL,
+    /// write everything, fsync, close, each result checked. Returns the file's path relative to the spool.
+    /// On failure the file is removed again and nothing is left behind.
+    func writeDurableTemporary(_ bytes: [UInt8], stem: String, suffix: String) throws(SpoolError) -> String {
+        let temporary = "tmp/\(stem).\(suffix)"
+        let fd: CInt
+        do {
+            fd = try fileSystem.open(path(temporary), flags: O_CREAT | O_EXCL | O_WRONLY, mode: 0o644)
+        } catch {
+            throw .io("create", temporary, error)
+        }
+        if let error = writeAll(fd, bytes) {
+            closeQuietly(fd, shown: temporary)
+            removeTemporary(temporary)
+            throw .io("write", temporary, error)
+        }
+        do {
+            try fileSystem.fsync(fd)
+        } catch {
+            // No second fsync on this descriptor (see fsyncDirectory): the file is discarded instead.
+            closeQuietly(fd, shown: temporary)
+            removeTemporary(temporary)
+            throw .io("fsync", temporary, error)
+        }
+        do {
+            // close(2) can report a deferred write error (e.g. on network file systems); it is checked too.
+            try fileSystem.close(fd)
+        } catch {
+            removeTemporary(temporary)
+            throw .io("close", temporary, error)
+        }
+        return temporary
+    }
+
+    /// Writes all of `bytes`, looping over short writes. Returns the error that stopped it, if any.
+    private func writeAll(_ fd: CInt, _ bytes: [UInt8]) -> SpoolErrno? {
+        bytes.withUnsafeBytes { buffer -> SpoolErrno? in
+            var offset = 0
+            while offset < buffer.count {
+                let written: Int
+                do throws(SpoolErrno) {
+                    written = try fileSystem.write(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]))
+                } catch {
+                    return error
+                }
+                // write(2) to a regular file returns 0 only for a zero count; anything else would loop forever.
+                guard written > 0 else { return SpoolErrno(EIO) }
+                offset += written
+            }
+            return nil
+        }
+    }
+
+    /// Unlinks a tmp/ file whose job is over. A failure is only logged: startup recovery removes whatever
+    /// is left in tmp/.
+    func removeTemporary(_ temporary: String) {
+        do {
+            try fileSystem.unlink(path(temporary))
+        } catch where error.rawValue == ENOENT {
+            return
+        } catch {
+            logger.warning(
+                "unlink \(temporary): \(error); recovery removes it at the next start",
+                metadata: ["spool": "\(root)"]
+            )
+        }
+    }
+
+    /// Closes a descriptor whose result no longer matters (a read-only directory descriptor, or a file that is
+    /// being discarded); a failure is only logged.
+    func closeQuietly(_ fd: CInt, shown: String) {
+        do {
+            try fileSystem.close(fd)
+        } catch {
+            logger.warning("close \(shown): \(error)", metadata: ["spool": "\(root)"])
+        }
+    }
+
+    /// lstat of a path relative to the spool; nil when nothing is there.
+    func status(_ relative: String) throws(SpoolError) -> SpoolFileStatus? {
+        do {
+            return try fileSystem.stat(path(relative))
+        } catch where error.rawValue == ENOENT {
+            return nil
+        } catch {
+            throw .io("stat", relative, error)
+        }
+    }
+
+    /// Whether `info` describes a well-formed record (its id is a valid record id).
+    func isWellFormed(_ info: SpoolRecordInfo) -> Bool {
+        SpoolRecordID.isValid(info.id)
+    }
+}

@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An `errno` value reported by a ``SpoolFileSystem`` call.
+///
+/// Its `description` is the C library's text for it (`strerror(3)`), e.g. "Input/output error".
+public struct SpoolErrno: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The raw `errno` value (`EIO`, `ENOSPC`, …).
+    public let rawValue: CInt
+
+    /// Wraps a raw `errno` value.
+    public init(_ rawValue: CInt) {
+        self.rawValue = rawValue
+    }
+
+    /// The C library's text for the value, e.g. "No space left on device".
+    public var description: String {
+        // glibc's strerror returns a pointer into its static message table for every known value and a
+        // thread-local buffer for unknown ones (glibc ≥ 2.32), so reading it right away is safe here.
+        guard let text = strerror(rawValue) else { return "errno \(rawValue)" }
+        return String(cString: text)
+    }
+}
+
+/// A failure of a ``Spool`` operation.
+///
+/// `description` is one sentence that names the operation, the path relative to the spool and, when a system
+/// call failed, the errno text: "fsync new/: Input/output error".
+public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure this is. New codes may be added; switch with a `default` case.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, e.g. "io".
+        public let name: String
+
+        /// Creates a code; the ones below are those the spool itself uses.
+        public init(_ name: String) {
+            self.name = name
+        }
+
+        public var description: String { name }
+
+        /// A file-system call failed; `errno` says how.
+        public static let io = Code("io")
+        /// Another open ``Spool`` (in this or another process) holds the directory's `.lock`.
+        public static let locked = Code("locked")
+        /// The directory layout is unusable: a missing parent, a subfolder that is not a directory, or
+        /// subfolders on different devices (hard links cannot cross file systems).
+        public static let layout = Code("layout")
+        /// The record was refused before anything touched the disk: a malformed id, or bytes that do not
+        /// inspect to the record's own id and fingerprint.
+        public static let invalidRecord = Code("invalidRecord")
+        /// The spool found a state that only startup recovery repairs (a published record without a
+        /// ledger entry); restarting fixes it.
+        public static let inconsistent = Code("inconsistent")
+        /// The ``Spool`` was closed; open a new one.
+        public static let closed = Code("closed")
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// One sentence naming the operation, the path relative to the spool, and the errno text when there is one.
+    public let message: String
+    /// The `errno` of the failed call, when a system call failed.
+    public let errno: CInt?
+
+    /// Creates an error.
+    public init(code: Code, message: String, errno: CInt? = nil) {
+        self.code = code
+        self.message = message
+        self.errno = errno
+    }
+
+    public var description: String { message }
+
+    /// "`operation` `path`: `errno text`", code `.io`.
+    static func io(_ operation: String, _ path: String, _ error: SpoolErrno, code: Code = .io) -> SpoolError {
+        SpoolError(code: code, message: "\(operation) \(path): \(error)", errno: error.rawValue)
+    }
+}

@@ -1,0 +1,74 @@
+/// What a ``SpoolRecordInspector`` reads out of a stored record.
+public struct SpoolRecordInfo: Sendable, Equatable {
+    /// The record's id: 64 lowercase hex characters.
+    public let id: String
+    /// Equal fingerprints mean the same verified content.
+    public let fingerprint: String
+
+    /// Creates the information an inspector read from a record.
+    public init(id: String, fingerprint: String) {
+        self.id = id
+        self.fingerprint = fingerprint
+    }
+}
+
+/// Reads the id and fingerprint back out of a record's bytes. The spool itself knows nothing of the format.
+public protocol SpoolRecordInspector: Sendable {
+    /// Parses a stored record; nil when the bytes are not a valid record (it then goes to corrupt/).
+    func inspect(_ bytes: [UInt8]) -> SpoolRecordInfo?
+}
+
+/// One record to store: an opaque byte string identified by an id.
+public struct SpoolRecord: Sendable {
+    /// The record's id, 64 lowercase hex characters; the record file is new/<id>.json.
+    public let id: String
+    /// Equal fingerprints mean the same verified content (a duplicate); different ones mean a conflict.
+    public let fingerprint: String
+    /// The file contents, written verbatim. The spool's inspector must read `id` and `fingerprint` back out of them.
+    public let bytes: [UInt8]
+
+    /// Creates a record. Nothing is checked here; ``Spool/store(_:)`` refuses a malformed id.
+    public init(id: String, fingerprint: String, bytes: [UInt8]) {
+        self.id = id
+        self.fingerprint = fingerprint
+        self.bytes = bytes
+    }
+}
+
+/// What ``Spool/store(_:)`` did with a record, once that is durable.
+public enum SpoolOutcome: Sendable, Equatable {
+    /// The record is published in new/ and entered in the ledger.
+    case stored
+    /// The ledger already holds a record with this id and the same fingerprint; nothing was written.
+    case duplicate
+    /// The ledger holds a record with this id but another fingerprint. The incoming bytes were kept for
+    /// audit in `auditFile` (a path relative to the spool, "conflicts/<id>.<unique>.json"); the original stays.
+    case conflict(auditFile: String)
+}
+
+/// Record ids: exactly 64 lowercase hex characters, so an id can never name another path ("../x", "a/b")
+/// and one record has exactly one spelling.
+enum SpoolRecordID {
+    static let length = 64
+
+    static func isValid(_ id: String) -> Bool {
+        var count = 0
+        for byte in id.utf8 {
+            count += 1
+            guard count <= length else { return false }
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): continue
+            default: return false
+            }
+        }
+        return count == length
+    }
+
+    /// The id as shown in an error message: cut short and with only printable ASCII, since it may be anything.
+    static func quoted(_ id: String) -> String {
+        let shown = id.unicodeScalars.prefix(80).map { scalar -> String in
+            scalar.isASCII && scalar.value >= 0x20 && scalar.value < 0x7f ? String(scalar) : "?"
+        }
+        return "\"" + shown.joined() + (id.unicodeScalars.count > 80 ? "…" : "") + "\""
+    }
+}

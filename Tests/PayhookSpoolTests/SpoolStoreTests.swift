@@ -1,0 +1,275 @@
+import Glibc
+import PayhookSpool
+import Testing
+
+@Suite("Storing records")
+struct SpoolStoreTests {
+    @Test("a stored record is one file in new/, hard-linked from ids/, with tmp/ empty")
+    func storeWritesOneRecord() throws {
+        let directory = try TemporaryDirectory()
+        let spool = try openSpool(directory.spool)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(1))
+
+        #expect(try spool.store(record) == .stored)
+
+        let root = directory.spool
+        #expect(try names(root + "/new") == ["\(record.id).json"])
+        #expect(try contents(root + "/new/\(record.id).json") == record.bytes)
+        #expect(try names(root + "/ids") == [record.id])
+        let published = try posix.stat(root + "/new/\(record.id).json")
+        let ledger = try posix.stat(root + "/ids/\(record.id)")
+        #expect(published.inode == ledger.inode)
+        #expect(published.linkCount == 2)
+        #expect(published.kind == .regular)
+        #expect(try names(root + "/tmp") == [])
+        #expect(try names(root + "/cur") == [])
+        #expect(try names(root + "/conflicts") == [])
+    }
+
+    @Test("the same record again is a duplicate and writes nothing")
+    func sameRecordIsDuplicate() throws {
+        let directory = try TemporaryDirectory()
+        let fileSystem = RecordingFileSystem(root: directory.spool)
+        let spool = try openSpool(directory.spool, fileSystem: fileSystem)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(2))
+        #expect(try spool.store(record) == .stored)
+
+        let before = fileSystem.eventCount
+        #expect(try spool.store(record) == .duplicate)
+        let calls = fileSystem.events(since: before)
+        #expect(!calls.isEmpty, "the ledger is read")
+        #expect(calls.allSatisfy { $0.operation == .readFile || $0.operation == .stat }, "\(calls)")
+        #expect(!calls.contains { $0.creates || $0.operation == .write || $0.operation == .link })
+        #expect(try names(directory.spool + "/new") == ["\(record.id).json"])
+        #expect(try names(directory.spool + "/tmp") == [])
+    }
+
+    @Test("a duplicate is recognised after the consumer took the record and after it acknowledged it")
+    func duplicateAfterConsumer() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.spool
+        let spool = try openSpool(root)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(3))
+        #expect(try spool.store(record) == .stored)
+
+        // The consumer takes it.
+        try posix.rename(root + "/new/\(record.id).json", root + "/cur/\(record.id).json")
+        #expect(try spool.store(record) == .duplicate)
+        #expect(try names(root + "/new") == [])
+
+        // The consumer acknowledges it.
+        try posix.unlink(root + "/cur/\(record.id).json")
+        #expect(try posix.stat(root + "/ids/\(record.id)").linkCount == 1)
+        #expect(try spool.store(record) == .duplicate)
+        #expect(try names(root + "/new") == [])
+        #expect(try names(root + "/cur") == [])
+    }
+
+    @Test("a duplicate is recognised across a restart")
+    func duplicateAcrossRestart() throws {
+        let directory = try TemporaryDirectory()
+        let record = makeRecord(id: testID(4))
+        do {
+            let spool = try openSpool(directory.spool)
+            #expect(try spool.store(record) == .stored)
+            spool.close()
+        }
+        let reopened = try openSpool(directory.spool)
+        defer { reopened.close() }
+        #expect(reopened.recovery.isEmpty)
+        #expect(try reopened.store(record) == .duplicate)
+        #expect(try names(directory.spool + "/new") == ["\(record.id).json"])
+    }
+
+    @Test("the same id with another fingerprint is a conflict: kept for audit, the original stays")
+    func conflictKeepsAuditCopy() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.spool
+        let logs = LogStore()
+        let spool = try openSpool(root, logs: logs)
+        defer { spool.close() }
+        let original = makeRecord(id: testID(5), fingerprint: "fp-original", body: "amount 10")
+        let other = makeRecord(id: testID(5), fingerprint: "fp-other", body: "amount 99")
+        #expect(try spool.store(original) == .stored)
+
+        let outcome = try spool.store(other)
+        guard case .conflict(let auditFile) = outcome else {
+            Issue.record("expected a conflict, got \(outcome)")
+            return
+        }
+        #expect(auditFile.hasPrefix("conflicts/\(other.id)."))
+        #expect(auditFile.hasSuffix(".json"))
+        #expect(try contents(root + "/" + auditFile) == other.bytes)
+        #expect(try names(root + "/conflicts").map { "conflicts/" + $0 } == [auditFile])
+        #expect(try names(root + "/new") == ["\(original.id).json"])
+        #expect(try contents(root + "/new/\(original.id).json") == original.bytes)
+        #expect(try contents(root + "/ids/\(original.id)") == original.bytes)
+        #expect(try names(root + "/tmp") == [])
+        #expect(logs.messages(at: .warning).contains { $0.contains(auditFile) })
+
+        // The original is still recognised, and a second conflicting attempt gets its own audit file.
+        #expect(try spool.store(original) == .duplicate)
+        let second = try spool.store(other)
+        #expect(second != outcome)
+        #expect(try names(root + "/conflicts").count == 2)
+    }
+
+    @Test("50 threads storing the same record: exactly one stores, 49 are duplicates")
+    func concurrentSameRecord() throws {
+        let directory = try TemporaryDirectory()
+        let spool = try openSpool(directory.spool)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(6))
+
+        let outcomes = runConcurrently(50) { _ in Result { () throws(SpoolError) in try spool.store(record) } }
+
+        let values = outcomes.compactMap { try? $0.get() }
+        #expect(values.count == 50)
+        #expect(values.filter { $0 == .stored }.count == 1)
+        #expect(values.filter { $0 == .duplicate }.count == 49)
+        #expect(try names(directory.spool + "/new") == ["\(record.id).json"])
+        #expect(try names(directory.spool + "/tmp") == [])
+    }
+
+    @Test("50 threads storing distinct records: all 50 are stored")
+    func concurrentDistinctRecords() throws {
+        let directory = try TemporaryDirectory()
+        let spool = try openSpool(directory.spool)
+        defer { spool.close() }
+
+        let outcomes = runConcurrently(50) { index in
+            Result { () throws(SpoolError) in try spool.store(makeRecord(id: testID(1000 + index))) }
+        }
+
+        let values = outcomes.compactMap { try? $0.get() }
+        #expect(values.count == 50)
+        #expect(values.allSatisfy { $0 == .stored })
+        let expected = (0..<50).map { "\(testID(1000 + $0)).json" }.sorted()
+        #expect(try names(directory.spool + "/new") == expected)
+        #expect(try names(directory.spool + "/ids").count == 50)
+        #expect(try names(directory.spool + "/tmp") == [])
+    }
+
+    @Test("concurrent stores of one id with two contents: one stored, the rest duplicates or conflicts")
+    func concurrentMixedContents() throws {
+        let directory = try TemporaryDirectory()
+        let spool = try openSpool(directory.spool)
+        defer { spool.close() }
+        let first = makeRecord(id: testID(7), fingerprint: "fp-a")
+        let second = makeRecord(id: testID(7), fingerprint: "fp-b", body: "other")
+
+        let outcomes = runConcurrently(20) { index in
+            Result { () throws(SpoolError) in try spool.store(index.isMultiple(of: 2) ? first : second) }
+        }
+
+        let values = outcomes.compactMap { try? $0.get() }
+        #expect(values.count == 20)
+        #expect(values.filter { $0 == .stored }.count == 1)
+        let winner = try TestInspector().inspect(contents(directory.spool + "/ids/\(first.id)"))
+        let winnerIsFirst = winner?.fingerprint == "fp-a"
+        let conflicts = values.filter { if case .conflict = $0 { true } else { false } }
+        // The 10 stores of the other content conflict; the other 9 of the winner's are duplicates.
+        #expect(conflicts.count == 10)
+        #expect(values.filter { $0 == .duplicate }.count == 9)
+        #expect(try names(directory.spool + "/conflicts").count == 10)
+        #expect(try contents(directory.spool + "/new/\(first.id).json") == (winnerIsFirst ? first : second).bytes)
+    }
+
+    @Test("waiting stores re-check the ledger after a failed store instead of taking over its outcome")
+    func waitersRetryAfterFailure() throws {
+        let directory = try TemporaryDirectory()
+        let fileSystem = RecordingFileSystem(root: directory.spool)
+        let spool = try openSpool(directory.spool, fileSystem: fileSystem)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(8))
+        fileSystem.inject(.init(operation: .fsync, path: .exact("new"), errno: EIO))
+
+        let outcomes = runConcurrently(10) { _ in Result { () throws(SpoolError) in try spool.store(record) } }
+
+        let failures = outcomes.compactMap { result -> SpoolError? in
+            if case .failure(let error) = result { error } else { nil }
+        }
+        let values = outcomes.compactMap { try? $0.get() }
+        #expect(failures.map(\.message) == ["fsync new/: Input/output error"])
+        #expect(values.filter { $0 == .stored }.count == 1)
+        #expect(values.filter { $0 == .duplicate }.count == 8)
+        #expect(try names(directory.spool + "/new") == ["\(record.id).json"])
+        #expect(try names(directory.spool + "/tmp") == [])
+    }
+
+    @Test("the durability order: write, fsync file, link new/, fsync new/, link ids/, fsync ids/, return")
+    func durabilityOrder() throws {
+        let directory = try TemporaryDirectory()
+        let fileSystem = RecordingFileSystem(root: directory.spool)
+        let spool = try openSpool(directory.spool, fileSystem: fileSystem)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(9))
+
+        let start = fileSystem.eventCount
+        #expect(try spool.store(record) == .stored)
+        fileSystem.mark("return")
+        let log = fileSystem.events(since: start)
+
+        func position(_ description: String, _ matches: (RecordingFileSystem.Event) -> Bool) -> Int {
+            let found = log.firstIndex(where: matches)
+            #expect(found != nil, "no \(description) in \(log)")
+            return found ?? -1
+        }
+        let create = position("create tmp/") { $0.creates && $0.path.hasPrefix("tmp/\(record.id).") }
+        let temporary = log[max(create, 0)].path
+        let write = position("write tmp/") { $0.operation == .write && $0.path == temporary }
+        let fsyncFile = position("fsync tmp/") { $0.operation == .fsync && $0.path == temporary }
+        let closeFile = position("close tmp/") { $0.operation == .close && $0.path == temporary }
+        let linkNew = position("link new/") {
+            $0.operation == .link && $0.source == temporary && $0.path == "new/\(record.id).json"
+        }
+        let fsyncNew = position("fsync new/") { $0.operation == .fsync && $0.path == "new" }
+        let linkIDs = position("link ids/") {
+            $0.operation == .link && $0.source == temporary && $0.path == "ids/\(record.id)"
+        }
+        let fsyncIDs = position("fsync ids/") { $0.operation == .fsync && $0.path == "ids" }
+        let unlinkTemporary = position("unlink tmp/") { $0.operation == .unlink && $0.path == temporary }
+        let returned = position("return") { $0.operation == .mark }
+
+        #expect(create < write)
+        #expect(write < fsyncFile)
+        #expect(fsyncFile < closeFile)
+        #expect(closeFile < linkNew)
+        #expect(linkNew < fsyncNew)
+        #expect(fsyncNew < linkIDs)
+        #expect(linkIDs < fsyncIDs)
+        #expect(fsyncIDs < unlinkTemporary)
+        #expect(unlinkTemporary < returned)
+        #expect(!log.contains { $0.operation == .rename }, "records are published with link, never rename")
+        #expect(log.filter { $0.operation == .fsync }.count == 3)
+        // Step 2 comes first: the ledger is read and has no entry.
+        let readLedger = position("read ids/") {
+            $0.operation == .readFile && $0.path == "ids/\(record.id)" && $0.failure == ENOENT
+        }
+        #expect(readLedger < create)
+        #expect(log.filter { $0.failure != nil }.count == 1)
+        // The tmp file is created exclusively, write-only, close-on-exec (added by the POSIX layer).
+        let flags = log[max(create, 0)].flags ?? 0
+        #expect(flags & O_EXCL != 0 && flags & O_WRONLY != 0)
+    }
+
+    @Test("short writes are continued until every byte is written")
+    func shortWrites() throws {
+        let directory = try TemporaryDirectory()
+        let fileSystem = RecordingFileSystem(root: directory.spool)
+        fileSystem.limitWrites(to: 1000)
+        let spool = try openSpool(directory.spool, fileSystem: fileSystem)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(10), body: String(repeating: "x", count: 300_000))
+
+        let start = fileSystem.eventCount
+        #expect(try spool.store(record) == .stored)
+
+        #expect(try contents(directory.spool + "/new/\(record.id).json") == record.bytes)
+        let writes = fileSystem.events(since: start).filter { $0.operation == .write }
+        #expect(writes.count == (record.bytes.count + 999) / 1000)
+    }
+}
