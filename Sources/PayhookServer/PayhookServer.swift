@@ -18,7 +18,12 @@ public final class PayhookServer: Sendable {
 
     /// Opens the spool (taking its lock and running recovery), then starts listening. Nothing is served
     /// before recovery has finished (reliability.md §12).
-    public init(config: Config, logger: Logger, clock: @escaping @Sendable () -> Int64 = Router.wallClock) throws(StartError) {
+    ///
+    /// - Parameter fileSystem: the spool's file-system calls; tests pass one that injects faults.
+    public init(
+        config: Config, logger: Logger, fileSystem: any SpoolFileSystem = PosixFileSystem(),
+        clock: @escaping @Sendable () -> Int64 = Router.wallClock
+    ) throws(StartError) {
         self.config = config
         self.logger = logger
         let listen: ListenAddress
@@ -28,7 +33,7 @@ public final class PayhookServer: Sendable {
             throw StartError(description: "\(config.file): listen: \(error)")
         }
         do {
-            spool = try Spool(directory: config.spool, inspector: EventInspector(), logger: logger)
+            spool = try Spool(directory: config.spool, inspector: EventInspector(), fileSystem: fileSystem, logger: logger)
         } catch {
             throw StartError(description: "cannot open spool \(config.spool): \(error)")
         }

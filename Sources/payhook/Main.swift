@@ -13,11 +13,15 @@ struct Payhook: ParsableCommand {
 @main
 enum Main {
     static func main() {
-        let command: any ParsableCommand
         do {
-            command = try Payhook.parseAsRoot()
+            var command = try Payhook.parseAsRoot()
+            try command.run()
+            exit(0)
+        } catch let code as ExitCode {
+            exit(code.rawValue)
         } catch {
-            // swift-argument-parser exits 64 (EX_USAGE) for usage errors; the contract says 2.
+            // Parse errors, --help and --version arrive here. swift-argument-parser would exit 64
+            // (EX_USAGE) for a usage error; the contract says 2.
             let code = Payhook.exitCode(for: error)
             let message = Payhook.fullMessage(for: error)
             if code == .success {
@@ -25,17 +29,7 @@ enum Main {
                 exit(0)
             }
             Output.err(message)
-            exit(2)
-        }
-        do {
-            var runnable = command
-            try runnable.run()
-            exit(0)
-        } catch let code as ExitCode {
-            exit(code.rawValue)
-        } catch {
-            Output.err("payhook: \(error)")
-            exit(1)
+            exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }
 }

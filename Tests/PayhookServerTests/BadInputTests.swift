@@ -23,14 +23,14 @@ struct BadInputTests {
     static func signedWithWrongSecret(_ success: String) -> String {
         let parameters = (try? FormQuery.decode(success))?.filter { $0.name != "sign" } ?? []
         let sign = Hex.encode(Digest.sha1(UnifiedSigning.valuesMessage(parameters, secret: "not-the-demo-secret")))
-        return success.replacingOccurrences(of: #/sign=[0-9a-f]{40}/#, with: "sign=" + sign)
+        return success.replacing(#/sign=[0-9a-f]{40}/#, with: "sign=" + sign)
     }
 
     static let cases: [Case] = [
         Case(description: "tampered value", status: 401, body: "fail") { _ in get(path + "?" + ((try? Paths.fixture("unified/tampered.query")) ?? "")) },
         Case(description: "wrong secret", status: 401, body: "fail") { s in get(path + "?" + signedWithWrongSecret(s)) },
         Case(description: "unknown tenant", status: 401, body: "fail") { s in get(path + "?" + s.replacingOccurrences(of: "domainCode=demo", with: "domainCode=nobody")) },
-        Case(description: "missing sign", status: 401, body: "fail") { s in get(path + "?" + s.replacingOccurrences(of: #/&sign=[0-9a-f]{40}/#, with: "")) },
+        Case(description: "missing sign", status: 401, body: "fail") { s in get(path + "?" + s.replacing(#/&sign=[0-9a-f]{40}/#, with: "")) },
         Case(description: "repeated parameter", status: 400, body: "fail") { s in get(path + "?" + s + "&money=100") },
         Case(description: "broken escape", status: 400, body: "fail") { s in get(path + "?" + s.replacingOccurrences(of: "%E5", with: "%G5")) },
         Case(description: "truncated escape", status: 400, body: "fail") { s in get(path + "?" + s + "&x=%E") },

@@ -100,8 +100,8 @@ struct ProcessTests {
             "\(file):12: secret_file holds no secret (it is empty)",
             "\(file):13: sign_scheme 'md5' is not known",
             "\(file):15: [[unified]] sets secret and secret_env; use exactly one",
-            "\(file):24: unknown key 'extra' in [[unified]]",
-            "\(file):26: [[unified]] path '/notify/unified' with domain_code 'd' is already claimed by the table at line 21",
+            "\(file):25: unknown key 'extra' in [[unified]]",
+            "\(file):27: [[unified]] path '/notify/unified' with domain_code 'd' is already claimed by the table at line 21",
         ]
         for line in expected {
             #expect(result.stderr.contains(line), "missing: \(line)\n\(result.stderr)")

@@ -3,6 +3,7 @@ import InMemoryLogging
 import Logging
 import PayhookCore
 import PayhookServer
+import PayhookSpool
 
 /// Where the package root is, found from this file's path.
 enum Paths {
@@ -77,7 +78,7 @@ final class LiveServer: @unchecked Sendable {
     var port: Int { server.http.boundAddress.port }
     var spool: String { server.config.spool }
 
-    init(dir: TempDir? = nil, configure: (inout Config) -> Void = { _ in }) throws {
+    init(dir: TempDir? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(), configure: (inout Config) -> Void = { _ in }) throws {
         let dir = try dir ?? TempDir()
         self.dir = dir
         var config = try demoConfig(spool: dir.file("spool"))
@@ -89,7 +90,7 @@ final class LiveServer: @unchecked Sendable {
             handler.logLevel = .trace
             return handler
         }
-        server = try PayhookServer(config: config, logger: logger)
+        server = try PayhookServer(config: config, logger: logger, fileSystem: fileSystem)
     }
 
     func get(_ target: String) throws -> HTTPReply {

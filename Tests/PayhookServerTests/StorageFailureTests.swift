@@ -1,0 +1,78 @@
+import Foundation
+import PayhookSpool
+import Synchronization
+import Testing
+
+/// Forwards to the real file system, but while `failure` is set, creating, writing and fsyncing files
+/// fail with that errno: a disk that is full or failing.
+final class FailingDisk: SpoolFileSystem {
+    let real = PosixFileSystem()
+    let failure = Mutex<CInt?>(nil)
+
+    func check() throws(SpoolErrno) {
+        if let errno = failure.withLock({ $0 }) { throw SpoolErrno(errno) }
+    }
+
+    func open(_ path: String, flags: CInt, mode: mode_t) throws(SpoolErrno) -> CInt {
+        if flags & O_CREAT != 0 { try check() }
+        return try real.open(path, flags: flags, mode: mode)
+    }
+    func write(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws(SpoolErrno) -> Int {
+        try check()
+        return try real.write(fd, bytes)
+    }
+    func fsync(_ fd: CInt) throws(SpoolErrno) {
+        try check()
+        try real.fsync(fd)
+    }
+    func truncate(_ fd: CInt, length: Int64) throws(SpoolErrno) { try real.truncate(fd, length: length) }
+    func close(_ fd: CInt) throws(SpoolErrno) { try real.close(fd) }
+    func flock(_ fd: CInt, operation: CInt) throws(SpoolErrno) { try real.flock(fd, operation: operation) }
+    func link(_ existing: String, _ newPath: String) throws(SpoolErrno) { try real.link(existing, newPath) }
+    func rename(_ oldPath: String, _ newPath: String) throws(SpoolErrno) { try real.rename(oldPath, newPath) }
+    func unlink(_ path: String) throws(SpoolErrno) { try real.unlink(path) }
+    func mkdir(_ path: String, mode: mode_t) throws(SpoolErrno) { try real.mkdir(path, mode: mode) }
+    func readDirectory(_ path: String) throws(SpoolErrno) -> [String] { try real.readDirectory(path) }
+    func readFile(_ path: String) throws(SpoolErrno) -> [UInt8] { try real.readFile(path) }
+    func stat(_ path: String) throws(SpoolErrno) -> SpoolFileStatus { try real.stat(path) }
+    func processID() -> CInt { real.processID() }
+    func currentTimeMicroseconds() -> UInt64 { real.currentTimeMicroseconds() }
+}
+
+/// Contract §4 invariant 4: a failure to store is answered as a failure so the sender retries; it is
+/// logged; serving goes on, and recovers when the disk does.
+@Suite(.timeLimit(.minutes(2)))
+struct StorageFailureTests {
+    @Test(arguments: [ENOSPC, EIO])
+    func unwritableSpoolAnswers503ThenRecovers(errno: CInt) throws {
+        let disk = FailingDisk()
+        let live = try LiveServer(fileSystem: disk)
+        defer { live.stop() }
+        let target = "/notify/unified?" + (try Paths.fixture("unified/success.query"))
+
+        disk.failure.withLock { $0 = errno }
+        let failed = try live.get(target)
+        #expect(failed.status == 503)
+        #expect(failed.body == "fail")
+        #expect(failed.headers["retry-after"] == "30")
+        #expect(live.events().isEmpty)
+        #expect(listing(live.spool + "/ids").isEmpty)
+        #expect(listing(live.spool + "/tmp").isEmpty)
+        let health = try live.get("/healthz")
+        #expect(health.status == 503)
+        #expect(live.log.entries.contains { $0.level == .error && $0.metadata["outcome"] == "storage_error" })
+
+        // Still serving: refusals that need no disk are answered as usual.
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/tampered.query"))).status == 401)
+
+        // The disk is back: the sender's retry is stored, exactly once.
+        disk.failure.withLock { $0 = nil }
+        #expect(try live.get("/healthz").status == 200)
+        let retried = try live.get(target)
+        #expect(retried.status == 200)
+        #expect(retried.body == "success")
+        #expect(live.events().count == 1)
+        #expect(try live.get(target).body == "success")
+        #expect(live.events().count == 1)
+    }
+}
