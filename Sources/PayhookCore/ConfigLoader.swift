@@ -124,6 +124,10 @@ public struct ConfigLoader: Sendable {
             }
             item.set(&config, Int(value))
         }
+        // The listener divides its connection limit among its threads, so each needs at least one.
+        if config.maxConnections < config.threads {
+            c.error(root["max_connections"]?.line ?? root["threads"]?.line, "max_connections (\(config.maxConnections)) must be at least threads (\(config.threads))")
+        }
         if let node = root["unified"] {
             if case .array(let items) = node.value {
                 for item in items {

@@ -18,21 +18,27 @@ public enum ConfigFile {
         return try loader.load(path: path)
     }
 
-    /// Reads a whole file; the error is the system's sentence ("No such file or directory").
+    /// Reads a whole file; the error is the system's sentence ("No such file or directory", "Is a
+    /// directory").
     @Sendable public static func readFile(_ path: String) throws -> [UInt8] {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw FileReadError(message: String(cString: strerror(errno)))
-        }
-        defer { try? handle.close() }
-        do {
-            return Array(try handle.readToEnd() ?? Data())
-        } catch {
-            throw FileReadError(message: String(cString: strerror(EIO)))
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileReadError(errno: errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { return bytes }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileReadError(errno: errno)
+            }
+            bytes.append(contentsOf: buffer[0..<n])
         }
     }
 
     struct FileReadError: Error, CustomStringConvertible {
-        let message: String
-        var description: String { message }
+        let errno: Int32
+        var description: String { String(cString: strerror(errno)) }
     }
 }

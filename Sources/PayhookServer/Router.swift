@@ -46,8 +46,15 @@ public final class Router: HTTPHandler {
     }
 
     public func refusal(_ status: Int, for head: HTTPRequestHead) -> HTTPResponse {
-        let reason = status == 413 ? "body too large" : status == 408 ? "request deadline passed" : "refused"
-        log(head, outcome: status == 413 ? "too_large" : "refused", status: status, level: .notice, reason: reason)
+        let (outcome, reason): (String, String) =
+            switch status {
+            case 413: ("too_large", "body larger than max_body_bytes")
+            case 408: ("deadline", "request not complete within request_deadline_s")
+            case 400: ("malformed", "malformed Content-Length")
+            case 503: ("shutting_down", "payhook is shutting down")
+            default: ("refused", "refused by the listener")
+            }
+        log(head, outcome: outcome, status: status, level: .notice, reason: reason)
         if let source = sources[head.path] {
             return Self.response(source.failureAnswer(status: status, reason: reason))
         }

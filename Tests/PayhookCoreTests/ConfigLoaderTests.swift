@@ -138,6 +138,11 @@ import Testing
         #expect(found.first?.hasPrefix("/etc/payhook/p.toml:2: ") == true, "\(found)")
     }
 
+    @Test func connectionLimitMustCoverTheThreads() {
+        let text = "threads = 8\nmax_connections = 4\n[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret = \"s\"\n"
+        #expect(Self.issues(text) == ["/etc/payhook/p.toml:2: max_connections (4) must be at least threads (8)"])
+    }
+
     @Test func noSourceIsAnError() {
         #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] table: payhook would have nothing to receive"])
     }

@@ -58,6 +58,7 @@ struct ProcessTests {
     @Test func checkConfigListsEveryProblemWithFileAndLine() throws {
         let dir = try TempDir()
         try dir.write("empty.secret", "\n   \n")
+        try FileManager.default.createDirectory(atPath: dir.file("folder.secret"), withIntermediateDirectories: false)
         try dir.write("bad.toml", """
             listen = "127.0.0.1"
             colour = "blue"
@@ -89,6 +90,11 @@ struct ProcessTests {
             path = "/notify/unified"
             domain_code = "d"
             secret = "d2"
+
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "e"
+            secret_file = "folder.secret"
             """)
         let file = dir.file("bad.toml")
         let result = try Self.run(["check-config", "--config", file])
@@ -102,6 +108,8 @@ struct ProcessTests {
             "\(file):15: [[unified]] sets secret and secret_env; use exactly one",
             "\(file):25: unknown key 'extra' in [[unified]]",
             "\(file):27: [[unified]] path '/notify/unified' with domain_code 'd' is already claimed by the table at line 21",
+            "\(file):35: cannot read secret_file \(dir.path)/folder.secret: Is a directory",
+            "\(file): 9 problems found",
         ]
         for line in expected {
             #expect(result.stderr.contains(line), "missing: \(line)\n\(result.stderr)")
