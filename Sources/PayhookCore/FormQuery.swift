@@ -33,8 +33,7 @@ public enum FormQueryError: Error, Sendable, Equatable, CustomStringConvertible 
 
     // Names come from the request: keep them short and printable in messages and logs.
     private static func show(_ raw: String) -> String {
-        let printable = raw.unicodeScalars.map { $0.value >= 0x20 && $0.value != 0x7f ? String($0) : "?" }.joined()
-        return "'" + (printable.count > 64 ? String(printable.prefix(64)) + "…" : printable) + "'"
+        "'" + LogText.printable(raw) + "'"
     }
 }
 

@@ -112,15 +112,15 @@ public final class Router: HTTPHandler {
         started: ContinuousClock.Instant? = nil, reason: String? = nil
     ) {
         var metadata: Logger.Metadata = [
-            "http.method": "\(Self.printable(head.method, limit: 16))",
-            "http.path": "\(Self.printable(head.path, limit: 128))",
+            "http.method": "\(LogText.printable(head.method, limit: 16))",
+            "http.path": "\(LogText.printable(head.path, limit: 128))",
             "http.status": "\(status)",
             "outcome": "\(outcome)",
             "remote": "\(head.remoteAddress)",
         ]
         if let event {
             metadata["source"] = "\(event.source)"
-            metadata["tenant"] = "\(Self.printable(event.tenant, limit: 64))"
+            metadata["tenant"] = "\(LogText.printable(event.tenant, limit: 64))"
             metadata["event.id"] = "\(event.id)"
         }
         if let started {
@@ -131,11 +131,6 @@ public final class Router: HTTPHandler {
         logger.log(level: level, "request", metadata: metadata)
     }
 
-    /// Request text reaches logs only as printable ASCII, shortened.
-    static func printable(_ text: String, limit: Int) -> String {
-        let cleaned = String(text.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f ? Character($0) : "?" })
-        return cleaned.count > limit ? String(cleaned.prefix(limit)) + "…" : cleaned
-    }
 
     static func response(_ answer: Answer) -> HTTPResponse {
         HTTPResponse(status: answer.status, contentType: answer.contentType, body: answer.body)

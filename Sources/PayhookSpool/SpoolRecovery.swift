@@ -83,20 +83,28 @@ enum SpoolRecovery {
         }
     }
 
+    /// The status of `relative` when it is a regular file recovery should look at. Anything else (a
+    /// directory, a symlink, a device) is left alone with a warning; a name that vanished meanwhile is
+    /// skipped. Both give nil.
+    private static func regularFile(_ relative: String, _ context: SpoolContext) throws(SpoolError) -> SpoolFileStatus? {
+        guard let status = try context.status(relative) else { return nil }
+        guard status.kind == .regular else {
+            context.logger.warning(
+                "recovery left \(relative) alone: not a regular file",
+                metadata: ["spool": "\(context.root)"]
+            )
+            return nil
+        }
+        return status
+    }
+
     /// Unlinks every file in tmp/. The store protocol only acknowledges a record after it is linked into new/
     /// and ids/, and only one spool writes here (the lock), so nothing in tmp/ was ever acknowledged.
     private static func clearTemporaryFiles(_ context: SpoolContext) throws(SpoolError) -> [String] {
         var removed: [String] = []
         for name in try entries(of: "tmp", context) {
             let relative = "tmp/\(name)"
-            guard let status = try context.status(relative) else { continue }
-            guard status.kind == .regular else {
-                context.logger.warning(
-                    "recovery left \(relative) alone: not a regular file",
-                    metadata: ["spool": "\(context.root)"]
-                )
-                continue
-            }
+            guard try regularFile(relative, context) != nil else { continue }
             do {
                 try context.fileSystem.unlink(context.path(relative))
             } catch where error.rawValue == ENOENT {
@@ -124,14 +132,7 @@ enum SpoolRecovery {
         var relinked: [String] = []
         for name in try entries(of: folder, context) {
             let relative = "\(folder)/\(name)"
-            guard let status = try context.status(relative) else { continue }
-            guard status.kind == .regular else {
-                context.logger.warning(
-                    "recovery left \(relative) alone: not a regular file",
-                    metadata: ["spool": "\(context.root)"]
-                )
-                continue
-            }
+            guard let status = try regularFile(relative, context) else { continue }
             let bytes: [UInt8]
             do {
                 bytes = try context.fileSystem.readFile(context.path(relative))

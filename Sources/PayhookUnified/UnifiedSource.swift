@@ -45,7 +45,7 @@ public struct UnifiedSource: CallbackSource {
             return .refused(.malformed("parameter 'domainCode' is missing, so no tenant can be chosen"))
         }
         guard let tenant = tenants[domainCode] else {
-            return .refused(.unknownTenant("no [[unified]] tenant with domain_code '\(Self.printable(domainCode))' on \(path)"))
+            return .refused(.unknownTenant("no [[unified]] tenant with domain_code '\(LogText.printable(domainCode))' on \(path)"))
         }
         switch Self.verify(parameters, sign: values[UnifiedSigning.signParameter], tenant: tenant) {
         case .failure(let refusal):
@@ -109,9 +109,4 @@ public struct UnifiedSource: CallbackSource {
         return .success(Match(secretPosition: matched))
     }
 
-    /// Request text is shown in logs only as printable ASCII, shortened.
-    static func printable(_ text: String) -> String {
-        let cleaned = String(text.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f ? Character($0) : "?" })
-        return cleaned.count > 64 ? String(cleaned.prefix(64)) + "…" : cleaned
-    }
 }
