@@ -15,9 +15,10 @@ deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-# The schema test validates real event files with Python's jsonschema (test tooling only).
+# Test tooling only, never a runtime dependency: Python's jsonschema checks real event files against the
+# schema, and wechatpy is an independent WeChat Pay implementation the tests cross-check against.
 test-deps: deps
-	@python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q jsonschema
+	@python3 -c 'import jsonschema, wechatpy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check jsonschema wechatpy
 
 build: deps
 	$(SWIFT) build

@@ -39,17 +39,18 @@ let package = Package(
         .target(name: "PayhookSpool", dependencies: [logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
+        .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
         // Wires config, sources, spool and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookSpool", "PayhookUnified", logging]
+            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookSpool", "PayhookUnified", "PayhookWeChat", logging]
         ),
         .executableTarget(
             name: "payhook",
-            dependencies: ["PayhookServer", "PayhookCore", argumentParser, logging]
+            dependencies: ["PayhookServer", "PayhookCore", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
         ),
 
-        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified"]),
+        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(

@@ -26,6 +26,28 @@ public struct UnifiedTenant: Sendable, Equatable {
     }
 }
 
+/// One `[[wechat]]` table: a WeChat Pay merchant receiving v2 notifications (contract §2).
+public struct WeChatTenant: Sendable, Equatable {
+    public var path: String
+    public var mchID: String
+    /// When set, notifications naming another appid are refused.
+    public var appID: String?
+    /// Every valid APIv2 key, in file order (rotation).
+    public var keys: [Secret]
+    /// The signature algorithms accepted for payment notifications.
+    public var signTypes: Set<WeChatSignType>
+    public var line: Int
+
+    public init(path: String, mchID: String, appID: String?, keys: [Secret], signTypes: Set<WeChatSignType>, line: Int) {
+        self.path = path
+        self.mchID = mchID
+        self.appID = appID
+        self.keys = keys
+        self.signTypes = signTypes
+        self.line = line
+    }
+}
+
 /// payhook's configuration (contract §2), after validation.
 public struct Config: Sendable, Equatable {
     /// The file it was read from.
@@ -45,6 +67,7 @@ public struct Config: Sendable, Equatable {
     public var shutdownGraceSeconds: Int
     public var logLevel: String
     public var unified: [UnifiedTenant]
+    public var wechat: [WeChatTenant]
 
     public static let defaultListen = "127.0.0.1:8080"
 
@@ -62,6 +85,7 @@ public struct Config: Sendable, Equatable {
         self.shutdownGraceSeconds = 10
         self.logLevel = "info"
         self.unified = []
+        self.wechat = []
     }
 }
 

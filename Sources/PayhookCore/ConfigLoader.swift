@@ -83,13 +83,9 @@ public struct ConfigLoader: Sendable {
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
         var config = Config(file: c.file, spool: Self.resolve("spool", against: c.baseDirectory))
-        let known = Set(["listen", "spool", "log_level", "unified"] + Self.topLevelIntegers.map(\.key))
+        let known = Set(["listen", "spool", "log_level", "unified", "wechat"] + Self.topLevelIntegers.map(\.key))
         for entry in root.entries where !known.contains(entry.key) {
-            if entry.key == "wechat" {
-                c.error(entry.keyLine, "[[wechat]] tables are not supported by this version of payhook")
-            } else {
-                c.error(entry.keyLine, "unknown key '\(entry.key)'")
-            }
+            c.error(entry.keyLine, "unknown key '\(entry.key)'")
         }
         if let node = root["listen"], let value = string(node, "listen", &c) {
             if let problem = checkListen(value) {
@@ -128,24 +124,71 @@ public struct ConfigLoader: Sendable {
         if config.maxConnections < config.threads {
             c.error(root["max_connections"]?.line ?? root["threads"]?.line, "max_connections (\(config.maxConnections)) must be at least threads (\(config.threads))")
         }
-        if let node = root["unified"] {
-            if case .array(let items) = node.value {
-                for item in items {
-                    if case .table(let table) = item.value {
-                        if let tenant = unifiedTenant(table, &c) { config.unified.append(tenant) }
-                    } else {
-                        c.error(item.line, "unified must be written as [[unified]] tables")
-                    }
-                }
-            } else {
-                c.error(node.line, "unified must be written as [[unified]] tables")
-            }
+        for table in tables(root, "unified", &c) {
+            if let tenant = unifiedTenant(table, &c) { config.unified.append(tenant) }
         }
-        if config.unified.isEmpty && !root.keys.contains("unified") {
-            c.error(nil, "no [[unified]] table: payhook would have nothing to receive")
+        for table in tables(root, "wechat", &c) {
+            if let tenant = wechatTenant(table, &c) { config.wechat.append(tenant) }
+        }
+        if !root.keys.contains("unified") && !root.keys.contains("wechat") {
+            c.error(nil, "no [[unified]] or [[wechat]] table: payhook would have nothing to receive")
         }
         checkRoutes(config, &c)
         return config
+    }
+
+    /// The tables of an array of tables (`[[name]]`); anything else under that key is an error.
+    private func tables(_ root: TOMLTable, _ name: String, _ c: inout Context) -> [TOMLTable] {
+        guard let node = root[name] else { return [] }
+        guard case .array(let items) = node.value else {
+            c.error(node.line, "\(name) must be written as [[\(name)]] tables")
+            return []
+        }
+        var result: [TOMLTable] = []
+        for item in items {
+            if case .table(let table) = item.value {
+                result.append(table)
+            } else {
+                c.error(item.line, "\(name) must be written as [[\(name)]] tables")
+            }
+        }
+        return result
+    }
+
+    private func wechatTenant(_ table: TOMLTable, _ c: inout Context) -> WeChatTenant? {
+        let known: Set<String> = ["path", "mch_id", "appid", "api_key", "api_key_file", "api_key_env", "sign_types"]
+        for entry in table.entries where !known.contains(entry.key) {
+            c.error(entry.keyLine, "unknown key '\(entry.key)' in [[wechat]]")
+        }
+        let before = c.issues.count
+        let path = requiredString(table, "path", "[[wechat]]", &c)
+        if let path, let node = table["path"] { checkPath(path, line: node.line, &c) }
+        let mchID = requiredString(table, "mch_id", "[[wechat]]", &c)
+        var appID: String?
+        if let node = table["appid"], let value = string(node, "appid", &c) {
+            if value.isEmpty { c.error(node.line, "appid must not be empty (leave it out to accept any appid)") }
+            appID = value
+        }
+        var signTypes = Set(WeChatSignType.allCases)
+        if let node = table["sign_types"] {
+            let allowed = WeChatSignType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            if case .array(let items) = node.value, !items.isEmpty {
+                var chosen = Set<WeChatSignType>()
+                for item in items {
+                    if case .string(let name) = item.value, let type = WeChatSignType(rawValue: name) {
+                        chosen.insert(type)
+                    } else {
+                        c.error(item.line, "sign_types may hold only \(allowed)")
+                    }
+                }
+                signTypes = chosen
+            } else {
+                c.error(node.line, "sign_types must be a non-empty array of \(allowed)")
+            }
+        }
+        let keys = loadSecrets(table, names: ("api_key", "api_key_file", "api_key_env"), what: "[[wechat]]", &c)
+        guard c.issues.count == before, let path, let mchID, let keys else { return nil }
+        return WeChatTenant(path: path, mchID: mchID, appID: appID, keys: keys, signTypes: signTypes, line: table.line)
     }
 
     private func unifiedTenant(_ table: TOMLTable, _ c: inout Context) -> UnifiedTenant? {
@@ -247,6 +290,23 @@ public struct ConfigLoader: Sendable {
                 c.error(tenant.line, "[[unified]] path '\(tenant.path)' with domain_code '\(tenant.domainCode)' is already claimed by the table at line \(first)")
             } else {
                 seen[key] = tenant.line
+            }
+        }
+        seen = [:]
+        for tenant in config.wechat {
+            let key = tenant.path + "\u{0}" + tenant.mchID
+            if let first = seen[key] {
+                c.error(tenant.line, "[[wechat]] path '\(tenant.path)' with mch_id '\(tenant.mchID)' is already claimed by the table at line \(first)")
+            } else {
+                seen[key] = tenant.line
+            }
+        }
+        // One path, one kind of sender: the answer format and method depend on it.
+        var unifiedPaths: [String: Int] = [:]
+        for tenant in config.unified where unifiedPaths[tenant.path] == nil { unifiedPaths[tenant.path] = tenant.line }
+        for tenant in config.wechat {
+            if let first = unifiedPaths[tenant.path] {
+                c.error(tenant.line, "[[wechat]] path '\(tenant.path)' is already used by the [[unified]] table at line \(first)")
             }
         }
     }

@@ -98,19 +98,29 @@ public struct Event: Sendable, Equatable {
         return j.bytes
     }
 
-    /// What makes two deliveries of one dedupe key "the same": their verified fields, compared as a set.
+    /// What makes two deliveries of one dedupe key "the same": their verified fields, compared as a set,
+    /// leaving out the transport fields a sender may change between deliveries of one notification.
     ///
     /// The text is unambiguous (JSON strings of the fields sorted by name), so equal fingerprints mean equal
     /// verified content and a retry is a duplicate; any other difference (another amount, another
     /// `orderSn`) is a conflict (contract §4, invariant 5).
     public var fingerprint: String {
-        Self.fingerprint(of: fields)
+        Self.fingerprint(of: fields, source: source)
     }
 
-    public static func fingerprint(of fields: [FormParameter]) -> String {
+    /// Fields that identify a delivery, not the payment: WeChat draws a new `nonce_str` for each
+    /// notification it sends, and a merchant's notifications may arrive signed either way (protocols.md
+    /// §1.4), so neither makes a retry a conflict. Both are still in `fields` and were verified.
+    public static func transportFields(source: String) -> Set<String> {
+        source == "wechat.pay" ? ["nonce_str", "sign_type"] : []
+    }
+
+    public static func fingerprint(of fields: [FormParameter], source: String) -> String {
+        let ignored = transportFields(source: source)
         var j = JSONText()
         j.raw("[")
-        for (index, field) in fields.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }).enumerated() {
+        let kept = fields.filter { !ignored.contains($0.name) }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        for (index, field) in kept.enumerated() {
             if index > 0 { j.raw(",") }
             j.raw("[")
             j.string(field.name)

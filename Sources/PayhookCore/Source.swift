@@ -62,6 +62,9 @@ public enum Refusal: Error, Sendable, Equatable {
 public enum Verdict: Sendable, Equatable {
     case accepted(Event)
     case refused(Refusal)
+    /// Answered with success but not queued: a notification that reports a communication failure
+    /// (WeChat `return_code` FAIL) carries no payment result and no signature; retrying it helps no one.
+    case acknowledged(String)
 }
 
 /// One kind of payment callback: turns a request into a verified event or a refusal, and knows the exact

@@ -37,6 +37,11 @@ public enum ConfigFile {
         }
     }
 
+    /// Everything on standard input.
+    public static func readStandardInput() -> [UInt8] {
+        Array(FileHandle.standardInput.readDataToEndOfFile())
+    }
+
     struct FileReadError: Error, CustomStringConvertible {
         let errno: Int32
         var description: String { String(cString: strerror(errno)) }

@@ -13,6 +13,7 @@ public struct EventInspector: SpoolRecordInspector {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
             object["schema"] as? String == Event.schema,
             let id = object["id"] as? String, id.utf8.count == 64, Hex.decode(id) != nil, id == id.lowercased(),
+            let source = object["source"] as? String,
             let fields = object["fields"] as? [String: Any]
         else { return nil }
         var parameters: [FormParameter] = []
@@ -20,6 +21,6 @@ public struct EventInspector: SpoolRecordInspector {
             guard let text = value as? String else { return nil }
             parameters.append(FormParameter(name: name, value: text))
         }
-        return SpoolRecordInfo(id: id, fingerprint: Event.fingerprint(of: parameters))
+        return SpoolRecordInfo(id: id, fingerprint: Event.fingerprint(of: parameters, source: source))
     }
 }

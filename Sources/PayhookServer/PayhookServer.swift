@@ -3,6 +3,7 @@ import PayhookCore
 import PayhookHTTP
 import PayhookSpool
 import PayhookUnified
+import PayhookWeChat
 
 /// A running payhook: spool opened (and recovered), sources built from the config, listener serving.
 public final class PayhookServer: Sendable {
@@ -56,7 +57,7 @@ public final class PayhookServer: Sendable {
             "serving",
             metadata: [
                 "listen": "\(http.boundAddress)", "spool": "\(config.spool)",
-                "unified.tenants": "\(config.unified.count)",
+                "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
             ])
     }
 
@@ -65,6 +66,9 @@ public final class PayhookServer: Sendable {
         var sources: [String: any CallbackSource] = [:]
         for path in Set(config.unified.map(\.path)) {
             sources[path] = UnifiedSource(path: path, tenants: config.unified.filter { $0.path == path })
+        }
+        for path in Set(config.wechat.map(\.path)) {
+            sources[path] = WeChatSource(path: path, tenants: config.wechat.filter { $0.path == path })
         }
         return sources
     }

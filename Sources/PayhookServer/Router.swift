@@ -82,6 +82,9 @@ public final class Router: HTTPHandler {
         case .refused(let refusal):
             log(head, outcome: refusal.outcome, status: refusal.status, level: .warning, started: started, reason: refusal.reason)
             return Self.response(source.failureAnswer(status: refusal.status, reason: refusal.reason))
+        case .acknowledged(let reason):
+            log(head, outcome: "acknowledged", status: 200, level: .notice, started: started, reason: reason)
+            return Self.response(source.successAnswer)
         case .accepted(let event):
             let record = SpoolRecord(id: event.id, fingerprint: event.fingerprint, bytes: event.jsonBytes())
             do {

@@ -23,6 +23,6 @@ struct CheckConfig: ParsableCommand {
         }
         for warning in loaded.warnings { Output.err("warning: \(warning)") }
         let c = loaded.config
-        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(c.unified.count) [[unified]] tenant\(c.unified.count == 1 ? "" : "s"))")
+        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(c.unified.count) [[unified]] and \(c.wechat.count) [[wechat]] tenants)")
     }
 }

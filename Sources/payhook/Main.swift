@@ -6,7 +6,7 @@ struct Payhook: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payhook",
         abstract: "Receives payment callbacks, verifies them, and queues each one durably, exactly once.",
-        subcommands: [Serve.self, CheckConfig.self]
+        subcommands: [Serve.self, CheckConfig.self, Sign.self, Simulate.self, Verify.self]
     )
 }
 

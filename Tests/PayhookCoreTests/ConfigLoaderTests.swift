@@ -85,7 +85,6 @@ import Testing
         let found = Self.issues(text)
         #expect(found == [
             "/etc/payhook/p.toml:2: unknown key 'bogus'",
-            "/etc/payhook/p.toml:15: [[wechat]] tables are not supported by this version of payhook",
             "/etc/payhook/p.toml:1: listen: 'nowhere' has no port",
             "/etc/payhook/p.toml:4: log_level must be one of trace, debug, info, notice, warning, error, critical",
             "/etc/payhook/p.toml:3: max_body_bytes must be between 1 and 16777216",
@@ -94,6 +93,8 @@ import Testing
             "/etc/payhook/p.toml:9: secret_env: environment variable UNSET is not set",
             "/etc/payhook/p.toml:12: path '/healthz' is reserved for payhook's own endpoint",
             "/etc/payhook/p.toml:11: [[unified]] needs one of secret, secret_file or secret_env",
+            "/etc/payhook/p.toml:15: [[wechat]] is missing 'path'",
+            "/etc/payhook/p.toml:15: [[wechat]] needs one of api_key, api_key_file or api_key_env",
         ])
     }
 
@@ -144,7 +145,7 @@ import Testing
     }
 
     @Test func noSourceIsAnError() {
-        #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] table: payhook would have nothing to receive"])
+        #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] or [[wechat]] table: payhook would have nothing to receive"])
     }
 
     @Test func wrongTypesAreErrors() {

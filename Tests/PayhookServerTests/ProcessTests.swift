@@ -51,7 +51,7 @@ struct ProcessTests {
         let result = try Self.run(["check-config", "--config", Paths.fixtures.appendingPathComponent("demo.toml").path])
         #expect(result.status == 0)
         #expect(result.stdout.contains("ok"))
-        #expect(result.stdout.contains("2 [[unified]] tenants"))
+        #expect(result.stdout.contains("2 [[unified]] and 1 [[wechat]] tenants"))
         #expect(!result.stdout.contains("demo-secret-rotate-me"))
     }
 

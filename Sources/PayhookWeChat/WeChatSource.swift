@@ -1,0 +1,225 @@
+public import PayhookCore
+import PayhookCrypto
+
+/// WeChat Pay API v2 notifications: payment results (signed, protocols.md §1) and refund results
+/// (`req_info` encrypted, protocols.md §2), POSTed as XML.
+///
+/// One instance serves one configured path; the notification's `mch_id` picks the tenant and only that
+/// tenant's keys are tried (contract §2).
+public struct WeChatSource: CallbackSource {
+    public static let paySource = "wechat.pay"
+    public static let refundSource = "wechat.refund"
+
+    public let path: String
+    private let tenants: [String: WeChatTenant]
+
+    public init(path: String, tenants: [WeChatTenant]) {
+        self.path = path
+        var byMerchant: [String: WeChatTenant] = [:]
+        for tenant in tenants where tenant.path == path { byMerchant[tenant.mchID] = tenant }
+        self.tenants = byMerchant
+    }
+
+    public var method: String { "POST" }
+
+    /// Byte for byte the acknowledgement WeChat documents (protocols.md §1.6, contract §3): no whitespace.
+    public static let successXML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
+
+    public var successAnswer: Answer {
+        Answer(status: 200, contentType: "text/xml; charset=utf-8", body: Array(Self.successXML.utf8))
+    }
+
+    public func failureAnswer(status: Int, reason: String) -> Answer {
+        Answer(status: status, contentType: "text/xml; charset=utf-8", body: Array(Self.failureXML(reason).utf8))
+    }
+
+    /// The FAIL answer with a short reason. The reason is our own text, but it is still kept to printable
+    /// ASCII without `]]>` so it cannot break out of its CDATA section.
+    public static func failureXML(_ reason: String) -> String {
+        let message = LogText.printable(reason, limit: 80).replacing("]]>", with: "]]?")
+        return "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[\(message)]]></return_msg></xml>"
+    }
+
+    public func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
+        // Strict parse before any value is used: no DTD, no entities, no nesting (protocols.md §1.5).
+        let elements: [FlatXMLElement]
+        do {
+            elements = try FlatXML.parse(request.body, root: "xml")
+        } catch {
+            return .refused(.malformed("body is not a flat <xml> notification: \(error)"))
+        }
+        var values: [String: String] = [:]
+        for element in elements { values[element.name] = element.text }
+
+        switch values["return_code"] {
+        case "SUCCESS":
+            break
+        case "FAIL":
+            // A communication failure report: no sign, no result. Acknowledged, never queued (contract §3).
+            return .acknowledged("return_code FAIL: \(LogText.printable(values["return_msg"] ?? "", limit: 80))")
+        default:
+            return .refused(.malformed("return_code must be SUCCESS or FAIL"))
+        }
+        guard let mchID = values["mch_id"], !mchID.isEmpty else {
+            return .refused(.malformed("mch_id is missing, so no tenant can be chosen"))
+        }
+        guard let tenant = tenants[mchID] else {
+            return .refused(.unknownTenant("no [[wechat]] tenant with mch_id '\(LogText.printable(mchID))' on \(path)"))
+        }
+        if let expected = tenant.appID, values["appid"] != expected {
+            return .refused(.unknownTenant("appid does not match the tenant's appid"))
+        }
+        if let reqInfo = values["req_info"] {
+            return refund(reqInfo: reqInfo, tenant: tenant, request: request)
+        }
+        return payment(elements, values, tenant: tenant, request: request)
+    }
+
+    // MARK: - Payment results
+
+    /// Which key position verified and with which algorithm.
+    public struct PaymentMatch: Sendable, Equatable {
+        public let type: WeChatSignType
+        public let keyPosition: Int
+        public init(type: WeChatSignType, keyPosition: Int) {
+            self.type = type
+            self.keyPosition = keyPosition
+        }
+    }
+
+    /// Verifies a payment notification's `sign` (protocols.md §1.3, §1.4): the algorithm is the one
+    /// `sign_type` names, else the one the sign's length implies, and only if the tenant accepts it.
+    public static func verifyPayment(_ elements: [FlatXMLElement], tenant: WeChatTenant) -> Result<PaymentMatch, Refusal> {
+        var values: [String: String] = [:]
+        for element in elements { values[element.name] = element.text }
+        guard let sign = values[WeChatSigning.signElement], !sign.isEmpty else {
+            return .failure(.badSignature("sign is missing"))
+        }
+        let type: WeChatSignType
+        switch WeChatSigning.claimedType(signType: values[WeChatSigning.signTypeElement], sign: sign) {
+        case .failure(.unknownSignType):
+            return .failure(.badSignature("sign_type is neither MD5 nor HMAC-SHA256"))
+        case .failure(.unknownLength):
+            return .failure(.badSignature("sign is neither 32 (MD5) nor 64 (HMAC-SHA256) hex characters"))
+        case .success(let claimed):
+            type = claimed
+        }
+        guard tenant.signTypes.contains(type) else {
+            return .failure(.badSignature("\(type.rawValue) is not in this tenant's sign_types"))
+        }
+        guard sign.utf8.count == type.hexLength, let presented = Hex.decode(sign) else {
+            return .failure(.badSignature("sign is not \(type.hexLength) hexadecimal characters"))
+        }
+        var matched: Int?
+        // Every key is tried, so timing does not tell which position matched.
+        for (index, key) in tenant.keys.enumerated() {
+            let message = Array(WeChatSigning.stringToSign(elements, key: key.value).utf8)
+            let expected: [UInt8]
+            switch type {
+            case .md5: expected = Digest.md5(message)
+            case .hmacSHA256: expected = Digest.hmacSHA256(key: Array(key.value.utf8), message: message)
+            }
+            if Digest.constantTimeEquals(expected, presented), matched == nil { matched = index + 1 }
+        }
+        guard let matched else {
+            return .failure(.badSignature("sign does not match (\(type.rawValue), \(tenant.keys.count) key(s) tried)"))
+        }
+        return .success(PaymentMatch(type: type, keyPosition: matched))
+    }
+
+    private func payment(_ elements: [FlatXMLElement], _ values: [String: String], tenant: WeChatTenant, request: CallbackRequest) -> Verdict {
+        let match: PaymentMatch
+        switch Self.verifyPayment(elements, tenant: tenant) {
+        case .failure(let refusal): return .refused(refusal)
+        case .success(let m): match = m
+        }
+        guard let outTradeNo = values["out_trade_no"], !outTradeNo.isEmpty else {
+            return .refused(.semantic("out_trade_no is missing or empty"))
+        }
+        guard let resultCode = values["result_code"], resultCode == "SUCCESS" || resultCode == "FAIL" else {
+            return .refused(.semantic("result_code must be SUCCESS or FAIL"))
+        }
+        guard let amount = values["total_fee"].flatMap(UnifiedFields.parseNonNegative) else {
+            return .refused(.semantic("total_fee must be a non-negative integer number of fen"))
+        }
+        let currency = values["fee_type"].flatMap { $0.isEmpty ? nil : $0 } ?? "CNY"
+        let key = DedupeKey(source: Self.paySource, parts: [tenant.mchID, outTradeNo, resultCode])
+        // `fields`: what the signature covers, that is every non-empty child but `sign`.
+        let fields = elements.filter { $0.name != WeChatSigning.signElement && !$0.text.isEmpty }
+            .map { FormParameter(name: $0.name, value: $0.text) }
+        return .accepted(event(
+            key: key, source: Self.paySource, tenant: tenant, orderRef: outTradeNo, status: resultCode,
+            amount: amount, currency: currency, verifiedWith: match.type.eventName, fields: fields, request: request))
+    }
+
+    // MARK: - Refund results
+
+    /// The AES key for `req_info`: the 32 ASCII characters of the lowercase hex MD5 of the APIv2 key
+    /// (protocols.md §2; the hex text itself is the key, not its 16 raw bytes).
+    public static func refundKey(apiKey: String) -> [UInt8] {
+        Array(Hex.encode(Digest.md5(Array(apiKey.utf8))).utf8)
+    }
+
+    /// Decrypts `req_info` with each of the tenant's keys; the first that yields strict PKCS#7 padding and
+    /// a strict flat `<root>` document wins. Returns the decrypted fields, or why nothing did.
+    public static func decryptRefund(_ reqInfo: String, tenant: WeChatTenant) -> Result<[FlatXMLElement], Refusal> {
+        guard let ciphertext = Base64.decode(reqInfo) else {
+            return .failure(.malformed("req_info is not base64"))
+        }
+        guard !ciphertext.isEmpty, ciphertext.count % 16 == 0 else {
+            return .failure(.malformed("req_info is not a whole number of AES blocks"))
+        }
+        var padded = false
+        for key in tenant.keys {
+            guard let plain = Cipher.aes256ECBDecrypt(key: refundKey(apiKey: key.value), ciphertext: ciphertext) else { continue }
+            padded = true
+            if let fields = try? FlatXML.parse(plain, root: "root") { return .success(fields) }
+        }
+        // Wrong key usually shows as bad padding; garbage that happens to pad well fails the XML parse.
+        return .failure(.badSignature(
+            padded
+                ? "req_info decrypts, but not to a flat <root> document, under the tenant's key(s)"
+                : "req_info does not decrypt under the tenant's key(s) (bad padding)"))
+    }
+
+    private func refund(reqInfo: String, tenant: WeChatTenant, request: CallbackRequest) -> Verdict {
+        let fields: [FlatXMLElement]
+        switch Self.decryptRefund(reqInfo, tenant: tenant) {
+        case .failure(let refusal): return .refused(refusal)
+        case .success(let decrypted): fields = decrypted
+        }
+        var values: [String: String] = [:]
+        for field in fields { values[field.name] = field.text }
+        guard let outRefundNo = values["out_refund_no"], !outRefundNo.isEmpty else {
+            return .refused(.semantic("out_refund_no is missing or empty"))
+        }
+        guard let outTradeNo = values["out_trade_no"], !outTradeNo.isEmpty else {
+            return .refused(.semantic("out_trade_no is missing or empty"))
+        }
+        // protocols.md §2: SUCCESS, CHANGE (refund abnormal) or REFUNDCLOSE.
+        guard let status = values["refund_status"], ["SUCCESS", "CHANGE", "REFUNDCLOSE"].contains(status) else {
+            return .refused(.semantic("refund_status must be SUCCESS, CHANGE or REFUNDCLOSE"))
+        }
+        guard let amount = values["refund_fee"].flatMap(UnifiedFields.parseNonNegative) else {
+            return .refused(.semantic("refund_fee must be a non-negative integer number of fen"))
+        }
+        let key = DedupeKey(source: Self.refundSource, parts: [tenant.mchID, outRefundNo, status])
+        return .accepted(event(
+            key: key, source: Self.refundSource, tenant: tenant, orderRef: outTradeNo, status: status, amount: amount,
+            currency: "CNY", verifiedWith: "aes-256-ecb",
+            fields: fields.map { FormParameter(name: $0.name, value: $0.text) }, request: request))
+    }
+
+    private func event(
+        key: DedupeKey, source: String, tenant: WeChatTenant, orderRef: String, status: String, amount: Int64,
+        currency: String, verifiedWith: String, fields: [FormParameter], request: CallbackRequest
+    ) -> Event {
+        Event(
+            id: Hex.encode(Digest.sha256(Array(key.text.utf8))), source: source, tenant: tenant.mchID,
+            orderRef: orderRef, status: status, amount: amount, currency: currency, dedupeKey: key,
+            verifiedWith: verifiedWith, receivedAtMilliseconds: request.receivedAtMilliseconds,
+            remoteAddress: request.remoteAddress, fields: fields,
+            // FlatXML accepted the body, so it is valid UTF-8 and this conversion is exact.
+            raw: Event.RawRequest(method: request.method, target: request.target, body: String(decoding: request.body, as: UTF8.self)))
+    }
+}

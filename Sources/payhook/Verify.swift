@@ -1,0 +1,44 @@
+import ArgumentParser
+import PayhookCore
+import PayhookServer
+
+/// `payhook verify --config FILE CAPTURE`: checks one captured callback offline and explains the result.
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a captured callback against a config and explain why it does or does not verify.",
+        discussion: """
+            CAPTURE is a file (or - for standard input) holding the raw query string (optionally /path?query or \
+            a full URL), a WeChat XML body, or a payhook event file. Secrets are always shown as ***. Exits 0 when \
+            payhook would accept it, 1 otherwise.
+            """
+    )
+
+    @Option(name: .long, help: "The TOML config file.")
+    var config: String
+
+    @Option(name: .long, help: "Only consider tenants on this path.")
+    var path: String?
+
+    @Argument(help: "The captured request: a file, or - for standard input.")
+    var capture: String
+
+    func run() throws {
+        let loaded: ConfigLoader.Loaded
+        do {
+            loaded = try ConfigFile.load(path: config)
+        } catch {
+            for issue in error.issues { Output.err("error: \(issue)") }
+            throw ExitCode(1)
+        }
+        let input: [UInt8]
+        do {
+            input = capture == "-" ? ConfigFile.readStandardInput() : try ConfigFile.readFile(capture)
+        } catch {
+            Output.err("payhook: cannot read \(capture): \(error)")
+            throw ExitCode(1)
+        }
+        let report = Explainer.explain(input, config: loaded.config, path: path)
+        for line in report.lines { Output.out(line) }
+        if !report.verified { throw ExitCode(1) }
+    }
+}
