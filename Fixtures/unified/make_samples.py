@@ -59,19 +59,24 @@ def signed(params, sign):
     return params + [("sign", sign(params))]
 
 
-demo = secret("demo.secret")
-sibling = secret("sibling.secret")
-vs = lambda p: values_sha1(p, demo)
+def main():
+    demo = secret("demo.secret")
+    sibling = secret("sibling.secret")
+    vs = lambda p: values_sha1(p, demo)
 
-success = signed(base(), vs)
-write("success.query", success)
-# A retry of the same payment from another platform server: same values, other parameter order.
-write("duplicate.query", list(reversed(success)))
-# The same order refunded later: a new event (payStatus is part of the dedupe key).
-write("refund.query", signed(base(payStatus="SUCCESSREFUND", payTime="1767312000000", orderSn="20260102000000000002"), vs))
-# money changed after signing: must be refused with 401 and store nothing.
-write("tampered.query", [("money", "10000") if k == "money" else (k, v) for k, v in success])
-# Correctly signed, same dedupe key as success.query, other amount: kept for audit as a conflict.
-write("conflict.query", signed(base(money="999"), vs))
-# The second demo tenant, signed with the sibling platform's rule.
-write("sibling.query", signed(base(domainCode="sibling", requestKey="sibling-order-7"), lambda p: salted_sha1(p, sibling)))
+    success = signed(base(), vs)
+    write("success.query", success)
+    # A retry of the same payment from another platform server: same values, other parameter order.
+    write("duplicate.query", list(reversed(success)))
+    # The same order refunded later: a new event (payStatus is part of the dedupe key).
+    write("refund.query", signed(base(payStatus="SUCCESSREFUND", payTime="1767312000000", orderSn="20260102000000000002"), vs))
+    # money changed after signing: must be refused with 401 and store nothing.
+    write("tampered.query", [("money", "10000") if k == "money" else (k, v) for k, v in success])
+    # Correctly signed, same dedupe key as success.query, other amount: kept for audit as a conflict.
+    write("conflict.query", signed(base(money="999"), vs))
+    # The second demo tenant, signed with the sibling platform's rule.
+    write("sibling.query", signed(base(domainCode="sibling", requestKey="sibling-order-7"), lambda p: salted_sha1(p, sibling)))
+
+
+if __name__ == "__main__":
+    main()
