@@ -144,6 +144,73 @@ import Testing
         #expect(Self.issues(text) == ["/etc/payhook/p.toml:2: max_connections (4) must be at least threads (8)"])
     }
 
+    @Test func wechatTenants() throws {
+        let text = """
+            [[wechat]]
+            path = "/w"
+            mch_id = "1900000109"
+            appid = "wx2421b1c4370ec43b"
+            api_key_file = "keys/a.key"
+
+            [[wechat]]
+            path = "/w"
+            mch_id = "1900000110"
+            api_key_env = "B_KEY"
+            sign_types = ["HMAC-SHA256"]
+            """
+        let c = try Self.loader(files: ["/etc/payhook/keys/a.key": "new-key\nold-key\n"], env: ["B_KEY": "bee"])
+            .load(text: text, path: "/etc/payhook/p.toml").config
+        #expect(c.wechat.count == 2)
+        #expect(c.wechat[0].appID == "wx2421b1c4370ec43b")
+        #expect(c.wechat[0].keys == [Secret("new-key"), Secret("old-key")])
+        #expect(c.wechat[0].signTypes == [.md5, .hmacSHA256])
+        #expect(c.wechat[1].appID == nil)
+        #expect(c.wechat[1].signTypes == [.hmacSHA256])
+        #expect(c.wechat[1].line == 7)
+        #expect(c.unified.isEmpty)
+    }
+
+    @Test func wechatProblems() {
+        let text = """
+            [[unified]]
+            path = "/shared"
+            domain_code = "a"
+            secret = "s"
+
+            [[wechat]]
+            path = "/shared"
+            mch_id = "1"
+            api_key = "k"
+            sign_types = ["MD5", "SHA1"]
+            mchid = "typo"
+
+            [[wechat]]
+            path = "/w"
+            mch_id = "2"
+            api_key = "k"
+            sign_types = []
+
+            [[wechat]]
+            path = "/w"
+            mch_id = "2"
+            api_key = "k2"
+            appid = ""
+            """
+        #expect(Self.issues(text) == [
+            "/etc/payhook/p.toml:11: unknown key 'mchid' in [[wechat]]",
+            "/etc/payhook/p.toml:10: sign_types may hold only \"MD5\", \"HMAC-SHA256\"",
+            "/etc/payhook/p.toml:17: sign_types must be a non-empty array of \"MD5\", \"HMAC-SHA256\"",
+            "/etc/payhook/p.toml:23: appid must not be empty (leave it out to accept any appid)",
+        ])
+        // Once those are fixed, the route clashes show.
+        let clash = text.replacing(", \"SHA1\"", with: "").replacing("mchid = \"typo\"\n", with: "")
+            .replacing("sign_types = []\n", with: "").replacing("\nappid = \"\"", with: "")
+        #expect(Self.issues(clash) == [
+            "/etc/payhook/p.toml:17: [[wechat]] path '/w' with mch_id '2' is already claimed by the table at line 12",
+            "/etc/payhook/p.toml:6: [[wechat]] path '/shared' is already used by the [[unified]] table at line 1",
+        ])
+    }
+
     @Test func noSourceIsAnError() {
         #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] or [[wechat]] table: payhook would have nothing to receive"])
     }
