@@ -75,4 +75,19 @@ struct StorageFailureTests {
         #expect(try live.get(target).body == "success")
         #expect(live.events().count == 1)
     }
+
+    @Test func wechatNotificationsGetTheFailXMLWhenTheSpoolFails() throws {
+        let disk = FailingDisk()
+        let live = try LiveServer(fileSystem: disk)
+        defer { live.stop() }
+        let body = Array(try Data(contentsOf: Paths.fixtures.appendingPathComponent("wechat/refund.xml")))
+        disk.failure.withLock { $0 = EIO }
+        let failed = try WeChatLiveTests.post(live, body)
+        #expect(failed.status == 503)
+        #expect(failed.body == "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[could not store]]></return_msg></xml>")
+        #expect(live.events().isEmpty)
+        disk.failure.withLock { $0 = nil }
+        #expect(try WeChatLiveTests.post(live, body).body == WeChatLiveTests.success)
+        #expect(live.events().count == 1)
+    }
 }
