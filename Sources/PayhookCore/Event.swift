@@ -23,6 +23,9 @@ public struct Event: Sendable, Equatable {
     /// Every verified (or decrypted) field, as received, in the order received. Never `sign`, never a secret.
     public var fields: [FormParameter]
     public var raw: RawRequest
+    /// Which of the tenant's secrets verified it (1-based, in file order), for rotation metrics. Not part
+    /// of the event file: which secret signed is nobody's business downstream.
+    public var secretPosition: Int?
 
     public struct RawRequest: Sendable, Equatable {
         public var method: String

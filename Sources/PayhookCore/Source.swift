@@ -70,8 +70,13 @@ public enum Verdict: Sendable, Equatable {
 /// One kind of payment callback: turns a request into a verified event or a refusal, and knows the exact
 /// answer bytes its sender expects. A source never touches the disk; the server stores what it accepts.
 public protocol CallbackSource: Sendable {
+    /// A short name for logs and metrics: `unified`, `wechat`.
+    var kind: String { get }
     /// The HTTP method this source's sender uses.
     var method: String { get }
+    /// The configured tenant a request names, if any: a metrics label for refusals, so it is never
+    /// request text that matches no tenant.
+    func tenantLabel(for request: CallbackRequest) -> String?
     /// Verifies and parses one request.
     func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict
     /// The answer that tells the sender the event is stored (or was stored before).

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PayhookCore
 import PayhookHTTP
@@ -10,6 +11,7 @@ public final class PayhookServer: Sendable {
     public let config: Config
     public let spool: Spool
     public let http: HTTPServer
+    public let metrics: Metrics
     let logger: Logger
 
     /// Why the server could not start; one sentence each.
@@ -38,7 +40,9 @@ public final class PayhookServer: Sendable {
         } catch {
             throw StartError(description: "cannot open spool \(config.spool): \(error)")
         }
-        let router = Router(sources: Self.sources(config), spool: spool, logger: logger, clock: clock)
+        let metrics = Metrics()
+        self.metrics = metrics
+        let router = Router(sources: Self.sources(config), spool: spool, logger: logger, metrics: metrics, clock: clock)
         var limits = HTTPLimits()
         limits.connectionTimeoutSeconds = config.connectionTimeoutSeconds
         limits.maxConnections = config.maxConnections
@@ -53,12 +57,31 @@ public final class PayhookServer: Sendable {
             spool.close()
             throw StartError(description: "\(error)")
         }
+        registerGauges(config: config)
         logger.notice(
             "serving",
             metadata: [
                 "listen": "\(http.boundAddress)", "spool": "\(config.spool)",
                 "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
             ])
+    }
+
+    /// Gauges read at each scrape of /metrics.
+    private func registerGauges(config: Config) {
+        let http = self.http
+        metrics.gauge("payhook_inflight_requests", help: "Requests whose first line arrived and that are not answered yet.") {
+            [([], Double(http.inFlight))]
+        }
+        let spoolDirectory = config.spool
+        metrics.gauge("payhook_spool_files", help: "Files in the spool's folders: new (waiting), cur (taken), dead letters, conflicts, corrupt.") {
+            ["new", "cur", "dead", "conflicts", "corrupt"].compactMap { folder in
+                guard let names = try? FileManager.default.contentsOfDirectory(atPath: spoolDirectory + "/" + folder) else { return nil }
+                return ([("folder", folder)], Double(names.filter { !$0.hasPrefix(".") }.count))
+            }
+        }
+        metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
+            [([("version", PayhookVersion.current), ("schema", Event.schema)], 1)]
+        }
     }
 
     /// One source per configured path.

@@ -10,17 +10,23 @@ import PayhookSpool
 /// signature or unknown tenant, 404 unknown path, 405 wrong method, 413 too large, 503 could not store.
 public final class Router: HTTPHandler {
     public static let healthPath = "/healthz"
+    public static let metricsPath = "/metrics"
 
     let sources: [String: any CallbackSource]
     let spool: Spool
     let logger: Logger
+    let metrics: Metrics
     let clock: @Sendable () -> Int64
 
     /// - Parameter clock: "now" in Unix milliseconds, for the semantic checks (tests pin it).
-    public init(sources: [String: any CallbackSource], spool: Spool, logger: Logger, clock: @escaping @Sendable () -> Int64 = Router.wallClock) {
+    public init(
+        sources: [String: any CallbackSource], spool: Spool, logger: Logger, metrics: Metrics = Metrics(),
+        clock: @escaping @Sendable () -> Int64 = Router.wallClock
+    ) {
         self.sources = sources
         self.spool = spool
         self.logger = logger
+        self.metrics = metrics
         self.clock = clock
     }
 
@@ -29,15 +35,17 @@ public final class Router: HTTPHandler {
     /// Routing decisions that need no body: unknown paths and wrong methods are answered before the body
     /// is read.
     public func head(_ head: HTTPRequestHead) -> HTTPResponse? {
-        if head.path == Self.healthPath {
+        if head.path == Self.healthPath || head.path == Self.metricsPath {
             return head.method == "GET" || head.method == "HEAD" ? nil : Self.plain(405, "method not allowed\n", allow: "GET")
         }
         guard let source = sources[head.path] else {
             log(head, outcome: "not_found", status: 404, level: .info, reason: "no route for this path")
+            metrics.request(source: "", tenant: "", outcome: "not_found", route: "", seconds: nil)
             return Self.plain(404, "not found\n")
         }
         guard head.method == source.method else {
             log(head, outcome: "wrong_method", status: 405, level: .info, reason: "\(source.method) expected")
+            metrics.request(source: source.kind, tenant: "", outcome: "wrong_method", route: source.kind, seconds: nil)
             var response = Self.response(source.failureAnswer(status: 405, reason: "method not allowed"))
             response.headers.append((name: "Allow", value: source.method))
             return response
@@ -55,6 +63,8 @@ public final class Router: HTTPHandler {
             default: ("refused", "refused by the listener")
             }
         log(head, outcome: outcome, status: status, level: .notice, reason: reason)
+        let kind = sources[head.path]?.kind ?? ""
+        metrics.request(source: kind, tenant: "", outcome: outcome, route: kind, seconds: Self.seconds(since: head))
         if let source = sources[head.path] {
             return Self.response(source.failureAnswer(status: status, reason: reason))
         }
@@ -72,6 +82,9 @@ public final class Router: HTTPHandler {
                 return Self.plain(503, "spool not writable\n", retryAfter: true)
             }
         }
+        if head.path == Self.metricsPath {
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+        }
         guard let source = sources[head.path] else { return Self.plain(404, "not found\n") }
         let started = ContinuousClock.now
         let callback = CallbackRequest(
@@ -81,14 +94,24 @@ public final class Router: HTTPHandler {
         switch source.process(callback, nowMilliseconds: clock()) {
         case .refused(let refusal):
             log(head, outcome: refusal.outcome, status: refusal.status, level: .warning, started: started, reason: refusal.reason)
+            metrics.request(source: source.kind, tenant: source.tenantLabel(for: callback) ?? "", outcome: refusal.outcome, route: source.kind, seconds: Self.seconds(since: head))
             return Self.response(source.failureAnswer(status: refusal.status, reason: refusal.reason))
         case .acknowledged(let reason):
             log(head, outcome: "acknowledged", status: 200, level: .notice, started: started, reason: reason)
+            metrics.request(source: source.kind, tenant: source.tenantLabel(for: callback) ?? "", outcome: "acknowledged", route: source.kind, seconds: Self.seconds(since: head))
             return Self.response(source.successAnswer)
         case .accepted(let event):
             let record = SpoolRecord(id: event.id, fingerprint: event.fingerprint, bytes: event.jsonBytes())
             do {
                 let outcome = try spool.store(record)
+                let label: String
+                switch outcome {
+                case .stored: label = "accepted"
+                case .duplicate: label = "duplicate"
+                case .conflict: label = "conflict"
+                }
+                metrics.request(source: event.source, tenant: event.tenant, outcome: label, route: source.kind, seconds: Self.seconds(since: head))
+                if let position = event.secretPosition { metrics.verified(source: event.source, tenant: event.tenant, position: position) }
                 switch outcome {
                 case .stored:
                     log(head, outcome: "accepted", status: 200, level: .info, event: event, started: started)
@@ -103,6 +126,8 @@ public final class Router: HTTPHandler {
                 return Self.response(source.successAnswer)
             } catch {
                 log(head, outcome: "storage_error", status: 503, level: .error, event: event, started: started, reason: "\(error)")
+                metrics.request(source: event.source, tenant: event.tenant, outcome: "storage_error", route: source.kind, seconds: Self.seconds(since: head))
+                metrics.storageError(Self.errnoName(error.errno))
                 var response = Self.response(source.failureAnswer(status: 503, reason: "could not store"))
                 response.headers.append((name: "Retry-After", value: "30"))
                 return response
@@ -134,6 +159,28 @@ public final class Router: HTTPHandler {
         logger.log(level: level, "request", metadata: metadata)
     }
 
+
+    /// Seconds since the request line arrived.
+    static func seconds(since head: HTTPRequestHead) -> Double {
+        max(0, Date().timeIntervalSince(head.receivedAt))
+    }
+
+    /// A stable label for the errors a disk gives; anything else is `other`.
+    static func errnoName(_ code: CInt?) -> String {
+        switch code {
+        case ENOSPC: return "ENOSPC"
+        case EIO: return "EIO"
+        case EMFILE: return "EMFILE"
+        case ENFILE: return "ENFILE"
+        case EDQUOT: return "EDQUOT"
+        case EROFS: return "EROFS"
+        case EACCES: return "EACCES"
+        case EPERM: return "EPERM"
+        case EEXIST: return "EEXIST"
+        case ENOENT: return "ENOENT"
+        default: return "other"
+        }
+    }
 
     static func response(_ answer: Answer) -> HTTPResponse {
         HTTPResponse(status: answer.status, contentType: answer.contentType, body: answer.body)

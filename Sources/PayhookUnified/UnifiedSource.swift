@@ -22,6 +22,15 @@ public struct UnifiedSource: CallbackSource {
 
     public var method: String { "GET" }
 
+    public var kind: String { Self.sourceName }
+
+    public func tenantLabel(for request: CallbackRequest) -> String? {
+        guard let parameters = try? FormQuery.decode(request.query ?? ""),
+            let code = parameters.first(where: { $0.name == "domainCode" })?.value
+        else { return nil }
+        return tenants[code] != nil ? code : nil
+    }
+
     /// The platform treats the body `success` as processed and anything else as a failure (§4.2).
     public var successAnswer: Answer {
         Answer(status: 200, contentType: "text/plain; charset=utf-8", body: Array("success".utf8))
@@ -47,11 +56,12 @@ public struct UnifiedSource: CallbackSource {
         guard let tenant = tenants[domainCode] else {
             return .refused(.unknownTenant("no [[unified]] tenant with domain_code '\(LogText.printable(domainCode))' on \(path)"))
         }
+        let match: Match
         switch Self.verify(parameters, sign: values[UnifiedSigning.signParameter], tenant: tenant) {
         case .failure(let refusal):
             return .refused(refusal)
-        case .success:
-            break
+        case .success(let found):
+            match = found
         }
         let amount: Int64
         switch UnifiedFields.check(values, nowMilliseconds: nowMilliseconds) {
@@ -79,7 +89,9 @@ public struct UnifiedSource: CallbackSource {
             fields: fields,
             raw: Event.RawRequest(method: request.method, target: request.target, body: String(decoding: request.body, as: UTF8.self))
         )
-        return .accepted(event)
+        var verified = event
+        verified.secretPosition = match.secretPosition
+        return .accepted(verified)
     }
 
     /// What verification found; `secretPosition` is the 1-based line of the secret that matched.

@@ -22,6 +22,15 @@ public struct WeChatSource: CallbackSource {
 
     public var method: String { "POST" }
 
+    public var kind: String { "wechat" }
+
+    public func tenantLabel(for request: CallbackRequest) -> String? {
+        guard let elements = try? FlatXML.parse(request.body, root: "xml"),
+            let mchID = elements.first(where: { $0.name == "mch_id" })?.text
+        else { return nil }
+        return tenants[mchID] != nil ? mchID : nil
+    }
+
     /// Byte for byte the acknowledgement WeChat documents (protocols.md §1.6, contract §3): no whitespace.
     public static let successXML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 
@@ -147,9 +156,11 @@ public struct WeChatSource: CallbackSource {
         // `fields`: what the signature covers, that is every non-empty child but `sign`.
         let fields = elements.filter { $0.name != WeChatSigning.signElement && !$0.text.isEmpty }
             .map { FormParameter(name: $0.name, value: $0.text) }
-        return .accepted(event(
+        var verified = event(
             key: key, source: Self.paySource, tenant: tenant, orderRef: outTradeNo, status: resultCode,
-            amount: amount, currency: currency, verifiedWith: match.type.eventName, fields: fields, request: request))
+            amount: amount, currency: currency, verifiedWith: match.type.eventName, fields: fields, request: request)
+        verified.secretPosition = match.keyPosition
+        return .accepted(verified)
     }
 
     // MARK: - Refund results
@@ -163,6 +174,11 @@ public struct WeChatSource: CallbackSource {
     /// Decrypts `req_info` with each of the tenant's keys; the first that yields strict PKCS#7 padding and
     /// a strict flat `<root>` document wins. Returns the decrypted fields, or why nothing did.
     public static func decryptRefund(_ reqInfo: String, tenant: WeChatTenant) -> Result<[FlatXMLElement], Refusal> {
+        decryptRefundWithPosition(reqInfo, tenant: tenant).map(\.fields)
+    }
+
+    /// As `decryptRefund`, also telling which key position decrypted it.
+    public static func decryptRefundWithPosition(_ reqInfo: String, tenant: WeChatTenant) -> Result<(fields: [FlatXMLElement], keyPosition: Int), Refusal> {
         guard let ciphertext = Base64.decode(reqInfo) else {
             return .failure(.malformed("req_info is not base64"))
         }
@@ -170,10 +186,10 @@ public struct WeChatSource: CallbackSource {
             return .failure(.malformed("req_info is not a whole number of AES blocks"))
         }
         var padded = false
-        for key in tenant.keys {
+        for (index, key) in tenant.keys.enumerated() {
             guard let plain = Cipher.aes256ECBDecrypt(key: refundKey(apiKey: key.value), ciphertext: ciphertext) else { continue }
             padded = true
-            if let fields = try? FlatXML.parse(plain, root: "root") { return .success(fields) }
+            if let fields = try? FlatXML.parse(plain, root: "root") { return .success((fields, index + 1)) }
         }
         // Wrong key usually shows as bad padding; garbage that happens to pad well fails the XML parse.
         return .failure(.badSignature(
@@ -184,9 +200,10 @@ public struct WeChatSource: CallbackSource {
 
     private func refund(reqInfo: String, tenant: WeChatTenant, request: CallbackRequest) -> Verdict {
         let fields: [FlatXMLElement]
-        switch Self.decryptRefund(reqInfo, tenant: tenant) {
+        let keyPosition: Int
+        switch Self.decryptRefundWithPosition(reqInfo, tenant: tenant) {
         case .failure(let refusal): return .refused(refusal)
-        case .success(let decrypted): fields = decrypted
+        case .success(let decrypted): (fields, keyPosition) = decrypted
         }
         var values: [String: String] = [:]
         for field in fields { values[field.name] = field.text }
@@ -204,10 +221,12 @@ public struct WeChatSource: CallbackSource {
             return .refused(.semantic("refund_fee must be a non-negative integer number of fen"))
         }
         let key = DedupeKey(source: Self.refundSource, parts: [tenant.mchID, outRefundNo, status])
-        return .accepted(event(
+        var verified = event(
             key: key, source: Self.refundSource, tenant: tenant, orderRef: outTradeNo, status: status, amount: amount,
             currency: "CNY", verifiedWith: "aes-256-ecb",
-            fields: fields.map { FormParameter(name: $0.name, value: $0.text) }, request: request))
+            fields: fields.map { FormParameter(name: $0.name, value: $0.text) }, request: request)
+        verified.secretPosition = keyPosition
+        return .accepted(verified)
     }
 
     private func event(

@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
+import PayhookServer
 
 /// payhook's command line (contract §1). Exit codes: 0 ok, 1 bad input or failed check, 2 usage.
 struct Payhook: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payhook",
         abstract: "Receives payment callbacks, verifies them, and queues each one durably, exactly once.",
+        version: PayhookVersion.current,
         subcommands: [Serve.self, CheckConfig.self, Sign.self, Simulate.self, Verify.self]
     )
 }

@@ -1,0 +1,119 @@
+import Foundation
+import Synchronization
+
+/// payhook's metrics, exposed at `/metrics` in the Prometheus text format (version 0.0.4,
+/// https://prometheus.io/docs/instrumenting/exposition_formats/).
+///
+/// Label values come only from the config (source, tenant) or from fixed sets (outcome, position), never
+/// from request text, so a hostile sender cannot grow the series without bound.
+public final class Metrics: Sendable {
+    /// Upper bounds of the request latency histogram, in seconds.
+    public static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+
+    struct Histogram {
+        var buckets: [UInt64]
+        var sum: Double = 0
+        var count: UInt64 = 0
+        init(_ bounds: Int) { buckets = [UInt64](repeating: 0, count: bounds) }
+    }
+
+    struct State {
+        var requests: [[String]: UInt64] = [:]  // [source, tenant, outcome]
+        var secretPositions: [[String]: UInt64] = [:]  // [source, tenant, position]
+        var latency: [String: Histogram] = [:]  // source
+        var storageErrors: [String: UInt64] = [:]  // errno name
+    }
+
+    private let state = Mutex(State())
+    /// Gauges read at scrape time: each returns its current samples (label set, value).
+    private let gauges: Mutex<[(name: String, help: String, read: @Sendable () -> [(labels: [(String, String)], value: Double)])]> = Mutex([])
+
+    public init() {}
+
+    /// One request's outcome. `tenant` must be a configured tenant or "" (unknown). `route` is the kind
+    /// of path it came to (`unified`, `wechat`), the latency histogram's label.
+    public func request(source: String, tenant: String, outcome: String, route: String, seconds: Double?) {
+        state.withLock { s in
+            s.requests[[source, tenant, outcome], default: 0] += 1
+            guard let seconds else { return }
+            var histogram = s.latency[route] ?? Histogram(Self.latencyBuckets.count)
+            for (index, bound) in Self.latencyBuckets.enumerated() where seconds <= bound { histogram.buckets[index] += 1 }
+            histogram.sum += seconds
+            histogram.count += 1
+            s.latency[route] = histogram
+        }
+    }
+
+    /// Which secret position verified an accepted callback: rotation progress.
+    public func verified(source: String, tenant: String, position: Int) {
+        state.withLock { $0.secretPositions[[source, tenant, String(position)], default: 0] += 1 }
+    }
+
+    /// A failure to store, by errno name (`ENOSPC`, `EIO`, …) or `other`.
+    public func storageError(_ kind: String) {
+        state.withLock { $0.storageErrors[kind, default: 0] += 1 }
+    }
+
+    /// Registers a gauge computed at each scrape.
+    public func gauge(_ name: String, help: String, read: @escaping @Sendable () -> [(labels: [(String, String)], value: Double)]) {
+        gauges.withLock { $0.append((name, help, read)) }
+    }
+
+    /// The current value of one request counter (for tests and tools).
+    public func requests(source: String, tenant: String, outcome: String) -> UInt64 {
+        state.withLock { $0.requests[[source, tenant, outcome]] ?? 0 }
+    }
+
+    /// The exposition text.
+    public func render() -> String {
+        let s = state.withLock { $0 }
+        var out = ""
+        out += "# HELP payhook_requests_total Callback requests by source, tenant and outcome.\n"
+        out += "# TYPE payhook_requests_total counter\n"
+        for (key, value) in s.requests.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            out += "payhook_requests_total\(Self.labels([("source", key[0]), ("tenant", key[1]), ("outcome", key[2])])) \(value)\n"
+        }
+        out += "# HELP payhook_verified_secret_position_total Accepted callbacks by the position of the secret that verified them (1 = first line).\n"
+        out += "# TYPE payhook_verified_secret_position_total counter\n"
+        for (key, value) in s.secretPositions.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            out += "payhook_verified_secret_position_total\(Self.labels([("source", key[0]), ("tenant", key[1]), ("position", key[2])])) \(value)\n"
+        }
+        out += "# HELP payhook_request_duration_seconds Time from the request's arrival to its answer, by route (unified, wechat).\n"
+        out += "# TYPE payhook_request_duration_seconds histogram\n"
+        for (route, histogram) in s.latency.sorted(by: { $0.key < $1.key }) {
+            for (index, bound) in Self.latencyBuckets.enumerated() {
+                out += "payhook_request_duration_seconds_bucket\(Self.labels([("route", route), ("le", Self.number(bound))])) \(histogram.buckets[index])\n"
+            }
+            out += "payhook_request_duration_seconds_bucket\(Self.labels([("route", route), ("le", "+Inf")])) \(histogram.count)\n"
+            out += "payhook_request_duration_seconds_sum\(Self.labels([("route", route)])) \(Self.number(histogram.sum))\n"
+            out += "payhook_request_duration_seconds_count\(Self.labels([("route", route)])) \(histogram.count)\n"
+        }
+        out += "# HELP payhook_storage_errors_total Failures to store an event, by error.\n"
+        out += "# TYPE payhook_storage_errors_total counter\n"
+        for (kind, value) in s.storageErrors.sorted(by: { $0.key < $1.key }) {
+            out += "payhook_storage_errors_total\(Self.labels([("error", kind)])) \(value)\n"
+        }
+        for gauge in gauges.withLock({ $0 }) {
+            out += "# HELP \(gauge.name) \(gauge.help)\n# TYPE \(gauge.name) gauge\n"
+            for sample in gauge.read() {
+                out += "\(gauge.name)\(Self.labels(sample.labels)) \(Self.number(sample.value))\n"
+            }
+        }
+        return out
+    }
+
+    static func labels(_ pairs: [(String, String)]) -> String {
+        guard !pairs.isEmpty else { return "" }
+        return "{" + pairs.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+    }
+
+    /// Label values escape backslash, double quote and newline (exposition format).
+    static func escape(_ value: String) -> String {
+        value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
+    }
+
+    static func number(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import PayhookCore
+import PayhookServer
+import Testing
+
+/// `/metrics`: Prometheus text exposition whose counters move with each outcome.
+@Suite(.timeLimit(.minutes(2)))
+struct MetricsTests {
+    static func scrape(_ live: LiveServer) throws -> [String: Double] {
+        let reply = try live.get("/metrics")
+        #expect(reply.status == 200)
+        #expect(reply.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+        var samples: [String: Double] = [:]
+        for line in reply.body.split(separator: "\n") where !line.hasPrefix("#") {
+            // name{labels} value, the exposition format's sample line.
+            let match = line.wholeMatch(of: #/([a-z_]+(?:\{[^}]*\})?) (-?[0-9.e+]+|\+Inf)/#)
+            #expect(match != nil, "not a sample line: \(line)")
+            if let match { samples[String(match.1)] = Double(match.2) }
+        }
+        return samples
+    }
+
+    @Test func countersMoveWithEachOutcome() throws {
+        let disk = FailingDisk()
+        let live = try LiveServer(fileSystem: disk)
+        defer { live.stop() }
+        let success = try Paths.fixture("unified/success.query")
+        let before = try Self.scrape(live)
+        #expect(before["payhook_requests_total{source=\"unified\",tenant=\"demo\",outcome=\"accepted\"}"] == nil)
+        #expect(before["payhook_build_info{version=\"0.1.0\",schema=\"payhook.event.v1\"}"] == 1)
+
+        _ = try live.get("/notify/unified?" + success)
+        _ = try live.get("/notify/unified?" + success)
+        _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/conflict.query")))
+        _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/tampered.query")))
+        _ = try live.get("/notify/unified?" + success.replacing("domainCode=demo", with: "domainCode=attacker-chosen"))
+        _ = try live.get("/notify/unified?" + success + "&money=1")
+        _ = try live.get("/nowhere")
+        _ = try WeChatLiveTests.post(live, Array(try Data(contentsOf: Paths.fixtures.appendingPathComponent("wechat/refund.xml"))))
+        disk.failure.withLock { $0 = ENOSPC }
+        _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query")))
+        disk.failure.withLock { $0 = nil }
+
+        let after = try Self.scrape(live)
+        func requests(_ source: String, _ tenant: String, _ outcome: String) -> Double? {
+            after["payhook_requests_total{source=\"\(source)\",tenant=\"\(tenant)\",outcome=\"\(outcome)\"}"]
+        }
+        #expect(requests("unified", "demo", "accepted") == 1)
+        #expect(requests("unified", "demo", "duplicate") == 1)
+        #expect(requests("unified", "demo", "conflict") == 1)
+        #expect(requests("unified", "demo", "bad_signature") == 1)
+        #expect(requests("unified", "", "unknown_tenant") == 1)
+        // A malformed query cannot be attributed to a tenant.
+        #expect(requests("unified", "", "malformed") == 1)
+        #expect(requests("", "", "not_found") == 1)
+        #expect(requests("wechat.refund", "10000100", "accepted") == 1)
+        #expect(requests("unified", "demo", "storage_error") == 1)
+        #expect(after["payhook_storage_errors_total{error=\"ENOSPC\"}"] == 1)
+        #expect(after["payhook_verified_secret_position_total{source=\"unified\",tenant=\"demo\",position=\"1\"}"] == 3)
+        #expect(after["payhook_verified_secret_position_total{source=\"wechat.refund\",tenant=\"10000100\",position=\"1\"}"] == 1)
+        // Every request that reached the unified route: 7 above, counted whatever their outcome.
+        #expect(after["payhook_request_duration_seconds_count{route=\"unified\"}"] == 7)
+        #expect(after["payhook_request_duration_seconds_bucket{route=\"unified\",le=\"+Inf\"}"] == 7)
+        #expect(after["payhook_request_duration_seconds_count{route=\"wechat\"}"] == 1)
+        #expect(after["payhook_spool_files{folder=\"new\"}"] == 2)
+        #expect(after["payhook_spool_files{folder=\"conflicts\"}"] == 1)
+        #expect(after["payhook_inflight_requests"] == 1)  // the scrape itself
+        // Request text never becomes a label.
+        #expect(!after.keys.contains { $0.contains("attacker-chosen") })
+    }
+
+    @Test func semanticRejectionsAreCountedApart() throws {
+        let live = try LiveServer()
+        defer { live.stop() }
+        var spec = CallbackBuilder.Spec(kind: .unified)
+        spec.tenant = "demo"
+        spec.status = "PAID"
+        let built = try CallbackBuilder.build(spec, config: try demoConfig(spool: "/x"))
+        #expect(try live.get("/notify/unified?" + (built.query ?? "")).status == 400)
+        #expect(try Self.scrape(live)["payhook_requests_total{source=\"unified\",tenant=\"demo\",outcome=\"rejected\"}"] == 1)
+    }
+}
