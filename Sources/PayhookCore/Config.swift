@@ -66,6 +66,8 @@ public struct Config: Sendable, Equatable {
     public var threads: Int
     public var shutdownGraceSeconds: Int
     public var logLevel: String
+    /// `text` (swift-log's default lines) or `json` (one JSON object per line).
+    public var logFormat: String
     public var unified: [UnifiedTenant]
     public var wechat: [WeChatTenant]
 
@@ -84,6 +86,7 @@ public struct Config: Sendable, Equatable {
         self.threads = 4
         self.shutdownGraceSeconds = 10
         self.logLevel = "info"
+        self.logFormat = "text"
         self.unified = []
         self.wechat = []
     }

@@ -23,6 +23,7 @@ public struct ConfigLoader: Sendable {
     /// Paths reserved for payhook's own endpoints.
     public static let reservedPaths: Set<String> = ["/healthz", "/metrics"]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    public static let logFormats = ["text", "json"]
 
     /// The result: a config, plus warnings that do not stop startup (an inline secret, for one).
     public struct Loaded: Sendable {
@@ -83,7 +84,7 @@ public struct ConfigLoader: Sendable {
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
         var config = Config(file: c.file, spool: Self.resolve("spool", against: c.baseDirectory))
-        let known = Set(["listen", "spool", "log_level", "unified", "wechat"] + Self.topLevelIntegers.map(\.key))
+        let known = Set(["listen", "spool", "log_level", "log_format", "unified", "wechat"] + Self.topLevelIntegers.map(\.key))
         for entry in root.entries where !known.contains(entry.key) {
             c.error(entry.keyLine, "unknown key '\(entry.key)'")
         }
@@ -106,6 +107,13 @@ public struct ConfigLoader: Sendable {
                 config.logLevel = value
             } else {
                 c.error(node.line, "log_level must be one of \(Self.logLevels.joined(separator: ", "))")
+            }
+        }
+        if let node = root["log_format"], let value = string(node, "log_format", &c) {
+            if Self.logFormats.contains(value) {
+                config.logFormat = value
+            } else {
+                c.error(node.line, "log_format must be text or json")
             }
         }
         for item in Self.topLevelIntegers {

@@ -24,9 +24,15 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Option(name: .customLong("log-format"), help: "text or json (one JSON object per line).")
+    var logFormat: String?
+
     func validate() throws {
         if let logLevel, !ConfigLoader.logLevels.contains(logLevel) {
             throw ValidationError("--log-level must be one of \(ConfigLoader.logLevels.joined(separator: ", "))")
+        }
+        if let logFormat, !ConfigLoader.logFormats.contains(logFormat) {
+            throw ValidationError("--log-format must be text or json")
         }
         if let listen {
             do {
@@ -56,7 +62,13 @@ struct Serve: ParsableCommand {
         if let listen { loaded.config.listen = listen }
         if let spool { loaded.config.spool = spool }
         let level = Logger.Level(rawValue: logLevel ?? loaded.config.logLevel) ?? .info
+        let json = (logFormat ?? loaded.config.logFormat) == "json"
         LoggingSystem.bootstrap { label in
+            if json {
+                var handler = JSONLineLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -211,6 +211,13 @@ import Testing
         ])
     }
 
+    @Test func logFormat() throws {
+        let base = "[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret_env = \"S\"\n"
+        #expect(try Self.loader(env: ["S": "s"]).load(text: "log_format = \"json\"\n" + base, path: "p").config.logFormat == "json")
+        #expect(try Self.loader(env: ["S": "s"]).load(text: base, path: "p").config.logFormat == "text")
+        #expect(Self.issues("log_format = \"xml\"\n" + base, env: ["S": "s"]) == ["/etc/payhook/p.toml:1: log_format must be text or json"])
+    }
+
     @Test func noSourceIsAnError() {
         #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] or [[wechat]] table: payhook would have nothing to receive"])
     }
