@@ -53,18 +53,30 @@ public final class Spool: Sendable {
     ///   - directory: The spool directory. Its parent must exist.
     ///   - inspector: Reads id and fingerprint back out of stored bytes.
     ///   - fileSystem: The file-system calls to use; tests pass one that injects faults.
-    ///   - logger: Receives recovery's summary (notice), quarantined files (error) and failed clean-ups.
+    ///   - logger: Receives recovery's summary (notice), quarantined files (error), failed clean-ups (warning) and
+    ///     the failed directory fsync that makes the spool unhealthy (critical).
+    ///   - minimumFreeBytes: The free-space guard (reliability.md §2, Postfix's `queue_minfree`): while the spool's
+    ///     file system has fewer bytes available than this, ``store(_:)`` and ``probe()`` throw `.noSpace` before
+    ///     writing anything. 0, the default, switches the guard off. It needs a file system whose
+    ///     ``SpoolFileSystem/availableBytes(_:)`` works, as ``PosixFileSystem``'s does.
     public init(
         directory: String,
         inspector: any SpoolRecordInspector,
         fileSystem: any SpoolFileSystem = PosixFileSystem(),
-        logger: Logger
+        logger: Logger,
+        minimumFreeBytes: UInt64 = 0
     ) throws(SpoolError) {
         let root = SpoolLayout.normalize(directory)
         guard !root.isEmpty else {
             throw SpoolError(code: .layout, message: "the spool directory path is empty")
         }
-        let context = SpoolContext(root: root, fileSystem: fileSystem, inspector: inspector, logger: logger)
+        let context = SpoolContext(
+            root: root,
+            fileSystem: fileSystem,
+            inspector: inspector,
+            logger: logger,
+            minimumFreeBytes: minimumFreeBytes
+        )
         try SpoolLayout.create(context)
         let lockDescriptor = try SpoolLayout.lock(context)
         let report: SpoolRecoveryReport
@@ -86,6 +98,37 @@ public final class Spool: Sendable {
 
     deinit {
         close()
+    }
+
+    // MARK: - Health and counters
+
+    /// False once a directory fsync has failed (in a store, a conflict or a roll-back). From then on the spool
+    /// no longer knows which names in that directory are durable: after a failed fsync the kernel may have
+    /// dropped the unwritten entries and will not report it again, so a later fsync that succeeds proves
+    /// nothing (reliability.md §6, PostgreSQL's "fsyncgate"). Every ``store(_:)`` and ``probe()`` then throws
+    /// `.unhealthy`. Nothing clears it: close this spool and open a new one (or restart the process), whose
+    /// recovery re-checks new/ and ids/ from what is actually on disk. A failed fsync of a record *file* does
+    /// not make the spool unhealthy: that file is discarded and never published (rule 1).
+    public var isHealthy: Bool {
+        context.monitor.unhealthyCause == nil
+    }
+
+    /// The failed directory fsync that made the spool unhealthy, e.g. "fsync new/: Input/output error";
+    /// nil while it is healthy.
+    public var unhealthyReason: SpoolError? {
+        context.monitor.unhealthyCause
+    }
+
+    /// Storage errors since this spool was opened, by kind, keyed by ``SpoolFailureKind/rawValue`` ("write",
+    /// "fsync_file", "fsync_dir", "open", "link", "unlink", "read", "close", "min_free", "other"). Every kind
+    /// is present, at 0 until it happens. Thread-safe; meant for a metrics exporter.
+    public var failureCounts: [String: Int] {
+        Dictionary(uniqueKeysWithValues: context.monitor.counts.map { ($0.key.rawValue, $0.value) })
+    }
+
+    /// How many storage errors of one kind happened since this spool was opened.
+    public func failureCount(_ kind: SpoolFailureKind) -> Int {
+        context.monitor.counts[kind, default: 0]
     }
 
     /// Releases the lock. Safe to call twice; `deinit` calls it too. Later calls to ``store(_:)`` and
@@ -110,25 +153,35 @@ public final class Spool: Sendable {
     ///   it has this id with another fingerprint (the incoming bytes are kept in conflicts/).
     /// - Throws: `.invalidRecord` before touching the disk when the id is not 64 lowercase hex characters or the
     ///   bytes do not inspect to the record's own id and fingerprint; `.io` (or `.inconsistent`) when a step
-    ///   failed, in which case nothing half-written is visible in new/ and the store may be retried.
+    ///   failed, in which case nothing half-written is visible in new/ and the store may be retried; `.noSpace`
+    ///   when the free-space guard refused it before writing; `.unhealthy` once a directory fsync has failed
+    ///   (see ``isHealthy``); `.closed` after ``close()``. Every error means "not stored": answer so that the
+    ///   sender retries.
     public func store(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
         try validate(record)
-        try requireOpen()
+        try requireUsable()
         // Step 1, single flight per id: a second store of the same id waits here until the first finished,
         // then looks at the ledger itself. It does not take over the first one's outcome, which may have been
         // a failure, and whose record may differ from this one.
         let gate = enter(record.id)
         defer { leave(record.id, gate) }
-        if let outcome = try checkLedger(record) {
-            return outcome
+        let outcome: SpoolOutcome
+        if let known = try checkLedger(record) {
+            outcome = known
+        } else {
+            outcome = try publish(record)
         }
-        return try publish(record)
+        // A directory fsync that failed in another store while this one ran may have dropped entries this one
+        // relies on, and this store's own fsync succeeding afterwards does not prove otherwise (isHealthy).
+        try requireHealthy()
+        return outcome
     }
 
     /// Health probe: creates, writes, fsyncs and unlinks a small file in tmp/. Throws when the spool cannot be
-    /// written.
+    /// written, and, before touching the disk, `.closed`, `.unhealthy` or (from the free-space guard) `.noSpace`,
+    /// as a store would.
     public func probe() throws(SpoolError) {
-        try requireOpen()
+        try requireUsable()
         let temporary = try context.writeDurableTemporary(
             Array("probe\n".utf8),
             stem: "probe",
@@ -137,7 +190,7 @@ public final class Spool: Sendable {
         do {
             try context.fileSystem.unlink(context.path(temporary))
         } catch {
-            throw .io("unlink", temporary, error)
+            throw context.failure(.unlink, "unlink", temporary, error)
         }
     }
 
@@ -162,11 +215,21 @@ public final class Spool: Sendable {
         }
     }
 
-    private func requireOpen() throws(SpoolError) {
+    private func requireUsable() throws(SpoolError) {
         let open = state.withLock { $0.lockDescriptor != nil }
         guard open else {
             throw SpoolError(code: .closed, message: "spool \(directory) is closed")
         }
+        try requireHealthy()
+    }
+
+    private func requireHealthy() throws(SpoolError) {
+        guard let cause = context.monitor.unhealthyCause else { return }
+        throw SpoolError(
+            code: .unhealthy,
+            message: "spool \(directory) is unhealthy since \(cause); which records are durable is unknown "
+                + "until it is reopened: restart payhook so that recovery re-checks it"
+        )
     }
 
     private func enter(_ id: String) -> Gate {
@@ -200,7 +263,7 @@ public final class Spool: Sendable {
         } catch where error.rawValue == ENOENT {
             return nil
         } catch {
-            throw .io("read", ledger, error)
+            throw context.failure(.read, "read", ledger, error)
         }
         if let info = context.inspector.inspect(existing),
            info.id == record.id, info.fingerprint == record.fingerprint {
@@ -212,15 +275,30 @@ public final class Spool: Sendable {
 
     /// Keeps the bytes of a record whose id is known with other content in conflicts/<id>.<unique>.json,
     /// durably, for audit. The original record is not touched.
+    ///
+    /// `<unique>` is the tmp/ suffix (pid, counter, microseconds) plus `I<inode>` of the file itself, as Postfix
+    /// names queue files (`src/local/maildir.c`: device, inode and microseconds). Pid, counter and clock alone
+    /// repeat after a restart that gets the same pid with the clock set back, and link(2) then fails with
+    /// EEXIST on an earlier audit file; no two files alive at once share an inode, so this name cannot collide.
     private func keepConflict(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
         let suffix = context.uniqueSuffix()
-        let audit = "conflicts/\(record.id).\(suffix).json"
         let temporary = try context.writeDurableTemporary(record.bytes, stem: record.id, suffix: suffix)
+        let inode: UInt64
+        do throws(SpoolError) {
+            guard let status = try context.status(temporary) else {
+                throw SpoolError(code: .io, message: "stat \(temporary): \(SpoolErrno(ENOENT))", errno: ENOENT)
+            }
+            inode = status.inode
+        } catch {
+            context.removeTemporary(temporary)
+            throw error
+        }
+        let audit = "conflicts/\(record.id).\(suffix).I\(inode).json"
         do {
             try context.fileSystem.link(context.path(temporary), context.path(audit))
         } catch {
             context.removeTemporary(temporary)
-            throw .io("link", "\(temporary) to \(audit)", error)
+            throw context.failure(.link, "link", "\(temporary) to \(audit)", error)
         }
         do throws(SpoolError) {
             try context.fsyncDirectory("conflicts")
@@ -229,6 +307,7 @@ public final class Spool: Sendable {
             do {
                 try context.fileSystem.unlink(context.path(audit))
             } catch {
+                context.monitor.count(.unlink)
                 context.logger.warning("unlink \(audit): \(error)", metadata: ["spool": "\(directory)"])
             }
             context.removeTemporary(temporary)
@@ -262,6 +341,7 @@ public final class Spool: Sendable {
             try fileSystem.link(context.path(temporary), context.path(published))
         } catch {
             context.removeTemporary(temporary)
+            context.monitor.count(.link)
             if error.rawValue == EEXIST {
                 // A record in new/ without a ledger entry: a crash between fsync(new/) and fsync(ids/), or a
                 // rollback that could not unlink. Startup recovery links it into the ledger; until then this id
@@ -294,16 +374,17 @@ public final class Spool: Sendable {
             try fileSystem.link(context.path(temporary), context.path(ledger))
         } catch {
             rollBack(published: published, ledger: ledger, temporary: temporary)
-            throw .io("link", "\(temporary) to \(ledger)", error)
+            throw context.failure(.link, "link", "\(temporary) to \(ledger)", error)
         }
         do throws(SpoolError) {
             try context.fsyncDirectory("ids")
         } catch {
             // The record is durable in new/; only its ledger entry may not survive a crash. Taking the record
             // back now could fail half-way and leave an entry without a record, which loses it; so both stay.
-            // A retry is answered "duplicate", which is true. If a crash drops the entry, recovery relinks it
-            // from new/ or cur/; if the consumer had already deleted it, a retry stores it again (delivered
-            // twice, never lost).
+            // The spool is now unhealthy (fsyncDirectory), so the retry is refused until the spool is reopened;
+            // recovery then relinks the entry from new/ or cur/ if it was lost, and the retry is answered
+            // "duplicate", which is true. If the consumer had already deleted the record, a retry stores it
+            // again (delivered twice, never lost).
             context.logger.error(
                 "\(published) is published but \(ledger) may not be durable: \(error)",
                 metadata: ["spool": "\(directory)"]
@@ -335,7 +416,7 @@ public final class Spool: Sendable {
                 } catch where error.rawValue == EEXIST {
                     // Already there.
                 } catch {
-                    throw .io("link", "\(temporary) to \(ledger)", error)
+                    throw context.failure(.link, "link", "\(temporary) to \(ledger)", error)
                 }
                 try context.fsyncDirectory("ids")
             } catch {
@@ -347,6 +428,7 @@ public final class Spool: Sendable {
                 )
             }
         } catch {
+            context.monitor.count(.unlink)
             let message = "unlink \(published): \(error); it stays published without a ledger entry until "
                 + "recovery at the next start enters it"
             context.logger.error(

@@ -16,14 +16,31 @@ final class SpoolContext: Sendable {
     let inspector: any SpoolRecordInspector
     let logger: Logger
     let processID: CInt
+    /// Below this many free bytes on the spool's file system nothing new is written (0: no guard).
+    let minimumFreeBytes: UInt64
+    /// Failure counters and the health flag.
+    let monitor = SpoolMonitor()
     private let counter = Atomic<UInt64>(0)
 
-    init(root: String, fileSystem: any SpoolFileSystem, inspector: any SpoolRecordInspector, logger: Logger) {
+    init(
+        root: String,
+        fileSystem: any SpoolFileSystem,
+        inspector: any SpoolRecordInspector,
+        logger: Logger,
+        minimumFreeBytes: UInt64 = 0
+    ) {
         self.root = root
         self.fileSystem = fileSystem
         self.inspector = inspector
         self.logger = logger
+        self.minimumFreeBytes = minimumFreeBytes
         self.processID = fileSystem.processID()
+    }
+
+    /// Counts a failed call and describes it: "`operation` `path`: `errno text`", code `.io`.
+    func failure(_ kind: SpoolFailureKind, _ operation: String, _ path: String, _ error: SpoolErrno) -> SpoolError {
+        monitor.count(kind)
+        return .io(operation, path, error)
     }
 
     /// The full path of a path relative to the spool.
@@ -52,15 +69,55 @@ final class SpoolContext: Sendable {
         do {
             fd = try fileSystem.open(fullPath, flags: O_RDONLY | O_DIRECTORY, mode: 0)
         } catch {
-            throw .io("open", shown, error)
+            // Nothing was synced and no error state was consumed: the spool stays healthy.
+            throw failure(.open, "open", shown, error)
         }
         do {
             try fileSystem.fsync(fd)
         } catch {
             closeQuietly(fd, shown: shown)
-            throw .io("fsync", shown, error)
+            let cause = failure(.fsyncDirectory, "fsync", shown, error)
+            // The kernel may have dropped the entries it failed to write and will not report that again, so
+            // which names in this directory are durable is now unknown (reliability.md §6, rule 2; PostgreSQL
+            // PANICs in this case). Only recovery at the next open can tell.
+            if monitor.markUnhealthy(cause) {
+                logger.critical(
+                    "\(cause); the spool refuses every store until it is reopened and recovery has re-checked it",
+                    metadata: ["spool": "\(root)"]
+                )
+            }
+            throw cause
         }
         closeQuietly(fd, shown: shown)
+    }
+
+    /// The free-space guard (reliability.md §2, Postfix's queue_minfree): refuses to write when the spool's
+    /// file system has less than ``minimumFreeBytes`` available, so that the sender is told to retry before
+    /// the disk is actually full. A file system that cannot tell (ENOSYS) is not guarded; any other statvfs
+    /// failure is logged and the write goes ahead, since the write itself reports a full or failing disk.
+    func checkFreeSpace(for shown: String) throws(SpoolError) {
+        guard minimumFreeBytes > 0 else { return }
+        let available: UInt64
+        do {
+            available = try fileSystem.availableBytes(root)
+        } catch where error.rawValue == ENOSYS {
+            return
+        } catch {
+            monitor.count(.other)
+            logger.warning(
+                "statvfs \(root): \(error); writing without the free-space check",
+                metadata: ["spool": "\(root)"]
+            )
+            return
+        }
+        guard available < minimumFreeBytes else { return }
+        monitor.count(.belowMinimumFree)
+        throw SpoolError(
+            code: .noSpace,
+            message: "write \(shown): only \(available) bytes free on the spool's file system, "
+                + "below the minimum of \(minimumFreeBytes)",
+            errno: ENOSPC
+        )
     }
 
     /// Writes `bytes` to a new file tmp/<stem>.<suffix> and makes its contents durable: create with O_EXCL,
@@ -68,31 +125,33 @@ final class SpoolContext: Sendable {
     /// On failure the file is removed again and nothing is left behind.
     func writeDurableTemporary(_ bytes: [UInt8], stem: String, suffix: String) throws(SpoolError) -> String {
         let temporary = "tmp/\(stem).\(suffix)"
+        try checkFreeSpace(for: temporary)
         let fd: CInt
         do {
             fd = try fileSystem.open(path(temporary), flags: O_CREAT | O_EXCL | O_WRONLY, mode: 0o644)
         } catch {
-            throw .io("create", temporary, error)
+            throw failure(.open, "create", temporary, error)
         }
         if let error = writeAll(fd, bytes) {
             closeQuietly(fd, shown: temporary)
             removeTemporary(temporary)
-            throw .io("write", temporary, error)
+            throw failure(.write, "write", temporary, error)
         }
         do {
             try fileSystem.fsync(fd)
         } catch {
-            // No second fsync on this descriptor (see fsyncDirectory): the file is discarded instead.
+            // No second fsync on this descriptor (see fsyncDirectory): the file is discarded instead, and the
+            // spool stays healthy, since this file was never published (reliability.md §6, rule 1).
             closeQuietly(fd, shown: temporary)
             removeTemporary(temporary)
-            throw .io("fsync", temporary, error)
+            throw failure(.fsyncFile, "fsync", temporary, error)
         }
         do {
             // close(2) can report a deferred write error (e.g. on network file systems); it is checked too.
             try fileSystem.close(fd)
         } catch {
             removeTemporary(temporary)
-            throw .io("close", temporary, error)
+            throw failure(.close, "close", temporary, error)
         }
         return temporary
     }
@@ -124,6 +183,7 @@ final class SpoolContext: Sendable {
         } catch where error.rawValue == ENOENT {
             return
         } catch {
+            monitor.count(.unlink)
             logger.warning(
                 "unlink \(temporary): \(error); recovery removes it at the next start",
                 metadata: ["spool": "\(root)"]
@@ -137,6 +197,7 @@ final class SpoolContext: Sendable {
         do {
             try fileSystem.close(fd)
         } catch {
+            monitor.count(.close)
             logger.warning("close \(shown): \(error)", metadata: ["spool": "\(root)"])
         }
     }
@@ -148,7 +209,7 @@ final class SpoolContext: Sendable {
         } catch where error.rawValue == ENOENT {
             return nil
         } catch {
-            throw .io("stat", relative, error)
+            throw failure(.other, "stat", relative, error)
         }
     }
 

@@ -70,6 +70,17 @@ public protocol SpoolFileSystem: Sendable {
     func processID() -> CInt
     /// The wall clock in microseconds since the epoch (`clock_gettime(CLOCK_REALTIME)`), used in unique names.
     func currentTimeMicroseconds() -> UInt64
+    /// `statvfs(3)`: the bytes an unprivileged writer may still use on the file system holding `path`
+    /// (`f_bavail × f_frsize`). Only called when the spool has a free-space minimum. The default implementation
+    /// throws `ENOSYS`, which switches the guard off; ``PosixFileSystem`` implements it.
+    func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64
+}
+
+extension SpoolFileSystem {
+    /// Not supported: throws `ENOSYS`, so a free-space guard cannot refuse anything on this file system.
+    public func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64 {
+        throw SpoolErrno(ENOSYS)
+    }
 }
 
 /// The real ``SpoolFileSystem``: the C library's calls, retried on `EINTR`, with `O_CLOEXEC` on every
@@ -201,6 +212,12 @@ public struct PosixFileSystem: SpoolFileSystem {
         getpid()
     }
 
+    public func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64 {
+        var status = statvfs()
+        _ = try retryingOnInterrupt { systemStatvfs(path, &status) }
+        return UInt64(status.f_bavail) * UInt64(status.f_frsize)
+    }
+
     public func currentTimeMicroseconds() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
@@ -232,3 +249,4 @@ private func systemUnlink(_ path: String) -> CInt { unlink(path) }
 private func systemMkdir(_ path: String, _ mode: mode_t) -> CInt { mkdir(path, mode) }
 private func systemStatBuffer() -> stat { stat() }
 private func systemLstat(_ path: String, _ status: inout stat) -> CInt { lstat(path, &status) }
+private func systemStatvfs(_ path: String, _ status: inout statvfs) -> CInt { statvfs(path, &status) }

@@ -28,8 +28,13 @@ enum SpoolLayout {
         return String(directory[..<slash])
     }
 
-    /// Creates the spool directory (not its parents) and the subfolders that are missing. Each new directory
-    /// entry is made durable by syncing the directory that holds it (fsync(2), NOTES).
+    /// Creates the spool directory (not its parents) and the subfolders that are missing, and makes their entries
+    /// durable by syncing the directories that hold them (fsync(2), NOTES): the parent, then the spool directory.
+    ///
+    /// Both are synced at every start, not only when this call created something. A previous process may have
+    /// made the directories and been killed before its fsync: kill -9 keeps the page cache, so the directories
+    /// are there and mkdir says EEXIST, but a power loss after this start could still take them away, with
+    /// every record acknowledged since (the kill-then-power-loss enumeration in PowerLossTests shows it).
     static func create(_ context: SpoolContext) throws(SpoolError) {
         let fileSystem = context.fileSystem
         let root = context.root
@@ -48,9 +53,16 @@ enum SpoolLayout {
         } catch {
             throw SpoolError.io("create spool directory", root, error)
         }
-        if createdRoot {
-            let parent = parent(of: root)
+        let parent = parent(of: root)
+        do throws(SpoolError) {
             try context.fsyncDirectory(atPath: parent, shown: parent)
+        } catch where !createdRoot && error.errno == EACCES {
+            // An operator made the spool directory inside a parent this user may not read; syncing that entry
+            // was then the operator's business, and refusing to start would not help.
+            context.logger.warning(
+                "\(error); the spool directory's entry in \(parent) is not synced",
+                metadata: ["spool": "\(root)"]
+            )
         }
 
         let rootStatus: SpoolFileStatus
@@ -64,20 +76,16 @@ enum SpoolLayout {
             throw SpoolError(code: .layout, message: "spool directory \(root) is not a directory")
         }
 
-        var created = false
         for folder in subfolders {
             do {
                 try fileSystem.mkdir(context.path(folder), mode: 0o755)
-                created = true
             } catch where error.rawValue == EEXIST {
                 continue
             } catch {
                 throw SpoolError.io("create", folder + "/", error)
             }
         }
-        if created {
-            try context.fsyncDirectory(atPath: root, shown: root)
-        }
+        try context.fsyncDirectory(atPath: root, shown: root)
     }
 
     /// Takes the spool's lock: flock(LOCK_EX|LOCK_NB) on .lock, held until the descriptor is closed, and

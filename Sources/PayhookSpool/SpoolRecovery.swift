@@ -58,6 +58,17 @@ enum SpoolRecovery {
     static func run(_ context: SpoolContext) throws(SpoolError) -> SpoolRecoveryReport {
         var report = SpoolRecoveryReport()
         report.removedTemporaryFiles = try clearTemporaryFiles(context)
+        // A previous process may have changed any folder and been killed before syncing it. kill -9 keeps the
+        // page cache, so those changes look done, but a power loss can still undo them, and recovery is about to
+        // build on them: relink ids/ entries for records in new/ (an ids/ entry must imply a durable record) and
+        // let stores answer "duplicate" for what it finds. So every folder is synced first, whatever it holds,
+        // as PostgreSQL does at startup for "issued-but-unsynced writes pending against the data directory ...
+        // before anything that's done in the new run" (SyncDataDirectory, src/backend/storage/file/fd.c). This
+        // also syncs tmp/ after the clean-up above. Without it, the kill-then-power-loss enumeration in
+        // PowerLossTests loses acknowledged records.
+        for folder in SpoolLayout.subfolders {
+            try context.fsyncDirectory(folder)
+        }
         var relinked = false
         for folder in ["new", "cur"] {
             let result = try checkRecords(in: folder, context)
@@ -99,7 +110,8 @@ enum SpoolRecovery {
     }
 
     /// Unlinks every file in tmp/. The store protocol only acknowledges a record after it is linked into new/
-    /// and ids/, and only one spool writes here (the lock), so nothing in tmp/ was ever acknowledged.
+    /// and ids/, and only one spool writes here (the lock), so nothing in tmp/ was ever acknowledged. The caller
+    /// syncs tmp/ afterwards.
     private static func clearTemporaryFiles(_ context: SpoolContext) throws(SpoolError) -> [String] {
         var removed: [String] = []
         for name in try entries(of: "tmp", context) {
@@ -113,9 +125,6 @@ enum SpoolRecovery {
                 throw .io("unlink", relative, error)
             }
             removed.append(name)
-        }
-        if !removed.isEmpty {
-            try context.fsyncDirectory("tmp")
         }
         return removed
     }

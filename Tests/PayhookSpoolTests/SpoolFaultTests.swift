@@ -6,6 +6,8 @@ import Testing
 /// fault is gone.
 enum StoreFault: String, CaseIterable, Sendable, CustomStringConvertible {
     case noSpaceOnWrite
+    case ioErrorOnWrite
+    case noSpaceOnCreate
     case ioErrorOnFileFsync
     case ioErrorOnNewDirectoryFsync
     case tooManyFilesOnOpen
@@ -17,6 +19,8 @@ enum StoreFault: String, CaseIterable, Sendable, CustomStringConvertible {
     var fault: RecordingFileSystem.Fault {
         switch self {
         case .noSpaceOnWrite: .init(operation: .write, path: .prefix("tmp/"), errno: ENOSPC)
+        case .ioErrorOnWrite: .init(operation: .write, path: .prefix("tmp/"), errno: EIO)
+        case .noSpaceOnCreate: .init(operation: .open, path: .prefix("tmp/"), errno: ENOSPC)
         case .ioErrorOnFileFsync: .init(operation: .fsync, path: .prefix("tmp/"), errno: EIO)
         case .ioErrorOnNewDirectoryFsync: .init(operation: .fsync, path: .exact("new"), errno: EIO)
         case .tooManyFilesOnOpen: .init(operation: .open, path: .any, errno: EMFILE)
@@ -30,11 +34,31 @@ enum StoreFault: String, CaseIterable, Sendable, CustomStringConvertible {
         self == .ioErrorOnNewDirectoryFsync || self == .ioErrorOnLinkIntoLedger
     }
 
+    /// The counter the failure is counted under.
+    var kind: SpoolFailureKind {
+        switch self {
+        case .noSpaceOnWrite, .ioErrorOnWrite: .write
+        case .noSpaceOnCreate, .tooManyFilesOnOpen: .open
+        case .ioErrorOnFileFsync: .fsyncFile
+        case .ioErrorOnNewDirectoryFsync: .fsyncDirectory
+        case .ioErrorOnLinkIntoNew, .ioErrorOnLinkIntoLedger: .link
+        }
+    }
+
+    /// Only a failed directory fsync leaves the spool unsure of what is durable (reliability.md §6, rule 2).
+    var makesUnhealthy: Bool {
+        self == .ioErrorOnNewDirectoryFsync
+    }
+
     func messageMatches(_ message: String, id: String) -> Bool {
         let temporary = "tmp/\(id)."
         switch self {
         case .noSpaceOnWrite:
             return message.hasPrefix("write \(temporary)") && message.hasSuffix(": No space left on device")
+        case .ioErrorOnWrite:
+            return message.hasPrefix("write \(temporary)") && message.hasSuffix(": Input/output error")
+        case .noSpaceOnCreate:
+            return message.hasPrefix("create \(temporary)") && message.hasSuffix(": No space left on device")
         case .ioErrorOnFileFsync:
             return message.hasPrefix("fsync \(temporary)") && message.hasSuffix(": Input/output error")
         case .ioErrorOnNewDirectoryFsync:
@@ -51,13 +75,14 @@ enum StoreFault: String, CaseIterable, Sendable, CustomStringConvertible {
 
 @Suite("Storing under injected faults")
 struct SpoolFaultTests {
-    @Test("a failed store leaves nothing behind, and the same record stores once the fault is gone",
+    @Test("a failed store leaves nothing behind, is counted, and the same record stores once the fault is gone",
           arguments: StoreFault.allCases)
     func failedStoreRecovers(_ storeFault: StoreFault) throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
         let fileSystem = RecordingFileSystem(root: root)
-        let spool = try openSpool(root, fileSystem: fileSystem)
+        let logs = LogStore()
+        let spool = try openSpool(root, fileSystem: fileSystem, logs: logs)
         let record = makeRecord(id: testID(100))
         fileSystem.inject(storeFault.fault)
 
@@ -78,12 +103,31 @@ struct SpoolFaultTests {
         }
         let tookBack = log.contains { $0.operation == .unlink && $0.path == "new/\(record.id).json" }
         #expect(tookBack == storeFault.rollsBack)
+        // Counted once, under the call that failed, and nothing else.
+        var expectedCounts = Dictionary(uniqueKeysWithValues: SpoolFailureKind.allCases.map { ($0.rawValue, 0) })
+        expectedCounts[storeFault.kind.rawValue] = 1
+        #expect(spool.failureCounts == expectedCounts)
+        #expect(spool.isHealthy == !storeFault.makesUnhealthy)
+        #expect(logs.messages(at: .critical).count == (storeFault.makesUnhealthy ? 1 : 0))
 
         fileSystem.setInjecting(false)
-        #expect(try spool.store(record) == .stored)
+        var store = spool
+        if storeFault.makesUnhealthy {
+            // Even with the disk working again, the spool refuses until it is reopened (recovery).
+            let refused = #expect(throws: SpoolError.self) { try spool.store(record) }
+            #expect(refused?.code == .unhealthy)
+            #expect(throws: SpoolError.self) { try spool.probe() }
+            #expect(try names(root + "/new") == [])
+            spool.close()
+            store = try openSpool(root, fileSystem: fileSystem)
+            #expect(store.isHealthy)
+        } else {
+            try spool.probe()
+        }
+        #expect(try store.store(record) == .stored)
         #expect(try contents(root + "/new/\(record.id).json") == record.bytes)
         #expect(try names(root + "/tmp") == [])
-        spool.close()
+        store.close()
 
         let reopened = try openSpool(root)
         defer { reopened.close() }
@@ -91,7 +135,7 @@ struct SpoolFaultTests {
         #expect(try reopened.store(record) == .duplicate)
     }
 
-    @Test("a failing fsync of ids/ keeps the durable record; the retry is a duplicate")
+    @Test("a failing fsync of ids/ keeps the durable record and makes the spool unhealthy; after reopening, the retry is a duplicate")
     func ledgerFsyncFailure() throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
@@ -107,13 +151,18 @@ struct SpoolFaultTests {
         #expect(try names(root + "/ids") == [record.id])
         #expect(try names(root + "/tmp") == [])
         #expect(logs.messages(at: .error).contains { $0.contains("ids/\(record.id) may not be durable") })
+        #expect(!spool.isHealthy)
+        #expect(spool.unhealthyReason?.message == "fsync ids/: Input/output error")
+        #expect(spool.failureCount(.fsyncDirectory) == 1)
 
         fileSystem.setInjecting(false)
-        #expect(try spool.store(record) == .duplicate)
+        // Even a duplicate is refused: after the failed fsync the spool cannot tell whether ids/ still says so.
+        #expect((#expect(throws: SpoolError.self) { try spool.store(record) })?.code == .unhealthy)
         spool.close()
         let reopened = try openSpool(root)
         defer { reopened.close() }
         #expect(reopened.recovery == SpoolRecoveryReport())
+        #expect(try reopened.store(record) == .duplicate)
     }
 
     @Test("when a consumer took the record before fsync(new/) failed, the ledger entry is made anyway")
@@ -135,13 +184,15 @@ struct SpoolFaultTests {
         #expect(try names(root + "/cur") == ["\(record.id).json"])
         #expect(try posix.stat(root + "/ids/\(record.id)").inode == posix.stat(taken).inode)
         #expect(try names(root + "/tmp") == [])
+        #expect(!spool.isHealthy)
 
         fileSystem.setInjecting(false)
-        #expect(try spool.store(record) == .duplicate)
+        #expect((#expect(throws: SpoolError.self) { try spool.store(record) })?.code == .unhealthy)
         spool.close()
         let reopened = try openSpool(root)
         defer { reopened.close() }
         #expect(reopened.recovery == SpoolRecoveryReport())
+        #expect(try reopened.store(record) == .duplicate)
     }
 
     @Test("a failed unlink of the tmp name is only logged; recovery removes the leftover")
@@ -227,9 +278,14 @@ struct SpoolFaultTests {
         #expect(try names(root + "/conflicts") == [])
         #expect(try names(root + "/tmp") == [])
         #expect(try contents(root + "/new/\(original.id).json") == original.bytes)
+        #expect(!spool.isHealthy)
 
         fileSystem.setInjecting(false)
-        guard case .conflict(let auditFile) = try spool.store(other) else {
+        #expect((#expect(throws: SpoolError.self) { try spool.store(other) })?.code == .unhealthy)
+        spool.close()
+        let reopened = try openSpool(root)
+        defer { reopened.close() }
+        guard case .conflict(let auditFile) = try reopened.store(other) else {
             Issue.record("expected a conflict")
             return
         }

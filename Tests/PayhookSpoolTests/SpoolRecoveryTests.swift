@@ -113,13 +113,42 @@ struct SpoolRecoveryTests {
         func index(_ operation: RecordingFileSystem.Operation, _ path: String) -> Int {
             log.firstIndex { $0.operation == operation && $0.path == path } ?? -1
         }
+        func lastIndex(_ operation: RecordingFileSystem.Operation, _ path: String) -> Int {
+            log.lastIndex { $0.operation == operation && $0.path == path } ?? -1
+        }
         #expect(index(.unlink, "tmp/leftover") >= 0)
-        #expect(index(.unlink, "tmp/leftover") < index(.fsync, "tmp"))
+        #expect(index(.unlink, "tmp/leftover") < lastIndex(.fsync, "tmp"))
         #expect(index(.rename, "corrupt/garbage.json") >= 0)
-        #expect(index(.rename, "corrupt/garbage.json") < index(.fsync, "corrupt"))
-        #expect(index(.fsync, "corrupt") < index(.fsync, "new"))
+        #expect(index(.rename, "corrupt/garbage.json") < lastIndex(.fsync, "corrupt"))
+        #expect(lastIndex(.fsync, "corrupt") < lastIndex(.fsync, "new"))
+        #expect(index(.rename, "corrupt/garbage.json") < lastIndex(.fsync, "new"))
         #expect(index(.link, "ids/\(record.id)") >= 0)
-        #expect(index(.link, "ids/\(record.id)") < index(.fsync, "ids"))
+        #expect(index(.link, "ids/\(record.id)") < lastIndex(.fsync, "ids"))
+        // The record found in cur/ may have been put there by a process killed before it synced cur/: cur/ is
+        // synced before the ledger entry that vouches for it is made (an ids/ entry implies a durable record).
+        #expect(index(.fsync, "cur") < index(.link, "ids/\(record.id)"))
+        #expect(index(.fsync, "new") < index(.link, "ids/\(record.id)"))
+    }
+
+    @Test("recovery syncs every folder before it builds on what a killed process left, even when nothing is wrong")
+    func recoverySyncsEveryFolderFirst() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.spool
+        openAndClose(root)
+        let record = makeRecord(id: testID(311))
+        try writeFile(root + "/new/\(record.id).json", record.bytes)
+
+        let fileSystem = RecordingFileSystem(root: root)
+        let spool = try openSpool(root, fileSystem: fileSystem)
+        defer { spool.close() }
+        #expect(spool.recovery == SpoolRecoveryReport(relinkedLedgerEntries: [record.id]))
+        let log = fileSystem.events
+        let relink = log.firstIndex { $0.operation == .link && $0.path == "ids/\(record.id)" } ?? -1
+        #expect(relink >= 0)
+        for folder in ["tmp", "new", "cur", "ids", "conflicts", "corrupt"] {
+            let synced = log.firstIndex { $0.operation == .fsync && $0.path == folder } ?? Int.max
+            #expect(synced < relink, "fsync \(folder)/ before relinking")
+        }
     }
 
     @Test("a file recovery cannot read stops the start instead of being moved aside")

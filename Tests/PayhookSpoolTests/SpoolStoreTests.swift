@@ -117,6 +117,36 @@ struct SpoolStoreTests {
         #expect(try names(root + "/conflicts").count == 2)
     }
 
+    @Test("an audit copy never collides with one kept before a restart that reused the pid and set the clock back")
+    func auditNamesSurviveRepeatedPidAndClock() throws {
+        let original = makeRecord(id: testID(11), fingerprint: "fp-1")
+        let changed = makeRecord(id: testID(11), fingerprint: "fp-2", body: "other amount")
+        let other = makeRecord(id: testID(12))
+        let first = CrashWorkload.freshFileSystem()
+        let before = try Spool(directory: "/crash/spool", inspector: TestInspector(), fileSystem: first, logger: CrashChecker.quiet)
+        #expect(try before.store(original) == .stored)
+        guard case .conflict(let kept) = try before.store(changed) else {
+            Issue.record("expected a conflict")
+            return
+        }
+        before.close()
+
+        // The same tree after a reboot: the service got the same pid and the clock started over, so pid, counter
+        // and microseconds repeat (CrashFS's pid and clock are deterministic). Only the inode tells the names apart.
+        let second = CrashFS(image: first.currentImage)
+        let after = try Spool(directory: "/crash/spool", inspector: TestInspector(), fileSystem: second, logger: CrashChecker.quiet)
+        defer { after.close() }
+        #expect(try after.store(other) == .stored)
+        guard case .conflict(let keptAgain) = try after.store(changed) else {
+            Issue.record("expected a conflict")
+            return
+        }
+        #expect(keptAgain != kept)
+        #expect(second.entries("/crash/spool/conflicts").count == 2)
+        #expect(kept.hasPrefix("conflicts/\(changed.id).1000.2."))
+        #expect(keptAgain.hasPrefix("conflicts/\(changed.id).1000.2."))
+    }
+
     @Test("50 threads storing the same record: exactly one stores, 49 are duplicates")
     func concurrentSameRecord() throws {
         let directory = try TemporaryDirectory()
@@ -185,7 +215,9 @@ struct SpoolStoreTests {
         let spool = try openSpool(directory.spool, fileSystem: fileSystem)
         defer { spool.close() }
         let record = makeRecord(id: testID(8))
-        fileSystem.inject(.init(operation: .fsync, path: .exact("new"), errno: EIO))
+        // A failed fsync of the record file fails only that store (a failed directory fsync would make the
+        // spool unhealthy and fail the waiters too, see SpoolHealthTests).
+        fileSystem.inject(.init(operation: .fsync, path: .prefix("tmp/"), errno: EIO))
 
         let outcomes = runConcurrently(10) { _ in Result { () throws(SpoolError) in try spool.store(record) } }
 
@@ -193,7 +225,11 @@ struct SpoolStoreTests {
             if case .failure(let error) = result { error } else { nil }
         }
         let values = outcomes.compactMap { try? $0.get() }
-        #expect(failures.map(\.message) == ["fsync new/: Input/output error"])
+        #expect(failures.count == 1)
+        #expect(failures.allSatisfy {
+            $0.message.hasPrefix("fsync tmp/\(record.id).") && $0.message.hasSuffix(": Input/output error")
+        })
+        #expect(spool.isHealthy)
         #expect(values.filter { $0 == .stored }.count == 1)
         #expect(values.filter { $0 == .duplicate }.count == 8)
         #expect(try names(directory.spool + "/new") == ["\(record.id).json"])

@@ -92,9 +92,16 @@ func makeLink(_ existing: String, _ newPath: String) throws {
 func openSpool(
     _ directory: String,
     fileSystem: any SpoolFileSystem = PosixFileSystem(),
-    logs: LogStore = LogStore()
+    logs: LogStore = LogStore(),
+    minimumFreeBytes: UInt64 = 0
 ) throws(SpoolError) -> Spool {
-    try Spool(directory: directory, inspector: TestInspector(), fileSystem: fileSystem, logger: logs.logger())
+    try Spool(
+        directory: directory,
+        inspector: TestInspector(),
+        fileSystem: fileSystem,
+        logger: logs.logger(),
+        minimumFreeBytes: minimumFreeBytes
+    )
 }
 
 // MARK: - Logs
