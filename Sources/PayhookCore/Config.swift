@@ -65,6 +65,9 @@ public struct Config: Sendable, Equatable {
     public var requestDeadlineSeconds: Int
     public var threads: Int
     public var shutdownGraceSeconds: Int
+    /// Below this much free space in the spool's file system, callbacks are refused with 503 before
+    /// anything is written (Postfix's `queue_minfree`, reliability.md §2). 0 turns the guard off.
+    public var minFreeBytes: Int
     public var logLevel: String
     /// `text` (swift-log's default lines) or `json` (one JSON object per line).
     public var logFormat: String
@@ -85,6 +88,7 @@ public struct Config: Sendable, Equatable {
         self.requestDeadlineSeconds = 30
         self.threads = 4
         self.shutdownGraceSeconds = 10
+        self.minFreeBytes = 16 * 1024 * 1024
         self.logLevel = "info"
         self.logFormat = "text"
         self.unified = []

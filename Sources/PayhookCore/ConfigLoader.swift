@@ -80,6 +80,7 @@ public struct ConfigLoader: Sendable {
         ("request_deadline_s", 1...3600, { $0.requestDeadlineSeconds = $1 }),
         ("threads", 2...256, { $0.threads = $1 }),
         ("shutdown_grace_s", 0...3600, { $0.shutdownGraceSeconds = $1 }),
+        ("min_free_bytes", 0...(1 << 50), { $0.minFreeBytes = $1 }),
     ]
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {

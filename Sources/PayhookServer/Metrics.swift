@@ -26,7 +26,7 @@ public final class Metrics: Sendable {
 
     private let state = Mutex(State())
     /// Gauges read at scrape time: each returns its current samples (label set, value).
-    private let gauges: Mutex<[(name: String, help: String, read: @Sendable () -> [(labels: [(String, String)], value: Double)])]> = Mutex([])
+    private let gauges: Mutex<[(name: String, help: String, type: String, read: @Sendable () -> [(labels: [(String, String)], value: Double)])]> = Mutex([])
 
     public init() {}
 
@@ -54,9 +54,12 @@ public final class Metrics: Sendable {
         state.withLock { $0.storageErrors[kind, default: 0] += 1 }
     }
 
-    /// Registers a gauge computed at each scrape.
-    public func gauge(_ name: String, help: String, read: @escaping @Sendable () -> [(labels: [(String, String)], value: Double)]) {
-        gauges.withLock { $0.append((name, help, read)) }
+    /// Registers a metric read at each scrape: a gauge, or a counter kept by someone else.
+    public func gauge(
+        _ name: String, help: String, type: String = "gauge",
+        read: @escaping @Sendable () -> [(labels: [(String, String)], value: Double)]
+    ) {
+        gauges.withLock { $0.append((name, help, type, read)) }
     }
 
     /// The current value of one request counter (for tests and tools).
@@ -94,7 +97,7 @@ public final class Metrics: Sendable {
             out += "payhook_storage_errors_total\(Self.labels([("error", kind)])) \(value)\n"
         }
         for gauge in gauges.withLock({ $0 }) {
-            out += "# HELP \(gauge.name) \(gauge.help)\n# TYPE \(gauge.name) gauge\n"
+            out += "# HELP \(gauge.name) \(gauge.help)\n# TYPE \(gauge.name) \(gauge.type)\n"
             for sample in gauge.read() {
                 out += "\(gauge.name)\(Self.labels(sample.labels)) \(Self.number(sample.value))\n"
             }

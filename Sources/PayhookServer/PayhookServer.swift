@@ -36,7 +36,9 @@ public final class PayhookServer: Sendable {
             throw StartError(description: "\(config.file): listen: \(error)")
         }
         do {
-            spool = try Spool(directory: config.spool, inspector: EventInspector(), fileSystem: fileSystem, logger: logger)
+            spool = try Spool(
+                directory: config.spool, inspector: EventInspector(), fileSystem: fileSystem, logger: logger,
+                minimumFreeBytes: UInt64(config.minFreeBytes))
         } catch {
             throw StartError(description: "cannot open spool \(config.spool): \(error)")
         }
@@ -79,6 +81,13 @@ public final class PayhookServer: Sendable {
                 return ([("folder", folder)], Double(names.filter { !$0.hasPrefix(".") }.count))
             }
         }
+        let spool = self.spool
+        metrics.gauge("payhook_spool_healthy", help: "1 while the spool accepts events; 0 after a failed directory fsync (restart needed).") {
+            [([], spool.isHealthy ? 1 : 0)]
+        }
+        metrics.gauge("payhook_spool_failures", help: "Failed spool operations since start, by kind (monotonic).", type: "counter") {
+            spool.failureCounts.sorted { $0.key < $1.key }.map { ([("kind", $0.key)], Double($0.value)) }
+        }
         metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
             [([("version", PayhookVersion.current), ("schema", Event.schema)], 1)]
         }
@@ -94,6 +103,27 @@ public final class PayhookServer: Sendable {
             sources[path] = WeChatSource(path: path, tenants: config.wechat.filter { $0.path == path })
         }
         return sources
+    }
+
+    /// Why `waitForStop` returned.
+    public enum StopReason: Sendable, Equatable {
+        case signal(Int32)
+        /// A directory fsync failed: payhook no longer knows which names are durable and must restart so
+        /// that recovery re-checks the spool (reliability.md §6, the PostgreSQL "fsyncgate" rule).
+        case unhealthy(String)
+    }
+
+    /// Blocks until `nextSignal` reports a stop signal, or the spool turns unhealthy.
+    ///
+    /// - Parameter nextSignal: waits up to the given time for a signal and returns it, or nil on timeout
+    ///   (`sigtimedwait(2)` in `payhook serve`).
+    public func waitForStop(nextSignal: (Duration) -> Int32?) -> StopReason {
+        while true {
+            if !spool.isHealthy {
+                return .unhealthy(spool.unhealthyReason.map { "\($0)" } ?? "a directory fsync failed")
+            }
+            if let signal = nextSignal(.milliseconds(250)) { return .signal(signal) }
+        }
     }
 
     /// Stops accepting, lets requests in flight finish (up to the configured grace), stops the listener and

@@ -86,9 +86,22 @@ struct Serve: ParsableCommand {
         // One line on stdout with the real address, so scripts (and tests using port 0) can find it.
         Output.out("payhook listening on \(server.http.boundAddress) spool \(loaded.config.spool)")
 
-        var received: Int32 = 0
-        sigwait(&signals, &received)
-        logger.notice("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
-        server.shutdown()
+        let reason = server.waitForStop { timeout in
+            var limit = timespec(tv_sec: Int(timeout.components.seconds), tv_nsec: Int(timeout.components.attoseconds / 1_000_000_000))
+            let signal = sigtimedwait(&signals, nil, &limit)
+            return signal > 0 ? signal : nil
+        }
+        switch reason {
+        case .signal(let signal):
+            logger.notice("stopping", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            server.shutdown()
+        case .unhealthy(let why):
+            // Everything is already answered 503; stop, and let the supervisor restart payhook so that
+            // recovery re-checks what is durable (reliability.md §6).
+            logger.critical("spool unhealthy, exiting for a restart", metadata: ["reason": "\(why)"])
+            server.shutdown()
+            Output.err("payhook: the spool is unhealthy (\(why)); restart payhook so that recovery re-checks it")
+            throw ExitCode(1)
+        }
     }
 }

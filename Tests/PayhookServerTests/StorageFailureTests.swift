@@ -8,6 +8,9 @@ import Testing
 final class FailingDisk: SpoolFileSystem {
     let real = PosixFileSystem()
     let failure = Mutex<CInt?>(nil)
+    /// While set, only fsyncs of directories fail, with this errno.
+    let directoryFsyncFailure = Mutex<CInt?>(nil)
+    private let directories = Mutex<Set<CInt>>([])
 
     func check() throws(SpoolErrno) {
         if let errno = failure.withLock({ $0 }) { throw SpoolErrno(errno) }
@@ -15,7 +18,9 @@ final class FailingDisk: SpoolFileSystem {
 
     func open(_ path: String, flags: CInt, mode: mode_t) throws(SpoolErrno) -> CInt {
         if flags & O_CREAT != 0 { try check() }
-        return try real.open(path, flags: flags, mode: mode)
+        let fd = try real.open(path, flags: flags, mode: mode)
+        if flags & O_DIRECTORY != 0 { directories.withLock { _ = $0.insert(fd) } }
+        return fd
     }
     func write(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws(SpoolErrno) -> Int {
         try check()
@@ -23,10 +28,16 @@ final class FailingDisk: SpoolFileSystem {
     }
     func fsync(_ fd: CInt) throws(SpoolErrno) {
         try check()
+        if let errno = directoryFsyncFailure.withLock({ $0 }), directories.withLock({ $0.contains(fd) }) {
+            throw SpoolErrno(errno)
+        }
         try real.fsync(fd)
     }
     func truncate(_ fd: CInt, length: Int64) throws(SpoolErrno) { try real.truncate(fd, length: length) }
-    func close(_ fd: CInt) throws(SpoolErrno) { try real.close(fd) }
+    func close(_ fd: CInt) throws(SpoolErrno) {
+        directories.withLock { _ = $0.remove(fd) }
+        try real.close(fd)
+    }
     func flock(_ fd: CInt, operation: CInt) throws(SpoolErrno) { try real.flock(fd, operation: operation) }
     func link(_ existing: String, _ newPath: String) throws(SpoolErrno) { try real.link(existing, newPath) }
     func rename(_ oldPath: String, _ newPath: String) throws(SpoolErrno) { try real.rename(oldPath, newPath) }
@@ -89,5 +100,41 @@ struct StorageFailureTests {
         disk.failure.withLock { $0 = nil }
         #expect(try WeChatLiveTests.post(live, body).body == WeChatLiveTests.success)
         #expect(live.events().count == 1)
+    }
+
+    /// reliability.md §6: after a failed directory fsync payhook no longer knows which names are durable,
+    /// so it answers 503 to everything, /healthz turns 503, and `payhook serve` stops for a restart.
+    @Test func failedDirectoryFsyncMakesTheServerUnhealthy() throws {
+        let disk = FailingDisk()
+        let live = try LiveServer(fileSystem: disk)
+        defer { live.stop() }
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query"))).body == "success")
+        disk.directoryFsyncFailure.withLock { $0 = EIO }
+        let failed = try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query")))
+        #expect(failed.status == 503)
+        disk.directoryFsyncFailure.withLock { $0 = nil }
+        // The disk works again, but nothing is acknowledged until a restart has re-checked the spool.
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query"))).status == 503)
+        #expect(try live.get("/healthz").status == 503)
+        #expect(!live.server.spool.isHealthy)
+        let metrics = try live.get("/metrics").body
+        #expect(metrics.contains("payhook_spool_healthy 0"))
+        #expect(metrics.contains("payhook_spool_failures{kind=\"fsync_dir\"} 1"))
+        // `payhook serve` waits on this and exits for a restart.
+        guard case .unhealthy = live.server.waitForStop(nextSignal: { _ in nil }) else {
+            Issue.record("waitForStop did not report the unhealthy spool")
+            return
+        }
+        #expect(live.server.waitForStop(nextSignal: { _ in nil }) != .signal(SIGTERM))
+    }
+
+    @Test func freeSpaceGuardRefusesBeforeWriting() throws {
+        let live = try LiveServer { $0.minFreeBytes = Int.max / 2 }
+        defer { live.stop() }
+        let reply = try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query")))
+        #expect(reply.status == 503)
+        #expect(live.events().isEmpty)
+        #expect(try live.get("/healthz").status == 503)
+        #expect(try live.get("/metrics").body.contains("payhook_spool_failures{kind=\"min_free\"} 2"))
     }
 }
