@@ -4,7 +4,7 @@ CONFIG ?= Fixtures/demo.toml
 APT_PACKAGES := libmicrohttpd-dev libssl-dev pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test-deps build run test clean
+.PHONY: deps test-deps build run test crash-test clean
 
 # Installs the two C libraries' -dev packages (and pkg-config) when any is missing.
 deps:
@@ -26,9 +26,18 @@ build: deps
 run: build
 	$(SWIFT) run payhook serve --config $(CONFIG)
 
+# Every suite, then the crash harness in a short configuration (at least 20 kills).
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
+
+# Crash harness (Tests/crash/README.md; reliability.md §11.1, §12): SIGKILL and SIGTERM under load, then an
+# ALICE-style check of the spool against what was acknowledged.
+CRASH_ARGS ?= --kills 100 --graceful-rounds 3 --seconds 900
+CRASH_SHORT_ARGS ?= --kills 25 --graceful-rounds 2 --seconds 240
+crash-test: test-deps build
+	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_ARGS)
 
 clean:
 	rm -rf .build Fixtures/spool
