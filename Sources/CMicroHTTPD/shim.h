@@ -20,7 +20,22 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <microhttpd.h>
+
+/* POLLRDHUP ("stream socket peer closed connection, or shut down writing
+ * half of connection", poll(2), Linux 2.6.17) is only declared with
+ * _GNU_SOURCE; its value is fixed by <asm-generic/poll.h>. */
+#if defined(__linux__)
+#ifdef POLLRDHUP
+#define PAYHOOK_POLLRDHUP POLLRDHUP
+#else
+#define PAYHOOK_POLLRDHUP 0x2000
+#endif
+#else
+#define PAYHOOK_POLLRDHUP 0
+#endif
 
 /* The URI log callback has no typedef in microhttpd.h; this is the shape
  * documented under MHD_OPTION_URI_LOG_CALLBACK. Its return value becomes the
@@ -46,13 +61,15 @@ typedef struct payhook_daemon_config {
  * to every callback. MHD_OPTION_EXTERNAL_LOGGER comes first because
  * microhttpd.h says it "should be specified as the first option, otherwise
  * some messages may be printed by standard MHD logger during daemon
- * startup".
+ * startup". MHD_OPTION_NOTIFY_CONNECTION is "followed by TWO pointers":
+ * the MHD_NotifyConnectionCallback and its closure.
  */
 static inline struct MHD_Daemon *
 payhook_start_daemon(const payhook_daemon_config *config,
                      MHD_AccessHandlerCallback access_handler,
                      MHD_RequestCompletedCallback request_completed,
                      payhook_uri_log_callback uri_log,
+                     MHD_NotifyConnectionCallback notify_connection,
                      MHD_LogCallback logger,
                      void *cls)
 {
@@ -70,6 +87,7 @@ payhook_start_daemon(const payhook_daemon_config *config,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) config->connection_memory_limit,
       MHD_OPTION_URI_LOG_CALLBACK, uri_log, cls,
       MHD_OPTION_NOTIFY_COMPLETED, request_completed, cls,
+      MHD_OPTION_NOTIFY_CONNECTION, notify_connection, cls,
       MHD_OPTION_END);
 }
 
@@ -108,6 +126,46 @@ payhook_connection_peer_ip(struct MHD_Connection *connection,
                         (socklen_t) buffer_size))
     return -1;
   return 0;
+}
+
+/*
+ * The connection's socket (MHD_CONNECTION_INFO_CONNECTION_FD, "MHD sockets
+ * are always in non-blocking mode"), or -1 when MHD gives none. The
+ * descriptor stays MHD's: the caller may shutdown() it to make MHD see an
+ * end of stream, but must never close() it.
+ */
+static inline int
+payhook_connection_fd(struct MHD_Connection *connection)
+{
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (NULL == info)
+    return -1;
+  return (int) info->connect_fd;
+}
+
+/*
+ * 1 when the peer of connected socket `fd` has finished sending (it shut
+ * down its writing half, closed, or the socket is in error: POLLRDHUP,
+ * POLLHUP or POLLERR) and every byte it sent has already been read from the
+ * socket (FIONREAD is 0); 0 otherwise, or when that cannot be told. Never
+ * blocks: poll() with a zero timeout.
+ */
+static inline int
+payhook_peer_finished_sending(int fd)
+{
+  struct pollfd descriptor;
+  descriptor.fd = fd;
+  descriptor.events = (short) (PAYHOOK_POLLRDHUP | POLLIN);
+  descriptor.revents = 0;
+  if (poll(&descriptor, 1, 0) <= 0)
+    return 0;
+  if (0 == (descriptor.revents & (PAYHOOK_POLLRDHUP | POLLHUP | POLLERR)))
+    return 0;
+  int pending = 0;
+  if (0 != ioctl(fd, FIONREAD, &pending))
+    return 0;
+  return 0 == pending;
 }
 
 #endif /* PAYHOOK_CMICROHTTPD_SHIM_H */

@@ -28,13 +28,7 @@ enum Callbacks {
         guard let cls else { return nil }
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
         let target = uri.map { String(cString: $0) } ?? ""
-        var remote = "unknown"
-        if let connection {
-            var buffer = [CChar](repeating: 0, count: 64)
-            if payhook_connection_peer_ip(connection, &buffer, buffer.count) == 0 {
-                remote = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            }
-        }
+        let remote = connection.map(peerAddress) ?? "unknown"
         let draining = daemon.state.withLock { state -> Bool in
             state.inFlight += 1
             return state.phase == .draining
@@ -46,9 +40,11 @@ enum Callbacks {
     // MARK: Request completed callback
 
     /// MHD_OPTION_NOTIFY_COMPLETED: releases the request context created by
-    /// `uriArrived` and counts the request as finished.
+    /// `uriArrived`, counts the request as finished, and starts the head
+    /// deadline of the connection's next request.
     static func requestCompleted(
         _ cls: UnsafeMutableRawPointer?,
+        _ connection: OpaquePointer?,
         _ contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
     ) {
         guard let cls, let contextSlot, let raw = contextSlot.pointee else { return }
@@ -56,6 +52,47 @@ enum Callbacks {
         Unmanaged<RequestContext>.fromOpaque(raw).release()
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
         daemon.state.withLock { $0.inFlight -= 1 }
+        if let connection {
+            daemon.watchdog.requestEnded(key(connection))
+        }
+    }
+
+    // MARK: Connection notifications
+
+    /// MHD_OPTION_NOTIFY_CONNECTION: registers each accepted connection with
+    /// the watchdog (with its socket, from MHD_CONNECTION_INFO_CONNECTION_FD)
+    /// and forgets it when MHD closes it. Connections refused by the per-IP
+    /// limit are closed before MHD creates them and never appear here.
+    static func connectionChanged(
+        _ cls: UnsafeMutableRawPointer?,
+        _ connection: OpaquePointer?,
+        _ code: MHD_ConnectionNotificationCode
+    ) {
+        guard let cls, let connection else { return }
+        let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
+        switch code {
+        case .CONNECTION_NOTIFY_STARTED:
+            let descriptor = payhook_connection_fd(connection)
+            guard descriptor >= 0 else { return }
+            daemon.watchdog.opened(key(connection), descriptor: descriptor, remoteAddress: peerAddress(connection))
+        case .CONNECTION_NOTIFY_CLOSED:
+            daemon.watchdog.closed(key(connection))
+        default:
+            break
+        }
+    }
+
+    /// The watchdog's key for a connection: MHD's handle, unique while the
+    /// connection is open (it is removed on MHD_CONNECTION_NOTIFY_CLOSED,
+    /// before MHD can reuse the memory).
+    static func key(_ connection: OpaquePointer) -> Int {
+        Int(bitPattern: UnsafeRawPointer(connection))
+    }
+
+    static func peerAddress(_ connection: OpaquePointer) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        guard payhook_connection_peer_ip(connection, &buffer, buffer.count) == 0 else { return "unknown" }
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     // MARK: Access handler
@@ -100,19 +137,36 @@ enum Callbacks {
                 return .NO
             }
             let limit = daemon.limits.maxBodyBytes
-            request.state.withLock { state in
-                guard !state.bodyOverflowed else { return }
+            let keepReading = request.state.withLock { state -> Bool in
+                if state.bodyOverflowed {
+                    state.overflowBytes += pending
+                    return state.overflowBytes <= daemon.overflowAllowance
+                }
                 if state.body.count + pending > limit {
                     // Chunked bodies carry no Content-Length, so the cap is
-                    // enforced on the running total. The rest is read and
-                    // dropped, and 413 goes out with the last call.
+                    // enforced on the running total. Up to
+                    // `overflowAllowance` more bytes are read and dropped so
+                    // that a body somewhat over the cap still gets its 413
+                    // with the last call.
                     state.bodyOverflowed = true
+                    state.overflowBytes = state.body.count + pending - limit
                     state.body = []
-                } else if let uploadData {
+                    return state.overflowBytes <= daemon.overflowAllowance
+                }
+                if let uploadData {
                     uploadData.withMemoryRebound(to: UInt8.self, capacity: pending) {
                         state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: pending))
                     }
                 }
+                return true
+            }
+            if !keepReading {
+                // An endless (or huge) chunked body: reading it to its end
+                // would cost a pool thread and bandwidth until the deadline,
+                // so the connection is closed without an answer.
+                daemon.logger.debug("closing connection: chunked body far over the cap",
+                                    metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                return .NO
             }
             uploadDataSize.pointee = 0
             return .YES
@@ -130,6 +184,9 @@ enum Callbacks {
         if overflowed {
             return refuse(413, head: head, on: connection, daemon: daemon, closeAfter: true)
         }
+        // From here on the watchdog leaves the connection alone; if it cut
+        // the connection off first, the request goes no further.
+        guard daemon.watchdog.beginHandling(key(connection)) else { return .NO }
         let response = daemon.handler.handle(HTTPRequest(head: head, body: body))
         return queue(response, on: connection, daemon: daemon, closeAfter: false)
     }
@@ -152,6 +209,10 @@ enum Callbacks {
         )
         request.state.withLock { $0.head = head }
 
+        // The head deadline is met; from now on the request deadline applies.
+        guard daemon.watchdog.headComplete(key(connection), requestStarted: request.started) else {
+            return .NO
+        }
         if request.arrivedWhileDraining {
             return refuse(503, head: head, on: connection, daemon: daemon, closeAfter: true)
         }

@@ -29,13 +29,19 @@ final class DaemonContext: Sendable {
     let handler: any HTTPHandler
     let logger: Logger
     let deadline: Duration
+    /// Bytes of an over-cap body that are read and dropped before the
+    /// connection is closed instead of answered 413 (see `access`).
+    let overflowAllowance: Int
+    let watchdog: ConnectionWatchdog
     let state = Mutex(State())
 
     init(limits: HTTPLimits, handler: any HTTPHandler, logger: Logger) {
         self.limits = limits
         self.handler = handler
         self.logger = logger
-        self.deadline = .milliseconds(Int64((limits.requestDeadlineSeconds * 1000).rounded(.up)))
+        self.deadline = ConnectionWatchdog.duration(seconds: limits.requestDeadlineSeconds)
+        self.overflowAllowance = limits.maxBodyBytes
+        self.watchdog = ConnectionWatchdog(limits: limits, logger: logger)
     }
 
     var inFlight: Int { state.withLock { $0.inFlight } }
@@ -72,6 +78,8 @@ final class RequestContext: Sendable {
         var body: [UInt8] = []
         /// Set once the body outgrew the cap; later bytes are discarded.
         var bodyOverflowed = false
+        /// Body bytes received past the cap, all dropped.
+        var overflowBytes = 0
     }
 
     let target: String

@@ -60,11 +60,14 @@ public final class HTTPServer: Sendable {
             { cls, connection, _, method, _, uploadData, uploadDataSize, contextSlot in
                 Callbacks.access(cls, connection, method, uploadData, uploadDataSize, contextSlot)
             },
-            { cls, _, contextSlot, _ in
-                Callbacks.requestCompleted(cls, contextSlot)
+            { cls, connection, contextSlot, _ in
+                Callbacks.requestCompleted(cls, connection, contextSlot)
             },
             { cls, uri, connection in
                 Callbacks.uriArrived(cls, uri, connection)
+            },
+            { cls, connection, _, code in
+                Callbacks.connectionChanged(cls, connection, code)
             },
             { cls, format, arguments in
                 Callbacks.log(cls, format, arguments)
@@ -84,6 +87,7 @@ public final class HTTPServer: Sendable {
             throw HTTPServerError("cannot start the HTTP server on \(bound): libmicrohttpd refused to start\(detail)")
         }
         context.state.withLock { $0.phase = .serving }
+        context.watchdog.start()
 
         self.context = context
         self.boundAddress = bound
@@ -102,6 +106,12 @@ public final class HTTPServer: Sendable {
     /// Requests whose request line arrived and that are not completed.
     public var inFlight: Int {
         context.inFlight
+    }
+
+    /// Connections accepted and not yet closed (at most `maxConnections`;
+    /// further ones wait in the kernel's listen queue).
+    public var openConnections: Int {
+        context.watchdog.openConnections
     }
 
     /// True once `shutdown(grace:)` has begun: no new connection is accepted.
@@ -192,7 +202,9 @@ public final class HTTPServer: Sendable {
             ])
         }
 
-        let finish: @Sendable () -> Void = { [stopSignal, logger = context.logger, address = boundAddress] in
+        let finish: @Sendable () -> Void = { [stopSignal, logger = context.logger, address = boundAddress, watchdog = context.watchdog] in
+            // No shutdown() on a connection socket from here on: MHD_stop_daemon closes them all.
+            watchdog.stop()
             MHD_stop_daemon(running.daemon)
             // MHD closes the listen socket itself only if it was never
             // quiesced; after a successful quiesce it belongs to the caller.
@@ -242,6 +254,9 @@ public final class HTTPServer: Sendable {
         }
         if !(limits.requestDeadlineSeconds > 0 && limits.requestDeadlineSeconds <= 86_400) {
             throw invalid("requestDeadlineSeconds must be in (0, 86400], not \(limits.requestDeadlineSeconds)")
+        }
+        if !(limits.headerDeadlineSeconds > 0 && limits.headerDeadlineSeconds <= 86_400) {
+            throw invalid("headerDeadlineSeconds must be in (0, 86400], not \(limits.headerDeadlineSeconds)")
         }
     }
 }

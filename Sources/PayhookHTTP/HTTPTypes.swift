@@ -6,10 +6,14 @@ public struct HTTPLimits: Sendable, Equatable {
     /// Seconds of inactivity after which a connection is closed
     /// (MHD_OPTION_CONNECTION_TIMEOUT). It is reset by every byte read or
     /// written, so on its own it does not bound a slowly trickled request;
-    /// `requestDeadlineSeconds` does. 0 disables it.
+    /// `headerDeadlineSeconds` and `requestDeadlineSeconds` do. 0 disables it.
     public var connectionTimeoutSeconds: Int = 10
     /// Concurrent connections for the whole daemon (MHD_OPTION_CONNECTION_LIMIT).
-    /// With a thread pool, libmicrohttpd splits this evenly across the pool's threads.
+    /// With a thread pool, libmicrohttpd splits this evenly across the pool's
+    /// threads; a thread whose share is full stops accepting and the others
+    /// take the new connections, so all of them are usable (measured). Past
+    /// the limit, new connections are not refused: they wait in the kernel's
+    /// listen queue until a slot frees.
     public var maxConnections: Int = 256
     /// Concurrent connections from one IP address
     /// (MHD_OPTION_PER_IP_CONNECTION_LIMIT); extra ones are closed right after
@@ -20,18 +24,33 @@ public struct HTTPLimits: Sendable, Equatable {
     /// for a request line and 431 for headers that do not.
     public var connectionMemoryLimitBytes: Int = 32768
     /// Largest accepted request body; a larger one is answered with
-    /// `HTTPHandler.refusal(413, for:)` and never reaches `handle`.
+    /// `HTTPHandler.refusal(413, for:)` and never reaches `handle`. A chunked
+    /// body (no Content-Length) that runs more than this many bytes past
+    /// the cap is not read to its end: the connection is closed unanswered.
     public var maxBodyBytes: Int = 65536
     /// Seconds a whole request may take, counted from the arrival of its
     /// request line; past it the request is answered 408 or its connection
     /// is closed, and it never reaches `handle`.
     ///
     /// It is checked each time libmicrohttpd calls the access handler: once
-    /// the headers are complete, for every piece of body, and at the end.
-    /// MHD offers no hook while header lines are still arriving, so there
-    /// only `connectionTimeoutSeconds` and `connectionMemoryLimitBytes` bound
-    /// a slow client; the 408 then goes out as soon as the headers end.
+    /// the headers are complete, for every piece of body, and at the end;
+    /// a watchdog thread also closes a connection whose body is still not
+    /// complete at the deadline (a client that stopped sending). A request
+    /// already given to `handle` is never cut off.
     public var requestDeadlineSeconds: Double = 30
+    /// Seconds a connection may take to deliver a complete request head
+    /// (request line and headers), counted from its accept, or on a
+    /// kept-alive connection from the end of the previous request; the
+    /// shorter of this and `requestDeadlineSeconds` applies.
+    ///
+    /// libmicrohttpd calls the application only once the headers are
+    /// complete, and every byte resets `connectionTimeoutSeconds`, so a
+    /// client trickling header bytes (slowloris) would otherwise hold its
+    /// connection indefinitely. A watchdog thread tracks every connection
+    /// (MHD_OPTION_NOTIFY_CONNECTION) and shuts down the socket of one that
+    /// is late; it is closed without an answer. It also bounds how long an
+    /// idle kept-alive connection stays open.
+    public var headerDeadlineSeconds: Double = 10
     /// Threads in libmicrohttpd's pool (MHD_OPTION_THREAD_POOL_SIZE); each one
     /// polls its own connections and runs their handlers.
     public var threads: Int = 4

@@ -139,13 +139,37 @@ final class RawClient {
     private var buffer: [UInt8] = []
 
     /// Connects to 127.0.0.1 or ::1 (the only hosts the tests contact).
-    init(host: String = "127.0.0.1", port: Int) throws(ClientError) {
+    ///
+    /// `source` binds the socket to another loopback address first (any of
+    /// 127.0.0.0/8 is loopback on Linux), so that the server sees a different
+    /// peer address and counts the connection against another per-IP limit.
+    init(host: String = "127.0.0.1", port: Int, source: String? = nil) throws(ClientError) {
         precondition(host == "127.0.0.1" || host == "::1", "tests contact loopback only")
         let family = host.contains(":") ? AF_INET6 : AF_INET
         let descriptor = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw ClientError(code: errno, what: "socket") }
         var timeout = timeval(tv_sec: 3, tv_usec: 0)
         _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if let source {
+            precondition(family == AF_INET && source.hasPrefix("127."), "sources are IPv4 loopback only")
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_port = 0
+            guard inet_pton(AF_INET, source, &local.sin_addr) == 1 else {
+                _ = close(descriptor)
+                throw ClientError(code: EINVAL, what: "source address \(source)")
+            }
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if bound != 0 {
+                let code = errno
+                _ = close(descriptor)
+                throw ClientError(code: code, what: "bind to \(source)")
+            }
+        }
         let status: Int32
         if family == AF_INET6 {
             var address = sockaddr_in6()
@@ -307,13 +331,15 @@ final class RawClient {
     }
 }
 
-/// Opens a connection, sends `raw`, reads one response.
-func exchange(port: Int, host: String = "127.0.0.1", _ raw: String, timeout: Duration = .seconds(3)) -> RawResponse? {
-    exchange(port: port, host: host, Array(raw.utf8), timeout: timeout)
+/// Opens a connection (from the loopback address `source` when given), sends `raw`, reads one response.
+func exchange(port: Int, host: String = "127.0.0.1", source: String? = nil, _ raw: String,
+              timeout: Duration = .seconds(3)) -> RawResponse? {
+    exchange(port: port, host: host, source: source, Array(raw.utf8), timeout: timeout)
 }
 
-func exchange(port: Int, host: String = "127.0.0.1", _ raw: [UInt8], timeout: Duration = .seconds(3)) -> RawResponse? {
-    guard let client = try? RawClient(host: host, port: port) else { return nil }
+func exchange(port: Int, host: String = "127.0.0.1", source: String? = nil, _ raw: [UInt8],
+              timeout: Duration = .seconds(3)) -> RawResponse? {
+    guard let client = try? RawClient(host: host, port: port, source: source) else { return nil }
     client.send(raw)
     return client.readResponse(timeout: timeout)
 }
