@@ -63,6 +63,8 @@ public struct Config: Sendable, Equatable {
     public var maxConnectionsPerIP: Int
     public var connectionMemoryLimitBytes: Int
     public var requestDeadlineSeconds: Int
+    /// A request line and headers not complete within this are cut (slowloris on the head).
+    public var headerDeadlineSeconds: Int
     public var threads: Int
     public var shutdownGraceSeconds: Int
     /// Below this much free space in the spool's file system, callbacks are refused with 503 before
@@ -86,6 +88,7 @@ public struct Config: Sendable, Equatable {
         self.maxConnectionsPerIP = 32
         self.connectionMemoryLimitBytes = 32768
         self.requestDeadlineSeconds = 30
+        self.headerDeadlineSeconds = 10
         self.threads = 4
         self.shutdownGraceSeconds = 10
         self.minFreeBytes = 16 * 1024 * 1024

@@ -78,6 +78,7 @@ public struct ConfigLoader: Sendable {
         ("max_connections_per_ip", 1...65536, { $0.maxConnectionsPerIP = $1 }),
         ("connection_memory_limit_bytes", 4096...1_048_576, { $0.connectionMemoryLimitBytes = $1 }),
         ("request_deadline_s", 1...3600, { $0.requestDeadlineSeconds = $1 }),
+        ("header_deadline_s", 1...3600, { $0.headerDeadlineSeconds = $1 }),
         ("threads", 2...256, { $0.threads = $1 }),
         ("shutdown_grace_s", 0...3600, { $0.shutdownGraceSeconds = $1 }),
         ("min_free_bytes", 0...(1 << 50), { $0.minFreeBytes = $1 }),

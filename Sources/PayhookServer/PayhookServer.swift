@@ -52,6 +52,7 @@ public final class PayhookServer: Sendable {
         limits.connectionMemoryLimitBytes = config.connectionMemoryLimitBytes
         limits.maxBodyBytes = config.maxBodyBytes
         limits.requestDeadlineSeconds = Double(config.requestDeadlineSeconds)
+        limits.headerDeadlineSeconds = Double(config.headerDeadlineSeconds)
         limits.threads = config.threads
         do {
             http = try HTTPServer(listen: listen, limits: limits, handler: router, logger: logger)
