@@ -23,7 +23,9 @@ import Synchronization
 /// ```
 ///
 /// Records are opaque: the spool only needs an id, a fingerprint, and an inspector that reads both back.
-/// One `Spool` may be used from many threads; stores of different ids run concurrently.
+/// One `Spool` may be used from many threads; stores of different ids run concurrently, and their directory
+/// fsyncs are shared by group commit (reliability.md §10): one writer thread publishes whatever stores are
+/// pending as one batch, and answers each only once the batch is durable.
 public final class Spool: Sendable {
     /// The spool directory, as given (without trailing slashes).
     public let directory: String
@@ -32,6 +34,8 @@ public final class Spool: Sendable {
 
     private let context: SpoolContext
     private let state: Mutex<State>
+    /// The writer that publishes stores in batches (reliability.md §10).
+    private let committer: SpoolGroupCommit
 
     private struct State {
         /// The .lock descriptor; nil once closed.
@@ -59,12 +63,19 @@ public final class Spool: Sendable {
     ///     file system has fewer bytes available than this, ``store(_:)`` and ``probe()`` throw `.noSpace` before
     ///     writing anything. 0, the default, switches the guard off. It needs a file system whose
     ///     ``SpoolFileSystem/availableBytes(_:)`` works, as ``PosixFileSystem``'s does.
+    ///   - maxBatch: Group commit (reliability.md §10): at most this many concurrent stores share one fsync(new/)
+    ///     and one fsync(ids/). At least 1; 1 publishes one store at a time.
+    ///   - onBatch: Called with the size of every batch the writer publishes, on the writer thread, before it
+    ///     touches the disk; for a metrics histogram. It must be quick and must not store into this spool.
+    ///     ``batchSizeHistogram`` keeps the same numbers.
     public init(
         directory: String,
         inspector: any SpoolRecordInspector,
         fileSystem: any SpoolFileSystem = PosixFileSystem(),
         logger: Logger,
-        minimumFreeBytes: UInt64 = 0
+        minimumFreeBytes: UInt64 = 0,
+        maxBatch: Int = 128,
+        onBatch: (@Sendable (Int) -> Void)? = nil
     ) throws(SpoolError) {
         let root = SpoolLayout.normalize(directory)
         guard !root.isEmpty else {
@@ -91,6 +102,8 @@ public final class Spool: Sendable {
         self.recovery = report
         self.context = context
         self.state = Mutex(State(lockDescriptor: lockDescriptor))
+        self.committer = SpoolGroupCommit(context: context, maxBatch: maxBatch, onBatch: onBatch)
+        committer.start()
         if !report.isEmpty {
             logger.notice("spool recovery: \(report)", metadata: ["spool": "\(root)"])
         }
@@ -126,20 +139,63 @@ public final class Spool: Sendable {
         Dictionary(uniqueKeysWithValues: context.monitor.counts.map { ($0.key.rawValue, $0.value) })
     }
 
+    /// Group commit (reliability.md §10): batch size → how many batches of that size the writer published since
+    /// this spool was opened. Sizes run from 1 to ``maxBatch``; a size that never happened is absent. Thread-safe;
+    /// for a metrics exporter, e.g. as the buckets of `payhook_spool_batch_size`, or to see how many directory
+    /// fsync pairs the stores shared (the number of batches against the sum of their sizes).
+    public var batchSizeHistogram: [Int: Int] {
+        committer.histogram
+    }
+
+    /// The most stores one batch publishes (the `maxBatch` given at init, at least 1).
+    public var maxBatch: Int {
+        committer.maxBatch
+    }
+
+    /// Test hook: the writer takes no batch until ``resumeCommits()``, so that a test can gather several stores
+    /// and have them published as one batch. ``close()`` still ends them (with `.closed`).
+    @_spi(Testing)
+    public func suspendCommits() {
+        committer.suspend()
+    }
+
+    @_spi(Testing)
+    public func resumeCommits() {
+        committer.resume()
+    }
+
+    /// Test hook: the state of this spool's writer thread, which stays readable after the spool is released.
+    @_spi(Testing)
+    public var writerStatus: SpoolWriterStatus {
+        committer.status
+    }
+
+    /// Test hook: how many stores wait for the writer and were not taken into a batch yet.
+    @_spi(Testing)
+    public var pendingCommits: Int {
+        committer.pendingCount
+    }
+
     /// How many storage errors of one kind happened since this spool was opened.
     public func failureCount(_ kind: SpoolFailureKind) -> Int {
         context.monitor.counts[kind, default: 0]
     }
 
-    /// Releases the lock. Safe to call twice; `deinit` calls it too. Later calls to ``store(_:)`` and
-    /// ``probe()`` throw `.closed`; a store already in progress is not waited for, so close only once the
-    /// callers have stopped storing.
+    /// Stops the writer and releases the lock. Safe to call twice; `deinit` calls it too. Later calls to
+    /// ``store(_:)`` and ``probe()`` throw `.closed`. Stores waiting for the writer that it has not taken into a
+    /// batch yet throw `.closed` (nothing of theirs was published); the batch being published is finished
+    /// first, so every store is answered and none stays blocked, and the lock is only released once the writer
+    /// has stopped. A store still writing its tmp/ file is not waited for, so close only once the callers have
+    /// stopped storing.
     public func close() {
         let descriptor = state.withLock { state -> CInt? in
             defer { state.lockDescriptor = nil }
             return state.lockDescriptor
         }
         guard let descriptor else { return }
+        // Before the lock goes: another process may open the spool as soon as it is released, and its recovery
+        // must not run while this writer still links.
+        committer.stop()
         // Closing the descriptor releases the flock; the explicit unlock also covers a copy of the descriptor
         // that a fork without exec would still hold.
         try? context.fileSystem.flock(descriptor, operation: LOCK_UN)
@@ -323,119 +379,30 @@ public final class Spool: Sendable {
 
     /// Steps 3 to 8: write to tmp/, publish in new/, enter in the ledger.
     private func publish(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
-        let fileSystem = context.fileSystem
-        let published = "new/\(record.id).json"
-        let ledger = "ids/\(record.id)"
-
-        // Step 3: the contents are durable under a name no consumer reads.
+        // Step 3, on the caller's thread: the contents are durable under a name no consumer reads. The file
+        // fsyncs of concurrent stores overlap here (ext4's jbd2 folds them into one journal commit); only the
+        // directory steps are serialised, in the writer (reliability.md §10).
         let temporary = try context.writeDurableTemporary(
             record.bytes,
             stem: record.id,
             suffix: context.uniqueSuffix()
         )
 
-        // Step 4: publish with link(2), never rename(2). link fails with EEXIST where rename would silently
-        // replace a record that is already there. This is how maildir(5) delivers ("HOW A MESSAGE IS
-        // DELIVERED": write and fsync tmp/, link() into new/, and qmail-local unlinks the tmp name after).
-        do {
-            try fileSystem.link(context.path(temporary), context.path(published))
-        } catch {
-            context.removeTemporary(temporary)
-            context.monitor.count(.link)
-            if error.rawValue == EEXIST {
-                // A record in new/ without a ledger entry: a crash between fsync(new/) and fsync(ids/), or a
-                // rollback that could not unlink. Startup recovery links it into the ledger; until then this id
-                // cannot be stored.
-                let failure = SpoolError(
-                    code: .inconsistent,
-                    message: "link \(temporary) to \(published): \(error) (published without a ledger entry; "
-                        + "recovery repairs this at the next start)",
-                    errno: error.rawValue
-                )
-                context.logger.error("\(failure)", metadata: ["spool": "\(directory)"])
-                throw failure
-            }
-            throw .io("link", "\(temporary) to \(published)", error)
-        }
+        // Steps 4 to 6, by the writer, batched with whatever other stores are pending: link into new/, one
+        // fsync(new/) for the batch, link into ids/, one fsync(ids/). This blocks until that last fsync returned,
+        // so nobody is answered before the batch holding their record is durable (contract §4, invariant 1).
+        let result = committer.commit(SpoolGroupCommit.Request(id: record.id, temporary: temporary))
 
-        // Step 5: make the new/ entry durable.
-        do throws(SpoolError) {
-            try context.fsyncDirectory("new")
-        } catch {
-            rollBack(published: published, ledger: ledger, temporary: temporary)
+        // Step 7: the tmp name has done its job (or the store failed and was taken back); a leftover is removed
+        // by recovery. Done here rather than in the writer, so that the writer's batch only holds the steps
+        // that order durability, and the unlinks of a batch run in parallel.
+        context.removeTemporary(temporary)
+        switch result {
+        case .success:
+            context.logger.debug("stored new/\(record.id).json", metadata: ["spool": "\(directory)"])
+            return .stored
+        case .failure(let error):
             throw error
         }
-
-        // Step 6: only now enter the record in the ledger. An ids/ entry must imply that its record was durably
-        // published: a store that finds one answers "duplicate", and recovery only repairs the other direction
-        // (a record without an entry). Linking before fsync(new/) returned could leave, after a crash, an entry
-        // whose record was lost, and every retry of it would be answered "duplicate".
-        do {
-            try fileSystem.link(context.path(temporary), context.path(ledger))
-        } catch {
-            rollBack(published: published, ledger: ledger, temporary: temporary)
-            throw context.failure(.link, "link", "\(temporary) to \(ledger)", error)
-        }
-        do throws(SpoolError) {
-            try context.fsyncDirectory("ids")
-        } catch {
-            // The record is durable in new/; only its ledger entry may not survive a crash. Taking the record
-            // back now could fail half-way and leave an entry without a record, which loses it; so both stay.
-            // The spool is now unhealthy (fsyncDirectory), so the retry is refused until the spool is reopened;
-            // recovery then relinks the entry from new/ or cur/ if it was lost, and the retry is answered
-            // "duplicate", which is true. If the consumer had already deleted the record, a retry stores it
-            // again (delivered twice, never lost).
-            context.logger.error(
-                "\(published) is published but \(ledger) may not be durable: \(error)",
-                metadata: ["spool": "\(directory)"]
-            )
-            context.removeTemporary(temporary)
-            throw error
-        }
-
-        // Step 7: the tmp name has done its job; a leftover is removed by recovery.
-        context.removeTemporary(temporary)
-        context.logger.debug("stored \(published)", metadata: ["spool": "\(directory)"])
-        return .stored
-    }
-
-    /// Takes back a record whose publication failed after the link into new/ (step 5, or the link of step 6).
-    private func rollBack(published: String, ledger: String, temporary: String) {
-        let fileSystem = context.fileSystem
-        do {
-            try fileSystem.unlink(context.path(published))
-            // new/ is not synced after this unlink: if a crash brings the record back, recovery enters it in
-            // the ledger and it is delivered, while the sender, told "failure", retries and gets "duplicate".
-            context.logger.warning("took back \(published) after a failed store", metadata: ["spool": "\(directory)"])
-        } catch where error.rawValue == ENOENT {
-            // A consumer already took the record (renamed it to cur/, maybe deleted it). It will be delivered, so
-            // the ledger entry is created anyway, best effort, so that the sender's retry is a duplicate.
-            do throws(SpoolError) {
-                do {
-                    try fileSystem.link(context.path(temporary), context.path(ledger))
-                } catch where error.rawValue == EEXIST {
-                    // Already there.
-                } catch {
-                    throw context.failure(.link, "link", "\(temporary) to \(ledger)", error)
-                }
-                try context.fsyncDirectory("ids")
-            } catch {
-                let message = "\(published) was taken by a consumer before it was durable, and \(ledger) "
-                    + "could not be entered: \(error); a retry will store it again"
-                context.logger.error(
-                    "\(message)",
-                    metadata: ["spool": "\(directory)"]
-                )
-            }
-        } catch {
-            context.monitor.count(.unlink)
-            let message = "unlink \(published): \(error); it stays published without a ledger entry until "
-                + "recovery at the next start enters it"
-            context.logger.error(
-                "\(message)",
-                metadata: ["spool": "\(directory)"]
-            )
-        }
-        context.removeTemporary(temporary)
     }
 }

@@ -1,5 +1,5 @@
 import Glibc
-import PayhookSpool
+@_spi(Testing) import PayhookSpool
 import Testing
 
 /// A workload for ``CrashFS``: stores (unique, duplicate, conflict), a health probe and a consumer, run against
@@ -10,9 +10,14 @@ enum CrashWorkload {
     static let paymentAChanged = makeRecord(id: testID(0xA1), fingerprint: "fp-2", body: "payment 1, other amount")
     static let paymentB = makeRecord(id: testID(0xB2), body: "payment 2")
     static let paymentC = makeRecord(id: testID(0xC3), body: "payment 3")
+    static let paymentD = makeRecord(id: testID(0xD4), body: "payment 4")
+    static let paymentE = makeRecord(id: testID(0xE5), body: "payment 5")
 
     enum Step {
         case store(SpoolRecord)
+        /// Stores from one thread per record, published by the writer as one batch (group commit): they share
+        /// one fsync(new/) and one fsync(ids/), and each is acknowledged only after both.
+        case batch([SpoolRecord])
         case probe
         /// A consumer takes the record (rename new/ → cur/, sync both) and deletes it (unlink, sync cur/).
         case consume(String)
@@ -27,7 +32,16 @@ enum CrashWorkload {
     /// The order in which the sender retries: the first record of each id before the one that conflicts.
     static let records = [paymentA, paymentB, paymentAChanged, paymentC]
 
-    static func checker() -> CrashChecker {
+    /// The same kinds of step with concurrent stores: unique A, B and C as one batch of three, B consumed,
+    /// duplicate B after that, conflicting A, then unique D and E as a batch of two.
+    static let batchedSteps: [Step] = [
+        .batch([paymentA, paymentB, paymentC]), .consume(paymentB.id), .store(paymentB), .store(paymentAChanged),
+        .batch([paymentD, paymentE]),
+    ]
+
+    static let batchedRecords = [paymentA, paymentB, paymentAChanged, paymentC, paymentD, paymentE]
+
+    static func checker(records: [SpoolRecord] = records) -> CrashChecker {
         CrashChecker(root: root, records: records)
     }
 
@@ -35,12 +49,16 @@ enum CrashWorkload {
         CrashFS(image: .with(directories: ["/crash"]))
     }
 
-    /// Opens a spool on `fileSystem` and runs `steps`, noting each acknowledgement; closes the spool at the end.
+    /// Opens a spool on `fileSystem` and runs `steps`, noting each acknowledgement; closes the spool at the end,
+    /// after copying its batch sizes into `batchSizes`.
     /// Throws at the first failure (for a killed process: at the first call after its death).
     @discardableResult
-    static func run(_ steps: [Step], on fileSystem: CrashFS) throws -> [SpoolOutcome] {
+    static func run(_ steps: [Step], on fileSystem: CrashFS, batchSizes: Shared<[Int: Int]>? = nil) throws -> [SpoolOutcome] {
         let spool = try Spool(directory: root, inspector: TestInspector(), fileSystem: fileSystem, logger: CrashChecker.quiet)
-        defer { spool.close() }
+        defer {
+            batchSizes?.update { $0 = spool.batchSizeHistogram }
+            spool.close()
+        }
         var outcomes: [SpoolOutcome] = []
         for step in steps {
             switch step {
@@ -48,6 +66,17 @@ enum CrashWorkload {
                 let outcome = try spool.store(record)
                 fileSystem.note(.acknowledged(id: record.id, fingerprint: record.fingerprint, outcome: outcome))
                 outcomes.append(outcome)
+            case .batch(let records):
+                // Each storing thread notes its own acknowledgement the moment its store returns, so the log
+                // shows exactly when each sender could have been answered.
+                let results = storeAsOneBatch(spool, records, afterEach: { record, result in
+                    guard case .success(let outcome) = result else { return }
+                    fileSystem.note(.acknowledged(id: record.id, fingerprint: record.fingerprint, outcome: outcome))
+                })
+                guard let results else { throw TestFailure("a batched store never returned") }
+                for result in results {
+                    outcomes.append(try result.get())
+                }
             case .probe:
                 try spool.probe()
             case .consume(let id):
@@ -73,6 +102,36 @@ enum CrashWorkload {
         let fd = try fileSystem.open(path, flags: O_RDONLY | O_DIRECTORY, mode: 0)
         defer { try? fileSystem.close(fd) }
         try fileSystem.fsync(fd)
+    }
+}
+
+/// A workload to explore: stores one at a time, or concurrent stores published in batches.
+enum CrashWorkloadKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    case oneAtATime = "one store at a time"
+    case batched = "batched concurrent stores"
+
+    var description: String { rawValue }
+
+    var steps: [CrashWorkload.Step] {
+        switch self {
+        case .oneAtATime: CrashWorkload.steps
+        case .batched: CrashWorkload.batchedSteps
+        }
+    }
+
+    var checker: CrashChecker {
+        switch self {
+        case .oneAtATime: CrashWorkload.checker()
+        case .batched: CrashWorkload.checker(records: CrashWorkload.batchedRecords)
+        }
+    }
+
+    /// How many stores answer stored, duplicate and conflict.
+    var expectedOutcomes: (stored: Int, duplicate: Int, conflict: Int) {
+        switch self {
+        case .oneAtATime: (3, 2, 1)
+        case .batched: (5, 1, 1)
+        }
     }
 }
 
@@ -112,20 +171,26 @@ enum RemovedFsync: String, CaseIterable, Sendable, CustomStringConvertible {
 
 @Suite("Simulated power loss (CrashFS)")
 struct PowerLossTests {
-    @Test("every crash point of a workload leaves states in which recovery keeps every acknowledged record")
-    func everyCrashPoint() throws {
+    @Test("every crash point of a workload leaves states in which recovery keeps every acknowledged record",
+          arguments: CrashWorkloadKind.allCases)
+    func everyCrashPoint(_ workload: CrashWorkloadKind) throws {
         let clock = ContinuousClock()
         let start = clock.now
         let fileSystem = CrashWorkload.freshFileSystem()
-        let outcomes = try CrashWorkload.run(CrashWorkload.steps, on: fileSystem)
-        #expect(outcomes.count == 6)
+        let histogram = Shared<[Int: Int]>([:])
+        let outcomes = try CrashWorkload.run(workload.steps, on: fileSystem, batchSizes: histogram)
+        let expected = workload.expectedOutcomes
+        #expect(outcomes.count == expected.stored + expected.duplicate + expected.conflict)
         #expect(outcomes.first == .stored)
-        #expect(outcomes.filter { $0 == .stored }.count == 3)
-        #expect(outcomes.filter { $0 == .duplicate }.count == 2)
+        #expect(outcomes.filter { $0 == .stored }.count == expected.stored)
+        #expect(outcomes.filter { $0 == .duplicate }.count == expected.duplicate)
+        // The batches really were batches: three stores, then two, each sharing one fsync(new/) and one
+        // fsync(ids/); one at a time, each of the three new records had its own.
+        #expect(histogram.current == (workload == .batched ? [3: 1, 2: 1] : [1: 3]))
 
         var exploration = CrashExploration()
-        exploration.explore(fileSystem, positions: 0...fileSystem.log.count, checker: CrashWorkload.checker())
-        print("power loss, one process: \(exploration.summary) in \(clock.now - start)")
+        exploration.explore(fileSystem, positions: 0...fileSystem.log.count, checker: workload.checker)
+        print("power loss, one process, \(workload): \(exploration.summary) in \(clock.now - start)")
         #expect(exploration.violations.isEmpty, "\(exploration.violations.prefix(5).joined(separator: "\n"))")
         #expect(exploration.crashPoints == fileSystem.log.count + 1)
         #expect(exploration.statesChecked > exploration.crashPoints)
@@ -133,19 +198,20 @@ struct PowerLossTests {
         #expect(exploration.quarantined == 0)
     }
 
-    @Test("the checker catches a spool with one fsync removed", arguments: RemovedFsync.allCases)
-    func removedFsyncIsCaught(_ removed: RemovedFsync) throws {
+    @Test("the checker catches a spool with one fsync removed",
+          arguments: RemovedFsync.allCases, CrashWorkloadKind.allCases)
+    func removedFsyncIsCaught(_ removed: RemovedFsync, _ workload: CrashWorkloadKind) throws {
         let fileSystem = CrashWorkload.freshFileSystem()
         fileSystem.ignoreFsync { removed.matches($0) }
         // Without a crash the workload cannot tell the difference: every answer is the same.
-        let outcomes = try CrashWorkload.run(CrashWorkload.steps, on: fileSystem)
-        #expect(outcomes.filter { $0 == .stored }.count == 3)
+        let outcomes = try CrashWorkload.run(workload.steps, on: fileSystem)
+        #expect(outcomes.filter { $0 == .stored }.count == workload.expectedOutcomes.stored)
         #expect(fileSystem.log.contains { if case .note(.ignoredFsync) = $0.effect { true } else { false } })
 
         var exploration = CrashExploration()
         exploration.stopAtFirstViolation = true
-        exploration.explore(fileSystem, positions: 0...fileSystem.log.count, checker: CrashWorkload.checker())
-        print("power loss without the fsync of \(removed): \(exploration.summary)")
+        exploration.explore(fileSystem, positions: 0...fileSystem.log.count, checker: workload.checker)
+        print("power loss without the fsync of \(removed), \(workload): \(exploration.summary)")
         for violation in exploration.violations.prefix(3) {
             print("  \(violation)")
         }

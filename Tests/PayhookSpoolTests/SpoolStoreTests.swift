@@ -236,7 +236,10 @@ struct SpoolStoreTests {
         #expect(try names(directory.spool + "/tmp") == [])
     }
 
-    @Test("the durability order: write, fsync file, link new/, fsync new/, link ids/, fsync ids/, return")
+    /// With group commit (reliability.md §10) the links and directory fsyncs run on the spool's writer thread,
+    /// but a store on its own is a batch of one: the calls and their order are those of a store that publishes
+    /// by itself. Batches of several stores are checked in GroupCommitTests.
+    @Test("the durability order: write, fsync file, link new/, fsync new/, link ids/, fsync ids/, unlink tmp/, return")
     func durabilityOrder() throws {
         let directory = try TemporaryDirectory()
         let fileSystem = RecordingFileSystem(root: directory.spool)
@@ -281,6 +284,7 @@ struct SpoolStoreTests {
         #expect(unlinkTemporary < returned)
         #expect(!log.contains { $0.operation == .rename }, "records are published with link, never rename")
         #expect(log.filter { $0.operation == .fsync }.count == 3)
+        #expect(spool.batchSizeHistogram == [1: 1])
         // Step 2 comes first: the ledger is read and has no entry.
         let readLedger = position("read ids/") {
             $0.operation == .readFile && $0.path == "ids/\(record.id)" && $0.failure == ENOENT
