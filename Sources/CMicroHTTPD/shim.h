@@ -92,11 +92,18 @@ payhook_start_daemon(const payhook_daemon_config *config,
 }
 
 /* The daemon flags this server always uses; MHD_USE_ITC is required by
- * MHD_quiesce_daemon when MHD runs its own threads (see microhttpd.h). */
+ * MHD_quiesce_daemon when MHD runs its own threads (see microhttpd.h).
+ * poll(2), not epoll: with MHD_USE_EPOLL and a thread pool, 0.9.75's
+ * MHD_quiesce_daemon removes the listen socket from each worker's epoll set
+ * while the worker may be doing the same (it drops the socket when its
+ * connection share is full), and MHD_PANICs on the resulting epoll_ctl error
+ * ("Failed to remove listen FD from epoll set", daemon.c) — an abort on
+ * SIGTERM. In poll mode quiescing only sets flags. Each worker polls at most
+ * its share of max_connections, so poll's linear scan stays small. */
 static inline unsigned int
 payhook_daemon_flags(void)
 {
-  return (unsigned int) (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+  return (unsigned int) (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                          MHD_USE_ITC | MHD_USE_ERROR_LOG);
 }
 
