@@ -40,6 +40,8 @@ let package = Package(
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
+        // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
+        .target(name: "PayhookQueue", dependencies: [logging]),
         // Wires config, sources, spool and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
@@ -47,10 +49,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "payhook",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
+            dependencies: ["PayhookServer", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
         ),
 
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
+        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", logging]),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(

@@ -1,0 +1,802 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// Where an event is in the spool.
+public enum QueueLocation: String, Sendable, CaseIterable, Codable, Comparable {
+    /// new/: waiting for a consumer.
+    case new
+    /// cur/: taken by a consumer, not yet acknowledged.
+    case cur
+    /// dead/: given up on after too many failed attempts.
+    case dead
+
+    /// new before cur before dead: the order of the folders in listings.
+    public static func < (lhs: QueueLocation, rhs: QueueLocation) -> Bool {
+        allCases.firstIndex(of: lhs) ?? 0 < allCases.firstIndex(of: rhs) ?? 0
+    }
+}
+
+/// An event found in the spool, with where it is and its attempts bookkeeping.
+public struct QueueEntry: Sendable, Equatable {
+    /// The event.
+    public let event: QueueEvent
+    /// Which folder holds it.
+    public let location: QueueLocation
+    /// The event file's full path.
+    public let path: String
+    /// `attempts/<id>.json` for an event in new/ or cur/, `dead/<id>.error.json` for a dead letter.
+    public let record: QueueAttemptRecord?
+
+    /// The event id.
+    public var id: String { event.id }
+    /// Failed attempts so far.
+    public var attempts: Int { record?.attempts ?? 0 }
+}
+
+/// A file that was not a valid event, moved to corrupt/.
+public struct QueueQuarantine: Sendable, Equatable, CustomStringConvertible {
+    /// Where it was, relative to the spool ("new/<id>.json").
+    public let from: String
+    /// Where it is now, relative to the spool ("corrupt/<id>.json", with a unique suffix if that was taken).
+    public let to: String
+    /// Why, e.g. "it is not valid JSON".
+    public let reason: String
+
+    /// "moved new/x.json to corrupt/x.json: it is not valid JSON".
+    public var description: String { "moved \(from) to \(to): \(reason)" }
+}
+
+/// Which events `list` shows. Empty sets mean "any".
+public struct QueueFilter: Sendable {
+    /// Only these `source` values.
+    public var sources: Set<String> = []
+    /// Only these `tenant` values.
+    public var tenants: Set<String> = []
+    /// Only these `status` values.
+    public var statuses: Set<String> = []
+    /// Only events in these folders (all three by default).
+    public var locations: Set<QueueLocation> = Set(QueueLocation.allCases)
+    /// Only events received at or after this instant (events without a readable `received_at` are left out).
+    public var since: Date?
+    /// Only events received at or before this instant.
+    public var until: Date?
+
+    /// A filter that lets every event through.
+    public init() {}
+
+    func admits(_ entry: QueueEntry) -> Bool {
+        let event = entry.event
+        if !sources.isEmpty && !sources.contains(event.source ?? "") { return false }
+        if !tenants.isEmpty && !tenants.contains(event.tenant ?? "") { return false }
+        if !statuses.isEmpty && !statuses.contains(event.status ?? "") { return false }
+        if since != nil || until != nil {
+            guard let received = event.receivedAt else { return false }
+            if let since, received < since { return false }
+            if let until, received > until { return false }
+        }
+        return true
+    }
+}
+
+/// What `list` found.
+public struct QueueListing: Sendable {
+    /// Matching events, oldest `received_at` first (ties by id), the order `take` follows.
+    public var entries: [QueueEntry]
+    /// Files that were not valid events and were moved to corrupt/ on the way.
+    public var quarantined: [QueueQuarantine]
+}
+
+/// What `take` did.
+public struct QueueTakeResult: Sendable {
+    /// How a take ended.
+    public enum Outcome: Sendable, Equatable {
+        /// An event was claimed: it is in cur/ now and belongs to the caller.
+        case taken
+        /// new/ had nothing (without waiting).
+        case empty
+        /// Nothing arrived before the timeout.
+        case timedOut
+        /// The stop signal was triggered while waiting.
+        case stopped
+    }
+
+    /// How it ended.
+    public var outcome: Outcome
+    /// The claimed event, when `outcome` is `.taken`.
+    public var entry: QueueEntry?
+    /// Files that were not valid events and were moved to corrupt/ on the way.
+    public var quarantined: [QueueQuarantine]
+}
+
+/// One cur/ entry that `requeue` returned to new/.
+public struct QueueRequeued: Sendable, Equatable {
+    /// The event id.
+    public let id: String
+    /// How long it had been in cur/ (since its status-change time).
+    public let age: Double
+    /// Its failed attempts, this requeue included.
+    public let attempts: Int
+}
+
+/// What `requeue` did.
+public struct QueueRequeueReport: Sendable {
+    /// Entries returned to new/.
+    public var requeued: [QueueRequeued] = []
+    /// Ids of old enough entries left alone because a running `consume` worker holds their lock.
+    public var busy: [String] = []
+}
+
+/// What `gc` removes, and how carefully.
+public struct QueueGCOptions: Sendable {
+    /// Ledger entries (ids/) written longer ago than this are pruned, unless their event is still in the
+    /// spool. Default 7 days, above WeChat Pay's 24-hour retry window.
+    public var ledgerAge: Double = 7 * 86400
+    /// Leftovers in tmp/ (and the queue's own stale sidecars) older than this are removed. Younger tmp/
+    /// files may be a store in progress, so this is never below ``minimumTemporaryAge``.
+    public var temporaryAge: Double = 3600
+    /// Report only; remove nothing.
+    public var dryRun = false
+    /// Remove at most this many files in one run (oldest ledger entries first), to delete in moderate batches.
+    public var limit: Int?
+    /// "Now", for the ages (tests move it).
+    public var now = Date()
+
+    /// The smallest `temporaryAge` accepted: a store in tmp/ lasts milliseconds, a minute is far above that.
+    public static let minimumTemporaryAge: Double = 60
+
+    /// Default options.
+    public init() {}
+}
+
+/// One file `gc` removed (or would remove, in a dry run).
+public struct QueueGCItem: Sendable, Equatable {
+    /// The path relative to the spool ("ids/<id>", "tmp/<name>", …).
+    public let path: String
+    /// Why: "ledger entry written 2026-… (8d ago), event gone", "temporary file 3h old", ….
+    public let reason: String
+}
+
+/// What `gc` did.
+public struct QueueGCReport: Sendable {
+    /// Removed files (or, in a dry run, the files that would be removed), in the order handled.
+    public var removed: [QueueGCItem] = []
+    /// Ledger entries old enough but kept because their event is still in new/, cur/ or dead/.
+    public var keptPending = 0
+    /// Whether the limit stopped the run before everything eligible was removed.
+    public var limited = false
+    /// Whether this was a dry run.
+    public var dryRun = false
+}
+
+/// The consumer's view of a payhook spool: list, show, take, ack, nack, requeue, revive and gc.
+///
+/// It never creates the spool and never touches the server's `.lock`; the only folders it creates are its
+/// own, `attempts/` and `dead/`, which the server ignores. Event files in new/ and cur/ keep their name
+/// `<id>.json`, because the server's startup recovery moves any other name there to corrupt/.
+/// Safe to use from many threads and processes at once: claiming is a rename(2), and the rename that
+/// succeeds owns the event.
+public final class QueueDirectory: Sendable {
+    /// The spool directory, without trailing slashes.
+    public let root: String
+
+    /// received_at of the files seen in new/, by name, checked against the inode, so that a taker reads each
+    /// file once however often it scans. An id's content never changes, so a name with the same inode has
+    /// the same received_at.
+    private let order = Mutex<[String: OrderKey]>([:])
+    private let counter = Atomic<UInt64>(0)
+
+    private struct OrderKey: Sendable {
+        var inode: UInt64
+        var receivedAt: Date?
+    }
+
+    /// Opens an existing spool. Throws `.noSpool` when `path` is not a directory holding new/ and cur/.
+    public init(_ path: String) throws(QueueError) {
+        var root = Substring(path)
+        while root.count > 1, root.hasSuffix("/") { root = root.dropLast() }
+        self.root = String(root)
+        guard !self.root.isEmpty else {
+            throw QueueError(.noSpool, "the spool directory path is empty")
+        }
+        guard Posix.isDirectory(self.root) else {
+            let exists = (try? Posix.status(self.root)) != nil
+            throw QueueError(
+                .noSpool,
+                exists ? "spool \(self.root) is not a directory" : "spool directory \(self.root) does not exist"
+            )
+        }
+        for folder in ["new", "cur"] where !Posix.isDirectory(self.root + "/" + folder) {
+            throw QueueError(.noSpool, "\(self.root) is not a payhook spool: it has no \(folder)/ folder")
+        }
+    }
+
+    /// The full path of a path relative to the spool.
+    public func path(_ relative: String) -> String {
+        root + "/" + relative
+    }
+
+    /// The event file of `id` in `location`.
+    public func eventPath(_ id: String, in location: QueueLocation) -> String {
+        path("\(location.rawValue)/\(id).json")
+    }
+
+    /// "<pid>.<counter>.<microseconds>": unique across threads, processes and pid reuse (the maildir(5) scheme).
+    func uniqueSuffix() -> String {
+        let count = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        return "\(getpid()).\(count).\(Int64(Date().timeIntervalSince1970 * 1_000_000))"
+    }
+
+    // MARK: - Reading
+
+    /// The event files of a folder: (id, name, inode). Other names are not events and are left alone.
+    func scan(_ folder: String) throws(QueueError) -> [(id: String, entry: DirectoryEntry)] {
+        let entries: [DirectoryEntry]
+        do {
+            entries = try Posix.readDirectory(path(folder))
+        } catch {
+            // dead/ exists only once something died.
+            if error.code == ENOENT && folder == "dead" { return [] }
+            throw .io("read directory", folder + "/", error.code)
+        }
+        return entries.compactMap { entry in
+            QueueID.fromFileName(entry.name).map { (id: $0, entry: entry) }
+        }
+    }
+
+    /// Reads the event `id` in `location`. nil when the file is not there; a file that is not a valid event
+    /// is moved to corrupt/ and reported through `quarantined` (then nil too).
+    func read(
+        _ id: String, in location: QueueLocation, quarantined: inout [QueueQuarantine]
+    ) throws(QueueError) -> QueueEntry? {
+        let relative = "\(location.rawValue)/\(id).json"
+        let bytes: [UInt8]
+        do {
+            bytes = try Posix.readFile(path(relative))
+        } catch {
+            if error.code == ENOENT { return nil }
+            // A file that cannot be read is not known to be corrupt: stop rather than move a good event aside.
+            throw .io("read", relative, error.code)
+        }
+        let event: QueueEvent
+        do {
+            event = try QueueEvent.parse(bytes, expectedID: id)
+        } catch {
+            if let moved = try quarantine(relative, reason: error.reason) {
+                quarantined.append(moved)
+            }
+            return nil
+        }
+        let record = location == .dead ? deadRecord(id) : attemptRecord(id)
+        return QueueEntry(event: event, location: location, path: path(relative), record: record)
+    }
+
+    /// The attempts bookkeeping of an event in new/ or cur/ (`attempts/<id>.json`), if any.
+    public func attemptRecord(_ id: String) -> QueueAttemptRecord? {
+        guard let bytes = try? Posix.readFile(path("attempts/\(id).json")) else { return nil }
+        return QueueAttemptRecord.decode(bytes)
+    }
+
+    /// A dead letter's record (`dead/<id>.error.json`), if any.
+    public func deadRecord(_ id: String) -> QueueAttemptRecord? {
+        guard let bytes = try? Posix.readFile(path("dead/\(id).error.json")) else { return nil }
+        return QueueAttemptRecord.decode(bytes)
+    }
+
+    /// Moves a file that is not a valid event to corrupt/, where it is kept, never deleted. link(2) never
+    /// replaces an existing name, so an earlier file of the same name in corrupt/ is safe; the unlink that
+    /// follows decides between two processes quarantining the same file at once: the one whose unlink
+    /// fails (the file was gone) takes its own link back. Returns nil when the file was gone already.
+    func quarantine(_ relative: String, reason: String) throws(QueueError) -> QueueQuarantine? {
+        _ = try? Posix.makeDirectory(path("corrupt"))
+        let name = relative.split(separator: "/").last.map(String.init) ?? relative
+        var destination = "corrupt/\(name)"
+        var linked = false
+        for _ in 0..<3 {
+            do {
+                try Posix.link(path(relative), path(destination))
+                linked = true
+                break
+            } catch {
+                if error.code == ENOENT { return nil }
+                if error.code != EEXIST { throw .io("link", "\(relative) to \(destination)", error.code) }
+                destination = "corrupt/\(name).\(uniqueSuffix())"
+            }
+        }
+        guard linked else {
+            throw QueueError(.io, "could not find a free name in corrupt/ for \(relative)")
+        }
+        do {
+            try Posix.unlink(path(relative))
+        } catch {
+            try? Posix.unlink(path(destination))
+            if error.code == ENOENT { return nil }
+            throw .io("unlink", relative, error.code)
+        }
+        // The new name first, then the old one: a crash in between leaves the file in both places at worst.
+        try? Posix.syncDirectory(path("corrupt"))
+        try? Posix.syncDirectory(path(String(relative.prefix { $0 != "/" })))
+        return QueueQuarantine(from: relative, to: destination, reason: reason)
+    }
+
+    // MARK: - list, show
+
+    /// The events in new/, cur/ and dead/ that pass `filter`, oldest `received_at` first (ties by id).
+    /// Files that are not valid events are moved to corrupt/ and reported.
+    public func list(_ filter: QueueFilter = QueueFilter()) throws(QueueError) -> QueueListing {
+        var entries: [QueueEntry] = []
+        var quarantined: [QueueQuarantine] = []
+        for location in QueueLocation.allCases where filter.locations.contains(location) {
+            for (id, _) in try scan(location.rawValue) {
+                // A file moved by a consumer between readdir and read is simply not listed: a listing is a
+                // snapshot of a queue that is moving.
+                guard let entry = try read(id, in: location, quarantined: &quarantined) else { continue }
+                if filter.admits(entry) { entries.append(entry) }
+            }
+        }
+        entries.sort { Self.precedes(($0.event.receivedAt, $0.id, $0.location), ($1.event.receivedAt, $1.id, $1.location)) }
+        return QueueListing(entries: entries, quarantined: quarantined)
+    }
+
+    /// Take order: received_at (missing ones first, so they are not starved), then id, then location.
+    private static func precedes(
+        _ a: (Date?, String, QueueLocation), _ b: (Date?, String, QueueLocation)
+    ) -> Bool {
+        let left = a.0 ?? .distantPast
+        let right = b.0 ?? .distantPast
+        if left != right { return left < right }
+        if a.1 != b.1 { return a.1 < b.1 }
+        return a.2 < b.2
+    }
+
+    /// The event `id`, wherever it is. Throws `.unknownEvent` when it is in none of new/, cur/, dead/, and
+    /// `.corrupt` when its file is not a valid event (the file is then in corrupt/).
+    public func show(_ id: String) throws(QueueError) -> QueueEntry {
+        try requireValid(id)
+        var quarantined: [QueueQuarantine] = []
+        // Twice: a consumer may move the file from a folder not yet looked at to one already looked at.
+        for _ in 0..<2 {
+            for location in QueueLocation.allCases {
+                if let entry = try read(id, in: location, quarantined: &quarantined) { return entry }
+                if let moved = quarantined.first {
+                    throw QueueError(.corrupt, "\(moved.from) is not a valid event (\(moved.reason)); moved to \(moved.to)")
+                }
+            }
+        }
+        throw unknown(id)
+    }
+
+    func requireValid(_ id: String) throws(QueueError) {
+        guard QueueID.isValid(id) else {
+            throw QueueError(.invalidArgument, "\(QueueID.quoted(id)) is not an event id (64 lowercase hex characters)")
+        }
+    }
+
+    /// The error for an id found nowhere, saying whether the ledger still remembers it.
+    func unknown(_ id: String) -> QueueError {
+        let remembered = (try? Posix.status(path("ids/\(id)"))) != nil
+        let hint = remembered ? " (ids/ still records it: it was stored and has been acknowledged since)" : ""
+        return QueueError(.unknownEvent, "no event \(id) in new/, cur/ or dead/ of spool \(root)\(hint)")
+    }
+
+    /// Where the event `id` is now, if anywhere.
+    public func location(of id: String) -> QueueLocation? {
+        QueueLocation.allCases.first { (try? Posix.status(eventPath(id, in: $0))) != nil }
+    }
+
+    /// The error for an event that is not in cur/ when an operation needs it there.
+    func notTaken(_ id: String, operation: String) -> QueueError {
+        switch location(of: id) {
+        case .new?:
+            return QueueError(.wrongState, "event \(id) is waiting in new/ and was not taken; nothing to \(operation)")
+        case .dead?:
+            return QueueError(
+                .wrongState,
+                "event \(id) is a dead letter in dead/; `payhook queue revive` returns it to new/"
+            )
+        case .cur?, nil:
+            return unknown(id)
+        }
+    }
+
+    // MARK: - take
+
+    /// Claims the oldest event in new/ (by `received_at`, ties by id) by renaming it into cur/, and returns
+    /// it. Without `wait`, returns `.empty` at once when there is none. With `wait`, blocks until one
+    /// arrives, `timeout` seconds pass (`.timedOut`) or `stop` is triggered (`.stopped`); waiting uses
+    /// inotify(7), not polling.
+    public func take(wait: Bool = false, timeout: Double? = nil, stop: QueueStopSignal? = nil) throws(QueueError) -> QueueTakeResult {
+        guard wait else { return try takeOnce() }
+        // The watch is set up before new/ is listed: an event linked in between listing and watching would
+        // otherwise raise no notification and wait for the next one (inotify(7): a watch reports only what
+        // happens after inotify_add_watch).
+        let watcher = try QueueWatcher(path("new"), shown: "new/")
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        var quarantined: [QueueQuarantine] = []
+        while true {
+            var result = try takeOnce()
+            quarantined += result.quarantined
+            if result.entry != nil {
+                result.quarantined = quarantined
+                return result
+            }
+            if stop?.isTriggered == true {
+                return QueueTakeResult(outcome: .stopped, entry: nil, quarantined: quarantined)
+            }
+            let remaining = deadline.map { $0.timeIntervalSinceNow }
+            if let remaining, remaining <= 0 {
+                return QueueTakeResult(outcome: .timedOut, entry: nil, quarantined: quarantined)
+            }
+            _ = try watcher.wait(timeout: remaining, stop: stop)
+        }
+    }
+
+    /// One attempt to claim the oldest event in new/.
+    func takeOnce() throws(QueueError) -> QueueTakeResult {
+        var quarantined: [QueueQuarantine] = []
+        let files = try scan("new")
+        // Look up what is known under one lock; read the others outside it.
+        var candidates: [(receivedAt: Date?, id: String)] = []
+        var unknown: [(id: String, entry: DirectoryEntry)] = []
+        order.withLock { cache in
+            for file in files {
+                if let key = cache[file.entry.name], key.inode == file.entry.inode {
+                    candidates.append((key.receivedAt, file.id))
+                } else {
+                    unknown.append(file)
+                }
+            }
+        }
+        var learned: [String: OrderKey] = [:]
+        for file in unknown {
+            let bytes: [UInt8]
+            do {
+                bytes = try Posix.readFile(path("new/\(file.entry.name)"))
+            } catch {
+                if error.code == ENOENT { continue }
+                throw .io("read", "new/\(file.entry.name)", error.code)
+            }
+            let receivedAt: Date?
+            if let quick = QueueEvent.quickReceivedAt(bytes) {
+                receivedAt = quick
+            } else {
+                // No plain received_at: parse it all, which also sets aside a file that is no event.
+                guard let entry = try read(file.id, in: .new, quarantined: &quarantined) else { continue }
+                receivedAt = entry.event.receivedAt
+            }
+            candidates.append((receivedAt, file.id))
+            learned[file.entry.name] = OrderKey(inode: file.entry.inode, receivedAt: receivedAt)
+        }
+        let present = Set(files.map(\.entry.name))
+        order.withLock { cache in
+            cache.merge(learned) { _, new in new }
+            // Forget names that left new/, so the cache stays as large as the queue.
+            if cache.count > present.count + learned.count {
+                cache = cache.filter { present.contains($0.key) }
+            }
+        }
+        candidates.sort { Self.precedes(($0.receivedAt, $0.id, .new), ($1.receivedAt, $1.id, .new)) }
+
+        for candidate in candidates {
+            let name = "\(candidate.id).json"
+            // rename(2) is the claim. Of several consumers renaming the same new/ name, exactly one succeeds:
+            // the rename is atomic, and once it is done the source name no longer exists, so every other
+            // rename of it fails with ENOENT. The target cannot exist: an id is in one folder at a time.
+            do {
+                try Posix.rename(path("new/\(name)"), path("cur/\(name)"))
+            } catch {
+                if error.code == ENOENT { continue }
+                throw .io("rename", "new/\(name) to cur/", error.code)
+            }
+            guard let entry = try read(candidate.id, in: .cur, quarantined: &quarantined) else { continue }
+            return QueueTakeResult(outcome: .taken, entry: entry, quarantined: quarantined)
+        }
+        return QueueTakeResult(outcome: .empty, entry: nil, quarantined: quarantined)
+    }
+
+    // MARK: - ack, nack, release, dead letters, revive
+
+    /// Acknowledges a taken event: deletes cur/<id>.json (the ledger's hard link in ids/ keeps the dedupe
+    /// key) and its attempts bookkeeping.
+    public func ack(_ id: String) throws(QueueError) {
+        try requireValid(id)
+        do {
+            try Posix.unlink(eventPath(id, in: .cur))
+        } catch {
+            if error.code == ENOENT { throw notTaken(id, operation: "acknowledge") }
+            throw .io("unlink", "cur/\(id).json", error.code)
+        }
+        removeAttempts(id)
+    }
+
+    /// Returns a taken event to new/ and raises its attempt count. Returns the new count.
+    @discardableResult
+    public func nack(_ id: String, reason: String? = nil) throws(QueueError) -> Int {
+        try requireValid(id)
+        guard (try? Posix.status(eventPath(id, in: .cur))) ?? nil != nil else {
+            throw notTaken(id, operation: "return")
+        }
+        let text = reason.map { "nack: \($0)" } ?? "nack"
+        let record = try recordFailure(id, QueueFailure(reason: text))
+        do {
+            try Posix.rename(eventPath(id, in: .cur), eventPath(id, in: .new))
+        } catch {
+            if error.code == ENOENT {
+                removeAttempts(id)
+                throw notTaken(id, operation: "return")
+            }
+            throw .io("rename", "cur/\(id).json to new/", error.code)
+        }
+        return record.attempts
+    }
+
+    /// Returns a taken event to new/ without counting an attempt (a worker that stops before running it).
+    func release(_ id: String) throws(QueueError) {
+        do {
+            try Posix.rename(eventPath(id, in: .cur), eventPath(id, in: .new))
+        } catch {
+            if error.code == ENOENT { return }
+            throw .io("rename", "cur/\(id).json to new/", error.code)
+        }
+    }
+
+    /// Adds one failed attempt to `attempts/<id>.json` (creating it) and returns the record written.
+    @discardableResult
+    public func recordFailure(_ id: String, _ failure: QueueFailure) throws(QueueError) -> QueueAttemptRecord {
+        try requireValid(id)
+        let folder = path("attempts")
+        do {
+            _ = try Posix.makeDirectory(folder)
+        } catch {
+            throw .io("create", "attempts/", error.code)
+        }
+        let previous = attemptRecord(id)?.attempts ?? 0
+        let record = QueueAttemptRecord(id: id, attempts: previous + 1, lastError: failure)
+        do {
+            try Posix.writeFileAtomically(
+                record.encoded(),
+                to: path("attempts/\(id).json"),
+                temporary: path("attempts/.\(id).\(uniqueSuffix()).tmp")
+            )
+        } catch {
+            throw .io("write", "attempts/\(id).json", error.code)
+        }
+        return record
+    }
+
+    func removeAttempts(_ id: String) {
+        try? Posix.unlink(path("attempts/\(id).json"))
+    }
+
+    /// Moves a taken event to dead/: first `dead/<id>.error.json` (the record, with `dead_at`), then the event
+    /// file itself by rename(2), both made durable; then its attempts bookkeeping goes.
+    public func deadLetter(_ id: String, record: QueueAttemptRecord) throws(QueueError) {
+        try requireValid(id)
+        do {
+            if try Posix.makeDirectory(path("dead")) { try? Posix.syncDirectory(root) }
+        } catch {
+            throw .io("create", "dead/", error.code)
+        }
+        var dead = record
+        dead.deadAt = QueueTime.formatRFC3339(Date())
+        do {
+            try Posix.writeFileAtomically(
+                dead.encoded(),
+                to: path("dead/\(id).error.json"),
+                temporary: path("dead/.\(id).\(uniqueSuffix()).tmp")
+            )
+        } catch {
+            throw .io("write", "dead/\(id).error.json", error.code)
+        }
+        do {
+            try Posix.rename(eventPath(id, in: .cur), eventPath(id, in: .dead))
+        } catch {
+            try? Posix.unlink(path("dead/\(id).error.json"))
+            if error.code == ENOENT { throw notTaken(id, operation: "move to dead/") }
+            throw .io("rename", "cur/\(id).json to dead/", error.code)
+        }
+        do {
+            try Posix.syncDirectory(path("dead"))
+            try Posix.syncDirectory(path("cur"))
+        } catch {
+            throw .io("fsync", "dead/", error.code)
+        }
+        removeAttempts(id)
+    }
+
+    /// Returns a dead letter to new/ with a fresh attempt count; its error record is removed.
+    public func revive(_ id: String) throws(QueueError) {
+        try requireValid(id)
+        do {
+            try Posix.rename(eventPath(id, in: .dead), eventPath(id, in: .new))
+        } catch {
+            if error.code != ENOENT { throw .io("rename", "dead/\(id).json to new/", error.code) }
+            switch location(of: id) {
+            case .new?: throw QueueError(.wrongState, "event \(id) is already waiting in new/")
+            case .cur?: throw QueueError(.wrongState, "event \(id) is taken (in cur/), not a dead letter")
+            case .dead?, nil: throw unknown(id)
+            }
+        }
+        try? Posix.unlink(path("dead/\(id).error.json"))
+        removeAttempts(id)
+        try? Posix.syncDirectory(path("new"))
+    }
+
+    // MARK: - requeue
+
+    /// Returns to new/ every cur/ entry taken at least `olderThan` seconds ago (a consumer that died without
+    /// acknowledging it), raising its attempt count. Entries whose file a running `consume` worker holds
+    /// locked (flock(2)) are left alone and reported as busy, however old.
+    ///
+    /// The age is measured from the file's status-change time (ctime): rename(2) updates it on Linux file
+    /// systems, so it is no earlier than the take. The modification time cannot serve: it is the event's
+    /// write time, shared with its ids/ hard link, which `gc` reads.
+    public func requeue(olderThan: Double, now: Date = Date()) throws(QueueError) -> QueueRequeueReport {
+        var report = QueueRequeueReport()
+        for (id, entry) in try scan("cur").sorted(by: { $0.id < $1.id }) {
+            let relative = "cur/\(entry.name)"
+            let status: FileStatus
+            do {
+                guard let found = try Posix.status(path(relative)), found.kind == .regular else { continue }
+                status = found
+            } catch {
+                throw .io("stat", relative, error.code)
+            }
+            let age = now.timeIntervalSince(status.changed)
+            guard age >= olderThan else { continue }
+            let fd = open(path(relative), O_RDONLY | O_CLOEXEC)
+            if fd < 0 {
+                if errno == ENOENT { continue }
+                throw .io("open", relative, errno)
+            }
+            defer { close(fd) }
+            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                if errno == EWOULDBLOCK {
+                    report.busy.append(id)
+                    continue
+                }
+                throw .io("lock", relative, errno)
+            }
+            let reason = "requeued after \(QueueTime.formatDuration(age)) in cur/ without an acknowledgement"
+            let record = try recordFailure(id, QueueFailure(at: now, reason: reason))
+            do {
+                try Posix.rename(path(relative), eventPath(id, in: .new))
+            } catch {
+                if error.code == ENOENT {
+                    // Acknowledged meanwhile: its bookkeeping goes with it.
+                    removeAttempts(id)
+                    continue
+                }
+                throw .io("rename", "\(relative) to new/", error.code)
+            }
+            report.requeued.append(QueueRequeued(id: id, age: age, attempts: record.attempts))
+        }
+        return report
+    }
+
+    // MARK: - gc
+
+    /// Prunes what the queue no longer needs:
+    /// - ledger entries `ids/<id>` whose mtime (the event's write time) is older than `ledgerAge` and whose
+    ///   event has left the spool (link count 1: the ledger's is the only name left);
+    /// - files in tmp/ older than `temporaryAge` (a younger one may be a store in progress);
+    /// - the queue's own stale leftovers: `attempts/<id>.json` of events no longer in new/ or cur/, error
+    ///   records in dead/ without their event, and hidden temporary files in attempts/ and dead/, each older
+    ///   than `temporaryAge`.
+    /// Never touches new/, cur/, dead/ events, conflicts/, corrupt/ or `.lock`.
+    public func gc(_ options: QueueGCOptions) throws(QueueError) -> QueueGCReport {
+        guard options.temporaryAge >= QueueGCOptions.minimumTemporaryAge else {
+            throw QueueError(
+                .invalidArgument,
+                "a temporary-file age below \(QueueTime.formatDuration(QueueGCOptions.minimumTemporaryAge)) "
+                    + "could delete a store in progress in \(root)/tmp/"
+            )
+        }
+        var report = QueueGCReport()
+        report.dryRun = options.dryRun
+        var budget = options.limit ?? Int.max
+        let now = options.now
+
+        func remove(_ relative: String, _ reason: String) throws(QueueError) -> Bool {
+            guard budget > 0 else {
+                report.limited = true
+                return false
+            }
+            if !options.dryRun {
+                do {
+                    try Posix.unlink(path(relative))
+                } catch {
+                    if error.code == ENOENT { return true }
+                    throw .io("unlink", relative, error.code)
+                }
+            }
+            budget -= 1
+            report.removed.append(QueueGCItem(path: relative, reason: reason))
+            return true
+        }
+
+        // The ledger, oldest first, so that a limited run prunes the oldest entries.
+        var ledger: [(name: String, status: FileStatus)] = []
+        for entry in try entries(of: "ids", optional: true) where QueueID.isValid(entry.name) {
+            guard let status = try regularFileStatus("ids/\(entry.name)") else { continue }
+            ledger.append((entry.name, status))
+        }
+        ledger.sort { ($0.status.modified, $0.name) < ($1.status.modified, $1.name) }
+        for (name, status) in ledger where now.timeIntervalSince(status.modified) > options.ledgerAge {
+            // ids/<id> is a hard link to the event's inode: a link count above 1 means the event is still in
+            // new/, cur/ or dead/ (or a store is finishing), and a retry must still be a duplicate.
+            if status.links > 1 {
+                report.keptPending += 1
+                continue
+            }
+            let age = now.timeIntervalSince(status.modified)
+            let reason = "ledger entry written \(QueueTime.formatRFC3339(status.modified)) "
+                + "(\(QueueTime.formatDuration(age)) ago), its event acknowledged"
+            if try !remove("ids/\(name)", reason) { break }
+        }
+
+        // tmp/: the server's files being written. Only old ones are leftovers of a crash.
+        for entry in try entries(of: "tmp", optional: true) {
+            guard let status = try regularFileStatus("tmp/\(entry.name)") else { continue }
+            let age = now.timeIntervalSince(status.modified)
+            guard age > options.temporaryAge else { continue }
+            if try !remove("tmp/\(entry.name)", "temporary file \(QueueTime.formatDuration(age)) old") { break }
+        }
+
+        // The queue's own folders.
+        for entry in try entries(of: "attempts", optional: true) {
+            let relative = "attempts/\(entry.name)"
+            guard let status = try regularFileStatus(relative) else { continue }
+            let age = now.timeIntervalSince(status.modified)
+            guard age > options.temporaryAge else { continue }
+            if entry.name.hasPrefix(".") {
+                if try !remove(relative, "unfinished sidecar \(QueueTime.formatDuration(age)) old") { break }
+            } else if let id = QueueID.fromFileName(entry.name), location(of: id) != .new, location(of: id) != .cur {
+                if try !remove(relative, "attempts record of an event no longer in new/ or cur/") { break }
+            }
+        }
+        for entry in try entries(of: "dead", optional: true) {
+            let relative = "dead/\(entry.name)"
+            guard let status = try regularFileStatus(relative) else { continue }
+            let age = now.timeIntervalSince(status.modified)
+            guard age > options.temporaryAge else { continue }
+            if entry.name.hasPrefix(".") {
+                if try !remove(relative, "unfinished sidecar \(QueueTime.formatDuration(age)) old") { break }
+            } else if entry.name.hasSuffix(".error.json") {
+                let id = String(entry.name.dropLast(".error.json".count))
+                guard QueueID.isValid(id), (try? Posix.status(eventPath(id, in: .dead))) ?? nil == nil else { continue }
+                if try !remove(relative, "error record without its dead letter") { break }
+            }
+        }
+        // Make the pruning durable, so that a crash cannot bring back half of a round (reliability.md §8).
+        if !options.dryRun {
+            let touched = Set(report.removed.compactMap { $0.path.split(separator: "/").first.map(String.init) })
+            for folder in touched.sorted() {
+                do {
+                    try Posix.syncDirectory(path(folder))
+                } catch {
+                    throw .io("fsync", folder + "/", error.code)
+                }
+            }
+        }
+        return report
+    }
+
+    private func entries(of folder: String, optional: Bool = false) throws(QueueError) -> [DirectoryEntry] {
+        do {
+            return try Posix.readDirectory(path(folder)).sorted { $0.name < $1.name }
+        } catch {
+            if error.code == ENOENT && optional { return [] }
+            throw .io("read directory", folder + "/", error.code)
+        }
+    }
+
+    private func regularFileStatus(_ relative: String) throws(QueueError) -> FileStatus? {
+        do {
+            guard let status = try Posix.status(path(relative)), status.kind == .regular else { return nil }
+            return status
+        } catch {
+            throw .io("stat", relative, error.code)
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import Glibc
+
+/// What lstat(2) says about a path, reduced to what the queue needs.
+struct FileStatus: Sendable, Equatable {
+    enum Kind: Sendable, Equatable { case regular, directory, symbolicLink, other }
+    var kind: Kind
+    var inode: UInt64
+    var links: UInt64
+    var size: Int64
+    /// Last data modification (st_mtime). For an event file this is when the server wrote it; ids/<id> shares it.
+    var modified: Date
+    /// Last status change (st_ctime). rename(2) sets it on Linux file systems, so for a file in cur/ it is no
+    /// earlier than the moment it was taken.
+    var changed: Date
+}
+
+/// One name from readdir(3) with its inode number.
+struct DirectoryEntry: Sendable, Equatable {
+    var name: String
+    var inode: UInt64
+}
+
+/// Thin, checked wrappers over the system calls the queue uses. Every failure comes back as a `QueueError`
+/// naming the path as the spool shows it; ENOENT is often expected (another consumer moved the file first)
+/// and is reported by the callers' own `catch` of `Posix.Failure`.
+enum Posix {
+    /// A failed system call: its errno.
+    struct Failure: Error, Sendable {
+        let code: Int32
+    }
+
+    static func describe(_ code: Int32) -> String {
+        String(cString: strerror(code))
+    }
+
+    private static func date(_ time: timespec) -> Date {
+        Date(timeIntervalSince1970: Double(time.tv_sec) + Double(time.tv_nsec) / 1_000_000_000)
+    }
+
+    /// lstat(2); nil when nothing is there.
+    static func status(_ path: String) throws(Failure) -> FileStatus? {
+        var raw = stat()
+        guard lstat(path, &raw) == 0 else {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { return nil }
+            throw Failure(code: code)
+        }
+        let kind: FileStatus.Kind
+        switch raw.st_mode & S_IFMT {
+        case S_IFREG: kind = .regular
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symbolicLink
+        default: kind = .other
+        }
+        return FileStatus(
+            kind: kind,
+            inode: UInt64(raw.st_ino),
+            links: UInt64(raw.st_nlink),
+            size: Int64(raw.st_size),
+            modified: date(raw.st_mtim),
+            changed: date(raw.st_ctim)
+        )
+    }
+
+    /// stat(2), following symbolic links (for the spool directory itself, which may be a link).
+    static func isDirectory(_ path: String) -> Bool {
+        var raw = stat()
+        return stat(path, &raw) == 0 && raw.st_mode & S_IFMT == S_IFDIR
+    }
+
+    /// The entries of a directory except "." and "..", unsorted.
+    static func readDirectory(_ path: String) throws(Failure) -> [DirectoryEntry] {
+        guard let handle = opendir(path) else { throw Failure(code: errno) }
+        defer { closedir(handle) }
+        var entries: [DirectoryEntry] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(handle) else {
+                if errno != 0 { throw Failure(code: errno) }
+                break
+            }
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name == "." || name == ".." { continue }
+            entries.append(DirectoryEntry(name: name, inode: UInt64(entry.pointee.d_ino)))
+        }
+        return entries
+    }
+
+    /// Reads a whole file.
+    static func readFile(_ path: String) throws(Failure) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(code: errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Failure(code: errno)
+            }
+            if count == 0 { break }
+            bytes.append(contentsOf: buffer[0..<count])
+        }
+        return bytes
+    }
+
+    /// Writes `bytes` to `path` so that a reader sees either the old file or the complete new one: a hidden
+    /// temporary name in the same folder, fsync, then rename(2) over the target ("If newpath already exists,
+    /// it will be atomically replaced", rename(2)).
+    static func writeFileAtomically(_ bytes: [UInt8], to path: String, temporary: String) throws(Failure) {
+        let fd = open(temporary, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Failure(code: errno) }
+        var failure: Int32?
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(fd, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                if written == 0 {
+                    failure = EIO
+                    return
+                }
+                offset += written
+            }
+        }
+        if failure == nil, fsync(fd) != 0 { failure = errno }
+        if close(fd) != 0, failure == nil { failure = errno }
+        if failure == nil, Glibc.rename(temporary, path) != 0 { failure = errno }
+        if let failure {
+            Glibc.unlink(temporary)
+            throw Failure(code: failure)
+        }
+    }
+
+    /// fsync(2) of a directory, so that the names created or removed in it survive a crash (fsync(2), NOTES).
+    static func syncDirectory(_ path: String) throws(Failure) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(code: errno) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw Failure(code: errno) }
+    }
+
+    static func rename(_ from: String, _ to: String) throws(Failure) {
+        if Glibc.rename(from, to) != 0 { throw Failure(code: errno) }
+    }
+
+    static func link(_ from: String, _ to: String) throws(Failure) {
+        if Glibc.link(from, to) != 0 { throw Failure(code: errno) }
+    }
+
+    static func unlink(_ path: String) throws(Failure) {
+        if Glibc.unlink(path) != 0 { throw Failure(code: errno) }
+    }
+
+    /// mkdir(2); an existing directory is fine.
+    static func makeDirectory(_ path: String) throws(Failure) -> Bool {
+        if mkdir(path, 0o755) == 0 { return true }
+        let code = errno
+        if code == EEXIST, isDirectory(path) { return false }
+        throw Failure(code: code)
+    }
+
+    /// Sets a file's modification time (tests age files with it).
+    static func setModificationTime(_ path: String, _ date: Date) throws(Failure) {
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        let nanoseconds = (date.timeIntervalSince1970 - seconds) * 1_000_000_000
+        var times = [
+            timespec(tv_sec: Int(seconds), tv_nsec: Int(nanoseconds)),
+            timespec(tv_sec: Int(seconds), tv_nsec: Int(nanoseconds)),
+        ]
+        if utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) != 0 { throw Failure(code: errno) }
+    }
+
+    /// Sets FD_CLOEXEC on a descriptor made without it (pipe(2); pipe2 is not exposed to Swift here).
+    static func setCloseOnExec(_ fd: Int32) {
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+    }
+
+    static func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    /// poll(2) retried on EINTR; `timeout` in milliseconds, -1 for none.
+    static func poll(_ fds: inout [pollfd], timeout: Int32) -> Int32 {
+        while true {
+            let result = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), timeout) }
+            if result < 0 && errno == EINTR { continue }
+            return result
+        }
+    }
+
+    /// Milliseconds for poll(2) from seconds, rounded up so a wait never ends just short of its deadline.
+    static func milliseconds(_ seconds: Double?) -> Int32 {
+        guard let seconds else { return -1 }
+        if seconds <= 0 { return 0 }
+        return Int32(min((seconds * 1000).rounded(.up), Double(Int32.max)))
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import PayhookQueue
+
+/// `payhook queue …`: the consumer's tools over the spool (contract §5; docs/consumers.md).
+///
+/// Exit codes, as for every payhook command: 0 ok; 1 bad input or a failed check (no such spool, unknown id,
+/// an event not where the operation needs it, a corrupt event file, a second `consume`, nothing to take);
+/// 2 usage (unknown option, a malformed ID or duration).
+struct Queue: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Read and consume the spool: list, show, take, ack, nack, requeue, revive, consume, gc.",
+        discussion: """
+            Every subcommand takes --spool DIR, the queue directory payhook serve writes. An ID is the event's \
+            id: 64 lowercase hex characters, also its file name without .json; anything else is a usage error \
+            (exit 2). See docs/consumers.md for the protocol and the files involved.
+            """,
+        subcommands: [
+            QueueList.self, QueueShow.self, QueueTake.self, QueueAck.self, QueueNack.self,
+            QueueRequeue.self, QueueRevive.self, QueueConsume.self, QueueGC.self,
+        ]
+    )
+}
+
+/// `--spool DIR`, shared by every queue subcommand.
+struct QueueSpoolOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The spool (queue directory) payhook serve writes.", valueName: "dir"))
+    var spool: String
+
+    /// Opens the spool, or reports why not (exit 1).
+    func open() throws -> QueueDirectory {
+        do {
+            return try QueueDirectory(spool)
+        } catch {
+            throw QueueCLI.fail(error)
+        }
+    }
+}
+
+/// A duration option or argument: `90s`, `15m`, `2h`, `7d`, `1h30m`, `500ms`.
+struct QueueDuration: ExpressibleByArgument, Sendable {
+    var seconds: Double
+    var text: String
+
+    init?(argument: String) {
+        guard let seconds = QueueTime.parseDuration(argument) else { return nil }
+        self.seconds = seconds
+        self.text = argument
+    }
+
+    init(seconds: Double, text: String) {
+        self.seconds = seconds
+        self.text = text
+    }
+
+    var defaultValueDescription: String { text }
+}
+
+/// Helpers shared by the queue subcommands.
+enum QueueCLI {
+    /// Prints a queue error as one sentence on stderr and returns exit code 1 to throw.
+    static func fail(_ error: QueueError) -> ExitCode {
+        Output.err("error: \(error.message)")
+        return ExitCode(1)
+    }
+
+    /// Reports files moved to corrupt/ on stderr. Returns whether there were any.
+    @discardableResult
+    static func report(_ quarantined: [QueueQuarantine]) -> Bool {
+        for moved in quarantined {
+            Output.err("error: \(moved.from) is not a valid event (\(moved.reason)); moved to \(moved.to), kept there for inspection")
+        }
+        return !quarantined.isEmpty
+    }
+
+    /// The usage check for an ID argument (exit 2 through ArgumentParser's ValidationError).
+    static func validate(id: String) throws {
+        guard QueueID.isValid(id) else {
+            throw ValidationError(
+                "ID must be an event id, 64 lowercase hex characters (the file name without .json); got \(QueueID.quoted(id))"
+            )
+        }
+    }
+
+    /// Blocks SIGTERM and SIGINT in this thread (and so in every thread started after), and starts a thread that
+    /// takes them with sigwait(3): the first triggers `stop`, a second one hurries it. Call before any thread is
+    /// started so that no thread is left with the default action, which would kill the process mid-step.
+    static func handleStopSignals(
+        _ stop: QueueStopSignal, onSignal: (@Sendable (_ name: String, _ count: Int) -> Void)? = nil
+    ) {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        let waiter = Thread {
+            var received: Int32 = 0
+            var count = 0
+            while true {
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, SIGTERM)
+                sigaddset(&set, SIGINT)
+                guard sigwait(&set, &received) == 0 else { continue }
+                count += 1
+                onSignal?(received == SIGTERM ? "SIGTERM" : "SIGINT", count)
+                if count == 1 { stop.trigger() } else { stop.hurry() }
+            }
+        }
+        waiter.start()
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import PayhookQueue
+
+/// `payhook queue gc`: retention of the dedupe ledger and clean-up of leftovers.
+struct QueueGC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc",
+        abstract: "Prune old dedupe-ledger entries (ids/) and old leftovers in tmp/; say what was removed.",
+        discussion: """
+            A ledger entry ids/<id> is pruned when it was written longer ago than --older-than (its mtime) and \
+            its event has left the spool (acknowledged); until then a retry of the callback is still a \
+            duplicate. tmp/ files younger than --tmp-older-than may be a store in progress and are never \
+            removed. Events in new/, cur/ and dead/, conflicts/ and corrupt/ are never touched. On ext4, \
+            prefer several runs with --limit over one huge deletion (docs/consumers.md).
+            """
+    )
+
+    @OptionGroup var spool: QueueSpoolOption
+
+    @Option(name: .customLong("older-than"), help: ArgumentHelp("Ledger retention (above the senders' retry windows: WeChat Pay retries for 24h).", valueName: "duration"))
+    var olderThan = QueueDuration(seconds: 7 * 86400, text: "7d")
+
+    @Option(name: .customLong("tmp-older-than"), help: ArgumentHelp("Minimum age of a tmp/ file to remove (at least 1m).", valueName: "duration"))
+    var tmpOlderThan = QueueDuration(seconds: 3600, text: "1h")
+
+    @Flag(name: .customLong("dry-run"), help: "Print what would be removed; remove nothing.")
+    var dryRun = false
+
+    @Option(name: .long, help: "Remove at most this many files (oldest ledger entries first).")
+    var limit: Int?
+
+    func validate() throws {
+        guard tmpOlderThan.seconds >= QueueGCOptions.minimumTemporaryAge else {
+            throw ValidationError("--tmp-older-than must be at least 1m: younger tmp/ files may be stores in progress")
+        }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+    }
+
+    func run() throws {
+        let directory = try spool.open()
+        if olderThan.seconds < 86400 {
+            Output.err(
+                "warning: --older-than \(olderThan.text) is shorter than WeChat Pay's 24h retry window; "
+                    + "a retry arriving later would be stored again"
+            )
+        }
+        var options = QueueGCOptions()
+        options.ledgerAge = olderThan.seconds
+        options.temporaryAge = tmpOlderThan.seconds
+        options.dryRun = dryRun
+        options.limit = limit
+        let report: QueueGCReport
+        do {
+            report = try directory.gc(options)
+        } catch {
+            throw QueueCLI.fail(error)
+        }
+        let verb = dryRun ? "would remove" : "removed"
+        for item in report.removed {
+            Output.out("\(verb) \(item.path): \(item.reason)")
+        }
+        let ledger = report.removed.filter { $0.path.hasPrefix("ids/") }.count
+        let temporary = report.removed.filter { $0.path.hasPrefix("tmp/") }.count
+        let other = report.removed.count - ledger - temporary
+        var summary = "\(verb) \(report.removed.count) file\(report.removed.count == 1 ? "" : "s") "
+            + "(\(ledger) ledger entr\(ledger == 1 ? "y" : "ies"), \(temporary) in tmp/, \(other) queue sidecar\(other == 1 ? "" : "s"))"
+        if report.keptPending > 0 {
+            summary += "; kept \(report.keptPending) old ledger entr\(report.keptPending == 1 ? "y" : "ies") whose events are still queued"
+        }
+        if report.limited { summary += "; stopped at --limit \(limit ?? 0), run again for more" }
+        Output.out(summary)
+    }
+}

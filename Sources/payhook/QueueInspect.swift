@@ -1,0 +1,123 @@
+import ArgumentParser
+import Foundation
+import PayhookQueue
+
+/// `payhook queue list`: the events in new/, cur/ and dead/.
+struct QueueList: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List the events in new/, cur/ and dead/, oldest first (the order take follows).",
+        discussion: """
+            Filters combine with AND; a repeated filter matches any of its values. --since and --until take an \
+            RFC 3339 time (2026-11-22T02:34:50Z) or a duration meaning that long ago (2h, 7d). Exit 1 when a \
+            file was not a valid event (it is moved to corrupt/ and named on stderr; the list is still printed).
+            """
+    )
+
+    @OptionGroup var spool: QueueSpoolOption
+
+    @Flag(name: .long, help: "Print a JSON array (one object per event, every key always present) instead of a table.")
+    var json = false
+
+    @Option(name: .long, help: ArgumentHelp("Only this source (unified, wechat.pay, wechat.refund); repeatable.", valueName: "source"))
+    var source: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Only this tenant (domainCode or mch_id); repeatable.", valueName: "tenant"))
+    var tenant: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Only this status (e.g. SUCCESSPAY); repeatable.", valueName: "status"))
+    var status: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Only events in this folder: new, cur or dead; repeatable.", valueName: "folder"))
+    var location: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Only events received at or after this time or this long ago.", valueName: "time"))
+    var since: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only events received at or before this time or this long ago.", valueName: "time"))
+    var until: String?
+
+    func validate() throws {
+        for value in location where QueueLocation(rawValue: value) == nil {
+            throw ValidationError("--location must be new, cur or dead; got \(QueueID.quoted(value))")
+        }
+        for (name, value) in [("--since", since), ("--until", until)] {
+            if let value, QueueTime.parseInstant(value, now: Date()) == nil {
+                throw ValidationError(
+                    "\(name) must be an RFC 3339 time (2026-11-22T02:34:50Z) or a duration (2h, 7d); got \(QueueID.quoted(value))"
+                )
+            }
+        }
+    }
+
+    func run() throws {
+        let directory = try spool.open()
+        let now = Date()
+        var filter = QueueFilter()
+        filter.sources = Set(source)
+        filter.tenants = Set(tenant)
+        filter.statuses = Set(status)
+        if !location.isEmpty { filter.locations = Set(location.compactMap(QueueLocation.init(rawValue:))) }
+        filter.since = since.flatMap { QueueTime.parseInstant($0, now: now) }
+        filter.until = until.flatMap { QueueTime.parseInstant($0, now: now) }
+        let listing: QueueListing
+        do {
+            listing = try directory.list(filter)
+        } catch {
+            throw QueueCLI.fail(error)
+        }
+        if json {
+            Output.out(QueueFormat.json(listing.entries))
+        } else if listing.entries.isEmpty {
+            Output.out("no events in new/, cur/ or dead/ of \(directory.root)\(filtered ? " matching the filters" : "")")
+        } else {
+            Output.out(QueueFormat.table(listing.entries))
+        }
+        if QueueCLI.report(listing.quarantined) { throw ExitCode(1) }
+    }
+
+    private var filtered: Bool {
+        !(source.isEmpty && tenant.isEmpty && status.isEmpty && location.isEmpty && since == nil && until == nil)
+    }
+}
+
+/// `payhook queue show ID`: one event, pretty or raw.
+struct QueueShow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show one event wherever it is (new/, cur/ or dead/), with its attempts and last error.",
+        discussion: """
+            Exit 1 when no event has this id (the message says whether ids/ still remembers it, i.e. it was \
+            acknowledged), or when its file is not a valid event (it is moved to corrupt/).
+            """
+    )
+
+    @OptionGroup var spool: QueueSpoolOption
+
+    @Flag(name: .long, help: "Print the event file's JSON exactly as stored.")
+    var json = false
+
+    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters).", valueName: "id"))
+    var id: String
+
+    func validate() throws {
+        try QueueCLI.validate(id: id)
+    }
+
+    func run() throws {
+        let directory = try spool.open()
+        let entry: QueueEntry
+        do {
+            entry = try directory.show(id)
+        } catch {
+            throw QueueCLI.fail(error)
+        }
+        if json {
+            var bytes = entry.event.bytes
+            if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
+            FileHandle.standardOutput.write(Data(bytes))
+        } else {
+            Output.out(QueueFormat.pretty(entry))
+        }
+    }
+}
