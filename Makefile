@@ -4,7 +4,7 @@ CONFIG ?= Fixtures/demo.toml
 APT_PACKAGES := libmicrohttpd-dev libssl-dev pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test-deps build run test crash-test clean
+.PHONY: deps test-deps build run test crash-test fuzz bench clean
 
 # Installs the two C libraries' -dev packages (and pkg-config) when any is missing.
 deps:
@@ -26,11 +26,13 @@ build: deps
 run: build
 	$(SWIFT) run payhook serve --config $(CONFIG)
 
-# Every suite, then the crash harness in a short configuration (at least 20 kills).
+# Every suite (one at a time: live-server, process and timing tests share two cores), then the crash
+# harness and each fuzz target in short configurations.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test
+	$(SWIFT) test --no-parallel
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
+	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SMOKE_SECONDS)
 
 # Crash harness (Tests/crash/README.md; reliability.md §11.1, §12): SIGKILL and SIGTERM under load, then an
 # ALICE-style check of the spool against what was acknowledged.
@@ -39,5 +41,19 @@ CRASH_SHORT_ARGS ?= --kills 25 --graceful-rounds 2 --seconds 240
 crash-test: test-deps build
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_ARGS)
 
+# libFuzzer targets (Fuzz/README.md). `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=wechat-xml` for one, longer.
+SWIFTC ?= swiftc
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TARGETS ?=
+fuzz: deps
+	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Benchmark: payhook against a do-nothing nginx in the same run; tables on stdout and in
+# bench/results/latest.md (bench/README.md). Options pass through: make bench BENCH_ARGS=--quick
+BENCH_ARGS ?=
+bench: deps
+	SWIFT="$(SWIFT)" python3 bench/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf .build Fixtures/spool
+	rm -rf .build .build-fuzz Fixtures/spool

@@ -83,13 +83,13 @@ struct ProcessTests {
             [[unified]]
             path = "/notify/unified"
             domain_code = "d"
-            secret = "d1"
+            secret = "inline-secret-d1"
             extra = 1
 
             [[unified]]
             path = "/notify/unified"
             domain_code = "d"
-            secret = "d2"
+            secret = "inline-secret-d2"
 
             [[unified]]
             path = "/notify/unified"
@@ -115,7 +115,7 @@ struct ProcessTests {
             #expect(result.stderr.contains(line), "missing: \(line)\n\(result.stderr)")
         }
         #expect(!result.stderr.contains("inline-secret-value"))
-        #expect(!result.stderr.contains("d1") && !result.stderr.contains("d2\n"))
+        #expect(!result.stderr.contains("inline-secret-d1") && !result.stderr.contains("inline-secret-d2"))
     }
 
     @Test func usageErrorsExitTwo() throws {

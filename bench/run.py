@@ -1,0 +1,976 @@
+#!/usr/bin/env python3
+"""payhook's benchmark: payhook against a do-nothing nginx, in the same run, on loopback.
+
+  python3 bench/run.py [--quick] [--binary PATH] [options]      (what `make bench` runs)
+
+Builds payhook in release mode (unless --binary is given), installs wrk, nginx and a C compiler
+if missing, then:
+  1. measures this file system's durable-file ceiling (bench/tools/fileceil.c);
+  2. for each repetition, connection count, workload: drives a fresh nginx and a fresh payhook
+     per spool location (disk, tmpfs) with wrk and bench/lua/callbacks.lua, recording answers/s,
+     latency percentiles, CPU seconds per 1,000 answers and peak RSS, and checks the spool of
+     every payhook run against what was sent and answered (bench/check_spool.py);
+  3. offers unique events at a fixed rate (bench/tools/ratedrv.c, open loop) for the p99 target;
+  4. prints the tables with medians and the targets, writes them to bench/results/latest.md,
+     and only then deletes the disk spools (see README: deletes slow ext4 file creation).
+Exits 1 if any run failed its spool check or could not be measured, 0 otherwise; targets
+missed are reported, not fatal, unless --fail-on-targets.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+WECHAT_OK = ("<xml><return_code><![CDATA[SUCCESS]]></return_code>"
+             "<return_msg><![CDATA[OK]]></return_msg></xml>")
+UNIFIED_SECRET = "bench-secret"
+WECHAT_KEY = "192006250b4c09247ec02edce69f6a2d"
+MCH_ID = "1900000109"
+APPID = "wx2421b1c4370ec43b"
+
+WORKLOADS = {
+    "unique": {"lines": "unified", "kind": "unified", "expect": "success",
+               "what": "unified callbacks, each a new event"},
+    "dup": {"lines": "unified", "kind": "unified", "expect": "success",
+            "what": "unified callbacks cycling over DUP_SET events: after the first pass all duplicates"},
+    "wechat": {"lines": "wechat", "kind": "wechat", "expect": WECHAT_OK,
+               "what": "WeChat payment notifications (XML POST, MD5), each a new event"},
+}
+
+# Reference figures quoted in the issue, measured elsewhere on this kind of machine.
+QUOTED_FLASK_UNIQUE = 1450
+QUOTED_BATCHED_CEILING = 14000
+QUOTED_SINGLE_CEILING = 2200
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# set-up
+
+
+def ensure_tools(args):
+    """wrk, nginx and a C compiler, from Debian's packages when missing."""
+    need = []
+    if not shutil.which("wrk"):
+        need.append("wrk")
+    if not shutil.which("nginx"):
+        need.append("nginx-light")
+    if not shutil.which("cc"):
+        need += ["gcc", "libc6-dev"]
+    if not need:
+        return
+    if args.no_install:
+        sys.exit(f"bench: missing {' '.join(need)} and --no-install given")
+    log(f"installing {' '.join(need)}")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + need, check=True, env=env)
+    # Debian's package may start nginx as a service (where no policy-rc.d forbids it); the
+    # benchmark runs its own nginx in the foreground and wants nothing else listening.
+    if "nginx-light" in need and os.path.exists("/run/nginx.pid"):
+        subprocess.run(sudo + ["nginx", "-s", "quit"], check=False)
+
+
+def build_payhook(args):
+    if args.binary:
+        path = os.path.abspath(args.binary)
+    else:
+        path = os.path.join(REPO, ".build", "release", "payhook")
+        if not args.no_build:
+            swift = os.environ.get("SWIFT") or "swift"  # the Makefile's SWIFT, when it passes one
+            log(f"{swift} build -c release --product payhook")
+            # its progress goes to stderr with ours: stdout carries only the report
+            subprocess.run([swift, "build", "-c", "release", "--product", "payhook"], cwd=REPO, check=True,
+                           stdout=sys.stderr)
+    if not os.access(path, os.X_OK):
+        sys.exit(f"bench: no payhook binary at {path}")
+    return path
+
+
+def source_revision(binary):
+    """The commit the binary was built from, as far as its checkout tells (read-only git calls)."""
+    d = os.path.dirname(binary)
+    while d != "/" and not os.path.exists(os.path.join(d, ".git")):
+        d = os.path.dirname(d)
+    if d == "/":
+        return "unknown (not inside a git checkout)"
+    git = ["git", "--no-optional-locks", "-C", d]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return f"{head or '?'} of {d}" + (" plus uncommitted changes" if dirty else "")
+
+
+def compile_tools(work):
+    out = os.path.join(work, "bin")
+    os.makedirs(out, exist_ok=True)
+    built = {}
+    for name, extra in (("ratedrv", ["-lm"]), ("fileceil", ["-pthread"])):
+        src = os.path.join(BENCH, "tools", name + ".c")
+        exe = os.path.join(out, name)
+        if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+            subprocess.run(["cc", "-O2", "-Wall", "-o", exe, src] + extra, check=True)
+        built[name] = exe
+    return built
+
+
+def request_sets(work, lines_needed):
+    """Cached gen_requests.py files, at least lines_needed long."""
+    d = os.path.join(work, "requests")
+    os.makedirs(d, exist_ok=True)
+    sets = {}
+    for kind, prefix in (("unified", "U"), ("wechat", "W")):
+        have = sorted((int(m.group(1)), f) for f in os.listdir(d)
+                      if (m := re.fullmatch(rf"{kind}-(\d+)\.txt", f)))
+        fit = [f for n, f in have if n >= lines_needed]
+        if fit:
+            sets[kind] = os.path.join(d, fit[0])
+            continue
+        path = os.path.join(d, f"{kind}-{lines_needed}.txt")
+        log(f"generating {lines_needed} signed {kind} requests (once; cached in {d})")
+        cmd = [sys.executable, os.path.join(BENCH, "gen_requests.py"), kind, "-n", str(lines_needed),
+               "--prefix", prefix, "-o", path]
+        if kind == "wechat":
+            cmd += ["--mch-id", MCH_ID, "--appid", APPID, "--key", WECHAT_KEY]
+        else:
+            cmd += ["--secret", UNIFIED_SECRET, "--domain", "bench"]
+        subprocess.run(cmd, check=True)
+        for n, f in have:  # smaller sets are now useless
+            os.remove(os.path.join(d, f))
+        sets[kind] = path
+    return sets
+
+
+def mount_info(path):
+    r = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,TARGET,OPTIONS", "-T", path],
+                       capture_output=True, text=True)
+    return " ".join(r.stdout.split()) or "unknown"
+
+
+def setup_tmpfs(work):
+    """A private tmpfs for the spool-on-tmpfs runs; /dev/shm if mounting is not permitted."""
+    # Unmount tmpfs left behind by runs that were killed before their clean-up.
+    try:
+        for line in open("/proc/mounts"):
+            target = line.split()[1]
+            m = re.fullmatch(r"/tmp/payhook-bench-tmpfs\.(\d+)", target)
+            if m and not os.path.exists(f"/proc/{m.group(1)}"):
+                subprocess.run(["umount", target], check=False)
+                os.rmdir(target)
+    except OSError:
+        pass
+    mnt = f"/tmp/payhook-bench-tmpfs.{os.getpid()}"
+    os.makedirs(mnt, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g,mode=0700", "tmpfs", mnt],
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        return mnt, True, f"tmpfs mounted at {mnt} (size=2g)"
+    os.rmdir(mnt)
+    alt = f"/dev/shm/payhook-bench.{os.getpid()}"
+    os.makedirs(alt, exist_ok=True)
+    return alt, False, f"/dev/shm ({alt}): mounting a tmpfs failed: {r.stderr.strip()}"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------------------------------------
+# process accounting
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += int(rest[11]) + int(rest[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def peak_rss_mib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+
+class Payhook:
+    def __init__(self, binary, rundir, spool, threads):
+        self.rundir = rundir
+        self.spool = spool
+        os.makedirs(os.path.join(rundir, "secrets"), exist_ok=True)
+        with open(os.path.join(rundir, "secrets", "bench.secret"), "w") as f:
+            f.write(UNIFIED_SECRET + "\n")
+        with open(os.path.join(rundir, "secrets", "wechat.key"), "w") as f:
+            f.write(WECHAT_KEY + "\n")
+        cfg = os.path.join(rundir, "payhook.toml")
+        with open(cfg, "w") as f:
+            f.write(f'''listen = "127.0.0.1:0"
+spool = "{spool}"
+max_connections = 1024
+max_connections_per_ip = 1024   # all the load comes from 127.0.0.1
+threads = {threads}
+log_level = "warning"
+shutdown_grace_s = 5
+[[unified]]
+path = "/notify/unified"
+domain_code = "bench"
+secret_file = "secrets/bench.secret"
+[[wechat]]
+path = "/notify/wechat"
+mch_id = "{MCH_ID}"
+appid = "{APPID}"
+api_key_file = "secrets/wechat.key"
+''')
+        self.log_path = os.path.join(rundir, "payhook.log")
+        self.logf = open(self.log_path, "w")
+        self.proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=subprocess.PIPE,
+                                     stderr=self.logf, text=True)
+        ready = {}
+
+        def reader():
+            for line in self.proc.stdout:
+                m = re.search(r"payhook listening on (\S+):(\d+) ", line)
+                if m and "port" not in ready:
+                    ready["port"] = int(m.group(2))
+                self.logf.write("stdout: " + line)
+
+        threading.Thread(target=reader, daemon=True).start()
+        deadline = time.time() + 30
+        while "port" not in ready:
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError(f"payhook did not start; see {self.log_path}")
+            time.sleep(0.02)
+        self.port = ready["port"]
+        self.pids = [self.proc.pid]
+
+    def metrics(self):
+        out = {}
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return out
+        for line in text.splitlines():
+            m = re.match(r'payhook_requests_total\{.*outcome="(\w+)"\} (\d+)', line)
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
+            m = re.match(r"payhook_inflight_requests (\d+)", line)
+            if m:
+                out["_inflight"] = int(m.group(1))
+        return out
+
+    def settle(self):
+        """Waits (at most 3 s) until the requests wrk left in flight are finished: nothing in
+        flight but the scrape itself, and the counters unchanged over 100 ms (requests still
+        queued in the listener are not in flight yet)."""
+        last = None
+        for _ in range(30):
+            m = self.metrics()
+            if m.get("_inflight", 0) <= 1 and m == last:
+                return m
+            last = m
+            time.sleep(0.1)
+        return last or {}
+
+    def stop(self):
+        """SIGTERM, as an operator would; True if payhook exited 0 in time, else self.stop_problem
+        says what happened instead."""
+        self.stop_problem = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.stop_problem = "payhook did not stop within 20 s of SIGTERM (killed)"
+        if not self.logf.closed:
+            self.logf.close()
+        code = self.proc.returncode
+        if code != 0 and not self.stop_problem:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            fatal = ""
+            try:
+                with open(self.log_path, errors="replace") as f:
+                    fatal = next((l.strip() for l in f if re.search(r"fatal|crash|panic", l, re.I)), "")
+            except OSError:
+                pass
+            self.stop_problem = f"payhook {how} on SIGTERM" + (f": {fatal[:160]}" if fatal else "")
+        return code == 0
+
+
+class Nginx:
+    def __init__(self, rundir):
+        self.prefix = rundir
+        os.makedirs(rundir, exist_ok=True)
+        self.port = free_port()
+        with open(os.path.join(BENCH, "nginx.conf.in")) as f:
+            conf = f.read().replace("@PREFIX@", rundir).replace("@PORT@", str(self.port))
+        cfg = os.path.join(rundir, "nginx.conf")
+        with open(cfg, "w") as f:
+            f.write(conf)
+        self.logf = open(os.path.join(rundir, "nginx.stderr"), "w")
+        self.proc = subprocess.Popen(["nginx", "-p", rundir + "/", "-c", cfg, "-g", "daemon off;"],
+                                     stdout=self.logf, stderr=self.logf)
+        deadline = time.time() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"nginx did not start; see {rundir}/error.log")
+                time.sleep(0.02)
+        for _ in range(100):  # workers are forked just after the socket is bound
+            kids = children_of(self.proc.pid)
+            if len(kids) >= 2:
+                break
+            time.sleep(0.02)
+        self.pids = [self.proc.pid] + kids
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish, then exit
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.logf.closed:
+            self.logf.close()
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# one measurement
+
+
+def parse_wrk_result(path):
+    threads, summary = [], {}
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if not p:
+                continue
+            if p[0] == "thread":
+                t = {"id": int(p[1])}
+                for k, v in zip(p[2::2], p[3::2]):
+                    t[k] = int(v) if re.fullmatch(r"-?\d+", v) else v
+                threads.append(t)
+            elif p[0] in ("summary", "errors", "latency_us"):
+                summary[p[0]] = {k: float(v) for k, v in zip(p[1::2], p[2::2])}
+    return threads, summary
+
+
+def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines):
+    w = WORKLOADS[workload]
+    T = min(2, conns)  # two cores: more wrk threads only steal CPU from the server
+    out = os.path.join(rundir, "wrk-result.txt")
+    env = dict(os.environ, WORKLOAD=workload, LINES=ctx["sets"][w["lines"]], WRK_THREADS=str(T),
+               MAX_LINES=str(max_lines), DUP_SET=str(ctx["args"].dup_set), EXPECT_BODY=w["expect"],
+               WECHAT_PATH="/notify/wechat", RESULT_OUT=out)
+    cmd = ["wrk", f"-t{T}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
+           "-s", os.path.join(BENCH, "lua", "callbacks.lua"), f"http://127.0.0.1:{port}"]
+    cpu0 = cpu_seconds(server.pids)
+    with open(os.path.join(rundir, "wrk.stdout"), "w") as so:
+        r = subprocess.run(cmd, env=env, stdout=so, stderr=subprocess.STDOUT, timeout=duration + 120)
+    cpu1 = cpu_seconds(server.pids)
+    if r.returncode != 0 or not os.path.exists(out):
+        raise RuntimeError(f"wrk failed (exit {r.returncode}); see {rundir}/wrk.stdout")
+    threads, summary = parse_wrk_result(out)
+    ok = sum(t["ok"] for t in threads)
+    bad = sum(t["bad"] for t in threads)
+    answered = ok + bad
+    firsts = [t["first_us"] for t in threads if t["first_us"] > 0]
+    lasts = [t["last_us"] for t in threads if t["last_us"] > 0]
+    window = (max(lasts) - min(firsts)) / 1e6 if firsts and lasts else 0
+    lat = summary.get("latency_us", {})
+    errs = summary.get("errors", {})
+    # A connection whose request is never answered stops counting in wrk's statistics: its wait
+    # is in no percentile. So look for wrk threads that went silent well before the end while
+    # still having requests out, and report them as stalls.
+    stalls = []
+    end = max(lasts) if lasts else 0
+    for t in threads:
+        gap = (end - t["last_us"]) / 1e6 if t["last_us"] else window
+        waiting = t["sent"] - t["ok"] - t["bad"]
+        if waiting > 0 and gap > max(0.5, duration / 4):
+            stalls.append(f"wrk thread {t['id']}: {waiting} requests unanswered for the last {gap:.1f}s "
+                          f"(stalled connections; wrk's percentiles leave them out)")
+    return {
+        "rps": answered / window if window > 0 else 0.0,
+        "ok_rps": ok / window if window > 0 else 0.0,
+        "wrk_rps": summary["summary"]["requests"] / (summary["summary"]["duration_us"] / 1e6),
+        "p50_ms": lat.get("p50", 0) / 1000, "p90_ms": lat.get("p90", 0) / 1000,
+        "p99_ms": lat.get("p99", 0) / 1000, "max_ms": lat.get("max", 0) / 1000,
+        "answered": answered, "ok": ok, "bad": bad,
+        "sent": sum(t["sent"] for t in threads),
+        "wrapped": any(t["wrapped"] for t in threads),
+        "socket_errors": int(errs.get("connect", 0) + errs.get("read", 0) + errs.get("write", 0)),
+        "timeouts": int(errs.get("timeout", 0)),
+        "first_bad": next((f"{t['badstatus']} {t['badbody']}" for t in threads if t["bad"]), None),
+        "cpu_s": cpu1 - cpu0,
+        "cpu_per_1k": (cpu1 - cpu0) / answered * 1000 if answered else None,
+        "window_s": window, "wrk_result": out, "stalls": stalls,
+    }
+
+
+def seed_duplicates(ctx, port):
+    """Stores the duplicate set before the clock starts, one request at a time, so the dup
+    workload measures answering duplicates, not the first DUP_SET durable writes (which on a slow
+    disk would take a good part of a short run)."""
+    import http.client
+    n = ctx["args"].dup_set
+    with open(ctx["sets"]["unified"]) as f:
+        targets = [next(f).strip() for _ in range(n)]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for t in targets:
+        conn.request("GET", t)
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200 or body != b"success":
+            raise RuntimeError(f"seeding the duplicate set: {r.status} {body[:60]!r}")
+    conn.close()
+
+
+def check_spool(ctx, spool, rundir, workload, wrk_result=None, status=None):
+    w = WORKLOADS[workload]
+    out = os.path.join(rundir, "check.json")
+    cmd = [sys.executable, os.path.join(BENCH, "check_spool.py"), spool, "--lines", ctx["sets"][w["lines"]],
+           "--kind", w["kind"], "--workload", workload, "--json", out]
+    cmd += ["--wrk", wrk_result] if wrk_result else ["--ratedrv", status]
+    if workload == "dup":
+        cmd += ["--seeded", str(ctx["args"].dup_set)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    with open(os.path.join(rundir, "check.txt"), "w") as f:
+        f.write(r.stdout + r.stderr)
+    try:
+        with open(out) as f:
+            res = json.load(f)
+    except (OSError, ValueError):
+        res = {"problems": [f"check_spool.py crashed: {r.stderr.strip()[-300:]}"]}
+    res["ok"] = r.returncode == 0 and not res.get("problems")
+    res["line"] = (r.stdout.strip().splitlines() or ["?"])[-1]
+    return res
+
+
+def measure(ctx, rep, conns, workload, server_kind, spool_kind):
+    """One run: a fresh server, one wrk run, accounting, spool check. Returns a record."""
+    args = ctx["args"]
+    run_id = f"r{rep}-c{conns}-{workload}-{server_kind}" + (f"-{spool_kind}" if spool_kind else "")
+    rundir = os.path.join(ctx["rundir"], run_id)
+    os.makedirs(rundir, exist_ok=True)
+    rec = {"id": run_id, "rep": rep, "conns": conns, "workload": workload, "server": server_kind,
+           "spool": spool_kind, "failed": None, "notes": []}
+    server = None
+    try:
+        if server_kind == "nginx":
+            server = Nginx(rundir)
+            max_lines = min(args.nginx_lines, ctx["lines"])
+        else:
+            spool = os.path.join(ctx["spool_roots"][spool_kind], run_id)
+            rec["spool_dir"] = spool
+            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads)
+            max_lines = ctx["lines"]
+        if workload == "dup":
+            seed_duplicates(ctx, server.port)
+        rec.update(run_wrk(ctx, server, server.port, workload, conns, args.duration, rundir, max_lines))
+        rec["rss_mib"] = peak_rss_mib(server.pids)
+        if server_kind == "payhook":
+            rec["metrics"] = server.settle()
+            if not server.stop():
+                rec["failed"] = server.stop_problem
+            chk = check_spool(ctx, rec["spool_dir"], rundir, workload, wrk_result=rec["wrk_result"])
+            rec["check"] = chk
+            if rec["wrapped"]:
+                rec["failed"] = "request set exhausted (raise --lines-per-second)"
+            elif not chk["ok"]:
+                rec["failed"] = "spool check: " + "; ".join(chk.get("problems", [])[:3])
+            elif rec["metrics"].get("accepted") is not None and rec["metrics"]["accepted"] != chk.get("events"):
+                rec["notes"].append(f"metrics accepted={rec['metrics'].get('accepted')} vs {chk.get('events')} files")
+            if spool_kind == "tmpfs":  # tmpfs deletes cost nothing; keep RAM free
+                shutil.rmtree(rec["spool_dir"], ignore_errors=True)
+        else:
+            server.stop()
+            if rec["bad"]:
+                rec["failed"] = f"nginx gave {rec['bad']} unexpected answers ({rec['first_bad']})"
+        if rec.get("bad") and not rec["failed"]:
+            rec["failed"] = f"{rec['bad']} answers were not the success answer (first: {rec['first_bad']})"
+        rec["notes"] += rec.get("stalls", [])
+        if rec.get("socket_errors"):
+            rec["notes"].append(f"{rec['socket_errors']} socket errors")
+        if rec.get("timeouts"):
+            rec["notes"].append(f"{rec['timeouts']} wrk timeouts (>10 s)")
+    except Exception as e:  # noqa: BLE001 - one broken run must not lose the others' results
+        rec["failed"] = f"{type(e).__name__}: {e}"
+    finally:
+        if server:  # also on an interrupt: no server may outlive its run
+            server.stop()
+    return rec
+
+
+def measure_rate(ctx, rep, server_kind):
+    """One fixed-rate run of unique unified events against a fresh server (payhook: disk spool)."""
+    args = ctx["args"]
+    run_id = f"rate{rep}-{server_kind}"
+    rundir = os.path.join(ctx["rundir"], run_id)
+    os.makedirs(rundir, exist_ok=True)
+    rec = {"id": run_id, "rep": rep, "server": server_kind, "failed": None, "notes": []}
+    server = None
+    try:
+        if server_kind == "nginx":
+            server = Nginx(rundir)
+        else:
+            spool = os.path.join(ctx["spool_roots"]["disk"], run_id)
+            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads)
+        out, status = os.path.join(rundir, "ratedrv.json"), os.path.join(rundir, "ratedrv.status")
+        cmd = [ctx["tools"]["ratedrv"], "--port", str(server.port), "--lines", ctx["sets"]["unified"],
+               "--rate", str(args.rate), "--duration", str(args.rate_duration), "--conns", str(args.rate_conns),
+               "--expect", "success", "--drain", "10", "--out", out, "--status", status]
+        cpu0 = cpu_seconds(server.pids)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.rate_duration + 60)
+        cpu1 = cpu_seconds(server.pids)
+        if r.returncode != 0:
+            raise RuntimeError(f"ratedrv failed: {r.stderr.strip()[-300:]}")
+        with open(out) as f:
+            res = json.load(f)
+        rec.update(res)
+        rec["cpu_per_1k"] = (cpu1 - cpu0) / res["ok"] * 1000 if res["ok"] else None
+        rec["rss_mib"] = peak_rss_mib(server.pids)
+        if server_kind == "payhook":
+            if not server.stop():
+                rec["failed"] = server.stop_problem
+            chk = check_spool(ctx, spool, rundir, "unique", status=status)
+            rec["check"] = chk
+            if not chk["ok"]:
+                rec["failed"] = "spool check: " + "; ".join(chk.get("problems", [])[:3])
+        else:
+            server.stop()
+        if res["bad"] and not rec["failed"]:
+            rec["failed"] = f"{res['bad']} answers were not the success answer"
+        if res["failed"] or res["unanswered"]:
+            rec["notes"].append(f"{res['failed']} dropped, {res['unanswered']} unanswered (count as infinite latency)")
+    except Exception as e:  # noqa: BLE001
+        rec["failed"] = f"{type(e).__name__}: {e}"
+    finally:
+        if server:
+            server.stop()
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# reporting
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=0, unit=""):
+    if v is None:
+        return "—"
+    if isinstance(v, float) and v == float("inf"):
+        return "∞"
+    if digits == 0:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def cell(records, **key):
+    rs = [r for r in records if all(r.get(k) == v for k, v in key.items())]
+    good = [r for r in rs if not r["failed"]]
+    if not good:
+        return {"n": 0, "runs": len(rs), "failed": [r for r in rs if r["failed"]]}
+    return {
+        "n": len(good), "runs": len(rs), "failed": [r for r in rs if r["failed"]],
+        "rps": med([r["rps"] for r in good]),
+        "rps_min": min(r["rps"] for r in good), "rps_max": max(r["rps"] for r in good),
+        "p50": med([r["p50_ms"] for r in good]), "p99": med([r["p99_ms"] for r in good]),
+        "cpu": med([r["cpu_per_1k"] for r in good]),
+        "rss": max(r["rss_mib"] for r in good),
+        "exact": all(r.get("check", {}).get("exact", True) for r in good),
+        "stalled": sum(1 for r in good if r.get("stalls")),
+        "events": med([r.get("check", {}).get("events") for r in good]),
+        "notes": sorted({n for r in rs for n in r["notes"]}),
+    }
+
+
+def check_text(c):
+    if c["runs"] == 0:
+        return "—"
+    bad = len(c["failed"])
+    if bad:
+        return f"**FAIL** ({bad}/{c['runs']} runs)"
+    text = f"ok {c['n']}/{c['runs']}" + ("" if c["exact"] else " (count)")
+    if c.get("stalled"):
+        text += f", **{c['stalled']} stalled**"
+    return text
+
+
+def make_report(ctx, records, rate_records, started, ended):
+    args = ctx["args"]
+    L = []
+    L.append("# payhook benchmark results")
+    L.append("")
+    L.append(f"- when: {started:%Y-%m-%d %H:%M} to {ended:%H:%M} UTC ({'quick' if args.quick else 'full'} mode)")
+    L.append(f"- payhook: `{ctx['binary']}` ({ctx['version']}), built from {ctx['head']}")
+    L.append(f"- machine: {os.cpu_count()} CPUs, {platform.release()}, load average at start {ctx['load0']}, "
+             f"at end {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    L.append(f"- disk spool: {ctx['spool_roots']['disk']} on {ctx['disk_dev']}")
+    L.append(f"- tmpfs spool: {ctx['tmpfs_note']}")
+    L.append(f"- load: wrk 4.1 (`-t min(2,C) -cC -d{args.duration}s`, bench/lua/callbacks.lua), "
+             f"{args.reps} repetitions interleaved, a fresh server per run; payhook `threads = {args.payhook_threads}`; "
+             f"nginx 1.22 `worker_processes 2`, `return 200` with the same answer")
+    fc = ctx.get("fileceil") or {}
+    L.append(f"- durable-file ceiling of the disk spool's file system (bench/tools/fileceil.c, 1 KiB files, "
+             f"{args.fileceil_seconds}s each): one at a time {fmt(fc.get('single'))} files/s, batched "
+             f"(B=64, 2 threads) {fmt(fc.get('batched'))} files/s (quoted for a quiet machine: ~{QUOTED_SINGLE_CEILING:,} "
+             f"and ~{QUOTED_BATCHED_CEILING:,})")
+    L.append("")
+
+    # ---- the main table
+    L.append("## Closed loop (wrk): medians of the runs")
+    L.append("")
+    L.append("req/s = answers per second over the load window (median, with min–max); p50/p99 = wrk's latency "
+             "percentiles; CPU = CPU seconds (user+sys, all the server's processes) per 1,000 answers; RSS = peak "
+             "resident set (VmHWM; nginx: master + workers summed), max over the runs; ratio = payhook / nginx "
+             "for the same workload and connections (higher is better for req/s, lower for the others). check = "
+             "spool verified after every payhook run: ok n/m, \"(count)\" where the check was by count (see README).")
+    L.append("")
+    L.append("| conns | workload | spool | payhook req/s | nginx req/s | ratio | payhook p50 / p99 ms | nginx p50 / p99 ms "
+             "| ratio p99 | payhook CPU s/1k | nginx CPU s/1k | ratio | payhook RSS MiB | nginx RSS MiB | ratio | check |")
+    L.append("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for c in args.connections:
+        for w in args.workloads:
+            n = cell(records, conns=c, workload=w, server="nginx")
+            for s in args.spools:
+                p = cell(records, conns=c, workload=w, server="payhook", spool=s)
+                if p["runs"] == 0 and n["runs"] == 0:
+                    continue
+                prange = f" ({fmt(p.get('rps_min'))}–{fmt(p.get('rps_max'))})" if p["n"] > 1 else ""
+                nstall = f" ({n['stalled']} stalled)" if n.get("stalled") else ""
+                L.append(f"| {c} | {w} | {s} | {fmt(p.get('rps'))}{prange} | {fmt(n.get('rps'))}{nstall} | "
+                         f"{fmt(ratio(p.get('rps'), n.get('rps')), 3)} | "
+                         f"{fmt(p.get('p50'), 2)} / {fmt(p.get('p99'), 2)} | {fmt(n.get('p50'), 2)} / {fmt(n.get('p99'), 2)} | "
+                         f"{fmt(ratio(p.get('p99'), n.get('p99')), 1)} | "
+                         f"{fmt(p.get('cpu'), 3)} | {fmt(n.get('cpu'), 3)} | {fmt(ratio(p.get('cpu'), n.get('cpu')), 1)} | "
+                         f"{fmt(p.get('rss'), 1)} | {fmt(n.get('rss'), 1)} | {fmt(ratio(p.get('rss'), n.get('rss')), 2)} | "
+                         f"{check_text(p)} |")
+    L.append("")
+
+    # ---- durability cost
+    if "disk" in args.spools and "tmpfs" in args.spools:
+        L.append("## Cost of durability: the same payhook on disk and on tmpfs (fsync is free on tmpfs)")
+        L.append("")
+        L.append("| conns | workload | tmpfs req/s | disk req/s | disk / tmpfs | tmpfs p99 ms | disk p99 ms |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|")
+        for c in args.connections:
+            for w in args.workloads:
+                t = cell(records, conns=c, workload=w, server="payhook", spool="tmpfs")
+                d = cell(records, conns=c, workload=w, server="payhook", spool="disk")
+                if t["runs"] or d["runs"]:
+                    L.append(f"| {c} | {w} | {fmt(t.get('rps'))} | {fmt(d.get('rps'))} | "
+                             f"{fmt(ratio(d.get('rps'), t.get('rps')), 3)} | {fmt(t.get('p99'), 2)} | {fmt(d.get('p99'), 2)} |")
+        L.append("")
+
+    # ---- fixed rate
+    L.append(f"## Fixed rate: {args.rate:,} unique events/s offered, open loop (bench/tools/ratedrv.c)")
+    L.append("")
+    L.append(f"{args.rate_duration}s per run, up to {args.rate_conns} keep-alive connections; latency from each request's "
+             "scheduled send time (no coordinated omission); a request not answered success counts as infinitely "
+             "slow. Payhook's spool on disk; medians of the runs, max = worst run; driver late = how far the "
+             "driver's own timer ran behind the schedule (must stay far below the latencies).")
+    L.append("")
+    L.append("| server | runs | achieved/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | driver late max ms | CPU s/1k | RSS MiB | check |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    rate_cells = {}
+    for sk in ("payhook", "nginx"):
+        rs = [r for r in rate_records if r["server"] == sk]
+        good = [r for r in rs if not r["failed"]]
+        inf = float("inf")
+
+        def m(key):
+            return med([(inf if r.get(key) is None else r[key]) for r in good]) if good else None
+        cellr = {"p99": m("p99_ms"), "n": len(good), "runs": len(rs), "failed": [r for r in rs if r["failed"]]}
+        rate_cells[sk] = cellr
+        chk = "—" if sk == "nginx" else check_text({"runs": len(rs), "n": len(good), "failed": cellr["failed"],
+                                                    "exact": True})
+        L.append(f"| {sk} | {len(good)}/{len(rs)} | {fmt(m('achieved_rate'))} | {fmt(m('p50_ms'), 2)} | {fmt(m('p90_ms'), 2)} | "
+                 f"{fmt(m('p99_ms'), 2)} | {fmt(m('p999_ms'), 2)} | "
+                 f"{fmt(max((inf if r.get('max_ms') is None else r['max_ms']) for r in good) if good else None, 1)} | "
+                 f"{fmt(max(r['driver_max_lag_ms'] for r in good) if good else None, 2)} | {fmt(m('cpu_per_1k'), 3)} | "
+                 f"{fmt(max(r['rss_mib'] for r in good) if good else None, 1)} | {chk} |")
+    L.append("")
+
+    # ---- targets
+    tc = 64 if 64 in args.connections else max(args.connections)
+    L.append(f"## Targets (closed-loop ones at {tc} connections, spool on disk, ratios from this run)")
+    L.append("")
+    L.append("| target | measured | verdict |")
+    L.append("|---|---:|---|")
+    verdicts = []
+
+    def target(name, value, ok, shown):
+        v = "—" if value is None else ("PASS" if ok else "FAIL")
+        verdicts.append(v)
+        L.append(f"| {name} | {shown} | {v} |")
+
+    dp = cell(records, conns=tc, workload="dup", server="payhook", spool="disk")
+    dn = cell(records, conns=tc, workload="dup", server="nginx")
+    r = ratio(dp.get("rps"), dn.get("rps"))
+    target("duplicates ≥ 0.5× nginx", r, r is not None and r >= 0.5,
+           f"{fmt(dp.get('rps'))} / {fmt(dn.get('rps'))} = {fmt(r, 3)}×")
+    up = cell(records, conns=tc, workload="unique", server="payhook", spool="disk")
+    u = up.get("rps")
+    target("unique durable events ≥ 10,000/s", u, u is not None and u >= 10000, f"{fmt(u)}/s")
+    target(f"unique ≥ 7× Flask/gunicorn (~{QUOTED_FLASK_UNIQUE:,}/s, quoted, not measured here)", u,
+           u is not None and u >= 7 * QUOTED_FLASK_UNIQUE, f"{fmt(ratio(u, QUOTED_FLASK_UNIQUE), 2)}×")
+    target(f"unique ≥ 0.7× batched file ceiling (~{QUOTED_BATCHED_CEILING:,}/s, quoted, not measured here)", u,
+           u is not None and u >= 0.7 * QUOTED_BATCHED_CEILING, f"{fmt(ratio(u, QUOTED_BATCHED_CEILING), 3)}×")
+    if fc.get("batched"):
+        target("unique ≥ 0.7× batched file ceiling measured in this run (fileceil)", u,
+               u is not None and u >= 0.7 * fc["batched"], f"{fmt(ratio(u, fc['batched']), 3)}× of {fmt(fc['batched'])}/s")
+    p99 = rate_cells["payhook"]["p99"]
+    target(f"p99 ≤ 10 ms at {args.rate:,} unique events/s offered", p99, p99 is not None and p99 <= 10,
+           f"{fmt(p99, 2)} ms")
+    rss = [r["rss_mib"] for r in records + rate_records if r["server"] == "payhook" and r.get("rss_mib")]
+    peak = max(rss) if rss else None
+    target("peak RSS ≤ 64 MiB (max over every payhook run)", peak, peak is not None and peak <= 64,
+           f"{fmt(peak, 1)} MiB")
+    L.append("")
+
+    failed = [r for r in records + rate_records if r["failed"]]
+    L.append("## Runs")
+    L.append("")
+    total = len(records) + len(rate_records)
+    L.append(f"{total} runs, {len(failed)} failed, {ctx['skipped']} skipped for the time limit. "
+             f"Per-run data: {ctx['rundir']}/runs.json (not committed).")
+    for r in failed:
+        L.append(f"- **FAILED** {r['id']}: {r['failed']}")
+    notes = sorted({f"{r['id']}: {n}" for r in records + rate_records for n in r["notes"]})
+    for n in notes[:30]:
+        L.append(f"- note {n}")
+    L.append("")
+    L.append("A stalled run (check column) had wrk connections left without an answer for a large part of "
+             "the run; wrk's percentiles leave such requests out, so its p99 understates them.")
+    L.append("")
+    L.append("Caveats: wrk and the server share the machine's cores, so compare ratios within one run, not "
+             "absolute numbers across runs; other jobs on a shared machine add noise (see the load average "
+             "above). Disk spools are deleted only after all measurements (ext4 here slows file creation "
+             "for minutes after mass deletes).")
+    return "\n".join(L) + "\n", failed, verdicts
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 64 connections, 2 s runs (≈3 min)")
+    ap.add_argument("--binary", help="payhook to measure (default: build and use .build/release/payhook)")
+    ap.add_argument("--no-build", action="store_true", help="use .build/release/payhook as it is")
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    ap.add_argument("--workdir", default=os.path.join(BENCH, ".data"),
+                    help="request sets, tools, run logs and the disk spools (default bench/.data)")
+    ap.add_argument("--connections", help="comma-separated (full: 1,16,64,256; quick: 64)")
+    ap.add_argument("--workloads", default="unique,dup,wechat")
+    ap.add_argument("--spools", default="disk,tmpfs")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (full 4, quick 2)")
+    ap.add_argument("--dup-set", type=int, default=100)
+    ap.add_argument("--payhook-threads", type=int, default=8)
+    ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")
+    ap.add_argument("--rate-duration", type=int, help="seconds per fixed-rate run (full 6, quick 3)")
+    ap.add_argument("--rate-conns", type=int, default=64)
+    ap.add_argument("--rate-reps", type=int, default=3)
+    ap.add_argument("--fileceil-seconds", type=float, default=2.0)
+    ap.add_argument("--lines-per-second", type=int, default=40000,
+                    help="unique requests prepared per second of a run: above payhook's best rate, or the run fails")
+    ap.add_argument("--nginx-lines", type=int, default=40000,
+                    help="lines wrk loads for nginx (it may repeat them: nothing is stored)")
+    ap.add_argument("--max-minutes", type=float,
+                    help="stop starting closed-loop runs after this long (full 12, quick 2)")
+    ap.add_argument("--keep-spools", action="store_true", help="do not delete the disk spools at the end")
+    ap.add_argument("--fail-on-targets", action="store_true", help="exit 3 when a target is missed")
+    ap.add_argument("--output", default=os.path.join(BENCH, "results", "latest.md"))
+    args = ap.parse_args()
+    args.connections = [int(c) for c in (args.connections or ("64" if args.quick else "1,16,64,256")).split(",")]
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.spools = [s for s in args.spools.split(",") if s]
+    args.duration = args.duration or (2 if args.quick else 4)
+    args.rate_duration = args.rate_duration or (3 if args.quick else 6)
+    args.max_minutes = args.max_minutes or (2.0 if args.quick else 12.0)
+    if any(w not in WORKLOADS for w in args.workloads) or any(s not in ("disk", "tmpfs") for s in args.spools):
+        sys.exit("bench: unknown workload or spool")
+    if args.reps < 1 or args.duration < 1 or args.duration > 60 or args.rate_duration > 120:
+        sys.exit("bench: reps ≥ 1, 1 ≤ duration ≤ 60, rate-duration ≤ 120")
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    ensure_tools(args)
+    binary = build_payhook(args)
+    work = os.path.abspath(args.workdir)
+    os.makedirs(work, exist_ok=True)
+    ctx = {"args": args, "binary": binary, "skipped": 0,
+           "load0": " ".join(open("/proc/loadavg").read().split()[:3])}
+    ctx["version"] = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip() or "?"
+    ctx["head"] = source_revision(binary)
+    ctx["tools"] = compile_tools(work)
+    ctx["lines"] = args.lines_per_second * args.duration
+    ctx["sets"] = request_sets(work, max(ctx["lines"], args.rate * args.rate_duration, args.nginx_lines, args.dup_set))
+
+    # Spools of an earlier, interrupted run: deleting them now slows this run's disk numbers, so
+    # say so in the report rather than hide it.
+    disk_root = os.path.join(work, "spools")
+    stale = os.path.exists(disk_root) and os.listdir(disk_root)
+    if stale:
+        log(f"deleting spools left by an earlier run in {disk_root}: disk numbers of this run may be depressed")
+        shutil.rmtree(disk_root)
+    os.makedirs(disk_root)
+    ctx["rundir"] = os.path.join(work, "last-run")
+    shutil.rmtree(ctx["rundir"], ignore_errors=True)
+    os.makedirs(ctx["rundir"])
+    tmpfs_root, mounted, ctx["tmpfs_note"] = setup_tmpfs(work) if "tmpfs" in args.spools else (None, False, "not used")
+    ctx["spool_roots"] = {"disk": disk_root, "tmpfs": tmpfs_root}
+    ctx["disk_dev"] = mount_info(disk_root) + (" — stale spools were deleted just before this run" if stale else "")
+    records, rate_records = [], []
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    interrupted = False
+    try:
+        fcdir = os.path.join(disk_root, "fileceil")
+        os.makedirs(fcdir)
+        log(f"file ceiling probe on {ctx['disk_dev']}")
+        r = subprocess.run([ctx["tools"]["fileceil"], fcdir, str(args.fileceil_seconds), "64", "2"],
+                           capture_output=True, text=True, timeout=120)
+        ctx["fileceil"] = {k: float(v) for k, v in (l.split() for l in r.stdout.splitlines() if len(l.split()) == 2)}
+        if ctx["fileceil"].get("single", 0) < QUOTED_SINGLE_CEILING / 3:
+            log(f"warning: only {ctx['fileceil'].get('single', 0):.0f} durable files/s one at a time "
+                f"(~{QUOTED_SINGLE_CEILING} on a quiet machine): busy disk or recent mass deletes")
+
+        plan = []
+        for rep in range(1, args.reps + 1):
+            for c in args.connections:
+                for w in args.workloads:
+                    plan.append((rep, c, w, "nginx", None))
+                    for s in args.spools:
+                        plan.append((rep, c, w, "payhook", s))
+        deadline = time.time() + args.max_minutes * 60
+        for i, (rep, c, w, sk, spk) in enumerate(plan):
+            if time.time() > deadline:
+                ctx["skipped"] = len(plan) - i
+                log(f"time limit ({args.max_minutes} min) reached: skipping the last {ctx['skipped']} runs")
+                break
+            rec = measure(ctx, rep, c, w, sk, spk)
+            records.append(rec)
+            summary = (f"{rec.get('rps', 0):,.0f} req/s p99 {rec.get('p99_ms', 0):.2f} ms"
+                       if not rec["failed"] else f"FAILED: {rec['failed']}")
+            chk = rec.get("check", {}).get("line", "")
+            log(f"[{i + 1}/{len(plan)}] {rec['id']}: {summary}{'; ' + chk if chk else ''}")
+        for rep in range(1, args.rate_reps + 1):
+            for sk in ("payhook", "nginx"):
+                rec = measure_rate(ctx, rep, sk)
+                rate_records.append(rec)
+                log(f"[rate {rep}] {sk}: " + (f"p99 {rec.get('p99_ms')} ms, achieved {rec.get('achieved_rate')}/s"
+                                             if not rec["failed"] else f"FAILED: {rec['failed']}"))
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: reporting what was measured")
+    finally:
+        ended = datetime.datetime.now(datetime.timezone.utc)
+        with open(os.path.join(ctx["rundir"], "runs.json"), "w") as f:
+            json.dump({"records": records, "rate": rate_records, "fileceil": ctx.get("fileceil")}, f, indent=1,
+                      default=str)
+        report, failed, verdicts = make_report(ctx, records, rate_records, started, ended)
+        sys.stdout.write(report)
+        sys.stdout.flush()
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            f.write(report)
+        log(f"report written to {args.output}")
+        if mounted:
+            subprocess.run(["umount", tmpfs_root], check=False)
+            os.rmdir(tmpfs_root)
+        elif tmpfs_root:
+            shutil.rmtree(tmpfs_root, ignore_errors=True)
+        if args.keep_spools:
+            log(f"disk spools kept in {disk_root} (--keep-spools)")
+        else:
+            t = time.time()
+            n = 0
+            for root, dirs, files in os.walk(disk_root):
+                n += len(files)
+            shutil.rmtree(disk_root, ignore_errors=True)
+            log(f"deleted the disk spools ({n:,} files, {time.time() - t:.1f}s) after measuring; file creation "
+                f"on this ext4 may be slow for a few minutes: wait before measuring again")
+    if failed:
+        log(f"{len(failed)} runs FAILED (see the report)")
+        sys.exit(1)
+    if interrupted:
+        sys.exit(130)
+    if args.fail_on_targets and "FAIL" in verdicts:
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
