@@ -111,3 +111,14 @@ enum QueueCLI {
         waiter.start()
     }
 }
+
+/// The ID argument of the commands that act on one event, checked before the spool is opened
+/// (a malformed id is a usage error, exit 2).
+struct QueueEventID: ParsableArguments {
+    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters).", valueName: "id"))
+    var id: String
+
+    func validate() throws {
+        try QueueCLI.validate(id: id)
+    }
+}

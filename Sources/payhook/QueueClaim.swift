@@ -90,12 +90,8 @@ struct QueueAck: ParsableCommand {
 
     @OptionGroup var spool: QueueSpoolOption
 
-    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters).", valueName: "id"))
-    var id: String
-
-    func validate() throws {
-        try QueueCLI.validate(id: id)
-    }
+    @OptionGroup var event: QueueEventID
+    var id: String { event.id }
 
     func run() throws {
         let directory = try spool.open()
@@ -121,12 +117,8 @@ struct QueueNack: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Why, recorded as the attempt's last error.", valueName: "text"))
     var reason: String?
 
-    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters).", valueName: "id"))
-    var id: String
-
-    func validate() throws {
-        try QueueCLI.validate(id: id)
-    }
+    @OptionGroup var event: QueueEventID
+    var id: String { event.id }
 
     func run() throws {
         let directory = try spool.open()
@@ -188,12 +180,8 @@ struct QueueRevive: ParsableCommand {
 
     @OptionGroup var spool: QueueSpoolOption
 
-    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters).", valueName: "id"))
-    var id: String
-
-    func validate() throws {
-        try QueueCLI.validate(id: id)
-    }
+    @OptionGroup var event: QueueEventID
+    var id: String { event.id }
 
     func run() throws {
         let directory = try spool.open()

@@ -97,12 +97,8 @@ struct QueueShow: ParsableCommand {
     @Flag(name: .long, help: "Print the event file's JSON exactly as stored.")
     var json = false
 
-    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters).", valueName: "id"))
-    var id: String
-
-    func validate() throws {
-        try QueueCLI.validate(id: id)
-    }
+    @OptionGroup var event: QueueEventID
+    var id: String { event.id }
 
     func run() throws {
         let directory = try spool.open()
