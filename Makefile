@@ -32,14 +32,20 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --no-parallel
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
+	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_SHORT_ARGS)
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SMOKE_SECONDS)
 
 # Crash harness (Tests/crash/README.md; reliability.md §11.1, §12): SIGKILL and SIGTERM under load, then an
 # ALICE-style check of the spool against what was acknowledged.
 CRASH_ARGS ?= --kills 100 --graceful-rounds 3 --seconds 900
 CRASH_SHORT_ARGS ?= --kills 25 --graceful-rounds 2 --seconds 240
+# Stop storm (Tests/crash/README.md): many SIGTERMs under connection churn, each must exit 0 having stored
+# every acknowledged callback.
+STORM_ARGS ?= --rounds 100
+STORM_SHORT_ARGS ?= --rounds 20
 crash-test: test-deps build
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_ARGS)
+	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_ARGS)
 
 # libFuzzer targets (Fuzz/README.md). `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=wechat-xml` for one, longer.
 SWIFTC ?= swiftc

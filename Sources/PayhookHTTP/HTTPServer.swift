@@ -266,3 +266,19 @@ public final class HTTPServer: Sendable {
 private func stopListening(_ descriptor: Int32) {
     _ = shutdown(descriptor, Int32(SHUT_RDWR))
 }
+
+/// The event-loop flags every listener starts libmicrohttpd with (shim.h, payhook_daemon_flags), for tests and
+/// diagnostics.
+public struct ListenerFlags: Sendable {
+    public let usesPoll: Bool
+    public let usesEpoll: Bool
+    /// MHD_USE_ITC: MHD_quiesce_daemon refuses to work on internal threads without it (microhttpd.h).
+    public let usesInterThreadChannel: Bool
+}
+
+public func payhookListenerFlags() -> ListenerFlags {
+    let flags = payhook_daemon_flags()
+    func has(_ flag: UInt32) -> Bool { flags & flag == flag }
+    return ListenerFlags(usesPoll: has(MHD_USE_POLL.rawValue), usesEpoll: has(MHD_USE_EPOLL.rawValue),
+                         usesInterThreadChannel: has(MHD_USE_ITC.rawValue))
+}
