@@ -33,10 +33,12 @@ let package = Package(
         .target(name: "PayhookCore"),
         // The only Swift code that touches OpenSSL.
         .target(name: "PayhookCrypto", dependencies: ["COpenSSL"]),
+        // A value behind an adaptive pthread mutex, for the locks taken on every request.
+        .target(name: "PayhookLock"),
         // libmicrohttpd listener with the limits an internet-facing server needs.
-        .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", logging]),
+        .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", "PayhookLock", logging]),
         // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
-        .target(name: "PayhookSpool", dependencies: [logging]),
+        .target(name: "PayhookSpool", dependencies: ["PayhookLock", logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
@@ -45,7 +47,7 @@ let package = Package(
         // Wires config, sources, spool and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookSpool", "PayhookUnified", "PayhookWeChat", logging]
+            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookUnified", "PayhookWeChat", logging]
         ),
         .executableTarget(
             name: "payhook",

@@ -13,21 +13,42 @@ public struct JSONText: Sendable {
 
     public mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
-        for scalar in text.unicodeScalars {
-            switch scalar.value {
+        var text = text
+        text.withUTF8 { appendEscaped($0) }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// Copies runs that need no escape in one go: event files are mostly ASCII letters and digits, and this is
+    /// on every request's path (the event file and its fingerprint).
+    private mutating func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
+        var copied = 0
+        var index = 0
+        let count = utf8.count
+        while index < count {
+            let byte = utf8[index]
+            let width: Int
+            if byte == 0x22 || byte == 0x5c || byte < 0x20 || byte == 0x7f {
+                width = 1
+            } else if byte == 0xe2, index + 2 < count, utf8[index + 1] == 0x80, utf8[index + 2] == 0xa8 || utf8[index + 2] == 0xa9 {
+                width = 3  // U+2028, U+2029
+            } else {
+                index += 1
+                continue
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[copied..<index]))
+            switch byte {
             case 0x22: bytes.append(contentsOf: [0x5c, 0x22])
             case 0x5c: bytes.append(contentsOf: [0x5c, 0x5c])
             case 0x0a: bytes.append(contentsOf: [0x5c, UInt8(ascii: "n")])
             case 0x0d: bytes.append(contentsOf: [0x5c, UInt8(ascii: "r")])
             case 0x09: bytes.append(contentsOf: [0x5c, UInt8(ascii: "t")])
-            case 0x00..<0x20, 0x7f, 0x2028, 0x2029:
-                let hex = Hex.encode([UInt8(scalar.value >> 8 & 0xff), UInt8(scalar.value & 0xff)])
-                bytes.append(contentsOf: Array("\\u".utf8) + Array(hex.utf8))
-            default:
-                bytes.append(contentsOf: String(scalar).utf8)
+            case 0xe2: bytes.append(contentsOf: Array("\\u202".utf8) + [utf8[index + 2] == 0xa8 ? UInt8(ascii: "8") : UInt8(ascii: "9")])
+            default: bytes.append(contentsOf: Array("\\u00".utf8) + Array(Hex.encode([byte]).utf8))
             }
+            index += width
+            copied = index
         }
-        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[copied..<count]))
     }
 
     public mutating func integer(_ value: Int64) {

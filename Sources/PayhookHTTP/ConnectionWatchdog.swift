@@ -1,7 +1,7 @@
 import CMicroHTTPD
 import Foundation
 import Logging
-import Synchronization
+import PayhookLock
 
 #if canImport(Glibc)
 import Glibc
@@ -89,7 +89,7 @@ final class ConnectionWatchdog: Sendable {
     /// much past its deadline.
     let interval: Duration
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(limits: HTTPLimits, logger: Logger) {
         let request = Self.duration(seconds: limits.requestDeadlineSeconds)

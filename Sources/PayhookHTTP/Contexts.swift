@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
+import PayhookLock
 
 /// Everything the C callbacks of one daemon need, reached through MHD's `cls`.
 ///
@@ -33,7 +33,7 @@ final class DaemonContext: Sendable {
     /// connection is closed instead of answered 413 (see `access`).
     let overflowAllowance: Int
     let watchdog: ConnectionWatchdog
-    let state = Mutex(State())
+    let state = Locked(State())
 
     init(limits: HTTPLimits, handler: any HTTPHandler, logger: Logger) {
         self.limits = limits
@@ -88,7 +88,7 @@ final class RequestContext: Sendable {
     let started: ContinuousClock.Instant
     /// The request line arrived after shutdown began.
     let arrivedWhileDraining: Bool
-    let state = Mutex(State())
+    let state = Locked(State())
 
     init(target: String, remoteAddress: String, arrivedWhileDraining: Bool) {
         self.target = target

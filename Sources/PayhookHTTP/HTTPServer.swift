@@ -1,7 +1,7 @@
 import CMicroHTTPD
 import Foundation
 import Logging
-import Synchronization
+import PayhookLock
 
 #if canImport(Glibc)
 import Glibc
@@ -26,11 +26,11 @@ public final class HTTPServer: Sendable {
     }
 
     private let context: DaemonContext
-    private let lifecycle: Mutex<Lifecycle>
+    private let lifecycle: Locked<Lifecycle>
     /// Set once MHD_stop_daemon returned and the socket is closed; a class so
     /// that a background stop can outlive the server object.
     private final class StopSignal: Sendable {
-        let stopped = Mutex(false)
+        let stopped = Locked(false)
     }
 
     private let stopSignal = StopSignal()
@@ -91,7 +91,7 @@ public final class HTTPServer: Sendable {
 
         self.context = context
         self.boundAddress = bound
-        self.lifecycle = Mutex(.running(Running(daemon: daemon, context: retained)))
+        self.lifecycle = Locked(.running(Running(daemon: daemon, context: retained)))
         logger.info("HTTP server listening", metadata: [
             "address": "\(bound)", "threads": "\(limits.threads)",
             "maxConnections": "\(limits.maxConnections)", "maxConnectionsPerIP": "\(limits.maxConnectionsPerIP)",

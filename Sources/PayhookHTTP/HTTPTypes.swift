@@ -86,21 +86,21 @@ public struct HTTPRequestHead: Sendable {
         self.headers = headers
         self.remoteAddress = remoteAddress
         self.receivedAt = receivedAt
+        // Split once: routing, logging and metrics read the path several times per request.
+        if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            path = String(target[..<mark])
+            query = String(target[target.index(after: mark)...])
+        } else {
+            path = target
+            query = nil
+        }
     }
 
     /// The target up to (not including) the first "?", raw.
-    public var path: String {
-        if let mark = target.firstIndex(of: "?") {
-            return String(target[..<mark])
-        }
-        return target
-    }
+    public let path: String
 
     /// The raw text after the first "?", or nil when the target has no "?".
-    public var query: String? {
-        guard let mark = target.firstIndex(of: "?") else { return nil }
-        return String(target[target.index(after: mark)...])
-    }
+    public let query: String?
 
     /// The value of the first header whose name matches `name`, ignoring ASCII case.
     public func header(_ name: String) -> String? {

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import PayhookCore
-import Synchronization
+import PayhookLock
 
 /// Writes one JSON object per log line to standard error, for log shippers: `ts`, `level`, `label`,
 /// `msg`, then every metadata key (for request lines: source, tenant, outcome, http.status, latency_ms,
@@ -11,7 +11,7 @@ public struct JSONLineLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     private let label: String
-    private static let lock = Mutex(())
+    private static let lock = Locked(())
 
     public init(label: String) {
         self.label = label

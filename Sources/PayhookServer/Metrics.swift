@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import PayhookLock
 
 /// payhook's metrics, exposed at `/metrics` in the Prometheus text format (version 0.0.4,
 /// https://prometheus.io/docs/instrumenting/exposition_formats/).
@@ -24,9 +24,9 @@ public final class Metrics: Sendable {
         var storageErrors: [String: UInt64] = [:]  // errno name
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Gauges read at scrape time: each returns its current samples (label set, value).
-    private let gauges: Mutex<[(name: String, help: String, type: String, read: @Sendable () -> [(labels: [(String, String)], value: Double)])]> = Mutex([])
+    private let gauges: Locked<[(name: String, help: String, type: String, read: @Sendable () -> [(labels: [(String, String)], value: Double)])]> = Locked([])
 
     public init() {}
 

@@ -101,9 +101,8 @@ public final class Router: HTTPHandler {
             metrics.request(source: source.kind, tenant: source.tenantLabel(for: callback) ?? "", outcome: "acknowledged", route: source.kind, seconds: Self.seconds(since: head))
             return Self.response(source.successAnswer)
         case .accepted(let event):
-            let record = SpoolRecord(id: event.id, fingerprint: event.fingerprint, bytes: event.jsonBytes())
             do {
-                let outcome = try spool.store(record)
+                let outcome = try spool.store(id: event.id, fingerprint: event.fingerprint) { event.jsonBytes() }
                 let label: String
                 switch outcome {
                 case .stored: label = "accepted"
@@ -139,6 +138,8 @@ public final class Router: HTTPHandler {
         _ head: HTTPRequestHead, outcome: String, status: Int, level: Logger.Level, event: Event? = nil,
         started: ContinuousClock.Instant? = nil, reason: String? = nil
     ) {
+        // The metadata costs more than the request's signature check; build it only for a line that is written.
+        guard level >= logger.logLevel else { return }
         var metadata: Logger.Metadata = [
             "http.method": "\(LogText.printable(head.method, limit: 16))",
             "http.path": "\(LogText.printable(head.path, limit: 128))",

@@ -7,7 +7,7 @@ import Darwin
 #endif
 import Dispatch
 import Logging
-import Synchronization
+import PayhookLock
 
 /// A durable, Maildir-like queue directory with a dedupe ledger.
 ///
@@ -33,7 +33,7 @@ public final class Spool: Sendable {
     public let recovery: SpoolRecoveryReport
 
     private let context: SpoolContext
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// The writer that publishes stores in batches (reliability.md §10).
     private let committer: SpoolGroupCommit
 
@@ -101,7 +101,7 @@ public final class Spool: Sendable {
         self.directory = root
         self.recovery = report
         self.context = context
-        self.state = Mutex(State(lockDescriptor: lockDescriptor))
+        self.state = Locked(State(lockDescriptor: lockDescriptor))
         self.committer = SpoolGroupCommit(context: context, maxBatch: maxBatch, onBatch: onBatch)
         committer.start()
         if !report.isEmpty {
@@ -215,17 +215,39 @@ public final class Spool: Sendable {
     ///   sender retries.
     public func store(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
         try validate(record)
+        return try store(id: record.id, fingerprint: record.fingerprint) { record.bytes }
+    }
+
+    /// Stores a record whose bytes are built only if they are to be written: a duplicate is answered from the
+    /// ledger alone, without building (or re-reading) an event file. Retry storms are mostly duplicates
+    /// (protocols.md: WeChat re-sends every unacknowledged notification on a schedule).
+    ///
+    /// Outcomes and errors as ``store(_:)``. `bytes` runs at most once, inside the single-flight section of this
+    /// id, and its result is checked against `id` and `fingerprint` (`.invalidRecord`) before anything is written.
+    public func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(SpoolError) -> SpoolOutcome {
+        guard SpoolRecordID.isValid(id) else {
+            throw SpoolError(
+                code: .invalidRecord,
+                message: "store \(SpoolRecordID.quoted(id)): a record id must be 64 lowercase hex characters"
+            )
+        }
         try requireUsable()
         // Step 1, single flight per id: a second store of the same id waits here until the first finished,
         // then looks at the ledger itself. It does not take over the first one's outcome, which may have been
-        // a failure, and whose record may differ from this one.
-        let gate = enter(record.id)
-        defer { leave(record.id, gate) }
+        // a failure, and whose record may differ from this one. Nor does it answer from a ledger entry another
+        // store has linked but not yet made durable: that store holds this gate until its batch's fsyncs return.
+        let gate = enter(id)
+        defer { leave(id, gate) }
         let outcome: SpoolOutcome
-        if let known = try checkLedger(record) {
-            outcome = known
+        // Step 2: the ledger decides.
+        let entry = try ledgerEntry(id)
+        if case .present(fingerprint: let known?) = entry, known == fingerprint {
+            context.logger.debug("duplicate of ids/\(id)", metadata: ["spool": "\(directory)"])
+            outcome = .duplicate
         } else {
-            outcome = try publish(record)
+            let record = SpoolRecord(id: id, fingerprint: fingerprint, bytes: bytes())
+            try validate(record)
+            outcome = entry == .absent ? try publish(record) : try keepConflict(record)
         }
         // A directory fsync that failed in another store while this one ran may have dropped entries this one
         // relies on, and this store's own fsync succeeding afterwards does not prove otherwise (isHealthy).
@@ -310,23 +332,25 @@ public final class Spool: Sendable {
         }
     }
 
-    /// Step 2: the ledger decides. Returns nil when the id is new.
-    private func checkLedger(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome? {
-        let ledger = "ids/\(record.id)"
+    private enum LedgerEntry: Equatable {
+        case absent
+        /// The fingerprint of the entry; nil when it cannot be read back as a record of this id, which the
+        /// incoming record is then kept beside as a conflict, as for any other difference.
+        case present(fingerprint: String?)
+    }
+
+    private func ledgerEntry(_ id: String) throws(SpoolError) -> LedgerEntry {
+        let ledger = "ids/\(id)"
         let existing: [UInt8]
         do {
             existing = try context.fileSystem.readFile(context.path(ledger))
         } catch where error.rawValue == ENOENT {
-            return nil
+            return .absent
         } catch {
             throw context.failure(.read, "read", ledger, error)
         }
-        if let info = context.inspector.inspect(existing),
-           info.id == record.id, info.fingerprint == record.fingerprint {
-            context.logger.debug("duplicate of \(ledger)", metadata: ["spool": "\(directory)"])
-            return .duplicate
-        }
-        return try keepConflict(record)
+        guard let info = context.inspector.inspect(existing), info.id == id else { return .present(fingerprint: nil) }
+        return .present(fingerprint: info.fingerprint)
     }
 
     /// Keeps the bytes of a record whose id is known with other content in conflicts/<id>.<unique>.json,

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import PayhookLock
 import Synchronization
 
 /// What the spool's parts share: the directory, the file-system seam and the helpers every step uses.

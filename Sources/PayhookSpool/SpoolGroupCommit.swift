@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Dispatch
+import PayhookLock
 import Synchronization
 
 /// Group commit for the spool's publication steps (reliability.md §10).
@@ -40,7 +41,7 @@ final class SpoolGroupCommit: Sendable {
 
     /// Where a waiting store gets its answer. Signalled exactly once.
     final class Completion: Sendable {
-        private let result = Mutex<Result<Void, SpoolError>?>(nil)
+        private let result = Locked<Result<Void, SpoolError>?>(nil)
         private let done = DispatchSemaphore(value: 0)
 
         func complete(_ outcome: Result<Void, SpoolError>) {
@@ -74,7 +75,7 @@ final class SpoolGroupCommit: Sendable {
     let maxBatch: Int
     private let context: SpoolContext
     private let onBatch: (@Sendable (Int) -> Void)?
-    private let queue = Mutex(Queue())
+    private let queue = Locked(Queue())
     /// One signal per request and one for each change of state; the writer waits on it for work. Taking a batch
     /// consumes one signal, so while requests are left (more than maxBatch were pending) the wait returns at once.
     private let wakeUp = DispatchSemaphore(value: 0)

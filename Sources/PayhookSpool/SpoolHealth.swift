@@ -1,4 +1,4 @@
-import Synchronization
+import PayhookLock
 
 /// The kinds of storage error a ``Spool`` counts (``Spool/failureCounts``). The raw values are meant as metric
 /// labels, e.g. `payhook_spool_errors_total{kind="fsync_dir"}`.
@@ -40,7 +40,7 @@ final class SpoolMonitor: Sendable {
         var unhealthyCause: SpoolError?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func count(_ kind: SpoolFailureKind) {
         state.withLock { $0.counts[kind, default: 0] += 1 }

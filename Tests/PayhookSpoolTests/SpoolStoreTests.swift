@@ -46,6 +46,56 @@ struct SpoolStoreTests {
         #expect(try names(directory.spool + "/tmp") == [])
     }
 
+    @Test("store(id:fingerprint:bytes:) builds the bytes only for a record it writes: never for a duplicate")
+    func lazyBytes() throws {
+        let directory = try TemporaryDirectory()
+        let fileSystem = RecordingFileSystem(root: directory.spool)
+        let spool = try openSpool(directory.spool, fileSystem: fileSystem)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(3))
+        var built = 0
+        let build = { () -> [UInt8] in
+            built += 1
+            return record.bytes
+        }
+        #expect(try spool.store(id: record.id, fingerprint: record.fingerprint, bytes: build) == .stored)
+        #expect(built == 1)
+        #expect(try contents(directory.spool + "/new/\(record.id).json") == record.bytes)
+
+        let before = fileSystem.eventCount
+        #expect(try spool.store(id: record.id, fingerprint: record.fingerprint, bytes: build) == .duplicate)
+        #expect(built == 1, "a duplicate is answered from the ledger alone")
+        #expect(fileSystem.events(since: before).allSatisfy { $0.operation == .readFile || $0.operation == .stat })
+
+        // Another fingerprint under the same id is a conflict: those bytes are kept, so they are built.
+        let other = makeRecord(id: record.id, fingerprint: "fp-2", body: "payment 43")
+        let outcome = try spool.store(id: other.id, fingerprint: other.fingerprint) { other.bytes }
+        guard case .conflict = outcome else {
+            Issue.record("expected a conflict, got \(outcome)")
+            return
+        }
+    }
+
+    @Test("store(id:fingerprint:bytes:) refuses built bytes that do not inspect to the id and fingerprint, writing nothing")
+    func lazyBytesChecked() throws {
+        let directory = try TemporaryDirectory()
+        let fileSystem = RecordingFileSystem(root: directory.spool)
+        let spool = try openSpool(directory.spool, fileSystem: fileSystem)
+        defer { spool.close() }
+        let before = fileSystem.eventCount
+        for bytes in [Array("not a record".utf8), recordBytes(id: testID(5), fingerprint: "f", body: ""),
+                      recordBytes(id: testID(4), fingerprint: "g", body: "")] {
+            let error = #expect(throws: SpoolError.self) {
+                try spool.store(id: testID(4), fingerprint: "f") { bytes }
+            }
+            #expect(error?.code == .invalidRecord)
+        }
+        let calls = fileSystem.events(since: before)
+        #expect(calls.allSatisfy { $0.operation == .readFile || $0.operation == .stat }, "only the ledger is read: \(calls)")
+        #expect(try names(directory.spool + "/new") == [])
+        #expect(try names(directory.spool + "/tmp") == [])
+    }
+
     @Test("a duplicate is recognised after the consumer took the record and after it acknowledged it")
     func duplicateAfterConsumer() throws {
         let directory = try TemporaryDirectory()
