@@ -28,6 +28,9 @@ public final class Metrics: Sendable {
     /// Gauges read at scrape time: each returns its current samples (label set, value).
     private let gauges: Locked<[(name: String, help: String, type: String, read: @Sendable () -> [(labels: [(String, String)], value: Double)])]> = Locked([])
 
+    /// Histograms kept by someone else, read at scrape time as value → how many observations had it.
+    private let externalHistograms: Locked<[(name: String, help: String, bounds: [Double], read: @Sendable () -> [Int: Int])]> = Locked([])
+
     public init() {}
 
     /// One request's outcome. `tenant` must be a configured tenant or "" (unknown). `route` is the kind
@@ -60,6 +63,12 @@ public final class Metrics: Sendable {
         read: @escaping @Sendable () -> [(labels: [(String, String)], value: Double)]
     ) {
         gauges.withLock { $0.append((name, help, type, read)) }
+    }
+
+    /// Registers a histogram kept by someone else (e.g. the spool's commit batch sizes), rendered with the
+    /// cumulative `le` buckets of `bounds` plus +Inf, `_sum` and `_count`.
+    public func histogram(_ name: String, help: String, bounds: [Double], read: @escaping @Sendable () -> [Int: Int]) {
+        externalHistograms.withLock { $0.append((name, help, bounds, read)) }
     }
 
     /// The current value of one request counter (for tests and tools).
@@ -95,6 +104,18 @@ public final class Metrics: Sendable {
         out += "# TYPE payhook_storage_errors_total counter\n"
         for (kind, value) in s.storageErrors.sorted(by: { $0.key < $1.key }) {
             out += "payhook_storage_errors_total\(Self.labels([("error", kind)])) \(value)\n"
+        }
+        for histogram in externalHistograms.withLock({ $0 }) {
+            let observed = histogram.read()
+            out += "# HELP \(histogram.name) \(histogram.help)\n# TYPE \(histogram.name) histogram\n"
+            for bound in histogram.bounds {
+                let count = observed.filter { Double($0.key) <= bound }.values.reduce(0, +)
+                out += "\(histogram.name)_bucket\(Self.labels([("le", Self.number(bound))])) \(count)\n"
+            }
+            let count = observed.values.reduce(0, +)
+            out += "\(histogram.name)_bucket\(Self.labels([("le", "+Inf")])) \(count)\n"
+            out += "\(histogram.name)_sum \(observed.reduce(0) { $0 + $1.key * $1.value })\n"
+            out += "\(histogram.name)_count \(count)\n"
         }
         for gauge in gauges.withLock({ $0 }) {
             out += "# HELP \(gauge.name) \(gauge.help)\n# TYPE \(gauge.name) \(gauge.type)\n"

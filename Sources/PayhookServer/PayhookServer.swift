@@ -89,6 +89,11 @@ public final class PayhookServer: Sendable {
         metrics.gauge("payhook_spool_failures", help: "Failed spool operations since start, by kind (monotonic).", type: "counter") {
             spool.failureCounts.sorted { $0.key < $1.key }.map { ([("kind", $0.key)], Double($0.value)) }
         }
+        metrics.histogram(
+            "payhook_spool_commit_batch_size",
+            help: "Stores published together by one group commit (sharing one fsync of new/ and one of ids/).",
+            bounds: [1, 2, 4, 8, 16, 32, 64, 128]
+        ) { spool.batchSizeHistogram }
         metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
             [([("version", PayhookVersion.current), ("schema", Event.schema)], 1)]
         }

@@ -65,6 +65,13 @@ struct MetricsTests {
         #expect(after["payhook_spool_files{folder=\"new\"}"] == 2)
         #expect(after["payhook_spool_files{folder=\"conflicts\"}"] == 1)
         #expect(after["payhook_inflight_requests"] == 1)  // the scrape itself
+        // Group commit: the two stored events went through the writer (one at a time here), the duplicate and
+        // the conflict's audit copy did not, and the failed store never reached it.
+        #expect(after["payhook_spool_commit_batch_size_count"] == 2)
+        #expect(after["payhook_spool_commit_batch_size_sum"] == 2)
+        #expect(after["payhook_spool_commit_batch_size_bucket{le=\"1\"}"] == 2)
+        #expect(after["payhook_spool_commit_batch_size_bucket{le=\"+Inf\"}"] == 2)
+        #expect(before["payhook_spool_commit_batch_size_count"] == 0)
         // Request text never becomes a label.
         #expect(!after.keys.contains { $0.contains("attacker-chosen") })
     }
