@@ -10,15 +10,18 @@ public struct EventInspector: SpoolRecordInspector {
     public init() {}
 
     public func inspect(_ bytes: [UInt8]) -> SpoolRecordInfo? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-            object["schema"] as? String == Event.schema,
-            let id = object["id"] as? String, id.utf8.count == 64, Hex.decode(id) != nil, id == id.lowercased(),
-            let source = object["source"] as? String,
-            let fields = object["fields"] as? [String: Any]
+        // JSONReader, not JSONSerialization: every new event is read back once before it is written (the spool
+        // checks that its bytes name its own id and fingerprint), and JSONSerialization took four times as long.
+        guard let object = JSONReader.parse(bytes), case .object = object,
+            object["schema"]?.stringValue == Event.schema,
+            let id = object["id"]?.stringValue, id.utf8.count == 64, Hex.decode(id) != nil, id == id.lowercased(),
+            let source = object["source"]?.stringValue,
+            case .object(let fields)? = object["fields"]
         else { return nil }
         var parameters: [FormParameter] = []
+        parameters.reserveCapacity(fields.count)
         for (name, value) in fields {
-            guard let text = value as? String else { return nil }
+            guard let text = value.stringValue else { return nil }
             parameters.append(FormParameter(name: name, value: text))
         }
         return SpoolRecordInfo(id: id, fingerprint: Event.fingerprint(of: parameters, source: source))
