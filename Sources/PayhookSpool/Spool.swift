@@ -25,7 +25,8 @@ import PayhookLock
 /// Records are opaque: the spool only needs an id, a fingerprint, and an inspector that reads both back.
 /// One `Spool` may be used from many threads; stores of different ids run concurrently, and their directory
 /// fsyncs are shared by group commit (reliability.md §10): one writer thread publishes whatever stores are
-/// pending as one batch, and answers each only once the batch is durable.
+/// pending as one batch, and answers each only once the batch is durable (a store that finds the writer idle
+/// publishes itself, as a batch of one).
 public final class Spool: Sendable {
     /// The spool directory, as given (without trailing slashes).
     public let directory: String
@@ -65,8 +66,8 @@ public final class Spool: Sendable {
     ///     ``SpoolFileSystem/availableBytes(_:)`` works, as ``PosixFileSystem``'s does.
     ///   - maxBatch: Group commit (reliability.md §10): at most this many concurrent stores share one fsync(new/)
     ///     and one fsync(ids/). At least 1; 1 publishes one store at a time.
-    ///   - onBatch: Called with the size of every batch the writer publishes, on the writer thread, before it
-    ///     touches the disk; for a metrics histogram. It must be quick and must not store into this spool.
+    ///   - onBatch: Called with the size of every batch, on the thread that publishes it (the writer, or a lone
+    ///     store), before it touches the disk; for a metrics histogram. It must be quick and must not store into this spool.
     ///     ``batchSizeHistogram`` keeps the same numbers.
     public init(
         directory: String,
@@ -412,7 +413,7 @@ public final class Spool: Sendable {
             suffix: context.uniqueSuffix()
         )
 
-        // Steps 4 to 6, by the writer, batched with whatever other stores are pending: link into new/, one
+        // Steps 4 to 6, by the writer (or here, when it is idle), batched with whatever other stores are pending: link into new/, one
         // fsync(new/) for the batch, link into ids/, one fsync(ids/). This blocks until that last fsync returned,
         // so nobody is answered before the batch holding their record is durable (contract §4, invariant 1).
         let result = committer.commit(SpoolGroupCommit.Request(id: record.id, temporary: temporary))

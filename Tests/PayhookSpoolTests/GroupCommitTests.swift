@@ -60,6 +60,28 @@ struct GroupCommitTests {
         #expect(try names(root + "/tmp") == [])
     }
 
+    @Test("a lone store with the writer idle publishes on its own thread, a batch of one, with the same steps")
+    func loneStorePublishesInline() throws {
+        let directory = try TemporaryDirectory()
+        let fileSystem = RecordingFileSystem(root: directory.spool)
+        let publishers = Shared<[pthread_t]>([])
+        let spool = try Spool(
+            directory: directory.spool, inspector: TestInspector(), fileSystem: fileSystem, logger: LogStore().logger(),
+            onBatch: { _ in publishers.update { $0.append(pthread_self()) } })
+        defer { spool.close() }
+        let record = makeRecord(id: testID(7200))
+        let start = fileSystem.eventCount
+        #expect(try spool.store(record) == .stored)
+        let threads = publishers.current
+        #expect(threads.count == 1)
+        #expect(threads.first.map { pthread_equal($0, pthread_self()) != 0 } == true, "published by another thread")
+        #expect(spool.batchSizeHistogram == [1: 1])
+        let steps = fileSystem.events(since: start)
+            .filter { [.link, .fsync].contains($0.operation) && ["new", "ids"].contains($0.path.split(separator: "/").first.map(String.init)) }
+            .map { "\($0.operation) \($0.path)" }
+        #expect(steps == ["link new/\(record.id).json", "fsync new", "link ids/\(record.id)", "fsync ids"])
+    }
+
     @Test("a failed fsync(new/) fails every store of its batch, takes back their records and makes the spool unhealthy")
     func failedDirectoryFsyncFailsTheBatch() throws {
         let directory = try TemporaryDirectory()
