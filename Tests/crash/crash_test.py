@@ -1416,7 +1416,7 @@ def main():
     p.add_argument("--seed", type=int, default=1, help="makes pool, picks and kill times reproducible")
     p.add_argument("--seconds", type=float, default=900, help="time budget for the whole run; exceeding it fails")
     p.add_argument("--pool", type=int, default=0,
-                   help="distinct dedupe keys generated before the loop (default: 250 per kill or stop + 2000)")
+                   help="distinct dedupe keys generated before the loop (default: 500 per kill or stop + 2000)")
     p.add_argument("--payhook-signed", type=int, default=8, help="requests made by `payhook sign` mixed in")
     p.add_argument("--min-load", type=float, default=0.05, help="least load before a kill or stop (s)")
     p.add_argument("--max-load", type=float, default=1.5, help="most load before a kill or stop (s)")
@@ -1431,7 +1431,7 @@ def main():
     p.add_argument("--verbose", action="store_true", help="a progress line per kill")
     args = p.parse_args()
     if args.pool == 0:
-        args.pool = min(60000, 250 * (args.kills + args.graceful_rounds) + 2000)
+        args.pool = min(60000, 500 * (args.kills + args.graceful_rounds) + 2000)
     if (args.kills < 1 or args.clients < 1 or args.pool < 10 or args.kills_per_spool < 1
             or not 0 < args.min_load <= args.max_load):
         p.error("need --kills ≥ 1, --clients ≥ 1, --pool ≥ 10, --kills-per-spool ≥ 1 "
