@@ -45,6 +45,14 @@ public final class Spool: Sendable {
         var inFlight: [String: (gate: Gate, users: Int)] = [:]
     }
 
+    /// Fingerprints of ledger entries read before, by id, with the inode they were read from. A retry storm
+    /// re-sends the same few events; for each repeat the ledger check is then one stat(2) instead of reading
+    /// and parsing the entry. Entries never change in place (an entry is a hard link to an immutable record
+    /// file), and one whose inode differs (removed by retention, stored again) is read afresh.
+    private let knownFingerprints = Locked([String: (inode: UInt64, fingerprint: String)]())
+    /// Bounds the memory of ``knownFingerprints``: about 1 KiB per entry at most.
+    static let knownFingerprintLimit = 4096
+
     /// Lets one store of an id run at a time; the others wait for it.
     private final class Gate: Sendable {
         let semaphore = DispatchSemaphore(value: 1)
@@ -342,6 +350,10 @@ public final class Spool: Sendable {
 
     private func ledgerEntry(_ id: String) throws(SpoolError) -> LedgerEntry {
         let ledger = "ids/\(id)"
+        guard let status = try context.status(ledger) else { return .absent }
+        if let known = knownFingerprints.withLock({ $0[id] }), known.inode == status.inode {
+            return .present(fingerprint: known.fingerprint)
+        }
         let existing: [UInt8]
         do {
             existing = try context.fileSystem.readFile(context.path(ledger))
@@ -351,6 +363,10 @@ public final class Spool: Sendable {
             throw context.failure(.read, "read", ledger, error)
         }
         guard let info = context.inspector.inspect(existing), info.id == id else { return .present(fingerprint: nil) }
+        knownFingerprints.withLock { known in
+            if known.count >= Self.knownFingerprintLimit { known.removeAll(keepingCapacity: true) }
+            known[id] = (status.inode, info.fingerprint)
+        }
         return .present(fingerprint: info.fingerprint)
     }
 

@@ -243,22 +243,61 @@ struct SpoolFaultTests {
         #expect(try reopened.store(record) == .duplicate)
     }
 
-    @Test("a ledger that cannot be read fails the store without writing")
-    func ledgerReadFailure() throws {
+    @Test("a ledger entry that cannot be looked up or read fails the store without writing", arguments: [
+        RecordingFileSystem.Operation.stat, .readFile,
+    ])
+    func ledgerReadFailure(_ operation: RecordingFileSystem.Operation) throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
         let fileSystem = RecordingFileSystem(root: root)
         let spool = try openSpool(root, fileSystem: fileSystem)
         defer { spool.close() }
         let record = makeRecord(id: testID(105))
-        fileSystem.inject(.init(operation: .readFile, path: .prefix("ids/"), errno: EIO))
+        // An entry to read: a lookup that finds none stores without reading anything.
+        #expect(try spool.store(record) == .stored)
+        fileSystem.inject(.init(operation: operation, path: .prefix("ids/"), errno: EIO))
 
         let start = fileSystem.eventCount
         let error = #expect(throws: SpoolError.self) { try spool.store(record) }
-        #expect(error?.message == "read ids/\(record.id): Input/output error")
+        let verb = operation == .stat ? "stat" : "read"
+        #expect(error?.message == "\(verb) ids/\(record.id): Input/output error")
         #expect(!fileSystem.events(since: start).contains { $0.creates || $0.operation == .write })
         fileSystem.setInjecting(false)
+        #expect(try spool.store(record) == .duplicate)
+    }
+
+    @Test("a repeated duplicate is answered from one stat(2) of its ledger entry; a replaced entry is read again")
+    func repeatedDuplicates() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.spool
+        let fileSystem = RecordingFileSystem(root: root)
+        let spool = try openSpool(root, fileSystem: fileSystem)
+        defer { spool.close() }
+        let record = makeRecord(id: testID(106))
         #expect(try spool.store(record) == .stored)
+        #expect(try spool.store(record) == .duplicate)  // reads and parses the entry once
+
+        var start = fileSystem.eventCount
+        #expect(try spool.store(record) == .duplicate)
+        #expect(fileSystem.events(since: start).map(\.operation) == [.stat])
+
+        // Retention removed the entry and the record came back under a new inode with other content: the
+        // remembered fingerprint no longer applies, and the entry is read again.
+        let other = makeRecord(id: record.id, fingerprint: "fp-other", body: "payment 44")
+        try posix.unlink(root + "/ids/\(record.id)")
+        let replacement = root + "/replacement"
+        let descriptor = open(replacement, O_CREAT | O_WRONLY, 0o644)
+        _ = other.bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        _ = close(descriptor)
+        try posix.link(replacement, root + "/ids/\(record.id)")
+        try posix.unlink(replacement)
+        start = fileSystem.eventCount
+        let outcome = try spool.store(record)
+        guard case .conflict = outcome else {
+            Issue.record("expected a conflict against the replaced entry, got \(outcome)")
+            return
+        }
+        #expect(fileSystem.events(since: start).contains { $0.operation == .readFile && $0.path == "ids/\(record.id)" })
     }
 
     @Test("a conflict whose audit copy cannot be made durable fails and leaves no audit file")

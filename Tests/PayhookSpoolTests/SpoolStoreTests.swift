@@ -335,9 +335,9 @@ struct SpoolStoreTests {
         #expect(!log.contains { $0.operation == .rename }, "records are published with link, never rename")
         #expect(log.filter { $0.operation == .fsync }.count == 3)
         #expect(spool.batchSizeHistogram == [1: 1])
-        // Step 2 comes first: the ledger is read and has no entry.
-        let readLedger = position("read ids/") {
-            $0.operation == .readFile && $0.path == "ids/\(record.id)" && $0.failure == ENOENT
+        // Step 2 comes first: the ledger is looked up and has no entry.
+        let readLedger = position("stat ids/") {
+            $0.operation == .stat && $0.path == "ids/\(record.id)" && $0.failure == ENOENT
         }
         #expect(readLedger < create)
         #expect(log.filter { $0.failure != nil }.count == 1)
