@@ -48,30 +48,37 @@ public enum FormQueryError: Error, Sendable, Equatable, CustomStringConvertible 
 /// data and are skipped.
 public enum FormQuery {
     public static func decode(_ query: String) throws(FormQueryError) -> [FormParameter] {
+        // One copy of the bytes, then slices of it: this runs on every unified callback.
+        let bytes = Array(query.utf8)
         var result: [FormParameter] = []
         var seen = Set<String>()
-        for piece in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+        var start = 0
+        while start < bytes.count {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
+            defer { start = end + 1 }
+            guard end > start else { continue }
+            let piece = bytes[start..<end]
             let rawName: ArraySlice<UInt8>
             let rawValue: ArraySlice<UInt8>
-            let bytes = ArraySlice(piece)
-            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
-                rawName = bytes[bytes.startIndex..<eq]
-                rawValue = bytes[(eq + 1)...]
+            if let eq = piece.firstIndex(of: UInt8(ascii: "=")) {
+                rawName = piece[piece.startIndex..<eq]
+                rawValue = piece[(eq + 1)...]
             } else {
-                rawName = bytes
+                rawName = piece
                 rawValue = []
             }
-            let label = String(decoding: rawName, as: UTF8.self)
-            let name = try decodeComponent(rawName, label: label)
+            let name = try decodeComponent(rawName, label: rawName)
             guard !name.isEmpty else { throw .emptyName }
-            let value = try decodeComponent(rawValue, label: label)
+            let value = try decodeComponent(rawValue, label: rawName)
             guard seen.insert(name).inserted else { throw .repeatedName(name) }
             result.append(FormParameter(name: name, value: value))
         }
         return result
     }
 
-    static func decodeComponent(_ raw: ArraySlice<UInt8>, label: String) throws(FormQueryError) -> String {
+    /// `label` is the parameter's raw name, for the error message only.
+    static func decodeComponent(_ raw: ArraySlice<UInt8>, label rawLabel: ArraySlice<UInt8>) throws(FormQueryError) -> String {
+        var label: String { String(decoding: rawLabel, as: UTF8.self) }
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)
         var index = raw.startIndex
