@@ -12,26 +12,13 @@ private func nested(_ depth: Int) -> String {
     String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
 }
 
-/// Deterministic generator so failures are reproducible.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Produces random valid JSON text together with the value it must decode to.
 private struct DocumentGenerator {
-    var rng: SplitMix64
+    var rng: SeededGenerator
     private let hexDigits = Array("0123456789abcdef".utf8)
     private let hexDigitsUpper = Array("0123456789ABCDEF".utf8)
 
-    init(seed: UInt64) { rng = SplitMix64(seed: seed) }
+    init(seed: UInt64) { rng = SeededGenerator(seed: seed) }
 
     mutating func document() -> (bytes: [UInt8], value: JSONValue) {
         var out: [UInt8] = []
@@ -516,7 +503,7 @@ func rejects(_ input: Rejected) {
 // MARK: - Robustness
 
 @Test func noCrashOnRandomAndMutatedInput() {
-    var rng = SplitMix64(seed: 0xC0FFEE)
+    var rng = SeededGenerator(seed: 0xC0FFEE)
     let alphabet = Array("{}[]\":,\\ \t\n0123456789+-.eEtrufalsn/u".utf8)
         + [0x00, 0x01, 0x1F, 0x7F, 0x80, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF]
     var accepted = 0

@@ -880,19 +880,6 @@ import Testing
 
     // MARK: - Robustness
 
-    /// SplitMix64: small, fast and deterministic across platforms.
-    private struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private static let seedDocuments = [
         """
         listen = "127.0.0.1:8080"     # host:port
