@@ -30,11 +30,7 @@ struct QueueSpoolOption: ParsableArguments {
 
     /// Opens the spool, or reports why not (exit 1).
     func open() throws -> QueueDirectory {
-        do {
-            return try QueueDirectory(spool)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        try QueueCLI.attempt(QueueDirectory(spool))
     }
 }
 
@@ -63,6 +59,15 @@ enum QueueCLI {
     static func fail(_ error: QueueError) -> ExitCode {
         Output.err("error: \(error.message)")
         return ExitCode(1)
+    }
+
+    /// Runs one queue operation; its error becomes that sentence and exit code 1.
+    static func attempt<T>(_ operation: @autoclosure () throws(QueueError) -> T) throws(ExitCode) -> T {
+        do {
+            return try operation()
+        } catch {
+            throw fail(error)
+        }
     }
 
     /// Reports files moved to corrupt/ on stderr. Returns whether there were any.

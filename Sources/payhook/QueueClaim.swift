@@ -39,20 +39,11 @@ struct QueueTake: ParsableCommand {
         let waiting = wait || timeout != nil
         var stop: QueueStopSignal?
         if waiting {
-            do {
-                let signal = try QueueStopSignal()
-                QueueCLI.handleStopSignals(signal)
-                stop = signal
-            } catch {
-                throw QueueCLI.fail(error)
-            }
+            let signal = try QueueCLI.attempt(QueueStopSignal())
+            QueueCLI.handleStopSignals(signal)
+            stop = signal
         }
-        let result: QueueTakeResult
-        do {
-            result = try directory.take(wait: waiting, timeout: timeout?.seconds, stop: stop)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        let result = try QueueCLI.attempt(directory.take(wait: waiting, timeout: timeout?.seconds, stop: stop))
         QueueCLI.report(result.quarantined)
         guard let entry = result.entry else {
             // Scripts that wait in a loop tell "nothing yet" (exit 0, no output) from a real error (exit 1).
@@ -95,11 +86,7 @@ struct QueueAck: ParsableCommand {
 
     func run() throws {
         let directory = try spool.open()
-        do {
-            try directory.ack(id)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        try QueueCLI.attempt(directory.ack(id))
         Output.out("acknowledged \(id)")
     }
 }
@@ -122,12 +109,7 @@ struct QueueNack: ParsableCommand {
 
     func run() throws {
         let directory = try spool.open()
-        let attempts: Int
-        do {
-            attempts = try directory.nack(id, reason: reason)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        let attempts = try QueueCLI.attempt(directory.nack(id, reason: reason))
         Output.out("returned \(id) to new/ (\(attempts) failed attempt\(attempts == 1 ? "" : "s") so far)")
     }
 }
@@ -151,12 +133,7 @@ struct QueueRequeue: ParsableCommand {
 
     func run() throws {
         let directory = try spool.open()
-        let report: QueueRequeueReport
-        do {
-            report = try directory.requeue(olderThan: olderThan.seconds)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        let report = try QueueCLI.attempt(directory.requeue(olderThan: olderThan.seconds))
         for item in report.requeued {
             Output.out(
                 "returned \(item.id) to new/ after \(QueueTime.formatDuration(item.age)) in cur/ "
@@ -185,11 +162,7 @@ struct QueueRevive: ParsableCommand {
 
     func run() throws {
         let directory = try spool.open()
-        do {
-            try directory.revive(id)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        try QueueCLI.attempt(directory.revive(id))
         Output.out("returned \(id) from dead/ to new/")
     }
 }

@@ -61,12 +61,7 @@ struct QueueConsume: ParsableCommand {
 
     func run() throws {
         let directory = try spool.open()
-        let stop: QueueStopSignal
-        do {
-            stop = try QueueStopSignal()
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        let stop = try QueueCLI.attempt(QueueStopSignal())
         let level = Logger.Level(rawValue: logLevel) ?? .info
         var logger = Logger(label: "payhook.queue") { label in StreamLogHandler.standardError(label: label) }
         logger.logLevel = level
@@ -92,10 +87,6 @@ struct QueueConsume: ParsableCommand {
         options.grace = grace.seconds
         options.drain = drain
         let consumer = QueueConsumer(directory: directory, options: options, logger: logger, stop: stop)
-        do {
-            _ = try consumer.run()
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        _ = try QueueCLI.attempt(consumer.run())
     }
 }

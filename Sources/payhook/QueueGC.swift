@@ -50,12 +50,7 @@ struct QueueGC: ParsableCommand {
         options.temporaryAge = tmpOlderThan.seconds
         options.dryRun = dryRun
         options.limit = limit
-        let report: QueueGCReport
-        do {
-            report = try directory.gc(options)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        let report = try QueueCLI.attempt(directory.gc(options))
         let verb = dryRun ? "would remove" : "removed"
         for item in report.removed {
             Output.out("\(verb) \(item.path): \(item.reason)")

@@ -60,12 +60,7 @@ struct QueueList: ParsableCommand {
         if !location.isEmpty { filter.locations = Set(location.compactMap(QueueLocation.init(rawValue:))) }
         filter.since = since.flatMap { QueueTime.parseInstant($0, now: now) }
         filter.until = until.flatMap { QueueTime.parseInstant($0, now: now) }
-        let listing: QueueListing
-        do {
-            listing = try directory.list(filter)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        let listing = try QueueCLI.attempt(directory.list(filter))
         if json {
             Output.out(QueueFormat.json(listing.entries))
         } else if listing.entries.isEmpty {
@@ -102,12 +97,7 @@ struct QueueShow: ParsableCommand {
 
     func run() throws {
         let directory = try spool.open()
-        let entry: QueueEntry
-        do {
-            entry = try directory.show(id)
-        } catch {
-            throw QueueCLI.fail(error)
-        }
+        let entry = try QueueCLI.attempt(directory.show(id))
         if json {
             var bytes = entry.event.bytes
             if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
