@@ -223,8 +223,10 @@ public final class Spool: Sendable {
     ///   (see ``isHealthy``); `.closed` after ``close()``. Every error means "not stored": answer so that the
     ///   sender retries.
     public func store(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
-        try validate(record)
-        return try store(id: record.id, fingerprint: record.fingerprint) { record.bytes }
+        // The bytes exist already, so they are checked before the disk is touched, and only once.
+        try validateID(record.id)
+        try validateBytes(record)
+        return try store(id: record.id, fingerprint: record.fingerprint, bytesChecked: true) { record.bytes }
     }
 
     /// Stores a record whose bytes are built only if they are to be written: a duplicate is answered from the
@@ -234,12 +236,13 @@ public final class Spool: Sendable {
     /// Outcomes and errors as ``store(_:)``. `bytes` runs at most once, inside the single-flight section of this
     /// id, and its result is checked against `id` and `fingerprint` (`.invalidRecord`) before anything is written.
     public func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(SpoolError) -> SpoolOutcome {
-        guard SpoolRecordID.isValid(id) else {
-            throw SpoolError(
-                code: .invalidRecord,
-                message: "store \(SpoolRecordID.quoted(id)): a record id must be 64 lowercase hex characters"
-            )
-        }
+        try validateID(id)
+        return try store(id: id, fingerprint: fingerprint, bytesChecked: false, bytes: bytes)
+    }
+
+    private func store(
+        id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8]
+    ) throws(SpoolError) -> SpoolOutcome {
         try requireUsable()
         // Step 1, single flight per id: a second store of the same id waits here until the first finished,
         // then looks at the ledger itself. It does not take over the first one's outcome, which may have been
@@ -255,7 +258,7 @@ public final class Spool: Sendable {
             outcome = .duplicate
         } else {
             let record = SpoolRecord(id: id, fingerprint: fingerprint, bytes: bytes())
-            try validate(record)
+            if !bytesChecked { try validateBytes(record) }
             outcome = entry == .absent ? try publish(record) : try keepConflict(record)
         }
         // A directory fsync that failed in another store while this one ran may have dropped entries this one
@@ -283,13 +286,16 @@ public final class Spool: Sendable {
 
     // MARK: - Store steps
 
-    private func validate(_ record: SpoolRecord) throws(SpoolError) {
-        guard SpoolRecordID.isValid(record.id) else {
+    private func validateID(_ id: String) throws(SpoolError) {
+        guard SpoolRecordID.isValid(id) else {
             throw SpoolError(
                 code: .invalidRecord,
-                message: "store \(SpoolRecordID.quoted(record.id)): a record id must be 64 lowercase hex characters"
+                message: "store \(SpoolRecordID.quoted(id)): a record id must be 64 lowercase hex characters"
             )
         }
+    }
+
+    private func validateBytes(_ record: SpoolRecord) throws(SpoolError) {
         // Recovery and the ledger check read id and fingerprint back through the inspector. A record whose bytes
         // say something else would be quarantined at the next start, or never be recognised as a duplicate.
         guard let info = context.inspector.inspect(record.bytes),
