@@ -93,12 +93,9 @@ public final class Metrics: Sendable {
         out += "# HELP payhook_request_duration_seconds Time from the request's arrival to its answer, by route (unified, wechat).\n"
         out += "# TYPE payhook_request_duration_seconds histogram\n"
         for (route, histogram) in s.latency.sorted(by: { $0.key < $1.key }) {
-            for (index, bound) in Self.latencyBuckets.enumerated() {
-                out += "payhook_request_duration_seconds_bucket\(Self.labels([("route", route), ("le", Self.number(bound))])) \(histogram.buckets[index])\n"
-            }
-            out += "payhook_request_duration_seconds_bucket\(Self.labels([("route", route), ("le", "+Inf")])) \(histogram.count)\n"
-            out += "payhook_request_duration_seconds_sum\(Self.labels([("route", route)])) \(Self.number(histogram.sum))\n"
-            out += "payhook_request_duration_seconds_count\(Self.labels([("route", route)])) \(histogram.count)\n"
+            out += Self.histogramLines(
+                "payhook_request_duration_seconds", labels: [("route", route)], bounds: Self.latencyBuckets,
+                cumulative: histogram.buckets, sum: histogram.sum, count: histogram.count)
         }
         out += "# HELP payhook_storage_errors_total Failures to store an event, by error.\n"
         out += "# TYPE payhook_storage_errors_total counter\n"
@@ -108,14 +105,13 @@ public final class Metrics: Sendable {
         for histogram in externalHistograms.withLock({ $0 }) {
             let observed = histogram.read()
             out += "# HELP \(histogram.name) \(histogram.help)\n# TYPE \(histogram.name) histogram\n"
-            for bound in histogram.bounds {
-                let count = observed.filter { Double($0.key) <= bound }.values.reduce(0, +)
-                out += "\(histogram.name)_bucket\(Self.labels([("le", Self.number(bound))])) \(count)\n"
-            }
-            let count = observed.values.reduce(0, +)
-            out += "\(histogram.name)_bucket\(Self.labels([("le", "+Inf")])) \(count)\n"
-            out += "\(histogram.name)_sum \(observed.reduce(0) { $0 + $1.key * $1.value })\n"
-            out += "\(histogram.name)_count \(count)\n"
+            out += Self.histogramLines(
+                histogram.name, labels: [], bounds: histogram.bounds,
+                cumulative: histogram.bounds.map { bound in
+                    UInt64(observed.filter { Double($0.key) <= bound }.values.reduce(0, +))
+                },
+                sum: Double(observed.reduce(0) { $0 + $1.key * $1.value }),
+                count: UInt64(observed.values.reduce(0, +)))
         }
         for gauge in gauges.withLock({ $0 }) {
             out += "# HELP \(gauge.name) \(gauge.help)\n# TYPE \(gauge.name) \(gauge.type)\n"
@@ -123,6 +119,20 @@ public final class Metrics: Sendable {
                 out += "\(gauge.name)\(Self.labels(sample.labels)) \(Self.number(sample.value))\n"
             }
         }
+        return out
+    }
+
+    /// The sample lines of one histogram series: a cumulative `_bucket` per bound and +Inf, `_sum`, `_count`.
+    static func histogramLines(
+        _ name: String, labels: [(String, String)], bounds: [Double], cumulative: [UInt64], sum: Double, count: UInt64
+    ) -> String {
+        var out = ""
+        for (bound, inBucket) in zip(bounds, cumulative) {
+            out += "\(name)_bucket\(Self.labels(labels + [("le", Self.number(bound))])) \(inBucket)\n"
+        }
+        out += "\(name)_bucket\(Self.labels(labels + [("le", "+Inf")])) \(count)\n"
+        out += "\(name)_sum\(Self.labels(labels)) \(Self.number(sum))\n"
+        out += "\(name)_count\(Self.labels(labels)) \(count)\n"
         return out
     }
 
