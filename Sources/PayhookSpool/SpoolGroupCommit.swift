@@ -149,16 +149,23 @@ final class SpoolGroupCommit: Sendable {
             wakeUp.signal()
             return completion.wait()
         case .inline:
-            onBatch?(1)
-            let outcome = publish([request])[0]
-            let waiting = queue.withLock { queue -> Bool in
-                queue.committer = nil
-                return !queue.pending.isEmpty || queue.stopping
-            }
+            let (outcomes, waiting) = publishClaimed([request])
             // Stores that queued behind this one (and a stop() waiting for it) are the writer's now.
             if waiting { wakeUp.signal() }
-            return outcome
+            return outcomes[0]
         }
+    }
+
+    /// Publishes a batch the calling thread has claimed (it is `committer`), then gives up the claim. Returns
+    /// the outcomes, in order, and whether stores (or a stop) are waiting for the writer.
+    private func publishClaimed(_ batch: [Request]) -> (outcomes: [Result<Void, SpoolError>], waiting: Bool) {
+        onBatch?(batch.count)
+        let outcomes = publish(batch)
+        let waiting = queue.withLock { queue -> Bool in
+            queue.committer = nil
+            return !queue.pending.isEmpty || queue.stopping
+        }
+        return (outcomes, waiting)
     }
 
     /// Stops the writer: requests it has not taken yet fail with `.closed`; the batch in progress finishes, and
@@ -237,9 +244,8 @@ final class SpoolGroupCommit: Sendable {
             }
             if exit { return }
             guard !batch.isEmpty else { continue }
-            onBatch?(batch.count)
-            let outcomes = publish(batch.map(\.request))
-            queue.withLock { $0.committer = nil }
+            // Each store that queued meanwhile signalled wakeUp, so the writer needs no extra wake-up here.
+            let (outcomes, _) = publishClaimed(batch.map(\.request))
             for (entry, outcome) in zip(batch, outcomes) {
                 entry.completion.complete(outcome)
             }
