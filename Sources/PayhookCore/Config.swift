@@ -65,6 +65,9 @@ public struct Config: Sendable, Equatable {
     public var requestDeadlineSeconds: Int
     /// A request line and headers not complete within this are cut (slowloris on the head).
     public var headerDeadlineSeconds: Int
+    /// Listener threads. A thread whose handler waits for the disk stalls every connection it serves, and a
+    /// group commit can only share its directory fsyncs among stores that wait at once, so this is sized for
+    /// the disk's latency rather than for the cores (README, "Performance").
     public var threads: Int
     public var shutdownGraceSeconds: Int
     /// Below this much free space in the spool's file system, callbacks are refused with 503 before
@@ -77,6 +80,8 @@ public struct Config: Sendable, Equatable {
     public var wechat: [WeChatTenant]
 
     public static let defaultListen = "127.0.0.1:8080"
+    /// `threads` when the file does not set it, and `max_connections` is at least this.
+    public static let defaultThreads = 32
 
     public init(file: String, spool: String) {
         self.file = file
@@ -89,7 +94,7 @@ public struct Config: Sendable, Equatable {
         self.connectionMemoryLimitBytes = 32768
         self.requestDeadlineSeconds = 30
         self.headerDeadlineSeconds = 10
-        self.threads = 4
+        self.threads = Self.defaultThreads
         self.shutdownGraceSeconds = 10
         self.minFreeBytes = 16 * 1024 * 1024
         self.logLevel = "info"

@@ -139,6 +139,17 @@ import Testing
         #expect(found.first?.hasPrefix("/etc/payhook/p.toml:2: ") == true, "\(found)")
     }
 
+    @Test func threadsDefaultToThirtyTwoAndFollowASmallerConnectionLimit() throws {
+        let tenant = "[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret = \"s\"\n"
+        let loader = Self.loader()
+        #expect(try loader.load(text: tenant, path: "/etc/payhook/p.toml").config.threads == 32)
+        #expect(try loader.load(text: "max_connections = 8\n" + tenant, path: "/etc/payhook/p.toml").config.threads == 8)
+        #expect(try loader.load(text: "max_connections = 2\n" + tenant, path: "/etc/payhook/p.toml").config.threads == 2)
+        #expect(try loader.load(text: "threads = 3\nmax_connections = 8\n" + tenant, path: "/etc/payhook/p.toml").config.threads == 3)
+        // Below the minimum of 2 threads the limit cannot be followed.
+        #expect(Self.issues("max_connections = 1\n" + tenant) == ["/etc/payhook/p.toml:1: max_connections (1) must be at least threads (2)"])
+    }
+
     @Test func connectionLimitMustCoverTheThreads() {
         let text = "threads = 8\nmax_connections = 4\n[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret = \"s\"\n"
         #expect(Self.issues(text) == ["/etc/payhook/p.toml:2: max_connections (4) must be at least threads (8)"])
