@@ -683,7 +683,14 @@ def make_report(ctx, records, rate_records, started, ended):
     L.append(f"- durable-file ceiling of the disk spool's file system (bench/tools/fileceil.c, 1 KiB files, "
              f"{args.fileceil_seconds}s each): one at a time {fmt(fc.get('single'))} files/s, batched "
              f"(B=64, 2 threads) {fmt(fc.get('batched'))} files/s (quoted for a quiet machine: ~{QUOTED_SINGLE_CEILING:,} "
-             f"and ~{QUOTED_BATCHED_CEILING:,})")
+             f"and ~{QUOTED_BATCHED_CEILING:,}); 32 concurrent writers, each fsyncing its own file: "
+             f"{fmt(fc.get('concurrent'))} files/s")
+    L.append(f"- fsync latency on that file system, same probe: one writer alone, file "
+             f"{fmt(fc.get('single_file_fsync_p50_ms'), 2)} / {fmt(fc.get('single_file_fsync_p99_ms'), 2)} ms (p50 / p99), "
+             f"directory {fmt(fc.get('single_dir_fsync_p50_ms'), 2)} / {fmt(fc.get('single_dir_fsync_p99_ms'), 2)} ms; "
+             f"32 concurrent writers, file {fmt(fc.get('concurrent_fsync_p50_ms'), 2)} / "
+             f"{fmt(fc.get('concurrent_fsync_p99_ms'), 2)} ms. A store waits for three flushes one after the other "
+             f"(its file, then new/, then ids/), so these bound its latency from below")
     L.append("")
 
     # ---- the main table
@@ -836,7 +843,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, help="seconds per wrk run (full 4, quick 2)")
     ap.add_argument("--dup-set", type=int, default=100)
-    ap.add_argument("--payhook-threads", type=int, default=8)
+    ap.add_argument("--payhook-threads", type=int, default=32)
     ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")
     ap.add_argument("--rate-duration", type=int, help="seconds per fixed-rate run (full 6, quick 3)")
     ap.add_argument("--rate-conns", type=int, default=64)

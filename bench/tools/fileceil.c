@@ -9,7 +9,13 @@
  *   single:  one file at a time: write 1 KiB, fsync, rename into place, fsync the directory
  *   batched: THREADS threads, each writing BATCH files (write, fsync each), renaming them all,
  *            then one fsync of the directory: what a group-committing writer could reach
- * Prints "single FILES_PER_S" and "batched FILES_PER_S".
+ *   concurrent: 32 threads, each writing one file at a time (write, fsync) and nothing else: how
+ *            many file fsyncs the device completes when many writers wait at once, as payhook's
+ *            listener threads do, and how long each one waits
+ * Prints "single FILES_PER_S", "batched FILES_PER_S", "concurrent FILES_PER_S", and the latency
+ * percentiles of the fsync calls in milliseconds: "single_file_fsync_p50_ms X", "..._p99_ms",
+ * "single_dir_fsync_p50_ms", "..._p99_ms", "concurrent_fsync_p50_ms", "..._p99_ms". A durable
+ * store needs several flushes one after the other, so these bound its latency from below.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -37,12 +43,57 @@ static void fail(const char *what) {
     exit(1);
 }
 
-static void write_file(const char *path) {
+/* Fsync latencies in seconds, appended by whoever measures them (one list per measurement). */
+typedef struct {
+    double *values;
+    long count, capacity;
+    pthread_mutex_t lock;
+} samples_t;
+
+static samples_t file_fsyncs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+static samples_t dir_fsyncs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+static samples_t concurrent_fsyncs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void record(samples_t *s, double value) {
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    if (s->count == s->capacity) {
+        s->capacity = s->capacity ? 2 * s->capacity : 4096;
+        s->values = realloc(s->values, s->capacity * sizeof *s->values);
+        if (!s->values) fail("realloc");
+    }
+    s->values[s->count++] = value;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void print_percentiles(const char *name, samples_t *s) {
+    if (s->count == 0) return;
+    qsort(s->values, s->count, sizeof *s->values, by_value);
+    printf("%s_p50_ms %.3f\n", name, 1000 * s->values[s->count / 2]);
+    printf("%s_p99_ms %.3f\n", name, 1000 * s->values[(long)(0.99 * (s->count - 1))]);
+}
+
+static void timed_fsync(int fd, samples_t *s, const char *what) {
+    double started = now_s();
+    if (fsync(fd) < 0) fail(what);
+    record(s, now_s() - started);
+}
+
+static void write_file_timed(const char *path, samples_t *s) {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) fail(path);
     if (write(fd, payload, sizeof payload) != (ssize_t)sizeof payload) fail("write");
-    if (fsync(fd) < 0) fail("fsync");
+    timed_fsync(fd, s, "fsync");
     close(fd);
+}
+
+static void write_file(const char *path) {
+    write_file_timed(path, NULL);
 }
 
 static void sync_dir(int dfd) {
@@ -80,6 +131,19 @@ static void *batched(void *arg) {
     return NULL;
 }
 
+/* One of the concurrent writers: a file at a time, each fsynced, nothing shared. */
+static void *concurrent(void *arg) {
+    job_t *j = arg;
+    char path[4200];
+    long n = 0;
+    while (now_s() < j->until) {
+        snprintf(path, sizeof path, "%s/%d.%ld", j->dir, j->id, n++);
+        write_file_timed(path, &concurrent_fsyncs);
+    }
+    j->files = n;
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: fileceil DIR SECONDS BATCH THREADS\n");
@@ -102,9 +166,9 @@ int main(int argc, char **argv) {
     while (now_s() < until) {
         snprintf(tmp, sizeof tmp, "%s/.t%ld", dir, n);
         snprintf(dst, sizeof dst, "%s/%ld", dir, n);
-        write_file(tmp);
+        write_file_timed(tmp, &file_fsyncs);
         if (rename(tmp, dst) < 0) fail("rename");
-        sync_dir(dfd);
+        timed_fsync(dfd, &dir_fsyncs, "fsync dir");
         n++;
     }
     close(dfd);
@@ -127,5 +191,27 @@ int main(int argc, char **argv) {
         total += jobs[t].files;
     }
     printf("batched %.0f\n", total / (now_s() - start));
+
+    enum { CONCURRENT_WRITERS = 32 };
+    snprintf(dir, sizeof dir, "%s/concurrent", base);
+    if (mkdir(dir, 0755) < 0) fail(dir);
+    job_t *writers = calloc(CONCURRENT_WRITERS, sizeof *writers);
+    pthread_t *writer_tids = calloc(CONCURRENT_WRITERS, sizeof *writer_tids);
+    start = now_s();
+    for (int t = 0; t < CONCURRENT_WRITERS; t++) {
+        writers[t].id = t;
+        writers[t].until = start + seconds;
+        snprintf(writers[t].dir, sizeof writers[t].dir, "%s", dir);
+        if (pthread_create(&writer_tids[t], NULL, concurrent, &writers[t])) fail("pthread_create");
+    }
+    total = 0;
+    for (int t = 0; t < CONCURRENT_WRITERS; t++) {
+        pthread_join(writer_tids[t], NULL);
+        total += writers[t].files;
+    }
+    printf("concurrent %.0f\n", total / (now_s() - start));
+    print_percentiles("single_file_fsync", &file_fsyncs);
+    print_percentiles("single_dir_fsync", &dir_fsyncs);
+    print_percentiles("concurrent_fsync", &concurrent_fsyncs);
     return 0;
 }
