@@ -150,21 +150,38 @@ public struct DedupeKey: Sendable, Equatable, Hashable {
     }
 
     public var text: String {
-        ([source] + parts).map(Self.escape).joined(separator: "/")
+        // Built as bytes in one buffer: this runs for every verified callback, duplicates included.
+        var out: [UInt8] = []
+        out.reserveCapacity(source.utf8.count + parts.reduce(0) { $0 + $1.utf8.count + 1 })
+        Self.appendEscaped(source, to: &out)
+        for part in parts {
+            out.append(UInt8(ascii: "/"))
+            Self.appendEscaped(part, to: &out)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func escape(_ part: String) -> String {
-        var out = ""
+        var out: [UInt8] = []
+        appendEscaped(part, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `part` percent-encoded outside RFC 3986's unreserved set, with uppercase hex digits.
+    static func appendEscaped(_ part: String, to out: inout [UInt8]) {
         for byte in part.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
                 UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
+                out.append(byte)
             default:
-                out += "%" + Hex.encode([byte]).uppercased()
+                out.append(UInt8(ascii: "%"))
+                out.append(upperHexDigits[Int(byte >> 4)])
+                out.append(upperHexDigits[Int(byte & 0x0f)])
             }
         }
-        return out
     }
+
+    private static let upperHexDigits = Array("0123456789ABCDEF".utf8)
 }

@@ -51,7 +51,10 @@ public enum FormQuery {
         // One copy of the bytes, then slices of it: this runs on every unified callback.
         let bytes = Array(query.utf8)
         var result: [FormParameter] = []
-        var seen = Set<String>()
+        // Repeated names are found by comparing with the names so far: a callback has a dozen or so, and
+        // comparing short strings is cheaper than hashing them. Past `linearLimit` names a set takes over, so
+        // that a query of thousands of names costs linear time, not quadratic.
+        var seen: Set<String>?
         var start = 0
         while start < bytes.count {
             let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
@@ -70,15 +73,31 @@ public enum FormQuery {
             let name = try decodeComponent(rawName, label: rawName)
             guard !name.isEmpty else { throw .emptyName }
             let value = try decodeComponent(rawValue, label: rawName)
-            guard seen.insert(name).inserted else { throw .repeatedName(name) }
+            if seen == nil, result.count == linearLimit {
+                seen = Set(result.map(\.name))
+            }
+            if seen != nil {
+                guard seen!.insert(name).inserted else { throw .repeatedName(name) }
+            } else if result.contains(where: { $0.name == name }) {
+                throw .repeatedName(name)
+            }
             result.append(FormParameter(name: name, value: value))
         }
         return result
     }
 
+    /// How many names are checked for repeats by comparison before a set is used.
+    static let linearLimit = 32
+
     /// `label` is the parameter's raw name, for the error message only.
     static func decodeComponent(_ raw: ArraySlice<UInt8>, label rawLabel: ArraySlice<UInt8>) throws(FormQueryError) -> String {
         var label: String { String(decoding: rawLabel, as: UTF8.self) }
+        // Most components (amounts, keys, codes) are printable ASCII with nothing to decode: their text is
+        // their bytes, which are valid UTF-8 by construction.
+        if !raw.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") || !(0x21...0x7e).contains($0) }) {
+            return String(decoding: raw, as: UTF8.self)
+        }
+        var nonASCII = false
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)
         var index = raw.startIndex
@@ -92,7 +111,9 @@ public enum FormQuery {
                 guard raw.distance(from: index, to: raw.endIndex) >= 3,
                     let high = Hex.value(raw[index + 1]), let low = Hex.value(raw[index + 2])
                 else { throw .badEscape(parameter: label) }
-                out.append(high << 4 | low)
+                let byte = high << 4 | low
+                nonASCII = nonASCII || byte >= 0x80
+                out.append(byte)
                 index += 3
             case 0x21...0x7e:
                 out.append(c)
@@ -101,6 +122,8 @@ public enum FormQuery {
                 throw .badCharacter(parameter: label)
             }
         }
+        // Only escaped bytes can be outside ASCII, so only then is there UTF-8 to validate.
+        guard nonASCII else { return String(decoding: out, as: UTF8.self) }
         guard let text = String(validating: out, as: UTF8.self) else { throw .notUTF8(parameter: label) }
         return text
     }

@@ -1,3 +1,4 @@
+import Foundation
 import PayhookCore
 import Testing
 
@@ -45,6 +46,23 @@ import Testing
         #expect(a.text != b.text)
         #expect(a.text == "unified/a%2Fb/c")
         #expect(DedupeKey(source: "wechat.pay", parts: ["支"]).text == "wechat.pay/%E6%94%AF")
+        #expect(DedupeKey(source: "unified", parts: ["", "a b", "~-._%"]).text == "unified//a%20b/~-._%25")
+    }
+
+    /// The key's text against RFC 3986 percent-encoding as Foundation does it, on random parts.
+    @Test func dedupeKeyTextMatchesFoundationsPercentEncoding() {
+        var unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        unreserved.formUnion([])
+        var rng = SeededGenerator(seed: 0xdeed)
+        let pool: [Character] = ["a", "Z", "0", "-", ".", "_", "~", "/", "%", " ", "+", "&", "=", "支", "é", "😀", "\u{0}", "\u{7f}"]
+        for _ in 0..<1000 {
+            let parts = (0..<Int.random(in: 0...4, using: &rng)).map { _ in
+                String((0..<Int.random(in: 0...8, using: &rng)).map { _ in pool.randomElement(using: &rng)! })
+            }
+            let expected = (["unified"] + parts).map { $0.addingPercentEncoding(withAllowedCharacters: unreserved)! }
+                .joined(separator: "/")
+            #expect(DedupeKey(source: "unified", parts: parts).text == expected)
+        }
     }
 
     @Test func fingerprintIgnoresOrderButNotValues() {
