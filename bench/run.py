@@ -124,7 +124,7 @@ def compile_tools(work):
     out = os.path.join(work, "bin")
     os.makedirs(out, exist_ok=True)
     built = {}
-    for name, extra in (("ratedrv", ["-lm"]), ("fileceil", ["-pthread"])):
+    for name, extra in (("ratedrv", ["-lm"]), ("fileceil", ["-pthread"]), ("mhdmin", ["-lmicrohttpd"])):
         src = os.path.join(BENCH, "tools", name + ".c")
         exe = os.path.join(out, name)
         if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
@@ -394,6 +394,40 @@ class Nginx:
         return True
 
 
+class Mhdmin:
+    """libmicrohttpd answering success and doing nothing else (bench/tools/mhdmin.c), with payhook's
+    listener flags and thread count: the ceiling libmicrohttpd itself sets, between nginx and payhook."""
+
+    def __init__(self, binary, rundir, threads):
+        os.makedirs(rundir, exist_ok=True)
+        self.port = free_port()
+        self.logf = open(os.path.join(rundir, "mhdmin.stderr"), "w")
+        self.proc = subprocess.Popen([binary, str(self.port), str(threads)], stdout=self.logf, stderr=self.logf)
+        deadline = time.time() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"mhdmin did not start; see {rundir}/mhdmin.stderr")
+                time.sleep(0.02)
+        self.pids = [self.proc.pid]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.logf.closed:
+            self.logf.close()
+        return True
+
+
 # ---------------------------------------------------------------------------------------------
 # one measurement
 
@@ -520,6 +554,9 @@ def measure(ctx, rep, conns, workload, server_kind, spool_kind):
         if server_kind == "nginx":
             server = Nginx(rundir)
             max_lines = min(args.nginx_lines, ctx["lines"])
+        elif server_kind == "mhdmin":
+            server = Mhdmin(ctx["tools"]["mhdmin"], rundir, args.payhook_threads)
+            max_lines = min(args.nginx_lines, ctx["lines"])
         else:
             spool = os.path.join(ctx["spool_roots"][spool_kind], run_id)
             rec["spool_dir"] = spool
@@ -546,7 +583,7 @@ def measure(ctx, rep, conns, workload, server_kind, spool_kind):
         else:
             server.stop()
             if rec["bad"]:
-                rec["failed"] = f"nginx gave {rec['bad']} unexpected answers ({rec['first_bad']})"
+                rec["failed"] = f"{server_kind} gave {rec['bad']} unexpected answers ({rec['first_bad']})"
         if rec.get("bad") and not rec["failed"]:
             rec["failed"] = f"{rec['bad']} answers were not the success answer (first: {rec['first_bad']})"
         rec["notes"] += rec.get("stalls", [])
@@ -738,6 +775,31 @@ def make_report(ctx, records, rate_records, started, ended):
                              f"{fmt(ratio(d.get('rps'), t.get('rps')), 3)} | {fmt(t.get('p99'), 2)} | {fmt(d.get('p99'), 2)} |")
         L.append("")
 
+    # ---- libmicrohttpd alone
+    if any(r["server"] == "mhdmin" for r in records):
+        L.append("## libmicrohttpd alone: what the HTTP library costs before payhook does anything")
+        L.append("")
+        L.append("The duplicates workload against bench/tools/mhdmin.c, libmicrohttpd answering `success` with "
+                 f"payhook's listener flags and `threads = {args.payhook_threads}`, and nothing else. Between it and "
+                 "payhook lies payhook's own work per request (parsing, the signature check, the dedupe-key "
+                 "digest, the ledger `stat`, metrics); between it and nginx, libmicrohttpd's.")
+        L.append("")
+        L.append("| conns | nginx req/s | libmicrohttpd alone req/s | payhook req/s | alone / nginx | "
+                 "payhook / alone | CPU s/1k nginx | alone | payhook |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in args.connections:
+            n = cell(records, conns=c, workload="dup", server="nginx")
+            a = cell(records, conns=c, workload="dup", server="mhdmin")
+            p = cell(records, conns=c, workload="dup", server="payhook", spool="disk")
+            if p["runs"] == 0:  # duplicates write nothing, so a tmpfs-only run says the same
+                p = cell(records, conns=c, workload="dup", server="payhook", spool="tmpfs")
+            if a["runs"] == 0:
+                continue
+            L.append(f"| {c} | {fmt(n.get('rps'))} | {fmt(a.get('rps'))} | {fmt(p.get('rps'))} | "
+                     f"{fmt(ratio(a.get('rps'), n.get('rps')), 3)} | {fmt(ratio(p.get('rps'), a.get('rps')), 3)} | "
+                     f"{fmt(n.get('cpu'), 3)} | {fmt(a.get('cpu'), 3)} | {fmt(p.get('cpu'), 3)} |")
+        L.append("")
+
     # ---- fixed rate
     L.append(f"## Fixed rate: {args.rate:,} unique events/s offered, open loop (bench/tools/ratedrv.c)")
     L.append("")
@@ -855,6 +917,8 @@ def main():
                     help="lines wrk loads for nginx (it may repeat them: nothing is stored)")
     ap.add_argument("--max-minutes", type=float,
                     help="stop starting closed-loop runs after this long (full 12, quick 2)")
+    ap.add_argument("--no-mhdmin", action="store_true",
+                    help="skip the libmicrohttpd-alone reference (bench/tools/mhdmin.c) in the duplicates runs")
     ap.add_argument("--keep-spools", action="store_true", help="do not delete the disk spools at the end")
     ap.add_argument("--fail-on-targets", action="store_true", help="exit 3 when a target is missed")
     ap.add_argument("--output", default=os.path.join(BENCH, "results", "latest.md"))
@@ -920,6 +984,8 @@ def main():
             for c in args.connections:
                 for w in args.workloads:
                     plan.append((rep, c, w, "nginx", None))
+                    if w == "dup" and not args.no_mhdmin:
+                        plan.append((rep, c, w, "mhdmin", None))
                     for s in args.spools:
                         plan.append((rep, c, w, "payhook", s))
         deadline = time.time() + args.max_minutes * 60
