@@ -426,10 +426,10 @@ public final class Spool: Sendable {
 
     /// Steps 3 to 8: write to tmp/, publish in new/, enter in the ledger.
     private func publish(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
-        // Step 3, on the caller's thread: the contents are durable under a name no consumer reads. The file
-        // fsyncs of concurrent stores overlap here (ext4's jbd2 folds them into one journal commit); only the
-        // directory steps are serialised, in the writer (reliability.md §10).
-        let temporary = try context.writeDurableTemporary(
+        // Step 3, on the caller's thread: the contents are durable under no name a consumer reads (an unnamed
+        // file, or tmp/). The file fsyncs of concurrent stores overlap here (the block layer merges concurrent
+        // flushes); only the directory steps are serialised, in the writer (reliability.md §10).
+        let temporary = try context.writeDurableRecord(
             record.bytes,
             stem: record.id,
             suffix: context.uniqueSuffix()
@@ -440,8 +440,8 @@ public final class Spool: Sendable {
         // so nobody is answered before the batch holding their record is durable (contract §4, invariant 1).
         let result = committer.commit(SpoolGroupCommit.Request(id: record.id, temporary: temporary))
 
-        // Step 7: the tmp name has done its job (or the store failed and was taken back); a leftover is removed
-        // by recovery. Done here rather than in the writer, so that the writer's batch only holds the steps
+        // Step 7: the temporary has done its job (or the store failed and was taken back): a tmp/ name is
+        // unlinked (a leftover is removed by recovery), an unnamed file closed. Done here rather than in the writer, so that the writer's batch only holds the steps
         // that order durability, and the unlinks of a batch run in parallel.
         context.removeTemporary(temporary)
         switch result {

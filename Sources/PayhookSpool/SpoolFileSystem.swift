@@ -54,6 +54,16 @@ public protocol SpoolFileSystem: Sendable {
     func flock(_ fd: CInt, operation: CInt) throws(SpoolErrno)
     /// `link(2)`: a second name for `existing`; fails with `EEXIST` rather than replacing `newPath`.
     func link(_ existing: String, _ newPath: String) throws(SpoolErrno)
+    /// `open(2)` with `O_TMPFILE`: a new, empty regular file without a name, on the file system of the
+    /// directory `path`, open for writing (reliability.md §1). It gets a name only through
+    /// ``link(descriptor:_:)``, so a crash before that leaves nothing behind. Throws `EOPNOTSUPP` (or `EISDIR`,
+    /// `EINVAL`, `ENOSYS`) where there is no such thing; the spool then writes named files in tmp/ instead.
+    /// The default implementation throws `EOPNOTSUPP`.
+    func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt
+    /// Gives the file open as `fd` (from ``openUnnamed(inDirectory:mode:)``) the name `newPath`; fails with
+    /// `EEXIST` rather than replacing it. Callable again for a second name. The default implementation throws
+    /// `EOPNOTSUPP`.
+    func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno)
     /// `rename(2)`: replaces `newPath` if it exists.
     func rename(_ oldPath: String, _ newPath: String) throws(SpoolErrno)
     /// `unlink(2)`.
@@ -77,6 +87,16 @@ public protocol SpoolFileSystem: Sendable {
 }
 
 extension SpoolFileSystem {
+    /// Not supported: throws `EOPNOTSUPP`, so the spool names its files in tmp/.
+    public func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
+        throw SpoolErrno(EOPNOTSUPP)
+    }
+
+    /// Not supported: throws `EOPNOTSUPP`.
+    public func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno) {
+        throw SpoolErrno(EOPNOTSUPP)
+    }
+
     /// Not supported: throws `ENOSYS`, so a free-space guard cannot refuse anything on this file system.
     public func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64 {
         throw SpoolErrno(ENOSYS)
@@ -134,6 +154,27 @@ public struct PosixFileSystem: SpoolFileSystem {
     public func rename(_ oldPath: String, _ newPath: String) throws(SpoolErrno) {
         _ = try retryingOnInterrupt { systemRename(oldPath, newPath) }
     }
+
+    public func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
+        // The name is given later through /proc/self/fd (linkat(2) with AT_EMPTY_PATH needs
+        // CAP_DAC_READ_SEARCH): without /proc an unnamed file could never be published, so none is made.
+        guard Self.procFileDescriptors else { throw SpoolErrno(EOPNOTSUPP) }
+        return try retryingOnInterrupt { systemOpen(path, Self.temporaryFileFlag | O_WRONLY | O_CLOEXEC, mode) }
+    }
+
+    public func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno) {
+        // linkat(2): "AT_SYMLINK_FOLLOW ... can be used to link an O_TMPFILE file through /proc/self/fd" (the
+        // magic link is followed to the open file, which keeps its inode); swift-nio's fallback does the same.
+        let source = "/proc/self/fd/\(fd)"
+        _ = try retryingOnInterrupt { linkat(AT_FDCWD, source, AT_FDCWD, newPath, AT_SYMLINK_FOLLOW) }
+    }
+
+    /// `O_TMPFILE` from <bits/fcntl-linux.h>, which Swift's Glibc module does not export: `__O_TMPFILE` is
+    /// `020000000 | __O_DIRECTORY`, the same on x86-64 and arm64.
+    public static let temporaryFileFlag: CInt = 0o20000000 | O_DIRECTORY
+
+    /// Whether /proc/self/fd is there to link unnamed files through; looked up once.
+    static let procFileDescriptors: Bool = access("/proc/self/fd", X_OK) == 0
 
     public func unlink(_ path: String) throws(SpoolErrno) {
         _ = try retryingOnInterrupt { systemUnlink(path) }

@@ -40,7 +40,7 @@ final class SpoolGroupCommit: Sendable {
     /// A store handed to the writer: its durable tmp/ file, to be published under its id.
     struct Request: Sendable {
         let id: String
-        let temporary: String
+        let temporary: SpoolContext.Temporary
         var published: String { "new/\(id).json" }
         var ledger: String { "ids/\(id)" }
     }
@@ -252,11 +252,11 @@ final class SpoolGroupCommit: Sendable {
         }
     }
 
-    /// Steps 4 to 6 of a store, for a whole batch; returns each request's outcome, in order. The tmp/ names are
-    /// left for the stores to remove once answered: they are only a clean-up (recovery removes leftovers), and
-    /// a rollback of a store that a consumer overtook still needs its tmp/ name to enter it in the ledger.
+    /// Steps 4 to 6 of a store, for a whole batch; returns each request's outcome, in order. The temporaries
+    /// (tmp/ names, or open unnamed files) are left for the stores to let go of once answered: they are only a
+    /// clean-up (recovery removes leftover names), and a rollback of a store that a consumer overtook still
+    /// needs its temporary to enter it in the ledger.
     private func publish(_ batch: [Request]) -> [Result<Void, SpoolError>] {
-        let fileSystem = context.fileSystem
         var outcomes = [Result<Void, SpoolError>](repeating: .success(()), count: batch.count)
 
         // A directory fsync failed in an earlier batch: which names are durable is unknown, so nothing more is
@@ -276,7 +276,7 @@ final class SpoolGroupCommit: Sendable {
         var linked: [Int] = []
         for (index, request) in batch.enumerated() {
             do {
-                try fileSystem.link(context.path(request.temporary), context.path(request.published))
+                try context.link(request.temporary, to: request.published)
                 linked.append(index)
             } catch {
                 context.monitor.count(.link)
@@ -286,14 +286,14 @@ final class SpoolGroupCommit: Sendable {
                     // id cannot be stored.
                     let failure = SpoolError(
                         code: .inconsistent,
-                        message: "link \(request.temporary) to \(request.published): \(error) (published without "
+                        message: "link \(request.temporary.shown) to \(request.published): \(error) (published without "
                             + "a ledger entry; recovery repairs this at the next start)",
                         errno: error.rawValue
                     )
                     context.logger.error("\(failure)", metadata: ["spool": "\(context.root)"])
                     outcomes[index] = .failure(failure)
                 } else {
-                    outcomes[index] = .failure(.io("link", "\(request.temporary) to \(request.published)", error))
+                    outcomes[index] = .failure(.io("link", "\(request.temporary.shown) to \(request.published)", error))
                 }
             }
         }
@@ -319,11 +319,12 @@ final class SpoolGroupCommit: Sendable {
         for index in linked {
             let request = batch[index]
             do {
-                try fileSystem.link(context.path(request.temporary), context.path(request.ledger))
+                try context.link(request.temporary, to: request.ledger)
                 entered.append(index)
             } catch {
                 rollBack(request)
-                outcomes[index] = .failure(context.failure(.link, "link", "\(request.temporary) to \(request.ledger)", error))
+                outcomes[index] = .failure(
+                    context.failure(.link, "link", "\(request.temporary.shown) to \(request.ledger)", error))
             }
         }
         guard !entered.isEmpty else { return outcomes }
@@ -367,11 +368,11 @@ final class SpoolGroupCommit: Sendable {
             // the ledger entry is created anyway, best effort, so that the sender's retry is a duplicate.
             do throws(SpoolError) {
                 do {
-                    try fileSystem.link(context.path(request.temporary), context.path(ledger))
+                    try context.link(request.temporary, to: ledger)
                 } catch where error.rawValue == EEXIST {
                     // Already there.
                 } catch {
-                    throw context.failure(.link, "link", "\(request.temporary) to \(ledger)", error)
+                    throw context.failure(.link, "link", "\(request.temporary.shown) to \(ledger)", error)
                 }
                 try context.fsyncDirectory("ids")
             } catch {

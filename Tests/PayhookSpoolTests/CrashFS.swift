@@ -142,10 +142,13 @@ final class CrashFS: SpoolFileSystem {
 
     /// What the log started from; durable by definition.
     let base: Image
+    /// Whether ``openUnnamed(inDirectory:mode:)`` makes unnamed files (O_TMPFILE) or throws `EOPNOTSUPP`.
+    let unnamedFiles: Bool
     private let state: Mutex<State>
 
-    init(image: Image) {
+    init(image: Image, unnamedFiles: Bool = false) {
         base = image
+        self.unnamedFiles = unnamedFiles
         let highest = max(image.directories.keys.max() ?? 0, image.files.keys.max() ?? 0)
         state = Mutex(State(current: image, nextInode: highest + 1))
     }
@@ -354,6 +357,8 @@ final class CrashFS: SpoolFileSystem {
         typealias FileOutcome = (content: [UInt8], label: String, number: Int)
         var fileChoices: [(inode: Int, outcomes: [FileOutcome], byFate: [DataFate: Int])] = []
         for (inode, operations) in dataOperations.sorted(by: { $0.key < $1.key }) {
+            // An unnamed file (O_TMPFILE) not linked anywhere yet: no crash state can reach it.
+            guard template.files[inode] != nil else { continue }
             let syncedBefore = lastSync[inode] ?? -1
             let durable = operations.prefix { $0 < syncedBefore }.count
             var content = base.files[inode] ?? []
@@ -685,6 +690,39 @@ final class CrashFS: SpoolFileSystem {
             }
             if let holder = state.locks[descriptor.inode], holder != fd { throw SpoolErrno(EWOULDBLOCK) }
             state.locks[descriptor.inode] = fd
+        }
+    }
+
+    /// An unnamed file is an inode no directory names: nothing is logged until it is linked, and a crash state
+    /// before that has no way to reach it (``Image/prune()``), which is O_TMPFILE's promise. Its writes and
+    /// fsyncs are logged against its inode like any file's.
+    func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
+        guard unnamedFiles else { throw SpoolErrno(EOPNOTSUPP) }
+        return try call { (state: inout State) throws(SpoolErrno) -> CInt in
+            guard state.descriptors.count < state.maximumDescriptors else { throw SpoolErrno(EMFILE) }
+            let directory = try Self.resolve(path, in: state.current)
+            guard state.current.directories[directory] != nil else { throw SpoolErrno(ENOTDIR) }
+            let inode = state.nextInode
+            state.nextInode += 1
+            state.current.files[inode] = []
+            let fd = state.nextDescriptor
+            state.nextDescriptor += 1
+            state.descriptors[fd] = Descriptor(inode: inode, path: "\(path)/#unnamed\(inode)", writable: true)
+            return fd
+        }
+    }
+
+    func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno) {
+        guard unnamedFiles else { throw SpoolErrno(EOPNOTSUPP) }
+        try call { (state: inout State) throws(SpoolErrno) in
+            guard let descriptor = state.descriptors[fd] else { throw SpoolErrno(EBADF) }
+            let (directory, name) = try Self.parent(newPath, in: state.current)
+            guard state.current.directories[directory]?[name] == nil else { throw SpoolErrno(EEXIST) }
+            state.current.directories[directory]?[name] = descriptor.inode
+            Self.log(
+                .add(directory: directory, name: name, inode: descriptor.inode),
+                "link \(descriptor.path) -> \(newPath)", &state
+            )
         }
     }
 

@@ -76,11 +76,11 @@ enum StoreFault: String, CaseIterable, Sendable, CustomStringConvertible {
 @Suite("Storing under injected faults")
 struct SpoolFaultTests {
     @Test("a failed store leaves nothing behind, is counted, and the same record stores once the fault is gone",
-          arguments: StoreFault.allCases)
-    func failedStoreRecovers(_ storeFault: StoreFault) throws {
+          arguments: StoreFault.allCases, [false, true])
+    func failedStoreRecovers(_ storeFault: StoreFault, unnamedFiles: Bool) throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
-        let fileSystem = RecordingFileSystem(root: root)
+        let fileSystem = RecordingFileSystem(root: root, unnamedFiles: unnamedFiles)
         let logs = LogStore()
         let spool = try openSpool(root, fileSystem: fileSystem, logs: logs)
         let record = makeRecord(id: testID(100))
@@ -94,6 +94,11 @@ struct SpoolFaultTests {
         #expect(error?.errno == storeFault.fault.errno)
         #expect(storeFault.messageMatches(error?.message ?? "", id: record.id), "\(error?.message ?? "no error")")
         #expect(log.contains { $0.failure == storeFault.fault.errno }, "the fault was hit: \(log)")
+        // The record was written as the file system allows: unnamed (nothing created or unlinked in tmp/), or
+        // as a tmp/ name.
+        let namedInTmp = log.contains { $0.creates && $0.path.hasPrefix("tmp/\(record.id).") }
+        #expect(namedInTmp == !unnamedFiles || storeFault == .noSpaceOnCreate || storeFault == .tooManyFilesOnOpen)
+        #expect(!unnamedFiles || !log.contains { $0.operation == .unlink && $0.path.hasPrefix("tmp/") })
         #expect(try names(root + "/new") == [])
         #expect(try names(root + "/ids") == [])
         #expect(try names(root + "/tmp") == [])

@@ -27,6 +27,60 @@ struct SpoolStoreTests {
         #expect(try names(root + "/conflicts") == [])
     }
 
+    @Test("a record is written as an unnamed file and linked through its descriptor: no tmp/ name is made or removed")
+    func recordsAreUnnamedFiles() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.spool
+        let fileSystem = RecordingFileSystem(root: root, unnamedFiles: true)
+        let logs = LogStore()
+        let spool = try openSpool(root, fileSystem: fileSystem, logs: logs)
+        defer { spool.close() }
+        let records = (0..<3).map { makeRecord(id: testID(60 + $0)) }
+        let start = fileSystem.eventCount
+        for record in records {
+            #expect(try spool.store(record) == .stored)
+        }
+        let log = fileSystem.events(since: start)
+        #expect(log.filter { $0.operation == .open && $0.path == "tmp/" }.count == records.count)
+        #expect(!log.contains { $0.path.hasPrefix("tmp/") && ($0.creates && $0.path != "tmp/" || $0.operation == .unlink) })
+        for record in records {
+            // Both names come from the open descriptor, in this order, and name one inode with the record.
+            let links = log.filter {
+                $0.operation == .link && ($0.path == "new/\(record.id).json" || $0.path == "ids/\(record.id)")
+            }
+            #expect(links.map(\.path) == ["new/\(record.id).json", "ids/\(record.id)"])
+            #expect(links.allSatisfy { $0.source == "tmp/" })
+            #expect(try contents(root + "/new/\(record.id).json") == record.bytes)
+            #expect(try posix.stat(root + "/new/\(record.id).json").inode == posix.stat(root + "/ids/\(record.id)").inode)
+        }
+        #expect(try names(root + "/tmp") == [])
+        #expect(logs.messages(at: .notice).isEmpty)
+    }
+
+    @Test("without unnamed files the spool says so once and writes named files in tmp/, removed after the store")
+    func fallsBackToNamedFiles() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.spool
+        let fileSystem = RecordingFileSystem(root: root, unnamedFiles: false)
+        let logs = LogStore()
+        let spool = try openSpool(root, fileSystem: fileSystem, logs: logs)
+        defer { spool.close() }
+        let records = (0..<2).map { makeRecord(id: testID(70 + $0)) }
+        let start = fileSystem.eventCount
+        for record in records {
+            #expect(try spool.store(record) == .stored)
+        }
+        let log = fileSystem.events(since: start)
+        for record in records {
+            #expect(log.contains { $0.creates && $0.path.hasPrefix("tmp/\(record.id).") })
+            #expect(log.contains { $0.operation == .unlink && $0.path.hasPrefix("tmp/\(record.id).") })
+            #expect(try contents(root + "/new/\(record.id).json") == record.bytes)
+        }
+        #expect(try names(root + "/tmp") == [])
+        let notices = logs.messages(at: .notice).filter { $0.contains("no unnamed files") }
+        #expect(notices.count == 1, "\(logs.messages(at: .notice))")
+    }
+
     @Test("the same record again is a duplicate and writes nothing")
     func sameRecordIsDuplicate() throws {
         let directory = try TemporaryDirectory()

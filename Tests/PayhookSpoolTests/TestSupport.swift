@@ -265,11 +265,15 @@ final class RecordingFileSystem: SpoolFileSystem {
     }
 
     let root: String
+    /// Whether ``openUnnamed(inDirectory:mode:)`` forwards to the real O_TMPFILE or throws `EOPNOTSUPP`, as a
+    /// file system without unnamed files does (the spool then names its files in tmp/).
+    let unnamedFiles: Bool
     private let real = PosixFileSystem()
     private let state = Mutex(State())
 
-    init(root: String) {
+    init(root: String, unnamedFiles: Bool = false) {
         self.root = root
+        self.unnamedFiles = unnamedFiles
     }
 
     // Control
@@ -401,6 +405,24 @@ final class RecordingFileSystem: SpoolFileSystem {
     func link(_ existing: String, _ newPath: String) throws(SpoolErrno) {
         try perform(.link, relative(newPath), source: relative(existing)) { () throws(SpoolErrno) in
             try real.link(existing, newPath)
+        }
+    }
+
+    /// Recorded as an `open` of "<directory>/" (e.g. "tmp/"), so that faults on the prefix "tmp/" hit unnamed
+    /// files as they hit named ones; so are the writes and fsyncs on its descriptor.
+    func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
+        guard unnamedFiles else { throw SpoolErrno(EOPNOTSUPP) }
+        let shown = relative(path) + "/"
+        let fd = try perform(.open, shown, flags: PosixFileSystem.temporaryFileFlag | O_WRONLY) { () throws(SpoolErrno) in
+            try real.openUnnamed(inDirectory: path, mode: mode)
+        }
+        state.withLock { $0.descriptors[fd] = shown }
+        return fd
+    }
+
+    func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno) {
+        try perform(.link, relative(newPath), source: path(of: fd)) { () throws(SpoolErrno) in
+            try real.link(descriptor: fd, newPath)
         }
     }
 
