@@ -13,7 +13,7 @@ import PayhookLock
 ///
 /// ```
 /// SPOOL/
-///   tmp/        files being written; consumers never read it
+///   tmp/        files being written (unnamed, O_TMPFILE, where the file system allows); consumers never read it
 ///   new/        published records, one file each, named <id>.json
 ///   cur/        records a consumer took (renamed from new/); deleting one acknowledges it
 ///   ids/        the dedupe ledger: ids/<id> is a hard link to the record's inode
