@@ -351,7 +351,41 @@ api_key_file = "secrets/wechat.key"
         return code == 0
 
 
-class Nginx:
+class Reference:
+    """A reference server started as a child process on a free loopback port; `stop_signal` ends it."""
+
+    stop_signal = signal.SIGTERM
+
+    def start(self, argv, rundir, log_name, what):
+        self.logf = open(os.path.join(rundir, log_name), "w")
+        self.proc = subprocess.Popen(argv, stdout=self.logf, stderr=self.logf)
+        deadline = time.time() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{what} did not start; see {os.path.join(rundir, log_name)}")
+                time.sleep(0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.logf.closed:
+            self.logf.close()
+        return True
+
+
+class Nginx(Reference):
+    stop_signal = signal.SIGQUIT  # graceful: finish, then exit
+
     def __init__(self, rundir):
         self.prefix = rundir
         os.makedirs(rundir, exist_ok=True)
@@ -361,19 +395,7 @@ class Nginx:
         cfg = os.path.join(rundir, "nginx.conf")
         with open(cfg, "w") as f:
             f.write(conf)
-        self.logf = open(os.path.join(rundir, "nginx.stderr"), "w")
-        self.proc = subprocess.Popen(["nginx", "-p", rundir + "/", "-c", cfg, "-g", "daemon off;"],
-                                     stdout=self.logf, stderr=self.logf)
-        deadline = time.time() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"nginx did not start; see {rundir}/error.log")
-                time.sleep(0.02)
+        self.start(["nginx", "-p", rundir + "/", "-c", cfg, "-g", "daemon off;"], rundir, "nginx.stderr", "nginx")
         for _ in range(100):  # workers are forked just after the socket is bound
             kids = children_of(self.proc.pid)
             if len(kids) >= 2:
@@ -381,51 +403,16 @@ class Nginx:
             time.sleep(0.02)
         self.pids = [self.proc.pid] + kids
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish, then exit
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self.logf.closed:
-            self.logf.close()
-        return True
 
-
-class Mhdmin:
+class Mhdmin(Reference):
     """libmicrohttpd answering success and doing nothing else (bench/tools/mhdmin.c), with payhook's
     listener flags and thread count: the ceiling libmicrohttpd itself sets, between nginx and payhook."""
 
     def __init__(self, binary, rundir, threads):
         os.makedirs(rundir, exist_ok=True)
         self.port = free_port()
-        self.logf = open(os.path.join(rundir, "mhdmin.stderr"), "w")
-        self.proc = subprocess.Popen([binary, str(self.port), str(threads)], stdout=self.logf, stderr=self.logf)
-        deadline = time.time() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"mhdmin did not start; see {rundir}/mhdmin.stderr")
-                time.sleep(0.02)
+        self.start([binary, str(self.port), str(threads)], rundir, "mhdmin.stderr", "mhdmin")
         self.pids = [self.proc.pid]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self.logf.closed:
-            self.logf.close()
-        return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -144,6 +144,29 @@ static void *concurrent(void *arg) {
     return NULL;
 }
 
+/* Runs `count` threads of `body` for `seconds` in a new directory `dir`; returns files per second. */
+static double run_writers(const char *dir, int count, void *(*body)(void *)) {
+    if (mkdir(dir, 0755) < 0) fail(dir);
+    job_t *jobs = calloc(count, sizeof *jobs);
+    pthread_t *tids = calloc(count, sizeof *tids);
+    if (!jobs || !tids) fail("calloc");
+    double start = now_s();
+    for (int t = 0; t < count; t++) {
+        jobs[t].id = t;
+        jobs[t].until = start + seconds;
+        snprintf(jobs[t].dir, sizeof jobs[t].dir, "%s", dir);
+        if (pthread_create(&tids[t], NULL, body, &jobs[t])) fail("pthread_create");
+    }
+    long total = 0;
+    for (int t = 0; t < count; t++) {
+        pthread_join(tids[t], NULL);
+        total += jobs[t].files;
+    }
+    free(jobs);
+    free(tids);
+    return total / (now_s() - start);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: fileceil DIR SECONDS BATCH THREADS\n");
@@ -175,41 +198,10 @@ int main(int argc, char **argv) {
     printf("single %.0f\n", n / (now_s() - start));
 
     snprintf(dir, sizeof dir, "%s/batched", base);
-    if (mkdir(dir, 0755) < 0) fail(dir);
-    job_t *jobs = calloc(nthreads, sizeof *jobs);
-    pthread_t *tids = calloc(nthreads, sizeof *tids);
-    start = now_s();
-    for (int t = 0; t < nthreads; t++) {
-        jobs[t].id = t;
-        jobs[t].until = start + seconds;
-        snprintf(jobs[t].dir, sizeof jobs[t].dir, "%s", dir);
-        if (pthread_create(&tids[t], NULL, batched, &jobs[t])) fail("pthread_create");
-    }
-    long total = 0;
-    for (int t = 0; t < nthreads; t++) {
-        pthread_join(tids[t], NULL);
-        total += jobs[t].files;
-    }
-    printf("batched %.0f\n", total / (now_s() - start));
-
+    printf("batched %.0f\n", run_writers(dir, nthreads, batched));
     enum { CONCURRENT_WRITERS = 32 };
     snprintf(dir, sizeof dir, "%s/concurrent", base);
-    if (mkdir(dir, 0755) < 0) fail(dir);
-    job_t *writers = calloc(CONCURRENT_WRITERS, sizeof *writers);
-    pthread_t *writer_tids = calloc(CONCURRENT_WRITERS, sizeof *writer_tids);
-    start = now_s();
-    for (int t = 0; t < CONCURRENT_WRITERS; t++) {
-        writers[t].id = t;
-        writers[t].until = start + seconds;
-        snprintf(writers[t].dir, sizeof writers[t].dir, "%s", dir);
-        if (pthread_create(&writer_tids[t], NULL, concurrent, &writers[t])) fail("pthread_create");
-    }
-    total = 0;
-    for (int t = 0; t < CONCURRENT_WRITERS; t++) {
-        pthread_join(writer_tids[t], NULL);
-        total += writers[t].files;
-    }
-    printf("concurrent %.0f\n", total / (now_s() - start));
+    printf("concurrent %.0f\n", run_writers(dir, CONCURRENT_WRITERS, concurrent));
     print_percentiles("single_file_fsync", &file_fsyncs);
     print_percentiles("single_dir_fsync", &dir_fsyncs);
     print_percentiles("concurrent_fsync", &concurrent_fsyncs);
