@@ -244,18 +244,17 @@ def children_of(pid):
 # servers
 
 
-class Payhook:
-    def __init__(self, binary, rundir, spool, threads):
-        self.rundir = rundir
-        self.spool = spool
-        os.makedirs(os.path.join(rundir, "secrets"), exist_ok=True)
-        with open(os.path.join(rundir, "secrets", "bench.secret"), "w") as f:
-            f.write(UNIFIED_SECRET + "\n")
-        with open(os.path.join(rundir, "secrets", "wechat.key"), "w") as f:
-            f.write(WECHAT_KEY + "\n")
-        cfg = os.path.join(rundir, "payhook.toml")
-        with open(cfg, "w") as f:
-            f.write(f'''listen = "127.0.0.1:0"
+def write_payhook_config(rundir, spool, threads):
+    """payhook's benchmark configuration, with its secrets, in rundir; returns the config file's path.
+    Also used by bench/tools/profile.sh (python3 bench/run.py --write-config DIR SPOOL THREADS)."""
+    os.makedirs(os.path.join(rundir, "secrets"), exist_ok=True)
+    with open(os.path.join(rundir, "secrets", "bench.secret"), "w") as f:
+        f.write(UNIFIED_SECRET + "\n")
+    with open(os.path.join(rundir, "secrets", "wechat.key"), "w") as f:
+        f.write(WECHAT_KEY + "\n")
+    cfg = os.path.join(rundir, "payhook.toml")
+    with open(cfg, "w") as f:
+        f.write(f'''listen = "127.0.0.1:0"
 spool = "{spool}"
 max_connections = 1024
 max_connections_per_ip = 1024   # all the load comes from 127.0.0.1
@@ -272,6 +271,14 @@ mch_id = "{MCH_ID}"
 appid = "{APPID}"
 api_key_file = "secrets/wechat.key"
 ''')
+    return cfg
+
+
+class Payhook:
+    def __init__(self, binary, rundir, spool, threads):
+        self.rundir = rundir
+        self.spool = spool
+        cfg = write_payhook_config(rundir, spool, threads)
         self.log_path = os.path.join(rundir, "payhook.log")
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=subprocess.PIPE,
@@ -1033,4 +1040,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--write-config"] and len(sys.argv) == 5:
+        print(write_payhook_config(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    else:
+        main()

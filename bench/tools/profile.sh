@@ -28,27 +28,8 @@ esac
 
 work=$(mktemp -d /tmp/payhook-profile.XXXXXX)
 spool=$parent/payhook-profile.$$.$(date +%s)
-mkdir -p "$work/secrets"
-echo bench-secret > "$work/secrets/bench.secret"
-echo 192006250b4c09247ec02edce69f6a2d > "$work/secrets/wechat.key"
-cat > "$work/payhook.toml" <<TOML
-listen = "127.0.0.1:0"
-spool = "$spool"
-max_connections = 1024
-max_connections_per_ip = 1024
-threads = $threads
-log_level = "warning"
-[[unified]]
-path = "/notify/unified"
-domain_code = "bench"
-secret_file = "secrets/bench.secret"
-[[wechat]]
-path = "/notify/wechat"
-mch_id = "1900000109"
-appid = "wx2421b1c4370ec43b"
-api_key_file = "secrets/wechat.key"
-TOML
-"$binary" serve --config "$work/payhook.toml" > "$work/out.txt" 2> "$work/err.txt" &
+config=$(python3 "$repo/bench/run.py" --write-config "$work" "$spool" "$threads")
+"$binary" serve --config "$config" > "$work/out.txt" 2> "$work/err.txt" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
