@@ -103,6 +103,7 @@ public final class Spool: Sendable {
         do throws(SpoolError) {
             try SpoolLayout.check(context)
             report = try SpoolRecovery.run(context)
+            context.checkUnnamedFiles()
         } catch {
             context.closeQuietly(lockDescriptor, shown: SpoolLayout.lockFile)
             throw error

@@ -154,13 +154,9 @@ final class SpoolContext: Sendable {
         let fd: CInt
         do {
             fd = try fileSystem.openUnnamed(inDirectory: path("tmp"), mode: 0o644)
-        } catch where [EOPNOTSUPP, EISDIR, EINVAL, ENOSYS].contains(error.rawValue) {
+        } catch where Self.noUnnamedFiles.contains(error.rawValue) {
             // This file system (or kernel) has no O_TMPFILE: named files from now on.
-            if unnamedFiles.exchange(false, ordering: .relaxed) {
-                let message = "the spool's file system has no unnamed files (O_TMPFILE: \(error)); records are "
-                    + "written as named files in tmp/"
-                logger.notice("\(message)", metadata: ["spool": "\(root)"])
-            }
+            stopUnnamedFiles("the spool's file system has no unnamed files (O_TMPFILE: \(error))")
             return .named(try writeDurableTemporary(bytes, stem: stem, suffix: suffix))
         } catch {
             throw failure(.open, "create", shown + " (unnamed)", error)
@@ -178,6 +174,41 @@ final class SpoolContext: Sendable {
             throw failure(.fsyncFile, "fsync", temporary.shown, error)
         }
         return temporary
+    }
+
+    /// The errors with which open(2) says there are no unnamed files here (open(2), O_TMPFILE: EISDIR from
+    /// kernels before 3.11, EOPNOTSUPP from file systems without them).
+    private static let noUnnamedFiles: [CInt] = [EOPNOTSUPP, EISDIR, EINVAL, ENOSYS]
+
+    /// Before the first store: makes an unnamed file in tmp/, links it to a name and removes that name. A file
+    /// system, kernel or security policy that allows the file but not the link through /proc/self/fd would
+    /// otherwise fail every store at its link into new/; then the spool writes named files from the start.
+    func checkUnnamedFiles() {
+        guard unnamedFiles.load(ordering: .relaxed) else { return }
+        // Recovery has just emptied tmp/ and the spool's lock keeps other processes out, so a fixed name is free.
+        let check = "tmp/unnamed-check"
+        let fd: CInt
+        do {
+            fd = try fileSystem.openUnnamed(inDirectory: path("tmp"), mode: 0o644)
+        } catch {
+            stopUnnamedFiles("the spool's file system has no unnamed files (O_TMPFILE: \(error))")
+            return
+        }
+        defer { closeQuietly(fd, shown: check + " (unnamed)") }
+        do {
+            try fileSystem.link(descriptor: fd, path(check))
+        } catch {
+            stopUnnamedFiles("an unnamed file in tmp/ could not be linked to a name (linkat through /proc/self/fd: \(error))")
+            return
+        }
+        // A leftover name only costs a clean-up: recovery removes everything in tmp/ at the next start.
+        removeTemporary(check)
+    }
+
+    /// Switches to named files in tmp/ for good, saying why once.
+    private func stopUnnamedFiles(_ reason: String) {
+        guard unnamedFiles.exchange(false, ordering: .relaxed) else { return }
+        logger.notice("\(reason); records are written as named files in tmp/", metadata: ["spool": "\(root)"])
     }
 
     /// Gives a written record the name `relative` (in new/ or ids/): link(2) of a named file, linkat(2) of an

@@ -81,6 +81,29 @@ struct SpoolStoreTests {
         #expect(notices.count == 1, "\(logs.messages(at: .notice))")
     }
 
+    @Test("unnamed files that cannot be linked (a security policy, no /proc) are found at open; named files are used")
+    func unlinkableUnnamedFilesAreFoundAtOpen() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.spool
+        let fileSystem = RecordingFileSystem(root: root, unnamedFiles: true)
+        fileSystem.inject(.init(operation: .link, path: .exact("tmp/unnamed-check"), errno: EACCES))
+        let logs = LogStore()
+        let spool = try openSpool(root, fileSystem: fileSystem, logs: logs)
+        defer { spool.close() }
+        let notices = logs.messages(at: .notice).filter { $0.contains("could not be linked") }
+        #expect(notices.count == 1, "\(logs.messages(at: .notice))")
+        #expect(notices.first?.contains("Permission denied") == true)
+        let record = makeRecord(id: testID(80))
+        let start = fileSystem.eventCount
+        #expect(try spool.store(record) == .stored)
+        let log = fileSystem.events(since: start)
+        #expect(log.contains { $0.creates && $0.path.hasPrefix("tmp/\(record.id).") })
+        #expect(!log.contains { $0.operation == .open && $0.path == "tmp/" })
+        #expect(try contents(root + "/new/\(record.id).json") == record.bytes)
+        #expect(try names(root + "/tmp") == [])
+        #expect(spool.failureCounts.values.allSatisfy { $0 == 0 })
+    }
+
     @Test("the same record again is a duplicate and writes nothing")
     func sameRecordIsDuplicate() throws {
         let directory = try TemporaryDirectory()
