@@ -128,61 +128,45 @@ final class SpoolContext: Sendable {
         /// tmp/<stem>.<suffix>, relative to the spool; closed.
         case named(String)
         /// An unnamed file (O_TMPFILE) in tmp/'s file system, still open: it is linked through its descriptor.
-        /// `shown` is the name it would have had, for messages.
+        /// `shown` names it in messages: the name it would have had, with " (unnamed)".
         case unnamed(descriptor: CInt, shown: String)
 
         /// How messages name it: "tmp/<stem>.<suffix>", with " (unnamed)" for an unnamed file.
         var shown: String {
             switch self {
             case .named(let path): path
-            case .unnamed(_, let shown): shown + " (unnamed)"
+            case .unnamed(_, let shown): shown
             }
         }
     }
 
-    /// Writes a record as an unnamed file (O_TMPFILE) in tmp/ where the file system has them, and as
-    /// tmp/<stem>.<suffix> (``writeDurableTemporary(_:stem:suffix:)``) where it does not. An unnamed file needs no
-    /// directory entry in tmp/ and no unlink afterwards, so concurrent stores do not queue for tmp/'s lock (in
-    /// `perf`, creating and unlinking tmp/ names was about a fifth of the CPU of a stored event), and a crash
-    /// before it is linked leaves nothing behind (reliability.md §1). On failure nothing is left behind.
+    /// Writes a record as an unnamed file (O_TMPFILE) in tmp/ where the file system has them (see
+    /// ``checkUnnamedFiles()``), and as tmp/<stem>.<suffix> (``writeDurableTemporary(_:stem:suffix:)``) where it
+    /// does not. An unnamed file needs no directory entry in tmp/ and no unlink afterwards, so concurrent stores
+    /// do not queue for tmp/'s lock (in `perf`, creating and unlinking tmp/ names was 30-59% of the CPU of
+    /// storing on the bench disk), and a crash before it is linked leaves nothing behind (reliability.md §1).
+    /// On failure nothing is left behind.
     func writeDurableRecord(_ bytes: [UInt8], stem: String, suffix: String) throws(SpoolError) -> Temporary {
-        let shown = "tmp/\(stem).\(suffix)"
         guard unnamedFiles.load(ordering: .relaxed) else {
             return .named(try writeDurableTemporary(bytes, stem: stem, suffix: suffix))
         }
+        let shown = "tmp/\(stem).\(suffix) (unnamed)"
         try checkFreeSpace(for: shown)
         let fd: CInt
         do {
             fd = try fileSystem.openUnnamed(inDirectory: path("tmp"), mode: 0o644)
-        } catch where Self.noUnnamedFiles.contains(error.rawValue) {
-            // This file system (or kernel) has no O_TMPFILE: named files from now on.
-            stopUnnamedFiles("the spool's file system has no unnamed files (O_TMPFILE: \(error))")
-            return .named(try writeDurableTemporary(bytes, stem: stem, suffix: suffix))
         } catch {
-            throw failure(.open, "create", shown + " (unnamed)", error)
+            throw failure(.open, "create", shown, error)
         }
-        let temporary = Temporary.unnamed(descriptor: fd, shown: shown)
-        if let error = writeAll(fd, bytes) {
-            closeQuietly(fd, shown: temporary.shown)
-            throw failure(.write, "write", temporary.shown, error)
-        }
-        do {
-            try fileSystem.fsync(fd)
-        } catch {
-            // As for a named file: discarded (closing it frees it), never published, the spool stays healthy.
-            closeQuietly(fd, shown: temporary.shown)
-            throw failure(.fsyncFile, "fsync", temporary.shown, error)
-        }
-        return temporary
+        // Closing an unnamed file is all it takes to discard it.
+        try writeAndSync(fd, bytes, shown: shown) { closeQuietly(fd, shown: shown) }
+        return .unnamed(descriptor: fd, shown: shown)
     }
 
-    /// The errors with which open(2) says there are no unnamed files here (open(2), O_TMPFILE: EISDIR from
-    /// kernels before 3.11, EOPNOTSUPP from file systems without them).
-    private static let noUnnamedFiles: [CInt] = [EOPNOTSUPP, EISDIR, EINVAL, ENOSYS]
-
-    /// Before the first store: makes an unnamed file in tmp/, links it to a name and removes that name. A file
-    /// system, kernel or security policy that allows the file but not the link through /proc/self/fd would
-    /// otherwise fail every store at its link into new/; then the spool writes named files from the start.
+    /// Before the first store: makes an unnamed file in tmp/, links it to a name and removes that name. Where
+    /// any step fails, the spool writes named files from the start: a file system without O_TMPFILE
+    /// (EOPNOTSUPP, or EISDIR from a kernel that predates it, open(2)), or one without /proc mounted, or a
+    /// policy that forbids the link through /proc/self/fd, would otherwise fail every store.
     func checkUnnamedFiles() {
         guard unnamedFiles.load(ordering: .relaxed) else { return }
         // Recovery has just emptied tmp/ and the spool's lock keeps other processes out, so a fixed name is free.
@@ -245,19 +229,9 @@ final class SpoolContext: Sendable {
         } catch {
             throw failure(.open, "create", temporary, error)
         }
-        if let error = writeAll(fd, bytes) {
+        try writeAndSync(fd, bytes, shown: temporary) {
             closeQuietly(fd, shown: temporary)
             removeTemporary(temporary)
-            throw failure(.write, "write", temporary, error)
-        }
-        do {
-            try fileSystem.fsync(fd)
-        } catch {
-            // No second fsync on this descriptor (see fsyncDirectory): the file is discarded instead, and the
-            // spool stays healthy, since this file was never published (reliability.md §6, rule 1).
-            closeQuietly(fd, shown: temporary)
-            removeTemporary(temporary)
-            throw failure(.fsyncFile, "fsync", temporary, error)
         }
         do {
             // close(2) can report a deferred write error (e.g. on network file systems); it is checked too.
@@ -267,6 +241,24 @@ final class SpoolContext: Sendable {
             throw failure(.close, "close", temporary, error)
         }
         return temporary
+    }
+
+    /// Writes all of `bytes` to a new file and fsyncs it. On failure runs `discard`, which gets rid of the file,
+    /// and throws; the spool stays healthy, since the file was never published (reliability.md §6, rule 1).
+    private func writeAndSync(
+        _ fd: CInt, _ bytes: [UInt8], shown: String, discard: () -> Void
+    ) throws(SpoolError) {
+        if let error = writeAll(fd, bytes) {
+            discard()
+            throw failure(.write, "write", shown, error)
+        }
+        do {
+            try fileSystem.fsync(fd)
+        } catch {
+            // No second fsync on this descriptor (see fsyncDirectory): the file is discarded instead.
+            discard()
+            throw failure(.fsyncFile, "fsync", shown, error)
+        }
     }
 
     /// Writes all of `bytes`, looping over short writes. Returns the error that stopped it, if any.

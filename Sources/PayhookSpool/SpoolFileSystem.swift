@@ -56,9 +56,9 @@ public protocol SpoolFileSystem: Sendable {
     func link(_ existing: String, _ newPath: String) throws(SpoolErrno)
     /// `open(2)` with `O_TMPFILE`: a new, empty regular file without a name, on the file system of the
     /// directory `path`, open for writing (reliability.md §1). It gets a name only through
-    /// ``link(descriptor:_:)``, so a crash before that leaves nothing behind. Throws `EOPNOTSUPP` (or `EISDIR`,
-    /// `EINVAL`, `ENOSYS`) where there is no such thing; the spool then writes named files in tmp/ instead.
-    /// The default implementation throws `EOPNOTSUPP`.
+    /// ``link(descriptor:_:)``, so a crash before that leaves nothing behind. Throws where there is no such thing
+    /// (`EOPNOTSUPP`; `EISDIR` from a kernel that predates it); the spool tries once when it opens and then
+    /// writes named files in tmp/ instead. The default implementation throws `EOPNOTSUPP`.
     func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt
     /// Gives the file open as `fd` (from ``openUnnamed(inDirectory:mode:)``) the name `newPath`; fails with
     /// `EEXIST` rather than replacing it. Callable again for a second name. The default implementation throws
@@ -156,15 +156,13 @@ public struct PosixFileSystem: SpoolFileSystem {
     }
 
     public func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
-        // The name is given later through /proc/self/fd (linkat(2) with AT_EMPTY_PATH needs
-        // CAP_DAC_READ_SEARCH): without /proc an unnamed file could never be published, so none is made.
-        guard Self.procFileDescriptors else { throw SpoolErrno(EOPNOTSUPP) }
-        return try retryingOnInterrupt { systemOpen(path, Self.temporaryFileFlag | O_WRONLY | O_CLOEXEC, mode) }
+        try retryingOnInterrupt { systemOpen(path, Self.temporaryFileFlag | O_WRONLY | O_CLOEXEC, mode) }
     }
 
     public func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno) {
-        // linkat(2): "AT_SYMLINK_FOLLOW ... can be used to link an O_TMPFILE file through /proc/self/fd" (the
-        // magic link is followed to the open file, which keeps its inode); swift-nio's fallback does the same.
+        // open(2)'s O_TMPFILE example: linkat(fd, "", ..., AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; without it,
+        // where proc(5) is mounted, the file is linked through /proc/self/fd/N with AT_SYMLINK_FOLLOW instead
+        // (reliability.md §1; swift-nio's fallback does the same).
         let source = "/proc/self/fd/\(fd)"
         _ = try retryingOnInterrupt { linkat(AT_FDCWD, source, AT_FDCWD, newPath, AT_SYMLINK_FOLLOW) }
     }
@@ -172,9 +170,6 @@ public struct PosixFileSystem: SpoolFileSystem {
     /// `O_TMPFILE` from <bits/fcntl-linux.h>, which Swift's Glibc module does not export: `__O_TMPFILE` is
     /// `020000000 | __O_DIRECTORY`, the same on x86-64 and arm64.
     public static let temporaryFileFlag: CInt = 0o20000000 | O_DIRECTORY
-
-    /// Whether /proc/self/fd is there to link unnamed files through; looked up once.
-    static let procFileDescriptors: Bool = access("/proc/self/fd", X_OK) == 0
 
     public func unlink(_ path: String) throws(SpoolErrno) {
         _ = try retryingOnInterrupt { systemUnlink(path) }
