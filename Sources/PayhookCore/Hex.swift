@@ -2,8 +2,8 @@
 public enum Hex {
     private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    /// Lowercase hex of `bytes`. An array, as digests are, takes this non-generic path: a generic call across
-    /// modules is not specialised and looks up type metadata at run time, on every verified callback.
+    /// Lowercase hex of `bytes`. Not generic: a generic call across modules is not specialised and looks up
+    /// type metadata at run time, and this runs on every verified callback (digests are arrays).
     public static func encode(_ bytes: [UInt8]) -> String {
         String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
             var index = 0
@@ -14,17 +14,6 @@ public enum Hex {
             }
             return index
         }
-    }
-
-    /// Lowercase hex of `bytes`.
-    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.underestimatedCount * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Decodes hex in either case; nil for an odd length or a non-hex character.

@@ -75,8 +75,8 @@ public final class Spool: Sendable {
     ///   - maxBatch: Group commit (reliability.md §10): at most this many concurrent stores share one fsync(new/)
     ///     and one fsync(ids/). At least 1; 1 publishes one store at a time.
     ///   - onBatch: Called with the size of every batch, on the thread that publishes it (the writer, or a lone
-    ///     store), before it touches the disk; for a metrics histogram. It must be quick and must not store into this spool.
-    ///     ``batchSizeHistogram`` keeps the same numbers.
+    ///     store), before it touches the disk; for a metrics histogram. It must be quick and must not store into
+    ///     this spool. ``batchSizeHistogram`` keeps the same numbers.
     public init(
         directory: String,
         inspector: any SpoolRecordInspector,
@@ -151,7 +151,7 @@ public final class Spool: Sendable {
 
     /// Group commit (reliability.md §10): batch size → how many batches of that size the writer published since
     /// this spool was opened. Sizes run from 1 to ``maxBatch``; a size that never happened is absent. Thread-safe;
-    /// for a metrics exporter, e.g. as the buckets of `payhook_spool_batch_size`, or to see how many directory
+    /// for a metrics exporter (payhook exports it as `payhook_spool_commit_batch_size`), or to see how many directory
     /// fsync pairs the stores shared (the number of batches against the sum of their sizes).
     public var batchSizeHistogram: [Int: Int] {
         committer.histogram
@@ -425,7 +425,7 @@ public final class Spool: Sendable {
         return .conflict(auditFile: audit)
     }
 
-    /// Steps 3 to 8: write to tmp/, publish in new/, enter in the ledger.
+    /// Steps 3 to 7: write the record (an unnamed file, or in tmp/), publish it in new/, enter it in the ledger.
     private func publish(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
         // Step 3, on the caller's thread: the contents are durable under no name a consumer reads (an unnamed
         // file, or tmp/). The file fsyncs of concurrent stores overlap here (the block layer merges concurrent
@@ -436,14 +436,15 @@ public final class Spool: Sendable {
             suffix: context.uniqueSuffix()
         )
 
-        // Steps 4 to 6, by the writer (or here, when it is idle), batched with whatever other stores are pending: link into new/, one
-        // fsync(new/) for the batch, link into ids/, one fsync(ids/). This blocks until that last fsync returned,
-        // so nobody is answered before the batch holding their record is durable (contract §4, invariant 1).
+        // Steps 4 to 6, by the writer (or here, when it is idle), batched with whatever other stores are pending:
+        // link into new/, one fsync(new/) for the batch, link into ids/, one fsync(ids/). This blocks until that
+        // last fsync returned, so nobody is answered before the batch holding their record is durable (contract
+        // §4, invariant 1).
         let result = committer.commit(SpoolGroupCommit.Request(id: record.id, temporary: temporary))
 
         // Step 7: the temporary has done its job (or the store failed and was taken back): a tmp/ name is
-        // unlinked (a leftover is removed by recovery), an unnamed file closed. Done here rather than in the writer, so that the writer's batch only holds the steps
-        // that order durability, and the unlinks of a batch run in parallel.
+        // unlinked (a leftover is removed by recovery), an unnamed file closed. Done here rather than in the
+        // writer, so that a batch only holds the steps that order durability.
         context.removeTemporary(temporary)
         switch result {
         case .success:
