@@ -14,16 +14,47 @@ public struct UnifiedTenant: Sendable, Equatable {
     /// Every valid secret, in file order; the position that verifies is counted, never the secret.
     public var secrets: [Secret]
     public var signScheme: UnifiedSignScheme
+    /// `request_key_pattern`: when set, a verified callback's `requestKey` must match it as a whole. Under
+    /// `values-sha1` this is what stops another value of a genuine callback (a `payTime`, an `orderSn`) from
+    /// being moved into `requestKey` when the merchant's keys look like those values (README, "The weakness
+    /// of values-sha1").
+    public var requestKeyPattern: RequestKeyPattern?
     /// Where the table starts in the config file.
     public var line: Int
 
-    public init(path: String, domainCode: String, secrets: [Secret], signScheme: UnifiedSignScheme, line: Int) {
+    public init(
+        path: String, domainCode: String, secrets: [Secret], signScheme: UnifiedSignScheme,
+        requestKeyPattern: RequestKeyPattern? = nil, line: Int
+    ) {
         self.path = path
         self.domainCode = domainCode
         self.secrets = secrets
         self.signScheme = signScheme
+        self.requestKeyPattern = requestKeyPattern
         self.line = line
     }
+}
+
+/// A compiled `request_key_pattern` (Swift `Regex` syntax), matched against the whole `requestKey`.
+public struct RequestKeyPattern: @unchecked Sendable, Equatable, CustomStringConvertible {
+    // @unchecked: `Regex<AnyRegexOutput>` is not declared Sendable, but a compiled regex is an immutable value
+    // and matching never mutates it; it is only read after the config is loaded.
+    public let source: String
+    private let regex: Regex<AnyRegexOutput>
+
+    /// Compiles the pattern; throws the compiler's sentence when it is not a valid regular expression.
+    public init(_ source: String) throws {
+        self.source = source
+        self.regex = try Regex(source)
+    }
+
+    public func matches(_ text: String) -> Bool {
+        (try? regex.wholeMatch(in: text)) != nil
+    }
+
+    public var description: String { source }
+
+    public static func == (a: RequestKeyPattern, b: RequestKeyPattern) -> Bool { a.source == b.source }
 }
 
 /// One `[[wechat]]` table: a WeChat Pay merchant receiving v2 notifications (contract §2).
@@ -76,12 +107,33 @@ public struct Config: Sendable, Equatable {
     public var logLevel: String
     /// `text` (swift-log's default lines) or `json` (one JSON object per line).
     public var logFormat: String
+    /// How long `payhook queue gc` keeps dedupe-ledger entries (it reads this from the spool, where `serve`
+    /// records it). A callback whose own payment time is older than this minus one day is refused, so a key
+    /// can never be pruned while a replay of its callback would still be accepted.
+    public var ledgerRetentionDays: Int
+    /// Audit copies kept in conflicts/ per event id, and in all; beyond either, a conflict is counted and
+    /// dropped (still answered success: the stored event is the one that counts).
+    public var maxConflictsPerEvent: Int
+    public var maxConflicts: Int
     public var unified: [UnifiedTenant]
     public var wechat: [WeChatTenant]
 
     public static let defaultListen = "127.0.0.1:8080"
     /// `threads` when the file does not set it, and `max_connections` is at least this.
     public static let defaultThreads = 32
+    public static let defaultLedgerRetentionDays = 7
+    /// The margin between the ledger's retention and the oldest callback accepted: gc runs daily, and a
+    /// ledger entry's age is counted from when it was written, not from the payment.
+    public static let replayMarginDays = 1
+    public static let defaultMaxCallbackAgeMilliseconds = maxCallbackAge(retentionDays: defaultLedgerRetentionDays)
+
+    /// The oldest payment time a callback may carry under a retention of `retentionDays`.
+    public static func maxCallbackAge(retentionDays: Int) -> Int64 {
+        Int64(retentionDays - replayMarginDays) * 86_400_000
+    }
+
+    /// The oldest payment time a callback may carry under this config.
+    public var maxCallbackAgeMilliseconds: Int64 { Self.maxCallbackAge(retentionDays: ledgerRetentionDays) }
 
     public init(file: String, spool: String) {
         self.file = file
@@ -99,6 +151,9 @@ public struct Config: Sendable, Equatable {
         self.minFreeBytes = 16 * 1024 * 1024
         self.logLevel = "info"
         self.logFormat = "text"
+        self.ledgerRetentionDays = Self.defaultLedgerRetentionDays
+        self.maxConflictsPerEvent = 16
+        self.maxConflicts = 1000
         self.unified = []
         self.wechat = []
     }

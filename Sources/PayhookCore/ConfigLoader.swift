@@ -82,6 +82,10 @@ public struct ConfigLoader: Sendable {
         ("threads", 2...256, { $0.threads = $1 }),
         ("shutdown_grace_s", 0...3600, { $0.shutdownGraceSeconds = $1 }),
         ("min_free_bytes", 0...(1 << 50), { $0.minFreeBytes = $1 }),
+        // At least 2: one day is the replay margin, and WeChat Pay retries for 24 hours (protocols.md §1.7).
+        ("ledger_retention_days", 2...36500, { $0.ledgerRetentionDays = $1 }),
+        ("max_conflicts_per_event", 1...1000, { $0.maxConflictsPerEvent = $1 }),
+        ("max_conflicts", 1...1_000_000, { $0.maxConflicts = $1 }),
     ]
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
@@ -206,7 +210,7 @@ public struct ConfigLoader: Sendable {
     }
 
     private func unifiedTenant(_ table: TOMLTable, _ c: inout Context) -> UnifiedTenant? {
-        let known: Set<String> = ["path", "domain_code", "secret", "secret_file", "secret_env", "sign_scheme"]
+        let known: Set<String> = ["path", "domain_code", "secret", "secret_file", "secret_env", "sign_scheme", "request_key_pattern"]
         for entry in table.entries where !known.contains(entry.key) {
             c.error(entry.keyLine, "unknown key '\(entry.key)' in [[unified]]")
         }
@@ -223,9 +227,22 @@ public struct ConfigLoader: Sendable {
                 c.error(node.line, "sign_scheme '\(value)' is not known (use \(allowed))")
             }
         }
+        var pattern: RequestKeyPattern?
+        if let node = table["request_key_pattern"], let value = string(node, "request_key_pattern", &c) {
+            do {
+                pattern = try RequestKeyPattern(value)
+                if pattern?.matches("") == true {
+                    c.error(node.line, "request_key_pattern matches the empty string; it should describe your own keys")
+                }
+            } catch {
+                c.error(node.line, "request_key_pattern is not a valid regular expression: \(error)")
+            }
+        }
         let secrets = loadSecrets(table, names: ("secret", "secret_file", "secret_env"), what: "[[unified]]", &c)
         guard c.issues.count == before, let path, let domainCode, let secrets else { return nil }
-        return UnifiedTenant(path: path, domainCode: domainCode, secrets: secrets, signScheme: scheme, line: table.line)
+        return UnifiedTenant(
+            path: path, domainCode: domainCode, secrets: secrets, signScheme: scheme, requestKeyPattern: pattern,
+            line: table.line)
     }
 
     /// Reads the one secret source a table names. Exactly one of the three keys must be present.
@@ -313,6 +330,26 @@ public struct ConfigLoader: Sendable {
                 c.error(tenant.line, "[[wechat]] path '\(tenant.path)' with mch_id '\(tenant.mchID)' is already claimed by the table at line \(first)")
             } else {
                 seen[key] = tenant.line
+            }
+        }
+        // A refund notification names its merchant only in the unsigned outer `mch_id`, and its req_info decrypts
+        // under any merchant sharing the key: two tenants on one path with a common APIv2 key would let one
+        // merchant's refund be stored as the other's.
+        // On different paths the same replay needs the attacker to post to the other path: warned, not refused.
+        var keyOwners: [String: [WeChatTenant]] = [:]
+        for tenant in config.wechat {
+            var reported = false
+            for key in tenant.keys {
+                for owner in keyOwners[key.value, default: []] where owner.mchID != tenant.mchID && !reported {
+                    reported = true
+                    let shared = "[[wechat]] mch_id '\(tenant.mchID)' shares an APIv2 key with mch_id '\(owner.mchID)' (line \(owner.line))"
+                    if owner.path == tenant.path {
+                        c.error(tenant.line, "\(shared) on path '\(tenant.path)': a refund notification is routed by its unsigned outer mch_id and would decrypt under either, so one merchant's refund could be stored as the other's; give each merchant its own key or its own path")
+                    } else {
+                        c.warn(tenant.line, "\(shared): a refund notification of one, posted to the other's path, would decrypt there too; give each merchant its own key")
+                    }
+                }
+                keyOwners[key.value, default: []].append(tenant)
             }
         }
         // One path, one kind of sender: the answer format and method depend on it.

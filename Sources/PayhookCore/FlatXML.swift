@@ -327,12 +327,13 @@ private struct FlatXMLReader {
         if matches(XMLLiteral.bom) { i += XMLLiteral.bom.count }
         guard i < b.count else { throw .emptyInput }
 
-        // XML 1.0 §2.8: the declaration may only stand at the very start; whitespace before the root is
-        // accepted only after it (nothing WeChat sends has either).
+        // XML 1.0 §2.8: `prolog ::= XMLDecl? Misc*`, and Misc includes whitespace. The declaration may only
+        // stand at the very start (after whitespace `<?xml` is a reserved processing-instruction target and is
+        // refused as one), while whitespace before the root element is well-formed with or without it.
         if isDeclarationStart() {
             try declaration()
-            skipWhitespace()
         }
+        skipWhitespace()
         guard let c = peek() else { throw .truncated }
         guard c == XMLByte.lt else { throw .contentBeforeRoot }
         try markupOutsideChildren(misplacedText: .contentBeforeRoot)

@@ -20,8 +20,10 @@ public enum Explainer {
     ///   or an event file (its `raw` request is checked again).
     public static func explain(_ input: [UInt8], config: Config, path: String? = nil, nowMilliseconds: Int64 = Router.wallClock()) -> Report {
         var report = Report()
-        let text = String(decoding: input, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if text.hasPrefix("{") {
+        // The kind is told by the first byte that is not whitespace, but what is checked is the capture exactly
+        // as given: trimming it would make verify accept bodies that serve refuses, and the two must agree.
+        let first = input.first { !isWhitespace($0) }
+        if first == UInt8(ascii: "{") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(input)) as? [String: Any],
                 let raw = object["raw"] as? [String: Any], let method = raw["method"] as? String,
                 let target = raw["target"] as? String, let body = raw["body"] as? String
@@ -29,22 +31,36 @@ public enum Explainer {
                 report.add("input: JSON, but not a payhook event with a raw request")
                 return report
             }
-            report.add("input: event file \(object["id"] as? String ?? "?") (its raw request is checked again)")
+            report.add("input: event file \(LogText.printable(object["id"] as? String ?? "?", limit: 64)) (its raw request is checked again)")
             let (eventPath, query) = split(target)
             if method == "GET" { return unified(query ?? "", path: path ?? eventPath, config: config, now: nowMilliseconds, report) }
             return wechat(Array(body.utf8), path: path ?? eventPath, config: config, now: nowMilliseconds, report)
         }
-        if text.hasPrefix("<") {
+        if first == UInt8(ascii: "<") {
             report.add("input: XML body (\(input.count) bytes)")
-            return wechat(Array(text.utf8), path: path, config: config, now: nowMilliseconds, report)
+            return wechat(input, path: path, config: config, now: nowMilliseconds, report)
         }
-        var target = text
+        // A query capture: a request target cannot hold a raw line break (RFC 9112 §3), so the one line ending a
+        // text file has after its last line is not part of it and is dropped. Nothing else is.
+        var bytes = input[...]
+        if bytes.last == 0x0A { bytes = bytes.dropLast() }
+        if bytes.last == 0x0D { bytes = bytes.dropLast() }
+        if let offset = bytes.firstIndex(where: { $0 <= 0x20 || $0 == 0x7F }) {
+            report.add("input: query string")
+            report.add("FAILED: byte \(offset) is whitespace or a control character, which no request target holds (serve never receives this)")
+            return report
+        }
+        var target = String(decoding: bytes, as: UTF8.self)
         if let scheme = target.range(of: "://") {
             target = String(target[scheme.upperBound...].drop { $0 != "/" })
         }
         let (queryPath, query) = target.hasPrefix("/") ? split(target) : (nil, target.hasPrefix("?") ? String(target.dropFirst()) : target)
         report.add("input: query string")
         return unified(query ?? "", path: path ?? queryPath, config: config, now: nowMilliseconds, report)
+    }
+
+    static func isWhitespace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
     }
 
     static func split(_ target: String) -> (String, String?) {
@@ -84,25 +100,26 @@ public enum Explainer {
             report.add("signature: does NOT match with any of the tenant's \(tenant.secrets.count) secret(s)")
             for hint in unifiedHints(parameters, presented: presented, tenant: tenant) { report.add("hint: \(hint)") }
         }
-        let source = UnifiedSource(path: tenant.path, tenants: [tenant])
+        let source = UnifiedSource(path: tenant.path, tenants: [tenant], maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         let request = CallbackRequest(
             method: "GET", target: tenant.path + "?" + query, query: query, body: [], remoteAddress: "-", receivedAtMilliseconds: now)
         return verdict(source.process(request, nowMilliseconds: now), report)
     }
 
-    /// The string to sign with the secret replaced by `***`, computed with the real secret so that its
-    /// place in the sorted values is right.
+    /// The string to sign with the secret shown as `***`. Nothing in it depends on the secret: under
+    /// `values-sha1` the secret is sorted in among the values, and showing where would tell, run after run,
+    /// whether the secret sorts before or after each value; so the values are shown sorted without it, and the
+    /// sentence says where it goes.
     static func masked(_ parameters: [FormParameter], scheme: UnifiedSignScheme, tenant: UnifiedTenant) -> String {
-        let secret = tenant.secrets.first?.value ?? ""
         switch scheme {
         case .saltedSHA1:
             let text = String(decoding: UnifiedSigning.saltedMessage(parameters, secret: "\u{0}"), as: UTF8.self)
             return text.replacing("\u{0}", with: "***")
         case .valuesSHA1:
-            var values = parameters.filter { $0.name != UnifiedSigning.signParameter && !$0.value.isEmpty }.map { ($0.value, false) }
-            values.append((secret, true))
-            values.sort { UnifiedSigning.utf16Precedes($0.0, $1.0) }
-            return values.map { $0.1 ? "***" : $0.0 }.joined()
+            let values = parameters.filter { $0.name != UnifiedSigning.signParameter && !$0.value.isEmpty }.map(\.value)
+                .sorted { UnifiedSigning.utf16Precedes($0, $1) }
+            return "these values and the secret *** sorted together by UTF-16 code units, then concatenated "
+                + "(where *** falls is not shown): " + values.joined(separator: " | ")
         }
     }
 
@@ -185,7 +202,7 @@ public enum Explainer {
                 }
             }
         }
-        let source = WeChatSource(path: tenant.path, tenants: [tenant])
+        let source = WeChatSource(path: tenant.path, tenants: [tenant], maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         let request = CallbackRequest(method: "POST", target: tenant.path, query: nil, body: body, remoteAddress: "-", receivedAtMilliseconds: now)
         return verdict(source.process(request, nowMilliseconds: now), report)
     }

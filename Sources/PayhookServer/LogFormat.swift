@@ -11,7 +11,6 @@ public struct JSONLineLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     private let label: String
-    private static let lock = Locked(())
 
     public init(label: String) {
         self.label = label
@@ -26,15 +25,7 @@ public struct JSONLineLogHandler: LogHandler {
         let line = Self.line(
             level: event.level, label: label, message: "\(event.message)",
             metadata: metadata.merging(event.metadata ?? [:]) { _, new in new }, milliseconds: Router.wallClock())
-        let bytes = Array(line.utf8)
-        Self.lock.withLock { _ in
-            var offset = 0
-            while offset < bytes.count {
-                let written = bytes[offset...].withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-                if written <= 0 { return }
-                offset += written
-            }
-        }
+        LogLineWriter.write(line)
     }
 
     /// One line of JSON, keys in a fixed order then metadata sorted by key, ending in a newline.
@@ -56,5 +47,95 @@ public struct JSONLineLogHandler: LogHandler {
         }
         j.raw("}\n")
         return String(decoding: j.bytes, as: UTF8.self)
+    }
+}
+
+/// Writes one log line to standard error in a single write(2) under a lock, so that lines from concurrent
+/// requests never interleave.
+enum LogLineWriter {
+    private static let lock = Locked(())
+
+    static func write(_ line: String) {
+        let bytes = Array(line.utf8)
+        lock.withLock { _ in
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes[offset...].withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
+}
+
+/// The text log format: `<ts> <level> <label>: <msg> key=value key="quoted value" …`, one request per line.
+///
+/// Values come from requests (paths, tenants, reasons naming fields), so none may read as another field or
+/// another line: a value made only of `A-Z a-z 0-9 . _ : / @ + , -` (and `[`, `]` for IPv6 peers) stands bare;
+/// any other is quoted, with `"` and `\` escaped and every byte outside printable ASCII written as `\xNN`.
+/// `reason=x outcome=accepted` inside a value therefore shows as `reason="x outcome=accepted"`.
+public struct TextLineLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    private let label: String
+
+    public init(label: String) {
+        self.label = label
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        let line = Self.line(
+            level: event.level, label: label, message: "\(event.message)",
+            metadata: metadata.merging(event.metadata ?? [:]) { _, new in new }, milliseconds: Router.wallClock())
+        LogLineWriter.write(line)
+    }
+
+    /// One line: timestamp, level, label, message (escaped; quoted when it holds `=` or `"`), then the metadata
+    /// sorted by key, ending in a newline.
+    public static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, milliseconds: Int64) -> String {
+        // A message is our own sentence, but some carry text from elsewhere (libmicrohttpd's): one holding `=` or
+        // a quote is quoted, so that it cannot pass for fields either.
+        let text = message.utf8.contains { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") }
+            ? "\"" + escape(message, quotes: true) + "\"" : escape(message)
+        var out = Timestamp.rfc3339(milliseconds: milliseconds) + " " + level.rawValue + " " + quote(label) + ": " + text
+        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+            out += " " + quote(key) + "=" + quote("\(value)")
+        }
+        return out + "\n"
+    }
+
+    /// The value bare when it is made of safe characters only, else in quotes with everything else escaped.
+    static func quote(_ value: String) -> String {
+        let safe = !value.isEmpty && value.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return "._:/@+,-[]".utf8.contains(byte)
+            }
+        }
+        return safe ? value : "\"" + escape(value, quotes: true) + "\""
+    }
+
+    /// Printable ASCII stays (and `"` and `\` are escaped when `quotes`); every other byte, line breaks and
+    /// UTF-8 included, becomes `\xNN`, so one entry is one line of plain text whatever the request held.
+    static func escape(_ text: String, quotes: Bool = false) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        let hex = Array("0123456789abcdef".utf8)
+        for byte in text.utf8 {
+            if byte >= 0x20 && byte < 0x7F {
+                if quotes && (byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")) { out.append(UInt8(ascii: "\\")) }
+                out.append(byte)
+            } else {
+                out += [UInt8(ascii: "\\"), UInt8(ascii: "x"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

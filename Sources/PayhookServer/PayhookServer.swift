@@ -103,10 +103,14 @@ public final class PayhookServer: Sendable {
     static func sources(_ config: Config) -> [String: any CallbackSource] {
         var sources: [String: any CallbackSource] = [:]
         for path in Set(config.unified.map(\.path)) {
-            sources[path] = UnifiedSource(path: path, tenants: config.unified.filter { $0.path == path })
+            sources[path] = UnifiedSource(
+                path: path, tenants: config.unified.filter { $0.path == path },
+                maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         }
         for path in Set(config.wechat.map(\.path)) {
-            sources[path] = WeChatSource(path: path, tenants: config.wechat.filter { $0.path == path })
+            sources[path] = WeChatSource(
+                path: path, tenants: config.wechat.filter { $0.path == path },
+                maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         }
         return sources
     }

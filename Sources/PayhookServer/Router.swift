@@ -46,7 +46,7 @@ public final class Router: HTTPHandler {
         guard head.method == source.method else {
             log(head, outcome: "wrong_method", status: 405, level: .info, reason: "\(source.method) expected")
             metrics.request(source: source.kind, tenant: "", outcome: "wrong_method", route: source.kind, seconds: nil)
-            var response = Self.response(source.failureAnswer(status: 405, reason: "method not allowed"))
+            var response = Self.response(source.failureAnswer(status: 405, reason: Self.answerReason(405)))
             response.headers.append((name: "Allow", value: source.method))
             return response
         }
@@ -58,7 +58,7 @@ public final class Router: HTTPHandler {
             switch status {
             case 413: ("too_large", "body larger than max_body_bytes")
             case 408: ("deadline", "request not complete within request_deadline_s")
-            case 400: ("malformed", "malformed Content-Length")
+            case 400: ("malformed", "malformed request framing (Content-Length, Transfer-Encoding or Host)")
             case 503: ("shutting_down", "payhook is shutting down")
             default: ("refused", "refused by the listener")
             }
@@ -66,9 +66,9 @@ public final class Router: HTTPHandler {
         let kind = sources[head.path]?.kind ?? ""
         metrics.request(source: kind, tenant: "", outcome: outcome, route: kind, seconds: Self.seconds(since: head))
         if let source = sources[head.path] {
-            return Self.response(source.failureAnswer(status: status, reason: reason))
+            return Self.response(source.failureAnswer(status: status, reason: Self.answerReason(status)))
         }
-        return Self.plain(status, reason + "\n")
+        return Self.plain(status, Self.answerReason(status) + "\n")
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
@@ -95,7 +95,7 @@ public final class Router: HTTPHandler {
         case .refused(let refusal):
             log(head, outcome: refusal.outcome, status: refusal.status, level: .warning, started: started, reason: refusal.reason)
             metrics.request(source: source.kind, tenant: source.tenantLabel(for: callback) ?? "", outcome: refusal.outcome, route: source.kind, seconds: Self.seconds(since: head))
-            return Self.response(source.failureAnswer(status: refusal.status, reason: refusal.reason))
+            return Self.response(source.failureAnswer(status: refusal.status, reason: Self.answerReason(refusal.status)))
         case .acknowledged(let reason):
             log(head, outcome: "acknowledged", status: 200, level: .notice, started: started, reason: reason)
             metrics.request(source: source.kind, tenant: source.tenantLabel(for: callback) ?? "", outcome: "acknowledged", route: source.kind, seconds: Self.seconds(since: head))
@@ -127,7 +127,7 @@ public final class Router: HTTPHandler {
                 log(head, outcome: "storage_error", status: 503, level: .error, event: event, started: started, reason: "\(error)")
                 metrics.request(source: event.source, tenant: event.tenant, outcome: "storage_error", route: source.kind, seconds: Self.seconds(since: head))
                 metrics.storageError(Self.errnoName(error.errno))
-                var response = Self.response(source.failureAnswer(status: 503, reason: "could not store"))
+                var response = Self.response(source.failureAnswer(status: 503, reason: Self.answerReason(503)))
                 response.headers.append((name: "Retry-After", value: "30"))
                 return response
             }
@@ -160,6 +160,22 @@ public final class Router: HTTPHandler {
         logger.log(level: level, "request", metadata: metadata)
     }
 
+
+    /// The one short reason an answer with this status carries, whatever the refusal was. The detailed reason
+    /// goes to the log only: in an answer it would be an oracle, telling a sender which merchants exist, how
+    /// many keys were tried, or whether a spliced `req_info` failed its padding, its XML or a field check.
+    static func answerReason(_ status: Int) -> String {
+        switch status {
+        case 400: return "malformed request"
+        case 401: return "verification failed"
+        case 404: return "not found"
+        case 405: return "method not allowed"
+        case 408: return "request timeout"
+        case 413: return "body too large"
+        case 503: return "try again later"
+        default: return "refused"
+        }
+    }
 
     /// Seconds since the request line arrived.
     static func seconds(since head: HTTPRequestHead) -> Double {

@@ -11,13 +11,19 @@ public struct UnifiedSource: CallbackSource {
 
     public let path: String
     private let tenants: [String: UnifiedTenant]
+    /// A callback whose `payTime` is older than this is refused: the dedupe ledger may no longer hold its key
+    /// (README, "Replays and the ledger's retention").
+    public let maxCallbackAgeMilliseconds: Int64
 
-    /// - Parameter tenants: every `[[unified]]` table configured for one path.
-    public init(path: String, tenants: [UnifiedTenant]) {
+    /// - Parameters:
+    ///   - tenants: every `[[unified]]` table configured for one path.
+    ///   - maxCallbackAgeMilliseconds: ``Config/maxCallbackAgeMilliseconds`` of the running config.
+    public init(path: String, tenants: [UnifiedTenant], maxCallbackAgeMilliseconds: Int64 = Config.defaultMaxCallbackAgeMilliseconds) {
         self.path = path
         var byCode: [String: UnifiedTenant] = [:]
         for tenant in tenants where tenant.path == path { byCode[tenant.domainCode] = tenant }
         self.tenants = byCode
+        self.maxCallbackAgeMilliseconds = maxCallbackAgeMilliseconds
     }
 
     public var method: String { "GET" }
@@ -70,6 +76,15 @@ public struct UnifiedSource: CallbackSource {
         }
         let requestKey = values["requestKey"] ?? ""
         let payStatus = values["payStatus"] ?? ""
+        if let refusal = Self.checkMoves(parameters, requestKey: requestKey, tenant: tenant) {
+            return .refused(refusal)
+        }
+        // `check` proved payTime is a number.
+        let payTime = values["payTime"].flatMap(UnifiedFields.parseNonNegative) ?? 0
+        if payTime < nowMilliseconds - maxCallbackAgeMilliseconds {
+            return .refused(.semantic(
+                "payTime is older than the replay window (\(maxCallbackAgeMilliseconds / 86_400_000) days, ledger_retention_days minus one)"))
+        }
         let key = DedupeKey(source: Self.sourceName, parts: [domainCode, requestKey, payStatus])
         // `fields` holds what the signature covers: non-empty values other than `sign`. An empty value
         // adds nothing to the signed string, so its presence is not authenticated and it is left out.
@@ -92,6 +107,25 @@ public struct UnifiedSource: CallbackSource {
         var verified = event
         verified.secretPosition = match.secretPosition
         return .accepted(verified)
+    }
+
+    /// The checks against moved values that the dedupe key depends on (README, "The weakness of
+    /// values-sha1"). `values-sha1` signs the sorted values without their names, so any value of a genuine
+    /// callback can be moved into `requestKey`, making a new dedupe key for the same payment; a genuine
+    /// `requestKey` is the merchant's own order key and never equals another parameter's value. Names are
+    /// signed under `salted-sha1`, so there only the pattern applies.
+    public static func checkMoves(_ parameters: [FormParameter], requestKey: String, tenant: UnifiedTenant) -> Refusal? {
+        if tenant.signScheme == .valuesSHA1 {
+            for parameter in parameters where parameter.name != "requestKey" && parameter.name != UnifiedSigning.signParameter {
+                if parameter.value.utf8.elementsEqual(requestKey.utf8) {
+                    return .semantic("requestKey equals the value of another parameter (\(LogText.printable(parameter.name, limit: 32))): a value moved under values-sha1")
+                }
+            }
+        }
+        if let pattern = tenant.requestKeyPattern, !pattern.matches(requestKey) {
+            return .semantic("requestKey does not match the tenant's request_key_pattern")
+        }
+        return nil
     }
 
     /// What verification found; `secretPosition` is the 1-based line of the secret that matched.

@@ -12,12 +12,17 @@ public struct WeChatSource: CallbackSource {
 
     public let path: String
     private let tenants: [String: WeChatTenant]
+    /// A notification whose own time (`time_end`, refund `success_time`) is older than this is refused: the
+    /// dedupe ledger may no longer hold its key (README, "Replays and the ledger's retention").
+    public let maxCallbackAgeMilliseconds: Int64
 
-    public init(path: String, tenants: [WeChatTenant]) {
+    /// - Parameter maxCallbackAgeMilliseconds: ``Config/maxCallbackAgeMilliseconds`` of the running config.
+    public init(path: String, tenants: [WeChatTenant], maxCallbackAgeMilliseconds: Int64 = Config.defaultMaxCallbackAgeMilliseconds) {
         self.path = path
         var byMerchant: [String: WeChatTenant] = [:]
         for tenant in tenants where tenant.path == path { byMerchant[tenant.mchID] = tenant }
         self.tenants = byMerchant
+        self.maxCallbackAgeMilliseconds = maxCallbackAgeMilliseconds
     }
 
     public var method: String { "POST" }
@@ -79,9 +84,16 @@ public struct WeChatSource: CallbackSource {
             return .refused(.unknownTenant("appid does not match the tenant's appid"))
         }
         if let reqInfo = values["req_info"] {
-            return refund(reqInfo: reqInfo, tenant: tenant, request: request)
+            return refund(reqInfo: reqInfo, tenant: tenant, request: request, now: nowMilliseconds)
         }
-        return payment(elements, values, tenant: tenant, request: request)
+        return payment(elements, values, tenant: tenant, request: request, now: nowMilliseconds)
+    }
+
+    /// Refuses a notification about an event older than the replay window: after `payhook queue gc` pruned its
+    /// ledger entry, a replay of it would otherwise be stored as a new event.
+    private func tooOld(_ time: Int64?, field: String, now: Int64) -> Refusal? {
+        guard let time, time < now - maxCallbackAgeMilliseconds else { return nil }
+        return .semantic("\(field) is older than the replay window (\(maxCallbackAgeMilliseconds / 86_400_000) days, ledger_retention_days minus one)")
     }
 
     // MARK: - Payment results
@@ -136,11 +148,19 @@ public struct WeChatSource: CallbackSource {
         return .success(PaymentMatch(type: type, keyPosition: matched))
     }
 
-    private func payment(_ elements: [FlatXMLElement], _ values: [String: String], tenant: WeChatTenant, request: CallbackRequest) -> Verdict {
+    private func payment(
+        _ elements: [FlatXMLElement], _ values: [String: String], tenant: WeChatTenant, request: CallbackRequest, now: Int64
+    ) -> Verdict {
         let match: PaymentMatch
         switch Self.verifyPayment(elements, tenant: tenant) {
         case .failure(let refusal): return .refused(refusal)
         case .success(let m): match = m
+        }
+        if let problem = WeChatFields.checkPayment(values, elements: elements) {
+            return .refused(.semantic(problem))
+        }
+        if let refusal = tooOld(values["time_end"].flatMap { WeChatFields.beijingTime($0, dashed: false) }, field: "time_end", now: now) {
+            return .refused(refusal)
         }
         guard let outTradeNo = values["out_trade_no"], !outTradeNo.isEmpty else {
             return .refused(.semantic("out_trade_no is missing or empty"))
@@ -171,59 +191,63 @@ public struct WeChatSource: CallbackSource {
         Array(Hex.encode(Digest.md5(Array(apiKey.utf8))).utf8)
     }
 
-    /// Decrypts `req_info` with each of the tenant's keys; the first that yields strict PKCS#7 padding and
-    /// a strict flat `<root>` document wins. Returns the decrypted fields, or why nothing did.
+    /// Decrypts `req_info` with each of the tenant's keys; the first that yields strict PKCS#7 padding, a strict
+    /// flat `<root>` document and a document of the documented shape (``WeChatFields/checkRefund(_:)``) wins.
+    /// Returns the decrypted fields, or why nothing did.
+    ///
+    /// AES-256-ECB has no integrity: the only evidence that WeChat wrote this document is that it decrypts, under
+    /// this merchant's key, to exactly what WeChat writes. Every way that fails is the same refusal (401, one
+    /// answer text), so answers cannot tell a padding failure from a parse failure from a field check.
     public static func decryptRefund(_ reqInfo: String, tenant: WeChatTenant) -> Result<[FlatXMLElement], Refusal> {
         decryptRefundWithPosition(reqInfo, tenant: tenant).map(\.fields)
     }
 
-    /// As `decryptRefund`, also telling which key position decrypted it.
-    public static func decryptRefundWithPosition(_ reqInfo: String, tenant: WeChatTenant) -> Result<(fields: [FlatXMLElement], keyPosition: Int), Refusal> {
+    /// As `decryptRefund`, also telling which key position decrypted it and the checked refund.
+    public static func decryptRefundWithPosition(
+        _ reqInfo: String, tenant: WeChatTenant
+    ) -> Result<(fields: [FlatXMLElement], keyPosition: Int, refund: WeChatFields.Refund), Refusal> {
         guard let ciphertext = Base64.decode(reqInfo) else {
             return .failure(.malformed("req_info is not base64"))
         }
         guard !ciphertext.isEmpty, ciphertext.count % 16 == 0 else {
             return .failure(.malformed("req_info is not a whole number of AES blocks"))
         }
-        var padded = false
+        // A copy of one of the ciphertext's own blocks is the cheapest ECB splice; a genuine one never repeats.
+        guard !WeChatFields.repeatsBlock(ciphertext) else {
+            return .failure(.badSignature("req_info repeats a 16-byte ciphertext block (an ECB splice)"))
+        }
+        var failure = "req_info does not decrypt under the tenant's key(s) (bad padding)"
         for (index, key) in tenant.keys.enumerated() {
             guard let plain = Cipher.aes256ECBDecrypt(key: refundKey(apiKey: key.value), ciphertext: ciphertext) else { continue }
-            padded = true
-            if let fields = try? FlatXML.parse(plain, root: "root") { return .success((fields, index + 1)) }
+            guard let fields = try? FlatXML.parse(plain, root: "root") else {
+                failure = "req_info decrypts, but not to a flat <root> document, under the tenant's key(s)"
+                continue
+            }
+            switch WeChatFields.checkRefund(fields) {
+            case .success(let refund):
+                return .success((fields, index + 1, refund))
+            case .failure(let problem):
+                failure = "req_info decrypts to a document WeChat does not write: \(problem.message)"
+            }
         }
-        // Wrong key usually shows as bad padding; garbage that happens to pad well fails the XML parse.
-        return .failure(.badSignature(
-            padded
-                ? "req_info decrypts, but not to a flat <root> document, under the tenant's key(s)"
-                : "req_info does not decrypt under the tenant's key(s) (bad padding)"))
+        return .failure(.badSignature(failure))
     }
 
-    private func refund(reqInfo: String, tenant: WeChatTenant, request: CallbackRequest) -> Verdict {
+    private func refund(reqInfo: String, tenant: WeChatTenant, request: CallbackRequest, now: Int64) -> Verdict {
         let fields: [FlatXMLElement]
         let keyPosition: Int
+        let refund: WeChatFields.Refund
         switch Self.decryptRefundWithPosition(reqInfo, tenant: tenant) {
         case .failure(let refusal): return .refused(refusal)
-        case .success(let decrypted): (fields, keyPosition) = decrypted
+        case .success(let decrypted): (fields, keyPosition, refund) = decrypted
         }
-        var values: [String: String] = [:]
-        for field in fields { values[field.name] = field.text }
-        guard let outRefundNo = values["out_refund_no"], !outRefundNo.isEmpty else {
-            return .refused(.semantic("out_refund_no is missing or empty"))
+        if let refusal = tooOld(refund.successTime, field: "success_time", now: now) {
+            return .refused(refusal)
         }
-        guard let outTradeNo = values["out_trade_no"], !outTradeNo.isEmpty else {
-            return .refused(.semantic("out_trade_no is missing or empty"))
-        }
-        // protocols.md §2: SUCCESS, CHANGE (refund abnormal) or REFUNDCLOSE.
-        guard let status = values["refund_status"], ["SUCCESS", "CHANGE", "REFUNDCLOSE"].contains(status) else {
-            return .refused(.semantic("refund_status must be SUCCESS, CHANGE or REFUNDCLOSE"))
-        }
-        guard let amount = values["refund_fee"].flatMap(UnifiedFields.parseNonNegative) else {
-            return .refused(.semantic("refund_fee must be a non-negative integer number of fen"))
-        }
-        let key = DedupeKey(source: Self.refundSource, parts: [tenant.mchID, outRefundNo, status])
+        let key = DedupeKey(source: Self.refundSource, parts: [tenant.mchID, refund.outRefundNo, refund.status])
         var verified = event(
-            key: key, source: Self.refundSource, tenant: tenant, orderRef: outTradeNo, status: status, amount: amount,
-            currency: "CNY", verifiedWith: "aes-256-ecb",
+            key: key, source: Self.refundSource, tenant: tenant, orderRef: refund.outTradeNo, status: refund.status,
+            amount: refund.refundFee, currency: "CNY", verifiedWith: "aes-256-ecb",
             fields: fields.map { FormParameter(name: $0.name, value: $0.text) }, request: request)
         verified.secretPosition = keyPosition
         return .accepted(verified)

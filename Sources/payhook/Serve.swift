@@ -69,7 +69,7 @@ struct Serve: ParsableCommand {
                 handler.logLevel = level
                 return handler
             }
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = TextLineLogHandler(label: label)
             handler.logLevel = level
             return handler
         }

@@ -117,6 +117,15 @@ private func checkFlatInvariants(_ children: [FlatXMLElement]) {
             == flatElements(["a": "x<y>&amp;z&&xxe;"]))
     }
 
+    @Test(arguments: [" ", "\n", "\r\n\t ", "\u{FEFF}\n"])
+    func whitespaceBeforeTheRootIsWellFormed(prefix: String) throws {
+        // XML 1.0 §2.8, `prolog ::= XMLDecl? Misc*`: whitespace may precede the root element with or without a
+        // declaration, so a body that a conforming parser accepts is not refused here.
+        #expect(try flatParse(prefix + "<xml><a>1</a></xml>") == flatElements(["a": "1"]))
+        #expect(try flatParse("<?xml version=\"1.0\"?>" + prefix.replacing("\u{FEFF}", with: "") + "<xml><a>1</a></xml>")
+            == flatElements(["a": "1"]))
+    }
+
     @Test func whitespaceBetweenElementsIsIgnored() throws {
         // The WxJava #1671 shape: newlines and indentation between elements, and after the root.
         let body = "<xml>\n  <appid><![CDATA[wx2421b1c4370ec43b]]></appid>\n\t<mch_id>10000100</mch_id>\r\n"
@@ -244,10 +253,10 @@ private func checkFlatInvariants(_ children: [FlatXMLElement]) {
         // Empty input and stray content around the root.
         ("", FlatXMLError.emptyInput),
         ("\u{FEFF}", .emptyInput),
-        (" <xml><a>1</a></xml>", .contentBeforeRoot),
-        ("\n<xml><a>1</a></xml>", .contentBeforeRoot),
         ("x<xml><a>1</a></xml>", .contentBeforeRoot),
-        (" <?xml version=\"1.0\"?><xml/>", .contentBeforeRoot),
+        (" x<xml><a>1</a></xml>", .contentBeforeRoot),
+        // After whitespace, `<?xml` is no longer the declaration but a reserved processing-instruction target.
+        (" <?xml version=\"1.0\"?><xml/>", .processingInstruction),
         ("<![CDATA[x]]><xml/>", .contentBeforeRoot),
         ("<xml><a>1</a></xml>x", .contentAfterRoot),
         ("<xml><a>1</a></xml>\n&amp;", .contentAfterRoot),

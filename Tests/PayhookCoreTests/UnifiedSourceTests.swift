@@ -14,8 +14,11 @@ import Testing
             remoteAddress: "127.0.0.1", receivedAtMilliseconds: 1_700_000_000_123)
     }
 
+    /// The vectors carry fixed payment times (U4 is from 2016), so these tests run with a century-long replay
+    /// window; `ReplayWindowTests` checks the window itself.
     static func process(_ query: String?, tenants: [UnifiedTenant] = [tenant]) -> Verdict {
-        UnifiedSource(path: "/n", tenants: tenants).process(request(query), nowMilliseconds: now)
+        UnifiedSource(path: "/n", tenants: tenants, maxCallbackAgeMilliseconds: Config.maxCallbackAge(retentionDays: 36500))
+            .process(request(query), nowMilliseconds: now)
     }
 
     /// Builds a correctly signed query from name/value pairs (form-encoding each value).

@@ -38,6 +38,7 @@ struct ProcessTests {
             listen = "127.0.0.1:0"
             spool = "spool"
             shutdown_grace_s = 5
+            ledger_retention_days = 36500
 
             [[unified]]
             path = "/notify/unified"
