@@ -164,7 +164,7 @@ public final class Router: HTTPHandler {
     /// The one short reason an answer with this status carries, whatever the refusal was. The detailed reason
     /// goes to the log only: in an answer it would be an oracle, telling a sender which merchants exist, how
     /// many keys were tried, or whether a spliced `req_info` failed its padding, its XML or a field check.
-    static func answerReason(_ status: Int) -> String {
+    public static func answerReason(_ status: Int) -> String {
         switch status {
         case 400: return "malformed request"
         case 401: return "verification failed"

@@ -311,3 +311,53 @@ import Testing
         #expect(!pattern.matches("order-12x"))
     }
 }
+
+/// Configuration that would let an attack through is refused at start (`payhook check-config`).
+@Suite struct ConfigDefenceTests {
+    static func wechat(_ tables: [(path: String, mchID: String, key: String)]) -> String {
+        tables.map { "[[wechat]]\npath = \"\($0.path)\"\nmch_id = \"\($0.mchID)\"\napi_key_env = \"\($0.key)\"\n" }.joined(separator: "\n")
+    }
+
+    static let env = ["KEY_A": "aaaa\nshared-key", "KEY_B": "shared-key", "KEY_C": "cccc"]
+
+    static func load(_ text: String) throws(ConfigError) -> ConfigLoader.Loaded {
+        try ConfigLoaderTests.loader(env: Self.env).load(text: text, path: "/etc/payhook/p.toml")
+    }
+
+    @Test func twoMerchantsOnOnePathWithACommonKeyAreRefused() {
+        // KEY_A holds two keys (rotation); its second line is B's key.
+        let issues = ConfigLoaderTests.issues(Self.wechat([("/w", "1001", "KEY_A"), ("/w", "1002", "KEY_B")]), env: Self.env)
+        #expect(issues.count == 1)
+        #expect(issues.first?.hasPrefix("/etc/payhook/p.toml:6:") == true)
+        #expect(issues.first?.contains("mch_id '1002' shares an APIv2 key with mch_id '1001' (line 1)") == true)
+        // The key itself is never named.
+        #expect(issues.first?.contains("shared-key") == false)
+    }
+
+    @Test func ownKeysOrOwnPathsAreAccepted() throws {
+        #expect(ConfigLoaderTests.issues(Self.wechat([("/w", "1001", "KEY_A"), ("/w", "1002", "KEY_C")]), env: Self.env).isEmpty)
+        // On separate paths it is a warning: a replay must also be posted to the other path.
+        let loaded = try Self.load(Self.wechat([("/w1", "1001", "KEY_A"), ("/w2", "1002", "KEY_B")]))
+        #expect(loaded.warnings.contains { $0.message.contains("shares an APIv2 key") })
+    }
+
+    @Test func retentionConflictCapsAndPattern() throws {
+        let base = "[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret_env = \"KEY_C\"\n"
+        let defaults = try Self.load(base).config
+        #expect(defaults.ledgerRetentionDays == 7)
+        #expect(defaults.maxCallbackAgeMilliseconds == 6 * 86_400_000)
+        #expect(defaults.maxConflictsPerEvent == 16 && defaults.maxConflicts == 1000)
+        let set = try Self.load("ledger_retention_days = 30\nmax_conflicts_per_event = 2\nmax_conflicts = 50\n"
+            + base + "request_key_pattern = \"ord-[0-9]{6}\"\n").config
+        #expect(set.ledgerRetentionDays == 30 && set.maxConflictsPerEvent == 2 && set.maxConflicts == 50)
+        #expect(set.unified.first?.requestKeyPattern?.matches("ord-123456") == true)
+        #expect(set.unified.first?.requestKeyPattern?.matches("ord-12345") == false)
+        // One day is the replay margin, so a retention of one day would accept nothing.
+        #expect(ConfigLoaderTests.issues("ledger_retention_days = 1\n" + base, env: Self.env)
+            == ["/etc/payhook/p.toml:1: ledger_retention_days must be between 2 and 36500"])
+        #expect(ConfigLoaderTests.issues(base + "request_key_pattern = \"ord-(\"\n", env: Self.env).first?
+            .hasPrefix("/etc/payhook/p.toml:5: request_key_pattern is not a valid regular expression") == true)
+        #expect(ConfigLoaderTests.issues(base + "request_key_pattern = \".*\"\n", env: Self.env)
+            == ["/etc/payhook/p.toml:5: request_key_pattern matches the empty string; it should describe your own keys"])
+    }
+}

@@ -95,7 +95,7 @@ struct StorageFailureTests {
         disk.failure.withLock { $0 = EIO }
         let failed = try WeChatLiveTests.post(live, body)
         #expect(failed.status == 503)
-        #expect(failed.body == "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[could not store]]></return_msg></xml>")
+        #expect(failed.body == "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[try again later]]></return_msg></xml>")
         #expect(live.events().isEmpty)
         disk.failure.withLock { $0 = nil }
         #expect(try WeChatLiveTests.post(live, body).body == WeChatLiveTests.success)

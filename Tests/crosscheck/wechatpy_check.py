@@ -54,11 +54,18 @@ def payment(rng, i):
 
 
 def refund(rng, i):
+    # Every field of the refund document (protocols.md §2); success_time only when the refund succeeded.
+    refund_fee = rng.randint(1, 9999)
     inner = {
-        "out_refund_no": "xref-%d" % i, "out_trade_no": "xorder-%d" % i, "refund_fee": str(rng.randint(1, 9999)),
-        "total_fee": "10000", "refund_status": rng.choice(["SUCCESS", "CHANGE", "REFUNDCLOSE"]),
-        "refund_recv_accout": "支付用户零钱", "success_time": "2026-01-01 12:00:05", "refund_id": "5%d" % i,
+        "out_refund_no": "xref-%d" % i, "out_trade_no": "xorder-%d" % i, "refund_fee": str(refund_fee),
+        "total_fee": "10000", "settlement_refund_fee": str(refund_fee), "settlement_total_fee": "10000",
+        "refund_status": rng.choice(["SUCCESS", "CHANGE", "REFUNDCLOSE"]),
+        "refund_recv_accout": "支付用户零钱", "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
+        "refund_request_source": "API", "refund_id": "50000408942026010100%09d" % i,
+        "transaction_id": "42000012342026010100%08d" % i,
     }
+    if inner["refund_status"] == "SUCCESS":
+        inner["success_time"] = "2026-01-01 12:00:05"
     plain = cdata(inner, "root").encode("utf-8")
     padder = padding.PKCS7(128).padder()
     padded = padder.update(plain) + padder.finalize()

@@ -1,0 +1,185 @@
+import Foundation
+import Logging
+import PayhookCore
+import PayhookCrypto
+import PayhookServer
+import PayhookWeChat
+import Testing
+
+/// Answers carry one short reason per status: no oracle in what a sender reads back (README, "HTTP answers").
+@Suite(.timeLimit(.minutes(1)))
+struct AnswerOracleTests {
+    static func refundBody(_ plaintext: String, key: String = "192006250b4c09247ec02edce69f6a2d", mchID: String = "10000100") -> [UInt8] {
+        let reqInfo = Base64.encode(Cipher.aes256ECBEncrypt(key: WeChatSource.refundKey(apiKey: key), plaintext: Array(plaintext.utf8)) ?? [])
+        return Array("<xml><return_code>SUCCESS</return_code><appid><![CDATA[wx2421b1c4370ec43b]]></appid><mch_id><![CDATA[\(mchID)]]></mch_id><nonce_str><![CDATA[n]]></nonce_str><req_info><![CDATA[\(reqInfo)]]></req_info></xml>".utf8)
+    }
+
+    @Test func everyWeChatVerificationFailureReadsTheSame() throws {
+        let live = try LiveServer()
+        defer { live.stop() }
+        let genuine = try String(contentsOf: Paths.fixtures.appendingPathComponent("wechat/pay-md5.xml"), encoding: .utf8)
+        let fieldCheck = "<root><out_refund_no>R1</out_refund_no><refund_status>DONE</refund_status></root>"
+        let bodies: [(String, [UInt8])] = [
+            ("unknown merchant", Array(genuine.replacing("10000100", with: "10000999").utf8)),
+            ("wrong sign", Array(genuine.replacing("1BD3EFE70A2F57EF61421D3AD5BC4865", with: "1BD3EFE70A2F57EF61421D3AD5BC4866").utf8)),
+            ("bad padding", Self.refundBody("x", key: "another-key-entirely")),
+            ("not XML", Self.refundBody("just some text")),
+            ("field check", Self.refundBody(fieldCheck)),
+        ]
+        var answers: Set<String> = []
+        for (name, body) in bodies {
+            let reply = try WeChatLiveTests.post(live, body)
+            #expect(reply.status == 401, "\(name)")
+            answers.insert(reply.body)
+        }
+        #expect(answers == [WeChatSource.failureXML("verification failed")])
+        // The detail is in the log, for the operator.
+        let reasons = live.log.entries.compactMap { $0.metadata["reason"].map { "\($0)" } }
+        #expect(reasons.contains { $0.contains("bad padding") })
+        #expect(reasons.contains { $0.contains("mch_id") })
+        #expect(reasons.contains { $0.contains("does not write") })
+    }
+
+    @Test func answerReasonsDependOnTheStatusOnly() {
+        for status in [400, 401, 404, 405, 408, 413, 503] {
+            let reason = Router.answerReason(status)
+            #expect(!reason.isEmpty && reason.count < 32)
+        }
+        #expect(Router.answerReason(400) != Router.answerReason(401))
+    }
+}
+
+/// `payhook verify` must not show anything that depends on a secret's value.
+@Suite struct VerifyLeakTests {
+    static func config(secret: String) throws -> Config {
+        let text = """
+            spool = "spool"
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "demo"
+            secret = "\(secret)"
+            """
+        return try ConfigLoader(readFile: { _ in [] }, environment: [:]).load(text: text, path: "/x/payhook.toml").config
+    }
+
+    @Test func theValuesSha1StringIsTheSameWhereverTheSecretSorts() throws {
+        let query = try Paths.fixture("unified/success.query")
+        // "!" sorts before every value, "~~~~" after every ASCII one; the old output put *** at each place.
+        var outputs: Set<[String]> = []
+        for secret in ["!!!!", "5", "Dz", "m", "~~~~", "\u{4E00}"] {
+            let report = Explainer.explain(Array(query.utf8), config: try Self.config(secret: secret), nowMilliseconds: 1_767_225_600_000)
+            outputs.insert(report.lines.filter { $0.hasPrefix("string to sign") })
+            if ["!!!!", "~~~~", "\u{4E00}"].contains(secret) { #expect(!report.lines.joined().contains(secret)) }
+        }
+        #expect(outputs.count == 1)
+    }
+}
+
+/// `payhook verify` checks what `serve` would receive, byte for byte.
+@Suite struct VerifyUnchangedTests {
+    static let demo = try! ConfigFile.load(path: Paths.fixtures.appendingPathComponent("demo.toml").path).config
+
+    @Test func whitespaceAroundAQueryIsNotTrimmedAway() throws {
+        let query = try Paths.fixture("unified/success.query")
+        #expect(Explainer.explain(Array(query.utf8), config: Self.demo).verified)
+        // The line ending a text file has is not part of the capture.
+        #expect(Explainer.explain(Array((query + "\n").utf8), config: Self.demo).verified)
+        #expect(Explainer.explain(Array((query + "\r\n").utf8), config: Self.demo).verified)
+        // Anything else is: no request target holds a space, a tab or a second line.
+        for changed in [" " + query, query + " ", query + "\t\n", query + "\n\n", "\n" + query] {
+            let report = Explainer.explain(Array(changed.utf8), config: Self.demo)
+            #expect(!report.verified, "\(changed.debugDescription)")
+            #expect(report.lines.contains { $0.hasPrefix("FAILED") })
+        }
+    }
+
+    @Test func anXMLCaptureIsCheckedAsServeReceivesIt() throws {
+        let body = try String(contentsOf: Paths.fixtures.appendingPathComponent("wechat/pay-md5.xml"), encoding: .utf8)
+        let source = PayhookServerSources.wechat(Self.demo)
+        for capture in ["\n" + body, body + "\n", "x" + body, body + "x", "\u{0B}" + body] {
+            let served = source.process(
+                CallbackRequest(method: "POST", target: "/notify/wechat", query: nil, body: Array(capture.utf8), remoteAddress: "-", receivedAtMilliseconds: 0),
+                nowMilliseconds: 0)
+            let accepted: Bool
+            if case .accepted = served { accepted = true } else { accepted = false }
+            #expect(Explainer.explain(Array(capture.utf8), config: Self.demo, nowMilliseconds: 0).verified == accepted, "\(capture.prefix(3).debugDescription)")
+        }
+    }
+}
+
+/// The sources `serve` builds, for comparing `verify` with them.
+enum PayhookServerSources {
+    static func wechat(_ config: Config) -> WeChatSource {
+        WeChatSource(path: "/notify/wechat", tenants: config.wechat, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
+    }
+}
+
+/// Text log lines: request text can never read as another field or another line.
+@Suite struct TextLogTests {
+    /// Splits a line's fields the way a log shipper's `key=value` parser does: bare values end at a space,
+    /// quoted ones at the next unescaped quote.
+    static func fields(_ line: String) -> [String: String] {
+        var result: [String: String] = [:]
+        var rest = Substring(line)
+        guard let colon = rest.range(of: ": ") else { return result }
+        rest = rest[colon.upperBound...]
+        // Skip the message (quoted or up to the first " key=").
+        if rest.first == "\"" {
+            var i = rest.index(after: rest.startIndex)
+            while i < rest.endIndex, rest[i] != "\"" { i = rest[i] == "\\" ? rest.index(i, offsetBy: 2) : rest.index(after: i) }
+            rest = rest[rest.index(after: i)...]
+        } else if let space = rest.firstIndex(of: " ") {
+            rest = rest[space...]
+        } else {
+            return result
+        }
+        while let start = rest.firstIndex(where: { $0 != " " && $0 != "\n" }) {
+            rest = rest[start...]
+            guard let equals = rest.firstIndex(of: "=") else { break }
+            let key = String(rest[..<equals])
+            rest = rest[rest.index(after: equals)...]
+            if rest.first == "\"" {
+                var value = ""
+                var i = rest.index(after: rest.startIndex)
+                while i < rest.endIndex, rest[i] != "\"" {
+                    if rest[i] == "\\" { i = rest.index(after: i) }
+                    value.append(rest[i])
+                    i = rest.index(after: i)
+                }
+                result[key] = value
+                rest = rest[rest.index(after: i)...]
+            } else {
+                let end = rest.firstIndex { $0 == " " || $0 == "\n" } ?? rest.endIndex
+                result[key] = String(rest[..<end])
+                rest = rest[end...]
+            }
+        }
+        return result
+    }
+
+    @Test func aHostileReasonStaysOneField() {
+        let hostile = "mch_id 'x' outcome=accepted http.status=200\nforged line level=info reason=\"a\\\"b\""
+        let line = TextLineLogHandler.line(
+            level: .warning, label: "payhook", message: "request",
+            metadata: ["outcome": "unknown_tenant", "http.status": "401", "reason": "\(hostile)", "http.path": "/a b\u{7}"],
+            milliseconds: 0)
+        #expect(line.filter { $0 == "\n" }.count == 1 && line.hasSuffix("\n"))
+        #expect(!line.contains("\u{7}"))
+        let fields = Self.fields(line)
+        #expect(fields["outcome"] == "unknown_tenant")
+        #expect(fields["http.status"] == "401")
+        // (This parser drops the backslash of an escape, so `\x0a` reads as `x0a`.)
+        #expect(fields["reason"]?.hasPrefix("mch_id 'x' outcome=accepted http.status=200x0aforged") == true)
+        #expect(fields["http.path"] == "/a bx07")
+        #expect(fields.count == 4)
+    }
+
+    @Test func plainValuesStayBareAndTextIsEscaped() {
+        let line = TextLineLogHandler.line(
+            level: .info, label: "payhook", message: "request",
+            metadata: ["remote": "[::1]", "event.id": "abc123", "tenant": "微信", "empty": ""], milliseconds: 0)
+        #expect(line == "1970-01-01T00:00:00.000Z info payhook: request empty=\"\" event.id=abc123 remote=[::1] tenant=\"\\xe5\\xbe\\xae\\xe4\\xbf\\xa1\"\n")
+        let quoted = TextLineLogHandler.line(level: .notice, label: "payhook", message: "libmicrohttpd: a=b", metadata: [:], milliseconds: 0)
+        #expect(quoted == "1970-01-01T00:00:00.000Z notice payhook: \"libmicrohttpd: a=b\"\n")
+    }
+}
