@@ -183,3 +183,18 @@ enum PayhookServerSources {
         #expect(quoted == "1970-01-01T00:00:00.000Z notice payhook: \"libmicrohttpd: a=b\"\n")
     }
 }
+
+extension LogTests {
+    @Test func textLinesCannotBeForgedByRequestText() throws {
+        // An unknown domainCode is quoted into the refusal's reason; here it tries to end the field early.
+        let forged = "x%20outcome%3Daccepted%20http.status%3D200%0Areason%3Dnone"
+        let lines = try Self.serveAndCollect(["--log-format", "text"], targets: ["/notify/unified?domainCode=\(forged)&sign=0"])
+        let requests = lines.filter { $0.contains(" request ") }
+        #expect(requests.count == 1)
+        let fields = TextLogTests.fields(try #require(requests.first) + "\n")
+        #expect(fields["outcome"] == "unknown_tenant")
+        #expect(fields["http.status"] == "401")
+        #expect(fields["reason"]?.contains("outcome=accepted") == true)
+        #expect(!lines.contains { $0.hasPrefix("reason=none") })
+    }
+}
