@@ -20,6 +20,8 @@ import PayhookUnified
 private let path = "/notify/unified"
 /// 2026-01-03T00:00:00Z: after every fixture's payTime, so the seeds verify and pass the checks.
 private let now: Int64 = 1_767_398_400_000
+/// Six days: the default ledger retention of seven days less the one-day margin.
+private let replayWindow: Int64 = 6 * 86_400_000
 private let earliestPayTime: Int64 = 946_684_800_000  // 2000-01-01T00:00:00Z
 private let futureSlack: Int64 = 86_400_000  // one day
 
@@ -85,7 +87,7 @@ private func expectedOutcome(_ decoded: [FormParameter]?) -> Outcome {
         Digest.sha1(stringToSign(parameters, secret: secret.value, scheme: tenant.signScheme)) == presented
     }
     guard verifies else { return .badSignature }
-    return semanticallyValid(values) ? .accepted : .semantic
+    return semanticallyValid(parameters, scheme: tenant.signScheme) ? .accepted : .semantic
 }
 
 // MARK: - Correctly signed callbacks
@@ -133,7 +135,7 @@ private func checkSignedCallback(_ input: [FormParameter], choices: inout Choice
     }
 
     let (verdict, query) = send(presentedSign)
-    let valid = semanticallyValid(fieldMap(parameters))
+    let valid = semanticallyValid(parameters, scheme: tenant.signScheme)
     switch verdict {
     case .accepted(let event):
         if !valid { violated("a callback failing the semantic checks was accepted", query) }
@@ -182,13 +184,20 @@ private func stringToSign(_ parameters: [FormParameter], secret: String, scheme:
     }
 }
 
-private func semanticallyValid(_ values: [String: String]) -> Bool {
+/// README: the documented checks, the replay window (the default retention of 7 days minus one), and under
+/// values-sha1 no other parameter carrying requestKey's value.
+private func semanticallyValid(_ parameters: [FormParameter], scheme: UnifiedSignScheme) -> Bool {
+    let values = fieldMap(parameters)
     let required = ["money", "requestKey", "payTime", "payStatus", "domainCode", "currencyType", "payTypeCode"]
     guard required.allSatisfy({ !(values[$0] ?? "").isEmpty }) else { return false }
     guard isAmount(values["money"]) else { return false }
     guard isAmount(values["payTime"]), let payTime = Int64(values["payTime"]!),
-        payTime >= earliestPayTime, payTime <= now + futureSlack
+        payTime >= earliestPayTime, payTime <= now + futureSlack, payTime >= now - replayWindow
     else { return false }
+    if scheme == .valuesSHA1 {
+        let key = values["requestKey"]!
+        if parameters.contains(where: { $0.name != "requestKey" && $0.value.utf8.elementsEqual(key.utf8) }) { return false }
+    }
     let statuses = ["NOTPAY", "SUCCESSPAY", "FAILUREPAY", "NOTREFUND", "WAITREFUND", "SUCCESSREFUND", "FAILUREREFUND", "CLOSED"]
     guard statuses.contains(where: { $0.utf8.elementsEqual(values["payStatus"]!.utf8) }) else { return false }
     guard ["CNY", "USD"].contains(where: { $0.utf8.elementsEqual(values["currencyType"]!.utf8) }) else { return false }
