@@ -261,6 +261,8 @@ max_connections_per_ip = 1024   # all the load comes from 127.0.0.1
 threads = {threads}
 log_level = "warning"
 shutdown_grace_s = 5
+# The request sets carry fixed payment times (gen_requests.py), so the replay window must cover them.
+ledger_retention_days = 36500
 [[unified]]
 path = "/notify/unified"
 domain_code = "bench"

@@ -233,8 +233,13 @@ class Key:
         return len({v.content for v in self.variants}) > 1
 
 
-# 2020-01-01: well inside payhook's accepted payTime range (2000-01-01 to now + 1 day) on any sane clock.
-PAY_TIME_BASE = 1577836800000
+# An hour ago: payhook refuses payment times older than its replay window (ledger_retention_days minus one
+# day, README "Replays and the ledger's retention") and later than a day from now.
+PAY_TIME_BASE = int(time.time() * 1000) - 3600 * 1000
+# The same moment as WeChat writes it: Beijing time (UTC+8).
+BEIJING_NOW = time.gmtime(PAY_TIME_BASE // 1000 + 8 * 3600)
+TIME_END = time.strftime("%Y%m%d%H%M%S", BEIJING_NOW)
+SUCCESS_TIME = time.strftime("%Y-%m-%d %H:%M:%S", BEIJING_NOW)
 UNIFIED_STATUSES = ["SUCCESSPAY", "SUCCESSPAY", "SUCCESSPAY", "FAILUREPAY", "SUCCESSREFUND", "NOTPAY", "CLOSED",
                     "WAITREFUND", "FAILUREREFUND", "NOTREFUND"]
 PAY_TYPES = [("Wechat", "微信支付"), ("Alipay", "支付宝"), ("ChinapayOld", "银联"), ("Paypal", "PayPal")]
@@ -335,7 +340,7 @@ class PoolBuilder:
             "appid": tenant["appid"], "mch_id": tenant["mch_id"], "result_code": result, "return_code": "SUCCESS",
             "openid": f"oCrash{i}", "trade_type": "JSAPI", "bank_type": "CFT", "total_fee": str(fee),
             "fee_type": "CNY", "cash_fee": str(fee), "transaction_id": "42%020d" % i, "out_trade_no": out_trade_no,
-            "time_end": "20200101120000",
+            "time_end": TIME_END,
             "attach": rng.choice(["支付测试", "a&b=c", "", "😀 emoji", "<tag>", "x y"]),
             "device_info": "",
         }
@@ -388,11 +393,17 @@ class PoolBuilder:
         fee = rng.randint(1, 99999)
 
         def inner(amount):
-            return {
+            # Every field of WeChat's refund document (README, "WeChat Pay v2 notifications"); success_time only
+            # for a refund that succeeded.
+            fields = {
                 "out_refund_no": out_refund_no, "out_trade_no": f"ck{self.seed}o{i}", "refund_fee": str(amount),
-                "total_fee": "100000", "refund_status": status, "refund_recv_accout": "支付用户零钱",
-                "success_time": "2026-01-01 12:00:05", "refund_id": "5%d" % i,
+                "total_fee": "100000", "settlement_refund_fee": str(amount), "refund_status": status,
+                "refund_recv_accout": "支付用户零钱", "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
+                "refund_request_source": "API", "refund_id": "50%027d" % i, "transaction_id": "42%026d" % i,
             }
+            if status == "SUCCESS":
+                fields["success_time"] = SUCCESS_TIME
+            return fields
         contents = [("original", inner(fee))]
         contents += [("retry", inner(fee)) for _ in range(self._dups())]
         if self._conflict():

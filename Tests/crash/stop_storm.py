@@ -74,7 +74,7 @@ class Round:
         if pick < 0.3:
             return ct.send(port, ct.Variant("GET", "/healthz", b"", {}, "health", "health", 0), timeout=10), None
         key = f"storm{s.args.seed}-r{self.n}-{i}"
-        params = [("money", str(rng.randint(1, 10**6))), ("requestKey", key), ("payTime", "1577836800000"),
+        params = [("money", str(rng.randint(1, 10**6))), ("requestKey", key), ("payTime", str(int(time.time() * 1000) - 60_000)),
                   ("orderSn", f"SN{self.n}-{i}"), ("payTypeCode", "Wechat"), ("payTypeName", "微信支付"),
                   ("currencyType", "CNY"), ("payStatus", "SUCCESSPAY"), ("domainCode", "demo")]
         sign = s.ms.values_sha1(params, s.secret)
