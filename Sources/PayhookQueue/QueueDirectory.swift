@@ -131,9 +131,11 @@ public struct QueueRequeueReport: Sendable {
 
 /// What `gc` removes, and how carefully.
 public struct QueueGCOptions: Sendable {
-    /// Ledger entries (ids/) written longer ago than this are pruned, unless their event is still in the
-    /// spool. Default 7 days, above WeChat Pay's 24-hour retry window.
-    public var ledgerAge: Double = 7 * 86400
+    /// Ledger entries (ids/) and conflict copies (conflicts/) written longer ago than this are pruned (a
+    /// ledger entry only once its event has left the spool). nil, the default: the retention the server
+    /// records in `.retention` (``QueueDirectory/serverRetention()``), else ``defaultLedgerAge``. A value
+    /// below the recorded retention is refused.
+    public var ledgerAge: Double?
     /// Leftovers in tmp/ (and the queue's own stale sidecars) older than this are removed. Younger tmp/
     /// files may be a store in progress, so this is never below ``minimumTemporaryAge``.
     public var temporaryAge: Double = 3600
@@ -146,6 +148,10 @@ public struct QueueGCOptions: Sendable {
 
     /// The smallest `temporaryAge` accepted: a store in tmp/ lasts milliseconds, a minute is far above that.
     public static let minimumTemporaryAge: Double = 60
+
+    /// The ledger age on a spool without `.retention` (written by servers before it existed): 7 days,
+    /// above WeChat Pay's 24-hour retry window.
+    public static let defaultLedgerAge: Double = 7 * 86400
 
     /// Default options.
     public init() {}
@@ -165,6 +171,10 @@ public struct QueueGCReport: Sendable {
     public var removed: [QueueGCItem] = []
     /// Ledger entries old enough but kept because their event is still in new/, cur/ or dead/.
     public var keptPending = 0
+    /// The ledger age applied (for ids/ and conflicts/), in seconds.
+    public var ledgerAge: Double = QueueGCOptions.defaultLedgerAge
+    /// The retention the server recorded in `.retention`, if the spool has one.
+    public var serverRetention: Double?
     /// Whether the limit stopped the run before everything eligible was removed.
     public var limited = false
     /// Whether this was a dry run.
@@ -761,12 +771,28 @@ public final class QueueDirectory: Sendable {
     /// Prunes what the queue no longer needs:
     /// - ledger entries `ids/<id>` whose mtime (the event's write time) is older than `ledgerAge` and whose
     ///   event has left the spool (link count 1: the ledger's is the only name left);
+    /// - the server's audit copies of conflicting callbacks, regular files in conflicts/ whose mtime is
+    ///   older than `ledgerAge`: they matter as long as the entries they conflicted with;
     /// - files in tmp/ older than `temporaryAge` (a younger one may be a store in progress);
     /// - the queue's own stale leftovers: `attempts/<id>.json` of events no longer in new/ or cur/, error
     ///   records in dead/ without their event, and hidden temporary files in attempts/ and dead/, each older
     ///   than `temporaryAge`.
-    /// Never touches new/, cur/, dead/ events, conflicts/, corrupt/ or `.lock`.
+    /// Never touches new/, cur/, dead/ events, corrupt/ or `.lock`.
+    ///
+    /// `ledgerAge` defaults to the retention the server records in `.retention`, and may not be shorter:
+    /// see ``serverRetention()``.
     public func gc(_ options: QueueGCOptions) throws(QueueError) -> QueueGCReport {
+        let recorded = try serverRetention()
+        let ledgerAge = options.ledgerAge ?? recorded ?? QueueGCOptions.defaultLedgerAge
+        if let recorded, ledgerAge < recorded {
+            throw QueueError(
+                .invalidArgument,
+                "a ledger age of \(QueueTime.formatDuration(ledgerAge)) would prune ledger entries the server still "
+                    + "needs to recognise replays; the server runs with a retention of "
+                    + "\(QueueTime.formatDuration(recorded)) (config ledger_retention_days), recorded in "
+                    + "\(path(Self.retentionFile))"
+            )
+        }
         guard options.temporaryAge >= QueueGCOptions.minimumTemporaryAge else {
             throw QueueError(
                 .invalidArgument,
@@ -776,6 +802,8 @@ public final class QueueDirectory: Sendable {
         }
         var report = QueueGCReport()
         report.dryRun = options.dryRun
+        report.ledgerAge = ledgerAge
+        report.serverRetention = recorded
         var budget = options.limit ?? Int.max
         let now = options.now
 
@@ -804,7 +832,7 @@ public final class QueueDirectory: Sendable {
             ledger.append((entry.name, status))
         }
         ledger.sort { ($0.status.modified, $0.name) < ($1.status.modified, $1.name) }
-        for (name, status) in ledger where now.timeIntervalSince(status.modified) > options.ledgerAge {
+        for (name, status) in ledger where now.timeIntervalSince(status.modified) > ledgerAge {
             // ids/<id> is a hard link to the event's inode: a link count above 1 means the event is still in
             // new/, cur/ or dead/ (or a store is finishing), and a retry must still be a duplicate.
             if status.links > 1 {
@@ -815,6 +843,22 @@ public final class QueueDirectory: Sendable {
             let reason = "ledger entry written \(QueueTime.formatRFC3339(status.modified)) "
                 + "(\(QueueTime.formatDuration(age)) ago), its event acknowledged"
             if try !remove("ids/\(name)", reason) { break }
+        }
+
+        // conflicts/: the server's audit copies of callbacks that conflicted with a stored event
+        // (conflicts/<id>.<…>.json). Kept as long as the ledger keeps its entries, then pruned by the same
+        // age, oldest first. Anything but a regular file there is not the server's and is left alone.
+        var conflicts: [(name: String, status: FileStatus)] = []
+        for entry in try entries(of: "conflicts", optional: true) {
+            guard let status = try regularFileStatus("conflicts/\(entry.name)") else { continue }
+            conflicts.append((entry.name, status))
+        }
+        conflicts.sort { ($0.status.modified, $0.name) < ($1.status.modified, $1.name) }
+        for (name, status) in conflicts where now.timeIntervalSince(status.modified) > ledgerAge {
+            let age = now.timeIntervalSince(status.modified)
+            let reason = "conflict copy written \(QueueTime.formatRFC3339(status.modified)) "
+                + "(\(QueueTime.formatDuration(age)) ago)"
+            if try !remove("conflicts/\(name)", reason) { break }
         }
 
         // tmp/: the server's files being written. Only old ones are leftovers of a crash.
@@ -862,6 +906,49 @@ public final class QueueDirectory: Sendable {
             }
         }
         return report
+    }
+
+    /// The file in which the server records its ledger retention.
+    static let retentionFile = ".retention"
+
+    /// The ledger retention the server runs with, in seconds, from `.retention` in the spool: exactly the
+    /// decimal number of seconds and a newline ("604800\n"). nil when the file is absent (spools of servers
+    /// from before it).
+    ///
+    /// The server refuses a callback whose own payment time is older than this retention minus one day, so
+    /// a replay it still accepts is of an event stored less than the retention ago: any younger ledger
+    /// entry may still be what recognises it as a duplicate. Read like an event file (a regular file, no
+    /// link followed, no blocking, `Posix.readRegular`) and at most a few bytes; anything else there, or any
+    /// other content, is `.malformedSpoolFile`: a guess could prune entries the server still needs.
+    public func serverRetention() throws(QueueError) -> Double? {
+        let shown = path(Self.retentionFile)
+        let content: Posix.Content
+        do {
+            // 20 digits hold any 64-bit count of seconds; one more byte for the newline.
+            content = try Posix.readRegular(shown, limit: 21)
+        } catch {
+            if error.code == ENOENT { return nil }
+            throw .io("read", shown, error.code)
+        }
+        let bytes: [UInt8]
+        switch content {
+        case .bytes(let read): bytes = read
+        case .refused(let reason):
+            throw QueueError(.malformedSpoolFile, "\(shown) cannot be the server's recorded ledger retention: \(reason)")
+        }
+        let digits = bytes.dropLast()
+        guard bytes.last == UInt8(ascii: "\n"), !digits.isEmpty,
+            digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let seconds = Int64(String(decoding: digits, as: UTF8.self)), seconds > 0
+        else {
+            let text = String(decoding: bytes, as: UTF8.self)
+            throw QueueError(
+                .malformedSpoolFile,
+                "\(shown) must hold the server's ledger retention as a positive whole number of seconds and a "
+                    + "newline (e.g. \"604800\\n\"); it holds \(QueueID.quoted(text))"
+            )
+        }
+        return Double(seconds)
     }
 
     private func entries(of folder: String, optional: Bool = false) throws(QueueError) -> [DirectoryEntry] {
