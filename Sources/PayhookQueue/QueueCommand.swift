@@ -59,12 +59,23 @@ enum QueueCommandRunner {
     }
 
     static func run(_ request: Request, stop: QueueStopSignal) -> QueueCommandOutcome {
-        let input = open(request.inputPath, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else {
+        // Opened as the take read it (Posix.openRegular): should the name have been replaced since, the command
+        // gets neither what a symbolic link points to nor a FIFO that would block it.
+        let input: Int32
+        do {
+            switch try Posix.openRegular(request.inputPath, limit: QueueDirectory.maximumFileSize) {
+            case .file(let fd, _):
+                input = fd
+            case .refused(let reason):
+                return QueueCommandOutcome(end: .notStarted("\(request.inputPath): \(reason)"), stderrTail: "")
+            }
+        } catch {
             return QueueCommandOutcome(
-                end: .notStarted("open \(request.inputPath): \(Posix.describe(errno))"), stderrTail: "")
+                end: .notStarted("open \(request.inputPath): \(Posix.describe(error.code))"), stderrTail: "")
         }
         defer { close(input) }
+        // The command reads its stdin as an ordinary blocking file.
+        Posix.clearNonBlocking(input)
         var exitFds: [Int32] = [0, 0]
         guard pipe(&exitFds) == 0 else {
             return QueueCommandOutcome(end: .notStarted("pipe: \(Posix.describe(errno))"), stderrTail: "")

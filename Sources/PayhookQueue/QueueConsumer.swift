@@ -146,7 +146,9 @@ public final class QueueConsumer: Sendable {
         // While the event is in hand its file is flock(2)ed: `requeue` leaves locked entries alone, and the
         // kernel drops the lock when this process dies, kill -9 included, which makes exactly the events of a
         // dead worker requeueable. The descriptor is close-on-exec, so the command does not inherit the lock.
-        let lockDescriptor = open(entry.path, O_RDONLY | O_CLOEXEC)
+        // O_NOFOLLOW and O_NONBLOCK: should the name have been replaced since the take read it, a symbolic
+        // link is not followed and a FIFO does not block the open (open(2), fifo(7)).
+        let lockDescriptor = open(entry.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         if lockDescriptor >= 0 { _ = flock(lockDescriptor, LOCK_EX | LOCK_NB) }
         defer { if lockDescriptor >= 0 { close(lockDescriptor) } }
 
@@ -203,11 +205,18 @@ public final class QueueConsumer: Sendable {
     }
 
     /// Runs a final step for an event. When the event is no longer where this worker left it (someone ran
-    /// `ack` or `requeue --older-than` by hand), that is logged and the worker goes on; any other error stops it.
+    /// `ack` or `requeue --older-than` by hand), that is logged and the worker goes on; so is a file replaced
+    /// meanwhile by something that is not an event file (moved to corrupt/ by the step); any other error
+    /// stops it.
     private func settle(_ id: String, _ metadata: Logger.Metadata, _ step: () throws(QueueError) -> Void) throws(QueueError) {
         do {
             try step()
         } catch {
+            if error.kind == .corrupt {
+                tally.withLock { $0.quarantined += 1 }
+                logger.error("\(error)", metadata: metadata)
+                return
+            }
             guard error.kind == .wrongState || error.kind == .unknownEvent else { throw error }
             logger.warning("\(error)", metadata: metadata)
         }
@@ -267,7 +276,8 @@ final class QueueConsumeLock {
             let code = errno
             close(fd)
             guard code == EWOULDBLOCK else { throw QueueError.io("lock", "\(directory.root)/.consume.lock", code) }
-            let holder = (try? Posix.readFile(path))
+            let holder = (try? Posix.readRegular(path, limit: 64))
+                .flatMap { if case .bytes(let bytes) = $0 { return bytes } else { return nil } }
                 .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
                 .flatMap { Int32($0) }
                 .map { "pid \($0)" } ?? "pid unknown"

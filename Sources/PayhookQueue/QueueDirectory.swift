@@ -125,13 +125,17 @@ public struct QueueRequeueReport: Sendable {
     public var requeued: [QueueRequeued] = []
     /// Ids of old enough entries left alone because a running `consume` worker holds their lock.
     public var busy: [String] = []
+    /// cur/ entries that were not regular files within ``QueueDirectory/maximumFileSize``, moved to corrupt/.
+    public var quarantined: [QueueQuarantine] = []
 }
 
 /// What `gc` removes, and how carefully.
 public struct QueueGCOptions: Sendable {
-    /// Ledger entries (ids/) written longer ago than this are pruned, unless their event is still in the
-    /// spool. Default 7 days, above WeChat Pay's 24-hour retry window.
-    public var ledgerAge: Double = 7 * 86400
+    /// Ledger entries (ids/) and conflict copies (conflicts/) written longer ago than this are pruned (a
+    /// ledger entry only once its event has left the spool). nil, the default: the retention the server
+    /// records in `.retention` (``QueueDirectory/serverRetention()``), else ``defaultLedgerAge``. A value
+    /// below the recorded retention is refused.
+    public var ledgerAge: Double?
     /// Leftovers in tmp/ (and the queue's own stale sidecars) older than this are removed. Younger tmp/
     /// files may be a store in progress, so this is never below ``minimumTemporaryAge``.
     public var temporaryAge: Double = 3600
@@ -144,6 +148,10 @@ public struct QueueGCOptions: Sendable {
 
     /// The smallest `temporaryAge` accepted: a store in tmp/ lasts milliseconds, a minute is far above that.
     public static let minimumTemporaryAge: Double = 60
+
+    /// The ledger age on a spool without `.retention` (written by servers before it existed): 7 days,
+    /// above WeChat Pay's 24-hour retry window.
+    public static let defaultLedgerAge: Double = 7 * 86400
 
     /// Default options.
     public init() {}
@@ -163,6 +171,10 @@ public struct QueueGCReport: Sendable {
     public var removed: [QueueGCItem] = []
     /// Ledger entries old enough but kept because their event is still in new/, cur/ or dead/.
     public var keptPending = 0
+    /// The ledger age applied (for ids/ and conflicts/), in seconds.
+    public var ledgerAge: Double = QueueGCOptions.defaultLedgerAge
+    /// The retention the server recorded in `.retention`, if the spool has one.
+    public var serverRetention: Double?
     /// Whether the limit stopped the run before everything eligible was removed.
     public var limited = false
     /// Whether this was a dry run.
@@ -179,6 +191,12 @@ public struct QueueGCReport: Sendable {
 public final class QueueDirectory: Sendable {
     /// The spool directory, without trailing slashes.
     public let root: String
+
+    /// The largest file the queue tools read or move out of new/, cur/, dead/ and attempts/: 16 MiB. An
+    /// event holds one callback request, whose body the server caps at max_body_bytes (64 KiB by default,
+    /// docs/limits.md), with its parsed fields and JSON escaping: a few hundred KiB at most, even with a
+    /// raised cap. A larger file is not one the server wrote, and reading it whole would only exhaust memory.
+    public static let maximumFileSize: Int64 = 16 << 20
 
     /// received_at of the files seen in new/, by name, checked against the inode, so that a taker reads each
     /// file once however often it scans. An id's content never changes, so a name with the same inode has
@@ -250,14 +268,7 @@ public final class QueueDirectory: Sendable {
         _ id: String, in location: QueueLocation, quarantined: inout [QueueQuarantine]
     ) throws(QueueError) -> QueueEntry? {
         let relative = "\(location.rawValue)/\(id).json"
-        let bytes: [UInt8]
-        do {
-            bytes = try Posix.readFile(path(relative))
-        } catch {
-            if error.code == ENOENT { return nil }
-            // A file that cannot be read is not known to be corrupt: stop rather than move a good event aside.
-            throw .io("read", relative, error.code)
-        }
+        guard let bytes = try readSpoolFile(relative, quarantined: &quarantined) else { return nil }
         let event: QueueEvent
         do {
             event = try QueueEvent.parse(bytes, expectedID: id)
@@ -267,44 +278,114 @@ public final class QueueDirectory: Sendable {
             }
             return nil
         }
-        let record = location == .dead ? deadRecord(id) : attemptRecord(id)
+        let sidecar = location == .dead ? "dead/\(id).error.json" : "attempts/\(id).json"
+        let record = (try? readSpoolFile(sidecar, quarantined: &quarantined)).flatMap { $0 }.flatMap(QueueAttemptRecord.decode)
         return QueueEntry(event: event, location: location, path: path(relative), record: record)
     }
 
-    /// The attempts bookkeeping of an event in new/ or cur/ (`attempts/<id>.json`), if any.
-    public func attemptRecord(_ id: String) -> QueueAttemptRecord? {
-        guard let bytes = try? Posix.readFile(path("attempts/\(id).json")) else { return nil }
-        return QueueAttemptRecord.decode(bytes)
+    /// Reads a file of new/, cur/, dead/ or attempts/ whole, if it is a regular file of at most
+    /// ``maximumFileSize`` (`Posix.readRegular`: never following a symbolic link, never blocking on a FIFO).
+    /// Anything else there (a symbolic link, FIFO, socket, device, directory, or a file too large) is moved
+    /// to corrupt/ as it is, reported through `quarantined`, and nil returned; nil too when the file is gone.
+    func readSpoolFile(_ relative: String, quarantined: inout [QueueQuarantine]) throws(QueueError) -> [UInt8]? {
+        let content: Posix.Content
+        do {
+            content = try Posix.readRegular(path(relative), limit: Self.maximumFileSize)
+        } catch {
+            if error.code == ENOENT { return nil }
+            // A file that cannot be read is not known to be corrupt: stop rather than move a good event aside.
+            throw .io("read", relative, error.code)
+        }
+        switch content {
+        case .bytes(let bytes):
+            return bytes
+        case .refused(let reason):
+            if let moved = try quarantine(relative, reason: reason) { quarantined.append(moved) }
+            return nil
+        }
     }
 
-    /// A dead letter's record (`dead/<id>.error.json`), if any.
+    /// Checks that an event file about to be moved out of its folder is a regular file of at most
+    /// ``maximumFileSize``, the same test a read makes (`Posix.openRegular`), so that nack, revive, requeue
+    /// and dead-lettering never pass on a symbolic link, FIFO or device. Anything else is moved to corrupt/
+    /// and thrown as `.corrupt`. Returns false when the file is gone.
+    func requireRegular(_ relative: String) throws(QueueError) -> Bool {
+        let opened: Posix.Opened
+        do {
+            opened = try Posix.openRegular(path(relative), limit: Self.maximumFileSize)
+        } catch {
+            if error.code == ENOENT { return false }
+            throw .io("open", relative, error.code)
+        }
+        switch opened {
+        case .file(let fd, _):
+            close(fd)
+            return true
+        case .refused(let reason):
+            guard let moved = try quarantine(relative, reason: reason) else { return false }
+            throw corrupt(moved)
+        }
+    }
+
+    /// The error for a file found not to be a valid event, after it was moved to corrupt/.
+    func corrupt(_ moved: QueueQuarantine) -> QueueError {
+        QueueError(.corrupt, "\(moved.from) is not a valid event (\(moved.reason)); moved to \(moved.to)")
+    }
+
+    /// The attempts bookkeeping of an event in new/ or cur/ (`attempts/<id>.json`), if any. A file there
+    /// that is not a regular file within ``maximumFileSize`` is moved to corrupt/ and counts as none.
+    public func attemptRecord(_ id: String) -> QueueAttemptRecord? {
+        var quarantined: [QueueQuarantine] = []
+        return (try? readSpoolFile("attempts/\(id).json", quarantined: &quarantined)).flatMap { $0 }
+            .flatMap(QueueAttemptRecord.decode)
+    }
+
+    /// A dead letter's record (`dead/<id>.error.json`), if any; checked as ``attemptRecord(_:)`` is.
     public func deadRecord(_ id: String) -> QueueAttemptRecord? {
-        guard let bytes = try? Posix.readFile(path("dead/\(id).error.json")) else { return nil }
-        return QueueAttemptRecord.decode(bytes)
+        var quarantined: [QueueQuarantine] = []
+        return (try? readSpoolFile("dead/\(id).error.json", quarantined: &quarantined)).flatMap { $0 }
+            .flatMap(QueueAttemptRecord.decode)
     }
 
     /// Moves a file that is not a valid event to corrupt/, where it is kept, never deleted. link(2) never
     /// replaces an existing name, so an earlier file of the same name in corrupt/ is safe; the unlink that
     /// follows decides between two processes quarantining the same file at once: the one whose unlink
     /// fails (the file was gone) takes its own link back. Returns nil when the file was gone already.
+    ///
+    /// The directory entry itself is moved, never what it points to: linkat(2) without AT_SYMLINK_FOLLOW
+    /// links a symbolic link as a link, and a FIFO, socket or device as that node, without opening it. A
+    /// directory cannot be hard-linked (link(2), EPERM); it is renamed instead, to a name found free
+    /// (`Posix.renameDirectoryNoReplace`).
     func quarantine(_ relative: String, reason: String) throws(QueueError) -> QueueQuarantine? {
         _ = try? Posix.makeDirectory(path("corrupt"))
         let name = relative.split(separator: "/").last.map(String.init) ?? relative
+        let isDirectory = (try? Posix.status(path(relative)))??.kind == .directory
         var destination = "corrupt/\(name)"
         var linked = false
         for _ in 0..<3 {
             do {
-                try Posix.link(path(relative), path(destination))
+                if isDirectory {
+                    try Posix.renameDirectoryNoReplace(path(relative), path(destination))
+                } else {
+                    try Posix.link(path(relative), path(destination))
+                }
                 linked = true
                 break
             } catch {
                 if error.code == ENOENT { return nil }
-                if error.code != EEXIST { throw .io("link", "\(relative) to \(destination)", error.code) }
+                if error.code != EEXIST {
+                    throw .io(isDirectory ? "rename" : "link", "\(relative) to \(destination)", error.code)
+                }
                 destination = "corrupt/\(name).\(uniqueSuffix())"
             }
         }
         guard linked else {
             throw QueueError(.io, "could not find a free name in corrupt/ for \(relative)")
+        }
+        if isDirectory {
+            try? Posix.syncDirectory(path("corrupt"))
+            try? Posix.syncDirectory(path(String(relative.prefix { $0 != "/" })))
+            return QueueQuarantine(from: relative, to: destination, reason: reason)
         }
         do {
             try Posix.unlink(path(relative))
@@ -358,9 +439,7 @@ public final class QueueDirectory: Sendable {
         for _ in 0..<2 {
             for location in QueueLocation.allCases {
                 if let entry = try read(id, in: location, quarantined: &quarantined) { return entry }
-                if let moved = quarantined.first {
-                    throw QueueError(.corrupt, "\(moved.from) is not a valid event (\(moved.reason)); moved to \(moved.to)")
-                }
+                if let moved = quarantined.first { throw corrupt(moved) }
             }
         }
         throw unknown(id)
@@ -449,13 +528,9 @@ public final class QueueDirectory: Sendable {
         }
         var learned: [String: OrderKey] = [:]
         for file in unknown {
-            let bytes: [UInt8]
-            do {
-                bytes = try Posix.readFile(path("new/\(file.entry.name)"))
-            } catch {
-                if error.code == ENOENT { continue }
-                throw .io("read", "new/\(file.entry.name)", error.code)
-            }
+            // A symbolic link, FIFO, device or oversized file is set aside here, before any rename: it is
+            // never claimed, so what it points to is never handed to a consumer.
+            guard let bytes = try readSpoolFile("new/\(file.entry.name)", quarantined: &quarantined) else { continue }
             let receivedAt: Date?
             if let quick = QueueEvent.quickReceivedAt(bytes) {
                 receivedAt = quick
@@ -513,9 +588,7 @@ public final class QueueDirectory: Sendable {
     @discardableResult
     public func nack(_ id: String, reason: String? = nil) throws(QueueError) -> Int {
         try requireValid(id)
-        guard (try? Posix.status(eventPath(id, in: .cur))) ?? nil != nil else {
-            throw notTaken(id, operation: "return")
-        }
+        guard try requireRegular("cur/\(id).json") else { throw notTaken(id, operation: "return") }
         let text = reason.map { "nack: \($0)" } ?? "nack"
         let record = try recordFailure(id, QueueFailure(reason: text))
         do {
@@ -532,6 +605,7 @@ public final class QueueDirectory: Sendable {
 
     /// Returns a taken event to new/ without counting an attempt (a worker that stops before running it).
     func release(_ id: String) throws(QueueError) {
+        guard try requireRegular("cur/\(id).json") else { return }
         do {
             try Posix.rename(eventPath(id, in: .cur), eventPath(id, in: .new))
         } catch {
@@ -572,6 +646,7 @@ public final class QueueDirectory: Sendable {
     /// file itself by rename(2), both made durable; then its attempts bookkeeping goes.
     public func deadLetter(_ id: String, record: QueueAttemptRecord) throws(QueueError) {
         try requireValid(id)
+        guard try requireRegular("cur/\(id).json") else { throw notTaken(id, operation: "move to dead/") }
         do {
             if try Posix.makeDirectory(path("dead")) { try? Posix.syncDirectory(root) }
         } catch {
@@ -607,7 +682,9 @@ public final class QueueDirectory: Sendable {
     /// Returns a dead letter to new/ with a fresh attempt count; its error record is removed.
     public func revive(_ id: String) throws(QueueError) {
         try requireValid(id)
-        do {
+        let present = try requireRegular("dead/\(id).json")
+        do throws(Posix.Failure) {
+            guard present else { throw Posix.Failure(code: ENOENT) }
             try Posix.rename(eventPath(id, in: .dead), eventPath(id, in: .new))
         } catch {
             if error.code != ENOENT { throw .io("rename", "dead/\(id).json to new/", error.code) }
@@ -637,17 +714,32 @@ public final class QueueDirectory: Sendable {
             let relative = "cur/\(entry.name)"
             let status: FileStatus
             do {
-                guard let found = try Posix.status(path(relative)), found.kind == .regular else { continue }
+                guard let found = try Posix.status(path(relative)) else { continue }
                 status = found
             } catch {
                 throw .io("stat", relative, error.code)
             }
             let age = now.timeIntervalSince(status.changed)
-            guard age >= olderThan else { continue }
-            let fd = open(path(relative), O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
-                if errno == ENOENT { continue }
-                throw .io("open", relative, errno)
+            // Whatever its age, an entry that is not a regular file within the limit was never taken by a
+            // consumer (take sets such files aside before claiming): it is set aside now.
+            let usable = status.kind == .regular && status.size <= Self.maximumFileSize
+            guard !usable || age >= olderThan else { continue }
+            // Opened as a read would open it (no link followed, no blocking on a FIFO): the descriptor is
+            // what the flock below tests.
+            let opened: Posix.Opened
+            do {
+                opened = try Posix.openRegular(path(relative), limit: Self.maximumFileSize)
+            } catch {
+                if error.code == ENOENT { continue }
+                throw .io("open", relative, error.code)
+            }
+            let fd: Int32
+            switch opened {
+            case .file(let descriptor, _):
+                fd = descriptor
+            case .refused(let reason):
+                if let moved = try quarantine(relative, reason: reason) { report.quarantined.append(moved) }
+                continue
             }
             defer { close(fd) }
             if flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -679,12 +771,28 @@ public final class QueueDirectory: Sendable {
     /// Prunes what the queue no longer needs:
     /// - ledger entries `ids/<id>` whose mtime (the event's write time) is older than `ledgerAge` and whose
     ///   event has left the spool (link count 1: the ledger's is the only name left);
+    /// - the server's audit copies of conflicting callbacks, regular files in conflicts/ whose mtime is
+    ///   older than `ledgerAge`: they matter as long as the entries they conflicted with;
     /// - files in tmp/ older than `temporaryAge` (a younger one may be a store in progress);
     /// - the queue's own stale leftovers: `attempts/<id>.json` of events no longer in new/ or cur/, error
     ///   records in dead/ without their event, and hidden temporary files in attempts/ and dead/, each older
     ///   than `temporaryAge`.
-    /// Never touches new/, cur/, dead/ events, conflicts/, corrupt/ or `.lock`.
+    /// Never touches new/, cur/, dead/ events, corrupt/ or `.lock`.
+    ///
+    /// `ledgerAge` defaults to the retention the server records in `.retention`, and may not be shorter:
+    /// see ``serverRetention()``.
     public func gc(_ options: QueueGCOptions) throws(QueueError) -> QueueGCReport {
+        let recorded = try serverRetention()
+        let ledgerAge = options.ledgerAge ?? recorded ?? QueueGCOptions.defaultLedgerAge
+        if let recorded, ledgerAge < recorded {
+            throw QueueError(
+                .invalidArgument,
+                "a ledger age of \(QueueTime.formatDuration(ledgerAge)) would prune ledger entries the server still "
+                    + "needs to recognise replays; the server runs with a retention of "
+                    + "\(QueueTime.formatDuration(recorded)) (config ledger_retention_days), recorded in "
+                    + "\(path(Self.retentionFile))"
+            )
+        }
         guard options.temporaryAge >= QueueGCOptions.minimumTemporaryAge else {
             throw QueueError(
                 .invalidArgument,
@@ -694,6 +802,8 @@ public final class QueueDirectory: Sendable {
         }
         var report = QueueGCReport()
         report.dryRun = options.dryRun
+        report.ledgerAge = ledgerAge
+        report.serverRetention = recorded
         var budget = options.limit ?? Int.max
         let now = options.now
 
@@ -722,7 +832,7 @@ public final class QueueDirectory: Sendable {
             ledger.append((entry.name, status))
         }
         ledger.sort { ($0.status.modified, $0.name) < ($1.status.modified, $1.name) }
-        for (name, status) in ledger where now.timeIntervalSince(status.modified) > options.ledgerAge {
+        for (name, status) in ledger where now.timeIntervalSince(status.modified) > ledgerAge {
             // ids/<id> is a hard link to the event's inode: a link count above 1 means the event is still in
             // new/, cur/ or dead/ (or a store is finishing), and a retry must still be a duplicate.
             if status.links > 1 {
@@ -733,6 +843,22 @@ public final class QueueDirectory: Sendable {
             let reason = "ledger entry written \(QueueTime.formatRFC3339(status.modified)) "
                 + "(\(QueueTime.formatDuration(age)) ago), its event acknowledged"
             if try !remove("ids/\(name)", reason) { break }
+        }
+
+        // conflicts/: the server's audit copies of callbacks that conflicted with a stored event
+        // (conflicts/<id>.<…>.json). Kept as long as the ledger keeps its entries, then pruned by the same
+        // age, oldest first. Anything but a regular file there is not the server's and is left alone.
+        var conflicts: [(name: String, status: FileStatus)] = []
+        for entry in try entries(of: "conflicts", optional: true) {
+            guard let status = try regularFileStatus("conflicts/\(entry.name)") else { continue }
+            conflicts.append((entry.name, status))
+        }
+        conflicts.sort { ($0.status.modified, $0.name) < ($1.status.modified, $1.name) }
+        for (name, status) in conflicts where now.timeIntervalSince(status.modified) > ledgerAge {
+            let age = now.timeIntervalSince(status.modified)
+            let reason = "conflict copy written \(QueueTime.formatRFC3339(status.modified)) "
+                + "(\(QueueTime.formatDuration(age)) ago)"
+            if try !remove("conflicts/\(name)", reason) { break }
         }
 
         // tmp/: the server's files being written. Only old ones are leftovers of a crash.
@@ -780,6 +906,49 @@ public final class QueueDirectory: Sendable {
             }
         }
         return report
+    }
+
+    /// The file in which the server records its ledger retention.
+    static let retentionFile = ".retention"
+
+    /// The ledger retention the server runs with, in seconds, from `.retention` in the spool: exactly the
+    /// decimal number of seconds and a newline ("604800\n"). nil when the file is absent (spools of servers
+    /// from before it).
+    ///
+    /// The server refuses a callback whose own payment time is older than this retention minus one day, so
+    /// a replay it still accepts is of an event stored less than the retention ago: any younger ledger
+    /// entry may still be what recognises it as a duplicate. Read like an event file (a regular file, no
+    /// link followed, no blocking, `Posix.readRegular`) and at most a few bytes; anything else there, or any
+    /// other content, is `.malformedSpoolFile`: a guess could prune entries the server still needs.
+    public func serverRetention() throws(QueueError) -> Double? {
+        let shown = path(Self.retentionFile)
+        let content: Posix.Content
+        do {
+            // 20 digits hold any 64-bit count of seconds; one more byte for the newline.
+            content = try Posix.readRegular(shown, limit: 21)
+        } catch {
+            if error.code == ENOENT { return nil }
+            throw .io("read", shown, error.code)
+        }
+        let bytes: [UInt8]
+        switch content {
+        case .bytes(let read): bytes = read
+        case .refused(let reason):
+            throw QueueError(.malformedSpoolFile, "\(shown) cannot be the server's recorded ledger retention: \(reason)")
+        }
+        let digits = bytes.dropLast()
+        guard bytes.last == UInt8(ascii: "\n"), !digits.isEmpty,
+            digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let seconds = Int64(String(decoding: digits, as: UTF8.self)), seconds > 0
+        else {
+            let text = String(decoding: bytes, as: UTF8.self)
+            throw QueueError(
+                .malformedSpoolFile,
+                "\(shown) must hold the server's ledger retention as a positive whole number of seconds and a "
+                    + "newline (e.g. \"604800\\n\"); it holds \(QueueID.quoted(text))"
+            )
+        }
+        return Double(seconds)
     }
 
     private func entries(of folder: String, optional: Bool = false) throws(QueueError) -> [DirectoryEntry] {

@@ -17,6 +17,9 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         case busy
         /// A value given to an operation is not acceptable (checked again here, not only by the CLI).
         case invalidArgument
+        /// A file the server keeps in the spool for the queue tools (`.retention`) is not in the form it
+        /// writes; the tools refuse to guess.
+        case malformedSpoolFile
         /// A system call failed.
         case io
     }

@@ -3,7 +3,34 @@ import Glibc
 
 /// What lstat(2) says about a path, reduced to what the queue needs.
 struct FileStatus: Sendable, Equatable {
-    enum Kind: Sendable, Equatable { case regular, directory, symbolicLink, other }
+    enum Kind: Sendable, Equatable {
+        case regular, directory, symbolicLink, fifo, socket, device, other
+
+        init(mode: mode_t) {
+            switch mode & S_IFMT {
+            case S_IFREG: self = .regular
+            case S_IFDIR: self = .directory
+            case S_IFLNK: self = .symbolicLink
+            case S_IFIFO: self = .fifo
+            case S_IFSOCK: self = .socket
+            case S_IFCHR, S_IFBLK: self = .device
+            default: self = .other
+            }
+        }
+
+        /// "a symbolic link", "a named pipe (FIFO)", …: what a spool file was instead of a regular file.
+        var article: String {
+            switch self {
+            case .regular: return "a regular file"
+            case .directory: return "a directory"
+            case .symbolicLink: return "a symbolic link"
+            case .fifo: return "a named pipe (FIFO)"
+            case .socket: return "a socket"
+            case .device: return "a device"
+            case .other: return "a special file"
+            }
+        }
+    }
     var kind: Kind
     var inode: UInt64
     var links: UInt64
@@ -46,15 +73,8 @@ enum Posix {
             if code == ENOENT || code == ENOTDIR { return nil }
             throw Failure(code: code)
         }
-        let kind: FileStatus.Kind
-        switch raw.st_mode & S_IFMT {
-        case S_IFREG: kind = .regular
-        case S_IFDIR: kind = .directory
-        case S_IFLNK: kind = .symbolicLink
-        default: kind = .other
-        }
         return FileStatus(
-            kind: kind,
+            kind: FileStatus.Kind(mode: raw.st_mode),
             inode: UInt64(raw.st_ino),
             links: UInt64(raw.st_nlink),
             size: Int64(raw.st_size),
@@ -89,23 +109,96 @@ enum Posix {
         return entries
     }
 
-    /// Reads a whole file.
-    static func readFile(_ path: String) throws(Failure) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Failure(code: errno) }
+    /// What `openRegular` found at a path.
+    enum Opened {
+        /// A regular file of at most the limit, open for reading; the caller closes it.
+        case file(fd: Int32, size: Int64)
+        /// Something that must not be read as a spool file; why, as "it is …". Nothing was left open.
+        case refused(String)
+    }
+
+    /// Opens a spool file for reading only if it is a regular file of at most `limit` bytes, without
+    /// following a symbolic link and without blocking.
+    ///
+    /// lstat(2) first, so that a device, FIFO or socket is never opened at all; then open(2) with O_NOFOLLOW
+    /// (a symbolic link put there since fails with ELOOP instead of being followed, open(2)) and O_NONBLOCK
+    /// (a FIFO put there since does not block the open waiting for a writer, fifo(7)); then fstat(2) on the
+    /// descriptor, which is what is read, so a name swapped between the calls cannot slip through.
+    /// ENOENT (the file left meanwhile) is thrown, as by the other calls.
+    static func openRegular(_ path: String, limit: Int64) throws(Failure) -> Opened {
+        guard let status = try status(path) else { throw Failure(code: ENOENT) }
+        guard status.kind == .regular else { return .refused("it is \(status.kind.article), not a regular file") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ELOOP { return .refused("it is \(FileStatus.Kind.symbolicLink.article), not a regular file") }
+            throw Failure(code: code)
+        }
+        var raw = stat()
+        guard fstat(fd, &raw) == 0 else {
+            let code = errno
+            close(fd)
+            throw Failure(code: code)
+        }
+        let kind = FileStatus.Kind(mode: raw.st_mode)
+        guard kind == .regular else {
+            close(fd)
+            return .refused("it is \(kind.article), not a regular file")
+        }
+        guard Int64(raw.st_size) <= limit else {
+            close(fd)
+            return .refused(tooLarge(Int64(raw.st_size), limit))
+        }
+        return .file(fd: fd, size: Int64(raw.st_size))
+    }
+
+    private static func tooLarge(_ size: Int64, _ limit: Int64) -> String {
+        "it is \(size) bytes, more than the \(limit) bytes a spool file may have"
+    }
+
+    /// What `readRegular` found at a path.
+    enum Content {
+        /// The whole file.
+        case bytes([UInt8])
+        /// Not read; why, as "it is …".
+        case refused(String)
+    }
+
+    /// Reads a whole spool file through `openRegular`: a regular file of at most `limit` bytes, never more
+    /// than `limit` bytes read (a file that grew past it since the fstat is refused as well).
+    static func readRegular(_ path: String, limit: Int64) throws(Failure) -> Content {
+        let fd: Int32
+        let size: Int64
+        switch try openRegular(path, limit: limit) {
+        case .refused(let reason): return .refused(reason)
+        case .file(let opened, let length):
+            fd = opened
+            size = length
+        }
         defer { close(fd) }
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(size))
         var buffer = [UInt8](repeating: 0, count: 16384)
         while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            // One byte past the limit is enough to tell that the file is too large.
+            let wanted = min(buffer.count, Int(limit) + 1 - bytes.count)
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, wanted) }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw Failure(code: errno)
             }
             if count == 0 { break }
             bytes.append(contentsOf: buffer[0..<count])
+            if bytes.count > Int(limit) { return .refused("it grew past \(limit) bytes while being read") }
         }
-        return bytes
+        return .bytes(bytes)
+    }
+
+    /// The file of a descriptor opened by `openRegular` made blocking again, for a reader that does not
+    /// expect O_NONBLOCK (a consumer's command reading it as stdin).
+    static func clearNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
     }
 
     /// Writes `bytes` to `path` so that a reader sees either the old file or the complete new one: a hidden
@@ -152,8 +245,21 @@ enum Posix {
         if Glibc.rename(from, to) != 0 { throw Failure(code: errno) }
     }
 
+    /// linkat(2) without AT_SYMLINK_FOLLOW: a symbolic link is linked itself, never its target.
     static func link(_ from: String, _ to: String) throws(Failure) {
-        if Glibc.link(from, to) != 0 { throw Failure(code: errno) }
+        if linkat(AT_FDCWD, from, AT_FDCWD, to, 0) != 0 { throw Failure(code: errno) }
+    }
+
+    /// rename(2) of a directory to a name where nothing is (checked with lstat(2) first; EEXIST when
+    /// something is). Between the check and the rename, the only thing rename(2) could replace there is an
+    /// empty directory ("newpath can be an empty directory", rename(2)), so nothing held can be lost; a file
+    /// or a non-empty directory makes it fail (ENOTDIR, ENOTEMPTY), also reported as EEXIST.
+    static func renameDirectoryNoReplace(_ from: String, _ to: String) throws(Failure) {
+        if try status(to) != nil { throw Failure(code: EEXIST) }
+        if Glibc.rename(from, to) != 0 {
+            let code = errno
+            throw Failure(code: code == ENOTDIR || code == ENOTEMPTY || code == EISDIR ? EEXIST : code)
+        }
     }
 
     static func unlink(_ path: String) throws(Failure) {

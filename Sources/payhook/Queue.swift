@@ -74,7 +74,10 @@ enum QueueCLI {
     @discardableResult
     static func report(_ quarantined: [QueueQuarantine]) -> Bool {
         for moved in quarantined {
-            Output.err("error: \(moved.from) is not a valid event (\(moved.reason)); moved to \(moved.to), kept there for inspection")
+            // attempts/<id>.json and dead/<id>.error.json are records beside an event, not events.
+            let record = moved.from.hasPrefix("attempts/") || moved.from.hasSuffix(".error.json")
+            let what = record ? "an attempts record" : "a valid event"
+            Output.err("error: \(moved.from) is not \(what) (\(moved.reason)); moved to \(moved.to), kept there for inspection")
         }
         return !quarantined.isEmpty
     }

@@ -122,7 +122,9 @@ struct QueueRequeue: ParsableCommand {
         discussion: """
             Each one returned counts a failed attempt. Entries a running consume worker holds (flock on the \
             file) are left alone however old; for other consumers, choose a duration above your longest \
-            processing time. Age is counted from the take (the file's ctime, which rename sets).
+            processing time. Age is counted from the take (the file's ctime, which rename sets). An entry \
+            that is not a regular file (a symbolic link, FIFO, device, directory) or is larger than 16 MiB is \
+            moved to corrupt/ whatever its age and named on stderr (exit 1).
             """
     )
 
@@ -144,6 +146,7 @@ struct QueueRequeue: ParsableCommand {
             Output.err("note: left \(id) in cur/: a running consume worker holds it")
         }
         Output.out("requeued \(report.requeued.count) event\(report.requeued.count == 1 ? "" : "s")")
+        if QueueCLI.report(report.quarantined) { throw ExitCode(1) }
     }
 }
 

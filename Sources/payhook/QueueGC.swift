@@ -6,20 +6,24 @@ import PayhookQueue
 struct QueueGC: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Prune old dedupe-ledger entries (ids/) and old leftovers in tmp/; say what was removed.",
+        abstract: "Prune old dedupe-ledger entries (ids/), conflict copies (conflicts/) and leftovers in tmp/; say what was removed.",
         discussion: """
             A ledger entry ids/<id> is pruned when it was written longer ago than --older-than (its mtime) and \
             its event has left the spool (acknowledged); until then a retry of the callback is still a \
-            duplicate. tmp/ files younger than --tmp-older-than may be a store in progress and are never \
-            removed. Events in new/, cur/ and dead/, conflicts/ and corrupt/ are never touched. On ext4, \
-            prefer several runs with --limit over one huge deletion (docs/consumers.md).
+            duplicate. Conflict copies in conflicts/ go by the same age. --older-than defaults to the ledger \
+            retention the server records in SPOOL/.retention (its config ledger_retention_days), or 7d on a \
+            spool without that file; a shorter --older-than is refused (exit 1), since the server may still \
+            need those entries to recognise a replay, and a malformed .retention is an error (exit 1). tmp/ \
+            files younger than --tmp-older-than may be a store in progress and are never removed. Events in \
+            new/, cur/ and dead/, and corrupt/ are never touched. On ext4, prefer several runs with --limit \
+            over one huge deletion (docs/consumers.md).
             """
     )
 
     @OptionGroup var spool: QueueSpoolOption
 
-    @Option(name: .customLong("older-than"), help: ArgumentHelp("Ledger retention (above the senders' retry windows: WeChat Pay retries for 24h).", valueName: "duration"))
-    var olderThan = QueueDuration(seconds: 7 * 86400, text: "7d")
+    @Option(name: .customLong("older-than"), help: ArgumentHelp("Ledger retention; default and minimum: the server's, from SPOOL/.retention (7d without it).", valueName: "duration"))
+    var olderThan: QueueDuration?
 
     @Option(name: .customLong("tmp-older-than"), help: ArgumentHelp("Minimum age of a tmp/ file to remove (at least 1m).", valueName: "duration"))
     var tmpOlderThan = QueueDuration(seconds: 3600, text: "1h")
@@ -39,14 +43,23 @@ struct QueueGC: ParsableCommand {
 
     func run() throws {
         let directory = try spool.open()
-        if olderThan.seconds < 86400 {
+        let recorded = try QueueCLI.attempt(directory.serverRetention())
+        if let olderThan, let recorded, olderThan.seconds < recorded {
+            Output.err(
+                "error: --older-than \(olderThan.text) would prune ledger entries the server still needs to "
+                    + "recognise replays; the server runs with a retention of \(QueueTime.formatDuration(recorded)) "
+                    + "(config ledger_retention_days), recorded in \(directory.path(".retention"))"
+            )
+            throw ExitCode(1)
+        }
+        if let olderThan, olderThan.seconds < 86400 {
             Output.err(
                 "warning: --older-than \(olderThan.text) is shorter than WeChat Pay's 24h retry window; "
                     + "a retry arriving later would be stored again"
             )
         }
         var options = QueueGCOptions()
-        options.ledgerAge = olderThan.seconds
+        options.ledgerAge = olderThan?.seconds
         options.temporaryAge = tmpOlderThan.seconds
         options.dryRun = dryRun
         options.limit = limit
@@ -56,10 +69,12 @@ struct QueueGC: ParsableCommand {
             Output.out("\(verb) \(item.path): \(item.reason)")
         }
         let ledger = report.removed.filter { $0.path.hasPrefix("ids/") }.count
+        let conflicts = report.removed.filter { $0.path.hasPrefix("conflicts/") }.count
         let temporary = report.removed.filter { $0.path.hasPrefix("tmp/") }.count
-        let other = report.removed.count - ledger - temporary
+        let other = report.removed.count - ledger - conflicts - temporary
         var summary = "\(verb) \(report.removed.count) file\(report.removed.count == 1 ? "" : "s") "
-            + "(\(ledger) ledger entr\(ledger == 1 ? "y" : "ies"), \(temporary) in tmp/, \(other) queue sidecar\(other == 1 ? "" : "s"))"
+            + "(\(ledger) ledger entr\(ledger == 1 ? "y" : "ies"), \(conflicts) conflict cop\(conflicts == 1 ? "y" : "ies"), "
+            + "\(temporary) in tmp/, \(other) queue sidecar\(other == 1 ? "" : "s"))"
         if report.keptPending > 0 {
             summary += "; kept \(report.keptPending) old ledger entr\(report.keptPending == 1 ? "y" : "ies") whose events are still queued"
         }

@@ -202,18 +202,24 @@ struct QueueCLITests {
         try spool.age("tmp/crashed.1.2.3", by: 3 * 3600)
         try spool.write("tmp/writing.1.2.4", "in progress")
         try spool.write(".lock", "4242\n")
+        let copy = "\(id).1763778890123.json"
+        try spool.write("conflicts/\(copy)", "{}")
+        try spool.age("conflicts/\(copy)", by: 8 * 86400)
 
         let dry = try await payhook("queue", "gc", "--spool", spool.root, "--dry-run")
         #expect(dry.status == 0)
         #expect(dry.stdout.contains("would remove ids/\(id): ledger entry written "))
         #expect(dry.stdout.contains("would remove tmp/crashed.1.2.3: temporary file 3h"))
-        #expect(dry.stdout.hasSuffix("would remove 2 files (1 ledger entry, 1 in tmp/, 0 queue sidecars)\n"))
+        #expect(dry.stdout.contains("would remove conflicts/\(copy): conflict copy written "))
+        #expect(dry.stdout.hasSuffix("would remove 3 files (1 ledger entry, 1 conflict copy, 1 in tmp/, 0 queue sidecars)\n"))
+        #expect(spool.list("conflicts") == [copy])
         #expect(spool.list("ids") == [id])
 
         let run = try await payhook("queue", "gc", "--spool", spool.root)
         #expect(run.status == 0)
-        #expect(run.stdout.hasSuffix("removed 2 files (1 ledger entry, 1 in tmp/, 0 queue sidecars)\n"))
+        #expect(run.stdout.hasSuffix("removed 3 files (1 ledger entry, 1 conflict copy, 1 in tmp/, 0 queue sidecars)\n"))
         #expect(spool.list("ids").isEmpty)
+        #expect(spool.list("conflicts").isEmpty)
         #expect(spool.list("tmp") == ["writing.1.2.4"])
         #expect(try spool.read(".lock") == "4242\n")
 

@@ -131,6 +131,46 @@ final class TestSpool: @unchecked Sendable {
         }
     }
 
+    /// A symbolic link at `relative` pointing to `target`.
+    func symlink(_ relative: String, to target: String) throws {
+        guard Foundation.symlink(target, path(relative)) == 0 else {
+            throw TestFailure("symlink \(relative): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// A FIFO (named pipe) at `relative`, with no writer.
+    func fifo(_ relative: String) throws {
+        guard mkfifo(path(relative), 0o644) == 0 else {
+            throw TestFailure("mkfifo \(relative): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// A sparse file of `size` bytes at `relative`: `prefix`, then a hole made by ftruncate(2), so that it
+    /// takes no disk space.
+    func sparse(_ relative: String, prefix: String, size: Int) throws {
+        let fd = open(path(relative), O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { throw TestFailure("create \(relative): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(prefix.utf8)
+        guard bytes.withUnsafeBytes({ Foundation.write(fd, $0.baseAddress, $0.count) }) == bytes.count,
+            ftruncate(fd, off_t(size)) == 0
+        else {
+            throw TestFailure("write \(relative): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The file type (S_IFREG, S_IFLNK, …) lstat(2) reports for `relative`, or nil when nothing is there.
+    func lstatKind(_ relative: String) -> mode_t? {
+        var raw = stat()
+        guard lstat(path(relative), &raw) == 0 else { return nil }
+        return raw.st_mode & S_IFMT
+    }
+
+    /// The target of the symbolic link at `relative`.
+    func readLink(_ relative: String) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: path(relative))
+    }
+
     /// Sets a file's modification time `seconds` into the past.
     func age(_ relative: String, by seconds: Double) throws {
         let date = Date().addingTimeInterval(-seconds)
