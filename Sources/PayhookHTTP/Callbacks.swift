@@ -16,45 +16,52 @@ enum Callbacks {
 
     /// MHD_OPTION_URI_LOG_CALLBACK: called once per request as soon as the
     /// request line is parsed, with the URI before MHD unescapes it or splits
-    /// off the query (microhttpd.h). MHD marks the request as seen by the
-    /// application at that moment, so the completed callback fires for it
-    /// whatever happens next (431, 400, timeout, shutdown), which keeps
-    /// `inFlight` balanced.
+    /// off the query (microhttpd.h). The request is registered in
+    /// `DaemonContext.State.live` under its connection, which counts it in
+    /// `inFlight` until it ends.
+    ///
+    /// MHD usually calls the completed callback for every request it showed
+    /// here (431, 400, timeout, shutdown), but not for all: 0.9.75 closes a
+    /// connection whose query arguments overflow its memory pool without
+    /// it. That is why the request is tied to its connection and ended on
+    /// MHD_CONNECTION_NOTIFY_CLOSED too (`connectionChanged`).
     static func uriArrived(
         _ cls: UnsafeMutableRawPointer?,
         _ uri: UnsafePointer<CChar>?,
         _ connection: OpaquePointer?
     ) -> UnsafeMutableRawPointer? {
-        guard let cls else { return nil }
+        guard let cls, let connection else { return nil }
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
         let target = uri.map { String(cString: $0) } ?? ""
-        let remote = connection.map(peerAddress) ?? "unknown"
-        let draining = daemon.state.withLock { state -> Bool in
-            state.inFlight += 1
-            return state.phase == .draining
+        let remote = peerAddress(connection)
+        let (request, replaced) = daemon.requestArrived(connection: key(connection)) { draining in
+            RequestContext(target: target, remoteAddress: remote, arrivedWhileDraining: draining)
         }
-        let request = RequestContext(target: target, remoteAddress: remote, arrivedWhileDraining: draining)
-        return Unmanaged.passRetained(request).toOpaque()
+        if replaced {
+            daemon.logger.debug("request arrived on a connection whose previous request never ended",
+                                metadata: ["remote": "\(remote)"])
+        }
+        // Unretained: `live` owns the request (see RequestContext).
+        return Unmanaged.passUnretained(request).toOpaque()
     }
 
     // MARK: Request completed callback
 
-    /// MHD_OPTION_NOTIFY_COMPLETED: releases the request context created by
-    /// `uriArrived`, counts the request as finished, and starts the head
-    /// deadline of the connection's next request.
+    /// MHD_OPTION_NOTIFY_COMPLETED: ends the request registered by
+    /// `uriArrived`, which releases it, and starts the head deadline of the
+    /// connection's next request.
     static func requestCompleted(
         _ cls: UnsafeMutableRawPointer?,
         _ connection: OpaquePointer?,
         _ contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
     ) {
-        guard let cls, let contextSlot, let raw = contextSlot.pointee else { return }
+        guard let cls, let connection, let contextSlot, let raw = contextSlot.pointee else { return }
         contextSlot.pointee = nil
-        Unmanaged<RequestContext>.fromOpaque(raw).release()
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
-        daemon.state.withLock { $0.inFlight -= 1 }
-        if let connection {
-            daemon.watchdog.requestEnded(key(connection))
-        }
+        // Still owned by `live` at this point, so borrowing it is safe.
+        let request = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+        daemon.requestCompleted(request, connection: key(connection))
+        daemon.watchdog.requestEnded(key(connection))
     }
 
     // MARK: Connection notifications
@@ -77,6 +84,14 @@ enum Callbacks {
             daemon.watchdog.opened(key(connection), descriptor: descriptor, remoteAddress: peerAddress(connection))
         case .CONNECTION_NOTIFY_CLOSED:
             daemon.watchdog.closed(key(connection))
+            // MHD sends this after the completed callback of the
+            // connection's last request, so a request still registered
+            // here was dropped without one (see `uriArrived`).
+            if let dropped = daemon.connectionClosed(key(connection)) {
+                daemon.logger.debug("connection closed by libmicrohttpd before its request completed", metadata: [
+                    "path": "\(LogText.path(dropped.target))", "remote": "\(dropped.remoteAddress)",
+                ])
+            }
         default:
             break
         }
