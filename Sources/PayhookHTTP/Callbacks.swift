@@ -148,7 +148,7 @@ enum Callbacks {
             // delivered, so a request past its deadline can only be cut off.
             if expired {
                 daemon.logger.debug("closing connection: request deadline passed while reading the body",
-                                    metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                                    metadata: ["path": "\(LogText.path(head.target))", "remote": "\(head.remoteAddress)"])
                 return .NO
             }
             let limit = daemon.limits.maxBodyBytes
@@ -180,7 +180,7 @@ enum Callbacks {
                 // would cost a pool thread and bandwidth until the deadline,
                 // so the connection is closed without an answer.
                 daemon.logger.debug("closing connection: chunked body far over the cap",
-                                    metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                                    metadata: ["path": "\(LogText.path(head.target))", "remote": "\(head.remoteAddress)"])
                 return .NO
             }
             uploadDataSize.pointee = 0
@@ -321,7 +321,7 @@ enum Callbacks {
         closeAfter: Bool
     ) -> MHD_Result {
         daemon.logger.debug("refusing request with \(status)",
-                            metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                            metadata: ["path": "\(LogText.path(head.target))", "remote": "\(head.remoteAddress)"])
         var response = daemon.handler.refusal(status, for: head)
         // The refusal's status is the server's decision, not the handler's.
         response.status = status
@@ -413,16 +413,21 @@ enum Callbacks {
 
     // MARK: Log callback
 
-    /// MHD_OPTION_EXTERNAL_LOGGER: formats MHD's printf-style message.
+    /// MHD_OPTION_EXTERNAL_LOGGER: formats MHD's printf-style message. The
+    /// message can quote the request's URL (e.g. "Failed to send the
+    /// response headers for the request for `%s'", libmicrohttpd's
+    /// connection.c), which MHD has percent-decoded, so it may hold any
+    /// byte: it is cut and escaped by `LogText.libraryMessage` before
+    /// anything keeps it.
     static func log(_ cls: UnsafeMutableRawPointer?, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
         guard let cls, let format, let arguments else { return }
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
         var buffer = [CChar](repeating: 0, count: 512)
         _ = vsnprintf(&buffer, buffer.count, format, arguments)
-        var message = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        while message.last == "\n" || message.last == "\r" {
-            message.removeLast()
+        var bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        while bytes.last == UInt8(ascii: "\n") || bytes.last == UInt8(ascii: "\r") {
+            bytes.removeLast()
         }
-        daemon.logFromMHD(message)
+        daemon.logFromMHD(LogText.libraryMessage(bytes: bytes))
     }
 }

@@ -103,6 +103,7 @@ final class DaemonContext: Sendable {
 
     /// Records MHD's own error log: kept for the startup error, then debug
     /// while serving (peers can trigger these at will), notice otherwise.
+    /// `message` is already cut and escaped (`Callbacks.log`).
     func logFromMHD(_ message: String) {
         let phase = state.withLock { state -> Phase in
             if state.phase == .starting, state.startupMessages.count < 16 {
