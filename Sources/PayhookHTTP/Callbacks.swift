@@ -123,6 +123,7 @@ enum Callbacks {
         _ cls: UnsafeMutableRawPointer?,
         _ connection: OpaquePointer?,
         _ method: UnsafePointer<CChar>?,
+        _ version: UnsafePointer<CChar>?,
         _ uploadData: UnsafePointer<CChar>?,
         _ uploadDataSize: UnsafeMutablePointer<Int>?,
         _ contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
@@ -140,7 +141,8 @@ enum Callbacks {
 
         let existingHead = request.state.withLock { $0.head }
         guard let head = existingHead else {
-            return headersComplete(request, method: method, connection: connection, daemon: daemon, expired: expired)
+            return headersComplete(request, method: method, version: version, connection: connection, daemon: daemon,
+                                   expired: expired)
         }
 
         if pending > 0 {
@@ -211,6 +213,7 @@ enum Callbacks {
     private static func headersComplete(
         _ request: RequestContext,
         method: UnsafePointer<CChar>?,
+        version: UnsafePointer<CChar>?,
         connection: OpaquePointer,
         daemon: DaemonContext,
         expired: Bool
@@ -234,6 +237,13 @@ enum Callbacks {
         if expired {
             return refuse(408, head: head, on: connection, daemon: daemon, closeAfter: true)
         }
+        // Refused here, before any body byte is read: answering in this
+        // first call makes MHD skip the body, and closeAfter ends the
+        // connection, so nothing the client sent after this head is taken
+        // as a request.
+        if framingProblem(head, version: version.map { String(cString: $0) } ?? "") != nil {
+            return refuse(400, head: head, on: connection, daemon: daemon, closeAfter: true)
+        }
         let declared = declaredLength(head)
         switch declared {
         case .malformed:
@@ -253,6 +263,56 @@ enum Callbacks {
             request.state.withLock { $0.body.reserveCapacity(Int(length)) }
         }
         return .YES
+    }
+
+    // MARK: Framing and Host
+
+    enum FramingProblem: Equatable {
+        /// Content-Length and Transfer-Encoding together. RFC 9112 section
+        /// 6.1: a server "MAY reject a request that contains both
+        /// Content-Length and Transfer-Encoding", and "MUST close the
+        /// connection after responding" to one: when a proxy in front of
+        /// this server read the other length, the bytes after the body
+        /// would be a request it never saw (request smuggling). libmicrohttpd
+        /// 0.9.75 reads such a request as chunked and keeps the connection.
+        case lengthAndTransferEncoding
+        /// RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad
+        /// Request) status code to any HTTP/1.1 request message that lacks
+        /// a Host header field". libmicrohttpd 0.9.75 checks this only
+        /// with MHD_OPTION_STRICT_FOR_CLIENT (microhttpd.h), which would
+        /// answer without the handler's `refusal`.
+        case missingHost
+        /// Same section: "... and to any request message that contains more
+        /// than one Host header field", whatever its version.
+        case duplicateHost
+    }
+
+    /// Why the head cannot be taken as one well-framed request, or nil.
+    /// `version` is the protocol version of the request line as MHD passes
+    /// it to the access handler, e.g. "HTTP/1.1".
+    static func framingProblem(_ head: HTTPRequestHead, version: String) -> FramingProblem? {
+        var lengths = 0
+        var transferEncodings = 0
+        var hosts = 0
+        for field in head.headers {
+            switch field.name.lowercased() {
+            case "content-length": lengths += 1
+            case "transfer-encoding": transferEncodings += 1
+            case "host": hosts += 1
+            default: break
+            }
+        }
+        if lengths > 0, transferEncodings > 0 { return .lengthAndTransferEncoding }
+        if hosts > 1 { return .duplicateHost }
+        if hosts == 0, requiresHost(version) { return .missingHost }
+        return nil
+    }
+
+    /// HTTP/1.1 and any later 1.x; HTTP/1.0 may omit Host (RFC 9112 section
+    /// 3.2 names HTTP/1.1 request messages only). MHD answers 505 to other
+    /// major versions before calling the application.
+    static func requiresHost(_ version: String) -> Bool {
+        version.hasPrefix("HTTP/1.") && version != "HTTP/1.0"
     }
 
     // MARK: Content-Length

@@ -57,8 +57,8 @@ public final class HTTPServer: Sendable {
         )
         let daemon = payhook_start_daemon(
             &config,
-            { cls, connection, _, method, _, uploadData, uploadDataSize, contextSlot in
-                Callbacks.access(cls, connection, method, uploadData, uploadDataSize, contextSlot)
+            { cls, connection, _, method, version, uploadData, uploadDataSize, contextSlot in
+                Callbacks.access(cls, connection, method, version, uploadData, uploadDataSize, contextSlot)
             },
             { cls, connection, contextSlot, _ in
                 Callbacks.requestCompleted(cls, connection, contextSlot)
