@@ -276,6 +276,15 @@ enum Callbacks {
         /// would be a request it never saw (request smuggling). libmicrohttpd
         /// 0.9.75 reads such a request as chunked and keeps the connection.
         case lengthAndTransferEncoding
+        /// A Transfer-Encoding other than exactly "chunked". RFC 9112
+        /// section 6.1: when "the chunked transfer coding is not the final
+        /// encoding, the message body length cannot be determined reliably;
+        /// the server MUST respond with the 400 (Bad Request) status code
+        /// and then close the connection". libmicrohttpd 0.9.75 decodes only
+        /// a lone "chunked" and otherwise waits for the body to end with the
+        /// connection; a coding before "chunked" (which the RFC would answer
+        /// with 501) is refused the same way, since nothing here decodes it.
+        case unsupportedTransferEncoding
         /// RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad
         /// Request) status code to any HTTP/1.1 request message that lacks
         /// a Host header field". libmicrohttpd 0.9.75 checks this only
@@ -293,16 +302,21 @@ enum Callbacks {
     static func framingProblem(_ head: HTTPRequestHead, version: String) -> FramingProblem? {
         var lengths = 0
         var transferEncodings = 0
+        var chunkedOnly = true
         var hosts = 0
         for field in head.headers {
             switch field.name.lowercased() {
             case "content-length": lengths += 1
-            case "transfer-encoding": transferEncodings += 1
+            case "transfer-encoding":
+                transferEncodings += 1
+                chunkedOnly = chunkedOnly
+                    && field.value.trimmingCharacters(in: CharacterSet(charactersIn: " \t")).lowercased() == "chunked"
             case "host": hosts += 1
             default: break
             }
         }
         if lengths > 0, transferEncodings > 0 { return .lengthAndTransferEncoding }
+        if transferEncodings > 1 || !chunkedOnly { return .unsupportedTransferEncoding }
         if hosts > 1 { return .duplicateHost }
         if hosts == 0, requiresHost(version) { return .missingHost }
         return nil

@@ -166,8 +166,9 @@ public protocol HTTPHandler: Sendable {
     /// The answer for a request the server itself refuses: 413 (body over
     /// maxBodyBytes) or 408 (deadline passed); also 400 for a request whose
     /// framing is unusable (a malformed `Content-Length`, `Content-Length`
-    /// together with `Transfer-Encoding`, an HTTP/1.1 request without
-    /// `Host`, more than one `Host`) and 503 for a request that arrives on
-    /// a kept-alive connection after `HTTPServer.shutdown` began.
+    /// together with `Transfer-Encoding`, a `Transfer-Encoding` other than
+    /// `chunked`, an HTTP/1.1 request without `Host`, more than one `Host`)
+    /// and 503 for a request that arrives on a kept-alive connection after
+    /// `HTTPServer.shutdown` began.
     func refusal(_ status: Int, for head: HTTPRequestHead) -> HTTPResponse
 }
