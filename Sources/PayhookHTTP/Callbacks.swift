@@ -58,9 +58,10 @@ enum Callbacks {
         guard let cls, let connection, let contextSlot, let raw = contextSlot.pointee else { return }
         contextSlot.pointee = nil
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
-        // Still owned by `live` at this point, so borrowing it is safe.
-        let request = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
-        daemon.requestCompleted(request, connection: key(connection))
+        // Matched by address, without dereferencing `raw`: should MHD ever
+        // complete a request whose connection-closed notification already
+        // ended it, the pointer would no longer be valid.
+        daemon.requestCompleted(raw, connection: key(connection))
         daemon.watchdog.requestEnded(key(connection))
     }
 

@@ -73,14 +73,14 @@ final class DaemonContext: Sendable {
         }
     }
 
-    /// Ends `request` (MHD_OPTION_NOTIFY_COMPLETED). Only the entry that is
-    /// this very request is removed, so a completion can never end another
-    /// request, and a request already ended is not ended again.
-    func requestCompleted(_ request: RequestContext, connection: Int) {
+    /// Ends the request whose `*con_cls` is `request`
+    /// (MHD_OPTION_NOTIFY_COMPLETED). Only the entry that is this very
+    /// request is removed, so a completion can never end another request,
+    /// and a request already ended is not ended again.
+    func requestCompleted(_ request: UnsafeMutableRawPointer, connection: Int) {
         state.withLock { state in
-            if state.live[connection] === request {
-                state.live.removeValue(forKey: connection)
-            }
+            guard let live = state.live[connection], Unmanaged.passUnretained(live).toOpaque() == request else { return }
+            state.live.removeValue(forKey: connection)
         }
     }
 
