@@ -33,6 +33,7 @@ test: test-deps
 	$(SWIFT) test --no-parallel
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
 	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_SHORT_ARGS)
+	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_SHORT_ARGS)
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SMOKE_SECONDS)
 
 # Crash harness (Tests/crash/README.md; reliability.md §11.1, §12): SIGKILL and SIGTERM under load, then an
@@ -43,9 +44,14 @@ CRASH_SHORT_ARGS ?= --kills 25 --graceful-rounds 2 --seconds 240
 # every acknowledged callback.
 STORM_ARGS ?= --rounds 100
 STORM_SHORT_ARGS ?= --rounds 20
+# Hostile-client run (Tests/crash/hostile_run.py): floods of hostile requests against the binary; its RSS, its
+# in-flight gauge and its SIGTERM exit are checked.
+HOSTILE_ARGS ?= --requests 20000
+HOSTILE_SHORT_ARGS ?= --requests 3000
 crash-test: test-deps build
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_ARGS)
 	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_ARGS)
+	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_ARGS)
 
 # libFuzzer targets (Fuzz/README.md). `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=wechat-xml` for one, longer.
 SWIFTC ?= swiftc

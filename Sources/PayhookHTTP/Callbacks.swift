@@ -16,45 +16,53 @@ enum Callbacks {
 
     /// MHD_OPTION_URI_LOG_CALLBACK: called once per request as soon as the
     /// request line is parsed, with the URI before MHD unescapes it or splits
-    /// off the query (microhttpd.h). MHD marks the request as seen by the
-    /// application at that moment, so the completed callback fires for it
-    /// whatever happens next (431, 400, timeout, shutdown), which keeps
-    /// `inFlight` balanced.
+    /// off the query (microhttpd.h). The request is registered in
+    /// `DaemonContext.State.live` under its connection, which counts it in
+    /// `inFlight` until it ends.
+    ///
+    /// MHD usually calls the completed callback for every request it showed
+    /// here (431, 400, timeout, shutdown), but not for all: 0.9.75 closes a
+    /// connection whose query arguments overflow its memory pool without
+    /// it. That is why the request is tied to its connection and ended on
+    /// MHD_CONNECTION_NOTIFY_CLOSED too (`connectionChanged`).
     static func uriArrived(
         _ cls: UnsafeMutableRawPointer?,
         _ uri: UnsafePointer<CChar>?,
         _ connection: OpaquePointer?
     ) -> UnsafeMutableRawPointer? {
-        guard let cls else { return nil }
+        guard let cls, let connection else { return nil }
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
         let target = uri.map { String(cString: $0) } ?? ""
-        let remote = connection.map(peerAddress) ?? "unknown"
-        let draining = daemon.state.withLock { state -> Bool in
-            state.inFlight += 1
-            return state.phase == .draining
+        let remote = peerAddress(connection)
+        let (request, replaced) = daemon.requestArrived(connection: key(connection)) { draining in
+            RequestContext(target: target, remoteAddress: remote, arrivedWhileDraining: draining)
         }
-        let request = RequestContext(target: target, remoteAddress: remote, arrivedWhileDraining: draining)
-        return Unmanaged.passRetained(request).toOpaque()
+        if replaced {
+            daemon.logger.debug("request arrived on a connection whose previous request never ended",
+                                metadata: ["remote": "\(remote)"])
+        }
+        // Unretained: `live` owns the request (see RequestContext).
+        return Unmanaged.passUnretained(request).toOpaque()
     }
 
     // MARK: Request completed callback
 
-    /// MHD_OPTION_NOTIFY_COMPLETED: releases the request context created by
-    /// `uriArrived`, counts the request as finished, and starts the head
-    /// deadline of the connection's next request.
+    /// MHD_OPTION_NOTIFY_COMPLETED: ends the request registered by
+    /// `uriArrived`, which releases it, and starts the head deadline of the
+    /// connection's next request.
     static func requestCompleted(
         _ cls: UnsafeMutableRawPointer?,
         _ connection: OpaquePointer?,
         _ contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
     ) {
-        guard let cls, let contextSlot, let raw = contextSlot.pointee else { return }
+        guard let cls, let connection, let contextSlot, let raw = contextSlot.pointee else { return }
         contextSlot.pointee = nil
-        Unmanaged<RequestContext>.fromOpaque(raw).release()
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
-        daemon.state.withLock { $0.inFlight -= 1 }
-        if let connection {
-            daemon.watchdog.requestEnded(key(connection))
-        }
+        // Matched by address, without dereferencing `raw`: should MHD ever
+        // complete a request whose connection-closed notification already
+        // ended it, the pointer would no longer be valid.
+        daemon.requestCompleted(raw, connection: key(connection))
+        daemon.watchdog.requestEnded(key(connection))
     }
 
     // MARK: Connection notifications
@@ -77,6 +85,14 @@ enum Callbacks {
             daemon.watchdog.opened(key(connection), descriptor: descriptor, remoteAddress: peerAddress(connection))
         case .CONNECTION_NOTIFY_CLOSED:
             daemon.watchdog.closed(key(connection))
+            // MHD sends this after the completed callback of the
+            // connection's last request, so a request still registered
+            // here was dropped without one (see `uriArrived`).
+            if let dropped = daemon.connectionClosed(key(connection)) {
+                daemon.logger.debug("connection closed by libmicrohttpd before its request completed", metadata: [
+                    "path": "\(LogText.path(dropped.target))", "remote": "\(dropped.remoteAddress)",
+                ])
+            }
         default:
             break
         }
@@ -108,6 +124,7 @@ enum Callbacks {
         _ cls: UnsafeMutableRawPointer?,
         _ connection: OpaquePointer?,
         _ method: UnsafePointer<CChar>?,
+        _ version: UnsafePointer<CChar>?,
         _ uploadData: UnsafePointer<CChar>?,
         _ uploadDataSize: UnsafeMutablePointer<Int>?,
         _ contextSlot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
@@ -125,7 +142,8 @@ enum Callbacks {
 
         let existingHead = request.state.withLock { $0.head }
         guard let head = existingHead else {
-            return headersComplete(request, method: method, connection: connection, daemon: daemon, expired: expired)
+            return headersComplete(request, method: method, version: version, connection: connection, daemon: daemon,
+                                   expired: expired)
         }
 
         if pending > 0 {
@@ -133,7 +151,7 @@ enum Callbacks {
             // delivered, so a request past its deadline can only be cut off.
             if expired {
                 daemon.logger.debug("closing connection: request deadline passed while reading the body",
-                                    metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                                    metadata: ["path": "\(LogText.path(head.target))", "remote": "\(head.remoteAddress)"])
                 return .NO
             }
             let limit = daemon.limits.maxBodyBytes
@@ -165,7 +183,7 @@ enum Callbacks {
                 // would cost a pool thread and bandwidth until the deadline,
                 // so the connection is closed without an answer.
                 daemon.logger.debug("closing connection: chunked body far over the cap",
-                                    metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                                    metadata: ["path": "\(LogText.path(head.target))", "remote": "\(head.remoteAddress)"])
                 return .NO
             }
             uploadDataSize.pointee = 0
@@ -196,6 +214,7 @@ enum Callbacks {
     private static func headersComplete(
         _ request: RequestContext,
         method: UnsafePointer<CChar>?,
+        version: UnsafePointer<CChar>?,
         connection: OpaquePointer,
         daemon: DaemonContext,
         expired: Bool
@@ -219,6 +238,13 @@ enum Callbacks {
         if expired {
             return refuse(408, head: head, on: connection, daemon: daemon, closeAfter: true)
         }
+        // Refused here, before any body byte is read: answering in this
+        // first call makes MHD skip the body, and closeAfter ends the
+        // connection, so nothing the client sent after this head is taken
+        // as a request.
+        if framingProblem(head, version: version.map { String(cString: $0) } ?? "") != nil {
+            return refuse(400, head: head, on: connection, daemon: daemon, closeAfter: true)
+        }
         let declared = declaredLength(head)
         switch declared {
         case .malformed:
@@ -238,6 +264,70 @@ enum Callbacks {
             request.state.withLock { $0.body.reserveCapacity(Int(length)) }
         }
         return .YES
+    }
+
+    // MARK: Framing and Host
+
+    enum FramingProblem: Equatable {
+        /// Content-Length and Transfer-Encoding together. RFC 9112 section
+        /// 6.1: a server "MAY reject a request that contains both
+        /// Content-Length and Transfer-Encoding", and "MUST close the
+        /// connection after responding" to one: when a proxy in front of
+        /// this server read the other length, the bytes after the body
+        /// would be a request it never saw (request smuggling). libmicrohttpd
+        /// 0.9.75 reads such a request as chunked and keeps the connection.
+        case lengthAndTransferEncoding
+        /// A Transfer-Encoding other than exactly "chunked". RFC 9112
+        /// section 6.1: when "the chunked transfer coding is not the final
+        /// encoding, the message body length cannot be determined reliably;
+        /// the server MUST respond with the 400 (Bad Request) status code
+        /// and then close the connection". libmicrohttpd 0.9.75 decodes only
+        /// a lone "chunked" and otherwise waits for the body to end with the
+        /// connection; a coding before "chunked" (which the RFC would answer
+        /// with 501) is refused the same way, since nothing here decodes it.
+        case unsupportedTransferEncoding
+        /// RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad
+        /// Request) status code to any HTTP/1.1 request message that lacks
+        /// a Host header field". libmicrohttpd 0.9.75 checks this only
+        /// with MHD_OPTION_STRICT_FOR_CLIENT (microhttpd.h), which would
+        /// answer without the handler's `refusal`.
+        case missingHost
+        /// Same section: "... and to any request message that contains more
+        /// than one Host header field", whatever its version.
+        case duplicateHost
+    }
+
+    /// Why the head cannot be taken as one well-framed request, or nil.
+    /// `version` is the protocol version of the request line as MHD passes
+    /// it to the access handler, e.g. "HTTP/1.1".
+    static func framingProblem(_ head: HTTPRequestHead, version: String) -> FramingProblem? {
+        var lengths = 0
+        var transferEncodings = 0
+        var chunkedOnly = true
+        var hosts = 0
+        for field in head.headers {
+            switch field.name.lowercased() {
+            case "content-length": lengths += 1
+            case "transfer-encoding":
+                transferEncodings += 1
+                chunkedOnly = chunkedOnly
+                    && field.value.trimmingCharacters(in: CharacterSet(charactersIn: " \t")).lowercased() == "chunked"
+            case "host": hosts += 1
+            default: break
+            }
+        }
+        if lengths > 0, transferEncodings > 0 { return .lengthAndTransferEncoding }
+        if transferEncodings > 1 || !chunkedOnly { return .unsupportedTransferEncoding }
+        if hosts > 1 { return .duplicateHost }
+        if hosts == 0, requiresHost(version) { return .missingHost }
+        return nil
+    }
+
+    /// HTTP/1.1 and any later 1.x; HTTP/1.0 may omit Host (RFC 9112 section
+    /// 3.2 names HTTP/1.1 request messages only). MHD answers 505 to other
+    /// major versions before calling the application.
+    static func requiresHost(_ version: String) -> Bool {
+        version.hasPrefix("HTTP/1.") && version != "HTTP/1.0"
     }
 
     // MARK: Content-Length
@@ -306,7 +396,7 @@ enum Callbacks {
         closeAfter: Bool
     ) -> MHD_Result {
         daemon.logger.debug("refusing request with \(status)",
-                            metadata: ["target": "\(head.target)", "remote": "\(head.remoteAddress)"])
+                            metadata: ["path": "\(LogText.path(head.target))", "remote": "\(head.remoteAddress)"])
         var response = daemon.handler.refusal(status, for: head)
         // The refusal's status is the server's decision, not the handler's.
         response.status = status
@@ -398,16 +488,21 @@ enum Callbacks {
 
     // MARK: Log callback
 
-    /// MHD_OPTION_EXTERNAL_LOGGER: formats MHD's printf-style message.
+    /// MHD_OPTION_EXTERNAL_LOGGER: formats MHD's printf-style message. The
+    /// message can quote the request's URL (e.g. "Failed to send the
+    /// response headers for the request for `%s'", libmicrohttpd's
+    /// connection.c), which MHD has percent-decoded, so it may hold any
+    /// byte: it is cut and escaped by `LogText.libraryMessage` before
+    /// anything keeps it.
     static func log(_ cls: UnsafeMutableRawPointer?, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
         guard let cls, let format, let arguments else { return }
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
         var buffer = [CChar](repeating: 0, count: 512)
         _ = vsnprintf(&buffer, buffer.count, format, arguments)
-        var message = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        while message.last == "\n" || message.last == "\r" {
-            message.removeLast()
+        var bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        while bytes.last == UInt8(ascii: "\n") || bytes.last == UInt8(ascii: "\r") {
+            bytes.removeLast()
         }
-        daemon.logFromMHD(message)
+        daemon.logFromMHD(LogText.libraryMessage(bytes: bytes))
     }
 }

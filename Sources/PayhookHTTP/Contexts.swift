@@ -20,9 +20,18 @@ final class DaemonContext: Sendable {
 
     struct State: Sendable {
         var phase: Phase = .starting
-        /// Requests whose request line arrived and whose completion was not yet notified.
-        var inFlight = 0
+        /// Every request whose request line arrived and that has not ended,
+        /// by the key of its connection (`Callbacks.key`); a connection has
+        /// at most one such request at a time. This table owns each
+        /// `RequestContext` (see there). An entry leaves it exactly once:
+        /// on MHD_OPTION_NOTIFY_COMPLETED, or on
+        /// MHD_CONNECTION_NOTIFY_CLOSED for a request libmicrohttpd dropped
+        /// without that notification, or when the daemon has stopped.
+        var live: [Int: RequestContext] = [:]
         var startupMessages: [String] = []
+
+        /// Requests whose request line arrived and that have not ended.
+        var inFlight: Int { live.count }
     }
 
     let limits: HTTPLimits
@@ -47,8 +56,54 @@ final class DaemonContext: Sendable {
     var inFlight: Int { state.withLock { $0.inFlight } }
     var isDraining: Bool { state.withLock { $0.phase == .draining } }
 
+    /// Registers the request that just arrived on `connection`, made by
+    /// `make` with whether shutdown had begun (under the same lock, so a
+    /// request is either counted before the drain looks or refused with
+    /// 503). A request still registered for the same connection cannot be
+    /// live (libmicrohttpd starts the next request of a connection only
+    /// after the previous one ended), so it is replaced and no longer counted.
+    func requestArrived(
+        connection: Int,
+        _ make: (_ draining: Bool) -> RequestContext
+    ) -> (request: RequestContext, replaced: Bool) {
+        state.withLock { state in
+            let request = make(state.phase == .draining)
+            let previous = state.live.updateValue(request, forKey: connection)
+            return (request, previous != nil)
+        }
+    }
+
+    /// Ends the request whose `*con_cls` is `request`
+    /// (MHD_OPTION_NOTIFY_COMPLETED). Only the entry that is this very
+    /// request is removed, so a completion can never end another request,
+    /// and a request already ended is not ended again.
+    func requestCompleted(_ request: UnsafeMutableRawPointer, connection: Int) {
+        state.withLock { state in
+            guard let live = state.live[connection], Unmanaged.passUnretained(live).toOpaque() == request else { return }
+            state.live.removeValue(forKey: connection)
+        }
+    }
+
+    /// Ends the request `connection` still has, if any
+    /// (MHD_CONNECTION_NOTIFY_CLOSED). Returns the request when there was
+    /// one: libmicrohttpd closed the connection without completing it.
+    func connectionClosed(_ connection: Int) -> RequestContext? {
+        state.withLock { $0.live.removeValue(forKey: connection) }
+    }
+
+    /// Ends every request still registered; called once MHD_stop_daemon has
+    /// returned, when no callback can reach them any more. Returns how many.
+    func releaseAll() -> Int {
+        state.withLock { state in
+            let count = state.live.count
+            state.live.removeAll()
+            return count
+        }
+    }
+
     /// Records MHD's own error log: kept for the startup error, then debug
     /// while serving (peers can trigger these at will), notice otherwise.
+    /// `message` is already cut and escaped (`Callbacks.log`).
     func logFromMHD(_ message: String) {
         let phase = state.withLock { state -> Phase in
             if state.phase == .starting, state.startupMessages.count < 16 {
@@ -68,9 +123,21 @@ final class DaemonContext: Sendable {
 /// One request, created by the URI log callback when the request line arrives
 /// and handed to MHD as the request's initial `*con_cls`.
 ///
-/// Ownership: the URI log callback returns one retained reference
-/// (`Unmanaged.passRetained`); the request-completed callback takes it back
-/// and releases it. Every access-handler call in between only borrows it.
+/// Ownership: the only strong reference is the entry in
+/// `DaemonContext.State.live`; `*con_cls` holds an unretained pointer
+/// (`Unmanaged.passUnretained`) that the access handler borrows. The entry
+/// is removed by the request-completed callback or, for a request
+/// libmicrohttpd closed without completing, by the connection-closed
+/// notification. Both run on the connection's own pool thread after its
+/// last access-handler call, so the pointer is never used after the
+/// release.
+///
+/// Why not a retained `*con_cls` released on completion: libmicrohttpd
+/// 0.9.75 closes a connection whose query arguments overflow the
+/// connection's memory pool ("Not enough memory in pool to allocate header
+/// record!") without answering and without MHD_OPTION_NOTIFY_COMPLETED,
+/// although the URI log callback already ran; a reference owned by
+/// `*con_cls` leaked there, with the whole request target in it.
 final class RequestContext: Sendable {
     struct State: Sendable {
         /// Set by the first access-handler call (headers complete).

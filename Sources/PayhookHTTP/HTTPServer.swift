@@ -57,8 +57,8 @@ public final class HTTPServer: Sendable {
         )
         let daemon = payhook_start_daemon(
             &config,
-            { cls, connection, _, method, _, uploadData, uploadDataSize, contextSlot in
-                Callbacks.access(cls, connection, method, uploadData, uploadDataSize, contextSlot)
+            { cls, connection, _, method, version, uploadData, uploadDataSize, contextSlot in
+                Callbacks.access(cls, connection, method, version, uploadData, uploadDataSize, contextSlot)
             },
             { cls, connection, contextSlot, _ in
                 Callbacks.requestCompleted(cls, connection, contextSlot)
@@ -202,10 +202,18 @@ public final class HTTPServer: Sendable {
             ])
         }
 
-        let finish: @Sendable () -> Void = { [stopSignal, logger = context.logger, address = boundAddress, watchdog = context.watchdog] in
+        let finish: @Sendable () -> Void = { [stopSignal, context, address = boundAddress] in
+            let logger = context.logger
             // No shutdown() on a connection socket from here on: MHD_stop_daemon closes them all.
-            watchdog.stop()
+            context.watchdog.stop()
             MHD_stop_daemon(running.daemon)
+            // MHD ends each request through the completed callback or the
+            // connection-closed notification while stopping; anything left
+            // can no longer be reached by a callback and is released here.
+            let leftover = context.releaseAll()
+            if leftover > 0 {
+                logger.warning("requests still registered after the HTTP server stopped", metadata: ["count": "\(leftover)"])
+            }
             // MHD closes the listen socket itself only if it was never
             // quiesced; after a successful quiesce it belongs to the caller.
             if quiesced >= 0 {

@@ -164,8 +164,11 @@ public protocol HTTPHandler: Sendable {
     /// Called with the complete request; may block (it waits for an fsync), so it runs on an MHD pool thread.
     func handle(_ request: HTTPRequest) -> HTTPResponse
     /// The answer for a request the server itself refuses: 413 (body over
-    /// maxBodyBytes) or 408 (deadline passed); also 400 for a malformed
-    /// `Content-Length` and 503 for a request that arrives on a kept-alive
-    /// connection after `HTTPServer.shutdown` began.
+    /// maxBodyBytes) or 408 (deadline passed); also 400 for a request whose
+    /// framing is unusable (a malformed `Content-Length`, `Content-Length`
+    /// together with `Transfer-Encoding`, a `Transfer-Encoding` other than
+    /// `chunked`, an HTTP/1.1 request without `Host`, more than one `Host`)
+    /// and 503 for a request that arrives on a kept-alive connection after
+    /// `HTTPServer.shutdown` began.
     func refusal(_ status: Int, for head: HTTPRequestHead) -> HTTPResponse
 }

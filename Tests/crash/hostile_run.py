@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Hostile-client run: `payhook serve` under a long flood of hostile requests, watched from outside.
+
+Why: the in-process hostile tests (Tests/PayhookHTTPTests/HostileClientTests.swift, PoolExhaustionTests.swift)
+send a few thousand requests; a leak of a few kilobytes per request only shows over many more, and only the
+real binary shows what an operator sees: its RSS, its `payhook_inflight_requests` gauge and how it stops.
+
+Each phase starts the binary on a fresh temporary spool with its own config (README.md "Configuration"), runs
+its flood, and ends the server with SIGTERM, which must exit 0 within --exit-limit seconds (a request the
+server never ended would hold the stop for the whole shutdown_grace_s).
+
+Phases (--phase NAME, repeatable; default: all, in this order):
+  many-args  requests whose query has more arguments than the connection's memory pool can hold. libmicrohttpd
+             0.9.75 closes them without an answer and without its request-completed callback
+             (Sources/PayhookHTTP/Contexts.swift, RequestContext). After a warm-up the RSS is sampled during and
+             after the flood; it must stay within --rss-bound-mib of the warmed-up baseline, the in-flight gauge
+             must be back to 0 within 3 s of the flood, and a valid request must still be answered.
+
+A phase is a function taking a Server and the options and returning a list of failure sentences; to add one,
+write it and list it in PHASES.
+
+Exit status: 0 when every phase held; 1 when a check failed (each printed as one sentence); 2 when the run
+itself could not be done (binary missing, server did not start, time budget --seconds used up before the
+flood was sent). Python 3.11 standard library; only loopback (127.0.0.1) is used.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+LISTENING = re.compile(r"^payhook listening on 127\.0\.0\.1:(\d+) spool (.+)$")
+GRACE_S = 10
+MIB = 1024 * 1024
+
+
+class RunError(Exception):
+    """The run itself could not be done (exit 2)."""
+
+
+def write_config(path, clients):
+    # A unified tenant needs path, domain_code and a secret (README.md "Configuration"); an inline secret only
+    # adds a startup warning. The per-address limit leaves room for every flood thread plus the probes.
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"""listen = "127.0.0.1:0"
+spool = "spool"
+threads = 4
+max_connections = 64
+max_connections_per_ip = {max(32, clients + 8)}
+connection_memory_limit_bytes = 32768
+shutdown_grace_s = {GRACE_S}
+
+[[unified]]
+path = "/notify/unified"
+domain_code = "hostile"
+secret = "hostile-run-secret"
+""")
+
+
+class Server:
+    """One life of `payhook serve` on a fresh spool in `workdir`."""
+
+    def __init__(self, binary, workdir, name, clients):
+        self.workdir = workdir
+        self.config = os.path.join(workdir, f"{name}.toml")
+        write_config(self.config, clients)
+        self.err_path = os.path.join(workdir, f"{name}.stderr")
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen([binary, "serve", "--config", self.config,
+                                          "--spool", os.path.join(workdir, f"spool-{name}")],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                         close_fds=True)
+        line = self.proc.stdout.readline().decode("utf-8", "replace").strip()
+        m = LISTENING.match(line)
+        if not m:
+            self.kill()
+            raise RunError(f"payhook did not start (first line {line!r}); stderr:\n{self.stderr_tail()}")
+        self.port = int(m.group(1))
+
+    def rss(self):
+        """VmRSS of the server process in bytes (proc(5), /proc/PID/status)."""
+        with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RunError("no VmRSS line in /proc/PID/status")
+
+    def exchange(self, data, timeout=3.0):
+        """Sends `data` on a new connection and reads until the server closes it; returns the status code of
+        the answer, or None when the connection ended without one."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            received = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+            except (ConnectionResetError, socket.timeout):
+                pass
+        m = re.match(rb"HTTP/1\.[01] (\d{3}) ", received)
+        return int(m.group(1)) if m else None
+
+    def get(self, path):
+        """Status and body of GET `path` (Connection: close)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            received = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        m = re.match(rb"HTTP/1\.[01] (\d{3}) ", head)
+        return (int(m.group(1)) if m else None), body.decode("utf-8", "replace")
+
+    def inflight(self):
+        """payhook_inflight_requests less the /metrics request that reads it (it counts itself: its request
+        line arrived and it is not answered yet)."""
+        status, body = self.get("/metrics")
+        for line in body.splitlines():
+            if line.startswith("payhook_inflight_requests"):
+                return int(float(line.split()[-1])) - 1
+        raise RunError(f"/metrics (status {status}) has no payhook_inflight_requests line")
+
+    def stop(self, limit):
+        """SIGTERM; returns a failure sentence, or None when it exited 0 within `limit` seconds."""
+        os.kill(self.proc.pid, signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            code = self.proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return f"payhook was still running {limit:.0f} s after SIGTERM (shutdown_grace_s is {GRACE_S})"
+        took = time.monotonic() - started
+        if code != 0:
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+            return f"payhook exited with {how} after SIGTERM, not 0"
+        print(f"  SIGTERM: exit 0 after {took:.2f} s")
+        return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+    def stderr_tail(self, lines=8):
+        with open(self.err_path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+class RSSSampler:
+    """Samples the server's RSS every `interval` seconds on its own thread and keeps the peak."""
+
+    def __init__(self, server, interval=0.1):
+        self.server = server
+        self.interval = interval
+        self.peak = server.rss()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopped.wait(self.interval):
+            try:
+                self.peak = max(self.peak, self.server.rss())
+            except (OSError, RunError):
+                return
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        return self.peak
+
+
+def flood(server, requests, clients, deadline, make):
+    """Sends `requests` requests made by make(i) from `clients` threads, each on a new connection, until all are
+    sent or `deadline` (time.monotonic) passes. Returns (sent, answered: {status: count}, connect errors)."""
+    lock = threading.Lock()
+    state = {"next": 0, "sent": 0, "errors": 0, "answers": {}}
+
+    def client():
+        while time.monotonic() < deadline:
+            with lock:
+                i = state["next"]
+                if i >= requests:
+                    return
+                state["next"] += 1
+            try:
+                status = server.exchange(make(i))
+            except OSError:
+                with lock:
+                    state["errors"] += 1
+                continue
+            with lock:
+                state["sent"] += 1
+                if status is not None:
+                    state["answers"][status] = state["answers"].get(status, 0) + 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return state["sent"], state["answers"], state["errors"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Phases
+# ----------------------------------------------------------------------------------------------------------
+
+def many_args_request(i):
+    # 1,000 arguments in a 15 kB target: the target fits the 32 KiB memory pool, the arguments' records do not.
+    query = "&".join(f"k{n}=v{i % 10}vvvvvvvvv" for n in range(1000))
+    return f"GET /notify/unified?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+def phase_many_args(server, args, deadline):
+    failures = []
+    # Warm-up: the allocator's arenas and MHD's pools reach their working size before the baseline is taken.
+    warm = min(1000, max(100, args.requests // 10))
+    flood(server, warm, args.clients, deadline, many_args_request)
+    time.sleep(0.5)
+    baseline = server.rss()
+    sampler = RSSSampler(server)
+    started = time.monotonic()
+    sent, answers, errors = flood(server, args.requests, args.clients, deadline, many_args_request)
+    took = time.monotonic() - started
+    inflight_during = server.inflight() if sent else 0
+    if sent + errors < args.requests:
+        sampler.stop()
+        raise RunError(f"many-args: the time budget ran out after {sent} of {args.requests} requests")
+    if errors:
+        failures.append(f"many-args: {errors} of {args.requests} connections to the server failed")
+    # Every request must be ended once its connection is gone; allow a moment for the last closes.
+    settle_until = time.monotonic() + 3
+    inflight = server.inflight()
+    while inflight != 0 and time.monotonic() < settle_until:
+        time.sleep(0.05)
+        inflight = server.inflight()
+    time.sleep(0.3)
+    after = server.rss()
+    peak = max(sampler.stop(), after)
+    growth = peak - baseline
+    status, _ = server.get("/healthz")
+    print(f"  many-args: {sent} requests in {took:.1f} s ({sent / max(took, 1e-9):.0f}/s), answers {answers or 'none'}, "
+          f"connect errors {errors}; RSS baseline {baseline / MIB:.1f} MiB, peak +{growth / MIB:.1f} MiB, "
+          f"after +{(after - baseline) / MIB:.1f} MiB; in flight right after the flood {inflight_during}, "
+          f"3 s later {inflight}; /healthz {status}")
+    if growth > args.rss_bound_mib * MIB:
+        failures.append(f"many-args: the server's RSS grew by {growth / MIB:.1f} MiB over its warmed-up baseline of "
+                        f"{baseline / MIB:.1f} MiB during {sent} requests (bound {args.rss_bound_mib} MiB)")
+    if inflight != 0:
+        failures.append(f"many-args: payhook_inflight_requests was still {inflight} (not counting the /metrics "
+                        f"request itself) 3 s after the flood, not 0")
+    if status != 200:
+        failures.append(f"many-args: GET /healthz after the flood answered {status}, not 200")
+    return failures
+
+
+PHASES = {
+    "many-args": phase_many_args,
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--binary", default=os.path.join(REPO, ".build", "debug", "payhook"))
+    p.add_argument("--phase", action="append", choices=list(PHASES),
+                   help="phase to run (repeatable; default: all, in order)")
+    p.add_argument("--requests", type=int, default=20000, help="requests per phase's flood (default 20000)")
+    p.add_argument("--seconds", type=float, default=300, help="time budget for the whole run (default 300)")
+    p.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
+    p.add_argument("--rss-bound-mib", type=float, default=30, help="largest RSS growth allowed (default 30)")
+    p.add_argument("--exit-limit", type=float, default=3, help="seconds SIGTERM may take (default 3)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args()
+    if args.requests < 1 or args.clients < 1 or args.seconds <= 0:
+        p.error("--requests, --clients and --seconds must be positive")
+    binary = os.path.abspath(args.binary)
+    if not os.access(binary, os.X_OK):
+        print(f"hostile run: {binary} is not an executable; build it first (swift build)", file=sys.stderr)
+        return 2
+
+    deadline = time.monotonic() + args.seconds
+    workdir = tempfile.mkdtemp(prefix="payhook-hostile-")
+    failures = []
+    code = 0
+    try:
+        for name in args.phase or list(PHASES):
+            print(f"hostile run: phase {name}: {args.requests} requests from {args.clients} threads")
+            server = Server(binary, workdir, name, args.clients)
+            try:
+                failures += PHASES[name](server, args, deadline)
+                stopped = server.stop(args.exit_limit)
+                if stopped:
+                    failures.append(f"{name}: {stopped}")
+            finally:
+                server.kill()
+            if failures:
+                print(f"  server stderr (last lines):\n{server.stderr_tail()}", file=sys.stderr)
+                break
+    except RunError as e:
+        print(f"hostile run: could not complete: {e}", file=sys.stderr)
+        code = 2
+    for failure in failures:
+        print(f"hostile run FAILED: {failure}", file=sys.stderr)
+    if failures:
+        code = 1
+    if code == 0 and not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"hostile run: work directory kept: {workdir}", file=sys.stderr)
+    if code == 0:
+        print("hostile run: every phase held")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
