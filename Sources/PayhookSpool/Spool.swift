@@ -254,7 +254,7 @@ public final class Spool: Sendable {
         let outcome: SpoolOutcome
         // Step 2: the ledger decides.
         let entry = try ledgerEntry(id)
-        if case .present(fingerprint: let known?) = entry, known == fingerprint {
+        if case .present(fingerprint: let known?) = entry, SpoolFingerprint.same(known, fingerprint) {
             context.logger.debug("duplicate of ids/\(id)", metadata: ["spool": "\(directory)"])
             outcome = .duplicate
         } else {
@@ -300,7 +300,7 @@ public final class Spool: Sendable {
         // Recovery and the ledger check read id and fingerprint back through the inspector. A record whose bytes
         // say something else would be quarantined at the next start, or never be recognised as a duplicate.
         guard let info = context.inspector.inspect(record.bytes),
-              info.id == record.id, info.fingerprint == record.fingerprint
+              info.id.utf8.elementsEqual(record.id.utf8), SpoolFingerprint.same(info.fingerprint, record.fingerprint)
         else {
             throw SpoolError(
                 code: .invalidRecord,

@@ -1,4 +1,7 @@
 /// What a ``SpoolRecordInspector`` reads out of a stored record.
+///
+/// Two infos are equal when their ids and fingerprints are equal byte for byte, not by Unicode canonical
+/// equivalence as `String ==` would compare them.
 public struct SpoolRecordInfo: Sendable, Equatable {
     /// The record's id: 64 lowercase hex characters.
     public let id: String
@@ -9,6 +12,23 @@ public struct SpoolRecordInfo: Sendable, Equatable {
     public init(id: String, fingerprint: String) {
         self.id = id
         self.fingerprint = fingerprint
+    }
+
+    public static func == (lhs: SpoolRecordInfo, rhs: SpoolRecordInfo) -> Bool {
+        lhs.id.utf8.elementsEqual(rhs.id.utf8) && SpoolFingerprint.same(lhs.fingerprint, rhs.fingerprint)
+    }
+}
+
+/// How the spool compares fingerprints: byte for byte, in UTF-8.
+///
+/// Swift's `String ==` compares by Unicode canonical equivalence, so "é" written precomposed (U+00E9) equals
+/// "e" followed by U+0301. Two callbacks whose verified fields differ only that way are different content (a
+/// signature covers the bytes, not their canonical form), and must be told apart: as a conflict, never as a
+/// duplicate that is silently dropped.
+enum SpoolFingerprint {
+    /// Whether two fingerprints are the same bytes.
+    static func same(_ a: String, _ b: String) -> Bool {
+        a.utf8.elementsEqual(b.utf8)
     }
 }
 
