@@ -60,7 +60,8 @@ public final class Spool: Sendable {
 
     /// Opens the spool at `directory`: creates the layout if missing (the directory itself and its subfolders,
     /// not its parents), takes the lock (a second open throws `.locked`), checks that all subfolders are on
-    /// one device, then runs recovery (see ``recovery``).
+    /// one device and that the spool can create files in every folder it writes (tmp/, new/, ids/, conflicts/,
+    /// corrupt/; `.notWritable` names the first that refuses), then runs recovery (see ``recovery``).
     ///
     /// - Parameters:
     ///   - directory: The spool directory. Its parent must exist.
@@ -102,6 +103,7 @@ public final class Spool: Sendable {
         let report: SpoolRecoveryReport
         do throws(SpoolError) {
             try SpoolLayout.check(context)
+            try SpoolLayout.checkWritable(context)
             report = try SpoolRecovery.run(context)
             context.checkUnnamedFiles()
         } catch {
@@ -245,6 +247,20 @@ public final class Spool: Sendable {
         id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8]
     ) throws(SpoolError) -> SpoolOutcome {
         try requireUsable()
+        // The health probe fails while the most recent store failed for a reason in the storage (probe()).
+        do throws(SpoolError) {
+            let outcome = try storeChecked(id: id, fingerprint: fingerprint, bytesChecked: bytesChecked, bytes: bytes)
+            context.monitor.storeEnded(outcome.wroteSomething ? .wrote : .wroteNothing)
+            return outcome
+        } catch {
+            context.monitor.storeEnded(.failed(error))
+            throw error
+        }
+    }
+
+    private func storeChecked(
+        id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8]
+    ) throws(SpoolError) -> SpoolOutcome {
         // Step 1, single flight per id: a second store of the same id waits here until the first finished,
         // then looks at the ledger itself. It does not take over the first one's outcome, which may have been
         // a failure, and whose record may differ from this one. Nor does it answer from a ledger entry another
@@ -268,20 +284,46 @@ public final class Spool: Sendable {
         return outcome
     }
 
-    /// Health probe: creates, writes, fsyncs and unlinks a small file in tmp/. Throws when the spool cannot be
-    /// written, and, before touching the disk, `.closed`, `.unhealthy` or (from the free-space guard) `.noSpace`,
-    /// as a store would.
+    /// Health probe: fails whenever stores would fail, and passes again by itself once the cause is repaired.
+    ///
+    /// Before touching the disk it throws `.closed`, `.unhealthy` or (from the free-space guard) `.noSpace`, as a
+    /// store would. Then it checks, as opening does, that the spool can create files in every folder a store
+    /// writes (tmp/, new/, ids/, conflicts/, corrupt/), with unnamed files that no consumer can see
+    /// (`.notWritable` names the folder), and creates, writes, fsyncs and unlinks a small file in tmp/.
+    ///
+    /// It also throws while the most recent store ended in a storage error (`.io`, `.noSpace`, `.notWritable`,
+    /// `.inconsistent`; not an invalid record or a duplicate), with that error's code and errno, until a later
+    /// store succeeds or these checks show the cause repaired: they pass after having failed since, or the cause
+    /// is one they re-check (a folder refusing new files, no space, no descriptors), so that their passing means
+    /// it is gone. A cause they cannot reproduce (an EIO on a link) keeps the probe failing until a store
+    /// succeeds: health never says ok while stores fail for a reason the probe cannot see.
     public func probe() throws(SpoolError) {
         try requireUsable()
-        let temporary = try context.writeDurableTemporary(
-            Array("probe\n".utf8),
-            stem: "probe",
-            suffix: context.uniqueSuffix()
-        )
-        do {
-            try context.fileSystem.unlink(context.path(temporary))
+        do throws(SpoolError) {
+            for folder in SpoolLayout.writtenFolders {
+                try context.checkWritable(folder)
+            }
+            let temporary = try context.writeDurableTemporary(
+                Array("probe\n".utf8),
+                stem: "probe",
+                suffix: context.uniqueSuffix()
+            )
+            do {
+                try context.fileSystem.unlink(context.path(temporary))
+            } catch {
+                throw context.failure(.unlink, "unlink", temporary, error)
+            }
         } catch {
-            throw context.failure(.unlink, "unlink", temporary, error)
+            context.monitor.probeFailed()
+            throw error
+        }
+        if let failure = context.monitor.probePassed() {
+            throw SpoolError(
+                code: failure.code,
+                message: "the last store failed (\(failure)); the probe's own checks pass but cannot re-check "
+                    + "that failure, so the spool counts as failing until a store succeeds",
+                errno: failure.errno
+            )
         }
     }
 

@@ -10,6 +10,8 @@ import Darwin
 enum SpoolLayout {
     /// The subfolders, in the order they are created and checked.
     static let subfolders = ["tmp", "new", "cur", "ids", "conflicts", "corrupt"]
+    /// The subfolders the spool itself creates names in. cur/ is the consumers' (they rename into it).
+    static let writtenFolders = ["tmp", "new", "ids", "conflicts", "corrupt"]
     static let lockFile = ".lock"
 
     /// The spool directory as given, without trailing slashes ("/" stays "/").
@@ -158,6 +160,15 @@ enum SpoolLayout {
                 )
             }
             device = device ?? (folder, status.device)
+        }
+    }
+
+    /// Refuses a spool whose folders it could open but not write in (``SpoolContext/checkWritable(_:counted:)``):
+    /// such a spool would answer every store with an error while looking healthy. Runs before recovery, which
+    /// writes in tmp/ and corrupt/ itself.
+    static func checkWritable(_ context: SpoolContext) throws(SpoolError) {
+        for folder in writtenFolders {
+            try context.checkWritable(folder, counted: false)
         }
     }
 }

@@ -64,6 +64,14 @@ public enum SpoolOutcome: Sendable, Equatable {
     /// The ledger holds a record with this id but another fingerprint. The incoming bytes were kept for
     /// audit in `auditFile` (a path relative to the spool, "conflicts/<id>.<unique>.json"); the original stays.
     case conflict(auditFile: String)
+
+    /// Whether the store wrote something and made it durable.
+    var wroteSomething: Bool {
+        switch self {
+        case .stored, .conflict: true
+        case .duplicate: false
+        }
+    }
 }
 
 /// Record ids: exactly 64 lowercase hex characters, so an id can never name another path ("../x", "a/b")

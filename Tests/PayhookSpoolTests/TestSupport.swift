@@ -196,6 +196,7 @@ func runConcurrently<R: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int
 final class RecordingFileSystem: SpoolFileSystem {
     enum Operation: String, Sendable {
         case open, write, fsync, truncate, close, flock, link, rename, unlink, mkdir, readDirectory, readFile, stat
+        case access
         /// Not a call: a marker a test puts into the log.
         case mark
     }
@@ -455,6 +456,10 @@ final class RecordingFileSystem: SpoolFileSystem {
             status.device = device
         }
         return status
+    }
+
+    func access(_ path: String, mode: CInt) throws(SpoolErrno) {
+        try perform(.access, relative(path)) { () throws(SpoolErrno) in try real.access(path, mode: mode) }
     }
 
     func processID() -> CInt {
