@@ -37,6 +37,8 @@ public final class Spool: Sendable {
     private let state: Locked<State>
     /// The writer that publishes stores in batches (reliability.md §10).
     private let committer: SpoolGroupCommit
+    /// What is in conflicts/, so that each conflicting content is kept once and within the caps.
+    private let conflicts: SpoolConflictIndex
 
     private struct State {
         /// The .lock descriptor; nil once closed.
@@ -78,6 +80,9 @@ public final class Spool: Sendable {
     ///   - onBatch: Called with the size of every batch, on the thread that publishes it (the writer, or a lone
     ///     store), before it touches the disk; for a metrics histogram. It must be quick and must not store into
     ///     this spool. ``batchSizeHistogram`` keeps the same numbers.
+    ///   - conflictLimits: How many audit copies of conflicting records conflicts/ may hold, per record id and in
+    ///     all. Each distinct content is kept once; beyond a cap nothing is written (see ``SpoolOutcome``).
+    ///     conflicts/ is listed at open to count what is there.
     public init(
         directory: String,
         inspector: any SpoolRecordInspector,
@@ -85,7 +90,8 @@ public final class Spool: Sendable {
         logger: Logger,
         minimumFreeBytes: UInt64 = 0,
         maxBatch: Int = 128,
-        onBatch: (@Sendable (Int) -> Void)? = nil
+        onBatch: (@Sendable (Int) -> Void)? = nil,
+        conflictLimits: SpoolConflictLimits = SpoolConflictLimits()
     ) throws(SpoolError) {
         let root = SpoolLayout.normalize(directory)
         guard !root.isEmpty else {
@@ -101,11 +107,14 @@ public final class Spool: Sendable {
         try SpoolLayout.create(context)
         let lockDescriptor = try SpoolLayout.lock(context)
         let report: SpoolRecoveryReport
+        let conflicts = SpoolConflictIndex(context: context, limits: conflictLimits)
         do throws(SpoolError) {
             try SpoolLayout.check(context)
             try SpoolLayout.checkWritable(context)
             report = try SpoolRecovery.run(context)
             context.checkUnnamedFiles()
+            // Counted from disk, so that the caps hold across restarts.
+            try conflicts.recount()
         } catch {
             context.closeQuietly(lockDescriptor, shown: SpoolLayout.lockFile)
             throw error
@@ -113,6 +122,7 @@ public final class Spool: Sendable {
         self.directory = root
         self.recovery = report
         self.context = context
+        self.conflicts = conflicts
         self.state = Locked(State(lockDescriptor: lockDescriptor))
         self.committer = SpoolGroupCommit(context: context, maxBatch: maxBatch, onBatch: onBatch)
         committer.start()
@@ -188,6 +198,30 @@ public final class Spool: Sendable {
         committer.pendingCount
     }
 
+    /// Conflicting records since this spool was opened, by what became of them, keyed by
+    /// ``SpoolConflictDisposition/rawValue``: "kept" (a new audit copy), "repeated" (its content was kept
+    /// already), "dropped" (over a cap). Every key is present, at 0 until it happens. Thread-safe; for metrics.
+    public var conflictCounts: [String: Int] {
+        Dictionary(uniqueKeysWithValues: conflicts.counts.map { ($0.key.rawValue, $0.value) })
+    }
+
+    /// How many conflicting records had one disposition since this spool was opened.
+    public func conflictCount(_ disposition: SpoolConflictDisposition) -> Int {
+        conflicts.counts[disposition, default: 0]
+    }
+
+    /// The number of files in conflicts/ as the spool believes it: listed at open, plus the copies it kept since,
+    /// minus those it found gone, corrected whenever it lists the folder again (before a drop over a cap). Files
+    /// another process removed are only noticed then. Thread-safe; for a metrics gauge.
+    public var conflictFiles: Int {
+        conflicts.files
+    }
+
+    /// The caps on audit copies this spool was opened with.
+    public var conflictLimits: SpoolConflictLimits {
+        conflicts.limits
+    }
+
     /// How many storage errors of one kind happened since this spool was opened.
     public func failureCount(_ kind: SpoolFailureKind) -> Int {
         context.monitor.counts[kind, default: 0]
@@ -218,7 +252,9 @@ public final class Spool: Sendable {
     ///
     /// - Returns: `.stored` when the record is now published in new/ and entered in the ledger; `.duplicate`
     ///   when the ledger already has this id with the same fingerprint (nothing is written); `.conflict` when
-    ///   it has this id with another fingerprint (the incoming bytes are kept in conflicts/).
+    ///   it has this id with another fingerprint: the incoming bytes are kept in conflicts/ (`.kept`), or
+    ///   were kept before (`.repeated`), or are over a cap of ``conflictLimits`` (`.dropped`). Fingerprints are
+    ///   compared byte for byte.
     /// - Throws: `.invalidRecord` before touching the disk when the id is not 64 lowercase hex characters or the
     ///   bytes do not inspect to the record's own id and fingerprint; `.io` (or `.inconsistent`) when a step
     ///   failed, in which case nothing half-written is visible in new/ and the store may be retried; `.noSpace`
@@ -276,7 +312,7 @@ public final class Spool: Sendable {
         } else {
             let record = SpoolRecord(id: id, fingerprint: fingerprint, bytes: bytes())
             if !bytesChecked { try validateBytes(record) }
-            outcome = entry == .absent ? try publish(record) : try keepConflict(record)
+            outcome = entry == .absent ? try publish(record) : try handleConflict(record)
         }
         // A directory fsync that failed in another store while this one ran may have dropped entries this one
         // relies on, and this store's own fsync succeeding afterwards does not prove otherwise (isHealthy).
@@ -419,14 +455,48 @@ public final class Spool: Sendable {
         return .present(fingerprint: info.fingerprint)
     }
 
+    /// A record whose id the ledger knows with other content. Its content is kept once for audit: a repeat of
+    /// content that has a copy in conflicts/ writes nothing, and neither does one over a cap of
+    /// ``conflictLimits``; both are still answered as dealt with, since retrying would change nothing.
+    private func handleConflict(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+        if let copy = try conflicts.existingCopy(of: record.id, fingerprint: record.fingerprint) {
+            conflicts.count(.repeated)
+            context.logger.debug(
+                "record \(record.id) differs from the one in the ledger; its content is kept already in \(copy)",
+                metadata: ["spool": "\(directory)"]
+            )
+            return .conflict(auditFile: copy, disposition: .repeated)
+        }
+        switch try conflicts.reserve(record.id) {
+        case .refused(let limit):
+            if let dropped = conflicts.noteDrop() {
+                let message = "record \(record.id) differs from the one in the ledger and is not kept: conflicts/ is "
+                    + "at its limit of \(limit) (\(dropped) conflicting record(s) not kept since the last such warning)"
+                context.logger.warning("\(message)", metadata: ["spool": "\(directory)"])
+            }
+            return .conflict(auditFile: nil, disposition: .dropped)
+        case .granted:
+            let audit: String
+            do throws(SpoolError) {
+                audit = try keepConflict(record)
+            } catch {
+                conflicts.release()
+                throw error
+            }
+            conflicts.kept(record.id, String(audit.dropFirst("conflicts/".count)), fingerprint: record.fingerprint)
+            conflicts.count(.kept)
+            return .conflict(auditFile: audit, disposition: .kept)
+        }
+    }
+
     /// Keeps the bytes of a record whose id is known with other content in conflicts/<id>.<unique>.json,
-    /// durably, for audit. The original record is not touched.
+    /// durably, for audit; returns that path. The original record is not touched.
     ///
     /// `<unique>` is the tmp/ suffix (pid, counter, microseconds) plus `I<inode>` of the file itself, as Postfix
     /// names queue files (`src/local/maildir.c`: device, inode and microseconds). Pid, counter and clock alone
     /// repeat after a restart that gets the same pid with the clock set back, and link(2) then fails with
     /// EEXIST on an earlier audit file; no two files alive at once share an inode, so this name cannot collide.
-    private func keepConflict(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+    private func keepConflict(_ record: SpoolRecord) throws(SpoolError) -> String {
         let suffix = context.uniqueSuffix()
         let temporary = try context.writeDurableTemporary(record.bytes, stem: record.id, suffix: suffix)
         let inode: UInt64
@@ -464,7 +534,7 @@ public final class Spool: Sendable {
             "record \(record.id) differs from the one in the ledger; kept it in \(audit)",
             metadata: ["spool": "\(directory)"]
         )
-        return .conflict(auditFile: audit)
+        return audit
     }
 
     /// Steps 3 to 7: write the record (an unnamed file, or in tmp/), publish it in new/, enter it in the ledger.

@@ -55,21 +55,27 @@ public struct SpoolRecord: Sendable {
     }
 }
 
-/// What ``Spool/store(_:)`` did with a record, once that is durable.
+/// What ``Spool/store(_:)`` did with a record, once that is durable. Every case means the record is dealt
+/// with: answer the sender with success.
 public enum SpoolOutcome: Sendable, Equatable {
     /// The record is published in new/ and entered in the ledger.
     case stored
     /// The ledger already holds a record with this id and the same fingerprint; nothing was written.
     case duplicate
-    /// The ledger holds a record with this id but another fingerprint. The incoming bytes were kept for
-    /// audit in `auditFile` (a path relative to the spool, "conflicts/<id>.<unique>.json"); the original stays.
-    case conflict(auditFile: String)
+    /// The ledger holds a record with this id but another fingerprint; the original stays, and the incoming
+    /// record is not delivered. `disposition` says what became of it:
+    /// - `.kept`: its bytes were written, durably, as the new audit copy `auditFile` (a path relative to the
+    ///   spool, "conflicts/<id>.<unique>.json"). Worth an operator's attention.
+    /// - `.repeated`: the same content (id and fingerprint) already has its audit copy, `auditFile`; nothing
+    ///   was written.
+    /// - `.dropped`: over a cap of ``SpoolConflictLimits``; nothing was written and `auditFile` is nil.
+    case conflict(auditFile: String?, disposition: SpoolConflictDisposition)
 
     /// Whether the store wrote something and made it durable.
     var wroteSomething: Bool {
         switch self {
-        case .stored, .conflict: true
-        case .duplicate: false
+        case .stored, .conflict(_, .kept): true
+        case .duplicate, .conflict(_, .repeated), .conflict(_, .dropped): false
         }
     }
 }

@@ -344,8 +344,8 @@ struct SpoolFaultTests {
         spool.close()
         let reopened = try openSpool(root)
         defer { reopened.close() }
-        guard case .conflict(let auditFile) = try reopened.store(other) else {
-            Issue.record("expected a conflict")
+        guard case .conflict(let auditFile?, .kept) = try reopened.store(other) else {
+            Issue.record("expected a new audit copy")
             return
         }
         #expect(try contents(root + "/" + auditFile) == other.bytes)

@@ -93,14 +93,16 @@ func openSpool(
     _ directory: String,
     fileSystem: any SpoolFileSystem = PosixFileSystem(),
     logs: LogStore = LogStore(),
-    minimumFreeBytes: UInt64 = 0
+    minimumFreeBytes: UInt64 = 0,
+    conflictLimits: SpoolConflictLimits = SpoolConflictLimits()
 ) throws(SpoolError) -> Spool {
     try Spool(
         directory: directory,
         inspector: TestInspector(),
         fileSystem: fileSystem,
         logger: logs.logger(),
-        minimumFreeBytes: minimumFreeBytes
+        minimumFreeBytes: minimumFreeBytes,
+        conflictLimits: conflictLimits
     )
 }
 
