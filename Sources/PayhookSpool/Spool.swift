@@ -20,6 +20,7 @@ import PayhookLock
 ///   conflicts/  audit copies of records whose id was known with other content
 ///   corrupt/    files recovery could not parse; never deleted
 ///   .lock       flock'ed while a Spool is open; holds the holder's pid
+///   .retention  the dedupe ledger's retention in seconds, "604800\n" (recordRetention(seconds:))
 /// ```
 ///
 /// Records are opaque: the spool only needs an id, a fingerprint, and an inspector that reads both back.
@@ -361,6 +362,67 @@ public final class Spool: Sendable {
                 errno: failure.errno
             )
         }
+    }
+
+    // MARK: - Ledger retention
+
+    /// Records how long the dedupe ledger keeps entries, for `payhook queue gc` in another process: writes the
+    /// file `<spool>/.retention` holding the decimal number of seconds and one "\n" ("604800\n"), durably and
+    /// atomically. It is written as tmp/retention.<unique> (a leftover is removed by recovery), fsynced, renamed
+    /// over `.retention` (rename(2) replaces it atomically: a reader sees the old contents or the new, never a
+    /// mix), and the spool directory is fsynced so that the new name survives a crash (fsync(2), NOTES).
+    ///
+    /// The free-space guard does not apply to these few bytes. A failed fsync of the spool directory throws but
+    /// does not make the spool unhealthy: its other entries (the subfolders, `.lock`) were synced at open and
+    /// only this file's name is in doubt; call again to be sure of it.
+    ///
+    /// - Throws: `.invalidArgument` for a negative number of seconds (nothing written), `.closed` after
+    ///   ``close()``, `.io` when a step failed (the previous `.retention`, if any, is then still in place).
+    public func recordRetention(seconds: Int) throws(SpoolError) {
+        guard seconds >= 0 else {
+            throw SpoolError(code: .invalidArgument, message: "record retention: \(seconds) seconds is negative")
+        }
+        let open = state.withLock { $0.lockDescriptor != nil }
+        guard open else {
+            throw SpoolError(code: .closed, message: "spool \(directory) is closed")
+        }
+        let target = SpoolLayout.retentionFile
+        let temporary = try context.writeDurableTemporary(
+            Array("\(seconds)\n".utf8), stem: "retention", suffix: context.uniqueSuffix(), checkingFreeSpace: false
+        )
+        do {
+            try context.fileSystem.rename(context.path(temporary), context.path(target))
+        } catch {
+            context.removeTemporary(temporary)
+            throw context.failure(.other, "rename", "\(temporary) to \(target)", error)
+        }
+        let fd: CInt
+        do {
+            fd = try context.fileSystem.open(directory, flags: O_RDONLY | O_DIRECTORY, mode: 0)
+        } catch {
+            throw context.failure(.open, "open", directory, error)
+        }
+        defer { context.closeQuietly(fd, shown: directory) }
+        do {
+            try context.fileSystem.fsync(fd)
+        } catch {
+            throw context.failure(.fsyncDirectory, "fsync", directory, error)
+        }
+    }
+
+    /// The retention recorded in `<directory>/.retention` by ``recordRetention(seconds:)``: nil when the file is
+    /// absent, unreadable or not exactly a decimal number (ASCII digits, optionally followed by one "\n") that
+    /// fits an `Int`. Needs no open spool and takes no lock; `directory` is the spool directory.
+    public static func recordedRetention(
+        directory: String, fileSystem: any SpoolFileSystem = PosixFileSystem()
+    ) -> Int? {
+        let path = SpoolLayout.normalize(directory) + "/" + SpoolLayout.retentionFile
+        guard let bytes = try? fileSystem.readFile(path), bytes.count <= 32 else { return nil }
+        let digits = bytes.last == UInt8(ascii: "\n") ? bytes.dropLast() : bytes[...]
+        guard !digits.isEmpty,
+              digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        else { return nil }
+        return Int(String(decoding: digits, as: UTF8.self))
     }
 
     // MARK: - Store steps

@@ -259,10 +259,13 @@ final class SpoolContext: Sendable {
 
     /// Writes `bytes` to a new file tmp/<stem>.<suffix> and makes its contents durable: create with O_EXCL,
     /// write everything, fsync, close, each result checked. Returns the file's path relative to the spool.
+    /// `checkingFreeSpace: false` skips the free-space guard, for a few bytes of the spool's own bookkeeping.
     /// On failure the file is removed again and nothing is left behind.
-    func writeDurableTemporary(_ bytes: [UInt8], stem: String, suffix: String) throws(SpoolError) -> String {
+    func writeDurableTemporary(
+        _ bytes: [UInt8], stem: String, suffix: String, checkingFreeSpace: Bool = true
+    ) throws(SpoolError) -> String {
         let temporary = "tmp/\(stem).\(suffix)"
-        try checkFreeSpace(for: temporary)
+        if checkingFreeSpace { try checkFreeSpace(for: temporary) }
         let fd: CInt
         do {
             fd = try fileSystem.open(path(temporary), flags: O_CREAT | O_EXCL | O_WRONLY, mode: 0o644)

@@ -13,6 +13,10 @@ enum SpoolLayout {
     /// The subfolders the spool itself creates names in. cur/ is the consumers' (they rename into it).
     static let writtenFolders = ["tmp", "new", "ids", "conflicts", "corrupt"]
     static let lockFile = ".lock"
+    /// The dedupe ledger's retention, for `payhook queue gc` (``Spool/recordRetention(seconds:)``). A dotfile in
+    /// the spool directory itself: recovery and the layout checks look only at the subfolders, and skip dotfiles
+    /// there too, so it is never taken for a record or for something foreign.
+    static let retentionFile = ".retention"
 
     /// The spool directory as given, without trailing slashes ("/" stays "/").
     static func normalize(_ directory: String) -> String {
