@@ -17,7 +17,7 @@ import PayhookLock
 ///   new/        published records, one file each, named <id>.json
 ///   cur/        records a consumer took (renamed from new/); deleting one acknowledges it
 ///   ids/        the dedupe ledger: ids/<id> is a hard link to the record's inode
-///   conflicts/  audit copies of records whose id was known with other content
+///   conflicts/  audit copies of records whose id was known with other content: one per content, capped
 ///   corrupt/    files recovery could not parse; never deleted
 ///   .lock       flock'ed while a Spool is open; holds the holder's pid
 ///   .retention  the dedupe ledger's retention in seconds, "604800\n" (recordRetention(seconds:))
