@@ -17,9 +17,10 @@ import PayhookLock
 ///   new/        published records, one file each, named <id>.json
 ///   cur/        records a consumer took (renamed from new/); deleting one acknowledges it
 ///   ids/        the dedupe ledger: ids/<id> is a hard link to the record's inode
-///   conflicts/  audit copies of records whose id was known with other content
+///   conflicts/  audit copies of records whose id was known with other content: one per content, capped
 ///   corrupt/    files recovery could not parse; never deleted
 ///   .lock       flock'ed while a Spool is open; holds the holder's pid
+///   .retention  the dedupe ledger's retention in seconds, "604800\n" (recordRetention(seconds:))
 /// ```
 ///
 /// Records are opaque: the spool only needs an id, a fingerprint, and an inspector that reads both back.
@@ -37,6 +38,8 @@ public final class Spool: Sendable {
     private let state: Locked<State>
     /// The writer that publishes stores in batches (reliability.md §10).
     private let committer: SpoolGroupCommit
+    /// What is in conflicts/, so that each conflicting content is kept once and within the caps.
+    private let conflicts: SpoolConflictIndex
 
     private struct State {
         /// The .lock descriptor; nil once closed.
@@ -60,7 +63,8 @@ public final class Spool: Sendable {
 
     /// Opens the spool at `directory`: creates the layout if missing (the directory itself and its subfolders,
     /// not its parents), takes the lock (a second open throws `.locked`), checks that all subfolders are on
-    /// one device, then runs recovery (see ``recovery``).
+    /// one device and that the spool can create files in every folder it writes (tmp/, new/, ids/, conflicts/,
+    /// corrupt/; `.notWritable` names the first that refuses), then runs recovery (see ``recovery``).
     ///
     /// - Parameters:
     ///   - directory: The spool directory. Its parent must exist.
@@ -77,6 +81,9 @@ public final class Spool: Sendable {
     ///   - onBatch: Called with the size of every batch, on the thread that publishes it (the writer, or a lone
     ///     store), before it touches the disk; for a metrics histogram. It must be quick and must not store into
     ///     this spool. ``batchSizeHistogram`` keeps the same numbers.
+    ///   - conflictLimits: How many audit copies of conflicting records conflicts/ may hold, per record id and in
+    ///     all. Each distinct content is kept once; beyond a cap nothing is written (see ``SpoolOutcome``).
+    ///     conflicts/ is listed at open to count what is there.
     public init(
         directory: String,
         inspector: any SpoolRecordInspector,
@@ -84,7 +91,8 @@ public final class Spool: Sendable {
         logger: Logger,
         minimumFreeBytes: UInt64 = 0,
         maxBatch: Int = 128,
-        onBatch: (@Sendable (Int) -> Void)? = nil
+        onBatch: (@Sendable (Int) -> Void)? = nil,
+        conflictLimits: SpoolConflictLimits = SpoolConflictLimits()
     ) throws(SpoolError) {
         let root = SpoolLayout.normalize(directory)
         guard !root.isEmpty else {
@@ -100,10 +108,14 @@ public final class Spool: Sendable {
         try SpoolLayout.create(context)
         let lockDescriptor = try SpoolLayout.lock(context)
         let report: SpoolRecoveryReport
+        let conflicts = SpoolConflictIndex(context: context, limits: conflictLimits)
         do throws(SpoolError) {
             try SpoolLayout.check(context)
+            try SpoolLayout.checkWritable(context)
             report = try SpoolRecovery.run(context)
             context.checkUnnamedFiles()
+            // Counted from disk, so that the caps hold across restarts.
+            try conflicts.recount()
         } catch {
             context.closeQuietly(lockDescriptor, shown: SpoolLayout.lockFile)
             throw error
@@ -111,6 +123,7 @@ public final class Spool: Sendable {
         self.directory = root
         self.recovery = report
         self.context = context
+        self.conflicts = conflicts
         self.state = Locked(State(lockDescriptor: lockDescriptor))
         self.committer = SpoolGroupCommit(context: context, maxBatch: maxBatch, onBatch: onBatch)
         committer.start()
@@ -186,6 +199,30 @@ public final class Spool: Sendable {
         committer.pendingCount
     }
 
+    /// Conflicting records since this spool was opened, by what became of them, keyed by
+    /// ``SpoolConflictDisposition/rawValue``: "kept" (a new audit copy), "repeated" (its content was kept
+    /// already), "dropped" (over a cap). Every key is present, at 0 until it happens. Thread-safe; for metrics.
+    public var conflictCounts: [String: Int] {
+        Dictionary(uniqueKeysWithValues: conflicts.counts.map { ($0.key.rawValue, $0.value) })
+    }
+
+    /// How many conflicting records had one disposition since this spool was opened.
+    public func conflictCount(_ disposition: SpoolConflictDisposition) -> Int {
+        conflicts.counts[disposition, default: 0]
+    }
+
+    /// The number of files in conflicts/ as the spool believes it: listed at open, plus the copies it kept since,
+    /// minus those it found gone, corrected whenever it lists the folder again (before a drop over a cap). Files
+    /// another process removed are only noticed then. Thread-safe; for a metrics gauge.
+    public var conflictFiles: Int {
+        conflicts.files
+    }
+
+    /// The caps on audit copies this spool was opened with.
+    public var conflictLimits: SpoolConflictLimits {
+        conflicts.limits
+    }
+
     /// How many storage errors of one kind happened since this spool was opened.
     public func failureCount(_ kind: SpoolFailureKind) -> Int {
         context.monitor.counts[kind, default: 0]
@@ -216,7 +253,9 @@ public final class Spool: Sendable {
     ///
     /// - Returns: `.stored` when the record is now published in new/ and entered in the ledger; `.duplicate`
     ///   when the ledger already has this id with the same fingerprint (nothing is written); `.conflict` when
-    ///   it has this id with another fingerprint (the incoming bytes are kept in conflicts/).
+    ///   it has this id with another fingerprint: the incoming bytes are kept in conflicts/ (`.kept`), or
+    ///   were kept before (`.repeated`), or are over a cap of ``conflictLimits`` (`.dropped`). Fingerprints are
+    ///   compared byte for byte.
     /// - Throws: `.invalidRecord` before touching the disk when the id is not 64 lowercase hex characters or the
     ///   bytes do not inspect to the record's own id and fingerprint; `.io` (or `.inconsistent`) when a step
     ///   failed, in which case nothing half-written is visible in new/ and the store may be retried; `.noSpace`
@@ -245,6 +284,20 @@ public final class Spool: Sendable {
         id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8]
     ) throws(SpoolError) -> SpoolOutcome {
         try requireUsable()
+        // The health probe fails while the most recent store failed for a reason in the storage (probe()).
+        do throws(SpoolError) {
+            let outcome = try storeChecked(id: id, fingerprint: fingerprint, bytesChecked: bytesChecked, bytes: bytes)
+            context.monitor.storeEnded(outcome.wroteSomething ? .wrote : .wroteNothing)
+            return outcome
+        } catch {
+            context.monitor.storeEnded(.failed(error))
+            throw error
+        }
+    }
+
+    private func storeChecked(
+        id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8]
+    ) throws(SpoolError) -> SpoolOutcome {
         // Step 1, single flight per id: a second store of the same id waits here until the first finished,
         // then looks at the ledger itself. It does not take over the first one's outcome, which may have been
         // a failure, and whose record may differ from this one. Nor does it answer from a ledger entry another
@@ -254,13 +307,13 @@ public final class Spool: Sendable {
         let outcome: SpoolOutcome
         // Step 2: the ledger decides.
         let entry = try ledgerEntry(id)
-        if case .present(fingerprint: let known?) = entry, known == fingerprint {
+        if case .present(fingerprint: let known?) = entry, SpoolFingerprint.same(known, fingerprint) {
             context.logger.debug("duplicate of ids/\(id)", metadata: ["spool": "\(directory)"])
             outcome = .duplicate
         } else {
             let record = SpoolRecord(id: id, fingerprint: fingerprint, bytes: bytes())
             if !bytesChecked { try validateBytes(record) }
-            outcome = entry == .absent ? try publish(record) : try keepConflict(record)
+            outcome = entry == .absent ? try publish(record) : try handleConflict(record)
         }
         // A directory fsync that failed in another store while this one ran may have dropped entries this one
         // relies on, and this store's own fsync succeeding afterwards does not prove otherwise (isHealthy).
@@ -268,21 +321,108 @@ public final class Spool: Sendable {
         return outcome
     }
 
-    /// Health probe: creates, writes, fsyncs and unlinks a small file in tmp/. Throws when the spool cannot be
-    /// written, and, before touching the disk, `.closed`, `.unhealthy` or (from the free-space guard) `.noSpace`,
-    /// as a store would.
+    /// Health probe: fails whenever stores would fail, and passes again by itself once the cause is repaired.
+    ///
+    /// Before touching the disk it throws `.closed`, `.unhealthy` or (from the free-space guard) `.noSpace`, as a
+    /// store would. Then it checks, as opening does, that the spool can create files in every folder a store
+    /// writes (tmp/, new/, ids/, conflicts/, corrupt/), with unnamed files that no consumer can see
+    /// (`.notWritable` names the folder), and creates, writes, fsyncs and unlinks a small file in tmp/.
+    ///
+    /// It also throws while the most recent store ended in a storage error (`.io`, `.noSpace`, `.notWritable`,
+    /// `.inconsistent`; not an invalid record or a duplicate), with that error's code and errno, until a later
+    /// store succeeds or these checks show the cause repaired: they pass after having failed since, or the cause
+    /// is one they re-check (a folder refusing new files, no space, no descriptors), so that their passing means
+    /// it is gone. A cause they cannot reproduce (an EIO on a link) keeps the probe failing until a store
+    /// succeeds: health never says ok while stores fail for a reason the probe cannot see.
     public func probe() throws(SpoolError) {
         try requireUsable()
+        do throws(SpoolError) {
+            for folder in SpoolLayout.writtenFolders {
+                try context.checkWritable(folder)
+            }
+            let temporary = try context.writeDurableTemporary(
+                Array("probe\n".utf8),
+                stem: "probe",
+                suffix: context.uniqueSuffix()
+            )
+            do {
+                try context.fileSystem.unlink(context.path(temporary))
+            } catch {
+                throw context.failure(.unlink, "unlink", temporary, error)
+            }
+        } catch {
+            context.monitor.probeFailed()
+            throw error
+        }
+        if let failure = context.monitor.probePassed() {
+            throw SpoolError(
+                code: failure.code,
+                message: "the last store failed (\(failure)); the probe's own checks pass but cannot re-check "
+                    + "that failure, so the spool counts as failing until a store succeeds",
+                errno: failure.errno
+            )
+        }
+    }
+
+    // MARK: - Ledger retention
+
+    /// Records how long the dedupe ledger keeps entries, for `payhook queue gc` in another process: writes the
+    /// file `<spool>/.retention` holding the decimal number of seconds and one "\n" ("604800\n"), durably and
+    /// atomically. It is written as tmp/retention.<unique> (a leftover is removed by recovery), fsynced, renamed
+    /// over `.retention` (rename(2) replaces it atomically: a reader sees the old contents or the new, never a
+    /// mix), and the spool directory is fsynced so that the new name survives a crash (fsync(2), NOTES).
+    ///
+    /// The free-space guard does not apply to these few bytes. A failed fsync of the spool directory throws but
+    /// does not make the spool unhealthy: its other entries (the subfolders, `.lock`) were synced at open and
+    /// only this file's name is in doubt; call again to be sure of it.
+    ///
+    /// - Throws: `.invalidArgument` for a negative number of seconds (nothing written), `.closed` after
+    ///   ``close()``, `.io` when a step failed (the previous `.retention`, if any, is then still in place).
+    public func recordRetention(seconds: Int) throws(SpoolError) {
+        guard seconds >= 0 else {
+            throw SpoolError(code: .invalidArgument, message: "record retention: \(seconds) seconds is negative")
+        }
+        let open = state.withLock { $0.lockDescriptor != nil }
+        guard open else {
+            throw SpoolError(code: .closed, message: "spool \(directory) is closed")
+        }
+        let target = SpoolLayout.retentionFile
         let temporary = try context.writeDurableTemporary(
-            Array("probe\n".utf8),
-            stem: "probe",
-            suffix: context.uniqueSuffix()
+            Array("\(seconds)\n".utf8), stem: "retention", suffix: context.uniqueSuffix(), checkingFreeSpace: false
         )
         do {
-            try context.fileSystem.unlink(context.path(temporary))
+            try context.fileSystem.rename(context.path(temporary), context.path(target))
         } catch {
-            throw context.failure(.unlink, "unlink", temporary, error)
+            context.removeTemporary(temporary)
+            throw context.failure(.other, "rename", "\(temporary) to \(target)", error)
         }
+        let fd: CInt
+        do {
+            fd = try context.fileSystem.open(directory, flags: O_RDONLY | O_DIRECTORY, mode: 0)
+        } catch {
+            throw context.failure(.open, "open", directory, error)
+        }
+        defer { context.closeQuietly(fd, shown: directory) }
+        do {
+            try context.fileSystem.fsync(fd)
+        } catch {
+            throw context.failure(.fsyncDirectory, "fsync", directory, error)
+        }
+    }
+
+    /// The retention recorded in `<directory>/.retention` by ``recordRetention(seconds:)``: nil when the file is
+    /// absent, unreadable or not exactly a decimal number (ASCII digits, optionally followed by one "\n") that
+    /// fits an `Int`. Needs no open spool and takes no lock; `directory` is the spool directory.
+    public static func recordedRetention(
+        directory: String, fileSystem: any SpoolFileSystem = PosixFileSystem()
+    ) -> Int? {
+        let path = SpoolLayout.normalize(directory) + "/" + SpoolLayout.retentionFile
+        guard let bytes = try? fileSystem.readFile(path), bytes.count <= 32 else { return nil }
+        let digits = bytes.last == UInt8(ascii: "\n") ? bytes.dropLast() : bytes[...]
+        guard !digits.isEmpty,
+              digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        else { return nil }
+        return Int(String(decoding: digits, as: UTF8.self))
     }
 
     // MARK: - Store steps
@@ -300,7 +440,7 @@ public final class Spool: Sendable {
         // Recovery and the ledger check read id and fingerprint back through the inspector. A record whose bytes
         // say something else would be quarantined at the next start, or never be recognised as a duplicate.
         guard let info = context.inspector.inspect(record.bytes),
-              info.id == record.id, info.fingerprint == record.fingerprint
+              info.id.utf8.elementsEqual(record.id.utf8), SpoolFingerprint.same(info.fingerprint, record.fingerprint)
         else {
             throw SpoolError(
                 code: .invalidRecord,
@@ -377,14 +517,48 @@ public final class Spool: Sendable {
         return .present(fingerprint: info.fingerprint)
     }
 
+    /// A record whose id the ledger knows with other content. Its content is kept once for audit: a repeat of
+    /// content that has a copy in conflicts/ writes nothing, and neither does one over a cap of
+    /// ``conflictLimits``; both are still answered as dealt with, since retrying would change nothing.
+    private func handleConflict(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+        if let copy = try conflicts.existingCopy(of: record.id, fingerprint: record.fingerprint) {
+            conflicts.count(.repeated)
+            context.logger.debug(
+                "record \(record.id) differs from the one in the ledger; its content is kept already in \(copy)",
+                metadata: ["spool": "\(directory)"]
+            )
+            return .conflict(auditFile: copy, disposition: .repeated)
+        }
+        switch try conflicts.reserve(record.id) {
+        case .refused(let limit):
+            if let dropped = conflicts.noteDrop() {
+                let message = "record \(record.id) differs from the one in the ledger and is not kept: conflicts/ is "
+                    + "at its limit of \(limit) (\(dropped) conflicting record(s) not kept since the last such warning)"
+                context.logger.warning("\(message)", metadata: ["spool": "\(directory)"])
+            }
+            return .conflict(auditFile: nil, disposition: .dropped)
+        case .granted:
+            let audit: String
+            do throws(SpoolError) {
+                audit = try keepConflict(record)
+            } catch {
+                conflicts.release()
+                throw error
+            }
+            conflicts.kept(record.id, String(audit.dropFirst("conflicts/".count)), fingerprint: record.fingerprint)
+            conflicts.count(.kept)
+            return .conflict(auditFile: audit, disposition: .kept)
+        }
+    }
+
     /// Keeps the bytes of a record whose id is known with other content in conflicts/<id>.<unique>.json,
-    /// durably, for audit. The original record is not touched.
+    /// durably, for audit; returns that path. The original record is not touched.
     ///
     /// `<unique>` is the tmp/ suffix (pid, counter, microseconds) plus `I<inode>` of the file itself, as Postfix
     /// names queue files (`src/local/maildir.c`: device, inode and microseconds). Pid, counter and clock alone
     /// repeat after a restart that gets the same pid with the clock set back, and link(2) then fails with
     /// EEXIST on an earlier audit file; no two files alive at once share an inode, so this name cannot collide.
-    private func keepConflict(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+    private func keepConflict(_ record: SpoolRecord) throws(SpoolError) -> String {
         let suffix = context.uniqueSuffix()
         let temporary = try context.writeDurableTemporary(record.bytes, stem: record.id, suffix: suffix)
         let inode: UInt64
@@ -422,7 +596,7 @@ public final class Spool: Sendable {
             "record \(record.id) differs from the one in the ledger; kept it in \(audit)",
             metadata: ["spool": "\(directory)"]
         )
-        return .conflict(auditFile: audit)
+        return audit
     }
 
     /// Steps 3 to 7: write the record (an unnamed file, or in tmp/), publish it in new/, enter it in the ledger.

@@ -123,6 +123,46 @@ final class SpoolContext: Sendable {
         )
     }
 
+    /// Checks that the spool can create files in `folder` (relative to the spool), without making a name anyone
+    /// could see: consumers list new/ and claim whatever file is there. An unnamed file (O_TMPFILE) is opened in
+    /// the folder and closed again; open(2) refuses it with EACCES (no write or search permission), EROFS (a
+    /// read-only file system) or EPERM (an immutable folder, chattr(1)) exactly where creating a name would be
+    /// refused. Where unnamed files are unsupported (EOPNOTSUPP, EISDIR, open(2)) or cannot be made for another
+    /// reason (ENOSPC, EMFILE: not a question of permission), faccessat(2) with W_OK|X_OK decides instead. A
+    /// file system that can answer neither (ENOSYS) is not refused.
+    ///
+    /// Throws `.notWritable` naming the folder. Unless `counted` is false (at open, where the spool is refused
+    /// anyway), the failed call is counted: `open` for the unnamed file, `other` for faccessat.
+    func checkWritable(_ folder: String, counted: Bool = true) throws(SpoolError) {
+        let shown = folder + "/"
+        func refusal(_ call: String, _ error: SpoolErrno, _ kind: SpoolFailureKind) -> SpoolError {
+            if counted { monitor.count(kind) }
+            return SpoolError(
+                code: .notWritable,
+                message: "spool folder \(shown) is not writable: \(call): \(error) "
+                    + "(check its owner, mode, mount options and immutable flag)",
+                errno: error.rawValue
+            )
+        }
+        do {
+            let fd = try fileSystem.openUnnamed(inDirectory: path(folder), mode: 0o600)
+            // Closing it frees it: it never had a name.
+            closeQuietly(fd, shown: shown + " (unnamed check)")
+            return
+        } catch where [EACCES, EPERM, EROFS].contains(error.rawValue) {
+            throw refusal("open(O_TMPFILE)", error, .open)
+        } catch {
+            // Unsupported here, or failed for a reason that says nothing about permission: ask faccessat(2).
+        }
+        do {
+            try fileSystem.access(path(folder), mode: W_OK | X_OK)
+        } catch where error.rawValue == ENOSYS {
+            return
+        } catch {
+            throw refusal("faccessat(W_OK|X_OK)", error, .other)
+        }
+    }
+
     /// A record's contents made durable under no name a consumer reads, ready to be linked into place.
     enum Temporary: Sendable {
         /// tmp/<stem>.<suffix>, relative to the spool; closed.
@@ -219,10 +259,13 @@ final class SpoolContext: Sendable {
 
     /// Writes `bytes` to a new file tmp/<stem>.<suffix> and makes its contents durable: create with O_EXCL,
     /// write everything, fsync, close, each result checked. Returns the file's path relative to the spool.
+    /// `checkingFreeSpace: false` skips the free-space guard, for a few bytes of the spool's own bookkeeping.
     /// On failure the file is removed again and nothing is left behind.
-    func writeDurableTemporary(_ bytes: [UInt8], stem: String, suffix: String) throws(SpoolError) -> String {
+    func writeDurableTemporary(
+        _ bytes: [UInt8], stem: String, suffix: String, checkingFreeSpace: Bool = true
+    ) throws(SpoolError) -> String {
         let temporary = "tmp/\(stem).\(suffix)"
-        try checkFreeSpace(for: temporary)
+        if checkingFreeSpace { try checkFreeSpace(for: temporary) }
         let fd: CInt
         do {
             fd = try fileSystem.open(path(temporary), flags: O_CREAT | O_EXCL | O_WRONLY, mode: 0o644)

@@ -66,6 +66,12 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The spool's file system has less free space than the configured minimum
         /// (`minimumFreeBytes`); nothing was written. Stores work again once space is freed.
         public static let noSpace = Code("noSpace")
+        /// A folder the spool writes in (tmp/, new/, ids/, conflicts/, corrupt/) does not let it create files:
+        /// wrong owner or mode (after a restore as another user), a read-only mount, an immutable flag. `errno`
+        /// says which (`EACCES`, `EROFS`, `EPERM`). Opening refuses it; ``Spool/probe()`` reports it.
+        public static let notWritable = Code("notWritable")
+        /// An argument outside its range (e.g. a negative retention); nothing was written.
+        public static let invalidArgument = Code("invalidArgument")
     }
 
     /// The kind of failure.

@@ -84,6 +84,11 @@ public protocol SpoolFileSystem: Sendable {
     /// (`f_bavail × f_frsize`). Only called when the spool has a free-space minimum. The default implementation
     /// throws `ENOSYS`, which switches the guard off; ``PosixFileSystem`` implements it.
     func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64
+    /// `faccessat(2)` with `AT_EACCESS`: succeeds when this process (by its effective ids) may access `path` as
+    /// `mode` asks (`W_OK | X_OK` for creating names in a directory), throws `EACCES`, `EROFS`, `EPERM`, …
+    /// otherwise. The spool asks only where it cannot try an unnamed file (``openUnnamed(inDirectory:mode:)``).
+    /// The default implementation throws `ENOSYS`, which the spool takes as "cannot tell" and does not refuse.
+    func access(_ path: String, mode: CInt) throws(SpoolErrno)
 }
 
 extension SpoolFileSystem {
@@ -99,6 +104,11 @@ extension SpoolFileSystem {
 
     /// Not supported: throws `ENOSYS`, so a free-space guard cannot refuse anything on this file system.
     public func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64 {
+        throw SpoolErrno(ENOSYS)
+    }
+
+    /// Not supported: throws `ENOSYS`, so the spool's writability check relies on unnamed files alone.
+    public func access(_ path: String, mode: CInt) throws(SpoolErrno) {
         throw SpoolErrno(ENOSYS)
     }
 }
@@ -252,6 +262,11 @@ public struct PosixFileSystem: SpoolFileSystem {
         var status = statvfs()
         _ = try retryingOnInterrupt { systemStatvfs(path, &status) }
         return UInt64(status.f_bavail) * UInt64(status.f_frsize)
+    }
+
+    public func access(_ path: String, mode: CInt) throws(SpoolErrno) {
+        // AT_EACCESS: judged by the effective ids, which are the ones open(2) and link(2) use (faccessat(2)).
+        _ = try retryingOnInterrupt { faccessat(AT_FDCWD, path, mode, AT_EACCESS) }
     }
 
     public func currentTimeMicroseconds() -> UInt64 {

@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import PayhookLock
 
 /// The kinds of storage error a ``Spool`` counts (``Spool/failureCounts``). The raw values are meant as metric
@@ -38,6 +45,12 @@ final class SpoolMonitor: Sendable {
         var counts: [SpoolFailureKind: Int] = [:]
         /// Set by the first failed directory fsync, never cleared: only a new ``Spool`` (recovery) clears it.
         var unhealthyCause: SpoolError?
+        /// The storage error of the most recent store that ended in one; nil once a later store succeeded, or
+        /// once the probe saw the cause repaired (``probeFailed()``, ``probePassed()``).
+        var storeFailure: SpoolError?
+        /// Whether a probe's own checks failed since ``storeFailure`` was set: when they pass again, what broke
+        /// is repaired.
+        var probeFailedSinceStoreFailure = false
     }
 
     private let state = Locked(State())
@@ -65,5 +78,77 @@ final class SpoolMonitor: Sendable {
 
     var unhealthyCause: SpoolError? {
         state.withLock { $0.unhealthyCause }
+    }
+
+    // MARK: Store failures, for the health probe
+
+    /// The failures that make a store fail for a reason in the storage: the disk, the folders, free space.
+    /// Not a malformed record, not a closed spool (a caller's doing), not `.unhealthy` (the probe refuses that
+    /// by itself, for good).
+    static func isStorageFailure(_ error: SpoolError) -> Bool {
+        [.io, .noSpace, .notWritable, .inconsistent].contains(error.code)
+    }
+
+    /// Failures the probe's own checks would meet again while their cause lasts: a folder that refuses new
+    /// files (EACCES, EPERM, EROFS: the probe opens an unnamed file in every folder a store writes), a full disk
+    /// or quota and the free-space guard (the probe writes and fsyncs a file in tmp/), and no descriptors left
+    /// (the probe opens some). When the checks pass, such a cause is gone. An EIO, say, is not reproducible on
+    /// demand: a probe that passes proves nothing about it, so only a store that succeeds (or checks that failed
+    /// and then passed) clears it.
+    static func probeCanRecheck(_ error: SpoolError) -> Bool {
+        if error.code == .noSpace || error.code == .notWritable { return true }
+        guard let errno = error.errno else { return false }
+        return [EACCES, EPERM, EROFS, ENOSPC, EDQUOT, EMFILE, ENFILE].contains(errno)
+    }
+
+    /// How a store that got past its argument checks ended, as far as the health probe cares.
+    enum StoreEnding {
+        /// It wrote and made durable a record or an audit copy: writing works.
+        case wrote
+        /// It was answered without writing (a duplicate, a conflict already kept or over a cap): that proves
+        /// nothing about writing, so it changes nothing.
+        case wroteNothing
+        case failed(SpoolError)
+    }
+
+    func storeEnded(_ ending: StoreEnding) {
+        state.withLock { state in
+            switch ending {
+            case .wrote:
+                state.storeFailure = nil
+                state.probeFailedSinceStoreFailure = false
+            case .wroteNothing:
+                break
+            case .failed(let error):
+                guard Self.isStorageFailure(error) else { return }
+                state.storeFailure = error
+                state.probeFailedSinceStoreFailure = false
+            }
+        }
+    }
+
+    func probeFailed() {
+        state.withLock { state in
+            if state.storeFailure != nil { state.probeFailedSinceStoreFailure = true }
+        }
+    }
+
+    /// The probe's checks passed. Returns the failure that still stands: the last store's storage error when
+    /// the checks cannot vouch for its repair (see ``probeCanRecheck(_:)``); nil, clearing it, when they can.
+    func probePassed() -> SpoolError? {
+        state.withLock { state -> SpoolError? in
+            guard let failure = state.storeFailure else { return nil }
+            if state.probeFailedSinceStoreFailure || Self.probeCanRecheck(failure) {
+                state.storeFailure = nil
+                state.probeFailedSinceStoreFailure = false
+                return nil
+            }
+            return failure
+        }
+    }
+
+    /// The last store's storage error, while it stands.
+    var storeFailure: SpoolError? {
+        state.withLock { $0.storeFailure }
     }
 }

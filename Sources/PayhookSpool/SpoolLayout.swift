@@ -10,7 +10,13 @@ import Darwin
 enum SpoolLayout {
     /// The subfolders, in the order they are created and checked.
     static let subfolders = ["tmp", "new", "cur", "ids", "conflicts", "corrupt"]
+    /// The subfolders the spool itself creates names in. cur/ is the consumers' (they rename into it).
+    static let writtenFolders = ["tmp", "new", "ids", "conflicts", "corrupt"]
     static let lockFile = ".lock"
+    /// The dedupe ledger's retention, for `payhook queue gc` (``Spool/recordRetention(seconds:)``). A dotfile in
+    /// the spool directory itself: recovery and the layout checks look only at the subfolders, and skip dotfiles
+    /// there too, so it is never taken for a record or for something foreign.
+    static let retentionFile = ".retention"
 
     /// The spool directory as given, without trailing slashes ("/" stays "/").
     static func normalize(_ directory: String) -> String {
@@ -158,6 +164,15 @@ enum SpoolLayout {
                 )
             }
             device = device ?? (folder, status.device)
+        }
+    }
+
+    /// Refuses a spool whose folders it could open but not write in (``SpoolContext/checkWritable(_:counted:)``):
+    /// such a spool would answer every store with an error while looking healthy. Runs before recovery, which
+    /// writes in tmp/ and corrupt/ itself.
+    static func checkWritable(_ context: SpoolContext) throws(SpoolError) {
+        for folder in writtenFolders {
+            try context.checkWritable(folder, counted: false)
         }
     }
 }

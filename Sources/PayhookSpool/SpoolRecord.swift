@@ -1,4 +1,7 @@
 /// What a ``SpoolRecordInspector`` reads out of a stored record.
+///
+/// Two infos are equal when their ids and fingerprints are equal byte for byte, not by Unicode canonical
+/// equivalence as `String ==` would compare them.
 public struct SpoolRecordInfo: Sendable, Equatable {
     /// The record's id: 64 lowercase hex characters.
     public let id: String
@@ -9,6 +12,23 @@ public struct SpoolRecordInfo: Sendable, Equatable {
     public init(id: String, fingerprint: String) {
         self.id = id
         self.fingerprint = fingerprint
+    }
+
+    public static func == (lhs: SpoolRecordInfo, rhs: SpoolRecordInfo) -> Bool {
+        lhs.id.utf8.elementsEqual(rhs.id.utf8) && SpoolFingerprint.same(lhs.fingerprint, rhs.fingerprint)
+    }
+}
+
+/// How the spool compares fingerprints: byte for byte, in UTF-8.
+///
+/// Swift's `String ==` compares by Unicode canonical equivalence, so "é" written precomposed (U+00E9) equals
+/// "e" followed by U+0301. Two callbacks whose verified fields differ only that way are different content (a
+/// signature covers the bytes, not their canonical form), and must be told apart: as a conflict, never as a
+/// duplicate that is silently dropped.
+enum SpoolFingerprint {
+    /// Whether two fingerprints are the same bytes.
+    static func same(_ a: String, _ b: String) -> Bool {
+        a.utf8.elementsEqual(b.utf8)
     }
 }
 
@@ -35,15 +55,29 @@ public struct SpoolRecord: Sendable {
     }
 }
 
-/// What ``Spool/store(_:)`` did with a record, once that is durable.
+/// What ``Spool/store(_:)`` did with a record, once that is durable. Every case means the record is dealt
+/// with: answer the sender with success.
 public enum SpoolOutcome: Sendable, Equatable {
     /// The record is published in new/ and entered in the ledger.
     case stored
     /// The ledger already holds a record with this id and the same fingerprint; nothing was written.
     case duplicate
-    /// The ledger holds a record with this id but another fingerprint. The incoming bytes were kept for
-    /// audit in `auditFile` (a path relative to the spool, "conflicts/<id>.<unique>.json"); the original stays.
-    case conflict(auditFile: String)
+    /// The ledger holds a record with this id but another fingerprint; the original stays, and the incoming
+    /// record is not delivered. `disposition` says what became of it:
+    /// - `.kept`: its bytes were written, durably, as the new audit copy `auditFile` (a path relative to the
+    ///   spool, "conflicts/<id>.<unique>.json"). Worth an operator's attention.
+    /// - `.repeated`: the same content (id and fingerprint) already has its audit copy, `auditFile`; nothing
+    ///   was written.
+    /// - `.dropped`: over a cap of ``SpoolConflictLimits``; nothing was written and `auditFile` is nil.
+    case conflict(auditFile: String?, disposition: SpoolConflictDisposition)
+
+    /// Whether the store wrote something and made it durable.
+    var wroteSomething: Bool {
+        switch self {
+        case .stored, .conflict(_, .kept): true
+        case .duplicate, .conflict(_, .repeated), .conflict(_, .dropped): false
+        }
+    }
 }
 
 /// Record ids: exactly 64 lowercase hex characters, so an id can never name another path ("../x", "a/b")

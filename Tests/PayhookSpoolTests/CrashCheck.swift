@@ -40,7 +40,8 @@ struct CrashChecker {
                 switch note {
                 case .acknowledged(let id, let fingerprint, .stored), .acknowledged(let id, let fingerprint, .duplicate):
                     acknowledged[id] = acknowledged[id] ?? fingerprint
-                case .acknowledged(_, let fingerprint, .conflict(let auditFile)):
+                case .acknowledged(_, let fingerprint, .conflict(let auditFile?, _)):
+                    // A new copy, or the one a repeat of the same content was answered with: either way durable.
                     auditFiles[auditFile] = fingerprint
                 case .consumerStarted(let id):
                     consumerStarted.insert(id)

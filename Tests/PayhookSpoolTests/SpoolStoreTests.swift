@@ -223,8 +223,8 @@ struct SpoolStoreTests {
         #expect(try spool.store(original) == .stored)
 
         let outcome = try spool.store(other)
-        guard case .conflict(let auditFile) = outcome else {
-            Issue.record("expected a conflict, got \(outcome)")
+        guard case .conflict(let auditFile?, .kept) = outcome else {
+            Issue.record("expected a new audit copy, got \(outcome)")
             return
         }
         #expect(auditFile.hasPrefix("conflicts/\(other.id)."))
@@ -237,10 +237,16 @@ struct SpoolStoreTests {
         #expect(try names(root + "/tmp") == [])
         #expect(logs.messages(at: .warning).contains { $0.contains(auditFile) })
 
-        // The original is still recognised, and a second conflicting attempt gets its own audit file.
+        // The original is still recognised; the same conflicting content again names the copy it has; another
+        // conflicting content gets its own.
         #expect(try spool.store(original) == .duplicate)
-        let second = try spool.store(other)
-        #expect(second != outcome)
+        #expect(try spool.store(other) == .conflict(auditFile: auditFile, disposition: .repeated))
+        let third = makeRecord(id: testID(5), fingerprint: "fp-third", body: "amount 98")
+        guard case .conflict(let thirdFile?, .kept) = try spool.store(third) else {
+            Issue.record("expected a new audit copy")
+            return
+        }
+        #expect(thirdFile != auditFile)
         #expect(try names(root + "/conflicts").count == 2)
     }
 
@@ -248,12 +254,13 @@ struct SpoolStoreTests {
     func auditNamesSurviveRepeatedPidAndClock() throws {
         let original = makeRecord(id: testID(11), fingerprint: "fp-1")
         let changed = makeRecord(id: testID(11), fingerprint: "fp-2", body: "other amount")
+        let changedAgain = makeRecord(id: testID(11), fingerprint: "fp-3", body: "a third amount")
         let other = makeRecord(id: testID(12))
         let first = CrashWorkload.freshFileSystem()
         let before = try Spool(directory: "/crash/spool", inspector: TestInspector(), fileSystem: first, logger: CrashChecker.quiet)
         #expect(try before.store(original) == .stored)
-        guard case .conflict(let kept) = try before.store(changed) else {
-            Issue.record("expected a conflict")
+        guard case .conflict(let kept?, .kept) = try before.store(changed) else {
+            Issue.record("expected a new audit copy")
             return
         }
         before.close()
@@ -264,8 +271,8 @@ struct SpoolStoreTests {
         let after = try Spool(directory: "/crash/spool", inspector: TestInspector(), fileSystem: second, logger: CrashChecker.quiet)
         defer { after.close() }
         #expect(try after.store(other) == .stored)
-        guard case .conflict(let keptAgain) = try after.store(changed) else {
-            Issue.record("expected a conflict")
+        guard case .conflict(let keptAgain?, .kept) = try after.store(changedAgain) else {
+            Issue.record("expected a new audit copy")
             return
         }
         #expect(keptAgain != kept)
@@ -328,10 +335,13 @@ struct SpoolStoreTests {
         let winner = try TestInspector().inspect(contents(directory.spool + "/ids/\(first.id)"))
         let winnerIsFirst = winner?.fingerprint == "fp-a"
         let conflicts = values.filter { if case .conflict = $0 { true } else { false } }
-        // The 10 stores of the other content conflict; the other 9 of the winner's are duplicates.
+        // The 10 stores of the other content conflict, and its one audit copy is written once; the other 9 of
+        // the winner's are duplicates.
         #expect(conflicts.count == 10)
+        #expect(conflicts.filter { if case .conflict(_, .kept) = $0 { true } else { false } }.count == 1)
+        #expect(conflicts.filter { if case .conflict(_, .repeated) = $0 { true } else { false } }.count == 9)
         #expect(values.filter { $0 == .duplicate }.count == 9)
-        #expect(try names(directory.spool + "/conflicts").count == 10)
+        #expect(try names(directory.spool + "/conflicts").count == 1)
         #expect(try contents(directory.spool + "/new/\(first.id).json") == (winnerIsFirst ? first : second).bytes)
     }
 

@@ -93,14 +93,16 @@ func openSpool(
     _ directory: String,
     fileSystem: any SpoolFileSystem = PosixFileSystem(),
     logs: LogStore = LogStore(),
-    minimumFreeBytes: UInt64 = 0
+    minimumFreeBytes: UInt64 = 0,
+    conflictLimits: SpoolConflictLimits = SpoolConflictLimits()
 ) throws(SpoolError) -> Spool {
     try Spool(
         directory: directory,
         inspector: TestInspector(),
         fileSystem: fileSystem,
         logger: logs.logger(),
-        minimumFreeBytes: minimumFreeBytes
+        minimumFreeBytes: minimumFreeBytes,
+        conflictLimits: conflictLimits
     )
 }
 
@@ -196,6 +198,7 @@ func runConcurrently<R: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int
 final class RecordingFileSystem: SpoolFileSystem {
     enum Operation: String, Sendable {
         case open, write, fsync, truncate, close, flock, link, rename, unlink, mkdir, readDirectory, readFile, stat
+        case access
         /// Not a call: a marker a test puts into the log.
         case mark
     }
@@ -455,6 +458,10 @@ final class RecordingFileSystem: SpoolFileSystem {
             status.device = device
         }
         return status
+    }
+
+    func access(_ path: String, mode: CInt) throws(SpoolErrno) {
+        try perform(.access, relative(path)) { () throws(SpoolErrno) in try real.access(path, mode: mode) }
     }
 
     func processID() -> CInt {
