@@ -38,9 +38,19 @@ public final class PayhookServer: Sendable {
         do {
             spool = try Spool(
                 directory: config.spool, inspector: EventInspector(), fileSystem: fileSystem, logger: logger,
-                minimumFreeBytes: UInt64(config.minFreeBytes))
+                minimumFreeBytes: UInt64(config.minFreeBytes),
+                conflictLimits: SpoolConflictLimits(perRecord: config.maxConflictsPerEvent, total: config.maxConflicts))
         } catch {
             throw StartError(description: "cannot open spool \(config.spool): \(error)")
+        }
+        // `payhook queue gc` reads this and never prunes a ledger entry younger than it, so no key is pruned
+        // while a replay of its callback would still pass the replay window (README, "Replays and the
+        // ledger's retention"). Not serving is better than serving with gc unaware of the window.
+        do {
+            try spool.recordRetention(seconds: config.ledgerRetentionDays * 86_400)
+        } catch {
+            spool.close()
+            throw StartError(description: "cannot record the ledger retention in spool \(config.spool): \(error)")
         }
         let metrics = Metrics()
         self.metrics = metrics
@@ -88,6 +98,13 @@ public final class PayhookServer: Sendable {
         }
         metrics.gauge("payhook_spool_failures", help: "Failed spool operations since start, by kind (monotonic).", type: "counter") {
             spool.failureCounts.sorted { $0.key < $1.key }.map { ([("kind", $0.key)], Double($0.value)) }
+        }
+        metrics.gauge(
+            "payhook_conflicts_total",
+            help: "Conflicting callbacks since start: kept (a new audit copy), repeated (that content was kept before), dropped (over max_conflicts_per_event or max_conflicts).",
+            type: "counter"
+        ) {
+            spool.conflictCounts.sorted { $0.key < $1.key }.map { ([("disposition", $0.key)], Double($0.value)) }
         }
         metrics.histogram(
             "payhook_spool_commit_batch_size",

@@ -107,20 +107,30 @@ public final class Router: HTTPHandler {
                 switch outcome {
                 case .stored: label = "accepted"
                 case .duplicate: label = "duplicate"
-                case .conflict: label = "conflict"
+                case .conflict(_, .kept): label = "conflict"
+                case .conflict(_, .repeated): label = "conflict_repeated"
+                case .conflict(_, .dropped): label = "conflict_dropped"
                 }
                 metrics.request(source: event.source, tenant: event.tenant, outcome: label, route: source.kind, seconds: Self.seconds(since: head))
                 if let position = event.secretPosition { metrics.verified(source: event.source, tenant: event.tenant, position: position) }
+                // Invariant 5: a conflict is never delivered again. Whether its audit copy is written now, was
+                // written before, or is dropped over the caps, the stored event is the one that counts and the
+                // sender is told success; only a new copy is worth an error line, since a flood of validly
+                // signed variants must not flood the log either (README, "Defences against attacks").
                 switch outcome {
                 case .stored:
-                    log(head, outcome: "accepted", status: 200, level: .info, event: event, started: started)
+                    log(head, outcome: label, status: 200, level: .info, event: event, started: started)
                 case .duplicate:
-                    log(head, outcome: "duplicate", status: 200, level: .info, event: event, started: started)
-                case .conflict(let auditFile):
-                    // Invariant 5: not delivered again; kept for audit. The audit copy is durable, so the
-                    // sender is told success and stops retrying; the operator is told loudly.
-                    log(head, outcome: "conflict", status: 200, level: .error, event: event, started: started,
-                        reason: "same dedupe key, different verified fields; kept as \(auditFile), not delivered")
+                    log(head, outcome: label, status: 200, level: .info, event: event, started: started)
+                case .conflict(let auditFile, .kept):
+                    log(head, outcome: label, status: 200, level: .error, event: event, started: started,
+                        reason: "same dedupe key, different verified fields; kept as \(auditFile ?? "?"), not delivered")
+                case .conflict(let auditFile, .repeated):
+                    log(head, outcome: label, status: 200, level: .info, event: event, started: started,
+                        reason: "same conflicting content as \(auditFile ?? "?"); not delivered")
+                case .conflict(_, .dropped):
+                    log(head, outcome: label, status: 200, level: .notice, event: event, started: started,
+                        reason: "conflict over max_conflicts_per_event or max_conflicts; counted, not kept, not delivered")
                 }
                 return Self.response(source.successAnswer)
             } catch {

@@ -3,6 +3,8 @@ import Logging
 import PayhookCore
 import PayhookCrypto
 import PayhookServer
+import PayhookSpool
+import Synchronization
 import PayhookWeChat
 import Testing
 
@@ -196,5 +198,126 @@ extension LogTests {
         #expect(fields["http.status"] == "401")
         #expect(fields["reason"]?.contains("outcome=accepted") == true)
         #expect(!lines.contains { $0.hasPrefix("reason=none") })
+    }
+}
+
+/// The real file system, except that the folders in `blocked` (names like "new") refuse new files as a
+/// folder owned by another user would: EACCES for creating, linking or probing in them. Tests run as root,
+/// for whom chmod would not do.
+final class UnwritableFolders: SpoolFileSystem {
+    let real = PosixFileSystem()
+    let blocked = Mutex<Set<String>>([])
+
+    private func check(_ path: String, folder: Bool = false) throws(SpoolErrno) {
+        let parts = path.split(separator: "/")
+        let name = folder ? parts.last : parts.dropLast().last
+        if let name, blocked.withLock({ $0.contains(String(name)) }) { throw SpoolErrno(EACCES) }
+    }
+
+    func open(_ path: String, flags: CInt, mode: mode_t) throws(SpoolErrno) -> CInt {
+        if flags & O_CREAT != 0 { try check(path) }
+        return try real.open(path, flags: flags, mode: mode)
+    }
+    func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
+        try check(path, folder: true)
+        return try real.openUnnamed(inDirectory: path, mode: mode)
+    }
+    func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno) {
+        try check(newPath)
+        try real.link(descriptor: fd, newPath)
+    }
+    func link(_ existing: String, _ newPath: String) throws(SpoolErrno) {
+        try check(newPath)
+        try real.link(existing, newPath)
+    }
+    func access(_ path: String, mode: CInt) throws(SpoolErrno) {
+        try check(path, folder: true)
+        try real.access(path, mode: mode)
+    }
+    func write(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws(SpoolErrno) -> Int { try real.write(fd, bytes) }
+    func fsync(_ fd: CInt) throws(SpoolErrno) { try real.fsync(fd) }
+    func truncate(_ fd: CInt, length: Int64) throws(SpoolErrno) { try real.truncate(fd, length: length) }
+    func close(_ fd: CInt) throws(SpoolErrno) { try real.close(fd) }
+    func flock(_ fd: CInt, operation: CInt) throws(SpoolErrno) { try real.flock(fd, operation: operation) }
+    func rename(_ oldPath: String, _ newPath: String) throws(SpoolErrno) {
+        try check(newPath)
+        try real.rename(oldPath, newPath)
+    }
+    func unlink(_ path: String) throws(SpoolErrno) { try real.unlink(path) }
+    func mkdir(_ path: String, mode: mode_t) throws(SpoolErrno) { try real.mkdir(path, mode: mode) }
+    func readDirectory(_ path: String) throws(SpoolErrno) -> [String] { try real.readDirectory(path) }
+    func readFile(_ path: String) throws(SpoolErrno) -> [UInt8] { try real.readFile(path) }
+    func stat(_ path: String) throws(SpoolErrno) -> SpoolFileStatus { try real.stat(path) }
+    func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64 { try real.availableBytes(path) }
+    func processID() -> CInt { real.processID() }
+    func currentTimeMicroseconds() -> UInt64 { real.currentTimeMicroseconds() }
+}
+
+/// `/healthz` tells the truth: it fails whenever stores fail (README, "HTTP answers").
+@Suite(.timeLimit(.minutes(1)))
+struct HealthTruthTests {
+    @Test(arguments: ["new", "ids"])
+    func startRefusesAFolderItCannotWrite(folder: String) throws {
+        let disk = UnwritableFolders()
+        disk.blocked.withLock { $0.insert(folder) }
+        // The spool is created first, so its folders exist and only writing into them fails.
+        let dir = try TempDir()
+        do {
+            let spool = try Spool(directory: dir.file("spool"), inspector: EventInspector(), logger: Logger(label: "test"))
+            spool.close()
+        }
+        #expect {
+            _ = try LiveServer(dir: dir, fileSystem: disk)
+        } throws: { error in
+            "\(error)".contains("spool folder \(folder)/ is not writable")
+        }
+    }
+
+    @Test(arguments: ["new", "ids"])
+    func healthFailsWhileStoresFailAndRecovers(folder: String) throws {
+        let disk = UnwritableFolders()
+        let live = try LiveServer(fileSystem: disk)
+        defer { live.stop() }
+        #expect(try live.get("/healthz").status == 200)
+        disk.blocked.withLock { $0.insert(folder) }
+        let query = try Paths.fixture("unified/success.query")
+        #expect(try live.get("/notify/unified?" + query).status == 503)
+        #expect(try live.get("/healthz").status == 503)
+        disk.blocked.withLock { $0.removeAll() }
+        #expect(try live.get("/healthz").status == 200)
+        #expect(try live.get("/notify/unified?" + query).body == "success")
+        #expect(live.events().count == 1)
+    }
+}
+
+/// A flood of validly signed variants of one genuine callback keeps at most the configured number of audit
+/// copies, answers success, and counts the rest (README, "Defences against attacks").
+@Suite(.timeLimit(.minutes(1)))
+struct ConflictFloodTests {
+    @Test func variantsBeyondTheCapsAreCountedNotKept() throws {
+        let live = try LiveServer { config in
+            config.maxConflictsPerEvent = 3
+            config.maxConflicts = 5
+        }
+        defer { live.stop() }
+        let genuine = try Paths.fixture("unified/success.query")
+        #expect(try live.get("/notify/unified?" + genuine).body == "success")
+        // values-sha1 does not sign names: renaming orderSn keeps the signature and changes the fields.
+        for index in 0..<12 {
+            let variant = genuine.replacing("orderSn=", with: "orderSn\(index)=")
+            let reply = try live.get("/notify/unified?" + variant)
+            #expect(reply.status == 200 && reply.body == "success")
+        }
+        // The same variant again writes nothing new.
+        #expect(try live.get("/notify/unified?" + genuine.replacing("orderSn=", with: "orderSn0=")).body == "success")
+        #expect(listing(live.spool + "/conflicts").count == 3)
+        #expect(live.events().count == 1)
+        let metrics = try live.get("/metrics").body
+        #expect(metrics.contains("payhook_conflicts_total{disposition=\"kept\"} 3"))
+        #expect(metrics.contains("payhook_conflicts_total{disposition=\"dropped\"} 9"))
+        #expect(metrics.contains("payhook_conflicts_total{disposition=\"repeated\"} 1"))
+        #expect(metrics.contains("outcome=\"conflict_dropped\"} 9"))
+        // Only the copies written are error lines.
+        #expect(live.log.entries.filter { $0.level == .error }.count == 3)
     }
 }
