@@ -15,6 +15,12 @@ Phases (--phase NAME, repeatable; default: all, in this order):
              (Sources/PayhookHTTP/Contexts.swift, RequestContext). After a warm-up the RSS is sampled during and
              after the flood; it must stay within --rss-bound-mib of the warmed-up baseline, the in-flight gauge
              must be back to 0 within 3 s of the flood, and a valid request must still be answered.
+  conflicts  validly signed variants of genuine callbacks: under values-sha1 a renamed parameter keeps the
+             signature and changes the verified fields, so each is a conflict. Every one must be answered
+             `success`, conflicts/ must hold no more than max_conflicts_per_event copies per event and
+             max_conflicts in all (README.md "Defences against attacks"), new/ exactly the genuine events,
+             payhook_conflicts_total must count the rest as dropped, and RSS, the in-flight gauge and
+             /healthz must hold as above.
 
 A phase is a function taking a Server and the options and returning a list of failure sentences; to add one,
 write it and list it in PHASES.
@@ -24,6 +30,7 @@ itself could not be done (binary missing, server did not start, time budget --se
 flood was sent). Python 3.11 standard library; only loopback (127.0.0.1) is used.
 """
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -40,6 +47,9 @@ REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 LISTENING = re.compile(r"^payhook listening on 127\.0\.0\.1:(\d+) spool (.+)$")
 GRACE_S = 10
 MIB = 1024 * 1024
+SECRET = "hostile-run-secret"
+CONFLICTS_PER_EVENT = 4
+CONFLICTS_TOTAL = 100
 
 
 class RunError(Exception):
@@ -57,11 +67,13 @@ max_connections = 64
 max_connections_per_ip = {max(32, clients + 8)}
 connection_memory_limit_bytes = 32768
 shutdown_grace_s = {GRACE_S}
+max_conflicts_per_event = {CONFLICTS_PER_EVENT}
+max_conflicts = {CONFLICTS_TOTAL}
 
 [[unified]]
 path = "/notify/unified"
 domain_code = "hostile"
-secret = "hostile-run-secret"
+secret = "{SECRET}"
 """)
 
 
@@ -273,8 +285,102 @@ def phase_many_args(server, args, deadline):
     return failures
 
 
+def values_sha1(params, secret):
+    """README "The unified pay platform": the non-empty values and the secret, sorted by UTF-16 code units
+    (UTF-16BE bytes sort the same way), concatenated, SHA-1, hex. Written here from the rule, not from payhook."""
+    values = [v for k, v in params if k != "sign" and v != ""] + [secret]
+    return hashlib.sha1("".join(sorted(values, key=lambda v: v.encode("utf-16-be"))).encode()).hexdigest()
+
+
+GENUINE_EVENTS = 40
+
+
+def genuine_params(n):
+    # Paid an hour ago: inside the replay window (README "Replays and the ledger's retention").
+    pay_time = int(time.time() * 1000) - 3600 * 1000
+    return [("money", str(100 + n)), ("requestKey", f"hostile-order-{n}"), ("payTime", str(pay_time)),
+            ("orderSn", f"2026{n:016d}"), ("payTypeCode", "Wechat"), ("payTypeName", "WX"),
+            ("currencyType", "CNY"), ("payStatus", "SUCCESSPAY"), ("domainCode", "hostile")]
+
+
+def conflict_request(genuine, i):
+    """Variant i: the genuine callback of event i % GENUINE_EVENTS with orderSn renamed to a name of its own
+    (the same values, so the same signature, and other verified fields)."""
+    params, sign = genuine[i % GENUINE_EVENTS]
+    renamed = [(f"orderSn{i}" if k == "orderSn" else k, v) for k, v in params]
+    query = "&".join(f"{k}={v}" for k, v in renamed + [("sign", sign)])
+    return f"GET /notify/unified?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+
+
+def phase_conflicts(server, args, deadline):
+    failures = []
+    genuine = []
+    for n in range(GENUINE_EVENTS):
+        params = genuine_params(n)
+        sign = values_sha1(params, SECRET)
+        query = "&".join(f"{k}={v}" for k, v in params + [("sign", sign)])
+        status, body = server.get(f"/notify/unified?{query}")
+        if status != 200 or body != "success":
+            raise RunError(f"conflicts: the genuine callback {n} was answered {status} {body!r}, not 200 success")
+        genuine.append((params, sign))
+    make = lambda i: conflict_request(genuine, i)  # noqa: E731
+    warm = min(500, max(50, args.requests // 20))
+    flood(server, warm, args.clients, deadline, make)
+    time.sleep(0.5)
+    baseline = server.rss()
+    sampler = RSSSampler(server)
+    started = time.monotonic()
+    # Numbered after the warm-up's, so that every variant of the flood is new content.
+    sent, answers, errors = flood(server, args.requests, args.clients, deadline, lambda i: make(i + warm))
+    took = time.monotonic() - started
+    if sent + errors < args.requests:
+        sampler.stop()
+        raise RunError(f"conflicts: the time budget ran out after {sent} of {args.requests} requests")
+    settle_until = time.monotonic() + 3
+    inflight = server.inflight()
+    while inflight != 0 and time.monotonic() < settle_until:
+        time.sleep(0.05)
+        inflight = server.inflight()
+    after = server.rss()
+    growth = max(sampler.stop(), after) - baseline
+    spool = os.path.join(server.workdir, "spool-conflicts")
+    copies = [name for name in os.listdir(os.path.join(spool, "conflicts")) if not name.startswith(".")]
+    per_event = {}
+    for name in copies:
+        per_event[name[:64]] = per_event.get(name[:64], 0) + 1
+    events = [name for name in os.listdir(os.path.join(spool, "new")) if name.endswith(".json")]
+    status, _ = server.get("/healthz")
+    _, metrics = server.get("/metrics")
+    dropped = next((int(float(line.split()[-1])) for line in metrics.splitlines()
+                    if line.startswith('payhook_conflicts_total{disposition="dropped"}')), None)
+    print(f"  conflicts: {sent} signed variants in {took:.1f} s ({sent / max(took, 1e-9):.0f}/s), answers {answers or 'none'}; "
+          f"{len(copies)} audit copies (most for one event {max(per_event.values(), default=0)}), {len(events)} events, "
+          f"{dropped} counted as dropped; RSS baseline {baseline / MIB:.1f} MiB, peak +{growth / MIB:.1f} MiB; "
+          f"in flight 3 s later {inflight}; /healthz {status}")
+    if answers.get(200, 0) != sent or errors:
+        failures.append(f"conflicts: of {args.requests} signed variants {answers.get(200, 0)} were answered 200, "
+                        f"{errors} could not connect; every one must be answered success")
+    if len(copies) > CONFLICTS_TOTAL or max(per_event.values(), default=0) > CONFLICTS_PER_EVENT:
+        failures.append(f"conflicts: conflicts/ holds {len(copies)} copies, {max(per_event.values(), default=0)} for "
+                        f"one event; the caps are {CONFLICTS_TOTAL} and {CONFLICTS_PER_EVENT}")
+    if len(events) != GENUINE_EVENTS:
+        failures.append(f"conflicts: new/ holds {len(events)} events, not the {GENUINE_EVENTS} genuine ones")
+    if dropped is None or dropped < sent + warm - len(copies):
+        failures.append(f"conflicts: payhook_conflicts_total counts {dropped} dropped, fewer than the "
+                        f"{sent + warm - len(copies)} variants that were not kept")
+    if growth > args.rss_bound_mib * MIB:
+        failures.append(f"conflicts: the server's RSS grew by {growth / MIB:.1f} MiB during {sent} requests "
+                        f"(bound {args.rss_bound_mib} MiB)")
+    if inflight != 0:
+        failures.append(f"conflicts: payhook_inflight_requests was still {inflight} 3 s after the flood, not 0")
+    if status != 200:
+        failures.append(f"conflicts: GET /healthz after the flood answered {status}, not 200")
+    return failures
+
+
 PHASES = {
     "many-args": phase_many_args,
+    "conflicts": phase_conflicts,
 }
 
 
