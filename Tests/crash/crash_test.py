@@ -391,6 +391,7 @@ class PoolBuilder:
         out_refund_no = reuse[1] if reuse else f"ck{self.seed}r{i}" + rng.choice(["", "", "", "_x", "-y"])
         status = rng.choice(["SUCCESS", "SUCCESS", "CHANGE", "REFUNDCLOSE"])
         fee = rng.randint(1, 99999)
+        ids = rng.randrange(10**20, 10**21)
 
         def inner(amount):
             # Every field of WeChat's refund document (README, "WeChat Pay v2 notifications"); success_time only
@@ -399,7 +400,10 @@ class PoolBuilder:
                 "out_refund_no": out_refund_no, "out_trade_no": f"ck{self.seed}o{i}", "refund_fee": str(amount),
                 "total_fee": "100000", "settlement_refund_fee": str(amount), "refund_status": status,
                 "refund_recv_accout": "支付用户零钱", "refund_account": "REFUND_SOURCE_RECHARGE_FUNDS",
-                "refund_request_source": "API", "refund_id": "50%027d" % i, "transaction_id": "42%026d" % i,
+                # Ids shaped like WeChat's (29 and 28 digits), not zero-padded: a run of 32 equal characters
+                # would encrypt to two equal blocks, which payhook refuses as an ECB splice.
+                "refund_id": "50%06d%021d" % (i, ids), "transaction_id": "42%06d%020d" % (i, ids // 10),
+                "refund_request_source": "API",
             }
             if status == "SUCCESS":
                 fields["success_time"] = SUCCESS_TIME
