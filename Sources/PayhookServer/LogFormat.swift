@@ -3,11 +3,14 @@ import Logging
 import PayhookCore
 import PayhookLock
 
-/// Writes one JSON object per log line to standard error, for log shippers: `ts`, `level`, `label`,
-/// `msg`, then every metadata key (for request lines: source, tenant, outcome, http.status, latency_ms,
-/// event.id, reason). Whole lines are written with a single write(2) under a lock, so lines from
-/// concurrent requests never interleave.
-public struct JSONLineLogHandler: LogHandler {
+/// A log line format: how one entry becomes one line of text, ending in a newline.
+public protocol LogLineFormat: Sendable {
+    static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, milliseconds: Int64) -> String
+}
+
+/// Writes each entry to standard error as one line in `Format`, in a single write(2) under a lock, so that
+/// lines from concurrent requests never interleave.
+public struct LineLogHandler<Format: LogLineFormat>: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     private let label: String
@@ -22,12 +25,21 @@ public struct JSONLineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let line = Self.line(
+        let line = Format.line(
             level: event.level, label: label, message: "\(event.message)",
             metadata: metadata.merging(event.metadata ?? [:]) { _, new in new }, milliseconds: Router.wallClock())
         LogLineWriter.write(line)
     }
+}
 
+/// `log_format = "json"`: one JSON object per line, for log shippers: `ts`, `level`, `label`, `msg`, then every
+/// metadata key (for request lines: source, tenant, outcome, http.status, latency_ms, event.id, reason).
+public typealias JSONLineLogHandler = LineLogHandler<JSONLineFormat>
+
+/// `log_format = "text"`, the default (``TextLineFormat``).
+public typealias TextLineLogHandler = LineLogHandler<TextLineFormat>
+
+public enum JSONLineFormat: LogLineFormat {
     /// One line of JSON, keys in a fixed order then metadata sorted by key, ending in a newline.
     public static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, milliseconds: Int64) -> String {
         var j = JSONText()
@@ -74,27 +86,7 @@ enum LogLineWriter {
 /// another line: a value made only of `A-Z a-z 0-9 . _ : / @ + , -` (and `[`, `]` for IPv6 peers) stands bare;
 /// any other is quoted, with `"` and `\` escaped and every byte outside printable ASCII written as `\xNN`.
 /// `reason=x outcome=accepted` inside a value therefore shows as `reason="x outcome=accepted"`.
-public struct TextLineLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level = .info
-    private let label: String
-
-    public init(label: String) {
-        self.label = label
-    }
-
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    public func log(event: LogEvent) {
-        let line = Self.line(
-            level: event.level, label: label, message: "\(event.message)",
-            metadata: metadata.merging(event.metadata ?? [:]) { _, new in new }, milliseconds: Router.wallClock())
-        LogLineWriter.write(line)
-    }
-
+public enum TextLineFormat: LogLineFormat {
     /// One line: timestamp, level, label, message (escaped; quoted when it holds `=` or `"`), then the metadata
     /// sorted by key, ending in a newline.
     public static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, milliseconds: Int64) -> String {

@@ -161,7 +161,7 @@ enum PayhookServerSources {
 
     @Test func aHostileReasonStaysOneField() {
         let hostile = "mch_id 'x' outcome=accepted http.status=200\nforged line level=info reason=\"a\\\"b\""
-        let line = TextLineLogHandler.line(
+        let line = TextLineFormat.line(
             level: .warning, label: "payhook", message: "request",
             metadata: ["outcome": "unknown_tenant", "http.status": "401", "reason": "\(hostile)", "http.path": "/a b\u{7}"],
             milliseconds: 0)
@@ -177,11 +177,11 @@ enum PayhookServerSources {
     }
 
     @Test func plainValuesStayBareAndTextIsEscaped() {
-        let line = TextLineLogHandler.line(
+        let line = TextLineFormat.line(
             level: .info, label: "payhook", message: "request",
             metadata: ["remote": "[::1]", "event.id": "abc123", "tenant": "微信", "empty": ""], milliseconds: 0)
         #expect(line == "1970-01-01T00:00:00.000Z info payhook: request empty=\"\" event.id=abc123 remote=[::1] tenant=\"\\xe5\\xbe\\xae\\xe4\\xbf\\xa1\"\n")
-        let quoted = TextLineLogHandler.line(level: .notice, label: "payhook", message: "libmicrohttpd: a=b", metadata: [:], milliseconds: 0)
+        let quoted = TextLineFormat.line(level: .notice, label: "payhook", message: "libmicrohttpd: a=b", metadata: [:], milliseconds: 0)
         #expect(quoted == "1970-01-01T00:00:00.000Z notice payhook: \"libmicrohttpd: a=b\"\n")
     }
 }
@@ -319,5 +319,21 @@ struct ConflictFloodTests {
         #expect(metrics.contains("outcome=\"conflict_dropped\"} 9"))
         // Only the copies written are error lines.
         #expect(live.log.entries.filter { $0.level == .error }.count == 3)
+    }
+}
+
+/// `serve` records `ledger_retention_days` in the spool, and `payhook queue gc` honours it: the two sides of
+/// one file format, tested together.
+@Suite(.timeLimit(.minutes(1)))
+struct RetentionHandOverTests {
+    @Test func gcRefusesToPruneKeysTheServerStillNeeds() throws {
+        let live = try LiveServer { $0.ledgerRetentionDays = 30 }
+        defer { live.stop() }
+        #expect(try String(contentsOfFile: live.spool + "/.retention", encoding: .utf8) == "\(30 * 86_400)\n")
+        let short = try ProcessTests.run(["queue", "gc", "--spool", live.spool, "--older-than", "8d"])
+        #expect(short.status == 1)
+        #expect(short.stderr.contains("the server runs with a retention of 30d"))
+        let enough = try ProcessTests.run(["queue", "gc", "--spool", live.spool, "--dry-run"])
+        #expect(enough.status == 0)
     }
 }

@@ -232,6 +232,17 @@ def flood(server, requests, clients, deadline, make):
     return state["sent"], state["answers"], state["errors"]
 
 
+def settled_inflight(server, seconds=3):
+    """The in-flight gauge once it is 0, or after `seconds`: every request must be ended once its connection is
+    gone, and the last closes may take a moment."""
+    settle_until = time.monotonic() + seconds
+    inflight = server.inflight()
+    while inflight != 0 and time.monotonic() < settle_until:
+        time.sleep(0.05)
+        inflight = server.inflight()
+    return inflight
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Phases
 # ----------------------------------------------------------------------------------------------------------
@@ -259,12 +270,7 @@ def phase_many_args(server, args, deadline):
         raise RunError(f"many-args: the time budget ran out after {sent} of {args.requests} requests")
     if errors:
         failures.append(f"many-args: {errors} of {args.requests} connections to the server failed")
-    # Every request must be ended once its connection is gone; allow a moment for the last closes.
-    settle_until = time.monotonic() + 3
-    inflight = server.inflight()
-    while inflight != 0 and time.monotonic() < settle_until:
-        time.sleep(0.05)
-        inflight = server.inflight()
+    inflight = settled_inflight(server)
     time.sleep(0.3)
     after = server.rss()
     peak = max(sampler.stop(), after)
@@ -336,11 +342,7 @@ def phase_conflicts(server, args, deadline):
     if sent + errors < args.requests:
         sampler.stop()
         raise RunError(f"conflicts: the time budget ran out after {sent} of {args.requests} requests")
-    settle_until = time.monotonic() + 3
-    inflight = server.inflight()
-    while inflight != 0 and time.monotonic() < settle_until:
-        time.sleep(0.05)
-        inflight = server.inflight()
+    inflight = settled_inflight(server)
     after = server.rss()
     growth = max(sampler.stop(), after) - baseline
     spool = os.path.join(server.workdir, "spool-conflicts")
