@@ -117,7 +117,8 @@ public struct UnifiedSource: CallbackSource {
     public static func checkMoves(_ parameters: [FormParameter], requestKey: String, tenant: UnifiedTenant) -> Refusal? {
         if tenant.signScheme == .valuesSHA1 {
             for parameter in parameters where parameter.name != "requestKey" && parameter.name != UnifiedSigning.signParameter {
-                if parameter.value.utf8.elementsEqual(requestKey.utf8) {
+                // Lengths first: nearly every value differs in length, and this runs for every duplicate too.
+                if parameter.value.utf8.count == requestKey.utf8.count, parameter.value.utf8.elementsEqual(requestKey.utf8) {
                     return .semantic("requestKey equals the value of another parameter (\(LogText.printable(parameter.name, limit: 32))): a value moved under values-sha1")
                 }
             }
