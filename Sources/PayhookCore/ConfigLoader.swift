@@ -82,7 +82,7 @@ public struct ConfigLoader: Sendable {
         ("threads", 2...256, { $0.threads = $1 }),
         ("shutdown_grace_s", 0...3600, { $0.shutdownGraceSeconds = $1 }),
         ("min_free_bytes", 0...(1 << 50), { $0.minFreeBytes = $1 }),
-        // At least 2: one day is the replay margin, and WeChat Pay retries for 24 hours (protocols.md §1.7).
+        // At least 2: one day is the replay margin, and WeChat Pay retries for 24 hours (README, "WeChat Pay v2 notifications").
         ("ledger_retention_days", 2...36500, { $0.ledgerRetentionDays = $1 }),
         ("max_conflicts_per_event", 1...1000, { $0.maxConflictsPerEvent = $1 }),
         ("max_conflicts", 1...1_000_000, { $0.maxConflicts = $1 }),

@@ -99,7 +99,7 @@ public enum WeChatFields {
     // MARK: - Payment results
 
     /// Fields of a payment result that are ids, amounts, codes or times, never free text, so never hold `&` or
-    /// `=` (protocols.md §1.2). `attach`, `err_code_des`, `return_msg` and fields WeChat may add are free text.
+    /// `=` (README, "WeChat Pay v2 notifications"). `attach`, `err_code_des`, `return_msg` and fields WeChat may add are free text.
     static let structuredPaymentFields: Set<String> = [
         "return_code", "appid", "mch_id", "sub_appid", "sub_mch_id", "device_info", "nonce_str", "sign_type",
         "result_code", "err_code", "openid", "sub_openid", "is_subscribe", "sub_is_subscribe", "trade_type",
@@ -117,7 +117,7 @@ public enum WeChatFields {
         return false
     }
 
-    /// What a successful payment result always carries (protocols.md §1.2). Requiring them means a field cannot
+    /// What a successful payment result always carries (README, "WeChat Pay v2 notifications"). Requiring them means a field cannot
     /// be folded into a free-text neighbour (`attach=x&bank_type=CFT`) without the notification being refused.
     static let requiredForSuccessfulPayment = [
         "appid", "mch_id", "nonce_str", "result_code", "openid", "trade_type", "bank_type", "total_fee", "cash_fee",
@@ -168,7 +168,7 @@ public enum WeChatFields {
     static let refundStatuses: Set<String> = ["SUCCESS", "CHANGE", "REFUNDCLOSE"]
     static let refundAccounts: Set<String> = ["REFUND_SOURCE_RECHARGE_FUNDS", "REFUND_SOURCE_UNSETTLED_FUNDS"]
     static let refundRequestSources: Set<String> = ["API", "VENDOR_PLATFORM"]
-    /// Every field the refund notification documents as always present (protocols.md §2).
+    /// Every field the refund notification documents as always present (README, "WeChat Pay v2 notifications").
     public static let requiredRefundFields = [
         "transaction_id", "out_trade_no", "refund_id", "out_refund_no", "total_fee", "refund_fee",
         "settlement_refund_fee", "refund_status", "refund_recv_accout", "refund_account", "refund_request_source",

@@ -77,7 +77,7 @@ import Testing
     }
 }
 
-/// The decrypted refund document must be exactly what WeChat writes (protocols.md §2).
+/// The decrypted refund document must be exactly what WeChat writes (README, "WeChat Pay v2 notifications").
 @Suite struct RefundDocumentTests {
     static let plain = WeChatTests.refundPlain
 
@@ -170,7 +170,7 @@ import Testing
     }
 }
 
-/// `attach=x&bank_type=CFT` in one element signs the same as two elements (protocols.md §1.3).
+/// `attach=x&bank_type=CFT` in one element signs the same as two elements (README, "WeChat Pay v2 notifications").
 @Suite struct WeChatMergeTests {
     static func elements() throws -> [FlatXMLElement] {
         try FlatXML.parse(try WeChatTests.fixture("pay-md5.xml"), root: "xml")

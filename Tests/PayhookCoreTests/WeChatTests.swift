@@ -130,7 +130,7 @@ import Testing
         Base64.encode(Cipher.aes256ECBEncrypt(key: WeChatSource.refundKey(apiKey: key), plaintext: Array(plaintext.utf8)) ?? [])
     }
 
-    /// V2-R's plaintext (protocols.md §2): every field a refund notification carries.
+    /// V2-R's plaintext (the refund vector of Fixtures/wechat/refund.xml): every field a refund notification carries.
     static let refundPlain = "<root><out_refund_no><![CDATA[R20240101000001]]></out_refund_no><out_trade_no><![CDATA[1409811653]]></out_trade_no><refund_account><![CDATA[REFUND_SOURCE_RECHARGE_FUNDS]]></refund_account><refund_fee><![CDATA[101]]></refund_fee><refund_id><![CDATA[50000408942018111907145868882]]></refund_id><refund_recv_accout><![CDATA[支付用户零钱]]></refund_recv_accout><refund_request_source><![CDATA[API]]></refund_request_source><refund_status><![CDATA[SUCCESS]]></refund_status><settlement_refund_fee><![CDATA[1]]></settlement_refund_fee><settlement_total_fee><![CDATA[1]]></settlement_total_fee><success_time><![CDATA[2024-01-01 12:00:05]]></success_time><total_fee><![CDATA[101]]></total_fee><transaction_id><![CDATA[1004400740201409030005092168]]></transaction_id></root>"
 
     @Test func refundFailuresAreCleanRefusals() {

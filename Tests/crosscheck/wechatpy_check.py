@@ -54,7 +54,7 @@ def payment(rng, i):
 
 
 def refund(rng, i):
-    # Every field of the refund document (protocols.md §2); success_time only when the refund succeeded.
+    # Every field of the refund document (README, "WeChat Pay v2 notifications"); success_time only when the refund succeeded.
     refund_fee = rng.randint(1, 9999)
     inner = {
         "out_refund_no": "xref-%d" % i, "out_trade_no": "xorder-%d" % i, "refund_fee": str(refund_fee),
