@@ -232,6 +232,20 @@ def flood(server, requests, clients, deadline, make):
     return state["sent"], state["answers"], state["errors"]
 
 
+def measured_flood(server, args, deadline, warm, make):
+    """Sends `warm` requests, so that the allocator's arenas and MHD's pools reach their working size, takes the
+    RSS baseline, then sends the measured flood of --requests, numbered after the warm-up's (so that a phase whose
+    requests are all different sends new ones) while a sampler keeps the peak RSS. Returns (baseline, sampler,
+    seconds the flood took, flood's result)."""
+    flood(server, warm, args.clients, deadline, make)
+    time.sleep(0.5)
+    baseline = server.rss()
+    sampler = RSSSampler(server)
+    started = time.monotonic()
+    result = flood(server, args.requests, args.clients, deadline, lambda i: make(i + warm))
+    return baseline, sampler, time.monotonic() - started, result
+
+
 def settled_inflight(server, seconds=3):
     """The in-flight gauge once it is 0, or after `seconds`: every request must be ended once its connection is
     gone, and the last closes may take a moment."""
@@ -255,15 +269,8 @@ def many_args_request(i):
 
 def phase_many_args(server, args, deadline):
     failures = []
-    # Warm-up: the allocator's arenas and MHD's pools reach their working size before the baseline is taken.
     warm = min(1000, max(100, args.requests // 10))
-    flood(server, warm, args.clients, deadline, many_args_request)
-    time.sleep(0.5)
-    baseline = server.rss()
-    sampler = RSSSampler(server)
-    started = time.monotonic()
-    sent, answers, errors = flood(server, args.requests, args.clients, deadline, many_args_request)
-    took = time.monotonic() - started
+    baseline, sampler, took, (sent, answers, errors) = measured_flood(server, args, deadline, warm, many_args_request)
     inflight_during = server.inflight() if sent else 0
     if sent + errors < args.requests:
         sampler.stop()
@@ -329,16 +336,9 @@ def phase_conflicts(server, args, deadline):
         if status != 200 or body != "success":
             raise RunError(f"conflicts: the genuine callback {n} was answered {status} {body!r}, not 200 success")
         genuine.append((params, sign))
-    make = lambda i: conflict_request(genuine, i)  # noqa: E731
     warm = min(500, max(50, args.requests // 20))
-    flood(server, warm, args.clients, deadline, make)
-    time.sleep(0.5)
-    baseline = server.rss()
-    sampler = RSSSampler(server)
-    started = time.monotonic()
-    # Numbered after the warm-up's, so that every variant of the flood is new content.
-    sent, answers, errors = flood(server, args.requests, args.clients, deadline, lambda i: make(i + warm))
-    took = time.monotonic() - started
+    baseline, sampler, took, (sent, answers, errors) = measured_flood(
+        server, args, deadline, warm, lambda i: conflict_request(genuine, i))
     if sent + errors < args.requests:
         sampler.stop()
         raise RunError(f"conflicts: the time budget ran out after {sent} of {args.requests} requests")
