@@ -117,7 +117,17 @@ def source_revision(binary):
     head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
-    return f"{head or '?'} of {d}" + (" plus uncommitted changes" if dirty else "")
+    where = "this repository" if os.path.realpath(d) == os.path.realpath(REPO) else "another checkout"
+    return f"{head or '?'} of {where}" + (" plus uncommitted changes" if dirty else "")
+
+
+def shown(path):
+    """A path for the committed report: relative to the repository when inside it, so that the report carries
+    no machine's absolute paths; otherwise only that it is elsewhere."""
+    real, repo = os.path.realpath(path), os.path.realpath(REPO)
+    if real == repo or real.startswith(repo + os.sep):
+        return os.path.relpath(real, repo)
+    return f"(outside the repository)/{os.path.basename(real)}"
 
 
 def compile_tools(work):
@@ -704,10 +714,10 @@ def make_report(ctx, records, rate_records, started, ended):
     L.append("# payhook benchmark results")
     L.append("")
     L.append(f"- when: {started:%Y-%m-%d %H:%M} to {ended:%H:%M} UTC ({'quick' if args.quick else 'full'} mode)")
-    L.append(f"- payhook: `{ctx['binary']}` ({ctx['version']}), built from {ctx['head']}")
+    L.append(f"- payhook: `{shown(ctx['binary'])}` ({ctx['version']}), built from {ctx['head']}")
     L.append(f"- machine: {os.cpu_count()} CPUs, {platform.release()}, load average at start {ctx['load0']}, "
              f"at end {' '.join(open('/proc/loadavg').read().split()[:3])}")
-    L.append(f"- disk spool: {ctx['spool_roots']['disk']} on {ctx['disk_dev']}")
+    L.append(f"- disk spool: {shown(ctx['spool_roots']['disk'])} on {ctx['disk_dev']}")
     L.append(f"- tmpfs spool: {ctx['tmpfs_note']}")
     L.append(f"- load: wrk 4.1 (`-t min(2,C) -cC -d{args.duration}s`, bench/lua/callbacks.lua), "
              f"{args.reps} repetitions interleaved, a fresh server per run; payhook `threads = {args.payhook_threads}`; "
@@ -867,7 +877,7 @@ def make_report(ctx, records, rate_records, started, ended):
     L.append("")
     total = len(records) + len(rate_records)
     L.append(f"{total} runs, {len(failed)} failed, {ctx['skipped']} skipped for the time limit. "
-             f"Per-run data: {ctx['rundir']}/runs.json (not committed).")
+             f"Per-run data: {shown(ctx['rundir'])}/runs.json (not committed).")
     for r in failed:
         L.append(f"- **FAILED** {r['id']}: {r['failed']}")
     notes = sorted({f"{r['id']}: {n}" for r in records + rate_records for n in r["notes"]})
