@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PayhookCore
+import PayhookHTTP
 import PayhookLock
 
 /// A log line format: how one entry becomes one line of text, ending in a newline.
@@ -93,12 +94,18 @@ public enum TextLineFormat: LogLineFormat {
         // A message is our own sentence, but some carry text from elsewhere (libmicrohttpd's): one holding `=` or
         // a quote is quoted, so that it cannot pass for fields either.
         let text = message.utf8.contains { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") }
-            ? "\"" + escape(message, quotes: true) + "\"" : escape(message)
+            ? "\"" + escape(message) + "\"" : escape(message)
         var out = Timestamp.rfc3339(milliseconds: milliseconds) + " " + level.rawValue + " " + quote(label) + ": " + text
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
             out += " " + quote(key) + "=" + quote("\(value)")
         }
         return out + "\n"
+    }
+
+    /// The listener's escaping (`PayhookHTTP.LogText.escape`): printable ASCII stays, `"` and `\` are escaped,
+    /// every other byte (line breaks and UTF-8 included) becomes `\xNN`, so one entry is one line of plain text.
+    static func escape(_ text: String) -> String {
+        PayhookHTTP.LogText.escape(text.utf8)
     }
 
     /// The value bare when it is made of safe characters only, else in quotes with everything else escaped.
@@ -111,23 +118,6 @@ public enum TextLineFormat: LogLineFormat {
                 return "._:/@+,-[]".utf8.contains(byte)
             }
         }
-        return safe ? value : "\"" + escape(value, quotes: true) + "\""
-    }
-
-    /// Printable ASCII stays (and `"` and `\` are escaped when `quotes`); every other byte, line breaks and
-    /// UTF-8 included, becomes `\xNN`, so one entry is one line of plain text whatever the request held.
-    static func escape(_ text: String, quotes: Bool = false) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        let hex = Array("0123456789abcdef".utf8)
-        for byte in text.utf8 {
-            if byte >= 0x20 && byte < 0x7F {
-                if quotes && (byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")) { out.append(UInt8(ascii: "\\")) }
-                out.append(byte)
-            } else {
-                out += [UInt8(ascii: "\\"), UInt8(ascii: "x"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        return safe ? value : "\"" + escape(value) + "\""
     }
 }
