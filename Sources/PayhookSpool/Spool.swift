@@ -307,7 +307,7 @@ public final class Spool: Sendable {
         let outcome: SpoolOutcome
         // Step 2: the ledger decides.
         let entry = try ledgerEntry(id)
-        if case .present(fingerprint: let known?) = entry, SpoolFingerprint.same(known, fingerprint) {
+        if case .present(fingerprint: let known?) = entry, SpoolBytes.same(known, fingerprint) {
             context.logger.debug("duplicate of ids/\(id)", metadata: ["spool": "\(directory)"])
             outcome = .duplicate
         } else {
@@ -396,18 +396,7 @@ public final class Spool: Sendable {
             context.removeTemporary(temporary)
             throw context.failure(.other, "rename", "\(temporary) to \(target)", error)
         }
-        let fd: CInt
-        do {
-            fd = try context.fileSystem.open(directory, flags: O_RDONLY | O_DIRECTORY, mode: 0)
-        } catch {
-            throw context.failure(.open, "open", directory, error)
-        }
-        defer { context.closeQuietly(fd, shown: directory) }
-        do {
-            try context.fileSystem.fsync(fd)
-        } catch {
-            throw context.failure(.fsyncDirectory, "fsync", directory, error)
-        }
+        try context.fsyncDirectory(atPath: directory, shown: directory, marksUnhealthy: false)
     }
 
     /// The retention recorded in `<directory>/.retention` by ``recordRetention(seconds:)``: nil when the file is
@@ -440,7 +429,7 @@ public final class Spool: Sendable {
         // Recovery and the ledger check read id and fingerprint back through the inspector. A record whose bytes
         // say something else would be quarantined at the next start, or never be recognised as a duplicate.
         guard let info = context.inspector.inspect(record.bytes),
-              info.id.utf8.elementsEqual(record.id.utf8), SpoolFingerprint.same(info.fingerprint, record.fingerprint)
+              SpoolBytes.same(info.id, record.id), SpoolBytes.same(info.fingerprint, record.fingerprint)
         else {
             throw SpoolError(
                 code: .invalidRecord,

@@ -159,7 +159,7 @@ final class SpoolConflictIndex: Sendable {
                     state.byID[id]?[index].fingerprint = read
                 }
             }
-            guard case .known(let known) = current, SpoolFingerprint.same(known, fingerprint) else { continue }
+            guard case .known(let known) = current, SpoolBytes.same(known, fingerprint) else { continue }
             if try context.status("conflicts/\(copy.name)") != nil {
                 return "conflicts/\(copy.name)"
             }
@@ -185,7 +185,7 @@ final class SpoolConflictIndex: Sendable {
             )
             return .unusable
         }
-        guard let info = context.inspector.inspect(bytes), info.id.utf8.elementsEqual(id.utf8) else { return .unusable }
+        guard let info = context.inspector.inspect(bytes), SpoolBytes.same(info.id, id) else { return .unusable }
         return .known(info.fingerprint)
     }
 

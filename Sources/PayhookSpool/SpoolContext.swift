@@ -67,7 +67,9 @@ final class SpoolContext: Sendable {
         try fsyncDirectory(atPath: path(relative), shown: relative + "/")
     }
 
-    func fsyncDirectory(atPath fullPath: String, shown: String) throws(SpoolError) {
+    /// - Parameter marksUnhealthy: false only where the directory holds no record's name (the spool directory
+    ///   itself, after ``Spool/recordRetention(seconds:)``), so that a failure there puts no record in doubt.
+    func fsyncDirectory(atPath fullPath: String, shown: String, marksUnhealthy: Bool = true) throws(SpoolError) {
         let fd: CInt
         do {
             fd = try fileSystem.open(fullPath, flags: O_RDONLY | O_DIRECTORY, mode: 0)
@@ -80,6 +82,7 @@ final class SpoolContext: Sendable {
         } catch {
             closeQuietly(fd, shown: shown)
             let cause = failure(.fsyncDirectory, "fsync", shown, error)
+            guard marksUnhealthy else { throw cause }
             // The kernel may have dropped the entries it failed to write and will not report that again, so
             // which names in this directory are durable is now unknown (reliability.md §6, rule 2; PostgreSQL
             // PANICs in this case). Only recovery at the next open can tell.
