@@ -112,6 +112,8 @@ final class SpoolMonitor: Sendable {
     }
 
     func storeEnded(_ ending: StoreEnding) {
+        // Most stores of a retry storm are duplicates: they take no lock here.
+        if case .wroteNothing = ending { return }
         state.withLock { state in
             switch ending {
             case .wrote:
