@@ -376,11 +376,12 @@ public final class Spool: Sendable {
     /// does not make the spool unhealthy: its other entries (the subfolders, `.lock`) were synced at open and
     /// only this file's name is in doubt; call again to be sure of it.
     ///
-    /// - Throws: `.invalidArgument` for a negative number of seconds (nothing written), `.closed` after
+    /// - Throws: `.invalidArgument` for a number of seconds below 1 (nothing written), `.closed` after
     ///   ``close()``, `.io` when a step failed (the previous `.retention`, if any, is then still in place).
     public func recordRetention(seconds: Int) throws(SpoolError) {
-        guard seconds >= 0 else {
-            throw SpoolError(code: .invalidArgument, message: "record retention: \(seconds) seconds is negative")
+        // The reader (`payhook queue gc`) takes only a positive number: zero would mean "keep nothing".
+        guard seconds > 0 else {
+            throw SpoolError(code: .invalidArgument, message: "record retention: \(seconds) seconds is not positive")
         }
         let open = state.withLock { $0.lockDescriptor != nil }
         guard open else {
@@ -397,21 +398,6 @@ public final class Spool: Sendable {
             throw context.failure(.other, "rename", "\(temporary) to \(target)", error)
         }
         try context.fsyncDirectory(atPath: directory, shown: directory, marksUnhealthy: false)
-    }
-
-    /// The retention recorded in `<directory>/.retention` by ``recordRetention(seconds:)``: nil when the file is
-    /// absent, unreadable or not exactly a decimal number (ASCII digits, optionally followed by one "\n") that
-    /// fits an `Int`. Needs no open spool and takes no lock; `directory` is the spool directory.
-    public static func recordedRetention(
-        directory: String, fileSystem: any SpoolFileSystem = PosixFileSystem()
-    ) -> Int? {
-        let path = SpoolLayout.normalize(directory) + "/" + SpoolLayout.retentionFile
-        guard let bytes = try? fileSystem.readFile(path), bytes.count <= 32 else { return nil }
-        let digits = bytes.last == UInt8(ascii: "\n") ? bytes.dropLast() : bytes[...]
-        guard !digits.isEmpty,
-              digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
-        else { return nil }
-        return Int(String(decoding: digits, as: UTF8.self))
     }
 
     // MARK: - Store steps

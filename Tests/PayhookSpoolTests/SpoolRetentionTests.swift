@@ -6,24 +6,19 @@ import Testing
 /// reader depends on the exact format "<seconds>\n".
 @Suite("Ledger retention file")
 struct SpoolRetentionTests {
-    @Test("recordRetention writes exactly the seconds and one newline, and recordedRetention reads it back")
+    @Test("recordRetention writes exactly the seconds and one newline (the reader is the queue's, QueueRetentionTests)")
     func roundTrip() throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
         let spool = try openSpool(root)
         defer { spool.close() }
-        #expect(Spool.recordedRetention(directory: root) == nil)
+        #expect(try names(root).contains(".retention") == false)
 
         try spool.recordRetention(seconds: 604_800)
         #expect(try contents(root + "/.retention") == Array("604800\n".utf8))
-        #expect(Spool.recordedRetention(directory: root) == 604_800)
-        #expect(Spool.recordedRetention(directory: root + "/") == 604_800)
 
         try spool.recordRetention(seconds: 86_400)
         #expect(try contents(root + "/.retention") == Array("86400\n".utf8))
-        #expect(Spool.recordedRetention(directory: root) == 86_400)
-        try spool.recordRetention(seconds: 0)
-        #expect(try contents(root + "/.retention") == Array("0\n".utf8))
         #expect(try names(root + "/tmp") == [])
     }
 
@@ -49,32 +44,18 @@ struct SpoolRetentionTests {
         #expect(!log.contains { $0.path.hasPrefix("new/") || $0.path.hasPrefix("ids/") })
     }
 
-    @Test("recordedRetention is nil for anything but a decimal number with at most one trailing newline")
-    func unparseable() throws {
-        let directory = try TemporaryDirectory()
-        let root = directory.spool
-        try openSpool(root).close()
-        for text in ["", "\n", "abc\n", "12 \n", " 12\n", "-5\n", "+5\n", "12\n\n", "1.5\n", "604800s\n",
-                     "99999999999999999999999\n"] {
-            try writeFile(root + "/.retention", Array(text.utf8))
-            #expect(Spool.recordedRetention(directory: root) == nil, "\(text.debugDescription)")
-        }
-        try writeFile(root + "/.retention", Array("42".utf8))
-        #expect(Spool.recordedRetention(directory: root) == 42)
-        #expect(Spool.recordedRetention(directory: directory.path + "/absent") == nil)
-    }
-
-    @Test("a negative retention is refused and writes nothing; a closed spool refuses too")
+    @Test("a retention below one second is refused and writes nothing; a closed spool refuses too")
     func refusals() throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
         let spool = try openSpool(root)
         try spool.recordRetention(seconds: 60)
         #expect((#expect(throws: SpoolError.self) { try spool.recordRetention(seconds: -1) })?.code == .invalidArgument)
-        #expect(Spool.recordedRetention(directory: root) == 60)
+        #expect((#expect(throws: SpoolError.self) { try spool.recordRetention(seconds: 0) })?.code == .invalidArgument)
+        #expect(try contents(root + "/.retention") == Array("60\n".utf8))
         spool.close()
         #expect((#expect(throws: SpoolError.self) { try spool.recordRetention(seconds: 5) })?.code == .closed)
-        #expect(Spool.recordedRetention(directory: root) == 60)
+        #expect(try contents(root + "/.retention") == Array("60\n".utf8))
     }
 
     @Test(".retention is left alone by recovery and the layout checks; a leftover temporary of it is cleared")
