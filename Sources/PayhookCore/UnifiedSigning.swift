@@ -66,7 +66,12 @@ public enum UnifiedFields {
     public static let payTimeFutureSlackMilliseconds: Int64 = 24 * 3600 * 1000
 
     /// Checks one verified callback. Returns the amount in fen, or the first failed check as a sentence.
-    public static func check(_ values: [String: String], nowMilliseconds: Int64) -> Result<Int64, SemanticError> {
+    ///
+    /// - Parameter maxAgeMilliseconds: the replay window: a `payTime` older than this before now is refused, since
+    ///   the dedupe ledger may no longer hold its key (README, "Replays and the ledger's retention").
+    public static func check(
+        _ values: [String: String], nowMilliseconds: Int64, maxAgeMilliseconds: Int64
+    ) -> Result<Int64, SemanticError> {
         for name in required where (values[name] ?? "").isEmpty {
             return .failure(SemanticError("required parameter '\(name)' is missing or empty"))
         }
@@ -77,6 +82,10 @@ public enum UnifiedFields {
             payTime >= earliestPayTime, payTime <= nowMilliseconds + payTimeFutureSlackMilliseconds
         else {
             return .failure(SemanticError("payTime must be an epoch-millisecond time between 2000-01-01 and now"))
+        }
+        guard payTime >= nowMilliseconds - maxAgeMilliseconds else {
+            return .failure(SemanticError(
+                "payTime is older than the replay window (\(maxAgeMilliseconds / 86_400_000) days, ledger_retention_days minus one)"))
         }
         guard let status = values["payStatus"], payStatuses.contains(status) else {
             return .failure(SemanticError("payStatus is not one of \(payStatuses.sorted().joined(separator: ", "))"))

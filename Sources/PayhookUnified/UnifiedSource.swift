@@ -70,7 +70,7 @@ public struct UnifiedSource: CallbackSource {
             match = found
         }
         let amount: Int64
-        switch UnifiedFields.check(values, nowMilliseconds: nowMilliseconds) {
+        switch UnifiedFields.check(values, nowMilliseconds: nowMilliseconds, maxAgeMilliseconds: maxCallbackAgeMilliseconds) {
         case .failure(let error): return .refused(.semantic(error.message))
         case .success(let money): amount = money
         }
@@ -78,12 +78,6 @@ public struct UnifiedSource: CallbackSource {
         let payStatus = values["payStatus"] ?? ""
         if let refusal = Self.checkMoves(parameters, requestKey: requestKey, tenant: tenant) {
             return .refused(refusal)
-        }
-        // `check` proved payTime is a number.
-        let payTime = values["payTime"].flatMap(UnifiedFields.parseNonNegative) ?? 0
-        if payTime < nowMilliseconds - maxCallbackAgeMilliseconds {
-            return .refused(.semantic(
-                "payTime is older than the replay window (\(maxCallbackAgeMilliseconds / 86_400_000) days, ledger_retention_days minus one)"))
         }
         let key = DedupeKey(source: Self.sourceName, parts: [domainCode, requestKey, payStatus])
         // `fields` holds what the signature covers: non-empty values other than `sign`. An empty value

@@ -19,9 +19,9 @@ public enum WeChatFields {
     /// The documentation says at most 32; every id in its samples and in real notifications has 28 or 29
     /// digits. The lower bound is what stops a whole 16-byte ciphertext block of digits being moved out of one of
     /// these ids into `out_refund_no`: the id left behind would have at most 16 digits.
-    public static func isWeChatID(_ text: String) -> Bool {
+    public static func isWeChatID(_ text: String, minimumLength: Int = minimumIDLength) -> Bool {
         let bytes = text.utf8
-        return bytes.count >= minimumIDLength && bytes.count <= 32 && bytes.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+        return bytes.count >= minimumLength && bytes.count <= 32 && bytes.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
     }
 
     public static let minimumIDLength = 20
@@ -124,33 +124,34 @@ public enum WeChatFields {
         "transaction_id", "out_trade_no", "time_end",
     ]
 
-    /// Checks the fields of a verified payment result; nil when they hold, else the first problem.
-    static func checkPayment(_ values: [String: String], elements: [FlatXMLElement]) -> String? {
+    /// Checks the fields of a verified payment result. Returns `time_end` in Unix milliseconds (nil when the
+    /// result has none), or the first problem.
+    static func checkPayment(_ values: [String: String], elements: [FlatXMLElement]) -> Result<Int64?, SemanticFailure> {
         for element in elements where isStructuredPaymentField(element.name) && holdsSeparator(element.text) {
-            return "\(element.name) holds '&' or '=', which no such field does (a merged signed string)"
+            return .failure(SemanticFailure("\(element.name) holds '&' or '=', which no such field does (a merged signed string)"))
         }
         if values["result_code"] == "SUCCESS" {
             for name in requiredForSuccessfulPayment where (values[name] ?? "").isEmpty {
-                return "required field \(name) is missing or empty"
+                return .failure(SemanticFailure("required field \(name) is missing or empty"))
             }
         }
         if let outTradeNo = values["out_trade_no"], !isMerchantNumber(outTradeNo, maxLength: 32) {
-            return "out_trade_no is not 1 to 32 of [0-9A-Za-z_-|*@]"
+            return .failure(SemanticFailure("out_trade_no is not 1 to 32 of [0-9A-Za-z_-|*@]"))
         }
         // Signed, so no block can have been moved: only the documented bound applies.
-        if let transaction = values["transaction_id"], !transaction.isEmpty,
-            transaction.utf8.count > 32 || !transaction.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
-            return "transaction_id is not at most 32 digits"
+        if let transaction = values["transaction_id"], !transaction.isEmpty, !isWeChatID(transaction, minimumLength: 1) {
+            return .failure(SemanticFailure("transaction_id is not at most 32 digits"))
         }
         for name in ["cash_fee", "settlement_total_fee", "coupon_fee"] {
             if let amount = values[name], !amount.isEmpty, UnifiedFields.parseNonNegative(amount) == nil {
-                return "\(name) is not a non-negative integer"
+                return .failure(SemanticFailure("\(name) is not a non-negative integer"))
             }
         }
-        if let timeEnd = values["time_end"], !timeEnd.isEmpty, beijingTime(timeEnd, dashed: false) == nil {
-            return "time_end is not yyyyMMddHHmmss"
+        guard let timeEnd = values["time_end"], !timeEnd.isEmpty else { return .success(nil) }
+        guard let time = beijingTime(timeEnd, dashed: false) else {
+            return .failure(SemanticFailure("time_end is not yyyyMMddHHmmss"))
         }
-        return nil
+        return .success(time)
     }
 
     // MARK: - Refund results

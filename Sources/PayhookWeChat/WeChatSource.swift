@@ -156,11 +156,11 @@ public struct WeChatSource: CallbackSource {
         case .failure(let refusal): return .refused(refusal)
         case .success(let m): match = m
         }
-        if let problem = WeChatFields.checkPayment(values, elements: elements) {
-            return .refused(.semantic(problem))
-        }
-        if let refusal = tooOld(values["time_end"].flatMap { WeChatFields.beijingTime($0, dashed: false) }, field: "time_end", now: now) {
-            return .refused(refusal)
+        switch WeChatFields.checkPayment(values, elements: elements) {
+        case .failure(let problem):
+            return .refused(.semantic(problem.message))
+        case .success(let timeEnd):
+            if let refusal = tooOld(timeEnd, field: "time_end", now: now) { return .refused(refusal) }
         }
         guard let outTradeNo = values["out_trade_no"], !outTradeNo.isEmpty else {
             return .refused(.semantic("out_trade_no is missing or empty"))
