@@ -103,35 +103,24 @@ public final class Router: HTTPHandler {
         case .accepted(let event):
             do {
                 let outcome = try spool.store(id: event.id, fingerprint: event.fingerprint) { event.jsonBytes() }
-                let label: String
-                switch outcome {
-                case .stored: label = "accepted"
-                case .duplicate: label = "duplicate"
-                case .conflict(_, .kept): label = "conflict"
-                case .conflict(_, .repeated): label = "conflict_repeated"
-                case .conflict(_, .dropped): label = "conflict_dropped"
-                }
-                metrics.request(source: event.source, tenant: event.tenant, outcome: label, route: source.kind, seconds: Self.seconds(since: head))
-                if let position = event.secretPosition { metrics.verified(source: event.source, tenant: event.tenant, position: position) }
                 // Invariant 5: a conflict is never delivered again. Whether its audit copy is written now, was
                 // written before, or is dropped over the caps, the stored event is the one that counts and the
                 // sender is told success; only a new copy is worth an error line, since a flood of validly
                 // signed variants must not flood the log either (README, "Defences against attacks").
+                let (label, level, reason): (String, Logger.Level, String?)
                 switch outcome {
-                case .stored:
-                    log(head, outcome: label, status: 200, level: .info, event: event, started: started)
-                case .duplicate:
-                    log(head, outcome: label, status: 200, level: .info, event: event, started: started)
+                case .stored: (label, level, reason) = ("accepted", .info, nil)
+                case .duplicate: (label, level, reason) = ("duplicate", .info, nil)
                 case .conflict(let auditFile, .kept):
-                    log(head, outcome: label, status: 200, level: .error, event: event, started: started,
-                        reason: "same dedupe key, different verified fields; kept as \(auditFile ?? "?"), not delivered")
+                    (label, level, reason) = ("conflict", .error, "same dedupe key, different verified fields; kept as \(auditFile ?? "?"), not delivered")
                 case .conflict(let auditFile, .repeated):
-                    log(head, outcome: label, status: 200, level: .info, event: event, started: started,
-                        reason: "same conflicting content as \(auditFile ?? "?"); not delivered")
+                    (label, level, reason) = ("conflict_repeated", .info, "same conflicting content as \(auditFile ?? "?"); not delivered")
                 case .conflict(_, .dropped):
-                    log(head, outcome: label, status: 200, level: .notice, event: event, started: started,
-                        reason: "conflict over max_conflicts_per_event or max_conflicts; counted, not kept, not delivered")
+                    (label, level, reason) = ("conflict_dropped", .notice, "conflict over max_conflicts_per_event or max_conflicts; counted, not kept, not delivered")
                 }
+                metrics.request(source: event.source, tenant: event.tenant, outcome: label, route: source.kind, seconds: Self.seconds(since: head))
+                if let position = event.secretPosition { metrics.verified(source: event.source, tenant: event.tenant, position: position) }
+                log(head, outcome: label, status: 200, level: level, event: event, started: started, reason: reason)
                 return Self.response(source.successAnswer)
             } catch {
                 log(head, outcome: "storage_error", status: 503, level: .error, event: event, started: started, reason: "\(error)")
