@@ -29,6 +29,9 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
+        // What Swift's Glibc module does not export (O_TMPFILE, pipe2, wait-status macros), from the C headers.
+        .target(name: "CPayhookShim"),
+
         // Pure Swift: TOML, form decoding, signature strings, config model, events. No C, no sockets.
         .target(name: "PayhookCore"),
         // The only Swift code that touches OpenSSL.
@@ -38,12 +41,12 @@ let package = Package(
         // libmicrohttpd listener with the limits an internet-facing server needs.
         .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", "PayhookLock", logging]),
         // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
-        .target(name: "PayhookSpool", dependencies: ["PayhookLock", logging]),
+        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
-        .target(name: "PayhookQueue", dependencies: [logging]),
+        .target(name: "PayhookQueue", dependencies: ["CPayhookShim", logging]),
         // Wires config, sources, spool and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",

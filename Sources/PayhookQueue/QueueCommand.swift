@@ -1,3 +1,4 @@
+import CPayhookShim
 import Foundation
 import Glibc
 import Synchronization
@@ -43,10 +44,6 @@ enum QueueCommandRunner {
     /// How long a command that got SIGTERM (timeout, or the stop grace ran out) has before SIGKILL.
     static let killAfter: Double = 5
 
-    /// pipe(2) does not set FD_CLOEXEC atomically (pipe2 is not exposed to Swift here); holding this lock from
-    /// pipe() until after posix_spawn keeps another worker's child from inheriting a pipe end in between.
-    private static let spawnLock = Mutex<Int>(0)
-
     struct Request: Sendable {
         var shell: String
         var command: String
@@ -77,12 +74,8 @@ enum QueueCommandRunner {
         // The command reads its stdin as an ordinary blocking file.
         Posix.clearNonBlocking(input)
         var exitFds: [Int32] = [0, 0]
-        guard pipe(&exitFds) == 0 else {
+        guard payhook_pipe2(&exitFds, O_CLOEXEC | O_NONBLOCK) == 0 else {
             return QueueCommandOutcome(end: .notStarted("pipe: \(Posix.describe(errno))"), stderrTail: "")
-        }
-        for fd in exitFds {
-            Posix.setCloseOnExec(fd)
-            Posix.setNonBlocking(fd)
         }
         defer {
             close(exitFds[0])
@@ -91,11 +84,10 @@ enum QueueCommandRunner {
 
         var pid: pid_t = 0
         var stderrRead: Int32 = -1
-        let spawnError: String? = spawnLock.withLock { _ -> String? in
+        // pipe2 sets FD_CLOEXEC atomically, so another worker's child spawned meanwhile never inherits an end.
+        let spawnError: String? = { () -> String? in
             var errFds: [Int32] = [0, 0]
-            guard pipe(&errFds) == 0 else { return "pipe: \(Posix.describe(errno))" }
-            Posix.setCloseOnExec(errFds[0])
-            Posix.setCloseOnExec(errFds[1])
+            guard payhook_pipe2(&errFds, O_CLOEXEC) == 0 else { return "pipe: \(Posix.describe(errno))" }
             defer { close(errFds[1]) }
             let code = spawn(request, stdin: input, stderr: errFds[1], pid: &pid)
             if code != 0 {
@@ -104,7 +96,7 @@ enum QueueCommandRunner {
             }
             stderrRead = errFds[0]
             return nil
-        }
+        }()
         if let spawnError {
             return QueueCommandOutcome(end: .notStarted(spawnError), stderrTail: "")
         }
@@ -211,12 +203,11 @@ enum QueueCommandRunner {
         close(stderrRead)
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        // The low 7 bits are the terminating signal, 0 for a normal exit whose status is the next byte
-        // (WIFEXITED/WEXITSTATUS/WTERMSIG in <sys/wait.h>, macros Swift cannot import).
-        if status & 0x7f == 0 {
-            outcome.end = .exited((status >> 8) & 0xff)
+        // wait(2)'s macros, through CPayhookShim.
+        if payhook_wifexited(status) != 0 {
+            outcome.end = .exited(payhook_wexitstatus(status))
         } else {
-            outcome.end = .signaled(status & 0x7f)
+            outcome.end = .signaled(payhook_wtermsig(status))
         }
         if tail.count > request.tailLimit { tail.removeFirst(tail.count - request.tailLimit) }
         outcome.stderrTail = String(decoding: tail, as: UTF8.self)

@@ -285,11 +285,6 @@ enum Posix {
         if utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) != 0 { throw Failure(code: errno) }
     }
 
-    /// Sets FD_CLOEXEC on a descriptor made without it (pipe(2); pipe2 is not exposed to Swift here).
-    static func setCloseOnExec(_ fd: Int32) {
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-    }
-
     static func setNonBlocking(_ fd: Int32) {
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }

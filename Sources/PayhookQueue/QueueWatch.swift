@@ -1,3 +1,4 @@
+import CPayhookShim
 import Foundation
 import Glibc
 import Synchronization
@@ -27,11 +28,7 @@ public final class QueueStopSignal: Sendable {
 
     private static func makePipe() throws(QueueError) -> (read: Int32, write: Int32) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw QueueError.io("create", "a pipe", errno) }
-        for fd in fds {
-            Posix.setCloseOnExec(fd)
-            Posix.setNonBlocking(fd)
-        }
+        guard payhook_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { throw QueueError.io("create", "a pipe", errno) }
         return (fds[0], fds[1])
     }
 

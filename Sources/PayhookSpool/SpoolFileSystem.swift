@@ -1,3 +1,4 @@
+import CPayhookShim
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -177,9 +178,8 @@ public struct PosixFileSystem: SpoolFileSystem {
         _ = try retryingOnInterrupt { linkat(AT_FDCWD, source, AT_FDCWD, newPath, AT_SYMLINK_FOLLOW) }
     }
 
-    /// `O_TMPFILE` from <bits/fcntl-linux.h>, which Swift's Glibc module does not export: `__O_TMPFILE` is
-    /// `020000000 | __O_DIRECTORY`, the same on x86-64 and arm64.
-    public static let temporaryFileFlag: CInt = 0o20000000 | O_DIRECTORY
+    /// `O_TMPFILE` (with the `O_DIRECTORY` bit open(2) requires), from the C headers through `CPayhookShim`.
+    public static let temporaryFileFlag: CInt = payhook_o_tmpfile()
 
     public func unlink(_ path: String) throws(SpoolErrno) {
         _ = try retryingOnInterrupt { systemUnlink(path) }

@@ -1,0 +1,25 @@
+// What Swift's Glibc module does not export: O_TMPFILE, pipe2(2) and the <sys/wait.h> status macros.
+// Taken from the C headers here, so no flag value or bit layout is hard-coded in Swift.
+#ifndef PAYHOOK_SHIM_H
+#define PAYHOOK_SHIM_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+/// `O_TMPFILE` as open(2) documents it (it includes `O_DIRECTORY`).
+static inline int payhook_o_tmpfile(void) { return O_TMPFILE; }
+
+/// pipe2(2): both ends created with the given flags (`O_CLOEXEC`, `O_NONBLOCK`) atomically.
+static inline int payhook_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+/// wait(2)'s status macros.
+static inline int payhook_wifexited(int status) { return WIFEXITED(status); }
+static inline int payhook_wexitstatus(int status) { return WEXITSTATUS(status); }
+static inline int payhook_wifsignaled(int status) { return WIFSIGNALED(status); }
+static inline int payhook_wtermsig(int status) { return WTERMSIG(status); }
+
+#endif
