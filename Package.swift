@@ -40,8 +40,10 @@ let package = Package(
         .target(name: "PayhookLock"),
         // libmicrohttpd listener with the limits an internet-facing server needs.
         .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", "PayhookLock", logging]),
+        // The storage seam: the protocols the router and the queue commands talk to. No implementation.
+        .target(name: "PayhookStore"),
         // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
-        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", logging]),
+        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", "PayhookStore", logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
@@ -50,7 +52,7 @@ let package = Package(
         // Wires config, sources, spool and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookUnified", "PayhookWeChat", logging]
+            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging]
         ),
         .executableTarget(
             name: "payhook",
@@ -63,7 +65,7 @@ let package = Package(
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookHTTP", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -3,13 +3,15 @@ import Logging
 import PayhookCore
 import PayhookHTTP
 import PayhookSpool
+import PayhookStore
 import PayhookUnified
 import PayhookWeChat
 
-/// A running payhook: spool opened (and recovered), sources built from the config, listener serving.
+/// A running payhook: store opened (the spool recovered), sources built from the config, listener serving.
 public final class PayhookServer: Sendable {
     public let config: Config
-    public let spool: Spool
+    /// Where accepted events go; the spool directory unless the caller passed another ``EventStore``.
+    public let store: any EventStore
     public let http: HTTPServer
     public let metrics: Metrics
     let logger: Logger
@@ -23,18 +25,11 @@ public final class PayhookServer: Sendable {
     /// before recovery has finished (reliability.md §12).
     ///
     /// - Parameter fileSystem: the spool's file-system calls; tests pass one that injects faults.
-    public init(
+    public convenience init(
         config: Config, logger: Logger, fileSystem: any SpoolFileSystem = PosixFileSystem(),
         clock: @escaping @Sendable () -> Int64 = Router.wallClock
     ) throws(StartError) {
-        self.config = config
-        self.logger = logger
-        let listen: ListenAddress
-        do {
-            listen = try ListenAddress.parse(config.listen)
-        } catch {
-            throw StartError(description: "\(config.file): listen: \(error)")
-        }
+        let spool: Spool
         do {
             spool = try Spool(
                 directory: config.spool, inspector: EventInspector(), fileSystem: fileSystem, logger: logger,
@@ -43,18 +38,37 @@ public final class PayhookServer: Sendable {
         } catch {
             throw StartError(description: "cannot open spool \(config.spool): \(error)")
         }
+        try self.init(config: config, logger: logger, store: SpoolEventStore(spool), clock: clock)
+    }
+
+    /// Serves with `store`, already opened (and recovered). The server owns it from here: it is closed when
+    /// starting fails and on ``shutdown()``.
+    public init(
+        config: Config, logger: Logger, store: any EventStore,
+        clock: @escaping @Sendable () -> Int64 = Router.wallClock
+    ) throws(StartError) {
+        self.config = config
+        self.logger = logger
+        self.store = store
+        let listen: ListenAddress
+        do {
+            listen = try ListenAddress.parse(config.listen)
+        } catch {
+            store.close()
+            throw StartError(description: "\(config.file): listen: \(error)")
+        }
         // `payhook queue gc` reads this and never prunes a ledger entry younger than it, so no key is pruned
         // while a replay of its callback would still pass the replay window (README, "Replays and the
         // ledger's retention"). Not serving is better than serving with gc unaware of the window.
         do {
-            try spool.recordRetention(seconds: config.ledgerRetentionDays * 86_400)
+            try store.recordRetention(seconds: config.ledgerRetentionDays * 86_400)
         } catch {
-            spool.close()
+            store.close()
             throw StartError(description: "cannot record the ledger retention in spool \(config.spool): \(error)")
         }
         let metrics = Metrics()
         self.metrics = metrics
-        let router = Router(sources: Self.sources(config), spool: spool, logger: logger, metrics: metrics, clock: clock)
+        let router = Router(sources: Self.sources(config), store: store, logger: logger, metrics: metrics, clock: clock)
         var limits = HTTPLimits()
         limits.connectionTimeoutSeconds = config.connectionTimeoutSeconds
         limits.maxConnections = config.maxConnections
@@ -67,7 +81,7 @@ public final class PayhookServer: Sendable {
         do {
             http = try HTTPServer(listen: listen, limits: limits, handler: router, logger: logger)
         } catch {
-            spool.close()
+            store.close()
             throw StartError(description: "\(error)")
         }
         registerGauges(config: config)
@@ -85,32 +99,28 @@ public final class PayhookServer: Sendable {
         metrics.gauge("payhook_inflight_requests", help: "Requests whose first line arrived and that are not answered yet.") {
             [([], Double(http.inFlight))]
         }
-        let spoolDirectory = config.spool
+        let store = self.store
         metrics.gauge("payhook_spool_files", help: "Files in the spool's folders: new (waiting), cur (taken), dead letters, conflicts, corrupt.") {
-            ["new", "cur", "dead", "conflicts", "corrupt"].compactMap { folder in
-                guard let names = try? FileManager.default.contentsOfDirectory(atPath: spoolDirectory + "/" + folder) else { return nil }
-                return ([("folder", folder)], Double(names.filter { !$0.hasPrefix(".") }.count))
-            }
+            (store.counts().files ?? [:]).sorted { $0.key < $1.key }.map { ([("folder", $0.key)], Double($0.value)) }
         }
-        let spool = self.spool
         metrics.gauge("payhook_spool_healthy", help: "1 while the spool accepts events; 0 after a failed directory fsync (restart needed).") {
-            [([], spool.isHealthy ? 1 : 0)]
+            [([], store.unhealthyReason == nil ? 1 : 0)]
         }
         metrics.gauge("payhook_spool_failures", help: "Failed spool operations since start, by kind (monotonic).", type: "counter") {
-            spool.failureCounts.sorted { $0.key < $1.key }.map { ([("kind", $0.key)], Double($0.value)) }
+            store.counts().failures.sorted { $0.key < $1.key }.map { ([("kind", $0.key)], Double($0.value)) }
         }
         metrics.gauge(
             "payhook_conflicts_total",
             help: "Conflicting callbacks since start: kept (a new audit copy), repeated (that content was kept before), dropped (over max_conflicts_per_event or max_conflicts).",
             type: "counter"
         ) {
-            spool.conflictCounts.sorted { $0.key < $1.key }.map { ([("disposition", $0.key)], Double($0.value)) }
+            store.counts().conflicts.sorted { $0.key < $1.key }.map { ([("disposition", $0.key)], Double($0.value)) }
         }
         metrics.histogram(
             "payhook_spool_commit_batch_size",
             help: "Stores published together by one group commit (sharing one fsync of new/ and one of ids/).",
             bounds: [1, 2, 4, 8, 16, 32, 64, 128]
-        ) { spool.batchSizeHistogram }
+        ) { store.counts().batchSizes }
         metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
             [([("version", PayhookVersion.current), ("schema", Event.schema)], 1)]
         }
@@ -146,9 +156,7 @@ public final class PayhookServer: Sendable {
     ///   (`sigtimedwait(2)` in `payhook serve`).
     public func waitForStop(nextSignal: (Duration) -> Int32?) -> StopReason {
         while true {
-            if !spool.isHealthy {
-                return .unhealthy(spool.unhealthyReason.map { "\($0)" } ?? "a directory fsync failed")
-            }
+            if let reason = store.unhealthyReason { return .unhealthy(reason) }
             if let signal = nextSignal(.milliseconds(250)) { return .signal(signal) }
         }
     }
@@ -158,7 +166,7 @@ public final class PayhookServer: Sendable {
     @discardableResult
     public func shutdown() -> Bool {
         let drained = http.shutdown(grace: .seconds(config.shutdownGraceSeconds))
-        spool.close()
+        store.close()
         logger.notice("stopped", metadata: ["drained": "\(drained)"])
         return drained
     }

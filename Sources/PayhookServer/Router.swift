@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import PayhookCore
 import PayhookHTTP
-import PayhookSpool
+import PayhookStore
 
 /// Maps each request to a source, stores what the source accepts, and answers in the sender's format.
 ///
@@ -13,18 +13,18 @@ public final class Router: HTTPHandler {
     public static let metricsPath = "/metrics"
 
     let sources: [String: any CallbackSource]
-    let spool: Spool
+    let store: any EventStore
     let logger: Logger
     let metrics: Metrics
     let clock: @Sendable () -> Int64
 
     /// - Parameter clock: "now" in Unix milliseconds, for the semantic checks (tests pin it).
     public init(
-        sources: [String: any CallbackSource], spool: Spool, logger: Logger, metrics: Metrics = Metrics(),
+        sources: [String: any CallbackSource], store: any EventStore, logger: Logger, metrics: Metrics = Metrics(),
         clock: @escaping @Sendable () -> Int64 = Router.wallClock
     ) {
         self.sources = sources
-        self.spool = spool
+        self.store = store
         self.logger = logger
         self.metrics = metrics
         self.clock = clock
@@ -75,7 +75,7 @@ public final class Router: HTTPHandler {
         let head = request.head
         if head.path == Self.healthPath {
             do {
-                try spool.probe()
+                try store.probe()
                 return Self.plain(200, "ok")
             } catch {
                 logger.error("health probe failed", metadata: ["error": "\(error)"])
@@ -102,7 +102,7 @@ public final class Router: HTTPHandler {
             return Self.response(source.successAnswer)
         case .accepted(let event):
             do {
-                let outcome = try spool.store(id: event.id, fingerprint: event.fingerprint) { event.jsonBytes() }
+                let outcome = try store.store(id: event.id, fingerprint: event.fingerprint) { event.jsonBytes() }
                 // Invariant 5: a conflict is never delivered again. Whether its audit copy is written now, was
                 // written before, or is dropped over the caps, the stored event is the one that counts and the
                 // sender is told success; only a new copy is worth an error line, since a flood of validly

@@ -116,7 +116,7 @@ struct StorageFailureTests {
         // The disk works again, but nothing is acknowledged until a restart has re-checked the spool.
         #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query"))).status == 503)
         #expect(try live.get("/healthz").status == 503)
-        #expect(!live.server.spool.isHealthy)
+        #expect(live.server.store.unhealthyReason != nil)
         let metrics = try live.get("/metrics").body
         #expect(metrics.contains("payhook_spool_healthy 0"))
         #expect(metrics.contains("payhook_spool_failures{kind=\"fsync_dir\"} 1"))

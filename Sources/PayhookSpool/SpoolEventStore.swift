@@ -1,0 +1,77 @@
+import Foundation
+import PayhookStore
+
+/// The spool directory as the receiving side's ``EventStore``: the router stores through this and knows
+/// nothing of folders, fsyncs or the ledger (docs/architecture.md).
+public struct SpoolEventStore: EventStore {
+    public let spool: Spool
+
+    public init(_ spool: Spool) {
+        self.spool = spool
+    }
+
+    public func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(StoreError) -> StoreOutcome {
+        do {
+            switch try spool.store(id: id, fingerprint: fingerprint, bytes: bytes) {
+            case .stored: return .stored
+            case .duplicate: return .duplicate
+            case .conflict(let auditFile, let disposition):
+                return .conflict(auditCopy: auditFile, disposition: Self.disposition(disposition))
+            }
+        } catch {
+            throw StoreError(error.description, errno: error.errno)
+        }
+    }
+
+    public func probe() throws(StoreError) {
+        do {
+            try spool.probe()
+        } catch {
+            throw StoreError(error.description, errno: error.errno)
+        }
+    }
+
+    public var unhealthyReason: String? {
+        guard !spool.isHealthy else { return nil }
+        return spool.unhealthyReason.map { "\($0)" } ?? "a directory fsync failed"
+    }
+
+    public func counts() -> StoreCounts {
+        StoreCounts(
+            healthy: spool.isHealthy, failures: spool.failureCounts, conflicts: spool.conflictCounts,
+            batchSizes: spool.batchSizeHistogram, files: folderCounts())
+    }
+
+    public func recordRetention(seconds: Int) throws(StoreError) {
+        do {
+            try spool.recordRetention(seconds: seconds)
+        } catch {
+            throw StoreError(error.description, errno: error.errno)
+        }
+    }
+
+    public func close() {
+        spool.close()
+    }
+
+    /// Files per folder a consumer or an operator looks at; dot names (in-progress and internal files) are not
+    /// events. A folder that cannot be listed is left out.
+    func folderCounts() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for folder in ["new", "cur", "dead", "conflicts", "corrupt"] {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool.directory + "/" + folder) else {
+                continue
+            }
+            counts[folder] = names.filter { !$0.hasPrefix(".") }.count
+        }
+        return counts
+    }
+
+    static func disposition(_ disposition: SpoolConflictDisposition) -> ConflictDisposition {
+        switch disposition {
+        case .kept: return .kept
+        case .repeated: return .repeated
+        case .dropped: return .dropped
+        }
+    }
+}

@@ -1,0 +1,90 @@
+/// The storage seam on the receiving side: what the router needs from wherever events are kept.
+///
+/// The spool directory (`PayhookSpool`) is the first implementation. A store is told an event's id (its dedupe
+/// key's hash), a fingerprint of its verified fields and, only when it must write, the event's bytes. The router
+/// answers the sender success only after ``store(id:fingerprint:bytes:)`` returned, and 503 when it threw
+/// (docs/architecture.md, "Where a new store goes").
+public protocol EventStore: Sendable {
+    /// Stores an event once. Returns `.stored` when it is now durable, `.duplicate` when an event with this id
+    /// and fingerprint was stored before (nothing written), `.conflict` when this id was stored with another
+    /// fingerprint (the original stays; the new one is never delivered).
+    ///
+    /// - Parameter bytes: called at most once, and only when something is to be written.
+    /// - Throws: when the event may not be durable; the caller answers "try again".
+    func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(StoreError) -> StoreOutcome
+
+    /// Checks that a store would succeed now (for `/healthz`), without storing anything.
+    func probe() throws(StoreError)
+
+    /// Why the store will refuse every write until it is reopened, or nil while it works. A process whose store
+    /// turned unhealthy stops, so that a restart re-checks what is durable.
+    var unhealthyReason: String? { get }
+
+    /// Counts for `/metrics`, read at each scrape.
+    func counts() -> StoreCounts
+
+    /// Tells the consumer side (its gc) the shortest time a dedupe entry must be kept.
+    func recordRetention(seconds: Int) throws(StoreError)
+
+    /// Ends every write; later calls throw. Safe to call twice.
+    func close()
+}
+
+/// What became of one ``EventStore/store(id:fingerprint:bytes:)``.
+public enum StoreOutcome: Sendable, Equatable {
+    /// Durable, and delivered to consumers.
+    case stored
+    /// Stored before with the same fingerprint; nothing was written.
+    case duplicate
+    /// Stored before with another fingerprint. `auditCopy` names where this variant was kept for an operator
+    /// (nil when it was not kept); it is never delivered.
+    case conflict(auditCopy: String?, disposition: ConflictDisposition)
+}
+
+/// What a store did with a conflicting variant.
+public enum ConflictDisposition: String, Sendable, CaseIterable {
+    /// A new audit copy was written.
+    case kept
+    /// This exact variant already has its audit copy.
+    case repeated
+    /// Over a cap on audit copies: counted, not kept.
+    case dropped
+}
+
+/// A store that failed: one sentence for the log, and the `errno` behind it when a system call failed (a
+/// metrics label such as `ENOSPC`).
+public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+    public var errno: Int32?
+
+    public init(_ description: String, errno: Int32? = nil) {
+        self.description = description
+        self.errno = errno
+    }
+}
+
+/// A store's counters, as `/metrics` exports them. Every map is keyed by the label value.
+public struct StoreCounts: Sendable, Equatable {
+    /// 1 while the store accepts events.
+    public var healthy: Bool
+    /// Failed operations since start, by kind (`payhook_spool_failures`).
+    public var failures: [String: Int]
+    /// Conflicting events since start, by ``ConflictDisposition`` raw value.
+    public var conflicts: [String: Int]
+    /// Events published together per commit: batch size → number of batches.
+    public var batchSizes: [Int: Int]
+    /// Events waiting, taken, dead-lettered, kept as conflicts or quarantined, by folder name
+    /// (`payhook_spool_files`); nil when they could not be counted.
+    public var files: [String: Int]?
+
+    public init(
+        healthy: Bool, failures: [String: Int] = [:], conflicts: [String: Int] = [:], batchSizes: [Int: Int] = [:],
+        files: [String: Int]? = nil
+    ) {
+        self.healthy = healthy
+        self.failures = failures
+        self.conflicts = conflicts
+        self.batchSizes = batchSizes
+        self.files = files
+    }
+}
