@@ -28,6 +28,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -171,33 +172,45 @@ def request_sets(work, lines_needed):
 
 
 def mount_info(path):
-    r = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,TARGET,OPTIONS", "-T", path],
+    """The device, file-system type and mount options of the file system holding `path`, for the report. Not
+    its mount point, nor the subdirectory findmnt shows in brackets for a bind mount: those are absolute paths
+    of the machine the run was made on."""
+    r = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", path],
                        capture_output=True, text=True)
-    return " ".join(r.stdout.split()) or "unknown"
+    fields = r.stdout.split()
+    if fields:
+        fields[0] = fields[0].split("[", 1)[0]
+    return " ".join(fields) or "unknown"
 
 
 def setup_tmpfs(work):
-    """A private tmpfs for the spool-on-tmpfs runs; /dev/shm if mounting is not permitted."""
+    """A private tmpfs for the spool-on-tmpfs runs; /dev/shm if mounting is not permitted.
+
+    The mount point is under the temporary directory ($TMPDIR, else /tmp). The note returned for the report
+    does not name it: it holds this run's pid and the machine's temporary directory, neither of which means
+    anything to a reader of a committed report."""
+    prefix = os.path.join(tempfile.gettempdir(), "payhook-bench-tmpfs.")
     # Unmount tmpfs left behind by runs that were killed before their clean-up.
     try:
         for line in open("/proc/mounts"):
             target = line.split()[1]
-            m = re.fullmatch(r"/tmp/payhook-bench-tmpfs\.(\d+)", target)
+            m = re.fullmatch(re.escape(prefix) + r"(\d+)", target)
             if m and not os.path.exists(f"/proc/{m.group(1)}"):
                 subprocess.run(["umount", target], check=False)
                 os.rmdir(target)
     except OSError:
         pass
-    mnt = f"/tmp/payhook-bench-tmpfs.{os.getpid()}"
+    mnt = f"{prefix}{os.getpid()}"
     os.makedirs(mnt, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g,mode=0700", "tmpfs", mnt],
                        capture_output=True, text=True)
     if r.returncode == 0:
-        return mnt, True, f"tmpfs mounted at {mnt} (size=2g)"
+        return mnt, True, "a private tmpfs mounted for the run (size=2g)"
     os.rmdir(mnt)
     alt = f"/dev/shm/payhook-bench.{os.getpid()}"
     os.makedirs(alt, exist_ok=True)
-    return alt, False, f"/dev/shm ({alt}): mounting a tmpfs failed: {r.stderr.strip()}"
+    why = r.stderr.strip().replace(mnt, "the mount point")
+    return alt, False, f"/dev/shm: mounting a private tmpfs failed: {why}"
 
 
 def free_port():

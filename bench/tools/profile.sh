@@ -26,7 +26,7 @@ case $workload in
 esac
 [ -n "$lines" ] || { echo "profile.sh: no request sets in $requests: run make bench once" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/payhook-profile.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/payhook-profile.XXXXXX")
 spool=$parent/payhook-profile.$$.$(date +%s)
 config=$(python3 "$repo/bench/run.py" --write-config "$work" "$spool" "$threads")
 "$binary" serve --config "$config" > "$work/out.txt" 2> "$work/err.txt" &
