@@ -45,8 +45,10 @@ public final class Metrics: Sendable {
     }
 
     /// The registry's handles by label values. The registry's `make…` checks the name, the label names and
-    /// the help text and then looks the series up under its own lock on every call; a request instead costs
-    /// one lookup here and an atomic increment.
+    /// the help text and then looks the series up under its own lock on every call: called per request, that
+    /// was about 21,000 instructions for the counter and the histogram, and a duplicate callback cost 253k
+    /// instructions instead of the 235k it cost with the earlier hand-written exposition (callgrind, 2,000
+    /// keep-alive duplicates less a 1-request run). Looked up here, a duplicate costs 233k.
     struct Handles {
         var requests: [SeriesKey: Counter] = [:]
         var secretPositions: [SeriesKey: Counter] = [:]
