@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookServer
+import Synchronization
 import Testing
 
 /// `/metrics`: Prometheus text exposition whose counters move with each outcome.
@@ -85,5 +86,69 @@ struct MetricsTests {
         let built = try CallbackBuilder.build(spec, config: try demoConfig(spool: "/x"))
         #expect(try live.get("/notify/unified?" + (built.query ?? "")).status == 400)
         #expect(try Self.scrape(live)["payhook_requests_total{source=\"unified\",tenant=\"demo\",outcome=\"rejected\"}"] == 1)
+    }
+}
+
+/// `Metrics` on its own, without a server.
+@Suite struct MetricsRegistryTests {
+    /// The sample lines of an exposition, `name{labels}` → value as printed.
+    static func samples(_ text: String) -> [String: String] {
+        var samples: [String: String] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " ") else { continue }
+            samples[String(line[..<space])] = String(line[line.index(after: space)...])
+        }
+        return samples
+    }
+
+    /// Each instance has its own registry (no process-wide bootstrap), so two servers in one process, as in
+    /// these tests, count apart.
+    @Test func instancesCountApart() {
+        let first = Metrics()
+        let second = Metrics()
+        first.request(source: "unified", tenant: "demo", outcome: "accepted", route: "unified", seconds: 0.002)
+        first.request(source: "unified", tenant: "demo", outcome: "accepted", route: "unified", seconds: 0.002)
+        second.request(source: "unified", tenant: "demo", outcome: "duplicate", route: "unified", seconds: nil)
+        first.verified(source: "unified", tenant: "demo", position: 2)
+        first.storageError("EIO")
+
+        #expect(first.requests(source: "unified", tenant: "demo", outcome: "accepted") == 2)
+        #expect(second.requests(source: "unified", tenant: "demo", outcome: "accepted") == 0)
+        #expect(second.requests(source: "unified", tenant: "demo", outcome: "duplicate") == 1)
+        let text = first.render()
+        let samples = Self.samples(text)
+        #expect(samples["payhook_request_duration_seconds_bucket{route=\"unified\",le=\"0.001\"}"] == "0")
+        #expect(samples["payhook_request_duration_seconds_bucket{route=\"unified\",le=\"0.0025\"}"] == "2")
+        #expect(samples["payhook_request_duration_seconds_count{route=\"unified\"}"] == "2")
+        #expect(samples["payhook_verified_secret_position_total{source=\"unified\",tenant=\"demo\",position=\"2\"}"] == "1")
+        #expect(samples["payhook_storage_errors_total{error=\"EIO\"}"] == "1")
+        #expect(text.contains("# HELP payhook_requests_total Callback requests by source, tenant and outcome.\n# TYPE payhook_requests_total counter\n"))
+        #expect(text.contains("# TYPE payhook_request_duration_seconds histogram\n"))
+        // A request with no latency (answered before routing) is counted but not timed.
+        #expect(Self.samples(second.render()).keys.allSatisfy { !$0.hasPrefix("payhook_request_duration_seconds") })
+    }
+
+    /// A reading's series follow each scrape: a gauge takes the new value, a counter kept elsewhere is copied
+    /// whole (an integer, and lower again if its keeper starts over), and a label set no longer returned is gone.
+    @Test func readingsFollowEachScrape() {
+        let metrics = Metrics()
+        let state = Mutex((folders: ["new": 3.0, "dead": 1.0], failures: 5.0))
+        metrics.gauge("payhook_test_files", help: "Files by folder.") {
+            state.withLock { s in s.folders.map { ([("folder", $0.key)], $0.value) } }
+        }
+        metrics.gauge("payhook_test_failures", help: "Failures kept elsewhere.", type: "counter") {
+            [([], state.withLock { $0.failures })]
+        }
+        let before = metrics.render()
+        #expect(before.contains("# TYPE payhook_test_files gauge\n"))
+        #expect(before.contains("# TYPE payhook_test_failures counter\n"))
+        #expect(Double(Self.samples(before)["payhook_test_files{folder=\"dead\"}"] ?? "") == 1)
+        #expect(Self.samples(before)["payhook_test_failures"] == "5")
+
+        state.withLock { $0 = (folders: ["new": 4], failures: 2) }
+        let after = Self.samples(metrics.render())
+        #expect(Double(after["payhook_test_files{folder=\"new\"}"] ?? "") == 4)
+        #expect(after["payhook_test_files{folder=\"dead\"}"] == nil)
+        #expect(after["payhook_test_failures"] == "2")
     }
 }
