@@ -32,8 +32,10 @@ let package = Package(
         // What Swift's Glibc module does not export (O_TMPFILE, pipe2, wait-status macros), from the C headers.
         .target(name: "CPayhookShim"),
 
-        // Pure Swift: TOML, form decoding, signature strings, config model, events. No C, no sockets.
-        .target(name: "PayhookCore"),
+        // A TOML 1.0 reader that keeps each value's line, for config errors that name file:line. Pure Swift.
+        .target(name: "PayhookTOML"),
+        // Pure Swift: form decoding, signature strings, config model, events. No C, no sockets.
+        .target(name: "PayhookCore", dependencies: ["PayhookTOML"]),
         // The only Swift code that touches OpenSSL.
         .target(name: "PayhookCrypto", dependencies: ["COpenSSL"]),
         // A value behind an adaptive pthread mutex, for the locks taken on every request.
@@ -59,7 +61,7 @@ let package = Package(
             dependencies: ["PayhookServer", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
         ),
 
-        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
+        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
         .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", logging]),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),

@@ -1,3 +1,5 @@
+import PayhookTOML
+
 /// Turns a TOML document into a validated `Config`, collecting every problem rather than stopping at the
 /// first, so `payhook check-config` can list them all.
 ///
