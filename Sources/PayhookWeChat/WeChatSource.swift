@@ -168,7 +168,7 @@ public struct WeChatSource: CallbackSource {
         guard let resultCode = values["result_code"], resultCode == "SUCCESS" || resultCode == "FAIL" else {
             return .refused(.semantic("result_code must be SUCCESS or FAIL"))
         }
-        guard let amount = values["total_fee"].flatMap(UnifiedFields.parseNonNegative) else {
+        guard let amount = values["total_fee"].flatMap(DecimalDigits.nonNegative) else {
             return .refused(.semantic("total_fee must be a non-negative integer number of fen"))
         }
         let currency = values["fee_type"].flatMap { $0.isEmpty ? nil : $0 } ?? "CNY"
