@@ -9,6 +9,10 @@ import PayhookCrypto
 public struct UnifiedSource: CallbackSource {
     public static let sourceName = "unified"
 
+    /// ``Event/transportFields`` of the events this module writes, for reading stored events back: none, the
+    /// platform signs nothing that changes between deliveries of one callback.
+    public static let transportFields: [String: Set<String>] = [sourceName: []]
+
     public let path: String
     private let tenants: [String: UnifiedTenant]
     /// A callback whose `payTime` is older than this is refused: the dedupe ledger may no longer hold its key

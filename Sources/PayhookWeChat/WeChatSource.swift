@@ -10,6 +10,15 @@ public struct WeChatSource: CallbackSource {
     public static let paySource = "wechat.pay"
     public static let refundSource = "wechat.refund"
 
+    /// Fields of a payment result that identify a delivery, not the payment: WeChat draws a new `nonce_str`
+    /// for each notification it sends, and a merchant's notifications may arrive signed either way
+    /// (protocols.md §1.4), so neither makes a retry a conflict. A refund's fields are the decrypted
+    /// `req_info`, which holds neither.
+    public static let paymentTransportFields: Set<String> = ["nonce_str", "sign_type"]
+
+    /// ``Event/transportFields`` of each event source this module writes, for reading stored events back.
+    public static let transportFields: [String: Set<String>] = [paySource: paymentTransportFields, refundSource: []]
+
     public let path: String
     private let tenants: [String: WeChatTenant]
     /// A notification whose own time (`time_end`, refund `success_time`) is older than this is refused: the
@@ -180,6 +189,7 @@ public struct WeChatSource: CallbackSource {
             key: key, source: Self.paySource, tenant: tenant, orderRef: outTradeNo, status: resultCode,
             amount: amount, currency: currency, verifiedWith: match.type.eventName, fields: fields, request: request)
         verified.secretPosition = match.keyPosition
+        verified.transportFields = Self.paymentTransportFields
         return .accepted(verified)
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookCrypto
+import PayhookUnified
 import PayhookWeChat
 import Testing
 
@@ -64,6 +65,22 @@ import Testing
         #expect(event.fields.first { $0.name == "attach" }?.value == "支付测试")
         #expect(!event.fields.contains { $0.name == "sign" || $0.name == "device_info" })
         #expect(event.raw.body == Self.text(body))
+    }
+
+    /// The source, not the event model, says which fields a retry may change (Event.swift, `transportFields`).
+    @Test func wechatNonceAndSignTypeDoNotMakeAConflict() throws {
+        let pay = try #require(WeChatSource.transportFields[WeChatSource.paySource])
+        let a = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "x"), FormParameter(name: "sign_type", value: "MD5")]
+        let b = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "y")]
+        let c = [FormParameter(name: "total_fee", value: "2"), FormParameter(name: "nonce_str", value: "x")]
+        #expect(Event.fingerprint(of: a, excluding: pay) == Event.fingerprint(of: b, excluding: pay))
+        #expect(Event.fingerprint(of: a, excluding: pay) != Event.fingerprint(of: c, excluding: pay))
+        // Elsewhere a nonce_str field is ordinary content.
+        let unified = try #require(UnifiedSource.transportFields[UnifiedSource.sourceName])
+        #expect(Event.fingerprint(of: a, excluding: unified) != Event.fingerprint(of: b, excluding: unified))
+        // A verified payment result carries its source's list, so its fingerprint is the one read back.
+        let event = try #require(Self.accepted(Self.process(try Self.fixture("pay-md5.xml"))))
+        #expect(event.transportFields == pay)
     }
 
     /// The two wrong ways of protocols.md §1.8 give the documented wrong signatures, and a notification
