@@ -34,8 +34,9 @@ let package = Package(
 
         // A TOML 1.0 reader that keeps each value's line, for config errors that name file:line. Pure Swift.
         .target(name: "PayhookTOML"),
-        // Pure Swift: form decoding, signature strings, config model, events. No C, no sockets.
-        .target(name: "PayhookCore", dependencies: ["PayhookTOML"]),
+        // Pure Swift and provider-neutral: events, the source protocol, form and XML decoding, secrets. No C,
+        // no sockets, no provider's name.
+        .target(name: "PayhookCore"),
         // The only Swift code that touches OpenSSL.
         .target(name: "PayhookCrypto", dependencies: ["COpenSSL"]),
         // A value behind an adaptive pthread mutex, for the locks taken on every request.
@@ -49,25 +50,27 @@ let package = Package(
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
+        // The config file: the server's settings and each provider's [[tables]], read from TOML and validated.
+        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", logging]),
         // Wires config, sources, spool and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging]
+            dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging]
         ),
         .executableTarget(
             name: "payhook",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
+            dependencies: ["PayhookServer", "PayhookConfig", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
         ),
 
-        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
+        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
         .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", logging]),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -4,19 +4,19 @@ public struct Event: Sendable, Equatable {
 
     /// Lowercase hex SHA-256 of `dedupeKey`; the file is `new/<id>.json`.
     public var id: String
-    /// `unified`, `wechat.pay` or `wechat.refund`.
+    /// The kind of event, named by the source that verified it (README, "Events").
     public var source: String
-    /// `domainCode` or `mch_id`.
+    /// The configured tenant whose secret verified it: the value of the source's routing field.
     public var tenant: String
-    /// `requestKey` or `out_trade_no`.
+    /// The merchant's own order number, as the source's sender names it.
     public var orderRef: String
-    /// `payStatus`, `result_code` or `refund_status`.
+    /// The payment or refund state the callback reports, as the sender spells it.
     public var status: String
     /// Smallest currency unit (fen).
     public var amount: Int64
     public var currency: String
     public var dedupeKey: DedupeKey
-    /// `values-sha1`, `salted-sha1`, `md5`, `hmac-sha256` or `aes-256-ecb`.
+    /// The scheme that verified it, named by the source (README, "Events").
     public var verifiedWith: String
     public var receivedAtMilliseconds: Int64
     public var remoteAddress: String
@@ -27,8 +27,8 @@ public struct Event: Sendable, Equatable {
     /// of the event file: which secret signed is nobody's business downstream.
     public var secretPosition: Int?
     /// Fields that identify a delivery, not the payment, so a retry that differs only in them is a duplicate
-    /// and not a conflict. The source that verified the event says which (a WeChat payment result's
-    /// `nonce_str` and `sign_type`, protocols.md §1.4); they are still in `fields` and were verified. Not part
+    /// and not a conflict. The source that verified the event says which (a nonce drawn anew for each
+    /// delivery, for one); they are still in `fields` and were verified. Not part
     /// of the event file: whoever reads an event file back asks the source's module for its list.
     public var transportFields: Set<String> = []
 

@@ -62,15 +62,15 @@ public enum Refusal: Error, Sendable, Equatable {
 public enum Verdict: Sendable, Equatable {
     case accepted(Event)
     case refused(Refusal)
-    /// Answered with success but not queued: a notification that reports a communication failure
-    /// (WeChat `return_code` FAIL) carries no payment result and no signature; retrying it helps no one.
+    /// Answered with success but not queued: a notification that reports a communication failure carries
+    /// no payment result and no signature; retrying it helps no one.
     case acknowledged(String)
 }
 
 /// One kind of payment callback: turns a request into a verified event or a refusal, and knows the exact
 /// answer bytes its sender expects. A source never touches the disk; the server stores what it accepts.
 public protocol CallbackSource: Sendable {
-    /// A short name for logs and metrics: `unified`, `wechat`.
+    /// A short name for the kind of path, in logs and metrics (the source module's own name for it).
     var kind: String { get }
     /// The HTTP method this source's sender uses.
     var method: String { get }

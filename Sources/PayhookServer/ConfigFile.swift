@@ -1,4 +1,5 @@
 import Foundation
+import PayhookConfig
 import PayhookCore
 import PayhookHTTP
 

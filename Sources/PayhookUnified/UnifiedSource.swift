@@ -21,8 +21,8 @@ public struct UnifiedSource: CallbackSource {
 
     /// - Parameters:
     ///   - tenants: every `[[unified]]` table configured for one path.
-    ///   - maxCallbackAgeMilliseconds: ``Config/maxCallbackAgeMilliseconds`` of the running config.
-    public init(path: String, tenants: [UnifiedTenant], maxCallbackAgeMilliseconds: Int64 = Config.defaultMaxCallbackAgeMilliseconds) {
+    ///   - maxCallbackAgeMilliseconds: the running config's `maxCallbackAgeMilliseconds` (``ReplayWindow``).
+    public init(path: String, tenants: [UnifiedTenant], maxCallbackAgeMilliseconds: Int64 = ReplayWindow.defaultMaxCallbackAgeMilliseconds) {
         self.path = path
         var byCode: [String: UnifiedTenant] = [:]
         for tenant in tenants where tenant.path == path { byCode[tenant.domainCode] = tenant }

@@ -25,8 +25,8 @@ public struct WeChatSource: CallbackSource {
     /// dedupe ledger may no longer hold its key (README, "Replays and the ledger's retention").
     public let maxCallbackAgeMilliseconds: Int64
 
-    /// - Parameter maxCallbackAgeMilliseconds: ``Config/maxCallbackAgeMilliseconds`` of the running config.
-    public init(path: String, tenants: [WeChatTenant], maxCallbackAgeMilliseconds: Int64 = Config.defaultMaxCallbackAgeMilliseconds) {
+    /// - Parameter maxCallbackAgeMilliseconds: the running config's `maxCallbackAgeMilliseconds` (``ReplayWindow``).
+    public init(path: String, tenants: [WeChatTenant], maxCallbackAgeMilliseconds: Int64 = ReplayWindow.defaultMaxCallbackAgeMilliseconds) {
         self.path = path
         var byMerchant: [String: WeChatTenant] = [:]
         for tenant in tenants where tenant.path == path { byMerchant[tenant.mchID] = tenant }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import PayhookConfig
 import PayhookCore
 import PayhookServer
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookServer

@@ -1,83 +1,6 @@
-/// A secret (unified domain secret, WeChat API key). Its description is always `***`, so interpolating
-/// one into a log line, an error or test output cannot leak it.
-public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
-    public let value: String
-    public init(_ value: String) { self.value = value }
-    public var description: String { "***" }
-    public var debugDescription: String { "***" }
-}
-
-/// One `[[unified]]` table: a unified pay platform tenant (contract §2).
-public struct UnifiedTenant: Sendable, Equatable {
-    public var path: String
-    public var domainCode: String
-    /// Every valid secret, in file order; the position that verifies is counted, never the secret.
-    public var secrets: [Secret]
-    public var signScheme: UnifiedSignScheme
-    /// `request_key_pattern`: when set, a verified callback's `requestKey` must match it as a whole. Under
-    /// `values-sha1` this is what stops another value of a genuine callback (a `payTime`, an `orderSn`) from
-    /// being moved into `requestKey` when the merchant's keys look like those values (README, "The weakness
-    /// of values-sha1").
-    public var requestKeyPattern: RequestKeyPattern?
-    /// Where the table starts in the config file.
-    public var line: Int
-
-    public init(
-        path: String, domainCode: String, secrets: [Secret], signScheme: UnifiedSignScheme,
-        requestKeyPattern: RequestKeyPattern? = nil, line: Int
-    ) {
-        self.path = path
-        self.domainCode = domainCode
-        self.secrets = secrets
-        self.signScheme = signScheme
-        self.requestKeyPattern = requestKeyPattern
-        self.line = line
-    }
-}
-
-/// A compiled `request_key_pattern` (Swift `Regex` syntax), matched against the whole `requestKey`.
-public struct RequestKeyPattern: @unchecked Sendable, Equatable, CustomStringConvertible {
-    // @unchecked: `Regex<AnyRegexOutput>` is not declared Sendable, but a compiled regex is an immutable value
-    // and matching never mutates it; it is only read after the config is loaded.
-    public let source: String
-    private let regex: Regex<AnyRegexOutput>
-
-    /// Compiles the pattern; throws the compiler's sentence when it is not a valid regular expression.
-    public init(_ source: String) throws {
-        self.source = source
-        self.regex = try Regex(source)
-    }
-
-    public func matches(_ text: String) -> Bool {
-        (try? regex.wholeMatch(in: text)) != nil
-    }
-
-    public var description: String { source }
-
-    public static func == (a: RequestKeyPattern, b: RequestKeyPattern) -> Bool { a.source == b.source }
-}
-
-/// One `[[wechat]]` table: a WeChat Pay merchant receiving v2 notifications (contract §2).
-public struct WeChatTenant: Sendable, Equatable {
-    public var path: String
-    public var mchID: String
-    /// When set, notifications naming another appid are refused.
-    public var appID: String?
-    /// Every valid APIv2 key, in file order (rotation).
-    public var keys: [Secret]
-    /// The signature algorithms accepted for payment notifications.
-    public var signTypes: Set<WeChatSignType>
-    public var line: Int
-
-    public init(path: String, mchID: String, appID: String?, keys: [Secret], signTypes: Set<WeChatSignType>, line: Int) {
-        self.path = path
-        self.mchID = mchID
-        self.appID = appID
-        self.keys = keys
-        self.signTypes = signTypes
-        self.line = line
-    }
-}
+public import PayhookCore
+public import PayhookUnified
+public import PayhookWeChat
 
 /// payhook's configuration (contract §2), after validation.
 public struct Config: Sendable, Equatable {
@@ -121,15 +44,13 @@ public struct Config: Sendable, Equatable {
     public static let defaultListen = "127.0.0.1:8080"
     /// `threads` when the file does not set it, and `max_connections` is at least this.
     public static let defaultThreads = 32
-    public static let defaultLedgerRetentionDays = 7
-    /// The margin between the ledger's retention and the oldest callback accepted: gc runs daily, and a
-    /// ledger entry's age is counted from when it was written, not from the payment.
-    public static let replayMarginDays = 1
-    public static let defaultMaxCallbackAgeMilliseconds = maxCallbackAge(retentionDays: defaultLedgerRetentionDays)
+    public static let defaultLedgerRetentionDays = ReplayWindow.defaultLedgerRetentionDays
+    public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
 
-    /// The oldest payment time a callback may carry under a retention of `retentionDays`.
+    /// The oldest payment time a callback may carry under a retention of `retentionDays` (``ReplayWindow``,
+    /// which the sources apply).
     public static func maxCallbackAge(retentionDays: Int) -> Int64 {
-        Int64(retentionDays - replayMarginDays) * 86_400_000
+        ReplayWindow.maxCallbackAge(retentionDays: retentionDays)
     }
 
     /// The oldest payment time a callback may carry under this config.

@@ -1,3 +1,5 @@
+public import PayhookCore
+
 /// The unified pay platform's signature schemes (protocols.md §4.3, §4.4; contract §3).
 public enum UnifiedSignScheme: String, Sendable, CaseIterable {
     /// The platform's real rule: sorted values plus the secret, concatenated, SHA-1.
