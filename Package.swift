@@ -54,14 +54,17 @@ let package = Package(
         .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", logging]),
-        // Wires config, sources, spool and listener together; the HTTP answers live here.
+        // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.
+        // Serves nothing; it runs each source's own checks offline.
+        .target(name: "PayhookTools", dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
+        // Serving only: wires config, sources, store and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging]
+            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging]
         ),
         .executableTarget(
             name: "payhook",
-            dependencies: ["PayhookServer", "PayhookConfig", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookQueue", "PayhookWeChat", argumentParser, logging]
         ),
 
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
@@ -70,7 +73,7 @@ let package = Package(
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

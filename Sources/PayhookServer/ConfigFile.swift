@@ -38,11 +38,6 @@ public enum ConfigFile {
         }
     }
 
-    /// Everything on standard input.
-    public static func readStandardInput() -> [UInt8] {
-        Array(FileHandle.standardInput.readDataToEndOfFile())
-    }
-
     struct FileReadError: Error, CustomStringConvertible {
         let errno: Int32
         var description: String { String(cString: strerror(errno)) }

@@ -4,6 +4,7 @@ import Foundation
 import PayhookConfig
 import PayhookCore
 import PayhookServer
+import PayhookTools
 import PayhookWeChat
 import Synchronization
 

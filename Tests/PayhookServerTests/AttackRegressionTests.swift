@@ -4,6 +4,7 @@ import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookServer
+import PayhookTools
 import PayhookSpool
 import Synchronization
 import PayhookWeChat

@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookServer
+import PayhookTools
 import Testing
 
 /// `/metrics`: Prometheus text exposition whose counters move with each outcome.

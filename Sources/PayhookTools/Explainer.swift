@@ -11,6 +11,11 @@ import PayhookWeChat
 ///
 /// The verdict comes from the same source code the server runs; the explanation is added around it.
 public enum Explainer {
+    /// Everything on standard input: `payhook verify -` reads its capture there.
+    public static func readStandardInput() -> [UInt8] {
+        Array(FileHandle.standardInput.readDataToEndOfFile())
+    }
+
     public struct Report: Sendable {
         public var lines: [String] = []
         public var verified = false
@@ -19,7 +24,7 @@ public enum Explainer {
 
     /// - Parameter input: a raw query string (optionally `/path?query` or a full URL), a WeChat XML body,
     ///   or an event file (its `raw` request is checked again).
-    public static func explain(_ input: [UInt8], config: Config, path: String? = nil, nowMilliseconds: Int64 = Router.wallClock()) -> Report {
+    public static func explain(_ input: [UInt8], config: Config, path: String? = nil, nowMilliseconds: Int64 = WallClock.milliseconds()) -> Report {
         var report = Report()
         // The kind is told by the first byte that is not whitespace, but what is checked is the capture exactly
         // as given: trimming it would make verify accept bodies that serve refuses, and the two must agree.
