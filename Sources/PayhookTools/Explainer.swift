@@ -109,7 +109,7 @@ public enum Explainer {
         let source = UnifiedSource(path: tenant.path, tenants: [tenant], maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         let request = CallbackRequest(
             method: "GET", target: tenant.path + "?" + query, query: query, body: [], remoteAddress: "-", receivedAtMilliseconds: now)
-        return verdict(source.process(request, nowMilliseconds: now), report)
+        return verdict(source.process(request, nowMilliseconds: now).outcome, report)
     }
 
     /// The string to sign with the secret shown as `***`. Nothing in it depends on the secret: under
@@ -210,7 +210,7 @@ public enum Explainer {
         }
         let source = WeChatSource(path: tenant.path, tenants: [tenant], maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         let request = CallbackRequest(method: "POST", target: tenant.path, query: nil, body: body, remoteAddress: "-", receivedAtMilliseconds: now)
-        return verdict(source.process(request, nowMilliseconds: now), report)
+        return verdict(source.process(request, nowMilliseconds: now).outcome, report)
     }
 
     static func wechatHints(_ elements: [FlatXMLElement], type: WeChatSignType, presented: [UInt8], tenant: WeChatTenant) -> [String] {
@@ -243,7 +243,7 @@ public enum Explainer {
         return hints
     }
 
-    static func verdict(_ verdict: Verdict, _ report: Report) -> Report {
+    static func verdict(_ verdict: Verdict.Outcome, _ report: Report) -> Report {
         var report = report
         switch verdict {
         case .accepted(let event):

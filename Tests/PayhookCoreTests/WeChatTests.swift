@@ -18,18 +18,18 @@ import Testing
         return Array(try Data(contentsOf: url))
     }
 
-    static func process(_ body: [UInt8], tenants: [WeChatTenant] = [tenant]) -> Verdict {
+    static func process(_ body: [UInt8], tenants: [WeChatTenant] = [tenant]) -> Verdict.Outcome {
         WeChatSource(path: "/w", tenants: tenants).process(
             CallbackRequest(method: "POST", target: "/w", query: nil, body: body, remoteAddress: "127.0.0.1", receivedAtMilliseconds: 0),
-            nowMilliseconds: 0)
+            nowMilliseconds: 0).outcome
     }
 
-    static func refusal(_ verdict: Verdict) -> Refusal? {
+    static func refusal(_ verdict: Verdict.Outcome) -> Refusal? {
         if case .refused(let r) = verdict { return r }
         return nil
     }
 
-    static func accepted(_ verdict: Verdict) -> Event? {
+    static func accepted(_ verdict: Verdict.Outcome) -> Event? {
         if case .accepted(let e) = verdict { return e }
         return nil
     }
