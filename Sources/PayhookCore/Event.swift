@@ -158,12 +158,6 @@ public struct DedupeKey: Sendable, Equatable, Hashable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func escape(_ part: String) -> String {
-        var out: [UInt8] = []
-        appendEscaped(part, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
     /// Appends `part` percent-encoded outside RFC 3986's unreserved set, with uppercase hex digits.
     static func appendEscaped(_ part: String, to out: inout [UInt8]) {
         for byte in part.utf8 {

@@ -71,11 +71,6 @@ public final class Metrics: Sendable {
         externalHistograms.withLock { $0.append((name, help, bounds, read)) }
     }
 
-    /// The current value of one request counter (for tests and tools).
-    public func requests(source: String, tenant: String, outcome: String) -> UInt64 {
-        state.withLock { $0.requests[[source, tenant, outcome]] ?? 0 }
-    }
-
     /// The exposition text.
     public func render() -> String {
         let s = state.withLock { $0 }
