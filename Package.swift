@@ -51,7 +51,8 @@ let package = Package(
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
         // The config file: the server's settings and each provider's [[tables]], read from TOML and validated.
-        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
+        // The listener's settings take their defaults and address syntax from PayhookHTTP, which owns them.
+        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookHTTP", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", logging]),
         // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.

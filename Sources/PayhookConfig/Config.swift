@@ -1,4 +1,5 @@
 public import PayhookCore
+public import PayhookHTTP
 public import PayhookUnified
 public import PayhookWeChat
 
@@ -8,7 +9,6 @@ public struct Config: Sendable, Equatable {
     public var file: String
     /// `host:port` or `[ipv6]:port`.
     public var listen: String
-    public var listenLine: Int?
     /// The queue directory, resolved against the config file's folder.
     public var spool: String
     public var maxBodyBytes: Int
@@ -19,9 +19,7 @@ public struct Config: Sendable, Equatable {
     public var requestDeadlineSeconds: Int
     /// A request line and headers not complete within this are cut (slowloris on the head).
     public var headerDeadlineSeconds: Int
-    /// Listener threads. A thread whose handler waits for the disk stalls every connection it serves, and a
-    /// group commit can only share its directory fsyncs among stores that wait at once, so this is sized for
-    /// the disk's latency rather than for the cores (README, "Performance").
+    /// Listener threads; why the default is what it is, in ``HTTPLimits/threads``.
     public var threads: Int
     public var shutdownGraceSeconds: Int
     /// Below this much free space in the spool's file system, callbacks are refused with 503 before
@@ -42,9 +40,9 @@ public struct Config: Sendable, Equatable {
     public var wechat: [WeChatTenant]
 
     public static let defaultListen = "127.0.0.1:8080"
-    /// `threads` when the file does not set it, and `max_connections` is at least this.
-    public static let defaultThreads = 32
-    public static let defaultLedgerRetentionDays = ReplayWindow.defaultLedgerRetentionDays
+    /// The listener's own defaults, which are the config file's for the keys that set them: one home for
+    /// each number, in PayhookHTTP, where the reasons for them are.
+    public static let listenerDefaults = HTTPLimits()
     public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
 
     /// The oldest payment time a callback may carry under a retention of `retentionDays` (``ReplayWindow``,
@@ -57,26 +55,42 @@ public struct Config: Sendable, Equatable {
     public var maxCallbackAgeMilliseconds: Int64 { Self.maxCallbackAge(retentionDays: ledgerRetentionDays) }
 
     public init(file: String, spool: String) {
+        let listener = Self.listenerDefaults
         self.file = file
         self.listen = Self.defaultListen
         self.spool = spool
-        self.maxBodyBytes = 65536
-        self.connectionTimeoutSeconds = 10
-        self.maxConnections = 256
-        self.maxConnectionsPerIP = 32
-        self.connectionMemoryLimitBytes = 32768
-        self.requestDeadlineSeconds = 30
-        self.headerDeadlineSeconds = 10
-        self.threads = Self.defaultThreads
+        self.maxBodyBytes = listener.maxBodyBytes
+        self.connectionTimeoutSeconds = listener.connectionTimeoutSeconds
+        self.maxConnections = listener.maxConnections
+        self.maxConnectionsPerIP = listener.maxConnectionsPerIP
+        self.connectionMemoryLimitBytes = listener.connectionMemoryLimitBytes
+        // The file's deadlines are whole seconds; the listener's defaults are too.
+        self.requestDeadlineSeconds = Int(listener.requestDeadlineSeconds)
+        self.headerDeadlineSeconds = Int(listener.headerDeadlineSeconds)
+        self.threads = listener.threads
         self.shutdownGraceSeconds = 10
         self.minFreeBytes = 16 * 1024 * 1024
         self.logLevel = "info"
         self.logFormat = "text"
-        self.ledgerRetentionDays = Self.defaultLedgerRetentionDays
+        self.ledgerRetentionDays = ReplayWindow.defaultLedgerRetentionDays
         self.maxConflictsPerEvent = 16
         self.maxConflicts = 1000
         self.unified = []
         self.wechat = []
+    }
+
+    /// The listener's limits under this config.
+    public var listenerLimits: HTTPLimits {
+        var limits = HTTPLimits()
+        limits.connectionTimeoutSeconds = connectionTimeoutSeconds
+        limits.maxConnections = maxConnections
+        limits.maxConnectionsPerIP = maxConnectionsPerIP
+        limits.connectionMemoryLimitBytes = connectionMemoryLimitBytes
+        limits.maxBodyBytes = maxBodyBytes
+        limits.requestDeadlineSeconds = Double(requestDeadlineSeconds)
+        limits.headerDeadlineSeconds = Double(headerDeadlineSeconds)
+        limits.threads = threads
+        return limits
     }
 }
 

@@ -1,7 +1,5 @@
 import ArgumentParser
 import PayhookConfig
-import PayhookCore
-import PayhookServer
 
 /// `payhook check-config --config FILE`: validates a config and lists every problem at once.
 struct CheckConfig: ParsableCommand {

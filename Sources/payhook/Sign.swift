@@ -3,7 +3,6 @@ import Dispatch
 import Foundation
 import PayhookConfig
 import PayhookCore
-import PayhookServer
 import PayhookTools
 import PayhookWeChat
 import Synchronization

@@ -1,7 +1,5 @@
 import ArgumentParser
 import PayhookConfig
-import PayhookCore
-import PayhookServer
 import PayhookTools
 
 /// `payhook verify --config FILE CAPTURE`: checks one captured callback offline and explains the result.
