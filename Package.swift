@@ -38,7 +38,10 @@ let package = Package(
         // What Swift's Glibc module does not export (O_TMPFILE, pipe2, wait-status macros), from the C headers.
         .target(name: "CPayhookShim"),
 
-        // Pure Swift: TOML, form decoding, signature strings, config model, events. No C, no sockets.
+        // A TOML 1.0 reader that keeps each value's line, for config errors that name file:line. Pure Swift.
+        .target(name: "PayhookTOML"),
+        // Pure Swift and provider-neutral: events, the source protocol, form and XML decoding, secrets. No C,
+        // no sockets, no provider's name.
         .target(name: "PayhookCore"),
         // The only Swift code that touches OpenSSL.
         .target(name: "PayhookCrypto", dependencies: ["COpenSSL"]),
@@ -53,25 +56,31 @@ let package = Package(
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
+        // The config file: the server's settings and each provider's [[tables]], read from TOML and validated.
+        // The listener's settings take their defaults and address syntax from PayhookHTTP, which owns them.
+        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookHTTP", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", logging]),
-        // Wires config, sources, spool and listener together; the HTTP answers live here.
+        // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.
+        // Serves nothing; it runs each source's own checks offline.
+        .target(name: "PayhookTools", dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
+        // Serving only: wires config, sources, store and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging, prometheus, coreMetrics]
+            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging, prometheus, coreMetrics]
         ),
         .executableTarget(
             name: "payhook",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookQueue", "PayhookWeChat", argumentParser, logging]
         ),
 
-        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
+        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
         .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", logging]),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -125,7 +125,7 @@ private func checkRefundNotification(_ fields: [FlatXMLElement], reqInfo: String
     let body = flatDocument(outer, root: "xml", choices: &choices)
     let request = CallbackRequest(
         method: "POST", target: "/notify/wechat", query: nil, body: body, remoteAddress: "127.0.0.1", receivedAtMilliseconds: 0)
-    let verdict = source.process(request, nowMilliseconds: 0)
+    let verdict = source.process(request, nowMilliseconds: 0).outcome
     let values = fieldMap(fields)
     switch verdict {
     case .accepted(let event):

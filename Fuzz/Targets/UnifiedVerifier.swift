@@ -56,7 +56,7 @@ public func unifiedVerifierFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> I
 private enum Outcome: Equatable {
     case malformed, unknownTenant, badSignature, semantic, accepted
 
-    init(_ verdict: Verdict) {
+    init(_ verdict: Verdict.Outcome) {
         switch verdict {
         case .accepted: self = .accepted
         case .refused(.malformed): self = .malformed
@@ -69,7 +69,7 @@ private enum Outcome: Equatable {
 }
 
 private func checkRawQuery(_ query: String, decoded: [FormParameter]?) {
-    let verdict = source.process(request(query), nowMilliseconds: now)
+    let verdict = source.process(request(query), nowMilliseconds: now).outcome
     let expected = expectedOutcome(decoded)
     if Outcome(verdict) != expected { violated("verdict differs from the documented rules", "\(verdict) instead of \(expected)") }
     if case .accepted(let event) = verdict, let decoded {
@@ -127,11 +127,11 @@ private func checkSignedCallback(_ input: [FormParameter], choices: inout Choice
     let signIndex = choices.below(parameters.count + 1)
     let encoding = FormEncoding.allCases[choices.below(FormEncoding.allCases.count)]
 
-    func send(_ sign: String) -> (Verdict, String) {
+    func send(_ sign: String) -> (Verdict.Outcome, String) {
         var all = parameters
         all.insert(FormParameter(name: "sign", value: sign), at: signIndex)
         let query = formQuery(all, encoding: encoding)
-        return (source.process(request(query), nowMilliseconds: now), query)
+        return (source.process(request(query), nowMilliseconds: now).outcome, query)
     }
 
     let (verdict, query) = send(presentedSign)

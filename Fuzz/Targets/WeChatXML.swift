@@ -55,7 +55,7 @@ private func checkRawBody(_ bytes: [UInt8], choices: inout Choices) {
     let request = CallbackRequest(
         method: "POST", target: "/notify/wechat", query: nil, body: bytes, remoteAddress: "127.0.0.1",
         receivedAtMilliseconds: 0)
-    let verdict = source.process(request, nowMilliseconds: 0)
+    let verdict = source.process(request, nowMilliseconds: 0).outcome
     switch (verdict, parsed) {
     case (.refused(.malformed), _):
         break

@@ -4,19 +4,19 @@ public struct Event: Sendable, Equatable {
 
     /// Lowercase hex SHA-256 of `dedupeKey`; the file is `new/<id>.json`.
     public var id: String
-    /// `unified`, `wechat.pay` or `wechat.refund`.
+    /// The kind of event, named by the source that verified it (README, "Events").
     public var source: String
-    /// `domainCode` or `mch_id`.
+    /// The configured tenant whose secret verified it: the value of the source's routing field.
     public var tenant: String
-    /// `requestKey` or `out_trade_no`.
+    /// The merchant's own order number, as the source's sender names it.
     public var orderRef: String
-    /// `payStatus`, `result_code` or `refund_status`.
+    /// The payment or refund state the callback reports, as the sender spells it.
     public var status: String
     /// Smallest currency unit (fen).
     public var amount: Int64
     public var currency: String
     public var dedupeKey: DedupeKey
-    /// `values-sha1`, `salted-sha1`, `md5`, `hmac-sha256` or `aes-256-ecb`.
+    /// The scheme that verified it, named by the source (README, "Events").
     public var verifiedWith: String
     public var receivedAtMilliseconds: Int64
     public var remoteAddress: String
@@ -26,6 +26,11 @@ public struct Event: Sendable, Equatable {
     /// Which of the tenant's secrets verified it (1-based, in file order), for rotation metrics. Not part
     /// of the event file: which secret signed is nobody's business downstream.
     public var secretPosition: Int?
+    /// Fields that identify a delivery, not the payment, so a retry that differs only in them is a duplicate
+    /// and not a conflict. The source that verified the event says which (a nonce drawn anew for each
+    /// delivery, for one); they are still in `fields` and were verified. Not part
+    /// of the event file: whoever reads an event file back asks the source's module for its list.
+    public var transportFields: Set<String> = []
 
     public struct RawRequest: Sendable, Equatable {
         public var method: String
@@ -102,24 +107,16 @@ public struct Event: Sendable, Equatable {
     }
 
     /// What makes two deliveries of one dedupe key "the same": their verified fields, compared as a set,
-    /// leaving out the transport fields a sender may change between deliveries of one notification.
+    /// leaving out the `transportFields` a sender may change between deliveries of one notification.
     ///
     /// The text is unambiguous (JSON strings of the fields sorted by name), so equal fingerprints mean equal
     /// verified content and a retry is a duplicate; any other difference (another amount, another
     /// `orderSn`) is a conflict (contract §4, invariant 5).
     public var fingerprint: String {
-        Self.fingerprint(of: fields, source: source)
+        Self.fingerprint(of: fields, excluding: transportFields)
     }
 
-    /// Fields that identify a delivery, not the payment: WeChat draws a new `nonce_str` for each
-    /// notification it sends, and a merchant's notifications may arrive signed either way (protocols.md
-    /// §1.4), so neither makes a retry a conflict. Both are still in `fields` and were verified.
-    public static func transportFields(source: String) -> Set<String> {
-        source == "wechat.pay" ? ["nonce_str", "sign_type"] : []
-    }
-
-    public static func fingerprint(of fields: [FormParameter], source: String) -> String {
-        let ignored = transportFields(source: source)
+    public static func fingerprint(of fields: [FormParameter], excluding ignored: Set<String> = []) -> String {
         var j = JSONText()
         j.raw("[")
         let kept = fields.filter { !ignored.contains($0.name) }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
@@ -158,12 +155,6 @@ public struct DedupeKey: Sendable, Equatable, Hashable {
             out.append(UInt8(ascii: "/"))
             Self.appendEscaped(part, to: &out)
         }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func escape(_ part: String) -> String {
-        var out: [UInt8] = []
-        appendEscaped(part, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
 

@@ -58,26 +58,55 @@ public enum Refusal: Error, Sendable, Equatable {
     }
 }
 
-/// What a source made of one callback.
-public enum Verdict: Sendable, Equatable {
-    case accepted(Event)
-    case refused(Refusal)
-    /// Answered with success but not queued: a notification that reports a communication failure
-    /// (WeChat `return_code` FAIL) carries no payment result and no signature; retrying it helps no one.
-    case acknowledged(String)
+/// What a source made of one callback, and the labels it goes by in metrics, found in the same pass, so
+/// nothing parses a request twice to name it.
+///
+/// The labels follow one rule for every outcome. `source` is the event source (``Event/source``) once the
+/// request showed which kind of event it is, so a refusal and an acceptance of one kind of callback count
+/// under one name; before that, the path's kind (``CallbackSource/kind``). `tenant` is the configured tenant
+/// the request's routing field names, once that field was read; nil before, and when it names none, so it
+/// is never request text.
+public struct Verdict: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable {
+        case accepted(Event)
+        case refused(Refusal)
+        /// Answered with success but not queued: a notification that reports a communication failure carries
+        /// no payment result and no signature; retrying it helps no one.
+        case acknowledged(String)
+    }
+
+    public var outcome: Outcome
+    public var source: String
+    public var tenant: String?
+
+    public init(_ outcome: Outcome, source: String, tenant: String?) {
+        self.outcome = outcome
+        self.source = source
+        self.tenant = tenant
+    }
+
+    /// An accepted event: its own source and tenant are the labels.
+    public static func accepted(_ event: Event) -> Verdict {
+        Verdict(.accepted(event), source: event.source, tenant: event.tenant)
+    }
+
+    public static func refused(_ refusal: Refusal, source: String, tenant: String?) -> Verdict {
+        Verdict(.refused(refusal), source: source, tenant: tenant)
+    }
+
+    public static func acknowledged(_ reason: String, source: String, tenant: String?) -> Verdict {
+        Verdict(.acknowledged(reason), source: source, tenant: tenant)
+    }
 }
 
 /// One kind of payment callback: turns a request into a verified event or a refusal, and knows the exact
 /// answer bytes its sender expects. A source never touches the disk; the server stores what it accepts.
 public protocol CallbackSource: Sendable {
-    /// A short name for logs and metrics: `unified`, `wechat`.
+    /// A short name for the kind of path, in logs and metrics (the source module's own name for it).
     var kind: String { get }
     /// The HTTP method this source's sender uses.
     var method: String { get }
-    /// The configured tenant a request names, if any: a metrics label for refusals, so it is never
-    /// request text that matches no tenant.
-    func tenantLabel(for request: CallbackRequest) -> String?
-    /// Verifies and parses one request.
+    /// Verifies and parses one request, once: the verdict carries its metrics labels too.
     func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict
     /// The answer that tells the sender the event is stored (or was stored before).
     var successAnswer: Answer { get }

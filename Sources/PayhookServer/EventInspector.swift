@@ -1,13 +1,26 @@
 import Foundation
 import PayhookCore
 import PayhookSpool
+import PayhookUnified
+import PayhookWeChat
 
 /// Tells the spool what a stored event file is: its id and the fingerprint of its verified fields.
 ///
 /// The spool itself never parses events (it knows no source); recovery and conflict detection call this.
 /// A file that is not a `payhook.event.v1` object with a 64-hex id and string fields is not an event.
+///
+/// Which fields a source leaves out of its fingerprint is the source's rule; the inspector is handed every
+/// source module's list, whatever the config serves, since the spool may hold events of a source no longer
+/// configured.
 public struct EventInspector: SpoolRecordInspector {
-    public init() {}
+    let transportFields: [String: Set<String>]
+
+    public init(transportFields: [String: Set<String>] = EventInspector.allSources) {
+        self.transportFields = transportFields
+    }
+
+    /// ``Event/transportFields`` of every source payhook has, by event source.
+    public static let allSources = UnifiedSource.transportFields.merging(WeChatSource.transportFields) { a, _ in a }
 
     public func inspect(_ bytes: [UInt8]) -> SpoolRecordInfo? {
         // JSONReader, not JSONSerialization: every new event is read back once before it is written (the spool
@@ -24,6 +37,6 @@ public struct EventInspector: SpoolRecordInspector {
             guard let text = value.stringValue else { return nil }
             parameters.append(FormParameter(name: name, value: text))
         }
-        return SpoolRecordInfo(id: id, fingerprint: Event.fingerprint(of: parameters, source: source))
+        return SpoolRecordInfo(id: id, fingerprint: Event.fingerprint(of: parameters, excluding: transportFields[source] ?? []))
     }
 }

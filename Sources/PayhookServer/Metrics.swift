@@ -153,16 +153,6 @@ public final class Metrics: Sendable {
         externalHistograms.withLock { $0.append((name, help, bounds, read)) }
     }
 
-    /// The current value of one request counter (for tests and tools). The registry's counters have no
-    /// public getter, so this reads the counter's sample line; it is not for a request path.
-    public func requests(source: String, tenant: String, outcome: String) -> UInt64 {
-        let prefix = "\(Self.requestsName.name)\(Self.labels([("source", source), ("tenant", tenant), ("outcome", outcome)])) "
-        for line in registry.emitToString().split(separator: "\n") where line.hasPrefix(prefix) {
-            return UInt64(line.dropFirst(prefix.count)) ?? 0
-        }
-        return 0
-    }
-
     /// The exposition text.
     public func render() -> String {
         let readings = self.readings.withLock { $0 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PayhookConfig
 import PayhookCore
 import PayhookHTTP
 import PayhookSpool
@@ -69,17 +70,8 @@ public final class PayhookServer: Sendable {
         let metrics = Metrics()
         self.metrics = metrics
         let router = Router(sources: Self.sources(config), store: store, logger: logger, metrics: metrics, clock: clock)
-        var limits = HTTPLimits()
-        limits.connectionTimeoutSeconds = config.connectionTimeoutSeconds
-        limits.maxConnections = config.maxConnections
-        limits.maxConnectionsPerIP = config.maxConnectionsPerIP
-        limits.connectionMemoryLimitBytes = config.connectionMemoryLimitBytes
-        limits.maxBodyBytes = config.maxBodyBytes
-        limits.requestDeadlineSeconds = Double(config.requestDeadlineSeconds)
-        limits.headerDeadlineSeconds = Double(config.headerDeadlineSeconds)
-        limits.threads = config.threads
         do {
-            http = try HTTPServer(listen: listen, limits: limits, handler: router, logger: logger)
+            http = try HTTPServer(listen: listen, limits: config.listenerLimits, handler: router, logger: logger)
         } catch {
             store.close()
             throw StartError(description: "\(error)")

@@ -91,14 +91,17 @@ public final class Router: HTTPHandler {
             method: head.method, target: head.target, query: head.query, body: request.body,
             remoteAddress: head.remoteAddress,
             receivedAtMilliseconds: Int64((head.receivedAt.timeIntervalSince1970 * 1000).rounded(.down)))
-        switch source.process(callback, nowMilliseconds: clock()) {
+        // The verdict carries its own labels (`Verdict` in Sources/PayhookCore/Source.swift): the request is
+        // parsed once, by the source, whatever the outcome.
+        let verdict = source.process(callback, nowMilliseconds: clock())
+        switch verdict.outcome {
         case .refused(let refusal):
             log(head, outcome: refusal.outcome, status: refusal.status, level: .warning, started: started, reason: refusal.reason)
-            metrics.request(source: source.kind, tenant: source.tenantLabel(for: callback) ?? "", outcome: refusal.outcome, route: source.kind, seconds: Self.seconds(since: head))
+            metrics.request(source: verdict.source, tenant: verdict.tenant ?? "", outcome: refusal.outcome, route: source.kind, seconds: Self.seconds(since: head))
             return Self.response(source.failureAnswer(status: refusal.status, reason: Self.answerReason(refusal.status)))
         case .acknowledged(let reason):
             log(head, outcome: "acknowledged", status: 200, level: .notice, started: started, reason: reason)
-            metrics.request(source: source.kind, tenant: source.tenantLabel(for: callback) ?? "", outcome: "acknowledged", route: source.kind, seconds: Self.seconds(since: head))
+            metrics.request(source: verdict.source, tenant: verdict.tenant ?? "", outcome: "acknowledged", route: source.kind, seconds: Self.seconds(since: head))
             return Self.response(source.successAnswer)
         case .accepted(let event):
             do {

@@ -9,6 +9,10 @@ import PayhookCrypto
 public struct UnifiedSource: CallbackSource {
     public static let sourceName = "unified"
 
+    /// ``Event/transportFields`` of the events this module writes, for reading stored events back: none, the
+    /// platform signs nothing that changes between deliveries of one callback.
+    public static let transportFields: [String: Set<String>] = [sourceName: []]
+
     public let path: String
     private let tenants: [String: UnifiedTenant]
     /// A callback whose `payTime` is older than this is refused: the dedupe ledger may no longer hold its key
@@ -17,8 +21,8 @@ public struct UnifiedSource: CallbackSource {
 
     /// - Parameters:
     ///   - tenants: every `[[unified]]` table configured for one path.
-    ///   - maxCallbackAgeMilliseconds: ``Config/maxCallbackAgeMilliseconds`` of the running config.
-    public init(path: String, tenants: [UnifiedTenant], maxCallbackAgeMilliseconds: Int64 = Config.defaultMaxCallbackAgeMilliseconds) {
+    ///   - maxCallbackAgeMilliseconds: the running config's `maxCallbackAgeMilliseconds` (``ReplayWindow``).
+    public init(path: String, tenants: [UnifiedTenant], maxCallbackAgeMilliseconds: Int64 = ReplayWindow.defaultMaxCallbackAgeMilliseconds) {
         self.path = path
         var byCode: [String: UnifiedTenant] = [:]
         for tenant in tenants where tenant.path == path { byCode[tenant.domainCode] = tenant }
@@ -30,13 +34,6 @@ public struct UnifiedSource: CallbackSource {
 
     public var kind: String { Self.sourceName }
 
-    public func tenantLabel(for request: CallbackRequest) -> String? {
-        guard let parameters = try? FormQuery.decode(request.query ?? ""),
-            let code = parameters.first(where: { $0.name == "domainCode" })?.value
-        else { return nil }
-        return tenants[code] != nil ? code : nil
-    }
-
     /// The platform treats the body `success` as processed and anything else as a failure (§4.2).
     public var successAnswer: Answer {
         Answer(status: 200, contentType: "text/plain; charset=utf-8", body: Array("success".utf8))
@@ -47,37 +44,42 @@ public struct UnifiedSource: CallbackSource {
     }
 
     public func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
+        // Every unified callback is one kind of event, so the source label is known from the start; the tenant
+        // label once `domainCode` named a configured tenant.
+        func refused(_ refusal: Refusal, tenant: String? = nil) -> Verdict {
+            .refused(refusal, source: Self.sourceName, tenant: tenant)
+        }
         let parameters: [FormParameter]
         do {
             parameters = try FormQuery.decode(request.query ?? "")
         } catch {
-            return .refused(.malformed(error.description))
+            return refused(.malformed(error.description))
         }
         var values: [String: String] = [:]
         for parameter in parameters { values[parameter.name] = parameter.value }
 
         guard let domainCode = values["domainCode"], !domainCode.isEmpty else {
-            return .refused(.malformed("parameter 'domainCode' is missing, so no tenant can be chosen"))
+            return refused(.malformed("parameter 'domainCode' is missing, so no tenant can be chosen"))
         }
         guard let tenant = tenants[domainCode] else {
-            return .refused(.unknownTenant("no [[unified]] tenant with domain_code '\(LogText.printable(domainCode))' on \(path)"))
+            return refused(.unknownTenant("no [[unified]] tenant with domain_code '\(LogText.printable(domainCode))' on \(path)"))
         }
         let match: Match
         switch Self.verify(parameters, sign: values[UnifiedSigning.signParameter], tenant: tenant) {
         case .failure(let refusal):
-            return .refused(refusal)
+            return refused(refusal, tenant: domainCode)
         case .success(let found):
             match = found
         }
         let amount: Int64
         switch UnifiedFields.check(values, nowMilliseconds: nowMilliseconds, maxAgeMilliseconds: maxCallbackAgeMilliseconds) {
-        case .failure(let error): return .refused(.semantic(error.message))
+        case .failure(let error): return refused(.semantic(error.message), tenant: domainCode)
         case .success(let money): amount = money
         }
         let requestKey = values["requestKey"] ?? ""
         let payStatus = values["payStatus"] ?? ""
         if let refusal = Self.checkMoves(parameters, requestKey: requestKey, tenant: tenant) {
-            return .refused(refusal)
+            return refused(refusal, tenant: domainCode)
         }
         let key = DedupeKey(source: Self.sourceName, parts: [domainCode, requestKey, payStatus])
         // `fields` holds what the signature covers: non-empty values other than `sign`. An empty value

@@ -143,7 +143,7 @@ public enum WeChatFields {
             return .failure(SemanticFailure("transaction_id is not at most 32 digits"))
         }
         for name in ["cash_fee", "settlement_total_fee", "coupon_fee"] {
-            if let amount = values[name], !amount.isEmpty, UnifiedFields.parseNonNegative(amount) == nil {
+            if let amount = values[name], !amount.isEmpty, DecimalDigits.nonNegative(amount) == nil {
                 return .failure(SemanticFailure("\(name) is not a non-negative integer"))
             }
         }
@@ -200,7 +200,7 @@ public enum WeChatFields {
         var amounts: [String: Int64] = [:]
         for name in ["total_fee", "refund_fee", "settlement_refund_fee", "settlement_total_fee"] {
             guard let text = values[name] else { continue }
-            guard let amount = UnifiedFields.parseNonNegative(text) else {
+            guard let amount = DecimalDigits.nonNegative(text) else {
                 return .failure(SemanticFailure("\(name) is not a non-negative integer number of fen"))
             }
             amounts[name] = amount

@@ -10,14 +10,23 @@ public struct WeChatSource: CallbackSource {
     public static let paySource = "wechat.pay"
     public static let refundSource = "wechat.refund"
 
+    /// Fields of a payment result that identify a delivery, not the payment: WeChat draws a new `nonce_str`
+    /// for each notification it sends, and a merchant's notifications may arrive signed either way
+    /// (protocols.md §1.4), so neither makes a retry a conflict. A refund's fields are the decrypted
+    /// `req_info`, which holds neither.
+    public static let paymentTransportFields: Set<String> = ["nonce_str", "sign_type"]
+
+    /// ``Event/transportFields`` of each event source this module writes, for reading stored events back.
+    public static let transportFields: [String: Set<String>] = [paySource: paymentTransportFields, refundSource: []]
+
     public let path: String
     private let tenants: [String: WeChatTenant]
     /// A notification whose own time (`time_end`, refund `success_time`) is older than this is refused: the
     /// dedupe ledger may no longer hold its key (README, "Replays and the ledger's retention").
     public let maxCallbackAgeMilliseconds: Int64
 
-    /// - Parameter maxCallbackAgeMilliseconds: ``Config/maxCallbackAgeMilliseconds`` of the running config.
-    public init(path: String, tenants: [WeChatTenant], maxCallbackAgeMilliseconds: Int64 = Config.defaultMaxCallbackAgeMilliseconds) {
+    /// - Parameter maxCallbackAgeMilliseconds: the running config's `maxCallbackAgeMilliseconds` (``ReplayWindow``).
+    public init(path: String, tenants: [WeChatTenant], maxCallbackAgeMilliseconds: Int64 = ReplayWindow.defaultMaxCallbackAgeMilliseconds) {
         self.path = path
         var byMerchant: [String: WeChatTenant] = [:]
         for tenant in tenants where tenant.path == path { byMerchant[tenant.mchID] = tenant }
@@ -28,13 +37,6 @@ public struct WeChatSource: CallbackSource {
     public var method: String { "POST" }
 
     public var kind: String { "wechat" }
-
-    public func tenantLabel(for request: CallbackRequest) -> String? {
-        guard let elements = try? FlatXML.parse(request.body, root: "xml"),
-            let mchID = elements.first(where: { $0.name == "mch_id" })?.text
-        else { return nil }
-        return tenants[mchID] != nil ? mchID : nil
-    }
 
     /// Byte for byte the acknowledgement WeChat documents (protocols.md §1.6, contract §3): no whitespace.
     public static let successXML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
@@ -60,28 +62,34 @@ public struct WeChatSource: CallbackSource {
         do {
             elements = try FlatXML.parse(request.body, root: "xml")
         } catch {
-            return .refused(.malformed("body is not a flat <xml> notification: \(error)"))
+            return .refused(.malformed("body is not a flat <xml> notification: \(error)"), source: kind, tenant: nil)
         }
         var values: [String: String] = [:]
         for element in elements { values[element.name] = element.text }
+        // The tenant label: the configured merchant the body names, if any (Verdict's rule).
+        let named = values["mch_id"].flatMap { tenants[$0] == nil ? nil : $0 }
 
         switch values["return_code"] {
         case "SUCCESS":
             break
         case "FAIL":
             // A communication failure report: no sign, no result. Acknowledged, never queued (contract §3).
-            return .acknowledged("return_code FAIL: \(LogText.printable(values["return_msg"] ?? "", limit: 80))")
+            // Neither a payment nor a refund, so it counts under the path's kind.
+            return .acknowledged("return_code FAIL: \(LogText.printable(values["return_msg"] ?? "", limit: 80))", source: kind, tenant: named)
         default:
-            return .refused(.malformed("return_code must be SUCCESS or FAIL"))
+            return .refused(.malformed("return_code must be SUCCESS or FAIL"), source: kind, tenant: named)
         }
+        // A result notification: a refund's result is encrypted in req_info, a payment's is signed in the clear
+        // (protocols.md §1, §2). From here on every verdict counts under the event source it would be stored as.
+        let source = values["req_info"] == nil ? Self.paySource : Self.refundSource
         guard let mchID = values["mch_id"], !mchID.isEmpty else {
-            return .refused(.malformed("mch_id is missing, so no tenant can be chosen"))
+            return .refused(.malformed("mch_id is missing, so no tenant can be chosen"), source: source, tenant: nil)
         }
         guard let tenant = tenants[mchID] else {
-            return .refused(.unknownTenant("no [[wechat]] tenant with mch_id '\(LogText.printable(mchID))' on \(path)"))
+            return .refused(.unknownTenant("no [[wechat]] tenant with mch_id '\(LogText.printable(mchID))' on \(path)"), source: source, tenant: nil)
         }
         if let expected = tenant.appID, values["appid"] != expected {
-            return .refused(.unknownTenant("appid does not match the tenant's appid"))
+            return .refused(.unknownTenant("appid does not match the tenant's appid"), source: source, tenant: mchID)
         }
         if let reqInfo = values["req_info"] {
             return refund(reqInfo: reqInfo, tenant: tenant, request: request, now: nowMilliseconds)
@@ -151,25 +159,26 @@ public struct WeChatSource: CallbackSource {
     private func payment(
         _ elements: [FlatXMLElement], _ values: [String: String], tenant: WeChatTenant, request: CallbackRequest, now: Int64
     ) -> Verdict {
+        func refused(_ refusal: Refusal) -> Verdict { .refused(refusal, source: Self.paySource, tenant: tenant.mchID) }
         let match: PaymentMatch
         switch Self.verifyPayment(elements, tenant: tenant) {
-        case .failure(let refusal): return .refused(refusal)
+        case .failure(let refusal): return refused(refusal)
         case .success(let m): match = m
         }
         switch WeChatFields.checkPayment(values, elements: elements) {
         case .failure(let problem):
-            return .refused(.semantic(problem.message))
+            return refused(.semantic(problem.message))
         case .success(let timeEnd):
-            if let refusal = tooOld(timeEnd, field: "time_end", now: now) { return .refused(refusal) }
+            if let refusal = tooOld(timeEnd, field: "time_end", now: now) { return refused(refusal) }
         }
         guard let outTradeNo = values["out_trade_no"], !outTradeNo.isEmpty else {
-            return .refused(.semantic("out_trade_no is missing or empty"))
+            return refused(.semantic("out_trade_no is missing or empty"))
         }
         guard let resultCode = values["result_code"], resultCode == "SUCCESS" || resultCode == "FAIL" else {
-            return .refused(.semantic("result_code must be SUCCESS or FAIL"))
+            return refused(.semantic("result_code must be SUCCESS or FAIL"))
         }
-        guard let amount = values["total_fee"].flatMap(UnifiedFields.parseNonNegative) else {
-            return .refused(.semantic("total_fee must be a non-negative integer number of fen"))
+        guard let amount = values["total_fee"].flatMap(DecimalDigits.nonNegative) else {
+            return refused(.semantic("total_fee must be a non-negative integer number of fen"))
         }
         let currency = values["fee_type"].flatMap { $0.isEmpty ? nil : $0 } ?? "CNY"
         let key = DedupeKey(source: Self.paySource, parts: [tenant.mchID, outTradeNo, resultCode])
@@ -180,6 +189,7 @@ public struct WeChatSource: CallbackSource {
             key: key, source: Self.paySource, tenant: tenant, orderRef: outTradeNo, status: resultCode,
             amount: amount, currency: currency, verifiedWith: match.type.eventName, fields: fields, request: request)
         verified.secretPosition = match.keyPosition
+        verified.transportFields = Self.paymentTransportFields
         return .accepted(verified)
     }
 
@@ -238,11 +248,11 @@ public struct WeChatSource: CallbackSource {
         let keyPosition: Int
         let refund: WeChatFields.Refund
         switch Self.decryptRefundWithPosition(reqInfo, tenant: tenant) {
-        case .failure(let refusal): return .refused(refusal)
+        case .failure(let refusal): return .refused(refusal, source: Self.refundSource, tenant: tenant.mchID)
         case .success(let decrypted): (fields, keyPosition, refund) = decrypted
         }
         if let refusal = tooOld(refund.successTime, field: "success_time", now: now) {
-            return .refused(refusal)
+            return .refused(refusal, source: Self.refundSource, tenant: tenant.mchID)
         }
         let key = DedupeKey(source: Self.refundSource, parts: [tenant.mchID, refund.outRefundNo, refund.status])
         var verified = event(

@@ -1,6 +1,5 @@
 import ArgumentParser
-import PayhookCore
-import PayhookServer
+import PayhookConfig
 
 /// `payhook check-config --config FILE`: validates a config and lists every problem at once.
 struct CheckConfig: ParsableCommand {

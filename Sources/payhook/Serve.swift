@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import PayhookConfig
 import PayhookCore
 import PayhookHTTP
 import PayhookServer

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import PayhookConfig
 import PayhookCore
-import PayhookServer
+import PayhookTools
+import PayhookWeChat
 import Synchronization
 
 extension CallbackBuilder.Kind: ExpressibleByArgument {}

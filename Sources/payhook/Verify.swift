@@ -1,6 +1,6 @@
 import ArgumentParser
-import PayhookCore
-import PayhookServer
+import PayhookConfig
+import PayhookTools
 
 /// `payhook verify --config FILE CAPTURE`: checks one captured callback offline and explains the result.
 struct Verify: ParsableCommand {
@@ -32,7 +32,7 @@ struct Verify: ParsableCommand {
         }
         let input: [UInt8]
         do {
-            input = capture == "-" ? ConfigFile.readStandardInput() : try ConfigFile.readFile(capture)
+            input = capture == "-" ? Explainer.readStandardInput() : try ConfigFile.readFile(capture)
         } catch {
             Output.err("payhook: cannot read \(capture): \(error)")
             throw ExitCode(1)

@@ -1,4 +1,5 @@
 import Foundation
+import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookUnified
@@ -15,7 +16,7 @@ import Testing
         return stride(from: 0, to: bytes.count, by: 16).map { Array(bytes[$0..<$0 + 16]) }
     }
 
-    static func process(_ blocks: [[UInt8]]) -> Verdict {
+    static func process(_ blocks: [[UInt8]]) -> Verdict.Outcome {
         WeChatTests.process(WeChatTests.refundBody(reqInfo: Base64.encode(blocks.flatMap { $0 })))
     }
 
@@ -81,7 +82,7 @@ import Testing
 @Suite struct RefundDocumentTests {
     static let plain = WeChatTests.refundPlain
 
-    static func verdict(_ plaintext: String) -> Verdict {
+    static func verdict(_ plaintext: String) -> Verdict.Outcome {
         WeChatTests.process(WeChatTests.refundBody(reqInfo: WeChatTests.encrypt(plaintext)))
     }
 
@@ -235,13 +236,13 @@ import Testing
         let source = UnifiedSource(path: "/n", tenants: [UnifiedSourceTests.tenant])
         let request = UnifiedSourceTests.request(query)
         // Six days after the payment: still accepted. Six days and a millisecond: refused.
-        #expect(WeChatTests.accepted(source.process(request, nowMilliseconds: payTime + 6 * Self.day)) != nil)
-        let refusal = WeChatTests.refusal(source.process(request, nowMilliseconds: payTime + 6 * Self.day + 1))
+        #expect(WeChatTests.accepted(source.process(request, nowMilliseconds: payTime + 6 * Self.day).outcome) != nil)
+        let refusal = WeChatTests.refusal(source.process(request, nowMilliseconds: payTime + 6 * Self.day + 1).outcome)
         #expect(refusal?.outcome == "rejected")
         #expect(refusal?.reason.contains("payTime") == true)
         // A longer retention widens the window.
         let long = UnifiedSource(path: "/n", tenants: [UnifiedSourceTests.tenant], maxCallbackAgeMilliseconds: Config.maxCallbackAge(retentionDays: 30))
-        #expect(WeChatTests.accepted(long.process(request, nowMilliseconds: payTime + 20 * Self.day)) != nil)
+        #expect(WeChatTests.accepted(long.process(request, nowMilliseconds: payTime + 20 * Self.day).outcome) != nil)
     }
 
     @Test func wechatTimeEndAndSuccessTime() throws {
@@ -251,8 +252,8 @@ import Testing
         let successTime = try #require(WeChatFields.beijingTime("2024-01-01 12:00:05", dashed: true))
         #expect(Timestamp.rfc3339(milliseconds: successTime) == "2024-01-01T04:00:05.000Z")
         let source = WeChatSource(path: "/w", tenants: [WeChatTests.tenant])
-        func run(_ body: [UInt8], _ now: Int64) -> Verdict {
-            source.process(CallbackRequest(method: "POST", target: "/w", query: nil, body: body, remoteAddress: "-", receivedAtMilliseconds: now), nowMilliseconds: now)
+        func run(_ body: [UInt8], _ now: Int64) -> Verdict.Outcome {
+            source.process(CallbackRequest(method: "POST", target: "/w", query: nil, body: body, remoteAddress: "-", receivedAtMilliseconds: now), nowMilliseconds: now).outcome
         }
         let pay = try WeChatTests.fixture("pay-md5.xml")
         #expect(WeChatTests.accepted(run(pay, timeEnd + 6 * Self.day)) != nil)

@@ -1,3 +1,4 @@
+import PayhookConfig
 import PayhookCore
 import Testing
 

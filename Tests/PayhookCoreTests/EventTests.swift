@@ -66,23 +66,13 @@ import Testing
     }
 
     @Test func fingerprintIgnoresOrderButNotValues() {
-        let f1 = Event.fingerprint(of: [FormParameter(name: "a", value: "1"), FormParameter(name: "b", value: "2")], source: "unified")
-        let f2 = Event.fingerprint(of: [FormParameter(name: "b", value: "2"), FormParameter(name: "a", value: "1")], source: "unified")
-        let f3 = Event.fingerprint(of: [FormParameter(name: "a", value: "1"), FormParameter(name: "b", value: "3")], source: "unified")
-        let f4 = Event.fingerprint(of: [FormParameter(name: "a", value: "1,\"b\":\"2")], source: "unified")
+        let f1 = Event.fingerprint(of: [FormParameter(name: "a", value: "1"), FormParameter(name: "b", value: "2")])
+        let f2 = Event.fingerprint(of: [FormParameter(name: "b", value: "2"), FormParameter(name: "a", value: "1")])
+        let f3 = Event.fingerprint(of: [FormParameter(name: "a", value: "1"), FormParameter(name: "b", value: "3")])
+        let f4 = Event.fingerprint(of: [FormParameter(name: "a", value: "1,\"b\":\"2")])
         #expect(f1 == f2)
         #expect(f1 != f3)
         #expect(f1 != f4)
-    }
-
-    @Test func wechatNonceAndSignTypeDoNotMakeAConflict() {
-        let a = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "x"), FormParameter(name: "sign_type", value: "MD5")]
-        let b = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "y")]
-        let c = [FormParameter(name: "total_fee", value: "2"), FormParameter(name: "nonce_str", value: "x")]
-        #expect(Event.fingerprint(of: a, source: "wechat.pay") == Event.fingerprint(of: b, source: "wechat.pay"))
-        #expect(Event.fingerprint(of: a, source: "wechat.pay") != Event.fingerprint(of: c, source: "wechat.pay"))
-        // Elsewhere a nonce_str field is ordinary content.
-        #expect(Event.fingerprint(of: a, source: "unified") != Event.fingerprint(of: b, source: "unified"))
     }
 
     @Test(arguments: [

@@ -14,7 +14,7 @@ import Testing
 private let fuzzNow: Int64 = 1_767_398_400_000
 
 /// Outcome labels as logs and metrics show them, plus "accepted" and "acknowledged".
-private func outcome(_ verdict: Verdict) -> String {
+private func outcome(_ verdict: Verdict.Outcome) -> String {
     switch verdict {
     case .accepted: return "accepted"
     case .refused(let refusal): return refusal.outcome
@@ -86,11 +86,11 @@ private func outcome(_ verdict: Verdict) -> String {
         signScheme: .valuesSHA1, line: 3)
     static let source = UnifiedSource(path: "/notify/unified", tenants: [demo, sibling, rotating])
 
-    static func process(_ query: String) -> Verdict {
+    static func process(_ query: String) -> Verdict.Outcome {
         let request = CallbackRequest(
             method: "GET", target: "/notify/unified?" + query, query: query, body: [], remoteAddress: "127.0.0.1",
             receivedAtMilliseconds: fuzzNow)
-        return source.process(request, nowMilliseconds: fuzzNow)
+        return source.process(request, nowMilliseconds: fuzzNow).outcome
     }
 
     /// The fields, signed as the platform would with the tenant's secret, `sign` last.
@@ -207,7 +207,7 @@ private func outcome(_ verdict: Verdict) -> String {
         // WeChatSource never looks at a value of a body the reader refuses.
         let request = CallbackRequest(
             method: "POST", target: "/notify/wechat", query: nil, body: body, remoteAddress: "127.0.0.1", receivedAtMilliseconds: 0)
-        #expect(outcome(WeChatSource(path: "/notify/wechat", tenants: [Self.tenant]).process(request, nowMilliseconds: 0)) == "malformed")
+        #expect(outcome(WeChatSource(path: "/notify/wechat", tenants: [Self.tenant]).process(request, nowMilliseconds: 0).outcome) == "malformed")
     }
 
     /// Well-formed, so it parses and re-serialises to the same elements; its return_code is wrong.
@@ -220,7 +220,7 @@ private func outcome(_ verdict: Verdict) -> String {
         #expect(Self.failure(body, root: "root") == .wrongRoot(expected: "root", found: "xml"))
         let request = CallbackRequest(
             method: "POST", target: "/notify/wechat", query: nil, body: body, remoteAddress: "127.0.0.1", receivedAtMilliseconds: 0)
-        #expect(WeChatSource(path: "/notify/wechat", tenants: [Self.tenant]).process(request, nowMilliseconds: 0)
+        #expect(WeChatSource(path: "/notify/wechat", tenants: [Self.tenant]).process(request, nowMilliseconds: 0).outcome
             == .refused(.malformed("return_code must be SUCCESS or FAIL")))
     }
 }

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import PayhookCore
+@testable import PayhookTOML
 
 /// Tests of the TOML 1.0 parser: values, source lines, errors and robustness.
 @Suite struct TOMLTests {

@@ -1,3 +1,4 @@
+import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookUnified
@@ -16,9 +17,9 @@ import Testing
 
     /// The vectors carry fixed payment times (U4 is from 2016), so these tests run with a century-long replay
     /// window; `ReplayWindowTests` checks the window itself.
-    static func process(_ query: String?, tenants: [UnifiedTenant] = [tenant]) -> Verdict {
+    static func process(_ query: String?, tenants: [UnifiedTenant] = [tenant]) -> Verdict.Outcome {
         UnifiedSource(path: "/n", tenants: tenants, maxCallbackAgeMilliseconds: Config.maxCallbackAge(retentionDays: 36500))
-            .process(request(query), nowMilliseconds: now)
+            .process(request(query), nowMilliseconds: now).outcome
     }
 
     /// Builds a correctly signed query from name/value pairs (form-encoding each value).
@@ -47,7 +48,7 @@ import Testing
         ("domainCode", "test"),
     ]
 
-    static func refusal(_ verdict: Verdict) -> Refusal? {
+    static func refusal(_ verdict: Verdict.Outcome) -> Refusal? {
         if case .refused(let r) = verdict { return r }
         return nil
     }

@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookCrypto
+import PayhookUnified
 import PayhookWeChat
 import Testing
 
@@ -17,18 +18,18 @@ import Testing
         return Array(try Data(contentsOf: url))
     }
 
-    static func process(_ body: [UInt8], tenants: [WeChatTenant] = [tenant]) -> Verdict {
+    static func process(_ body: [UInt8], tenants: [WeChatTenant] = [tenant]) -> Verdict.Outcome {
         WeChatSource(path: "/w", tenants: tenants).process(
             CallbackRequest(method: "POST", target: "/w", query: nil, body: body, remoteAddress: "127.0.0.1", receivedAtMilliseconds: 0),
-            nowMilliseconds: 0)
+            nowMilliseconds: 0).outcome
     }
 
-    static func refusal(_ verdict: Verdict) -> Refusal? {
+    static func refusal(_ verdict: Verdict.Outcome) -> Refusal? {
         if case .refused(let r) = verdict { return r }
         return nil
     }
 
-    static func accepted(_ verdict: Verdict) -> Event? {
+    static func accepted(_ verdict: Verdict.Outcome) -> Event? {
         if case .accepted(let e) = verdict { return e }
         return nil
     }
@@ -64,6 +65,22 @@ import Testing
         #expect(event.fields.first { $0.name == "attach" }?.value == "支付测试")
         #expect(!event.fields.contains { $0.name == "sign" || $0.name == "device_info" })
         #expect(event.raw.body == Self.text(body))
+    }
+
+    /// The source, not the event model, says which fields a retry may change (Event.swift, `transportFields`).
+    @Test func wechatNonceAndSignTypeDoNotMakeAConflict() throws {
+        let pay = try #require(WeChatSource.transportFields[WeChatSource.paySource])
+        let a = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "x"), FormParameter(name: "sign_type", value: "MD5")]
+        let b = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "y")]
+        let c = [FormParameter(name: "total_fee", value: "2"), FormParameter(name: "nonce_str", value: "x")]
+        #expect(Event.fingerprint(of: a, excluding: pay) == Event.fingerprint(of: b, excluding: pay))
+        #expect(Event.fingerprint(of: a, excluding: pay) != Event.fingerprint(of: c, excluding: pay))
+        // Elsewhere a nonce_str field is ordinary content.
+        let unified = try #require(UnifiedSource.transportFields[UnifiedSource.sourceName])
+        #expect(Event.fingerprint(of: a, excluding: unified) != Event.fingerprint(of: b, excluding: unified))
+        // A verified payment result carries its source's list, so its fingerprint is the one read back.
+        let event = try #require(Self.accepted(Self.process(try Self.fixture("pay-md5.xml"))))
+        #expect(event.transportFields == pay)
     }
 
     /// The two wrong ways of protocols.md §1.8 give the documented wrong signatures, and a notification

@@ -1,8 +1,10 @@
 import Foundation
 import Logging
+import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookServer
+import PayhookTools
 import PayhookSpool
 import Synchronization
 import PayhookWeChat
@@ -101,7 +103,7 @@ struct AnswerOracleTests {
         for capture in ["\n" + body, body + "\n", "x" + body, body + "x", "\u{0B}" + body] {
             let served = source.process(
                 CallbackRequest(method: "POST", target: "/notify/wechat", query: nil, body: Array(capture.utf8), remoteAddress: "-", receivedAtMilliseconds: 0),
-                nowMilliseconds: 0)
+                nowMilliseconds: 0).outcome
             let accepted: Bool
             if case .accepted = served { accepted = true } else { accepted = false }
             #expect(Explainer.explain(Array(capture.utf8), config: Self.demo, nowMilliseconds: 0).verified == accepted, "\(capture.prefix(3).debugDescription)")

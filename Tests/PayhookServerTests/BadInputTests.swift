@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookCrypto
+import PayhookUnified
 import Testing
 
 /// Every bad input gets its documented status (README "HTTP answers") and leaves nothing in new/.

@@ -1,6 +1,7 @@
 import Foundation
 import InMemoryLogging
 import Logging
+import PayhookConfig
 import PayhookCore
 import PayhookServer
 import PayhookSpool

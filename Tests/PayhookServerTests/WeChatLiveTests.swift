@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookServer
+import PayhookTools
 import Testing
 
 /// WeChat Pay v2 notifications end to end: real listener on port 0, real spool.

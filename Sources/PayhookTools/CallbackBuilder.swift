@@ -1,4 +1,5 @@
 import Foundation
+import PayhookConfig
 import PayhookCore
 import PayhookUnified
 import PayhookWeChat
@@ -71,7 +72,7 @@ public enum CallbackBuilder {
         public let description: String
     }
 
-    public static func build(_ spec: Spec, config: Config, nowMilliseconds: Int64 = Router.wallClock()) throws(Failure) -> Built {
+    public static func build(_ spec: Spec, config: Config, nowMilliseconds: Int64 = WallClock.milliseconds()) throws(Failure) -> Built {
         let unique = "\(nowMilliseconds)\(Int.random(in: 100_000...999_999))"
         switch spec.kind {
         case .unified:

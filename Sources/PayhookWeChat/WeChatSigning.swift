@@ -1,3 +1,5 @@
+public import PayhookCore
+
 /// WeChat Pay v2 signature algorithms (protocols.md §1.3, §1.4).
 public enum WeChatSignType: String, Sendable, CaseIterable, Hashable {
     case md5 = "MD5"

@@ -1,3 +1,7 @@
+public import PayhookCore
+import PayhookHTTP
+import PayhookTOML
+
 /// Turns a TOML document into a validated `Config`, collecting every problem rather than stopping at the
 /// first, so `payhook check-config` can list them all.
 ///
@@ -7,17 +11,27 @@ public struct ConfigLoader: Sendable {
     /// Reads a file's bytes; throws a sentence naming the problem ("No such file or directory").
     public var readFile: @Sendable (String) throws -> [UInt8]
     public var environment: [String: String]
-    /// Checks the `listen` value; returns a sentence describing the problem, or nil. The listener owns the
-    /// address syntax, so it is passed in rather than parsed twice.
+    /// Checks the `listen` value; returns a sentence describing the problem, or nil. By default the
+    /// listener's own parser (the listener owns the address syntax); tests pass a simpler rule.
     public var checkListen: @Sendable (String) -> String?
 
     public init(
         readFile: @escaping @Sendable (String) throws -> [UInt8], environment: [String: String],
-        checkListen: @escaping @Sendable (String) -> String? = { _ in nil }
+        checkListen: @escaping @Sendable (String) -> String? = ConfigLoader.listenAddressProblem
     ) {
         self.readFile = readFile
         self.environment = environment
         self.checkListen = checkListen
+    }
+
+    /// Why the listener would refuse `text` as a `listen` address, or nil.
+    @Sendable public static func listenAddressProblem(_ text: String) -> String? {
+        do {
+            _ = try ListenAddress.parse(text)
+            return nil
+        } catch {
+            return "listen: \(error)"
+        }
     }
 
     /// Paths reserved for payhook's own endpoints.
@@ -90,7 +104,7 @@ public struct ConfigLoader: Sendable {
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
         var config = Config(file: c.file, spool: Self.resolve("spool", against: c.baseDirectory))
-        let known = Set(["listen", "spool", "log_level", "log_format", "unified", "wechat"] + Self.topLevelIntegers.map(\.key))
+        let known = Set(["listen", "spool", "log_level", "log_format"] + Self.tenantTables.map(\.name) + Self.topLevelIntegers.map(\.key))
         for entry in root.entries where !known.contains(entry.key) {
             c.error(entry.keyLine, "unknown key '\(entry.key)'")
         }
@@ -99,7 +113,6 @@ public struct ConfigLoader: Sendable {
                 c.error(node.line, problem)
             }
             config.listen = value
-            config.listenLine = node.line
         }
         if let node = root["spool"], let value = string(node, "spool", &c) {
             if value.isEmpty {
@@ -137,19 +150,17 @@ public struct ConfigLoader: Sendable {
         // The listener divides its connection limit among its threads, so each needs at least one. An unset
         // `threads` follows a smaller `max_connections` down (to the minimum of 2) instead of failing on it.
         if root["threads"] == nil {
-            config.threads = min(Config.defaultThreads, max(2, config.maxConnections))
+            config.threads = min(Config.listenerDefaults.threads, max(2, config.maxConnections))
         }
         if config.maxConnections < config.threads {
             c.error(root["max_connections"]?.line ?? root["threads"]?.line, "max_connections (\(config.maxConnections)) must be at least threads (\(config.threads))")
         }
-        for table in tables(root, "unified", &c) {
-            if let tenant = unifiedTenant(table, &c) { config.unified.append(tenant) }
+        for kind in Self.tenantTables {
+            for table in tables(root, kind.name, &c) { kind.read(self, table, &c, &config) }
         }
-        for table in tables(root, "wechat", &c) {
-            if let tenant = wechatTenant(table, &c) { config.wechat.append(tenant) }
-        }
-        if !root.keys.contains("unified") && !root.keys.contains("wechat") {
-            c.error(nil, "no [[unified]] or [[wechat]] table: payhook would have nothing to receive")
+        if !Self.tenantTables.contains(where: { root.keys.contains($0.name) }) {
+            let names = Self.tenantTables.map { "[[\($0.name)]]" }.joined(separator: " or ")
+            c.error(nil, "no \(names) table: payhook would have nothing to receive")
         }
         checkRoutes(config, &c)
         return config
@@ -171,78 +182,6 @@ public struct ConfigLoader: Sendable {
             }
         }
         return result
-    }
-
-    private func wechatTenant(_ table: TOMLTable, _ c: inout Context) -> WeChatTenant? {
-        let known: Set<String> = ["path", "mch_id", "appid", "api_key", "api_key_file", "api_key_env", "sign_types"]
-        for entry in table.entries where !known.contains(entry.key) {
-            c.error(entry.keyLine, "unknown key '\(entry.key)' in [[wechat]]")
-        }
-        let before = c.issues.count
-        let path = requiredString(table, "path", "[[wechat]]", &c)
-        if let path, let node = table["path"] { checkPath(path, line: node.line, &c) }
-        let mchID = requiredString(table, "mch_id", "[[wechat]]", &c)
-        var appID: String?
-        if let node = table["appid"], let value = string(node, "appid", &c) {
-            if value.isEmpty { c.error(node.line, "appid must not be empty (leave it out to accept any appid)") }
-            appID = value
-        }
-        var signTypes = Set(WeChatSignType.allCases)
-        if let node = table["sign_types"] {
-            let allowed = WeChatSignType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-            if case .array(let items) = node.value, !items.isEmpty {
-                var chosen = Set<WeChatSignType>()
-                for item in items {
-                    if case .string(let name) = item.value, let type = WeChatSignType(rawValue: name) {
-                        chosen.insert(type)
-                    } else {
-                        c.error(item.line, "sign_types may hold only \(allowed)")
-                    }
-                }
-                signTypes = chosen
-            } else {
-                c.error(node.line, "sign_types must be a non-empty array of \(allowed)")
-            }
-        }
-        let keys = loadSecrets(table, names: ("api_key", "api_key_file", "api_key_env"), what: "[[wechat]]", &c)
-        guard c.issues.count == before, let path, let mchID, let keys else { return nil }
-        return WeChatTenant(path: path, mchID: mchID, appID: appID, keys: keys, signTypes: signTypes, line: table.line)
-    }
-
-    private func unifiedTenant(_ table: TOMLTable, _ c: inout Context) -> UnifiedTenant? {
-        let known: Set<String> = ["path", "domain_code", "secret", "secret_file", "secret_env", "sign_scheme", "request_key_pattern"]
-        for entry in table.entries where !known.contains(entry.key) {
-            c.error(entry.keyLine, "unknown key '\(entry.key)' in [[unified]]")
-        }
-        let before = c.issues.count
-        let path = requiredString(table, "path", "[[unified]]", &c)
-        if let path, let node = table["path"] { checkPath(path, line: node.line, &c) }
-        let domainCode = requiredString(table, "domain_code", "[[unified]]", &c)
-        var scheme = UnifiedSignScheme.valuesSHA1
-        if let node = table["sign_scheme"], let value = string(node, "sign_scheme", &c) {
-            if let parsed = UnifiedSignScheme(rawValue: value) {
-                scheme = parsed
-            } else {
-                let allowed = UnifiedSignScheme.allCases.map(\.rawValue).joined(separator: " or ")
-                c.error(node.line, "sign_scheme '\(value)' is not known (use \(allowed))")
-            }
-        }
-        var pattern: RequestKeyPattern?
-        if let node = table["request_key_pattern"], let value = string(node, "request_key_pattern", &c) {
-            do {
-                pattern = try RequestKeyPattern(value)
-                if pattern?.matches("") == true {
-                    c.error(node.line, "request_key_pattern matches the empty string; it should describe your own keys")
-                }
-            } catch {
-                c.error(node.line, "request_key_pattern is not a valid regular expression: \(error)")
-            }
-        }
-        let secrets = loadSecrets(table, names: ("secret", "secret_file", "secret_env"), what: "[[unified]]", &c)
-        guard c.issues.count == before, let path, let domainCode, let secrets else { return nil }
-        return UnifiedTenant(
-            path: path, domainCode: domainCode, secrets: secrets, signScheme: scheme, requestKeyPattern: pattern,
-            line: table.line)
     }
 
     /// Reads the one secret source a table names. Exactly one of the three keys must be present.
@@ -296,7 +235,7 @@ public struct ConfigLoader: Sendable {
         return secrets
     }
 
-    private func checkPath(_ path: String, line: Int, _ c: inout Context) {
+    func checkPath(_ path: String, line: Int, _ c: inout Context) {
         guard path.hasPrefix("/") else {
             c.error(line, "path '\(path)' must start with /")
             return
@@ -314,55 +253,33 @@ public struct ConfigLoader: Sendable {
     }
 
     private func checkRoutes(_ config: Config, _ c: inout Context) {
-        var seen: [String: Int] = [:]
-        for tenant in config.unified {
-            let key = tenant.path + "\u{0}" + tenant.domainCode
-            if let first = seen[key] {
-                c.error(tenant.line, "[[unified]] path '\(tenant.path)' with domain_code '\(tenant.domainCode)' is already claimed by the table at line \(first)")
-            } else {
-                seen[key] = tenant.line
-            }
-        }
-        seen = [:]
-        for tenant in config.wechat {
-            let key = tenant.path + "\u{0}" + tenant.mchID
-            if let first = seen[key] {
-                c.error(tenant.line, "[[wechat]] path '\(tenant.path)' with mch_id '\(tenant.mchID)' is already claimed by the table at line \(first)")
-            } else {
-                seen[key] = tenant.line
-            }
-        }
-        // A refund notification names its merchant only in the unsigned outer `mch_id`, and its req_info decrypts
-        // under any merchant sharing the key: two tenants on one path with a common APIv2 key would let one
-        // merchant's refund be stored as the other's.
-        // On different paths the same replay needs the attacker to post to the other path: warned, not refused.
-        var keyOwners: [String: [WeChatTenant]] = [:]
-        for tenant in config.wechat {
-            var reported = false
-            for key in tenant.keys {
-                for owner in keyOwners[key.value, default: []] where owner.mchID != tenant.mchID && !reported {
-                    reported = true
-                    let shared = "[[wechat]] mch_id '\(tenant.mchID)' shares an APIv2 key with mch_id '\(owner.mchID)' (line \(owner.line))"
-                    if owner.path == tenant.path {
-                        c.error(tenant.line, "\(shared) on path '\(tenant.path)': a refund notification is routed by its unsigned outer mch_id and would decrypt under either, so one merchant's refund could be stored as the other's; give each merchant its own key or its own path")
-                    } else {
-                        c.warn(tenant.line, "\(shared): a refund notification of one, posted to the other's path, would decrypt there too; give each merchant its own key")
-                    }
+        // One tenant per path and routing value: the request's routing field picks exactly one table.
+        for kind in Self.tenantTables {
+            var seen: [String: Int] = [:]
+            for route in kind.routes(config) {
+                let key = route.path + "\u{0}" + route.key
+                if let first = seen[key] {
+                    c.error(route.line, "[[\(kind.name)]] path '\(route.path)' with \(kind.routingKey) '\(route.key)' is already claimed by the table at line \(first)")
+                } else {
+                    seen[key] = route.line
                 }
-                keyOwners[key.value, default: []].append(tenant)
             }
+            kind.check(config, &c)
         }
         // One path, one kind of sender: the answer format and method depend on it.
-        var unifiedPaths: [String: Int] = [:]
-        for tenant in config.unified where unifiedPaths[tenant.path] == nil { unifiedPaths[tenant.path] = tenant.line }
-        for tenant in config.wechat {
-            if let first = unifiedPaths[tenant.path] {
-                c.error(tenant.line, "[[wechat]] path '\(tenant.path)' is already used by the [[unified]] table at line \(first)")
+        var claimed: [String: (kind: String, line: Int)] = [:]
+        for kind in Self.tenantTables {
+            let routes = kind.routes(config)
+            for route in routes {
+                if let first = claimed[route.path], first.kind != kind.name {
+                    c.error(route.line, "[[\(kind.name)]] path '\(route.path)' is already used by the [[\(first.kind)]] table at line \(first.line)")
+                }
             }
+            for route in routes where claimed[route.path] == nil { claimed[route.path] = (kind.name, route.line) }
         }
     }
 
-    private func requiredString(_ table: TOMLTable, _ key: String, _ what: String, _ c: inout Context) -> String? {
+    func requiredString(_ table: TOMLTable, _ key: String, _ what: String, _ c: inout Context) -> String? {
         guard let node = table[key] else {
             c.error(table.line, "\(what) is missing '\(key)'")
             return nil
@@ -375,7 +292,7 @@ public struct ConfigLoader: Sendable {
         return value
     }
 
-    private func string(_ node: TOMLNode, _ key: String, _ c: inout Context) -> String? {
+    func string(_ node: TOMLNode, _ key: String, _ c: inout Context) -> String? {
         guard case .string(let value) = node.value else {
             c.error(node.line, "\(key) must be a string")
             return nil

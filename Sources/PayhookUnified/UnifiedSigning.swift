@@ -1,3 +1,5 @@
+public import PayhookCore
+
 /// The unified pay platform's signature schemes (protocols.md §4.3, §4.4; contract §3).
 public enum UnifiedSignScheme: String, Sendable, CaseIterable {
     /// The platform's real rule: sorted values plus the secret, concatenated, SHA-1.
@@ -75,10 +77,10 @@ public enum UnifiedFields {
         for name in required where (values[name] ?? "").isEmpty {
             return .failure(SemanticError("required parameter '\(name)' is missing or empty"))
         }
-        guard let money = values["money"].flatMap(parseNonNegative) else {
+        guard let money = values["money"].flatMap(DecimalDigits.nonNegative) else {
             return .failure(SemanticError("money must be a non-negative integer number of fen"))
         }
-        guard let payTime = values["payTime"].flatMap(parseNonNegative),
+        guard let payTime = values["payTime"].flatMap(DecimalDigits.nonNegative),
             payTime >= earliestPayTime, payTime <= nowMilliseconds + payTimeFutureSlackMilliseconds
         else {
             return .failure(SemanticError("payTime must be an epoch-millisecond time between 2000-01-01 and now"))
@@ -97,14 +99,6 @@ public enum UnifiedFields {
             return .failure(SemanticError("payTypeCode is not one of \(payTypeCodes.sorted().joined(separator: ", "))"))
         }
         return .success(money)
-    }
-
-    /// Digits only, no sign, no leading zeros (except "0"), at most 18 digits so it fits in Int64.
-    public static func parseNonNegative(_ text: String) -> Int64? {
-        let utf8 = Array(text.utf8)
-        guard !utf8.isEmpty, utf8.count <= 18, utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-        guard utf8.count == 1 || utf8[0] != 0x30 else { return nil }
-        return Int64(text)
     }
 
     public struct SemanticError: Error, Sendable, Equatable {

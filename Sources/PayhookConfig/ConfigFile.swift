@@ -1,21 +1,9 @@
 import Foundation
-import PayhookCore
-import PayhookHTTP
 
 /// Reads a config file from disk with the process environment: the I/O half of `ConfigLoader`.
 public enum ConfigFile {
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> ConfigLoader.Loaded {
-        let loader = ConfigLoader(
-            readFile: readFile, environment: environment,
-            checkListen: { text in
-                do {
-                    _ = try ListenAddress.parse(text)
-                    return nil
-                } catch {
-                    return "listen: \(error)"
-                }
-            })
-        return try loader.load(path: path)
+        try ConfigLoader(readFile: readFile, environment: environment).load(path: path)
     }
 
     /// Reads a whole file; the error is the system's sentence ("No such file or directory", "Is a
@@ -35,11 +23,6 @@ public enum ConfigFile {
             }
             bytes.append(contentsOf: buffer[0..<n])
         }
-    }
-
-    /// Everything on standard input.
-    public static func readStandardInput() -> [UInt8] {
-        Array(FileHandle.standardInput.readDataToEndOfFile())
     }
 
     struct FileReadError: Error, CustomStringConvertible {

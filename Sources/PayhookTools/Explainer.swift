@@ -1,4 +1,5 @@
 import Foundation
+import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookUnified
@@ -10,6 +11,11 @@ import PayhookWeChat
 ///
 /// The verdict comes from the same source code the server runs; the explanation is added around it.
 public enum Explainer {
+    /// Everything on standard input: `payhook verify -` reads its capture there.
+    public static func readStandardInput() -> [UInt8] {
+        Array(FileHandle.standardInput.readDataToEndOfFile())
+    }
+
     public struct Report: Sendable {
         public var lines: [String] = []
         public var verified = false
@@ -18,7 +24,7 @@ public enum Explainer {
 
     /// - Parameter input: a raw query string (optionally `/path?query` or a full URL), a WeChat XML body,
     ///   or an event file (its `raw` request is checked again).
-    public static func explain(_ input: [UInt8], config: Config, path: String? = nil, nowMilliseconds: Int64 = Router.wallClock()) -> Report {
+    public static func explain(_ input: [UInt8], config: Config, path: String? = nil, nowMilliseconds: Int64 = WallClock.milliseconds()) -> Report {
         var report = Report()
         // The kind is told by the first byte that is not whitespace, but what is checked is the capture exactly
         // as given: trimming it would make verify accept bodies that serve refuses, and the two must agree.
@@ -103,7 +109,7 @@ public enum Explainer {
         let source = UnifiedSource(path: tenant.path, tenants: [tenant], maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         let request = CallbackRequest(
             method: "GET", target: tenant.path + "?" + query, query: query, body: [], remoteAddress: "-", receivedAtMilliseconds: now)
-        return verdict(source.process(request, nowMilliseconds: now), report)
+        return verdict(source.process(request, nowMilliseconds: now).outcome, report)
     }
 
     /// The string to sign with the secret shown as `***`. Nothing in it depends on the secret: under
@@ -204,7 +210,7 @@ public enum Explainer {
         }
         let source = WeChatSource(path: tenant.path, tenants: [tenant], maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         let request = CallbackRequest(method: "POST", target: tenant.path, query: nil, body: body, remoteAddress: "-", receivedAtMilliseconds: now)
-        return verdict(source.process(request, nowMilliseconds: now), report)
+        return verdict(source.process(request, nowMilliseconds: now).outcome, report)
     }
 
     static func wechatHints(_ elements: [FlatXMLElement], type: WeChatSignType, presented: [UInt8], tenant: WeChatTenant) -> [String] {
@@ -237,7 +243,7 @@ public enum Explainer {
         return hints
     }
 
-    static func verdict(_ verdict: Verdict, _ report: Report) -> Report {
+    static func verdict(_ verdict: Verdict.Outcome, _ report: Report) -> Report {
         var report = report
         switch verdict {
         case .accepted(let event):

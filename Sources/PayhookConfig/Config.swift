@@ -1,0 +1,120 @@
+public import PayhookCore
+public import PayhookHTTP
+public import PayhookUnified
+public import PayhookWeChat
+
+/// payhook's configuration (contract §2), after validation.
+public struct Config: Sendable, Equatable {
+    /// The file it was read from.
+    public var file: String
+    /// `host:port` or `[ipv6]:port`.
+    public var listen: String
+    /// The queue directory, resolved against the config file's folder.
+    public var spool: String
+    public var maxBodyBytes: Int
+    public var connectionTimeoutSeconds: Int
+    public var maxConnections: Int
+    public var maxConnectionsPerIP: Int
+    public var connectionMemoryLimitBytes: Int
+    public var requestDeadlineSeconds: Int
+    /// A request line and headers not complete within this are cut (slowloris on the head).
+    public var headerDeadlineSeconds: Int
+    /// Listener threads; why the default is what it is, in ``HTTPLimits/threads``.
+    public var threads: Int
+    public var shutdownGraceSeconds: Int
+    /// Below this much free space in the spool's file system, callbacks are refused with 503 before
+    /// anything is written (Postfix's `queue_minfree`, reliability.md §2). 0 turns the guard off.
+    public var minFreeBytes: Int
+    public var logLevel: String
+    /// `text` (swift-log's default lines) or `json` (one JSON object per line).
+    public var logFormat: String
+    /// How long `payhook queue gc` keeps dedupe-ledger entries (it reads this from the spool, where `serve`
+    /// records it). A callback whose own payment time is older than this minus one day is refused, so a key
+    /// can never be pruned while a replay of its callback would still be accepted.
+    public var ledgerRetentionDays: Int
+    /// Audit copies kept in conflicts/ per event id, and in all; beyond either, a conflict is counted and
+    /// dropped (still answered success: the stored event is the one that counts).
+    public var maxConflictsPerEvent: Int
+    public var maxConflicts: Int
+    public var unified: [UnifiedTenant]
+    public var wechat: [WeChatTenant]
+
+    public static let defaultListen = "127.0.0.1:8080"
+    /// The listener's own defaults, which are the config file's for the keys that set them: one home for
+    /// each number, in PayhookHTTP, where the reasons for them are.
+    public static let listenerDefaults = HTTPLimits()
+    public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
+
+    /// The oldest payment time a callback may carry under a retention of `retentionDays` (``ReplayWindow``,
+    /// which the sources apply).
+    public static func maxCallbackAge(retentionDays: Int) -> Int64 {
+        ReplayWindow.maxCallbackAge(retentionDays: retentionDays)
+    }
+
+    /// The oldest payment time a callback may carry under this config.
+    public var maxCallbackAgeMilliseconds: Int64 { Self.maxCallbackAge(retentionDays: ledgerRetentionDays) }
+
+    public init(file: String, spool: String) {
+        let listener = Self.listenerDefaults
+        self.file = file
+        self.listen = Self.defaultListen
+        self.spool = spool
+        self.maxBodyBytes = listener.maxBodyBytes
+        self.connectionTimeoutSeconds = listener.connectionTimeoutSeconds
+        self.maxConnections = listener.maxConnections
+        self.maxConnectionsPerIP = listener.maxConnectionsPerIP
+        self.connectionMemoryLimitBytes = listener.connectionMemoryLimitBytes
+        // The file's deadlines are whole seconds; the listener's defaults are too.
+        self.requestDeadlineSeconds = Int(listener.requestDeadlineSeconds)
+        self.headerDeadlineSeconds = Int(listener.headerDeadlineSeconds)
+        self.threads = listener.threads
+        self.shutdownGraceSeconds = 10
+        self.minFreeBytes = 16 * 1024 * 1024
+        self.logLevel = "info"
+        self.logFormat = "text"
+        self.ledgerRetentionDays = ReplayWindow.defaultLedgerRetentionDays
+        self.maxConflictsPerEvent = 16
+        self.maxConflicts = 1000
+        self.unified = []
+        self.wechat = []
+    }
+
+    /// The listener's limits under this config.
+    public var listenerLimits: HTTPLimits {
+        var limits = HTTPLimits()
+        limits.connectionTimeoutSeconds = connectionTimeoutSeconds
+        limits.maxConnections = maxConnections
+        limits.maxConnectionsPerIP = maxConnectionsPerIP
+        limits.connectionMemoryLimitBytes = connectionMemoryLimitBytes
+        limits.maxBodyBytes = maxBodyBytes
+        limits.requestDeadlineSeconds = Double(requestDeadlineSeconds)
+        limits.headerDeadlineSeconds = Double(headerDeadlineSeconds)
+        limits.threads = threads
+        return limits
+    }
+}
+
+/// One problem found in a configuration, with the file and line it concerns.
+public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var message: String
+
+    public init(file: String, line: Int?, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(message)" }
+        return "\(file): \(message)"
+    }
+}
+
+/// Every problem found in a configuration; loading reports them all at once.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var issues: [ConfigIssue]
+    public init(issues: [ConfigIssue]) { self.issues = issues }
+    public var description: String { issues.map(\.description).joined(separator: "\n") }
+}
