@@ -29,7 +29,7 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
-        // What Swift's Glibc module does not export (O_TMPFILE, pipe2, wait-status macros), from the C headers.
+        // What Swift's Glibc module does not export (O_TMPFILE, pipe2, wait-status macros, posix_spawn closefrom), from the C headers.
         .target(name: "CPayhookShim"),
 
         // Pure Swift: TOML, form decoding, signature strings, config model, events. No C, no sockets.

@@ -33,6 +33,40 @@ struct QueueConsumerTests {
         #expect(record.deadAt != nil)
     }
 
+    /// The command gets stdin, stdout and stderr and nothing else, even from a process full of descriptors
+    /// without close-on-exec (Foundation's pipes and its Process socket pairs are such). An inherited end of a
+    /// pipe or socket pair would keep another process from seeing end-of-file, or Foundation from seeing a
+    /// child exit, for as long as the command, or anything it leaves running, lives.
+    @Test func theCommandInheritsNoOtherDescriptor() throws {
+        let spool = try TestSpool()
+        _ = try spool.add()
+        let marker = spool.base + "/inherited-marker"
+        _ = FileManager.default.createFile(atPath: marker, contents: nil)
+        // Opened without O_CLOEXEC on purpose.
+        let held = open(marker, O_RDONLY)
+        #expect(held > 2)
+        defer { close(held) }
+        let listing = spool.base + "/descriptors"
+        var options = QueueConsumeOptions(command: "ls -l /proc/self/fd/ > '\(listing)'")
+        options.maxAttempts = 1
+        options.drain = true
+        options.forwardStderr = false
+        let consumer = QueueConsumer(
+            directory: try QueueDirectory(spool.root), options: options, logger: Self.quiet, stop: try QueueStopSignal())
+        let summary = try consumer.run()
+        #expect(summary.acknowledged == 1)
+        let text = try String(contentsOfFile: listing, encoding: .utf8)
+        // "lr-x------ 1 user group 64 Dec  3 16:42 3 -> /proc/4242/fd": descriptor 3 and up may only be the
+        // one ls opened itself to read that folder.
+        let inherited = text.split(separator: "\n").filter { line in
+            let parts = line.components(separatedBy: " -> ")
+            guard parts.count == 2, let number = parts[0].split(separator: " ").last.flatMap({ Int($0) }) else { return false }
+            return number > 2 && !parts[1].hasPrefix("/proc/")
+        }
+        #expect(inherited.isEmpty, "the command inherited:\n\(inherited.joined(separator: "\n"))")
+        #expect(!text.contains("inherited-marker"))
+    }
+
     @Test func stoppingReleasesTheEventInHandWhenTheGraceRunsOut() async throws {
         let spool = try TestSpool()
         let id = try spool.add()
