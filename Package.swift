@@ -57,13 +57,15 @@ let package = Package(
             dependencies: ["PayhookServer", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
         ),
 
+        // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting.
+        .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
-        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", logging]),
-        .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
-        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
+        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", "PayhookTestSupport", logging]),
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookHTTP", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookHTTP", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookQueue
+import PayhookTestSupport
 import Testing
 
 /// The `payhook queue` commands as shell users and scripts see them: output formats and exit codes.

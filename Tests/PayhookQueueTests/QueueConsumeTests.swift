@@ -1,4 +1,5 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// `payhook queue consume --exec CMD`, run as a real process: acknowledgement, retries with backoff, dead

@@ -1,4 +1,5 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// The example consumers in Examples/ work against a real spool, as docs/consumers.md promises.

@@ -1,4 +1,5 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// Several processes taking from one spool at once: each event is taken exactly once, none is lost.

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookQueue
+import PayhookTestSupport
 import Testing
 
 /// Spool entries that are not regular event files (a symbolic link to /dev/zero or to an event outside the

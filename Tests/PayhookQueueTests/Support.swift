@@ -1,33 +1,25 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A spool laid out the way `payhook serve` leaves it, in a fresh mkdtemp(3) folder removed at deinit.
+/// A spool laid out the way `payhook serve` leaves it, in a fresh temporary folder removed at deinit.
 /// Events are written the way the server writes them: a file in tmp/, hard-linked to new/<id>.json, then to
 /// ids/<id>, then the tmp/ name removed.
 final class TestSpool: @unchecked Sendable {
+    private let directory: TemporaryDirectory
     let base: String
     let root: String
     private var counter = 0
 
     init(create: Bool = true) throws {
-        var template = Array("/tmp/payhook-queue-test-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
-        base = String(cString: made)
+        directory = try TemporaryDirectory(prefix: "payhook-queue-test")
+        base = directory.path
         root = base + "/spool"
         if create {
             for folder in ["", "/tmp", "/new", "/cur", "/ids", "/conflicts", "/corrupt"] {
                 try FileManager.default.createDirectory(atPath: root + folder, withIntermediateDirectories: false)
             }
         }
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: base)
     }
 
     func path(_ relative: String) -> String { root + "/" + relative }
@@ -178,28 +170,6 @@ final class TestSpool: @unchecked Sendable {
     }
 }
 
-/// The built `payhook` executable: $PAYHOOK_BIN, or next to the test bundle (`swift build` puts both in one
-/// folder), or in a parent of it.
-func payhookBinary() throws -> String {
-    if let explicit = ProcessInfo.processInfo.environment["PAYHOOK_BIN"] { return explicit }
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<6 {
-        let candidate = directory.appendingPathComponent("payhook").path
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-            FileManager.default.isExecutableFile(atPath: candidate)
-        {
-            return candidate
-        }
-        directory = directory.deletingLastPathComponent()
-    }
-    throw TestFailure("payhook binary not found near \(CommandLine.arguments[0]); run `swift build` or set PAYHOOK_BIN")
-}
-
-/// The repository root, from this file's path (Tests/PayhookQueueTests/Support.swift).
-let repositoryRoot = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
 struct RunResult {
     var status: Int32
     var stdout: String
@@ -209,13 +179,13 @@ struct RunResult {
 /// A child process whose stdout and stderr go to files (so a chatty child can never block on a full pipe).
 final class Child: @unchecked Sendable {
     let process = Process()
+    private let folder: TemporaryDirectory
     private let outPath: String
     private let errPath: String
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws {
-        var template = Array("/tmp/payhook-queue-child-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
-        let folder = String(cString: made)
+        folder = try TemporaryDirectory(prefix: "payhook-queue-child")
+        let folder = folder.path
         outPath = folder + "/stdout"
         errPath = folder + "/stderr"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
@@ -253,9 +223,7 @@ final class Child: @unchecked Sendable {
             throw TestFailure("\(process.arguments ?? []) did not finish within \(seconds) s; stderr: \(stderr)")
         }
         process.waitUntilExit()
-        let result = RunResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
-        try? FileManager.default.removeItem(atPath: (outPath as NSString).deletingLastPathComponent)
-        return result
+        return RunResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
     }
 
     deinit {

@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookServer
+import PayhookTestSupport
 import Testing
 
 /// The unified bgUrl path end to end: a real listener on port 0, a real spool on disk.
@@ -72,7 +73,7 @@ struct UnifiedLiveTests {
     }
 
     @Test func duplicateAfterRestartIsNotStoredAgain() throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         do {
             let first = try LiveServer(dir: dir)
             #expect(try first.get(Self.target("success")).body == "success")
@@ -144,7 +145,7 @@ struct UnifiedLiveTests {
             inet6.contains("00000000000000000000000000000001")
         else {
             // No IPv6 loopback here: the listener must say so clearly rather than pretend.
-            let dir = try TempDir()
+            let dir = try TemporaryDirectory()
             var config = try demoConfig(spool: dir.file("spool"), listen: "[::1]:0")
             config.listen = "[::1]:0"
             #expect(throws: PayhookServer.StartError.self) { try PayhookServer(config: config, logger: .init(label: "t")) }
@@ -153,7 +154,7 @@ struct UnifiedLiveTests {
         let live = try LiveServer { $0.listen = "[::1]:0" }
         defer { live.stop() }
         #expect(live.server.http.boundAddress.host == "::1")
-        let reply = try RawHTTP.send(
+        let reply = try HTTPReply.exchange(
             "GET \(try Self.target("success")) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: live.port, host: "::1")
         #expect(reply.body == "success")
         let name = try #require(live.events().first)

@@ -1,5 +1,6 @@
 import Glibc
 @_spi(Testing) import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 @Suite("Conflicts: fingerprints as bytes, one audit copy per content, caps")
