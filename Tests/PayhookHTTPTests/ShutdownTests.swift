@@ -44,12 +44,20 @@ struct ShutdownTests {
         }
         #expect(waitUntil(timeout: .seconds(2)) { server.isShuttingDown })
 
-        // New connections are refused by the kernel once shutdown began.
-        #expect {
-            _ = try RawClient(port: port)
-        } throws: { error in
-            (error as? ClientError)?.code == ECONNREFUSED
-        }
+        // New connections are refused by the kernel once shutdown began. `isShuttingDown` turns true just
+        // before shutdown() stops the socket listening, so an attempt in that instant may still connect (it is
+        // closed at once and sends no request); the refusal must follow within the wait.
+        var refusal: (any Error)?
+        #expect(waitUntil(timeout: .seconds(2)) {
+            do {
+                _ = try RawClient(port: port)
+                return false
+            } catch {
+                refusal = error
+                return true
+            }
+        })
+        #expect((refusal as? ClientError)?.code == ECONNREFUSED)
         // A new request on a connection opened before gets 503 (or, if its
         // worker thread only reaches it after the drain ended, a close);
         // it never reaches handle().
