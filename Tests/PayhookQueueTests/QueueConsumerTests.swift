@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PayhookQueue
+import PayhookTestSupport
 import Testing
 
 /// `QueueConsumer` in-process: what a run reports, and stopping it.
@@ -8,7 +9,7 @@ import Testing
 struct QueueConsumerTests {
     static let quiet = Logger(label: "payhook.queue.test") { _ in SwiftLogNoOpLogHandler() }
 
-    @Test func aDrainingRunAcknowledgesRetriesAndDeadLettersAndSaysSo() async throws {
+    @Test func aDrainingRunAcknowledgesRetriesAndDeadLettersAndSaysSo() throws {
         let spool = try TestSpool()
         let good = try spool.addMany(3, tag: "a")
         let bad = try spool.add(id: spool.makeID("b"), orderRef: "poison")
@@ -20,7 +21,7 @@ struct QueueConsumerTests {
         options.forwardStderr = false
         let consumer = QueueConsumer(
             directory: try QueueDirectory(spool.root), options: options, logger: Self.quiet, stop: try QueueStopSignal())
-        let summary = try await onThread { try consumer.run() }
+        let summary = try consumer.run()
         #expect(summary.acknowledged == good.count)
         #expect(summary.failures == 2)
         #expect(summary.deadLettered == 1)
@@ -67,7 +68,7 @@ struct QueueConsumerTests {
         #expect(!text.contains("inherited-marker"))
     }
 
-    @Test func stoppingReleasesTheEventInHandWhenTheGraceRunsOut() async throws {
+    @Test func stoppingReleasesTheEventInHandWhenTheGraceRunsOut() throws {
         let spool = try TestSpool()
         let id = try spool.add()
         var options = QueueConsumeOptions(command: "exec sleep 20")
@@ -75,24 +76,30 @@ struct QueueConsumerTests {
         options.forwardStderr = false
         let stop = try QueueStopSignal()
         let consumer = QueueConsumer(directory: try QueueDirectory(spool.root), options: options, logger: Self.quiet, stop: stop)
-        let run = Task { try await onThread { try consumer.run() } }
-        #expect(await eventually { spool.list("cur") == ["\(id).json"] })
-        try await Task.sleep(for: .milliseconds(100))
+        // On a thread of its own, started at once: the test waits for it to take the event, then stops it.
+        let run = Background { Result { try consumer.run() } }
+        #expect(eventually { spool.list("cur") == ["\(id).json"] })
+        usleep(100_000)
         stop.trigger()
-        let summary = try await run.value
+        let summary = try #require(run.join(timeout: .seconds(30))).get()
         #expect(summary.released == 1)
         #expect(summary.failures == 0)
         #expect(spool.list("new") == ["\(id).json"])
         #expect(!spool.exists("attempts/\(id).json"))
     }
 
-    @Test func aSecondConsumerInTheSameProcessIsRefusedToo() async throws {
+    @Test func aSecondConsumerInTheSameProcessIsRefusedToo() throws {
         let spool = try TestSpool()
         let stop = try QueueStopSignal()
         let first = QueueConsumer(
             directory: try QueueDirectory(spool.root), options: QueueConsumeOptions(command: "true"), logger: Self.quiet, stop: stop)
-        let run = Task { try await onThread { try first.run() } }
-        #expect(await eventually { ((try? spool.read(".consume.lock")) ?? "") == "\(getpid())\n" })
+        let run = Background { Result { try first.run() } }
+        // Stopped whatever happens below, so that no consumer outlives the test.
+        defer {
+            stop.trigger()
+            _ = run.join(timeout: .seconds(30))
+        }
+        try #require(eventually { ((try? spool.read(".consume.lock")) ?? "") == "\(getpid())\n" })
         let second = QueueConsumer(
             directory: try QueueDirectory(spool.root), options: QueueConsumeOptions(command: "true"), logger: Self.quiet,
             stop: try QueueStopSignal())
@@ -102,6 +109,6 @@ struct QueueConsumerTests {
             (error as? QueueError)?.kind == .busy
         }
         stop.trigger()
-        _ = try await run.value
+        _ = try #require(run.join(timeout: .seconds(30))).get()
     }
 }

@@ -211,12 +211,12 @@ final class Child: @unchecked Sendable {
     var stdout: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
 
-    /// Waits up to `seconds` for the child to exit; kills it and throws if it does not. Waiting sleeps the
-    /// task, not the thread, so other tests run meanwhile.
+    /// Waits up to `seconds` for the child to exit; kills it and throws if it does not. Blocks this test's
+    /// thread, which is all the wait needs (see Waiting.swift in PayhookTestSupport).
     @discardableResult
-    func finish(within seconds: Double = 20) async throws -> RunResult {
+    func finish(within seconds: Double = 20) throws -> RunResult {
         let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        while process.isRunning && Date() < deadline { usleep(5_000) }
         if process.isRunning {
             kill(pid, SIGKILL)
             process.waitUntilExit()
@@ -233,17 +233,15 @@ final class Child: @unchecked Sendable {
 
 /// Runs `payhook ARGUMENTS…` to completion.
 @discardableResult
-func payhook(_ arguments: String..., environment: [String: String] = [:], within seconds: Double = 20) async throws -> RunResult {
-    try await Child(try payhookBinary(), arguments, environment: environment).finish(within: seconds)
+func payhook(_ arguments: String..., environment: [String: String] = [:], within seconds: Double = 20) throws -> RunResult {
+    try Child(try payhookBinary(), arguments, environment: environment).finish(within: seconds)
 }
 
 /// Waits until `condition` holds, checking every 10 ms, for at most `seconds`. Returns whether it held.
-func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
+func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if try condition() { return true }
-        // A plain sleep, not Task.sleep: other suites in this process block the cooperative pool's few
-        // threads with socket I/O, and a Task.sleep continuation could wait behind them past the deadline.
         usleep(10_000)
     }
     return try condition()
@@ -258,13 +256,4 @@ func cpuTicks(_ pid: Int32) -> Int? {
     let fields = text[text.index(after: close)...].split(separator: " ")
     guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
     return user + system
-}
-
-/// Runs blocking work (a consumer's `run()`, which waits on threads and processes) on a thread of its own,
-/// so that it never occupies one of the few threads of Swift's cooperative pool that the other tests'
-/// `await`s need.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
 }

@@ -5,6 +5,12 @@ import Synchronization
 import Glibc
 #endif
 
+// Tests wait by blocking their own thread, never by awaiting: Swift Testing runs every test, synchronous or
+// not, on Swift's cooperative pool, which has one thread per core. A test that sleeps or waits there holds
+// its thread but needs nothing else from the pool; a test that awaits (Task.sleep, a Task, a continuation)
+// needs a free pool thread to go on, and may not get one for as long as other tests block them all, which
+// made deadlines pass and, once, a whole run hang (a consumer test whose Task never started).
+
 /// Polls `condition` every 5 ms until it holds or `timeout` passes.
 public func waitUntil(timeout: Duration = .seconds(2), _ condition: () -> Bool) -> Bool {
     let clock = ContinuousClock()
