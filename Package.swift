@@ -57,7 +57,8 @@ let package = Package(
             dependencies: ["PayhookServer", "PayhookCore", "PayhookQueue", "PayhookUnified", "PayhookWeChat", "PayhookCrypto", argumentParser, logging]
         ),
 
-        // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting.
+        // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting, and the
+        // parent of the suites that run one at a time (MeasuringSuites).
         .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
         .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookTestSupport", logging]),

@@ -3,8 +3,9 @@ import PayhookQueue
 import PayhookTestSupport
 import Testing
 
-/// The `payhook queue` commands as shell users and scripts see them: output formats and exit codes.
-@Suite(.timeLimit(.minutes(1)))
+/// The `payhook queue` commands as shell users and scripts see them: output formats and exit codes. One test at
+/// a time: `take --wait` is timed and its CPU ticks counted.
+@Suite(.serialized, .timeLimit(.minutes(1)))
 struct QueueCLITests {
     @Test func listPrintsATableOrJSONWithTheLocation() throws {
         let spool = try TestSpool()

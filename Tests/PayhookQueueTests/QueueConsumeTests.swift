@@ -2,8 +2,10 @@ import Foundation
 import PayhookTestSupport
 import Testing
 
+extension MeasuringSuites {
 /// `payhook queue consume --exec CMD`, run as a real process: acknowledgement, retries with backoff, dead
-/// letters, signals, kill -9, the one-worker lock, inotify waiting and concurrency.
+/// letters, signals, kill -9, the one-worker lock, inotify waiting and concurrency. One of the measuring suites:
+/// it times backoffs and stops, and counts an idle worker's CPU ticks.
 @Suite(.timeLimit(.minutes(2)))
 struct QueueConsumeTests {
     /// Starts `payhook queue consume --spool SPOOL --exec COMMAND EXTRA…` with $D set to a scratch folder.
@@ -240,6 +242,7 @@ struct QueueConsumeTests {
         #expect(spool.list("cur").isEmpty)
         #expect(spool.list("new").isEmpty)
     }
+}
 }
 
 enum QueueTimeCheck {

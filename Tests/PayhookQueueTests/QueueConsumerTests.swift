@@ -4,7 +4,9 @@ import PayhookQueue
 import PayhookTestSupport
 import Testing
 
-/// `QueueConsumer` in-process: what a run reports, and stopping it.
+extension MeasuringSuites {
+/// `QueueConsumer` in-process: what a run reports, and stopping it. One of the measuring suites: its commands
+/// are children of this process, stopped within a grace period.
 @Suite(.timeLimit(.minutes(1)))
 struct QueueConsumerTests {
     static let quiet = Logger(label: "payhook.queue.test") { _ in SwiftLogNoOpLogHandler() }
@@ -111,4 +113,5 @@ struct QueueConsumerTests {
         stop.trigger()
         _ = try #require(run.join(timeout: .seconds(30))).get()
     }
+}
 }

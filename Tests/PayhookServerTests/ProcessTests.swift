@@ -2,7 +2,9 @@ import Foundation
 import PayhookTestSupport
 import Testing
 
-/// The `payhook` executable itself: exit codes, `check-config`, and `serve`'s signal handling.
+extension MeasuringSuites {
+/// The `payhook` executable itself: exit codes, `check-config`, and `serve`'s signal handling. One of the
+/// measuring suites: a signalled server must react within a fraction of a second.
 @Suite(.timeLimit(.minutes(2)))
 struct ProcessTests {
     struct Run {
@@ -218,3 +220,7 @@ struct ProcessTests {
         #expect(second.stderr.contains("in use by another payhook (pid \(first.processIdentifier))"))
     }
 }
+}
+
+/// The name the other suites use for its helpers.
+typealias ProcessTests = MeasuringSuites.ProcessTests
