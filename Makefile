@@ -26,11 +26,12 @@ build: deps
 run: build
 	$(SWIFT) run payhook serve --config $(CONFIG)
 
-# Every suite (one at a time: live-server, process and timing tests share two cores), then the crash
-# harness and each fuzz target in short configurations.
+# Every suite, in parallel, except that the suites measuring time, memory or processes run one at a time
+# (MeasuringSuites, Tests/PayhookTestSupport/Suites.swift); then the crash harness and each fuzz target in
+# short configurations.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --no-parallel
+	$(SWIFT) test
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
 	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_SHORT_ARGS)
 	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_SHORT_ARGS)

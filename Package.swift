@@ -35,7 +35,7 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
-        // What Swift's Glibc module does not export (O_TMPFILE, pipe2, wait-status macros), from the C headers.
+        // What Swift's Glibc module does not export (O_TMPFILE, pipe2, wait-status macros, posix_spawn closefrom), from the C headers.
         .target(name: "CPayhookShim"),
 
         // A TOML 1.0 reader that keeps each value's line, for config errors that name file:line. Pure Swift.
@@ -74,13 +74,16 @@ let package = Package(
             dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookQueue", "PayhookWeChat", argumentParser, logging]
         ),
 
+        // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting, and the
+        // parent of the suites that run one at a time (MeasuringSuites).
+        .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
-        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", logging]),
-        .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
-        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
+        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", "PayhookTestSupport", logging]),
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

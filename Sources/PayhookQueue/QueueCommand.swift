@@ -224,6 +224,14 @@ enum QueueCommandRunner {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        // The command gets stdin, stdout and stderr, nothing else: every other descriptor is closed in the
+        // child, whether or not it is close-on-exec. A process that embeds the consumer may hold descriptors
+        // without the flag (Foundation's pipes, and the socket pair through which Foundation's Process learns
+        // that a child exited); a command, or whatever it leaves running, that inherits one end keeps the other
+        // end from ever seeing end-of-file. Where the C library lacks closefrom (ENOSYS), the close-on-exec
+        // flags are all there is: this process opens its own descriptors with O_CLOEXEC.
+        let closing = payhook_spawn_addclosefrom(&actions, 3)
+        if closing != 0 && closing != ENOSYS { return closing }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PayhookHTTP
+import PayhookTestSupport
 import Synchronization
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookHTTP
+import PayhookTestSupport
 import Synchronization
 import Testing
 

@@ -1,17 +1,19 @@
 import Foundation
 import PayhookQueue
+import PayhookTestSupport
 import Testing
 
-/// The `payhook queue` commands as shell users and scripts see them: output formats and exit codes.
-@Suite(.timeLimit(.minutes(1)))
+/// The `payhook queue` commands as shell users and scripts see them: output formats and exit codes. One test at
+/// a time: `take --wait` is timed and its CPU ticks counted.
+@Suite(.serialized, .timeLimit(.minutes(1)))
 struct QueueCLITests {
-    @Test func listPrintsATableOrJSONWithTheLocation() async throws {
+    @Test func listPrintsATableOrJSONWithTheLocation() throws {
         let spool = try TestSpool()
         let first = try spool.add(tenant: "demo", receivedAt: "2026-11-22T01:00:00.000Z")
         let second = try spool.add(tenant: "other", receivedAt: "2026-11-22T02:00:00.000Z")
-        try await payhook("queue", "take", "--spool", spool.root, "--format", "id")
+        try payhook("queue", "take", "--spool", spool.root, "--format", "id")
 
-        let table = try await payhook("queue", "list", "--spool", spool.root)
+        let table = try payhook("queue", "list", "--spool", spool.root)
         #expect(table.status == 0)
         let lines = table.stdout.split(separator: "\n")
         try #require(lines.count == 3, "\(table)")
@@ -19,7 +21,7 @@ struct QueueCLITests {
         #expect(lines[1].hasPrefix("cur ") && lines[1].hasSuffix(first))
         #expect(lines[2].hasPrefix("new ") && lines[2].hasSuffix(second))
 
-        let json = try await payhook("queue", "list", "--spool", spool.root, "--json", "--tenant", "other")
+        let json = try payhook("queue", "list", "--spool", spool.root, "--json", "--tenant", "other")
         #expect(json.status == 0)
         let items = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
         #expect(items.count == 1)
@@ -27,59 +29,59 @@ struct QueueCLITests {
         #expect(items.first?["location"] as? String == "new")
         #expect(items.first?["path"] as? String == spool.path("new/\(second).json"))
 
-        let since = try await payhook("queue", "list", "--spool", spool.root, "--json", "--since", "2026-11-22T01:30:00Z", "--location", "new")
+        let since = try payhook("queue", "list", "--spool", spool.root, "--json", "--since", "2026-11-22T01:30:00Z", "--location", "new")
         #expect(try (JSONSerialization.jsonObject(with: Data(since.stdout.utf8)) as? [[String: Any]])?.count == 1)
-        let none = try await payhook("queue", "list", "--spool", spool.root, "--status", "CLOSED")
+        let none = try payhook("queue", "list", "--spool", spool.root, "--status", "CLOSED")
         #expect(none.status == 0)
         #expect(none.stdout == "no events in new/, cur/ or dead/ of \(spool.root) matching the filters\n")
     }
 
-    @Test func badFilterValuesAreUsageErrors() async throws {
+    @Test func badFilterValuesAreUsageErrors() throws {
         let spool = try TestSpool()
-        let since = try await payhook("queue", "list", "--spool", spool.root, "--since", "yesterday")
+        let since = try payhook("queue", "list", "--spool", spool.root, "--since", "yesterday")
         #expect(since.status == 2)
         #expect(since.stderr.contains("--since must be an RFC 3339 time"))
-        #expect(try await payhook("queue", "list", "--spool", spool.root, "--location", "tmp").status == 2)
-        #expect(try await payhook("queue", "requeue", "--spool", spool.root, "--older-than", "soon").status == 2)
-        #expect(try await payhook("queue", "gc", "--spool", spool.root, "--tmp-older-than", "5s").status == 2)
-        #expect(try await payhook("queue", "list").status == 2)
+        #expect(try payhook("queue", "list", "--spool", spool.root, "--location", "tmp").status == 2)
+        #expect(try payhook("queue", "requeue", "--spool", spool.root, "--older-than", "soon").status == 2)
+        #expect(try payhook("queue", "gc", "--spool", spool.root, "--tmp-older-than", "5s").status == 2)
+        #expect(try payhook("queue", "list").status == 2)
     }
 
-    @Test func showPrintsPrettyOrTheExactFile() async throws {
+    @Test func showPrintsPrettyOrTheExactFile() throws {
         let spool = try TestSpool()
         let id = try spool.add(orderRef: "demo-order-1001", amount: 100)
-        let pretty = try await payhook("queue", "show", "--spool", spool.root, id)
+        let pretty = try payhook("queue", "show", "--spool", spool.root, id)
         #expect(pretty.status == 0)
         #expect(pretty.stdout.contains("location        new/ (waiting)"))
         #expect(pretty.stdout.contains("order_ref       demo-order-1001"))
         #expect(pretty.stdout.contains("attempts        0 failed attempts"))
-        let raw = try await payhook("queue", "show", "--spool", spool.root, "--json", id)
+        let raw = try payhook("queue", "show", "--spool", spool.root, "--json", id)
         #expect(raw.status == 0)
         #expect(raw.stdout == (try spool.read("new/\(id).json")))
     }
 
-    @Test func aMalformedIDIsAUsageErrorForEveryCommand() async throws {
+    @Test func aMalformedIDIsAUsageErrorForEveryCommand() throws {
         let spool = try TestSpool()
         for command in ["show", "ack", "nack", "revive"] {
             for bad in ["abc", String(repeating: "A", count: 64), String(repeating: "a", count: 63) + "/", "../../etc/passwd"] {
-                let run = try await payhook("queue", command, "--spool", spool.root, bad)
+                let run = try payhook("queue", command, "--spool", spool.root, bad)
                 #expect(run.status == 2, "\(command) \(bad)")
                 #expect(run.stderr.contains("ID must be an event id, 64 lowercase hex characters"))
             }
         }
     }
 
-    @Test func anUnknownIDIsExitOneWithOneSentence() async throws {
+    @Test func anUnknownIDIsExitOneWithOneSentence() throws {
         let spool = try TestSpool()
         let id = spool.makeID()
         for command in ["show", "ack", "nack", "revive"] {
-            let run = try await payhook("queue", command, "--spool", spool.root, id)
+            let run = try payhook("queue", command, "--spool", spool.root, id)
             #expect(run.status == 1, "\(command)")
             #expect(run.stderr == "error: no event \(id) in new/, cur/ or dead/ of spool \(spool.root)\n", "\(command)")
         }
     }
 
-    @Test func aMissingSpoolIsExitOneForEveryCommand() async throws {
+    @Test func aMissingSpoolIsExitOneForEveryCommand() throws {
         let spool = try TestSpool(create: false)
         let id = spool.makeID()
         let commands: [[String]] = [
@@ -87,63 +89,63 @@ struct QueueCLITests {
             ["requeue", "--older-than", "1h"], ["revive", id], ["consume", "--exec", "true"], ["gc"],
         ]
         for command in commands {
-            let run = try await Child(try payhookBinary(), ["queue"] + command + ["--spool", spool.root]).finish()
+            let run = try Child(try payhookBinary(), ["queue"] + command + ["--spool", spool.root]).finish()
             #expect(run.status == 1, "\(command)")
             #expect(run.stderr == "error: spool directory \(spool.root) does not exist\n", "\(command)")
         }
         #expect(!FileManager.default.fileExists(atPath: spool.root))
     }
 
-    @Test func aCorruptEventIsReportedMovedAndExitOne() async throws {
+    @Test func aCorruptEventIsReportedMovedAndExitOne() throws {
         let spool = try TestSpool()
         let id = spool.makeID()
         try spool.publish(id: id, bytes: Array("{\"id\": \"truncated".utf8))
-        let show = try await payhook("queue", "show", "--spool", spool.root, id)
+        let show = try payhook("queue", "show", "--spool", spool.root, id)
         #expect(show.status == 1)
         #expect(show.stderr == "error: new/\(id).json is not a valid event (it is not valid JSON); moved to corrupt/\(id).json\n")
         #expect(spool.list("corrupt") == ["\(id).json"])
 
         let other = spool.makeID()
         try spool.write("new/\(other).json", "not json either")
-        let list = try await payhook("queue", "list", "--spool", spool.root)
+        let list = try payhook("queue", "list", "--spool", spool.root)
         #expect(list.status == 1)
         #expect(list.stderr.contains("new/\(other).json is not a valid event (it is not valid JSON); moved to corrupt/\(other).json"))
         #expect(spool.list("corrupt") == ["\(id).json", "\(other).json"].sorted())
     }
 
-    @Test func takeAckAndNackFromTheShell() async throws {
+    @Test func takeAckAndNackFromTheShell() throws {
         let spool = try TestSpool()
         let id = try spool.add()
-        let take = try await payhook("queue", "take", "--spool", spool.root)
+        let take = try payhook("queue", "take", "--spool", spool.root)
         #expect(take.status == 0)
         #expect(take.stdout == (try spool.read("cur/\(id).json")))
-        let again = try await payhook("queue", "take", "--spool", spool.root)
+        let again = try payhook("queue", "take", "--spool", spool.root)
         #expect(again.status == 1)
         #expect(again.stderr == "error: no event waiting in \(spool.root)/new/\n")
-        #expect(try await payhook("queue", "take", "--spool", spool.root, "--allow-empty").status == 0)
+        #expect(try payhook("queue", "take", "--spool", spool.root, "--allow-empty").status == 0)
 
-        let nack = try await payhook("queue", "nack", "--spool", spool.root, "--reason", "try later", id)
+        let nack = try payhook("queue", "nack", "--spool", spool.root, "--reason", "try later", id)
         #expect(nack.status == 0)
         #expect(nack.stdout == "returned \(id) to new/ (1 failed attempt so far)\n")
-        let nackAgain = try await payhook("queue", "nack", "--spool", spool.root, id)
+        let nackAgain = try payhook("queue", "nack", "--spool", spool.root, id)
         #expect(nackAgain.status == 1)
         #expect(nackAgain.stderr == "error: event \(id) is waiting in new/ and was not taken; nothing to return\n")
 
-        let path = try await payhook("queue", "take", "--spool", spool.root, "--format", "path")
+        let path = try payhook("queue", "take", "--spool", spool.root, "--format", "path")
         #expect(path.stdout == spool.path("cur/\(id).json") + "\n")
-        let ack = try await payhook("queue", "ack", "--spool", spool.root, id)
+        let ack = try payhook("queue", "ack", "--spool", spool.root, id)
         #expect(ack.status == 0)
         #expect(ack.stdout == "acknowledged \(id)\n")
         #expect(spool.list("cur").isEmpty)
         #expect(spool.list("ids") == [id])
     }
 
-    @Test func takeWaitBlocksOnInotifyWithoutSpinningAndWakesOnArrival() async throws {
+    @Test func takeWaitBlocksOnInotifyWithoutSpinningAndWakesOnArrival() throws {
         let spool = try TestSpool()
         let waiter = try Child(try payhookBinary(), ["queue", "take", "--spool", spool.root, "--wait", "--timeout", "20s", "--format", "id"])
-        try await Task.sleep(for: .milliseconds(300))
+        usleep(300_000)
         let before = try #require(cpuTicks(waiter.pid))
-        try await Task.sleep(for: .milliseconds(700))
+        usleep(700_000)
         let after = try #require(cpuTicks(waiter.pid))
         // A polling loop would burn CPU; an inotify wait uses none (ticks are 10 ms).
         #expect(after - before <= 2)
@@ -151,52 +153,52 @@ struct QueueCLITests {
 
         let id = try spool.add()
         let arrived = Date()
-        let run = try await waiter.finish(within: 10)
+        let run = try waiter.finish(within: 10)
         #expect(run.status == 0)
         #expect(run.stdout == id + "\n")
         #expect(Date().timeIntervalSince(arrived) < 5)
     }
 
-    @Test func takeWaitTimesOutOrStopsOnSIGTERMWithoutClaiming() async throws {
+    @Test func takeWaitTimesOutOrStopsOnSIGTERMWithoutClaiming() throws {
         let spool = try TestSpool()
         let start = Date()
-        let timeout = try await payhook("queue", "take", "--spool", spool.root, "--timeout", "300ms")
+        let timeout = try payhook("queue", "take", "--spool", spool.root, "--timeout", "300ms")
         #expect(timeout.status == 1)
         #expect(timeout.stderr == "error: no event arrived in \(spool.root)/new/ within 300ms\n")
         #expect(Date().timeIntervalSince(start) >= 0.3)
 
         let waiter = try Child(try payhookBinary(), ["queue", "take", "--spool", spool.root, "--wait"])
-        try await Task.sleep(for: .milliseconds(300))
+        usleep(300_000)
         kill(waiter.pid, SIGTERM)
-        let stopped = try await waiter.finish(within: 10)
+        let stopped = try waiter.finish(within: 10)
         #expect(stopped.status == 1)
         #expect(stopped.stderr.contains("stopped by a signal before an event arrived"))
     }
 
-    @Test func requeueAndReviveFromTheShell() async throws {
+    @Test func requeueAndReviveFromTheShell() throws {
         let spool = try TestSpool()
         let id = try spool.add()
-        try await payhook("queue", "take", "--spool", spool.root)
-        let fresh = try await payhook("queue", "requeue", "--spool", spool.root, "--older-than", "1h")
+        try payhook("queue", "take", "--spool", spool.root)
+        let fresh = try payhook("queue", "requeue", "--spool", spool.root, "--older-than", "1h")
         #expect(fresh.status == 0)
         #expect(fresh.stdout == "requeued 0 events\n")
-        try await Task.sleep(for: .milliseconds(50))
-        let stale = try await payhook("queue", "requeue", "--spool", spool.root, "--older-than", "10ms")
+        usleep(50_000)
+        let stale = try payhook("queue", "requeue", "--spool", spool.root, "--older-than", "10ms")
         #expect(stale.status == 0)
         #expect(stale.stdout.hasPrefix("returned \(id) to new/ after "))
         #expect(stale.stdout.hasSuffix("(1 failed attempt so far)\nrequeued 1 event\n"))
         #expect(spool.list("new") == ["\(id).json"])
 
-        let notDead = try await payhook("queue", "revive", "--spool", spool.root, id)
+        let notDead = try payhook("queue", "revive", "--spool", spool.root, id)
         #expect(notDead.status == 1)
         #expect(notDead.stderr == "error: event \(id) is already waiting in new/\n")
     }
 
-    @Test func gcSaysWhatItRemovedAndDryRunRemovesNothing() async throws {
+    @Test func gcSaysWhatItRemovedAndDryRunRemovesNothing() throws {
         let spool = try TestSpool()
         let id = try spool.add()
-        try await payhook("queue", "take", "--spool", spool.root)
-        try await payhook("queue", "ack", "--spool", spool.root, id)
+        try payhook("queue", "take", "--spool", spool.root)
+        try payhook("queue", "ack", "--spool", spool.root, id)
         try spool.age("ids/\(id)", by: 8 * 86400)
         try spool.write("tmp/crashed.1.2.3", "partial")
         try spool.age("tmp/crashed.1.2.3", by: 3 * 3600)
@@ -206,7 +208,7 @@ struct QueueCLITests {
         try spool.write("conflicts/\(copy)", "{}")
         try spool.age("conflicts/\(copy)", by: 8 * 86400)
 
-        let dry = try await payhook("queue", "gc", "--spool", spool.root, "--dry-run")
+        let dry = try payhook("queue", "gc", "--spool", spool.root, "--dry-run")
         #expect(dry.status == 0)
         #expect(dry.stdout.contains("would remove ids/\(id): ledger entry written "))
         #expect(dry.stdout.contains("would remove tmp/crashed.1.2.3: temporary file 3h"))
@@ -215,7 +217,7 @@ struct QueueCLITests {
         #expect(spool.list("conflicts") == [copy])
         #expect(spool.list("ids") == [id])
 
-        let run = try await payhook("queue", "gc", "--spool", spool.root)
+        let run = try payhook("queue", "gc", "--spool", spool.root)
         #expect(run.status == 0)
         #expect(run.stdout.hasSuffix("removed 3 files (1 ledger entry, 1 conflict copy, 1 in tmp/, 0 queue sidecars)\n"))
         #expect(spool.list("ids").isEmpty)
@@ -223,7 +225,7 @@ struct QueueCLITests {
         #expect(spool.list("tmp") == ["writing.1.2.4"])
         #expect(try spool.read(".lock") == "4242\n")
 
-        let short = try await payhook("queue", "gc", "--spool", spool.root, "--older-than", "1h")
+        let short = try payhook("queue", "gc", "--spool", spool.root, "--older-than", "1h")
         #expect(short.status == 0)
         #expect(short.stderr.contains("shorter than WeChat Pay's 24h retry window"))
     }

@@ -1,8 +1,11 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
+extension MeasuringSuites {
 /// `payhook queue consume --exec CMD`, run as a real process: acknowledgement, retries with backoff, dead
-/// letters, signals, kill -9, the one-worker lock, inotify waiting and concurrency.
+/// letters, signals, kill -9, the one-worker lock, inotify waiting and concurrency. One of the measuring suites:
+/// it times backoffs and stops, and counts an idle worker's CPU ticks.
 @Suite(.timeLimit(.minutes(2)))
 struct QueueConsumeTests {
     /// Starts `payhook queue consume --spool SPOOL --exec COMMAND EXTRA…` with $D set to a scratch folder.
@@ -19,7 +22,7 @@ struct QueueConsumeTests {
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
-    @Test func eachEventIsPipedToTheCommandWithItsEnvironmentAndAcknowledged() async throws {
+    @Test func eachEventIsPipedToTheCommandWithItsEnvironmentAndAcknowledged() throws {
         let spool = try TestSpool()
         let ids = try spool.addMany(3)
         let originals = try ids.map { try spool.read("new/\($0).json") }
@@ -27,7 +30,7 @@ struct QueueConsumeTests {
             cat > "$D/$PAYHOOK_EVENT_ID.json"
             echo "$PAYHOOK_EVENT_ID $PAYHOOK_EVENT_ATTEMPT $PAYHOOK_EVENT_PATH $PAYHOOK_SPOOL" >> "$D/env"
             """
-        let run = try await Self.consume(spool, command, ["--drain"]).finish()
+        let run = try Self.consume(spool, command, ["--drain"]).finish()
         #expect(run.status == 0, "\(run.stderr)")
         for (id, original) in zip(ids, originals) {
             #expect(try String(contentsOfFile: spool.base + "/d/\(id).json", encoding: .utf8) == original)
@@ -40,11 +43,11 @@ struct QueueConsumeTests {
         #expect(run.stderr.contains("acknowledged \(ids[0])"))
     }
 
-    @Test func aFailureIsRetriedWithExponentialBackoffUntilItSucceeds() async throws {
+    @Test func aFailureIsRetriedWithExponentialBackoffUntilItSucceeds() throws {
         let spool = try TestSpool()
         let id = try spool.add()
         let command = #"date +%s.%N >> "$D/times"; [ "$PAYHOOK_EVENT_ATTEMPT" -ge 3 ]"#
-        let run = try await Self.consume(spool, command, ["--drain", "--backoff", "100ms", "--max-attempts", "5"]).finish()
+        let run = try Self.consume(spool, command, ["--drain", "--backoff", "100ms", "--max-attempts", "5"]).finish()
         #expect(run.status == 0, "\(run.stderr)")
         let times = Self.lines(spool.base + "/d/times").compactMap(Double.init)
         #expect(times.count == 3)
@@ -59,7 +62,7 @@ struct QueueConsumeTests {
         #expect(run.stderr.contains("attempt 2 of \(id) failed (exit status 1); retrying in 200ms"))
     }
 
-    @Test func afterMaxAttemptsTheEventIsADeadLetterWithItsLastError() async throws {
+    @Test func afterMaxAttemptsTheEventIsADeadLetterWithItsLastError() throws {
         let spool = try TestSpool()
         let bad = try spool.add(id: spool.makeID("b"), orderRef: "poison", receivedAt: "2026-11-22T01:00:00.000Z")
         let good = try spool.add(id: spool.makeID("a"), orderRef: "fine", receivedAt: "2026-11-22T02:00:00.000Z")
@@ -70,7 +73,7 @@ struct QueueConsumeTests {
             echo " attempt $PAYHOOK_EVENT_ATTEMPT failed" >&2
             exit 7
             """
-        let run = try await Self.consume(spool, command, ["--drain", "--backoff", "20ms", "--max-attempts", "3"]).finish()
+        let run = try Self.consume(spool, command, ["--drain", "--backoff", "20ms", "--max-attempts", "3"]).finish()
         #expect(run.status == 0, "\(run.stderr)")
         #expect(spool.list("dead") == ["\(bad).error.json", "\(bad).json"])
         #expect(try spool.read("dead/\(bad).json") == original)
@@ -93,51 +96,51 @@ struct QueueConsumeTests {
         #expect(tail.hasSuffix("x attempt 3 failed\n"))
         #expect(run.stderr.contains("\(bad) moved to dead/ after 3 failed attempts; last: exit status 7"))
 
-        let listed = try await payhook("queue", "list", "--spool", spool.root, "--location", "dead", "--json")
+        let listed = try payhook("queue", "list", "--spool", spool.root, "--location", "dead", "--json")
         let items = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
         #expect(items.count == 1)
         #expect(items.first?["location"] as? String == "dead")
         #expect(items.first?["attempts"] as? Int == 3)
-        #expect(try await payhook("queue", "revive", "--spool", spool.root, bad).status == 0)
+        #expect(try payhook("queue", "revive", "--spool", spool.root, bad).status == 0)
         #expect(spool.list("new") == ["\(bad).json"])
         #expect(spool.list("dead").isEmpty)
     }
 
-    @Test func aCommandTimeoutIsAFailedAttempt() async throws {
+    @Test func aCommandTimeoutIsAFailedAttempt() throws {
         let spool = try TestSpool()
         let id = try spool.add()
-        let run = try await Self.consume(spool, "sleep 10", ["--drain", "--command-timeout", "200ms", "--max-attempts", "1"]).finish()
+        let run = try Self.consume(spool, "sleep 10", ["--drain", "--command-timeout", "200ms", "--max-attempts", "1"]).finish()
         #expect(run.status == 0, "\(run.stderr)")
         let record = try spool.read("dead/\(id).error.json")
         #expect(record.contains(#""reason" : "timed out after 200ms (killed by signal 15)""#))
     }
 
-    @Test func sigtermLetsTheCommandInHandFinishThenExitsZero() async throws {
+    @Test func sigtermLetsTheCommandInHandFinishThenExitsZero() throws {
         let spool = try TestSpool()
         let ids = try spool.addMany(3)
         // The command runs until the test says "go", after the worker has taken the signal.
         let command = #"touch "$D/started"; while [ ! -e "$D/go" ]; do sleep 0.02; done; cat > "$D/done.$PAYHOOK_EVENT_ID""#
         let worker = try Self.consume(spool, command)
-        #expect(await eventually { FileManager.default.fileExists(atPath: spool.base + "/d/started") })
+        #expect(eventually { FileManager.default.fileExists(atPath: spool.base + "/d/started") })
         kill(worker.pid, SIGTERM)
-        #expect(await eventually { worker.stderr.contains("received SIGTERM: taking no new events") })
+        #expect(eventually { worker.stderr.contains("received SIGTERM: taking no new events") })
         #expect(worker.process.isRunning)
         _ = FileManager.default.createFile(atPath: spool.base + "/d/go", contents: nil)
-        let run = try await worker.finish(within: 10)
+        let run = try worker.finish(within: 10)
         #expect(run.status == 0, "\(run.stderr)")
         #expect(try String(contentsOfFile: spool.base + "/d/done.\(ids[0])", encoding: .utf8) == spool.read("ids/\(ids[0])"))
         #expect(spool.list("cur").isEmpty)
         #expect(spool.list("new") == ids.dropFirst().map { "\($0).json" })
     }
 
-    @Test func sigtermDuringBackoffReturnsTheEventToNewWithItsAttemptCounted() async throws {
+    @Test func sigtermDuringBackoffReturnsTheEventToNewWithItsAttemptCounted() throws {
         let spool = try TestSpool()
         let id = try spool.add()
         let worker = try Self.consume(spool, "exit 1", ["--backoff", "30s"])
-        #expect(await eventually { spool.exists("attempts/\(id).json") })
+        #expect(eventually { spool.exists("attempts/\(id).json") })
         let signalled = Date()
         kill(worker.pid, SIGTERM)
-        let run = try await worker.finish(within: 10)
+        let run = try worker.finish(within: 10)
         #expect(run.status == 0)
         #expect(Date().timeIntervalSince(signalled) < 15)   // well short of the 30 s backoff
         #expect(spool.list("new") == ["\(id).json"])
@@ -145,24 +148,24 @@ struct QueueConsumeTests {
         #expect(run.stderr.contains("stopping: \(id) returned to new/ after 1 failed attempt"))
     }
 
-    @Test func aCommandOutlivingTheGraceIsKilledAndItsEventReturnedUncounted() async throws {
+    @Test func aCommandOutlivingTheGraceIsKilledAndItsEventReturnedUncounted() throws {
         let spool = try TestSpool()
         let id = try spool.add()
         let worker = try Self.consume(spool, #"touch "$D/started"; sleep 30"#, ["--grace", "300ms"])
-        #expect(await eventually { FileManager.default.fileExists(atPath: spool.base + "/d/started") })
+        #expect(eventually { FileManager.default.fileExists(atPath: spool.base + "/d/started") })
         kill(worker.pid, SIGTERM)
-        let run = try await worker.finish(within: 10)
+        let run = try worker.finish(within: 10)
         #expect(run.status == 0)
         #expect(spool.list("new") == ["\(id).json"])
         #expect(spool.list("cur").isEmpty)
         #expect(!spool.exists("attempts/\(id).json"))
     }
 
-    @Test func killMinus9LosesNothingAndRequeueFindsTheEvent() async throws {
+    @Test func killMinus9LosesNothingAndRequeueFindsTheEvent() throws {
         let spool = try TestSpool()
         let id = try spool.add()
         let worker = try Self.consume(spool, #"echo $$ > "$D/pid.tmp"; mv "$D/pid.tmp" "$D/pid"; exec sleep 30"#)
-        #expect(await eventually { FileManager.default.fileExists(atPath: spool.base + "/d/pid") })
+        #expect(eventually { FileManager.default.fileExists(atPath: spool.base + "/d/pid") })
         defer {
             if let text = try? String(contentsOfFile: spool.base + "/d/pid", encoding: .utf8),
                 let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -171,58 +174,58 @@ struct QueueConsumeTests {
             }
         }
         // While the worker lives, its event is locked: requeue leaves it alone however old.
-        let early = try await payhook("queue", "requeue", "--spool", spool.root, "--older-than", "0s")
+        let early = try payhook("queue", "requeue", "--spool", spool.root, "--older-than", "0s")
         #expect(early.stdout == "requeued 0 events\n")
         #expect(early.stderr == "note: left \(id) in cur/: a running consume worker holds it\n")
 
         kill(worker.pid, SIGKILL)
-        try await worker.finish(within: 10)
+        try worker.finish(within: 10)
         #expect(spool.list("cur") == ["\(id).json"])
-        let requeue = try await payhook("queue", "requeue", "--spool", spool.root, "--older-than", "0s")
+        let requeue = try payhook("queue", "requeue", "--spool", spool.root, "--older-than", "0s")
         #expect(requeue.status == 0)
         #expect(requeue.stdout.hasSuffix("requeued 1 event\n"))
         #expect(spool.list("new") == ["\(id).json"])
 
         // The lock died with the worker too: a new one starts and finishes the event.
-        let again = try await Self.consume(spool, "cat > /dev/null", ["--drain"]).finish()
+        let again = try Self.consume(spool, "cat > /dev/null", ["--drain"]).finish()
         #expect(again.status == 0, "\(again.stderr)")
         #expect(spool.list("new").isEmpty)
         #expect(spool.list("cur").isEmpty)
     }
 
-    @Test func aSecondWorkerOnTheSameSpoolIsRefused() async throws {
+    @Test func aSecondWorkerOnTheSameSpoolIsRefused() throws {
         let spool = try TestSpool()
         let first = try Self.consume(spool, "cat > /dev/null")
-        #expect(await eventually { ((try? spool.read(".consume.lock")) ?? "") == "\(first.pid)\n" })
-        let second = try await Self.consume(spool, "cat > /dev/null").finish()
+        #expect(eventually { ((try? spool.read(".consume.lock")) ?? "") == "\(first.pid)\n" })
+        let second = try Self.consume(spool, "cat > /dev/null").finish()
         #expect(second.status == 1)
         #expect(second.stderr == "error: spool \(spool.root) already has a consume worker (pid \(first.pid), holding .consume.lock); run one per spool and raise its --concurrency instead\n")
         // The server's lock is not the consumer's business.
         #expect(!spool.exists(".lock"))
         kill(first.pid, SIGTERM)
-        #expect(try await first.finish(within: 10).status == 0)
+        #expect(try first.finish(within: 10).status == 0)
     }
 
-    @Test func anIdleWorkerWaitsOnInotifyAndPicksUpNewArrivals() async throws {
+    @Test func anIdleWorkerWaitsOnInotifyAndPicksUpNewArrivals() throws {
         let spool = try TestSpool()
         let worker = try Self.consume(spool, #"cat > "$D/$PAYHOOK_EVENT_ID""#)
-        try await Task.sleep(for: .milliseconds(400))
+        usleep(400_000)
         let before = try #require(cpuTicks(worker.pid))
-        try await Task.sleep(for: .milliseconds(600))
+        usleep(600_000)
         let after = try #require(cpuTicks(worker.pid))
         #expect(after - before <= 2)
         let id = try spool.add()
-        #expect(await eventually(within: 5) { FileManager.default.fileExists(atPath: spool.base + "/d/\(id)") && spool.list("cur").isEmpty })
+        #expect(eventually(within: 5) { FileManager.default.fileExists(atPath: spool.base + "/d/\(id)") && spool.list("cur").isEmpty })
         // A nack'ed or requeued event comes back by rename (IN_MOVED_TO): picked up as well.
         let other = spool.makeID()
         try spool.write("cur/\(other).json", TestSpool.eventJSON(id: other))
         #expect(rename(spool.path("cur/\(other).json"), spool.path("new/\(other).json")) == 0)
-        #expect(await eventually(within: 5) { FileManager.default.fileExists(atPath: spool.base + "/d/\(other)") })
+        #expect(eventually(within: 5) { FileManager.default.fileExists(atPath: spool.base + "/d/\(other)") })
         kill(worker.pid, SIGTERM)
-        #expect(try await worker.finish(within: 10).status == 0)
+        #expect(try worker.finish(within: 10).status == 0)
     }
 
-    @Test func concurrencyRunsCommandsInParallel() async throws {
+    @Test func concurrencyRunsCommandsInParallel() throws {
         let spool = try TestSpool()
         _ = try spool.addMany(4)
         // Each command waits until two commands have started. One at a time, the first would give up after
@@ -233,12 +236,13 @@ struct QueueConsumeTests {
             while [ "$(ls "$D" | grep -c '^running\\.')" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
             [ "$(ls "$D" | grep -c '^running\\.')" -ge 2 ]
             """
-        let run = try await Self.consume(spool, command, ["--drain", "--concurrency", "2", "--max-attempts", "1"]).finish(within: 30)
+        let run = try Self.consume(spool, command, ["--drain", "--concurrency", "2", "--max-attempts", "1"]).finish(within: 30)
         #expect(run.status == 0, "\(run.stderr)")
         #expect(!spool.exists("dead"))
         #expect(spool.list("cur").isEmpty)
         #expect(spool.list("new").isEmpty)
     }
+}
 }
 
 enum QueueTimeCheck {

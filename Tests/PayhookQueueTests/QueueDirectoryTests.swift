@@ -1,5 +1,6 @@
 import Foundation
 import PayhookQueue
+import PayhookTestSupport
 import Testing
 
 /// The queue operations in-process: list/show, take order and claiming, ack/nack/requeue/revive, corrupt
@@ -204,24 +205,21 @@ struct QueueDirectoryTests {
         #expect(empty.entry == nil)
     }
 
-    @Test func threadsRacingOverHundredsOfEventsEachGetDistinctOnes() async throws {
+    @Test func threadsRacingOverHundredsOfEventsEachGetDistinctOnes() throws {
         let spool = try TestSpool()
         let ids = try spool.addMany(300)
         let queue = try QueueDirectory(spool.root)
-        let taken = try await withThrowingTaskGroup(of: [String].self) { group in
-            for _ in 0..<4 {
-                group.addTask {
-                    try await onThread {
-                        var mine: [String] = []
-                        while let entry = try queue.take().entry { mine.append(entry.id) }
-                        return mine
-                    }
+        let racers = (0..<4).map { _ in
+            Background {
+                Result {
+                    var mine: [String] = []
+                    while let entry = try queue.take().entry { mine.append(entry.id) }
+                    return mine
                 }
             }
-            var all: [String] = []
-            for try await part in group { all += part }
-            return all
         }
+        var taken: [String] = []
+        for racer in racers { taken += try #require(racer.join(timeout: .seconds(30))).get() }
         #expect(taken.count == ids.count)
         #expect(Set(taken) == Set(ids))
         #expect(spool.list("new").isEmpty)

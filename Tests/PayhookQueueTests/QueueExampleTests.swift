@@ -1,4 +1,5 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// The example consumers in Examples/ work against a real spool, as docs/consumers.md promises.
@@ -17,11 +18,11 @@ struct QueueExampleTests {
         }
     }
 
-    @Test func theShellConsumerProcessesEveryEventOnceAndAcknowledgesIt() async throws {
+    @Test func theShellConsumerProcessesEveryEventOnceAndAcknowledgesIt() throws {
         let spool = try TestSpool()
         let ids = try spool.addMany(6)
         let out = spool.base + "/out.jsonl"
-        let run = try await Child("/bin/sh", [Self.examples + "/consumer.sh", spool.root], environment: [
+        let run = try Child("/bin/sh", [Self.examples + "/consumer.sh", spool.root], environment: [
             "PAYHOOK": try payhookBinary(), "OUT": out, "IDLE_TIMEOUT": "500ms",
         ]).finish(within: 30)
         #expect(run.status == 0, "\(run.stderr)")
@@ -33,7 +34,7 @@ struct QueueExampleTests {
         #expect(run.stderr.contains("consumer.sh: processed \(ids[0])"))
     }
 
-    @Test func thePythonConsumerSpeaksTheProtocolDirectlyEvenWhenTwoRace() async throws {
+    @Test func thePythonConsumerSpeaksTheProtocolDirectlyEvenWhenTwoRace() throws {
         let spool = try TestSpool()
         let ids = try spool.addMany(60)
         let corrupt = spool.makeID("f")
@@ -46,7 +47,7 @@ struct QueueExampleTests {
         }
         var processed: [String] = []
         for (index, consumer) in consumers.enumerated() {
-            let run = try await consumer.finish(within: 30)
+            let run = try consumer.finish(within: 30)
             #expect(run.status == 0, "\(run.stderr)")
             processed += try Self.objects(spool.base + "/out.\(index).jsonl").compactMap { $0["id"] as? String }
         }

@@ -1,10 +1,11 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// Several processes taking from one spool at once: each event is taken exactly once, none is lost.
 @Suite(.timeLimit(.minutes(2)))
 struct QueueRaceTests {
-    @Test func fourProcessesRacingOverHundredsOfEventsTakeEachExactlyOnce() async throws {
+    @Test func fourProcessesRacingOverHundredsOfEventsTakeEachExactlyOnce() throws {
         let spool = try TestSpool()
         let ids = try spool.addMany(300)
         let binary = try payhookBinary()
@@ -17,7 +18,7 @@ struct QueueRaceTests {
                 "BIN": binary, "SPOOL": spool.root, "OUT": spool.base + "/taken.\(index)",
             ]))
         }
-        for racer in racers { try await racer.finish(within: 90) }
+        for racer in racers { try racer.finish(within: 90) }
 
         var taken: [String] = []
         var perRacer: [Int] = []

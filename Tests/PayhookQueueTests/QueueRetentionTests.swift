@@ -60,7 +60,7 @@ struct QueueRetentionTests {
         #expect(try queue.gc(options).removed.map(\.path) == ["conflicts/\(young)"])
     }
 
-    @Test func gcCountsConflictCopiesInItsSummary() async throws {
+    @Test func gcCountsConflictCopiesInItsSummary() throws {
         let spool = try TestSpool()
         let queue = try QueueDirectory(spool.root)
         let ledger = try Self.acknowledged(spool, queue, days: 8)
@@ -68,20 +68,20 @@ struct QueueRetentionTests {
         try spool.write("conflicts/\(copy)", "{}")
         try spool.age("conflicts/\(copy)", by: 8 * Self.day)
 
-        let dry = try await payhook("queue", "gc", "--spool", spool.root, "--dry-run", "--limit", "5")
+        let dry = try payhook("queue", "gc", "--spool", spool.root, "--dry-run", "--limit", "5")
         #expect(dry.status == 0)
         #expect(dry.stdout.contains("would remove conflicts/\(copy): conflict copy written "))
         #expect(dry.stdout.hasSuffix("would remove 2 files (1 ledger entry, 1 conflict copy, 0 in tmp/, 0 queue sidecars)\n"))
         #expect(spool.list("conflicts") == [copy])
 
-        let limited = try await payhook("queue", "gc", "--spool", spool.root, "--limit", "1")
+        let limited = try payhook("queue", "gc", "--spool", spool.root, "--limit", "1")
         #expect(limited.status == 0)
         #expect(limited.stdout.hasPrefix("removed ids/\(ledger): ledger entry written "))
         #expect(limited.stdout.hasSuffix(
             "removed 1 file (1 ledger entry, 0 conflict copies, 0 in tmp/, 0 queue sidecars); stopped at --limit 1, run again for more\n"))
         #expect(spool.list("ids").isEmpty)
         #expect(spool.list("conflicts") == [copy])
-        let rest = try await payhook("queue", "gc", "--spool", spool.root)
+        let rest = try payhook("queue", "gc", "--spool", spool.root)
         #expect(rest.stdout.hasSuffix("removed 1 file (0 ledger entries, 1 conflict copy, 0 in tmp/, 0 queue sidecars)\n"))
         #expect(spool.list("conflicts").isEmpty)
     }
@@ -135,7 +135,7 @@ struct QueueRetentionTests {
         }
     }
 
-    @Test func aRetentionThatIsNotARegularFileIsRefusedWithoutFollowingOrBlocking() async throws {
+    @Test func aRetentionThatIsNotARegularFileIsRefusedWithoutFollowingOrBlocking() throws {
         let spool = try TestSpool()
         let outside = spool.base + "/retention"
         try "60\n".write(toFile: outside, atomically: false, encoding: .utf8)
@@ -150,42 +150,42 @@ struct QueueRetentionTests {
         }
         unlink(spool.path(".retention"))
         try spool.fifo(".retention")
-        let run = try await payhook("queue", "gc", "--spool", spool.root, within: 10)
+        let run = try payhook("queue", "gc", "--spool", spool.root, within: 10)
         #expect(run.status == 1)
         #expect(run.stderr == "error: \(spool.root)/.retention cannot be the server's recorded ledger retention: it is a named pipe (FIFO), not a regular file\n")
         #expect(spool.list("ids") == [old])
     }
 
-    @Test func theCommandLineRefusesAShorterOlderThanInOneSentence() async throws {
+    @Test func theCommandLineRefusesAShorterOlderThanInOneSentence() throws {
         let spool = try TestSpool()
         try spool.write(".retention", "604800\n")
         let queue = try QueueDirectory(spool.root)
         let recent = try Self.acknowledged(spool, queue, days: 3)
         let old = try Self.acknowledged(spool, queue, days: 8)
 
-        let short = try await payhook("queue", "gc", "--spool", spool.root, "--older-than", "2d")
+        let short = try payhook("queue", "gc", "--spool", spool.root, "--older-than", "2d")
         #expect(short.status == 1)
         #expect(short.stdout.isEmpty)
         #expect(short.stderr == "error: --older-than 2d would prune ledger entries the server still needs to recognise replays; "
             + "the server runs with a retention of 7d (config ledger_retention_days), recorded in \(spool.root)/.retention\n")
         #expect(spool.list("ids") == [old, recent].sorted())
 
-        let byDefault = try await payhook("queue", "gc", "--spool", spool.root)
+        let byDefault = try payhook("queue", "gc", "--spool", spool.root)
         #expect(byDefault.status == 0)
         #expect(byDefault.stdout.hasSuffix("removed 1 file (1 ledger entry, 0 conflict copies, 0 in tmp/, 0 queue sidecars)\n"))
         #expect(spool.list("ids") == [recent])
 
         try spool.write(".retention", "259200\n")   // 3 days: the server was reconfigured
-        let longer = try await payhook("queue", "gc", "--spool", spool.root, "--older-than", "2d12h")
+        let longer = try payhook("queue", "gc", "--spool", spool.root, "--older-than", "2d12h")
         #expect(longer.status == 1)
-        let shorterStill = try await payhook("queue", "gc", "--spool", spool.root, "--older-than", "1d", "--dry-run")
+        let shorterStill = try payhook("queue", "gc", "--spool", spool.root, "--older-than", "1d", "--dry-run")
         #expect(shorterStill.status == 1)
-        let enough = try await payhook("queue", "gc", "--spool", spool.root, "--older-than", "3d", "--dry-run")
+        let enough = try payhook("queue", "gc", "--spool", spool.root, "--older-than", "3d", "--dry-run")
         #expect(enough.status == 0)
         #expect(enough.stderr.isEmpty)
 
         try spool.write(".retention", "seven days\n")
-        let malformed = try await payhook("queue", "gc", "--spool", spool.root, "--older-than", "30d")
+        let malformed = try payhook("queue", "gc", "--spool", spool.root, "--older-than", "30d")
         #expect(malformed.status == 1)
         #expect(malformed.stderr == "error: \(spool.root)/.retention must hold the server's ledger retention as a positive whole "
             + "number of seconds and a newline (e.g. \"604800\\n\"); it holds \"seven days?\"\n")

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookQueue
+import PayhookTestSupport
 import Testing
 
 /// Spool entries that are not regular event files (a symbolic link to /dev/zero or to an event outside the
@@ -91,11 +92,11 @@ struct QueueSpecialFileTests {
         "error: \(folder)/\(id).json is not a valid event (\(reason)); moved to corrupt/\(id).json, kept there for inspection"
     }
 
-    @Test func listQuarantinesWhatIsNotARegularFileWithoutFollowingOrBlocking() async throws {
+    @Test func listQuarantinesWhatIsNotARegularFileWithoutFollowingOrBlocking() throws {
         let spool = try TestSpool()
         let good = try spool.add()
         let hostile = try Self.plant(spool, in: "new")
-        let run = try await payhook("queue", "list", "--spool", spool.root, "--json", within: 15)
+        let run = try payhook("queue", "list", "--spool", spool.root, "--json", within: 15)
         #expect(run.status == 1)
         let items = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]])
         #expect(items.compactMap { $0["id"] as? String } == [good])
@@ -107,10 +108,10 @@ struct QueueSpecialFileTests {
         #expect(spool.list("new") == ["\(good).json", "x.json"])
     }
 
-    @Test func takeNeverClaimsOrPrintsWhatALinkPointsTo() async throws {
+    @Test func takeNeverClaimsOrPrintsWhatALinkPointsTo() throws {
         let spool = try TestSpool()
         let hostile = try Self.plant(spool, in: "new")
-        let nothing = try await payhook("queue", "take", "--spool", spool.root, within: 15)
+        let nothing = try payhook("queue", "take", "--spool", spool.root, within: 15)
         #expect(nothing.status == 1)
         #expect(nothing.stdout.isEmpty)
         #expect(nothing.stderr.hasSuffix("error: no event waiting in \(spool.root)/new/\n"))
@@ -121,17 +122,17 @@ struct QueueSpecialFileTests {
         try Self.expectQuarantined(spool, hostile, from: "new")
 
         let good = try spool.add()
-        let take = try await payhook("queue", "take", "--spool", spool.root, within: 15)
+        let take = try payhook("queue", "take", "--spool", spool.root, within: 15)
         #expect(take.status == 0)
         #expect(take.stdout == (try spool.read("cur/\(good).json")))
         #expect(spool.list("cur") == ["\(good).json"])
     }
 
-    @Test func showReportsEachAsCorruptAndPrintsNothing() async throws {
+    @Test func showReportsEachAsCorruptAndPrintsNothing() throws {
         let spool = try TestSpool()
         let hostile = try Self.plant(spool, in: "new")
         for (id, reason) in hostile.reasons {
-            let run = try await payhook("queue", "show", "--spool", spool.root, "--json", id, within: 15)
+            let run = try payhook("queue", "show", "--spool", spool.root, "--json", id, within: 15)
             #expect(run.status == 1, "\(id)")
             #expect(run.stdout.isEmpty, "\(id)")
             #expect(run.stderr == "error: new/\(id).json is not a valid event (\(reason)); moved to corrupt/\(id).json\n")
@@ -139,13 +140,13 @@ struct QueueSpecialFileTests {
         try Self.expectQuarantined(spool, hostile, from: "new")
     }
 
-    @Test func consumeDeliversOnlyTheRegularEvents() async throws {
+    @Test func consumeDeliversOnlyTheRegularEvents() throws {
         let spool = try TestSpool()
         let good = try spool.add()
         let original = try spool.read("new/\(good).json")
         let hostile = try Self.plant(spool, in: "new")
         let out = spool.base + "/delivered"
-        let run = try await Child(
+        let run = try Child(
             try payhookBinary(),
             ["queue", "consume", "--spool", spool.root, "--drain", "--exec", "cat >> \"$OUT\""],
             environment: ["OUT": out]
@@ -159,10 +160,10 @@ struct QueueSpecialFileTests {
         try Self.expectQuarantined(spool, hostile, from: "new")
     }
 
-    @Test func requeueSetsAsideWhatIsInCurWhateverItsAge() async throws {
+    @Test func requeueSetsAsideWhatIsInCurWhateverItsAge() throws {
         let spool = try TestSpool()
         let hostile = try Self.plant(spool, in: "cur")
-        let run = try await payhook("queue", "requeue", "--spool", spool.root, "--older-than", "1h", within: 15)
+        let run = try payhook("queue", "requeue", "--spool", spool.root, "--older-than", "1h", within: 15)
         #expect(run.status == 1)
         #expect(run.stdout == "requeued 0 events\n")
         for (id, reason) in hostile.reasons {
@@ -172,12 +173,12 @@ struct QueueSpecialFileTests {
         try Self.expectQuarantined(spool, hostile, from: "cur")
     }
 
-    @Test func reviveRefusesWhatIsNotARegularFileInDead() async throws {
+    @Test func reviveRefusesWhatIsNotARegularFileInDead() throws {
         let spool = try TestSpool()
         try FileManager.default.createDirectory(atPath: spool.path("dead"), withIntermediateDirectories: false)
         let hostile = try Self.plant(spool, in: "dead")
         for (id, reason) in hostile.reasons {
-            let run = try await payhook("queue", "revive", "--spool", spool.root, id, within: 15)
+            let run = try payhook("queue", "revive", "--spool", spool.root, id, within: 15)
             #expect(run.status == 1, "\(id)")
             #expect(run.stderr == "error: dead/\(id).json is not a valid event (\(reason)); moved to corrupt/\(id).json\n")
         }
@@ -203,12 +204,12 @@ struct QueueSpecialFileTests {
         #expect(try String(contentsOfFile: outside, encoding: .utf8) == TestSpool.eventJSON(id: id))
     }
 
-    @Test func sidecarsThatAreNotRegularFilesAreSetAsideAndTheEventStillListed() async throws {
+    @Test func sidecarsThatAreNotRegularFilesAreSetAsideAndTheEventStillListed() throws {
         let spool = try TestSpool()
         let waiting = try spool.add()
         try FileManager.default.createDirectory(atPath: spool.path("attempts"), withIntermediateDirectories: false)
         try spool.fifo("attempts/\(waiting).json")
-        let run = try await payhook("queue", "list", "--spool", spool.root, "--json", within: 15)
+        let run = try payhook("queue", "list", "--spool", spool.root, "--json", within: 15)
         #expect(run.status == 1)
         let items = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]])
         #expect(items.compactMap { $0["id"] as? String } == [waiting])

@@ -1,33 +1,25 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A spool laid out the way `payhook serve` leaves it, in a fresh mkdtemp(3) folder removed at deinit.
+/// A spool laid out the way `payhook serve` leaves it, in a fresh temporary folder removed at deinit.
 /// Events are written the way the server writes them: a file in tmp/, hard-linked to new/<id>.json, then to
 /// ids/<id>, then the tmp/ name removed.
 final class TestSpool: @unchecked Sendable {
+    private let directory: TemporaryDirectory
     let base: String
     let root: String
     private var counter = 0
 
     init(create: Bool = true) throws {
-        var template = Array("/tmp/payhook-queue-test-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
-        base = String(cString: made)
+        directory = try TemporaryDirectory(prefix: "payhook-queue-test")
+        base = directory.path
         root = base + "/spool"
         if create {
             for folder in ["", "/tmp", "/new", "/cur", "/ids", "/conflicts", "/corrupt"] {
                 try FileManager.default.createDirectory(atPath: root + folder, withIntermediateDirectories: false)
             }
         }
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: base)
     }
 
     func path(_ relative: String) -> String { root + "/" + relative }
@@ -178,28 +170,6 @@ final class TestSpool: @unchecked Sendable {
     }
 }
 
-/// The built `payhook` executable: $PAYHOOK_BIN, or next to the test bundle (`swift build` puts both in one
-/// folder), or in a parent of it.
-func payhookBinary() throws -> String {
-    if let explicit = ProcessInfo.processInfo.environment["PAYHOOK_BIN"] { return explicit }
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<6 {
-        let candidate = directory.appendingPathComponent("payhook").path
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-            FileManager.default.isExecutableFile(atPath: candidate)
-        {
-            return candidate
-        }
-        directory = directory.deletingLastPathComponent()
-    }
-    throw TestFailure("payhook binary not found near \(CommandLine.arguments[0]); run `swift build` or set PAYHOOK_BIN")
-}
-
-/// The repository root, from this file's path (Tests/PayhookQueueTests/Support.swift).
-let repositoryRoot = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
 struct RunResult {
     var status: Int32
     var stdout: String
@@ -209,13 +179,13 @@ struct RunResult {
 /// A child process whose stdout and stderr go to files (so a chatty child can never block on a full pipe).
 final class Child: @unchecked Sendable {
     let process = Process()
+    private let folder: TemporaryDirectory
     private let outPath: String
     private let errPath: String
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws {
-        var template = Array("/tmp/payhook-queue-child-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
-        let folder = String(cString: made)
+        folder = try TemporaryDirectory(prefix: "payhook-queue-child")
+        let folder = folder.path
         outPath = folder + "/stdout"
         errPath = folder + "/stderr"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
@@ -241,21 +211,19 @@ final class Child: @unchecked Sendable {
     var stdout: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
 
-    /// Waits up to `seconds` for the child to exit; kills it and throws if it does not. Waiting sleeps the
-    /// task, not the thread, so other tests run meanwhile.
+    /// Waits up to `seconds` for the child to exit; kills it and throws if it does not. Blocks this test's
+    /// thread, which is all the wait needs (see Waiting.swift in PayhookTestSupport).
     @discardableResult
-    func finish(within seconds: Double = 20) async throws -> RunResult {
+    func finish(within seconds: Double = 20) throws -> RunResult {
         let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        while process.isRunning && Date() < deadline { usleep(5_000) }
         if process.isRunning {
             kill(pid, SIGKILL)
             process.waitUntilExit()
             throw TestFailure("\(process.arguments ?? []) did not finish within \(seconds) s; stderr: \(stderr)")
         }
         process.waitUntilExit()
-        let result = RunResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
-        try? FileManager.default.removeItem(atPath: (outPath as NSString).deletingLastPathComponent)
-        return result
+        return RunResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
     }
 
     deinit {
@@ -265,17 +233,15 @@ final class Child: @unchecked Sendable {
 
 /// Runs `payhook ARGUMENTS…` to completion.
 @discardableResult
-func payhook(_ arguments: String..., environment: [String: String] = [:], within seconds: Double = 20) async throws -> RunResult {
-    try await Child(try payhookBinary(), arguments, environment: environment).finish(within: seconds)
+func payhook(_ arguments: String..., environment: [String: String] = [:], within seconds: Double = 20) throws -> RunResult {
+    try Child(try payhookBinary(), arguments, environment: environment).finish(within: seconds)
 }
 
 /// Waits until `condition` holds, checking every 10 ms, for at most `seconds`. Returns whether it held.
-func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
+func eventually(within seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if try condition() { return true }
-        // A plain sleep, not Task.sleep: other suites in this process block the cooperative pool's few
-        // threads with socket I/O, and a Task.sleep continuation could wait behind them past the deadline.
         usleep(10_000)
     }
     return try condition()
@@ -290,13 +256,4 @@ func cpuTicks(_ pid: Int32) -> Int? {
     let fields = text[text.index(after: close)...].split(separator: " ")
     guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
     return user + system
-}
-
-/// Runs blocking work (a consumer's `run()`, which waits on threads and processes) on a thread of its own,
-/// so that it never occupies one of the few threads of Swift's cooperative pool that the other tests'
-/// `await`s need.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
 }

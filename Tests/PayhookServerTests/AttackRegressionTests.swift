@@ -6,6 +6,7 @@ import PayhookCrypto
 import PayhookServer
 import PayhookTools
 import PayhookSpool
+import PayhookTestSupport
 import Synchronization
 import PayhookWeChat
 import Testing
@@ -263,7 +264,7 @@ struct HealthTruthTests {
         let disk = UnwritableFolders()
         disk.blocked.withLock { $0.insert(folder) }
         // The spool is created first, so its folders exist and only writing into them fails.
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         do {
             let spool = try Spool(directory: dir.file("spool"), inspector: EventInspector(), logger: Logger(label: "test"))
             spool.close()

@@ -60,7 +60,7 @@ struct BadInputTests {
         let live = try LiveServer()
         defer { live.stop() }
         let success = try Paths.fixture("unified/success.query")
-        let reply = try RawHTTP.send(c.request(success), port: live.port)
+        let reply = try HTTPReply.exchange(c.request(success), port: live.port)
         #expect(reply.status == c.status)
         if let body = c.body { #expect(reply.body == body) }
         #expect(live.events().isEmpty)
@@ -73,7 +73,7 @@ struct BadInputTests {
     @Test func wrongMethodNamesTheAllowedOne() throws {
         let live = try LiveServer()
         defer { live.stop() }
-        let reply = try RawHTTP.send("DELETE \(Self.path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: live.port)
+        let reply = try HTTPReply.exchange("DELETE \(Self.path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: live.port)
         #expect(reply.status == 405)
         #expect(reply.headers["allow"] == "GET")
     }

@@ -1,4 +1,5 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// Structured logs from the real binary: one JSON object per line, one line per request, nothing secret.
@@ -6,10 +7,10 @@ import Testing
 struct LogTests {
     /// Runs `payhook serve` with `extra` flags, sends `targets`, stops it, returns its stderr lines.
     static func serveAndCollect(_ extra: [String], targets: [String]) throws -> [String] {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         let config = try ProcessTests.writeConfig(dir)
         let process = Process()
-        process.executableURL = try Paths.payhookBinary()
+        process.executableURL = URL(fileURLWithPath: try payhookBinary())
         process.arguments = ["serve", "--config", config] + extra
         let out = Pipe()
         process.standardOutput = out
@@ -28,7 +29,7 @@ struct LogTests {
             throw TestFailure("no listening line")
         }
         for target in targets {
-            _ = try RawHTTP.send("GET \(target) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port)
+            _ = try HTTPReply.exchange("GET \(target) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port)
         }
         kill(process.processIdentifier, SIGTERM)
         #expect(ProcessTests.waitForExit(process, seconds: 10))

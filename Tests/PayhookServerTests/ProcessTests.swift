@@ -1,7 +1,10 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
-/// The `payhook` executable itself: exit codes, `check-config`, and `serve`'s signal handling.
+extension MeasuringSuites {
+/// The `payhook` executable itself: exit codes, `check-config`, and `serve`'s signal handling. One of the
+/// measuring suites: a signalled server must react within a fraction of a second.
 @Suite(.timeLimit(.minutes(2)))
 struct ProcessTests {
     struct Run {
@@ -12,7 +15,7 @@ struct ProcessTests {
 
     static func run(_ arguments: [String], timeout: TimeInterval = 30) throws -> Run {
         let process = Process()
-        process.executableURL = try Paths.payhookBinary()
+        process.executableURL = URL(fileURLWithPath: try payhookBinary())
         process.arguments = arguments
         let out = Pipe()
         let err = Pipe()
@@ -32,7 +35,7 @@ struct ProcessTests {
     }
 
     /// A config like the demo's, with its spool in `dir` and the secret file referenced absolutely.
-    static func writeConfig(_ dir: TempDir) throws -> String {
+    static func writeConfig(_ dir: TemporaryDirectory) throws -> String {
         let secret = Paths.fixtures.appendingPathComponent("secrets/demo.secret").path
         try dir.write("payhook.toml", """
             listen = "127.0.0.1:0"
@@ -57,7 +60,7 @@ struct ProcessTests {
     }
 
     @Test func checkConfigListsEveryProblemWithFileAndLine() throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         try dir.write("empty.secret", "\n   \n")
         try FileManager.default.createDirectory(atPath: dir.file("folder.secret"), withIntermediateDirectories: false)
         try dir.write("bad.toml", """
@@ -138,7 +141,7 @@ struct ProcessTests {
     /// Starts `payhook serve`, returns the process, its stdout reader and the port it printed.
     static func startServe(_ config: String, extra: [String] = []) throws -> (Process, Pipe, Int) {
         let process = Process()
-        process.executableURL = try Paths.payhookBinary()
+        process.executableURL = URL(fileURLWithPath: try payhookBinary())
         process.arguments = ["serve", "--config", config] + extra
         let out = Pipe()
         process.standardOutput = out
@@ -167,26 +170,25 @@ struct ProcessTests {
 
     /// SIGTERM: stop accepting, finish the request in flight, exit 0.
     @Test func sigtermFinishesTheRequestInFlightAndExitsZero() throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         let config = try Self.writeConfig(dir)
         let (process, _, port) = try Self.startServe(config)
         defer { if process.isRunning { process.terminate() } }
         let query = try Paths.fixture("unified/success.query")
 
         // A request whose head is not finished yet is in flight when the signal arrives.
-        let fd = try RawHTTP.connect(port: port)
-        defer { close(fd) }
-        RawHTTP.write(fd, Array("GET /notify/unified?\(query) HTTP/1.1\r\nHost: x\r\n".utf8))
+        let client = try RawClient(port: port)
+        client.send("GET /notify/unified?\(query) HTTP/1.1\r\nHost: x\r\n")
         usleep(300_000)
         kill(process.processIdentifier, SIGTERM)
         usleep(300_000)
         #expect(process.isRunning, "payhook exited with a request in flight")
 
         // New connections are no longer accepted.
-        #expect(throws: (any Error).self) { _ = try RawHTTP.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port) }
+        #expect(throws: (any Error).self) { _ = try HTTPReply.exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port) }
 
-        RawHTTP.write(fd, Array("Connection: close\r\n\r\n".utf8))
-        let reply = try RawHTTP.parse(RawHTTP.readAll(fd))
+        client.send("Connection: close\r\n\r\n")
+        let reply = try HTTPReply.read(client)
         #expect(reply.status == 200)
         #expect(reply.body == "success")
         #expect(Self.waitForExit(process, seconds: 10))
@@ -196,17 +198,17 @@ struct ProcessTests {
     }
 
     @Test func sigintWhenIdleExitsZero() throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         let (process, _, port) = try Self.startServe(try Self.writeConfig(dir))
         defer { if process.isRunning { process.terminate() } }
-        #expect(try RawHTTP.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port).body == "ok")
+        #expect(try HTTPReply.exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port).body == "ok")
         kill(process.processIdentifier, SIGINT)
         #expect(Self.waitForExit(process, seconds: 10))
         #expect(process.terminationStatus == 0)
     }
 
     @Test func secondServerOnTheSameSpoolRefusesToStart() throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         let config = try Self.writeConfig(dir)
         let (first, _, _) = try Self.startServe(config)
         defer {
@@ -218,3 +220,7 @@ struct ProcessTests {
         #expect(second.stderr.contains("in use by another payhook (pid \(first.processIdentifier))"))
     }
 }
+}
+
+/// The name the other suites use for its helpers.
+typealias ProcessTests = MeasuringSuites.ProcessTests

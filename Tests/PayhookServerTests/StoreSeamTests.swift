@@ -3,6 +3,7 @@ import Logging
 import PayhookCore
 import PayhookServer
 import PayhookStore
+import PayhookTestSupport
 import Synchronization
 import Testing
 
@@ -72,17 +73,17 @@ final class MemoryEventStore: EventStore {
 @Suite(.timeLimit(.minutes(2)))
 struct StoreSeamTests {
     final class Live: @unchecked Sendable {
-        let dir: TempDir
+        let dir: TemporaryDirectory
         let store = MemoryEventStore()
         let server: PayhookServer
         init() throws {
-            dir = try TempDir()
+            dir = try TemporaryDirectory()
             let config = try demoConfig(spool: dir.file("unused-spool"))
             server = try PayhookServer(config: config, logger: Logger(label: "payhook-test") { _ in SwiftLogNoOpLogHandler() }, store: store)
         }
         var port: Int { server.http.boundAddress.port }
         func get(_ target: String) throws -> HTTPReply {
-            try RawHTTP.send("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", port: port)
+            try HTTPReply.exchange("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", port: port)
         }
         deinit { server.shutdown() }
     }

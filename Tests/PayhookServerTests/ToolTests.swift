@@ -1,4 +1,5 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// `payhook sign`, `simulate` and `verify`, run as processes, and cross-checked against implementations
@@ -38,7 +39,7 @@ struct ToolTests {
         let signed = try ProcessTests.run(["sign"] + arguments + ["--config", Self.demo])
         #expect(signed.status == 0, "\(signed.stderr)")
         let output = signed.stdout.trimmingCharacters(in: .newlines)
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         try dir.write("capture", output)
         let checked = try Self.python([check, check == "check-unified" ? output : dir.file("capture")])
         #expect(checked.status == 0, "\(checked.stdout) \(checked.stderr)")
@@ -52,7 +53,7 @@ struct ToolTests {
         for (kind, check) in [("wechat-pay", "check-wechat-pay"), ("unified", "check-unified")] {
             let signed = try ProcessTests.run(["sign", kind, "--tenant", kind == "unified" ? "demo" : "10000100", "--config", Self.demo, "--break", "tamper"])
             #expect(signed.status == 0)
-            let dir = try TempDir()
+            let dir = try TemporaryDirectory()
             let output = signed.stdout.trimmingCharacters(in: .newlines)
             try dir.write("capture", output)
             #expect(try Self.python([check, check == "check-unified" ? output : dir.file("capture")]).status != 0)

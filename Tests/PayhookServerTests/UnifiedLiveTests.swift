@@ -1,6 +1,7 @@
 import Foundation
 import PayhookCore
 import PayhookServer
+import PayhookTestSupport
 import Testing
 
 /// The unified bgUrl path end to end: a real listener on port 0, a real spool on disk.
@@ -72,7 +73,7 @@ struct UnifiedLiveTests {
     }
 
     @Test func duplicateAfterRestartIsNotStoredAgain() throws {
-        let dir = try TempDir()
+        let dir = try TemporaryDirectory()
         do {
             let first = try LiveServer(dir: dir)
             #expect(try first.get(Self.target("success")).body == "success")
@@ -100,18 +101,14 @@ struct UnifiedLiveTests {
         #expect(listing(live.spool + "/cur").isEmpty)
     }
 
-    @Test func fiftyConcurrentIdenticalCallbacksGiveOneEvent() async throws {
+    @Test func fiftyConcurrentIdenticalCallbacksGiveOneEvent() throws {
         let live = try LiveServer { $0.maxConnectionsPerIP = 64 }
         defer { live.stop() }
         let target = try Self.target("success")
-        let replies = try await withThrowingTaskGroup(of: HTTPReply.self) { group in
-            for _ in 0..<50 {
-                group.addTask { try live.get(target) }
-            }
-            var all: [HTTPReply] = []
-            for try await reply in group { all.append(reply) }
-            return all
-        }
+        // Fifty threads, not tasks: tasks would take turns on the cooperative pool's two threads.
+        let senders = (0..<50).map { _ in Background { Result { try live.get(target) } } }
+        var replies: [HTTPReply] = []
+        for sender in senders { replies.append(try #require(sender.join(timeout: .seconds(30))).get()) }
         #expect(replies.count == 50)
         #expect(replies.allSatisfy { $0.status == 200 && $0.body == "success" })
         #expect(live.events().count == 1)
@@ -144,7 +141,7 @@ struct UnifiedLiveTests {
             inet6.contains("00000000000000000000000000000001")
         else {
             // No IPv6 loopback here: the listener must say so clearly rather than pretend.
-            let dir = try TempDir()
+            let dir = try TemporaryDirectory()
             var config = try demoConfig(spool: dir.file("spool"), listen: "[::1]:0")
             config.listen = "[::1]:0"
             #expect(throws: PayhookServer.StartError.self) { try PayhookServer(config: config, logger: .init(label: "t")) }
@@ -153,7 +150,7 @@ struct UnifiedLiveTests {
         let live = try LiveServer { $0.listen = "[::1]:0" }
         defer { live.stop() }
         #expect(live.server.http.boundAddress.host == "::1")
-        let reply = try RawHTTP.send(
+        let reply = try HTTPReply.exchange(
             "GET \(try Self.target("success")) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: live.port, host: "::1")
         #expect(reply.body == "success")
         let name = try #require(live.events().first)

@@ -12,7 +12,7 @@ struct WeChatLiveTests {
 
     static func post(_ live: LiveServer, _ body: [UInt8], path: String = path) throws -> HTTPReply {
         let head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/xml\r\nContent-Length: \(body.count)\r\n\r\n"
-        return try RawHTTP.send(Array(head.utf8) + body, port: live.port)
+        return try HTTPReply.exchange(Array(head.utf8) + body, port: live.port)
     }
 
     static func fixture(_ name: String) throws -> [UInt8] {

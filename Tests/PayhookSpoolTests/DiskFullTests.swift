@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 /// A tmpfs of a fixed size mounted on a fresh directory (reliability.md §11.3: `mount -t tmpfs -o size=…`).

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 @_spi(Testing) import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 /// Group commit (reliability.md §10): concurrent stores share the directory fsyncs, and none is answered before

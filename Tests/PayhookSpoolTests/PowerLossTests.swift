@@ -1,5 +1,6 @@
 import Glibc
 @_spi(Testing) import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 /// A workload for ``CrashFS``: stores (unique, duplicate, conflict), a health probe and a consumer, run against

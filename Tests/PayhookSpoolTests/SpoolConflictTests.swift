@@ -1,8 +1,10 @@
 import Glibc
 @_spi(Testing) import PayhookSpool
+import PayhookTestSupport
 import Testing
 
-@Suite("Conflicts: fingerprints as bytes, one audit copy per content, caps")
+/// One test at a time: the recount test counts on twenty stores finishing within a two-second interval.
+@Suite("Conflicts: fingerprints as bytes, one audit copy per content, caps", .serialized)
 struct SpoolConflictTests {
     /// "é" precomposed (U+00E9) and decomposed ("e" + U+0301): Swift's `String ==` calls them equal (canonical
     /// equivalence), but they are different bytes, so different verified content.

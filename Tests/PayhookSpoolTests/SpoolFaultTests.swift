@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 /// The faults a store must survive: it throws, leaves nothing half-written in new/, and works again once the

@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 /// reliability.md §6: a failed fsync of a record file fails that store only; a failed fsync of a directory

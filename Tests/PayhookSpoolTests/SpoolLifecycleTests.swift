@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 @Suite("Opening, locking, probing, refusing")

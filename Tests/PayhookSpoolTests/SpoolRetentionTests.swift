@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 /// `<spool>/.retention`: written by the server at start, read by `payhook queue gc` in another process, whose

@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookTestSupport
 import Testing
 
 /// A spool whose folders it cannot write (a restore as another user, a read-only mount, an immutable folder)

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import PayhookSpool
+import PayhookTestSupport
 import Synchronization
 import Testing
 
@@ -34,33 +35,9 @@ func makeRecord(id: String, fingerprint: String = "fp-1", body: String = "paymen
 
 // MARK: - Directories and files
 
-/// A fresh directory from mkdtemp under /tmp, removed when the test ends.
-final class TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/payhook-spool-tests.XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { buffer -> Bool in
-            guard let base = buffer.baseAddress else { return false }
-            return mkdtemp(base) != nil
-        }
-        guard created else { throw TestFailure("mkdtemp: \(String(cString: strerror(errno)))") }
-        path = template.withUnsafeBufferPointer { buffer in
-            String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
+extension TemporaryDirectory {
     /// A spool directory inside it (not yet created).
     var spool: String { path + "/spool" }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 let posix = PosixFileSystem()
