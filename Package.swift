@@ -42,13 +42,16 @@ let package = Package(
         .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", "PayhookLock", logging]),
         // The storage seam: the protocols the router and the queue commands talk to. No implementation.
         .target(name: "PayhookStore"),
+        // The spool directory's on-disk format, one definition for its writer and its consumers: layout, event ids,
+        // what a valid event file is, quarantine into corrupt/, and the POSIX calls both make.
+        .target(name: "PayhookSpoolFormat", dependencies: ["CPayhookShim", "PayhookCore"]),
         // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
-        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", "PayhookStore", logging]),
+        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", "PayhookSpoolFormat", "PayhookStore", logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
-        .target(name: "PayhookQueue", dependencies: ["CPayhookShim", logging]),
+        .target(name: "PayhookQueue", dependencies: ["CPayhookShim", "PayhookSpoolFormat", "PayhookStore", logging]),
         // Wires config, sources, spool and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
@@ -60,7 +63,8 @@ let package = Package(
         ),
 
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
-        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", logging]),
+        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookStore", logging]),
+        .testTarget(name: "PayhookSpoolFormatTests", dependencies: ["PayhookSpoolFormat", "PayhookCore"]),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(

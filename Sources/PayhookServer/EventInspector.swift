@@ -1,29 +1,7 @@
-import Foundation
-import PayhookCore
 import PayhookSpool
 
 /// Tells the spool what a stored event file is: its id and the fingerprint of its verified fields.
 ///
-/// The spool itself never parses events (it knows no source); recovery and conflict detection call this.
-/// A file that is not a `payhook.event.v1` object with a 64-hex id and string fields is not an event.
-public struct EventInspector: SpoolRecordInspector {
-    public init() {}
-
-    public func inspect(_ bytes: [UInt8]) -> SpoolRecordInfo? {
-        // JSONReader, not JSONSerialization: every new event is read back once before it is written (the spool
-        // checks that its bytes name its own id and fingerprint), and JSONSerialization took four times as long.
-        guard let object = JSONReader.parse(bytes), case .object = object,
-            object["schema"]?.stringValue == Event.schema,
-            let id = object["id"]?.stringValue, id.utf8.count == 64, Hex.decode(id) != nil, id == id.lowercased(),
-            let source = object["source"]?.stringValue,
-            case .object(let fields)? = object["fields"]
-        else { return nil }
-        var parameters: [FormParameter] = []
-        parameters.reserveCapacity(fields.count)
-        for (name, value) in fields {
-            guard let text = value.stringValue else { return nil }
-            parameters.append(FormParameter(name: name, value: text))
-        }
-        return SpoolRecordInfo(id: id, fingerprint: Event.fingerprint(of: parameters, source: source))
-    }
-}
+/// The spool itself never parses events (it knows no source); recovery and conflict detection call this. What a
+/// valid event file is has one definition, `EventFile` in PayhookSpoolFormat, shared with the queue tools.
+public typealias EventInspector = EventFileInspector

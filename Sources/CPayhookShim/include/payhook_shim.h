@@ -1,4 +1,4 @@
-// What Swift's Glibc module does not export: O_TMPFILE, pipe2(2) and the <sys/wait.h> status macros.
+// What Swift's Glibc module does not export: O_TMPFILE, pipe2(2), renameat2(2) and the <sys/wait.h> status macros.
 // Taken from the C headers here, so no flag value or bit layout is hard-coded in Swift.
 #ifndef PAYHOOK_SHIM_H
 #define PAYHOOK_SHIM_H
@@ -7,11 +7,18 @@
 #define _GNU_SOURCE 1
 #endif
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
 /// `O_TMPFILE` as open(2) documents it (it includes `O_DIRECTORY`).
 static inline int payhook_o_tmpfile(void) { return O_TMPFILE; }
+
+/// renameat2(2) with `RENAME_NOREPLACE`: fails with EEXIST instead of replacing `to`, atomically. EINVAL where the
+/// file system does not support the flag.
+static inline int payhook_rename_noreplace(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}
 
 /// pipe2(2): both ends created with the given flags (`O_CLOEXEC`, `O_NONBLOCK`) atomically.
 static inline int payhook_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
