@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import PayhookSpoolFormat
 import Synchronization
 
 /// How `consume` runs.
@@ -247,9 +248,9 @@ public final class QueueConsumer: Sendable {
     /// and in whatever a command leaves running, and the supervisor would not see the worker die. Call once at
     /// start-up, before any thread exists; the worker itself keeps using those descriptors.
     public static func keepInheritedDescriptorsFromCommands() {
-        guard let entries = try? Posix.readDirectory("/proc/self/fd") else { return }
+        guard let entries = try? SpoolPosix.readDirectory("/proc/self/fd") else { return }
         for entry in entries {
-            guard let fd = Int32(entry.name), fd > 2 else { continue }
+            guard let fd = entry.name.string.flatMap({ Int32($0) }), fd > 2 else { continue }
             let flags = fcntl(fd, F_GETFD)
             if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
         }
@@ -276,11 +277,7 @@ final class QueueConsumeLock {
             let code = errno
             close(fd)
             guard code == EWOULDBLOCK else { throw QueueError.io("lock", "\(directory.root)/.consume.lock", code) }
-            let holder = (try? Posix.readRegular(path, limit: 64))
-                .flatMap { if case .bytes(let bytes) = $0 { return bytes } else { return nil } }
-                .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
-                .flatMap { Int32($0) }
-                .map { "pid \($0)" } ?? "pid unknown"
+            let holder = Self.holder(path).map { "pid \($0)" } ?? "pid unknown"
             throw QueueError(
                 .busy,
                 "spool \(directory.root) already has a consume worker (\(holder), holding .consume.lock); "
@@ -296,5 +293,11 @@ final class QueueConsumeLock {
     func release() {
         _ = flock(fd, LOCK_UN)
         close(fd)
+    }
+
+    /// The pid recorded in the lock file, when it can be read.
+    private static func holder(_ path: String) -> Int32? {
+        guard case .bytes(let bytes)? = try? SpoolPosix.readRegular(path, limit: 64) else { return nil }
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
