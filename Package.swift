@@ -64,7 +64,11 @@ let package = Package(
 
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
         .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookStore", logging]),
-        .testTarget(name: "PayhookSpoolFormatTests", dependencies: ["PayhookSpoolFormat", "PayhookCore"]),
+        // The format's own tests, and the writer and the queue judging the same files alike.
+        .testTarget(
+            name: "PayhookSpoolFormatTests",
+            dependencies: ["PayhookSpoolFormat", "PayhookCore", "PayhookSpool", "PayhookQueue", logging, inMemoryLogging]
+        ),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", logging]),
         .testTarget(
