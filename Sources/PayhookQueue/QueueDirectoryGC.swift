@@ -87,8 +87,18 @@ extension QueueDirectory {
                 }
             }
             budget -= 1
-            report.removed.append(QueueGCItem(path: relative, reason: reason))
+            report.removed.append(QueueGCItem(path: relative, reason: reason, kind: Self.kind(of: folder)))
             return true
+        }
+
+        /// What a file removed from `folder` is.
+        static func kind(of folder: String) -> QueueGCItem.Kind {
+            switch folder {
+            case "ids": .ledgerEntry
+            case "conflicts": .conflictCopy
+            case "tmp": .temporaryFile
+            default: .sidecar
+            }
         }
 
         /// The regular files of a folder with their status, sorted by name; none when the folder is missing.

@@ -1,23 +1,9 @@
 import Glibc
 
-/// A file that was not a valid event where it was found, moved to corrupt/.
-public struct SpoolQuarantine: Sendable, Equatable, CustomStringConvertible {
-    /// Where it was, relative to the spool ("new/<id>.json").
-    public let from: String
-    /// Where it is now, relative to the spool ("corrupt/<id>.json", with a unique suffix if that was taken).
-    public let to: String
-    /// Why, e.g. "it is not valid JSON".
-    public let reason: String
-
-    public init(from: String, to: String, reason: String) {
-        self.from = from
-        self.to = to
-        self.reason = reason
-    }
-
-    /// "moved new/x.json to corrupt/x.json: it is not valid JSON".
-    public var description: String { "moved \(from) to \(to): \(reason)" }
-
+/// Setting aside what is not a valid event where it was found: moving it into corrupt/, where it is kept for
+/// inspection and never deleted. The server's recovery and the queue tools both do it with
+/// ``move(_:root:fileSystem:uniqueSuffix:)``.
+public enum SpoolQuarantine {
     /// A failed step of a move: the operation, the paths as messages show them (relative to the spool) and the
     /// errno.
     public struct Failure: Error, Sendable, Equatable {
