@@ -41,7 +41,7 @@ struct QueueConsumerTests {
         options.forwardStderr = false
         let stop = try QueueStopSignal()
         let consumer = QueueConsumer(directory: try QueueDirectory(spool.root), options: options, logger: Self.quiet, stop: stop)
-        let run = Task { try await onThread { try consumer.run() } }
+        let run = StartedThread { try consumer.run() }
         #expect(await eventually { spool.list("cur") == ["\(id).json"] })
         try await Task.sleep(for: .milliseconds(100))
         stop.trigger()
@@ -57,7 +57,7 @@ struct QueueConsumerTests {
         let stop = try QueueStopSignal()
         let first = QueueConsumer(
             directory: try QueueDirectory(spool.root), options: QueueConsumeOptions(command: "true"), logger: Self.quiet, stop: stop)
-        let run = Task { try await onThread { try first.run() } }
+        let run = StartedThread { try first.run() }
         #expect(await eventually { ((try? spool.read(".consume.lock")) ?? "") == "\(getpid())\n" })
         let second = QueueConsumer(
             directory: try QueueDirectory(spool.root), options: QueueConsumeOptions(command: "true"), logger: Self.quiet,
@@ -69,5 +69,31 @@ struct QueueConsumerTests {
         }
         stop.trigger()
         _ = try await run.value
+    }
+}
+
+/// Runs blocking work on a thread started at once, not from a task: a task needs a free thread of the cooperative
+/// pool to start, and the `eventually` loops of the tests running alongside (a plain sleep, see Support.swift) can
+/// hold every one of them, on a two-core machine both, for their whole ten seconds. The worker would then start
+/// only after the expectations waiting for it had failed.
+final class StartedThread<T: Sendable>: @unchecked Sendable {
+    private let finished = DispatchSemaphore(value: 0)
+    private var result: Result<T, any Error>?
+
+    init(_ body: @escaping @Sendable () throws -> T) {
+        Thread { [self] in
+            result = Result { try body() }
+            finished.signal()
+        }.start()
+    }
+
+    /// The work's result, waited for on a thread of its own.
+    var value: T {
+        get async throws {
+            try await onThread { [self] in
+                finished.wait()
+                return try result!.get()
+            }
+        }
     }
 }
