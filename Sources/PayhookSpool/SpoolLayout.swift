@@ -8,8 +8,8 @@ import Darwin
 
 /// Creating and checking the spool's folders, and its lock.
 enum SpoolLayout {
-    /// The subfolders, in the order they are created and checked (docs/architecture.md: the layout is
-    /// PayhookSpoolFormat's, shared with the queue tools).
+    /// The subfolders, in the order they are created and checked (the layout is PayhookSpoolFormat's, shared
+    /// with the queue tools).
     static let subfolders = SpoolFormat.serverFolders
     /// The subfolders the spool itself creates names in. cur/ is the consumers' (they rename into it).
     static let writtenFolders = SpoolFormat.serverWrittenFolders

@@ -349,7 +349,7 @@ public struct QueueRetention: Sendable, Equatable {
     }
 }
 
-/// One event's contents (contract §5; schema/event.v1.schema.json): its bytes exactly as stored, and the fields
+/// One event's contents (schema/event.v1.schema.json): its bytes exactly as stored, and the fields
 /// the listings show. A field a backend does not have is nil and shows as "-".
 public struct QueueEvent: Sendable, Equatable {
     /// The event id: 64 lowercase hex characters, also the file name without `.json`.
