@@ -51,8 +51,11 @@ let package = Package(
         .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", "PayhookLock", logging]),
         // The storage seam: the protocols the router and the queue commands talk to. No implementation.
         .target(name: "PayhookStore"),
+        // The spool directory's on-disk format, one definition for its writer and its consumers: layout, event ids,
+        // what a valid event file is, quarantine into corrupt/, and the POSIX calls both make.
+        .target(name: "PayhookSpoolFormat", dependencies: ["CPayhookShim", "PayhookCore"]),
         // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
-        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", "PayhookStore", logging]),
+        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", "PayhookSpoolFormat", "PayhookStore", logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
@@ -60,7 +63,7 @@ let package = Package(
         // The listener's settings take their defaults and address syntax from PayhookHTTP, which owns them.
         .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookHTTP", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
-        .target(name: "PayhookQueue", dependencies: ["CPayhookShim", logging]),
+        .target(name: "PayhookQueue", dependencies: ["CPayhookShim", "PayhookSpoolFormat", "PayhookStore", logging]),
         // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.
         // Serves nothing; it runs each source's own checks offline.
         .target(name: "PayhookTools", dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
@@ -78,7 +81,12 @@ let package = Package(
         // parent of the suites that run one at a time (MeasuringSuites).
         .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
-        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookStore", "PayhookTestSupport", logging]),
+        // The format's own tests, and the writer and the queue judging the same files alike.
+        .testTarget(
+            name: "PayhookSpoolFormatTests",
+            dependencies: ["PayhookSpoolFormat", "PayhookCore", "PayhookSpool", "PayhookQueue", "PayhookTestSupport", logging, inMemoryLogging]
+        ),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", "PayhookTestSupport", logging]),
         .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", "PayhookTestSupport", logging]),
         .testTarget(

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import PayhookSpoolFormat
 import Synchronization
 
 /// How `consume` runs.
@@ -60,12 +61,15 @@ public struct QueueConsumeSummary: Sendable, Equatable {
 /// The long-running worker behind `payhook queue consume --exec CMD`.
 ///
 /// It takes events one at a time per worker thread (`concurrency` threads), runs the command with the event
-/// on stdin, acknowledges on exit 0, retries a failure after an exponential backoff (the event stays in cur/
-/// meanwhile, so events keep their order per worker), and after `maxAttempts` failures moves it to dead/.
-/// Between events it waits with inotify(7). Only one `consume` runs per spool: it holds `.consume.lock`.
+/// on stdin, acknowledges on exit 0, retries a failure after an exponential backoff (the event stays taken
+/// meanwhile, so events keep their order per worker), and after `maxAttempts` failures makes it a dead letter.
+/// Between events it waits in ``EventQueue/take(wait:timeout:stop:)`` (for the spool, with inotify(7)). Only one
+/// `consume` runs per queue (``EventQueue/lockConsumer()``; for the spool, `.consume.lock`).
+///
+/// It talks to its queue only through ``EventQueue``, so it runs the same over any backend.
 public final class QueueConsumer: Sendable {
-    /// The spool.
-    public let directory: QueueDirectory
+    /// The queue.
+    public let queue: any EventQueue
     /// How it runs.
     public let options: QueueConsumeOptions
     private let logger: Logger
@@ -75,11 +79,16 @@ public final class QueueConsumer: Sendable {
 
     /// Creates a consumer; ``run()`` starts it. `stop` ends it: triggered, it stops taking events and lets
     /// the commands in flight finish within `grace`; hurried, it kills them at once.
-    public init(directory: QueueDirectory, options: QueueConsumeOptions, logger: Logger, stop: QueueStopSignal) {
-        self.directory = directory
+    public init(queue: any EventQueue, options: QueueConsumeOptions, logger: Logger, stop: QueueStopSignal) {
+        self.queue = queue
         self.options = options
         self.logger = logger
         self.stop = stop
+    }
+
+    /// A consumer of the spool `directory`.
+    public convenience init(directory: QueueDirectory, options: QueueConsumeOptions, logger: Logger, stop: QueueStopSignal) {
+        self.init(queue: directory, options: options, logger: logger, stop: stop)
     }
 
     /// Runs until `stop` is triggered (or, with `drain`, until new/ is empty), then returns what it did.
@@ -88,11 +97,11 @@ public final class QueueConsumer: Sendable {
         guard options.concurrency >= 1, options.maxAttempts >= 1, options.backoff >= 0, options.maxBackoff >= 0 else {
             throw QueueError(.invalidArgument, "consume needs concurrency and max attempts of at least 1 and backoffs of 0 or more")
         }
-        let lock = try QueueConsumeLock(directory)
+        let lock = try queue.lockConsumer()
         defer { lock.release() }
         logger.info(
-            "consuming \(directory.root) with \(options.concurrency) worker\(options.concurrency == 1 ? "" : "s")",
-            metadata: ["spool": "\(directory.root)"]
+            "consuming \(queue.name) with \(options.concurrency) worker\(options.concurrency == 1 ? "" : "s")",
+            metadata: ["spool": "\(queue.name)"]
         )
         let group = DispatchGroup()
         for index in 0..<options.concurrency {
@@ -103,7 +112,7 @@ public final class QueueConsumer: Sendable {
                     try work(index)
                 } catch {
                     failure.withLock { if $0 == nil { $0 = error } }
-                    logger.error("worker \(index) stopped: \(error)", metadata: ["spool": "\(directory.root)"])
+                    logger.error("worker \(index) stopped: \(error)", metadata: ["spool": "\(queue.name)"])
                     // One worker's file-system error stops the others too: a spool that fails for one
                     // fails for all.
                     stop.trigger()
@@ -116,22 +125,20 @@ public final class QueueConsumer: Sendable {
         let summary = tally.withLock { $0 }
         let line = "stopped: \(summary.acknowledged) acknowledged, \(summary.failures) failed attempts, "
             + "\(summary.deadLettered) dead-lettered, \(summary.released) returned to new/"
-        logger.info("\(line)", metadata: ["spool": "\(directory.root)"])
+        logger.info("\(line)", metadata: ["spool": "\(queue.name)"])
         return summary
     }
 
     private func work(_ index: Int) throws(QueueError) {
-        // Watch before the first listing (see QueueDirectory.take).
-        let watcher = try QueueWatcher(directory.path("new"), shown: "new/")
         while !stop.isTriggered {
-            let result = try directory.takeOnce()
+            // Without drain, the take waits for an event (or the stop); with it, an empty queue ends the worker.
+            let result = try queue.take(wait: !options.drain, timeout: nil, stop: stop)
             for moved in result.quarantined {
                 tally.withLock { $0.quarantined += 1 }
-                logger.error("\(moved)", metadata: ["spool": "\(directory.root)"])
+                logger.error("\(moved)", metadata: ["spool": "\(queue.name)"])
             }
             guard let entry = result.entry else {
-                if options.drain { return }
-                _ = try watcher.wait(timeout: nil, stop: stop)
+                if result.outcome == .empty { return }
                 continue
             }
             try process(entry)
@@ -141,16 +148,12 @@ public final class QueueConsumer: Sendable {
     /// Runs the command for one taken event until it is acknowledged, dead-lettered or released.
     private func process(_ entry: QueueEntry) throws(QueueError) {
         let id = entry.id
-        // The id is in every message; the spool in the metadata.
-        let metadata: Logger.Metadata = ["spool": "\(directory.root)"]
-        // While the event is in hand its file is flock(2)ed: `requeue` leaves locked entries alone, and the
-        // kernel drops the lock when this process dies, kill -9 included, which makes exactly the events of a
-        // dead worker requeueable. The descriptor is close-on-exec, so the command does not inherit the lock.
-        // O_NOFOLLOW and O_NONBLOCK: should the name have been replaced since the take read it, a symbolic
-        // link is not followed and a FIFO does not block the open (open(2), fifo(7)).
-        let lockDescriptor = open(entry.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        if lockDescriptor >= 0 { _ = flock(lockDescriptor, LOCK_EX | LOCK_NB) }
-        defer { if lockDescriptor >= 0 { close(lockDescriptor) } }
+        // The id is in every message; the queue in the metadata.
+        let metadata: Logger.Metadata = ["spool": "\(queue.name)"]
+        // While the event is in hand the queue knows it is (for the spool, its file is flock(2)ed, QueueEventHold):
+        // `requeue` leaves it alone however long the command runs, and not once this process is gone.
+        let hold = queue.hold(entry)
+        defer { hold?.release() }
 
         var failures = entry.attempts
         while true {
@@ -158,13 +161,13 @@ public final class QueueConsumer: Sendable {
             logger.info("running attempt \(attempt) of \(id)", metadata: metadata)
             let outcome = QueueCommandRunner.run(request(for: entry, attempt: attempt), stop: stop)
             if outcome.interrupted {
-                try settle(id, metadata) { () throws(QueueError) in try directory.release(id) }
+                try settle(id, metadata) { () throws(QueueError) in try queue.release(id) }
                 tally.withLock { $0.released += 1 }
                 logger.notice("stopping: \(id) returned to new/ unprocessed (its command was killed)", metadata: metadata)
                 return
             }
             if outcome.succeeded {
-                try settle(id, metadata) { () throws(QueueError) in try directory.ack(id) }
+                try settle(id, metadata) { () throws(QueueError) in try queue.ack(id) }
                 tally.withLock { $0.acknowledged += 1 }
                 logger.info("acknowledged \(id)", metadata: metadata)
                 return
@@ -176,11 +179,11 @@ public final class QueueConsumer: Sendable {
                 stderrTail: outcome.stderrTail,
                 command: options.command
             )
-            let record = try directory.recordFailure(id, failure)
+            let record = try queue.recordFailure(id, failure)
             failures = record.attempts
             tally.withLock { $0.failures += 1 }
             if failures >= options.maxAttempts {
-                try settle(id, metadata) { () throws(QueueError) in try directory.deadLetter(id, record: record) }
+                try settle(id, metadata) { () throws(QueueError) in try queue.deadLetter(id, record: record) }
                 tally.withLock { $0.deadLettered += 1 }
                 logger.error(
                     "\(id) moved to dead/ after \(failures) failed attempts; last: \(failure.reason)", metadata: metadata)
@@ -194,7 +197,7 @@ public final class QueueConsumer: Sendable {
                 )
             }
             if stop.sleep(delay) {
-                try settle(id, metadata) { () throws(QueueError) in try directory.release(id) }
+                try settle(id, metadata) { () throws(QueueError) in try queue.release(id) }
                 tally.withLock { $0.released += 1 }
                 logger.notice(
                     "stopping: \(id) returned to new/ after \(failures) failed attempt\(failures == 1 ? "" : "s")",
@@ -228,7 +231,7 @@ public final class QueueConsumer: Sendable {
         environment["PAYHOOK_EVENT_PATH"] = Self.absolute(entry.path)
         environment["PAYHOOK_EVENT_ATTEMPT"] = String(attempt)
         environment["PAYHOOK_MAX_ATTEMPTS"] = String(options.maxAttempts)
-        environment["PAYHOOK_SPOOL"] = Self.absolute(directory.root)
+        environment["PAYHOOK_SPOOL"] = Self.absolute(queue.name)
         return QueueCommandRunner.Request(
             shell: options.shell,
             command: options.command,
@@ -247,9 +250,9 @@ public final class QueueConsumer: Sendable {
     /// and in whatever a command leaves running, and the supervisor would not see the worker die. Call once at
     /// start-up, before any thread exists; the worker itself keeps using those descriptors.
     public static func keepInheritedDescriptorsFromCommands() {
-        guard let entries = try? Posix.readDirectory("/proc/self/fd") else { return }
+        guard let entries = try? SpoolPosix.readDirectory("/proc/self/fd") else { return }
         for entry in entries {
-            guard let fd = Int32(entry.name), fd > 2 else { continue }
+            guard let fd = entry.name.string.flatMap({ Int32($0) }), fd > 2 else { continue }
             let flags = fcntl(fd, F_GETFD)
             if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
         }
@@ -259,42 +262,5 @@ public final class QueueConsumer: Sendable {
     static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         return FileManager.default.currentDirectoryPath + "/" + path
-    }
-}
-
-/// `.consume.lock` in the spool: flock(2)ed by the one `consume` worker allowed per spool, with its pid inside
-/// for the refusal message. The server's `.lock` is never touched. The file stays after release: removing a
-/// lock file races with a newcomer that has just opened it and would lock a name no one else sees.
-final class QueueConsumeLock {
-    private let fd: Int32
-
-    init(_ directory: QueueDirectory) throws(QueueError) {
-        let path = directory.path(".consume.lock")
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw QueueError.io("open", "\(directory.root)/.consume.lock", errno) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let code = errno
-            close(fd)
-            guard code == EWOULDBLOCK else { throw QueueError.io("lock", "\(directory.root)/.consume.lock", code) }
-            let holder = (try? Posix.readRegular(path, limit: 64))
-                .flatMap { if case .bytes(let bytes) = $0 { return bytes } else { return nil } }
-                .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
-                .flatMap { Int32($0) }
-                .map { "pid \($0)" } ?? "pid unknown"
-            throw QueueError(
-                .busy,
-                "spool \(directory.root) already has a consume worker (\(holder), holding .consume.lock); "
-                    + "run one per spool and raise its --concurrency instead"
-            )
-        }
-        let text = Array("\(getpid())\n".utf8)
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if written >= 0 { _ = ftruncate(fd, off_t(written)) }
-        self.fd = fd
-    }
-
-    func release() {
-        _ = flock(fd, LOCK_UN)
-        close(fd)
     }
 }

@@ -1,208 +1,33 @@
 import Foundation
 import Glibc
+import PayhookSpoolFormat
+// The queue's vocabulary (EventQueue and its value types) is PayhookStore's; every user of the spool's queue sees
+// it through this module.
+@_exported import PayhookStore
 import Synchronization
-
-/// Where an event is in the spool.
-public enum QueueLocation: String, Sendable, CaseIterable, Codable, Comparable {
-    /// new/: waiting for a consumer.
-    case new
-    /// cur/: taken by a consumer, not yet acknowledged.
-    case cur
-    /// dead/: given up on after too many failed attempts.
-    case dead
-
-    /// new before cur before dead: the order of the folders in listings.
-    public static func < (lhs: QueueLocation, rhs: QueueLocation) -> Bool {
-        allCases.firstIndex(of: lhs) ?? 0 < allCases.firstIndex(of: rhs) ?? 0
-    }
-}
-
-/// An event found in the spool, with where it is and its attempts bookkeeping.
-public struct QueueEntry: Sendable, Equatable {
-    /// The event.
-    public let event: QueueEvent
-    /// Which folder holds it.
-    public let location: QueueLocation
-    /// The event file's full path.
-    public let path: String
-    /// `attempts/<id>.json` for an event in new/ or cur/, `dead/<id>.error.json` for a dead letter.
-    public let record: QueueAttemptRecord?
-
-    /// The event id.
-    public var id: String { event.id }
-    /// Failed attempts so far.
-    public var attempts: Int { record?.attempts ?? 0 }
-}
-
-/// A file that was not a valid event, moved to corrupt/.
-public struct QueueQuarantine: Sendable, Equatable, CustomStringConvertible {
-    /// Where it was, relative to the spool ("new/<id>.json").
-    public let from: String
-    /// Where it is now, relative to the spool ("corrupt/<id>.json", with a unique suffix if that was taken).
-    public let to: String
-    /// Why, e.g. "it is not valid JSON".
-    public let reason: String
-
-    /// "moved new/x.json to corrupt/x.json: it is not valid JSON".
-    public var description: String { "moved \(from) to \(to): \(reason)" }
-}
-
-/// Which events `list` shows. Empty sets mean "any".
-public struct QueueFilter: Sendable {
-    /// Only these `source` values.
-    public var sources: Set<String> = []
-    /// Only these `tenant` values.
-    public var tenants: Set<String> = []
-    /// Only these `status` values.
-    public var statuses: Set<String> = []
-    /// Only events in these folders (all three by default).
-    public var locations: Set<QueueLocation> = Set(QueueLocation.allCases)
-    /// Only events received at or after this instant (events without a readable `received_at` are left out).
-    public var since: Date?
-    /// Only events received at or before this instant.
-    public var until: Date?
-
-    /// A filter that lets every event through.
-    public init() {}
-
-    func admits(_ entry: QueueEntry) -> Bool {
-        let event = entry.event
-        if !sources.isEmpty && !sources.contains(event.source ?? "") { return false }
-        if !tenants.isEmpty && !tenants.contains(event.tenant ?? "") { return false }
-        if !statuses.isEmpty && !statuses.contains(event.status ?? "") { return false }
-        if since != nil || until != nil {
-            guard let received = event.receivedAt else { return false }
-            if let since, received < since { return false }
-            if let until, received > until { return false }
-        }
-        return true
-    }
-}
-
-/// What `list` found.
-public struct QueueListing: Sendable {
-    /// Matching events, oldest `received_at` first (ties by id), the order `take` follows.
-    public var entries: [QueueEntry]
-    /// Files that were not valid events and were moved to corrupt/ on the way.
-    public var quarantined: [QueueQuarantine]
-}
-
-/// What `take` did.
-public struct QueueTakeResult: Sendable {
-    /// How a take ended.
-    public enum Outcome: Sendable, Equatable {
-        /// An event was claimed: it is in cur/ now and belongs to the caller.
-        case taken
-        /// new/ had nothing (without waiting).
-        case empty
-        /// Nothing arrived before the timeout.
-        case timedOut
-        /// The stop signal was triggered while waiting.
-        case stopped
-    }
-
-    /// How it ended.
-    public var outcome: Outcome
-    /// The claimed event, when `outcome` is `.taken`.
-    public var entry: QueueEntry?
-    /// Files that were not valid events and were moved to corrupt/ on the way.
-    public var quarantined: [QueueQuarantine]
-}
-
-/// One cur/ entry that `requeue` returned to new/.
-public struct QueueRequeued: Sendable, Equatable {
-    /// The event id.
-    public let id: String
-    /// How long it had been in cur/ (since its status-change time).
-    public let age: Double
-    /// Its failed attempts, this requeue included.
-    public let attempts: Int
-}
-
-/// What `requeue` did.
-public struct QueueRequeueReport: Sendable {
-    /// Entries returned to new/.
-    public var requeued: [QueueRequeued] = []
-    /// Ids of old enough entries left alone because a running `consume` worker holds their lock.
-    public var busy: [String] = []
-    /// cur/ entries that were not regular files within ``QueueDirectory/maximumFileSize``, moved to corrupt/.
-    public var quarantined: [QueueQuarantine] = []
-}
-
-/// What `gc` removes, and how carefully.
-public struct QueueGCOptions: Sendable {
-    /// Ledger entries (ids/) and conflict copies (conflicts/) written longer ago than this are pruned (a
-    /// ledger entry only once its event has left the spool). nil, the default: the retention the server
-    /// records in `.retention` (``QueueDirectory/serverRetention()``), else ``defaultLedgerAge``. A value
-    /// below the recorded retention is refused.
-    public var ledgerAge: Double?
-    /// Leftovers in tmp/ (and the queue's own stale sidecars) older than this are removed. Younger tmp/
-    /// files may be a store in progress, so this is never below ``minimumTemporaryAge``.
-    public var temporaryAge: Double = 3600
-    /// Report only; remove nothing.
-    public var dryRun = false
-    /// Remove at most this many files in one run (oldest ledger entries first), to delete in moderate batches.
-    public var limit: Int?
-    /// "Now", for the ages (tests move it).
-    public var now = Date()
-
-    /// The smallest `temporaryAge` accepted: a store in tmp/ lasts milliseconds, a minute is far above that.
-    public static let minimumTemporaryAge: Double = 60
-
-    /// The ledger age on a spool without `.retention` (written by servers before it existed): 7 days,
-    /// above WeChat Pay's 24-hour retry window.
-    public static let defaultLedgerAge: Double = 7 * 86400
-
-    /// Default options.
-    public init() {}
-}
-
-/// One file `gc` removed (or would remove, in a dry run).
-public struct QueueGCItem: Sendable, Equatable {
-    /// The path relative to the spool ("ids/<id>", "tmp/<name>", …).
-    public let path: String
-    /// Why: "ledger entry written 2026-… (8d ago), event gone", "temporary file 3h old", ….
-    public let reason: String
-}
-
-/// What `gc` did.
-public struct QueueGCReport: Sendable {
-    /// Removed files (or, in a dry run, the files that would be removed), in the order handled.
-    public var removed: [QueueGCItem] = []
-    /// Ledger entries old enough but kept because their event is still in new/, cur/ or dead/.
-    public var keptPending = 0
-    /// The ledger age applied (for ids/ and conflicts/), in seconds.
-    public var ledgerAge: Double = QueueGCOptions.defaultLedgerAge
-    /// The retention the server recorded in `.retention`, if the spool has one.
-    public var serverRetention: Double?
-    /// Whether the limit stopped the run before everything eligible was removed.
-    public var limited = false
-    /// Whether this was a dry run.
-    public var dryRun = false
-}
 
 /// The consumer's view of a payhook spool: list, show, take, ack, nack, requeue, revive and gc.
 ///
 /// It never creates the spool and never touches the server's `.lock`; the only folders it creates are its
 /// own, `attempts/` and `dead/`, which the server ignores. Event files in new/ and cur/ keep their name
-/// `<id>.json`, because the server's startup recovery moves any other name there to corrupt/.
+/// `<id>.json`, because the server's startup recovery moves any other name there to corrupt/. What an event file
+/// is, how it is read and how a file that is none is set aside are PayhookSpoolFormat's, the same for the server.
 /// Safe to use from many threads and processes at once: claiming is a rename(2), and the rename that
 /// succeeds owns the event.
 public final class QueueDirectory: Sendable {
     /// The spool directory, without trailing slashes.
     public let root: String
 
-    /// The largest file the queue tools read or move out of new/, cur/, dead/ and attempts/: 16 MiB. An
-    /// event holds one callback request, whose body the server caps at max_body_bytes (64 KiB by default,
-    /// docs/limits.md), with its parsed fields and JSON escaping: a few hundred KiB at most, even with a
-    /// raised cap. A larger file is not one the server wrote, and reading it whole would only exhaust memory.
-    public static let maximumFileSize: Int64 = 16 << 20
+    /// The largest file the queue tools read or move out of new/, cur/, dead/ and attempts/: 16 MiB
+    /// (`SpoolFormat.maximumFileSize`, the server's limit too).
+    public static let maximumFileSize: Int64 = SpoolFormat.maximumFileSize
 
-    /// received_at of the files seen in new/, by name, checked against the inode, so that a taker reads each
+    /// received_at of the files seen in new/, by id, checked against the inode, so that a taker reads each
     /// file once however often it scans. An id's content never changes, so a name with the same inode has
     /// the same received_at.
     private let order = Mutex<[String: OrderKey]>([:])
-    private let counter = Atomic<UInt64>(0)
+    /// Suffixes for the names this process makes (sidecar temporaries, quarantined files whose name is taken).
+    let uniqueNames = SpoolUniqueNames()
 
     private struct OrderKey: Sendable {
         var inode: UInt64
@@ -211,20 +36,18 @@ public final class QueueDirectory: Sendable {
 
     /// Opens an existing spool. Throws `.noSpool` when `path` is not a directory holding new/ and cur/.
     public init(_ path: String) throws(QueueError) {
-        var root = Substring(path)
-        while root.count > 1, root.hasSuffix("/") { root = root.dropLast() }
-        self.root = String(root)
+        self.root = SpoolFormat.normalize(path)
         guard !self.root.isEmpty else {
             throw QueueError(.noSpool, "the spool directory path is empty")
         }
-        guard Posix.isDirectory(self.root) else {
-            let exists = (try? Posix.status(self.root)) != nil
+        guard SpoolPosix.isDirectory(self.root) else {
+            let exists = (try? SpoolPosix.status(self.root)) != nil
             throw QueueError(
                 .noSpool,
                 exists ? "spool \(self.root) is not a directory" : "spool directory \(self.root) does not exist"
             )
         }
-        for folder in ["new", "cur"] where !Posix.isDirectory(self.root + "/" + folder) {
+        for folder in ["new", "cur"] where !SpoolPosix.isDirectory(self.root + "/" + folder) {
             throw QueueError(.noSpool, "\(self.root) is not a payhook spool: it has no \(folder)/ folder")
         }
     }
@@ -236,29 +59,27 @@ public final class QueueDirectory: Sendable {
 
     /// The event file of `id` in `location`.
     public func eventPath(_ id: String, in location: QueueLocation) -> String {
-        path("\(location.rawValue)/\(id).json")
+        path("\(location.rawValue)/\(EventID.fileName(id))")
     }
 
-    /// "<pid>.<counter>.<microseconds>": unique across threads, processes and pid reuse (the maildir(5) scheme).
     func uniqueSuffix() -> String {
-        let count = counter.wrappingAdd(1, ordering: .relaxed).newValue
-        return "\(getpid()).\(count).\(Int64(Date().timeIntervalSince1970 * 1_000_000))"
+        uniqueNames.next()
     }
 
     // MARK: - Reading
 
-    /// The event files of a folder: (id, name, inode). Other names are not events and are left alone.
-    func scan(_ folder: String) throws(QueueError) -> [(id: String, entry: DirectoryEntry)] {
-        let entries: [DirectoryEntry]
+    /// The event files of a folder: (id, entry). Other names are not events and are left alone.
+    func scan(_ folder: String) throws(QueueError) -> [(id: String, entry: SpoolDirectoryEntry)] {
+        let entries: [SpoolDirectoryEntry]
         do {
-            entries = try Posix.readDirectory(path(folder))
+            entries = try SpoolPosix.readDirectory(path(folder))
         } catch {
             // dead/ exists only once something died.
             if error.code == ENOENT && folder == "dead" { return [] }
             throw .io("read directory", folder + "/", error.code)
         }
         return entries.compactMap { entry in
-            QueueID.fromFileName(entry.name).map { (id: $0, entry: entry) }
+            EventID.fromFileName(entry.name).map { (id: $0, entry: entry) }
         }
     }
 
@@ -267,7 +88,7 @@ public final class QueueDirectory: Sendable {
     func read(
         _ id: String, in location: QueueLocation, quarantined: inout [QueueQuarantine]
     ) throws(QueueError) -> QueueEntry? {
-        let relative = "\(location.rawValue)/\(id).json"
+        let relative = "\(location.rawValue)/\(EventID.fileName(id))"
         guard let bytes = try readSpoolFile(relative, quarantined: &quarantined) else { return nil }
         let event: QueueEvent
         do {
@@ -284,13 +105,13 @@ public final class QueueDirectory: Sendable {
     }
 
     /// Reads a file of new/, cur/, dead/ or attempts/ whole, if it is a regular file of at most
-    /// ``maximumFileSize`` (`Posix.readRegular`: never following a symbolic link, never blocking on a FIFO).
+    /// ``maximumFileSize`` (`SpoolPosix.readRegular`: never following a symbolic link, never blocking on a FIFO).
     /// Anything else there (a symbolic link, FIFO, socket, device, directory, or a file too large) is moved
     /// to corrupt/ as it is, reported through `quarantined`, and nil returned; nil too when the file is gone.
     func readSpoolFile(_ relative: String, quarantined: inout [QueueQuarantine]) throws(QueueError) -> [UInt8]? {
-        let content: Posix.Content
+        let content: SpoolFileContent
         do {
-            content = try Posix.readRegular(path(relative), limit: Self.maximumFileSize)
+            content = try SpoolPosix.readRegular(path(relative), limit: Self.maximumFileSize)
         } catch {
             if error.code == ENOENT { return nil }
             // A file that cannot be read is not known to be corrupt: stop rather than move a good event aside.
@@ -306,20 +127,20 @@ public final class QueueDirectory: Sendable {
     }
 
     /// Checks that an event file about to be moved out of its folder is a regular file of at most
-    /// ``maximumFileSize``, the same test a read makes (`Posix.openRegular`), so that nack, revive, requeue
+    /// ``maximumFileSize``, the same test a read makes (`SpoolPosix.openRegular`), so that nack, revive, requeue
     /// and dead-lettering never pass on a symbolic link, FIFO or device. Anything else is moved to corrupt/
     /// and thrown as `.corrupt`. Returns false when the file is gone.
     func requireRegular(_ relative: String) throws(QueueError) -> Bool {
-        let opened: Posix.Opened
+        let opened: SpoolOpenedFile
         do {
-            opened = try Posix.openRegular(path(relative), limit: Self.maximumFileSize)
+            opened = try SpoolPosix.openRegular(path(relative), limit: Self.maximumFileSize)
         } catch {
             if error.code == ENOENT { return false }
             throw .io("open", relative, error.code)
         }
         switch opened {
         case .file(let fd, _):
-            close(fd)
+            SpoolPosix.close(fd)
             return true
         case .refused(let reason):
             guard let moved = try quarantine(relative, reason: reason) else { return false }
@@ -347,56 +168,23 @@ public final class QueueDirectory: Sendable {
             .flatMap(QueueAttemptRecord.decode)
     }
 
-    /// Moves a file that is not a valid event to corrupt/, where it is kept, never deleted. link(2) never
-    /// replaces an existing name, so an earlier file of the same name in corrupt/ is safe; the unlink that
-    /// follows decides between two processes quarantining the same file at once: the one whose unlink
-    /// fails (the file was gone) takes its own link back. Returns nil when the file was gone already.
-    ///
-    /// The directory entry itself is moved, never what it points to: linkat(2) without AT_SYMLINK_FOLLOW
-    /// links a symbolic link as a link, and a FIFO, socket or device as that node, without opening it. A
-    /// directory cannot be hard-linked (link(2), EPERM); it is renamed instead, to a name found free
-    /// (`Posix.renameDirectoryNoReplace`).
+    /// Moves a file that is not a valid event to corrupt/, where it is kept, never deleted: the directory entry
+    /// itself (a symbolic link as a link, a FIFO or device without opening it, a directory by rename), never
+    /// replacing a file already there, exactly as the server's recovery does (`SpoolQuarantine.move`). Then
+    /// corrupt/ and the folder it left are synced. Returns nil when the file was gone already.
     func quarantine(_ relative: String, reason: String) throws(QueueError) -> QueueQuarantine? {
-        _ = try? Posix.makeDirectory(path("corrupt"))
-        let name = relative.split(separator: "/").last.map(String.init) ?? relative
-        let isDirectory = (try? Posix.status(path(relative)))??.kind == .directory
-        var destination = "corrupt/\(name)"
-        var linked = false
-        for _ in 0..<3 {
-            do {
-                if isDirectory {
-                    try Posix.renameDirectoryNoReplace(path(relative), path(destination))
-                } else {
-                    try Posix.link(path(relative), path(destination))
-                }
-                linked = true
-                break
-            } catch {
-                if error.code == ENOENT { return nil }
-                if error.code != EEXIST {
-                    throw .io(isDirectory ? "rename" : "link", "\(relative) to \(destination)", error.code)
-                }
-                destination = "corrupt/\(name).\(uniqueSuffix())"
-            }
-        }
-        guard linked else {
-            throw QueueError(.io, "could not find a free name in corrupt/ for \(relative)")
-        }
-        if isDirectory {
-            try? Posix.syncDirectory(path("corrupt"))
-            try? Posix.syncDirectory(path(String(relative.prefix { $0 != "/" })))
-            return QueueQuarantine(from: relative, to: destination, reason: reason)
-        }
+        _ = try? SpoolPosix.makeDirectory(path("corrupt"))
+        let destination: String?
         do {
-            try Posix.unlink(path(relative))
+            destination = try SpoolQuarantine.move(
+                relative, root: root, fileSystem: PosixFileSystem(), uniqueSuffix: uniqueSuffix)
         } catch {
-            try? Posix.unlink(path(destination))
-            if error.code == ENOENT { return nil }
-            throw .io("unlink", relative, error.code)
+            throw .io(error.operation, error.path, error.errno.code)
         }
+        guard let destination else { return nil }
         // The new name first, then the old one: a crash in between leaves the file in both places at worst.
-        try? Posix.syncDirectory(path("corrupt"))
-        try? Posix.syncDirectory(path(String(relative.prefix { $0 != "/" })))
+        try? SpoolPosix.syncDirectory(path("corrupt"))
+        try? SpoolPosix.syncDirectory(path(String(relative.prefix { $0 != "/" })))
         return QueueQuarantine(from: relative, to: destination, reason: reason)
     }
 
@@ -420,7 +208,7 @@ public final class QueueDirectory: Sendable {
     }
 
     /// Take order: received_at (missing ones first, so they are not starved), then id, then location.
-    private static func precedes(
+    static func precedes(
         _ a: (Date?, String, QueueLocation), _ b: (Date?, String, QueueLocation)
     ) -> Bool {
         let left = a.0 ?? .distantPast
@@ -446,21 +234,21 @@ public final class QueueDirectory: Sendable {
     }
 
     func requireValid(_ id: String) throws(QueueError) {
-        guard QueueID.isValid(id) else {
-            throw QueueError(.invalidArgument, "\(QueueID.quoted(id)) is not an event id (64 lowercase hex characters)")
+        guard EventID.isValid(id) else {
+            throw QueueError(.invalidArgument, "\(EventID.quoted(id)) is not an event id (64 lowercase hex characters)")
         }
     }
 
     /// The error for an id found nowhere, saying whether the ledger still remembers it.
     func unknown(_ id: String) -> QueueError {
-        let remembered = (try? Posix.status(path("ids/\(id)"))) != nil
+        let remembered = (try? SpoolPosix.status(path("ids/\(id)"))) != nil
         let hint = remembered ? " (ids/ still records it: it was stored and has been acknowledged since)" : ""
         return QueueError(.unknownEvent, "no event \(id) in new/, cur/ or dead/ of spool \(root)\(hint)")
     }
 
     /// Where the event `id` is now, if anywhere.
     public func location(of id: String) -> QueueLocation? {
-        QueueLocation.allCases.first { (try? Posix.status(eventPath(id, in: $0))) != nil }
+        QueueLocation.allCases.first { (try? SpoolPosix.status(eventPath(id, in: $0))) != nil }
     }
 
     /// The error for an event that is not in cur/ when an operation needs it there.
@@ -484,7 +272,7 @@ public final class QueueDirectory: Sendable {
     /// it. Without `wait`, returns `.empty` at once when there is none. With `wait`, blocks until one
     /// arrives, `timeout` seconds pass (`.timedOut`) or `stop` is triggered (`.stopped`); waiting uses
     /// inotify(7), not polling.
-    public func take(wait: Bool = false, timeout: Double? = nil, stop: QueueStopSignal? = nil) throws(QueueError) -> QueueTakeResult {
+    public func take(wait: Bool = false, timeout: Double? = nil, stop: (any QueueStop)? = nil) throws(QueueError) -> QueueTakeResult {
         guard wait else { return try takeOnce() }
         // The watch is set up before new/ is listed: an event linked in between listing and watching would
         // otherwise raise no notification and wait for the next one (inotify(7): a watch reports only what
@@ -513,13 +301,34 @@ public final class QueueDirectory: Sendable {
     /// One attempt to claim the oldest event in new/.
     func takeOnce() throws(QueueError) -> QueueTakeResult {
         var quarantined: [QueueQuarantine] = []
+        let candidates = try orderedCandidates(quarantined: &quarantined)
+        for id in candidates {
+            let name = EventID.fileName(id)
+            // rename(2) is the claim. Of several consumers renaming the same new/ name, exactly one succeeds:
+            // the rename is atomic, and once it is done the source name no longer exists, so every other
+            // rename of it fails with ENOENT. The target cannot exist: an id is in one folder at a time.
+            do {
+                try SpoolPosix.rename(path("new/\(name)"), path("cur/\(name)"))
+            } catch {
+                if error.code == ENOENT { continue }
+                throw .io("rename", "new/\(name) to cur/", error.code)
+            }
+            guard let entry = try read(id, in: .cur, quarantined: &quarantined) else { continue }
+            return QueueTakeResult(outcome: .taken, entry: entry, quarantined: quarantined)
+        }
+        return QueueTakeResult(outcome: .empty, entry: nil, quarantined: quarantined)
+    }
+
+    /// The ids in new/, in take order. received_at comes from the cache where the inode is known, otherwise from
+    /// the file (read once, outside the lock); a file that is no event is set aside on the way.
+    private func orderedCandidates(quarantined: inout [QueueQuarantine]) throws(QueueError) -> [String] {
         let files = try scan("new")
         // Look up what is known under one lock; read the others outside it.
         var candidates: [(receivedAt: Date?, id: String)] = []
-        var unknown: [(id: String, entry: DirectoryEntry)] = []
+        var unknown: [(id: String, entry: SpoolDirectoryEntry)] = []
         order.withLock { cache in
             for file in files {
-                if let key = cache[file.entry.name], key.inode == file.entry.inode {
+                if let key = cache[file.id], key.inode == file.entry.inode {
                     candidates.append((key.receivedAt, file.id))
                 } else {
                     unknown.append(file)
@@ -528,21 +337,11 @@ public final class QueueDirectory: Sendable {
         }
         var learned: [String: OrderKey] = [:]
         for file in unknown {
-            // A symbolic link, FIFO, device or oversized file is set aside here, before any rename: it is
-            // never claimed, so what it points to is never handed to a consumer.
-            guard let bytes = try readSpoolFile("new/\(file.entry.name)", quarantined: &quarantined) else { continue }
-            let receivedAt: Date?
-            if let quick = QueueEvent.quickReceivedAt(bytes) {
-                receivedAt = quick
-            } else {
-                // No plain received_at: parse it all, which also sets aside a file that is no event.
-                guard let entry = try read(file.id, in: .new, quarantined: &quarantined) else { continue }
-                receivedAt = entry.event.receivedAt
-            }
+            guard let receivedAt = try receivedAt(of: file.id, quarantined: &quarantined) else { continue }
             candidates.append((receivedAt, file.id))
-            learned[file.entry.name] = OrderKey(inode: file.entry.inode, receivedAt: receivedAt)
+            learned[file.id] = OrderKey(inode: file.entry.inode, receivedAt: receivedAt)
         }
-        let present = Set(files.map(\.entry.name))
+        let present = Set(files.map(\.id))
         order.withLock { cache in
             cache.merge(learned) { _, new in new }
             // Forget names that left new/, so the cache stays as large as the queue.
@@ -551,22 +350,18 @@ public final class QueueDirectory: Sendable {
             }
         }
         candidates.sort { Self.precedes(($0.receivedAt, $0.id, .new), ($1.receivedAt, $1.id, .new)) }
+        return candidates.map(\.id)
+    }
 
-        for candidate in candidates {
-            let name = "\(candidate.id).json"
-            // rename(2) is the claim. Of several consumers renaming the same new/ name, exactly one succeeds:
-            // the rename is atomic, and once it is done the source name no longer exists, so every other
-            // rename of it fails with ENOENT. The target cannot exist: an id is in one folder at a time.
-            do {
-                try Posix.rename(path("new/\(name)"), path("cur/\(name)"))
-            } catch {
-                if error.code == ENOENT { continue }
-                throw .io("rename", "new/\(name) to cur/", error.code)
-            }
-            guard let entry = try read(candidate.id, in: .cur, quarantined: &quarantined) else { continue }
-            return QueueTakeResult(outcome: .taken, entry: entry, quarantined: quarantined)
-        }
-        return QueueTakeResult(outcome: .empty, entry: nil, quarantined: quarantined)
+    /// The received_at of new/<id>.json for ordering: `.some(nil)` when it has none readable, nil when the file
+    /// is gone or was set aside. A symbolic link, FIFO, device or oversized file is set aside here, before any
+    /// rename: it is never claimed, so what it points to is never handed to a consumer.
+    private func receivedAt(of id: String, quarantined: inout [QueueQuarantine]) throws(QueueError) -> Date?? {
+        guard let bytes = try readSpoolFile("new/\(EventID.fileName(id))", quarantined: &quarantined) else { return nil }
+        if let quick = QueueEvent.quickReceivedAt(bytes) { return .some(quick) }
+        // No plain received_at: parse it all, which also sets aside a file that is no event.
+        guard let entry = try read(id, in: .new, quarantined: &quarantined) else { return nil }
+        return .some(entry.event.receivedAt)
     }
 
     // MARK: - ack, nack, release, dead letters, revive
@@ -576,7 +371,7 @@ public final class QueueDirectory: Sendable {
     public func ack(_ id: String) throws(QueueError) {
         try requireValid(id)
         do {
-            try Posix.unlink(eventPath(id, in: .cur))
+            try SpoolPosix.unlink(eventPath(id, in: .cur))
         } catch {
             if error.code == ENOENT { throw notTaken(id, operation: "acknowledge") }
             throw .io("unlink", "cur/\(id).json", error.code)
@@ -592,7 +387,7 @@ public final class QueueDirectory: Sendable {
         let text = reason.map { "nack: \($0)" } ?? "nack"
         let record = try recordFailure(id, QueueFailure(reason: text))
         do {
-            try Posix.rename(eventPath(id, in: .cur), eventPath(id, in: .new))
+            try SpoolPosix.rename(eventPath(id, in: .cur), eventPath(id, in: .new))
         } catch {
             if error.code == ENOENT {
                 removeAttempts(id)
@@ -604,10 +399,10 @@ public final class QueueDirectory: Sendable {
     }
 
     /// Returns a taken event to new/ without counting an attempt (a worker that stops before running it).
-    func release(_ id: String) throws(QueueError) {
+    public func release(_ id: String) throws(QueueError) {
         guard try requireRegular("cur/\(id).json") else { return }
         do {
-            try Posix.rename(eventPath(id, in: .cur), eventPath(id, in: .new))
+            try SpoolPosix.rename(eventPath(id, in: .cur), eventPath(id, in: .new))
         } catch {
             if error.code == ENOENT { return }
             throw .io("rename", "cur/\(id).json to new/", error.code)
@@ -618,16 +413,15 @@ public final class QueueDirectory: Sendable {
     @discardableResult
     public func recordFailure(_ id: String, _ failure: QueueFailure) throws(QueueError) -> QueueAttemptRecord {
         try requireValid(id)
-        let folder = path("attempts")
         do {
-            _ = try Posix.makeDirectory(folder)
+            try SpoolPosix.makeDirectory(path("attempts"))
         } catch {
             throw .io("create", "attempts/", error.code)
         }
         let previous = attemptRecord(id)?.attempts ?? 0
         let record = QueueAttemptRecord(id: id, attempts: previous + 1, lastError: failure)
         do {
-            try Posix.writeFileAtomically(
+            try SpoolPosix.writeFileAtomically(
                 record.encoded(),
                 to: path("attempts/\(id).json"),
                 temporary: path("attempts/.\(id).\(uniqueSuffix()).tmp")
@@ -639,7 +433,7 @@ public final class QueueDirectory: Sendable {
     }
 
     func removeAttempts(_ id: String) {
-        try? Posix.unlink(path("attempts/\(id).json"))
+        try? SpoolPosix.unlink(path("attempts/\(id).json"))
     }
 
     /// Moves a taken event to dead/: first `dead/<id>.error.json` (the record, with `dead_at`), then the event
@@ -648,14 +442,14 @@ public final class QueueDirectory: Sendable {
         try requireValid(id)
         guard try requireRegular("cur/\(id).json") else { throw notTaken(id, operation: "move to dead/") }
         do {
-            if try Posix.makeDirectory(path("dead")) { try? Posix.syncDirectory(root) }
+            if try SpoolPosix.makeDirectory(path("dead")) { try? SpoolPosix.syncDirectory(root) }
         } catch {
             throw .io("create", "dead/", error.code)
         }
         var dead = record
         dead.deadAt = QueueTime.formatRFC3339(Date())
         do {
-            try Posix.writeFileAtomically(
+            try SpoolPosix.writeFileAtomically(
                 dead.encoded(),
                 to: path("dead/\(id).error.json"),
                 temporary: path("dead/.\(id).\(uniqueSuffix()).tmp")
@@ -664,15 +458,15 @@ public final class QueueDirectory: Sendable {
             throw .io("write", "dead/\(id).error.json", error.code)
         }
         do {
-            try Posix.rename(eventPath(id, in: .cur), eventPath(id, in: .dead))
+            try SpoolPosix.rename(eventPath(id, in: .cur), eventPath(id, in: .dead))
         } catch {
-            try? Posix.unlink(path("dead/\(id).error.json"))
+            try? SpoolPosix.unlink(path("dead/\(id).error.json"))
             if error.code == ENOENT { throw notTaken(id, operation: "move to dead/") }
             throw .io("rename", "cur/\(id).json to dead/", error.code)
         }
         do {
-            try Posix.syncDirectory(path("dead"))
-            try Posix.syncDirectory(path("cur"))
+            try SpoolPosix.syncDirectory(path("dead"))
+            try SpoolPosix.syncDirectory(path("cur"))
         } catch {
             throw .io("fsync", "dead/", error.code)
         }
@@ -683,9 +477,9 @@ public final class QueueDirectory: Sendable {
     public func revive(_ id: String) throws(QueueError) {
         try requireValid(id)
         let present = try requireRegular("dead/\(id).json")
-        do throws(Posix.Failure) {
-            guard present else { throw Posix.Failure(code: ENOENT) }
-            try Posix.rename(eventPath(id, in: .dead), eventPath(id, in: .new))
+        do throws(SpoolErrno) {
+            guard present else { throw SpoolErrno(ENOENT) }
+            try SpoolPosix.rename(eventPath(id, in: .dead), eventPath(id, in: .new))
         } catch {
             if error.code != ENOENT { throw .io("rename", "dead/\(id).json to new/", error.code) }
             switch location(of: id) {
@@ -694,9 +488,9 @@ public final class QueueDirectory: Sendable {
             case .dead?, nil: throw unknown(id)
             }
         }
-        try? Posix.unlink(path("dead/\(id).error.json"))
+        try? SpoolPosix.unlink(path("dead/\(id).error.json"))
         removeAttempts(id)
-        try? Posix.syncDirectory(path("new"))
+        try? SpoolPosix.syncDirectory(path("new"))
     }
 
     // MARK: - requeue
@@ -711,261 +505,64 @@ public final class QueueDirectory: Sendable {
     public func requeue(olderThan: Double, now: Date = Date()) throws(QueueError) -> QueueRequeueReport {
         var report = QueueRequeueReport()
         for (id, entry) in try scan("cur").sorted(by: { $0.id < $1.id }) {
-            let relative = "cur/\(entry.name)"
-            let status: FileStatus
-            do {
-                guard let found = try Posix.status(path(relative)) else { continue }
-                status = found
-            } catch {
-                throw .io("stat", relative, error.code)
-            }
-            let age = now.timeIntervalSince(status.changed)
-            // Whatever its age, an entry that is not a regular file within the limit was never taken by a
-            // consumer (take sets such files aside before claiming): it is set aside now.
-            let usable = status.kind == .regular && status.size <= Self.maximumFileSize
-            guard !usable || age >= olderThan else { continue }
-            // Opened as a read would open it (no link followed, no blocking on a FIFO): the descriptor is
-            // what the flock below tests.
-            let opened: Posix.Opened
-            do {
-                opened = try Posix.openRegular(path(relative), limit: Self.maximumFileSize)
-            } catch {
-                if error.code == ENOENT { continue }
-                throw .io("open", relative, error.code)
-            }
-            let fd: Int32
-            switch opened {
-            case .file(let descriptor, _):
-                fd = descriptor
-            case .refused(let reason):
-                if let moved = try quarantine(relative, reason: reason) { report.quarantined.append(moved) }
-                continue
-            }
-            defer { close(fd) }
-            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-                if errno == EWOULDBLOCK {
-                    report.busy.append(id)
-                    continue
-                }
-                throw .io("lock", relative, errno)
-            }
-            let reason = "requeued after \(QueueTime.formatDuration(age)) in cur/ without an acknowledgement"
-            let record = try recordFailure(id, QueueFailure(at: now, reason: reason))
-            do {
-                try Posix.rename(path(relative), eventPath(id, in: .new))
-            } catch {
-                if error.code == ENOENT {
-                    // Acknowledged meanwhile: its bookkeeping goes with it.
-                    removeAttempts(id)
-                    continue
-                }
-                throw .io("rename", "\(relative) to new/", error.code)
-            }
-            report.requeued.append(QueueRequeued(id: id, age: age, attempts: record.attempts))
+            try requeue(id, "cur/\(entry.name)", olderThan: olderThan, now: now, into: &report)
         }
         return report
     }
 
-    // MARK: - gc
-
-    /// Prunes what the queue no longer needs:
-    /// - ledger entries `ids/<id>` whose mtime (the event's write time) is older than `ledgerAge` and whose
-    ///   event has left the spool (link count 1: the ledger's is the only name left);
-    /// - the server's audit copies of conflicting callbacks, regular files in conflicts/ whose mtime is
-    ///   older than `ledgerAge`: they matter as long as the entries they conflicted with;
-    /// - files in tmp/ older than `temporaryAge` (a younger one may be a store in progress);
-    /// - the queue's own stale leftovers: `attempts/<id>.json` of events no longer in new/ or cur/, error
-    ///   records in dead/ without their event, and hidden temporary files in attempts/ and dead/, each older
-    ///   than `temporaryAge`.
-    /// Never touches new/, cur/, dead/ events, corrupt/ or `.lock`.
-    ///
-    /// `ledgerAge` defaults to the retention the server records in `.retention`, and may not be shorter:
-    /// see ``serverRetention()``.
-    public func gc(_ options: QueueGCOptions) throws(QueueError) -> QueueGCReport {
-        let recorded = try serverRetention()
-        let ledgerAge = options.ledgerAge ?? recorded ?? QueueGCOptions.defaultLedgerAge
-        if let recorded, ledgerAge < recorded {
-            throw QueueError(
-                .invalidArgument,
-                "a ledger age of \(QueueTime.formatDuration(ledgerAge)) would prune ledger entries the server still "
-                    + "needs to recognise replays; the server runs with a retention of "
-                    + "\(QueueTime.formatDuration(recorded)) (config ledger_retention_days), recorded in "
-                    + "\(path(Self.retentionFile))"
-            )
-        }
-        guard options.temporaryAge >= QueueGCOptions.minimumTemporaryAge else {
-            throw QueueError(
-                .invalidArgument,
-                "a temporary-file age below \(QueueTime.formatDuration(QueueGCOptions.minimumTemporaryAge)) "
-                    + "could delete a store in progress in \(root)/tmp/"
-            )
-        }
-        var report = QueueGCReport()
-        report.dryRun = options.dryRun
-        report.ledgerAge = ledgerAge
-        report.serverRetention = recorded
-        var budget = options.limit ?? Int.max
-        let now = options.now
-
-        func remove(_ relative: String, _ reason: String) throws(QueueError) -> Bool {
-            guard budget > 0 else {
-                report.limited = true
-                return false
-            }
-            if !options.dryRun {
-                do {
-                    try Posix.unlink(path(relative))
-                } catch {
-                    if error.code == ENOENT { return true }
-                    throw .io("unlink", relative, error.code)
-                }
-            }
-            budget -= 1
-            report.removed.append(QueueGCItem(path: relative, reason: reason))
-            return true
-        }
-
-        // The ledger, oldest first, so that a limited run prunes the oldest entries.
-        var ledger: [(name: String, status: FileStatus)] = []
-        for entry in try entries(of: "ids", optional: true) where QueueID.isValid(entry.name) {
-            guard let status = try regularFileStatus("ids/\(entry.name)") else { continue }
-            ledger.append((entry.name, status))
-        }
-        ledger.sort { ($0.status.modified, $0.name) < ($1.status.modified, $1.name) }
-        for (name, status) in ledger where now.timeIntervalSince(status.modified) > ledgerAge {
-            // ids/<id> is a hard link to the event's inode: a link count above 1 means the event is still in
-            // new/, cur/ or dead/ (or a store is finishing), and a retry must still be a duplicate.
-            if status.links > 1 {
-                report.keptPending += 1
-                continue
-            }
-            let age = now.timeIntervalSince(status.modified)
-            let reason = "ledger entry written \(QueueTime.formatRFC3339(status.modified)) "
-                + "(\(QueueTime.formatDuration(age)) ago), its event acknowledged"
-            if try !remove("ids/\(name)", reason) { break }
-        }
-
-        // conflicts/: the server's audit copies of callbacks that conflicted with a stored event
-        // (conflicts/<id>.<…>.json). Kept as long as the ledger keeps its entries, then pruned by the same
-        // age, oldest first. Anything but a regular file there is not the server's and is left alone.
-        var conflicts: [(name: String, status: FileStatus)] = []
-        for entry in try entries(of: "conflicts", optional: true) {
-            guard let status = try regularFileStatus("conflicts/\(entry.name)") else { continue }
-            conflicts.append((entry.name, status))
-        }
-        conflicts.sort { ($0.status.modified, $0.name) < ($1.status.modified, $1.name) }
-        for (name, status) in conflicts where now.timeIntervalSince(status.modified) > ledgerAge {
-            let age = now.timeIntervalSince(status.modified)
-            let reason = "conflict copy written \(QueueTime.formatRFC3339(status.modified)) "
-                + "(\(QueueTime.formatDuration(age)) ago)"
-            if try !remove("conflicts/\(name)", reason) { break }
-        }
-
-        // tmp/: the server's files being written. Only old ones are leftovers of a crash.
-        for entry in try entries(of: "tmp", optional: true) {
-            guard let status = try regularFileStatus("tmp/\(entry.name)") else { continue }
-            let age = now.timeIntervalSince(status.modified)
-            guard age > options.temporaryAge else { continue }
-            if try !remove("tmp/\(entry.name)", "temporary file \(QueueTime.formatDuration(age)) old") { break }
-        }
-
-        // The queue's own folders.
-        for entry in try entries(of: "attempts", optional: true) {
-            let relative = "attempts/\(entry.name)"
-            guard let status = try regularFileStatus(relative) else { continue }
-            let age = now.timeIntervalSince(status.modified)
-            guard age > options.temporaryAge else { continue }
-            if entry.name.hasPrefix(".") {
-                if try !remove(relative, "unfinished sidecar \(QueueTime.formatDuration(age)) old") { break }
-            } else if let id = QueueID.fromFileName(entry.name), location(of: id) != .new, location(of: id) != .cur {
-                if try !remove(relative, "attempts record of an event no longer in new/ or cur/") { break }
-            }
-        }
-        for entry in try entries(of: "dead", optional: true) {
-            let relative = "dead/\(entry.name)"
-            guard let status = try regularFileStatus(relative) else { continue }
-            let age = now.timeIntervalSince(status.modified)
-            guard age > options.temporaryAge else { continue }
-            if entry.name.hasPrefix(".") {
-                if try !remove(relative, "unfinished sidecar \(QueueTime.formatDuration(age)) old") { break }
-            } else if entry.name.hasSuffix(".error.json") {
-                let id = String(entry.name.dropLast(".error.json".count))
-                guard QueueID.isValid(id), (try? Posix.status(eventPath(id, in: .dead))) ?? nil == nil else { continue }
-                if try !remove(relative, "error record without its dead letter") { break }
-            }
-        }
-        // Make the pruning durable, so that a crash cannot bring back half of a round (reliability.md §8).
-        if !options.dryRun {
-            let touched = Set(report.removed.compactMap { $0.path.split(separator: "/").first.map(String.init) })
-            for folder in touched.sorted() {
-                do {
-                    try Posix.syncDirectory(path(folder))
-                } catch {
-                    throw .io("fsync", folder + "/", error.code)
-                }
-            }
-        }
-        return report
-    }
-
-    /// The file in which the server records its ledger retention.
-    static let retentionFile = ".retention"
-
-    /// The ledger retention the server runs with, in seconds, from `.retention` in the spool: exactly the
-    /// decimal number of seconds and a newline ("604800\n"). nil when the file is absent (spools of servers
-    /// from before it).
-    ///
-    /// The server refuses a callback whose own payment time is older than this retention minus one day, so
-    /// a replay it still accepts is of an event stored less than the retention ago: any younger ledger
-    /// entry may still be what recognises it as a duplicate. Read like an event file (a regular file, no
-    /// link followed, no blocking, `Posix.readRegular`) and at most a few bytes; anything else there, or any
-    /// other content, is `.malformedSpoolFile`: a guess could prune entries the server still needs.
-    public func serverRetention() throws(QueueError) -> Double? {
-        let shown = path(Self.retentionFile)
-        let content: Posix.Content
+    /// One cur/ entry of ``requeue(olderThan:now:)``: left alone while young or held, set aside when it is no
+    /// regular file within the limit, otherwise counted as a failed attempt and renamed back to new/.
+    private func requeue(
+        _ id: String, _ relative: String, olderThan: Double, now: Date, into report: inout QueueRequeueReport
+    ) throws(QueueError) {
+        let status: SpoolFileStatus
         do {
-            // 20 digits hold any 64-bit count of seconds; one more byte for the newline.
-            content = try Posix.readRegular(shown, limit: 21)
-        } catch {
-            if error.code == ENOENT { return nil }
-            throw .io("read", shown, error.code)
-        }
-        let bytes: [UInt8]
-        switch content {
-        case .bytes(let read): bytes = read
-        case .refused(let reason):
-            throw QueueError(.malformedSpoolFile, "\(shown) cannot be the server's recorded ledger retention: \(reason)")
-        }
-        let digits = bytes.dropLast()
-        guard bytes.last == UInt8(ascii: "\n"), !digits.isEmpty,
-            digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-            let seconds = Int64(String(decoding: digits, as: UTF8.self)), seconds > 0
-        else {
-            let text = String(decoding: bytes, as: UTF8.self)
-            throw QueueError(
-                .malformedSpoolFile,
-                "\(shown) must hold the server's ledger retention as a positive whole number of seconds and a "
-                    + "newline (e.g. \"604800\\n\"); it holds \(QueueID.quoted(text))"
-            )
-        }
-        return Double(seconds)
-    }
-
-    private func entries(of folder: String, optional: Bool = false) throws(QueueError) -> [DirectoryEntry] {
-        do {
-            return try Posix.readDirectory(path(folder)).sorted { $0.name < $1.name }
-        } catch {
-            if error.code == ENOENT && optional { return [] }
-            throw .io("read directory", folder + "/", error.code)
-        }
-    }
-
-    private func regularFileStatus(_ relative: String) throws(QueueError) -> FileStatus? {
-        do {
-            guard let status = try Posix.status(path(relative)), status.kind == .regular else { return nil }
-            return status
+            guard let found = try SpoolPosix.status(path(relative)) else { return }
+            status = found
         } catch {
             throw .io("stat", relative, error.code)
         }
+        let age = now.timeIntervalSince(Date(timeIntervalSince1970: status.changed.secondsSince1970))
+        // Whatever its age, an entry that is not a regular file within the limit was never taken by a
+        // consumer (take sets such files aside before claiming): it is set aside now.
+        guard status.refusal(limit: Self.maximumFileSize) != nil || age >= olderThan else { return }
+        // Opened as a read would open it (no link followed, no blocking on a FIFO): the descriptor is what the
+        // flock below tests.
+        let opened: SpoolOpenedFile
+        do {
+            opened = try SpoolPosix.openRegular(path(relative), limit: Self.maximumFileSize)
+        } catch {
+            if error.code == ENOENT { return }
+            throw .io("open", relative, error.code)
+        }
+        let fd: Int32
+        switch opened {
+        case .file(let descriptor, _):
+            fd = descriptor
+        case .refused(let reason):
+            if let moved = try quarantine(relative, reason: reason) { report.quarantined.append(moved) }
+            return
+        }
+        defer { SpoolPosix.close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK {
+                report.busy.append(id)
+                return
+            }
+            throw .io("lock", relative, errno)
+        }
+        let reason = "requeued after \(QueueTime.formatDuration(age)) in cur/ without an acknowledgement"
+        let record = try recordFailure(id, QueueFailure(at: now, reason: reason))
+        do {
+            try SpoolPosix.rename(path(relative), eventPath(id, in: .new))
+        } catch {
+            if error.code == ENOENT {
+                // Acknowledged meanwhile: its bookkeeping goes with it.
+                removeAttempts(id)
+                return
+            }
+            throw .io("rename", "\(relative) to new/", error.code)
+        }
+        report.requeued.append(QueueRequeued(id: id, age: age, attempts: record.attempts))
     }
 }

@@ -1,6 +1,7 @@
 import CPayhookShim
 import Foundation
 import Glibc
+import PayhookStore
 import Synchronization
 
 /// Tells waiting queue operations to stop: a `take --wait`, a `consume` worker between events, a backoff
@@ -9,7 +10,7 @@ import Synchronization
 ///
 /// Each level is a pipe whose read end becomes readable when triggered and stays so, so that any number of
 /// threads can include it in poll(2) next to their own descriptors.
-public final class QueueStopSignal: Sendable {
+public final class QueueStopSignal: QueueStop {
     private let stopPipe: (read: Int32, write: Int32)
     private let hurryPipe: (read: Int32, write: Int32)
     private let level = Atomic<Int>(0)
@@ -60,6 +61,8 @@ public final class QueueStopSignal: Sendable {
     public var isHurried: Bool { level.load(ordering: .sequentiallyConsistent) >= 2 }
 
     var stopDescriptor: Int32 { stopPipe.read }
+    /// The stop level's read end, readable once triggered (``QueueStop``).
+    public var triggerDescriptor: Int32 { stopPipe.read }
     var hurryDescriptor: Int32 { hurryPipe.read }
 
     /// Sleeps `seconds`, or less if triggered meanwhile. Returns true when triggered.
@@ -111,9 +114,9 @@ final class QueueWatcher {
 
     /// Blocks until something appears in the folder, `timeout` seconds pass (nil: no limit) or `stop` is
     /// triggered. The notifications read are discarded.
-    func wait(timeout: Double?, stop: QueueStopSignal?) throws(QueueError) -> Wake {
+    func wait(timeout: Double?, stop: (any QueueStop)?) throws(QueueError) -> Wake {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-        if let stop { fds.append(pollfd(fd: stop.stopDescriptor, events: Int16(POLLIN), revents: 0)) }
+        if let stop { fds.append(pollfd(fd: stop.triggerDescriptor, events: Int16(POLLIN), revents: 0)) }
         if stop?.isTriggered == true { return .stopped }
         let ready = Posix.poll(&fds, timeout: Posix.milliseconds(timeout))
         if ready < 0 { throw QueueError.io("poll", shown, errno) }

@@ -94,7 +94,7 @@ public final class Spool: Sendable {
         onBatch: (@Sendable (Int) -> Void)? = nil,
         conflictLimits: SpoolConflictLimits = SpoolConflictLimits()
     ) throws(SpoolError) {
-        let root = SpoolLayout.normalize(directory)
+        let root = SpoolFormat.normalize(directory)
         guard !root.isEmpty else {
             throw SpoolError(code: .layout, message: "the spool directory path is empty")
         }
@@ -117,7 +117,7 @@ public final class Spool: Sendable {
             // Counted from disk, so that the caps hold across restarts.
             try conflicts.recount()
         } catch {
-            context.closeQuietly(lockDescriptor, shown: SpoolLayout.lockFile)
+            context.closeQuietly(lockDescriptor, shown: SpoolFormat.lockFile)
             throw error
         }
         self.directory = root
@@ -246,7 +246,7 @@ public final class Spool: Sendable {
         // Closing the descriptor releases the flock; the explicit unlock also covers a copy of the descriptor
         // that a fork without exec would still hold.
         try? context.fileSystem.flock(descriptor, operation: LOCK_UN)
-        context.closeQuietly(descriptor, shown: SpoolLayout.lockFile)
+        context.closeQuietly(descriptor, shown: SpoolFormat.lockFile)
     }
 
     /// Stores a record durably. Blocking; returns only once the outcome is durable.
@@ -337,7 +337,7 @@ public final class Spool: Sendable {
     public func probe() throws(SpoolError) {
         try requireUsable()
         do throws(SpoolError) {
-            for folder in SpoolLayout.writtenFolders {
+            for folder in SpoolFormat.serverWrittenFolders {
                 try context.checkWritable(folder)
             }
             let temporary = try context.writeDurableTemporary(
@@ -379,17 +379,17 @@ public final class Spool: Sendable {
     /// - Throws: `.invalidArgument` for a number of seconds below 1 (nothing written), `.closed` after
     ///   ``close()``, `.io` when a step failed (the previous `.retention`, if any, is then still in place).
     public func recordRetention(seconds: Int) throws(SpoolError) {
-        // The reader (`payhook queue gc`) takes only a positive number: zero would mean "keep nothing".
-        guard seconds > 0 else {
+        // The reader (`payhook queue gc`) takes only what SpoolRetentionFile decodes: zero would mean "keep nothing".
+        guard let contents = SpoolRetentionFile.encode(seconds: seconds) else {
             throw SpoolError(code: .invalidArgument, message: "record retention: \(seconds) seconds is not positive")
         }
         let open = state.withLock { $0.lockDescriptor != nil }
         guard open else {
             throw SpoolError(code: .closed, message: "spool \(directory) is closed")
         }
-        let target = SpoolLayout.retentionFile
+        let target = SpoolRetentionFile.name
         let temporary = try context.writeDurableTemporary(
-            Array("\(seconds)\n".utf8), stem: "retention", suffix: context.uniqueSuffix(), checkingFreeSpace: false
+            contents, stem: "retention", suffix: context.uniqueSuffix(), checkingFreeSpace: false
         )
         do {
             try context.fileSystem.rename(context.path(temporary), context.path(target))
@@ -403,10 +403,10 @@ public final class Spool: Sendable {
     // MARK: - Store steps
 
     private func validateID(_ id: String) throws(SpoolError) {
-        guard SpoolRecordID.isValid(id) else {
+        guard EventID.isValid(id) else {
             throw SpoolError(
                 code: .invalidRecord,
-                message: "store \(SpoolRecordID.quoted(id)): a record id must be 64 lowercase hex characters"
+                message: "store \(EventID.quoted(id)): a record id must be 64 lowercase hex characters"
             )
         }
     }

@@ -107,11 +107,11 @@ final class SpoolConflictIndex: Sendable {
     /// The record id an audit file's name starts with ("<id>.<unique>.json"), if any.
     static func recordID(ofFile name: String) -> String? {
         let utf8 = name.utf8
-        guard utf8.count > SpoolRecordID.length,
-              utf8[utf8.index(utf8.startIndex, offsetBy: SpoolRecordID.length)] == UInt8(ascii: ".")
+        guard utf8.count > EventID.length,
+              utf8[utf8.index(utf8.startIndex, offsetBy: EventID.length)] == UInt8(ascii: ".")
         else { return nil }
-        let id = String(name.prefix(SpoolRecordID.length))
-        return SpoolRecordID.isValid(id) ? id : nil
+        let id = String(name.prefix(EventID.length))
+        return EventID.isValid(id) ? id : nil
     }
 
     /// Lists conflicts/ and replaces what the index believes with it, keeping the fingerprints read before of

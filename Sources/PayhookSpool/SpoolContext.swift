@@ -21,7 +21,8 @@ final class SpoolContext: Sendable {
     let minimumFreeBytes: UInt64
     /// Failure counters and the health flag.
     let monitor = SpoolMonitor()
-    private let counter = Atomic<UInt64>(0)
+    /// Unique suffixes for names in tmp/, conflicts/ and corrupt/, on the file system's pid and clock.
+    let uniqueNames: SpoolUniqueNames
     /// Whether records are still written as unnamed files (O_TMPFILE); false once the file system refused one.
     private let unnamedFiles = Atomic<Bool>(true)
 
@@ -37,7 +38,9 @@ final class SpoolContext: Sendable {
         self.inspector = inspector
         self.logger = logger
         self.minimumFreeBytes = minimumFreeBytes
-        self.processID = fileSystem.processID()
+        let processID = fileSystem.processID()
+        self.processID = processID
+        self.uniqueNames = SpoolUniqueNames(processID: processID, clock: { fileSystem.currentTimeMicroseconds() })
     }
 
     /// Counts a failed call and describes it: "`operation` `path`: `errno text`", code `.io`.
@@ -51,11 +54,9 @@ final class SpoolContext: Sendable {
         root + "/" + relative
     }
 
-    /// "<pid>.<counter>.<microseconds>": unique within this process by the counter, across processes by the
-    /// pid, and across a pid reused after a restart by the clock (the maildir(5) naming scheme).
+    /// "<pid>.<counter>.<microseconds>" (``SpoolUniqueNames``), the suffix the queue tools use too.
     func uniqueSuffix() -> String {
-        let count = counter.wrappingAdd(1, ordering: .relaxed).newValue
-        return "\(processID).\(count).\(fileSystem.currentTimeMicroseconds())"
+        uniqueNames.next()
     }
 
     /// Makes the entries of a directory durable: fsync(2) on a file does not persist its directory entry,
@@ -362,10 +363,5 @@ final class SpoolContext: Sendable {
         } catch {
             throw failure(.other, "stat", relative, error)
         }
-    }
-
-    /// Whether `info` describes a well-formed record (its id is a valid record id).
-    func isWellFormed(_ info: SpoolRecordInfo) -> Bool {
-        SpoolRecordID.isValid(info.id)
     }
 }

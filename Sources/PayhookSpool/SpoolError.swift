@@ -6,27 +6,6 @@ import Musl
 import Darwin
 #endif
 
-/// An `errno` value reported by a ``SpoolFileSystem`` call.
-///
-/// Its `description` is the C library's text for it (`strerror(3)`), e.g. "Input/output error".
-public struct SpoolErrno: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The raw `errno` value (`EIO`, `ENOSPC`, …).
-    public let rawValue: CInt
-
-    /// Wraps a raw `errno` value.
-    public init(_ rawValue: CInt) {
-        self.rawValue = rawValue
-    }
-
-    /// The C library's text for the value, e.g. "No space left on device".
-    public var description: String {
-        // glibc's strerror returns a pointer into its static message table for every known value and a
-        // thread-local buffer for unknown ones (glibc ≥ 2.32), so reading it right away is safe here.
-        guard let text = strerror(rawValue) else { return "errno \(rawValue)" }
-        return String(cString: text)
-    }
-}
-
 /// A failure of a ``Spool`` operation.
 ///
 /// `description` is one sentence that names the operation, the path relative to the spool and, when a system

@@ -258,21 +258,33 @@ final class SpoolGroupCommit: Sendable {
     /// needs its temporary to enter it in the ledger.
     private func publish(_ batch: [Request]) -> [Result<Void, SpoolError>] {
         var outcomes = [Result<Void, SpoolError>](repeating: .success(()), count: batch.count)
-
-        // A directory fsync failed in an earlier batch: which names are durable is unknown, so nothing more is
-        // published (the stores would be refused as unhealthy at the end anyway, reliability.md §6 rule 2).
-        if let cause = context.monitor.unhealthyCause {
-            let refusal = SpoolError(
-                code: .unhealthy,
-                message: "spool \(context.root) is unhealthy since \(cause); which records are durable is unknown "
-                    + "until it is reopened: restart payhook so that recovery re-checks it"
-            )
+        if let refusal = unhealthyRefusal() {
             return outcomes.map { _ in .failure(refusal) }
         }
+        let linked = linkIntoNew(batch, &outcomes)
+        guard !linked.isEmpty, syncNew(batch, linked, &outcomes) else { return outcomes }
+        let entered = enterInLedger(batch, linked, &outcomes)
+        guard !entered.isEmpty else { return outcomes }
+        syncLedger(batch, entered, &outcomes)
+        return outcomes
+    }
 
-        // Step 4, per record: publish with link(2), never rename(2). link fails with EEXIST where rename would
-        // silently replace a record that is already there. This is how maildir(5) delivers ("HOW A MESSAGE IS
-        // DELIVERED": write and fsync tmp/, link() into new/, and qmail-local unlinks the tmp name after).
+    /// A directory fsync failed in an earlier batch: which names are durable is unknown, so nothing more is
+    /// published (the stores would be refused as unhealthy at the end anyway, docs/durability.md).
+    private func unhealthyRefusal() -> SpoolError? {
+        guard let cause = context.monitor.unhealthyCause else { return nil }
+        return SpoolError(
+            code: .unhealthy,
+            message: "spool \(context.root) is unhealthy since \(cause); which records are durable is unknown "
+                + "until it is reopened: restart payhook so that recovery re-checks it"
+        )
+    }
+
+    /// Step 4, per record: publish with link(2), never rename(2). link fails with EEXIST where rename would
+    /// silently replace a record that is already there. This is how maildir(5) delivers ("HOW A MESSAGE IS
+    /// DELIVERED": write and fsync tmp/, link() into new/, and qmail-local unlinks the tmp name after). Returns
+    /// the indexes of the records linked.
+    private func linkIntoNew(_ batch: [Request], _ outcomes: inout [Result<Void, SpoolError>]) -> [Int] {
         var linked: [Int] = []
         for (index, request) in batch.enumerated() {
             do {
@@ -280,41 +292,52 @@ final class SpoolGroupCommit: Sendable {
                 linked.append(index)
             } catch {
                 context.monitor.count(.link)
-                if error.rawValue == EEXIST {
-                    // A record in new/ without a ledger entry: a crash between fsync(new/) and fsync(ids/), or a
-                    // rollback that could not unlink. Startup recovery links it into the ledger; until then this
-                    // id cannot be stored.
-                    let failure = SpoolError(
-                        code: .inconsistent,
-                        message: "link \(request.temporary.shown) to \(request.published): \(error) (published without "
-                            + "a ledger entry; recovery repairs this at the next start)",
-                        errno: error.rawValue
-                    )
-                    context.logger.error("\(failure)", metadata: ["spool": "\(context.root)"])
-                    outcomes[index] = .failure(failure)
-                } else {
-                    outcomes[index] = .failure(.io("link", "\(request.temporary.shown) to \(request.published)", error))
-                }
+                outcomes[index] = .failure(linkFailure(request, error))
             }
         }
-        guard !linked.isEmpty else { return outcomes }
+        return linked
+    }
 
-        // Step 5, once for the batch: make every new/ entry durable. If it fails, none of them is known to be
-        // durable, so every store of the batch fails and is taken back (the spool is now unhealthy).
+    /// Why a link into new/ failed. EEXIST is a record in new/ without a ledger entry: a crash between fsync(new/)
+    /// and fsync(ids/), or a rollback that could not unlink. Startup recovery links it into the ledger; until then
+    /// this id cannot be stored.
+    private func linkFailure(_ request: Request, _ error: SpoolErrno) -> SpoolError {
+        guard error.rawValue == EEXIST else {
+            return .io("link", "\(request.temporary.shown) to \(request.published)", error)
+        }
+        let failure = SpoolError(
+            code: .inconsistent,
+            message: "link \(request.temporary.shown) to \(request.published): \(error) (published without "
+                + "a ledger entry; recovery repairs this at the next start)",
+            errno: error.rawValue
+        )
+        context.logger.error("\(failure)", metadata: ["spool": "\(context.root)"])
+        return failure
+    }
+
+    /// Step 5, once for the batch: make every new/ entry durable. If it fails, none of them is known to be
+    /// durable, so every store of the batch fails and is taken back (the spool is now unhealthy). Returns whether
+    /// it succeeded.
+    private func syncNew(_ batch: [Request], _ linked: [Int], _ outcomes: inout [Result<Void, SpoolError>]) -> Bool {
         do throws(SpoolError) {
             try context.fsyncDirectory("new")
+            return true
         } catch {
             for index in linked {
                 rollBack(batch[index])
                 outcomes[index] = .failure(error)
             }
-            return outcomes
+            return false
         }
+    }
 
-        // Step 6, per record: only now enter it in the ledger. An ids/ entry must imply that its record was
-        // durably published: a store that finds one answers "duplicate", and recovery only repairs the other
-        // direction (a record without an entry). Linking before fsync(new/) returned could leave, after a crash,
-        // an entry whose record was lost, and every retry of it would be answered "duplicate".
+    /// Step 6, per record: only now enter it in the ledger. An ids/ entry must imply that its record was durably
+    /// published: a store that finds one answers "duplicate", and recovery only repairs the other direction (a
+    /// record without an entry). Linking before fsync(new/) returned could leave, after a crash, an entry whose
+    /// record was lost, and every retry of it would be answered "duplicate". Returns the indexes entered.
+    private func enterInLedger(
+        _ batch: [Request], _ linked: [Int], _ outcomes: inout [Result<Void, SpoolError>]
+    ) -> [Int] {
         var entered: [Int] = []
         for index in linked {
             let request = batch[index]
@@ -327,17 +350,20 @@ final class SpoolGroupCommit: Sendable {
                     context.failure(.link, "link", "\(request.temporary.shown) to \(request.ledger)", error))
             }
         }
-        guard !entered.isEmpty else { return outcomes }
+        return entered
+    }
 
-        // Once for the batch: make every ledger entry durable; only then is any store of the batch answered.
+    /// Once for the batch: make every ledger entry durable; only then is any store of the batch answered.
+    ///
+    /// If it fails, the records are durable in new/; only their ledger entries may not survive a crash. Taking
+    /// them back now could fail half-way and leave an entry without a record, which loses it; so both stay. The
+    /// spool is now unhealthy (fsyncDirectory), so retries are refused until it is reopened; recovery then
+    /// relinks lost entries from new/ or cur/, and a retry is answered "duplicate", which is true. If the
+    /// consumer had already deleted a record, a retry stores it again (delivered twice, never lost).
+    private func syncLedger(_ batch: [Request], _ entered: [Int], _ outcomes: inout [Result<Void, SpoolError>]) {
         do throws(SpoolError) {
             try context.fsyncDirectory("ids")
         } catch {
-            // The records are durable in new/; only their ledger entries may not survive a crash. Taking them back
-            // now could fail half-way and leave an entry without a record, which loses it; so both stay. The
-            // spool is now unhealthy (fsyncDirectory), so retries are refused until it is reopened; recovery then
-            // relinks lost entries from new/ or cur/, and a retry is answered "duplicate", which is true. If the
-            // consumer had already deleted a record, a retry stores it again (delivered twice, never lost).
             for index in entered {
                 let request = batch[index]
                 context.logger.error(
@@ -347,7 +373,6 @@ final class SpoolGroupCommit: Sendable {
                 outcomes[index] = .failure(error)
             }
         }
-        return outcomes
     }
 
     /// Takes back a record whose publication failed after the link into new/ (fsync(new/), or its link into ids/).

@@ -8,24 +8,12 @@ import Darwin
 
 /// Creating and checking the spool's folders, and its lock.
 enum SpoolLayout {
-    /// The subfolders, in the order they are created and checked.
-    static let subfolders = ["tmp", "new", "cur", "ids", "conflicts", "corrupt"]
+    /// The subfolders, in the order they are created and checked (the layout is PayhookSpoolFormat's, shared
+    /// with the queue tools).
+    static let subfolders = SpoolFormat.serverFolders
     /// The subfolders the spool itself creates names in. cur/ is the consumers' (they rename into it).
-    static let writtenFolders = ["tmp", "new", "ids", "conflicts", "corrupt"]
-    static let lockFile = ".lock"
-    /// The dedupe ledger's retention, for `payhook queue gc` (``Spool/recordRetention(seconds:)``). A dotfile in
-    /// the spool directory itself: recovery and the layout checks look only at the subfolders, and skip dotfiles
-    /// there too, so it is never taken for a record or for something foreign.
-    static let retentionFile = ".retention"
-
-    /// The spool directory as given, without trailing slashes ("/" stays "/").
-    static func normalize(_ directory: String) -> String {
-        var result = Substring(directory)
-        while result.count > 1, result.hasSuffix("/") {
-            result = result.dropLast()
-        }
-        return String(result)
-    }
+    static let writtenFolders = SpoolFormat.serverWrittenFolders
+    static let lockFile = SpoolFormat.lockFile
 
     /// The directory that holds `directory`, whose entry for it must be synced after creating it.
     static func parent(of directory: String) -> String {

@@ -11,9 +11,9 @@ import Logging
 public struct SpoolRecoveryReport: Sendable, Equatable, CustomStringConvertible {
     /// Names of the files removed from tmp/ (writes that never completed), sorted.
     public var removedTemporaryFiles: [String]
-    /// Paths relative to the spool ("new/x.json", "cur/y.json") of the files moved to corrupt/ because they
-    /// did not parse, or their name did not match their id; in the order they were found (new/, then cur/,
-    /// each sorted).
+    /// Paths relative to the spool ("new/x.json", "cur/y.json") of the entries moved to corrupt/ because they
+    /// were not regular files, did not parse, or their name did not match their id; in the order they were
+    /// found (new/, then cur/, each sorted).
     public var quarantined: [String]
     /// Ids of the records in new/ or cur/ that had no ids/ entry and were linked into the ledger, in the
     /// order they were found.
@@ -94,7 +94,7 @@ enum SpoolRecovery {
         }
     }
 
-    /// The status of `relative` when it is a regular file recovery should look at. Anything else (a
+    /// The status of `relative` in tmp/ when it is a regular file recovery should remove. Anything else (a
     /// directory, a symlink, a device) is left alone with a warning; a name that vanished meanwhile is
     /// skipped. Both give nil.
     private static func regularFile(_ relative: String, _ context: SpoolContext) throws(SpoolError) -> SpoolFileStatus? {
@@ -129,10 +129,12 @@ enum SpoolRecovery {
         return removed
     }
 
-    /// Checks each record file in new/ or cur/: one that does not parse, or whose name is not "<id>.json",
-    /// goes to corrupt/; a valid one without a ledger entry is linked into ids/. That second case is a crash
-    /// between fsync(new/) and fsync(ids/); the reverse (an ids/ entry whose record was never durably
-    /// published) cannot happen, because store links into ids/ only after fsync(new/) succeeded.
+    /// Checks each entry in new/ or cur/ as the queue tools check an event file (PayhookSpoolFormat): one that is
+    /// not a regular file within ``SpoolFormat/maximumFileSize``, does not inspect to a valid record, or is not
+    /// named "<id>.json" after its own id goes to corrupt/; a valid one without a ledger entry is linked into
+    /// ids/. That second case is a crash between fsync(new/) and fsync(ids/); the reverse (an ids/ entry whose
+    /// record was never durably published) cannot happen, because store links into ids/ only after fsync(new/)
+    /// succeeded.
     private static func checkRecords(
         in folder: String,
         _ context: SpoolContext
@@ -141,51 +143,18 @@ enum SpoolRecovery {
         var relinked: [String] = []
         for name in try entries(of: folder, context) {
             let relative = "\(folder)/\(name)"
-            guard let status = try regularFile(relative, context) else { continue }
-            let bytes: [UInt8]
-            do {
-                bytes = try context.fileSystem.readFile(context.path(relative))
-            } catch where error.rawValue == ENOENT {
-                // Taken by a consumer meanwhile.
+            switch try judge(relative, name: name, context) {
+            case .gone:
                 continue
-            } catch {
-                // An unreadable file is not known to be corrupt; stop rather than move a good record aside.
-                throw .io("read", relative, error)
-            }
-            guard let info = context.inspector.inspect(bytes), context.isWellFormed(info) else {
-                if try quarantine(relative, name: name, reason: "it is not a valid record", context) {
+            case .invalid(let reason):
+                if try quarantine(relative, reason: reason, context) {
                     quarantined.append(relative)
                 }
-                continue
-            }
-            guard name == "\(info.id).json" else {
-                if try quarantine(relative, name: name, reason: "its name does not match its id \(info.id)", context) {
-                    quarantined.append(relative)
+            case .valid(let info, let status):
+                if try relink(relative, info, status, context) {
+                    relinked.append(info.id)
                 }
-                continue
             }
-            let ledger = "ids/\(info.id)"
-            if let entry = try context.status(ledger) {
-                if entry.inode != status.inode {
-                    context.logger.warning(
-                        "recovery: \(relative) and \(ledger) are different files; the ledger entry is kept",
-                        metadata: ["spool": "\(context.root)"]
-                    )
-                }
-                continue
-            }
-            do {
-                try context.fileSystem.link(context.path(relative), context.path(ledger))
-            } catch where error.rawValue == ENOENT {
-                // A consumer moved it meanwhile: from new/ it is found again in cur/; from cur/ it was
-                // acknowledged, and without a ledger entry a resend would be stored again (delivered twice,
-                // never lost).
-                continue
-            } catch {
-                throw .io("link", "\(relative) to \(ledger)", error)
-            }
-            context.logger.info("recovery relinked \(relative) to \(ledger)", metadata: ["spool": "\(context.root)"])
-            relinked.append(info.id)
         }
         if !quarantined.isEmpty {
             // The new name first, then the old one: a crash in between leaves the file in both places at worst
@@ -196,28 +165,78 @@ enum SpoolRecovery {
         return (quarantined, relinked)
     }
 
-    /// Moves a file into corrupt/ under its own name, or with a unique suffix if that name is taken.
-    /// Files there are kept for inspection, never deleted. Returns false when the file was gone (a consumer
-    /// took it meanwhile).
-    private static func quarantine(
-        _ relative: String,
-        name: String,
-        reason: String,
-        _ context: SpoolContext
-    ) throws(SpoolError) -> Bool {
-        var destination = "corrupt/\(name)"
-        // rename(2) would silently replace an earlier file of the same name; only this process writes to
-        // corrupt/ (the lock), so checking first is enough.
-        if try context.status(destination) != nil {
-            destination += ".\(context.uniqueSuffix())"
+    /// What recovery found at a name in new/ or cur/.
+    private enum Verdict {
+        /// Nothing there any more: a consumer took it meanwhile.
+        case gone
+        /// Not a valid record there, and why.
+        case invalid(String)
+        /// A valid record, with the status it was read with.
+        case valid(SpoolRecordInfo, SpoolFileStatus)
+    }
+
+    /// Judges one entry as the queue tools would: the entry's type and size (``SpoolFileStatus/refusal(limit:)``),
+    /// then its contents and name through the inspector (``SpoolRecordInspector/inspect(_:fileName:)``).
+    private static func judge(_ relative: String, name: String, _ context: SpoolContext) throws(SpoolError) -> Verdict {
+        guard let status = try context.status(relative) else { return .gone }
+        if let refusal = status.refusal() { return .invalid(refusal) }
+        let bytes: [UInt8]
+        do {
+            bytes = try context.fileSystem.readFile(context.path(relative))
+        } catch where error.rawValue == ENOENT {
+            return .gone
+        } catch {
+            // An unreadable file is not known to be corrupt; stop rather than move a good record aside.
+            throw .io("read", relative, error)
         }
         do {
-            try context.fileSystem.rename(context.path(relative), context.path(destination))
+            return .valid(try context.inspector.inspect(bytes, fileName: name), status)
+        } catch {
+            return .invalid(error.reason)
+        }
+    }
+
+    /// Links a valid record without a ledger entry into ids/. Returns whether it did.
+    private static func relink(
+        _ relative: String, _ info: SpoolRecordInfo, _ status: SpoolFileStatus, _ context: SpoolContext
+    ) throws(SpoolError) -> Bool {
+        let ledger = "ids/\(info.id)"
+        if let entry = try context.status(ledger) {
+            if entry.inode != status.inode {
+                context.logger.warning(
+                    "recovery: \(relative) and \(ledger) are different files; the ledger entry is kept",
+                    metadata: ["spool": "\(context.root)"]
+                )
+            }
+            return false
+        }
+        do {
+            try context.fileSystem.link(context.path(relative), context.path(ledger))
         } catch where error.rawValue == ENOENT {
+            // A consumer moved it meanwhile: from new/ it is found again in cur/; from cur/ it was
+            // acknowledged, and without a ledger entry a resend would be stored again (delivered twice,
+            // never lost).
             return false
         } catch {
-            throw .io("rename", "\(relative) to \(destination)", error)
+            throw .io("link", "\(relative) to \(ledger)", error)
         }
+        context.logger.info("recovery relinked \(relative) to \(ledger)", metadata: ["spool": "\(context.root)"])
+        return true
+    }
+
+    /// Moves an entry into corrupt/ (``SpoolQuarantine/move(_:root:fileSystem:uniqueSuffix:)``, as the queue tools
+    /// do: never replacing a file there, which a queue tool may be quarantining into at the same moment). Files
+    /// there are kept for inspection, never deleted. Returns false when the entry was gone (a consumer took it
+    /// meanwhile).
+    private static func quarantine(_ relative: String, reason: String, _ context: SpoolContext) throws(SpoolError) -> Bool {
+        let destination: String?
+        do {
+            destination = try SpoolQuarantine.move(
+                relative, root: context.root, fileSystem: context.fileSystem, uniqueSuffix: context.uniqueSuffix)
+        } catch {
+            throw .io(error.operation, error.path, error.errno)
+        }
+        guard let destination else { return false }
         context.logger.error(
             "recovery moved \(relative) to \(destination): \(reason)",
             metadata: ["spool": "\(context.root)"]

@@ -23,13 +23,15 @@ struct Queue: ParsableCommand {
     )
 }
 
-/// `--spool DIR`, shared by every queue subcommand.
+/// `--spool DIR`, shared by every queue subcommand: which queue the subcommand works on.
 struct QueueSpoolOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The spool (queue directory) payhook serve writes.", valueName: "dir"))
     var spool: String
 
-    /// Opens the spool, or reports why not (exit 1).
-    func open() throws -> QueueDirectory {
+    /// The one place that turns the options into a queue backend: the subcommands get an `any EventQueue` and use
+    /// nothing else (docs/architecture.md). The spool directory is the only backend today; another one (chosen by
+    /// a `--config`, say) is opened here, without touching the subcommands. Reports why it cannot be opened (exit 1).
+    func open() throws -> any EventQueue {
         try QueueCLI.attempt(QueueDirectory(spool))
     }
 }

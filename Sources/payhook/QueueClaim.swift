@@ -35,7 +35,7 @@ struct QueueTake: ParsableCommand {
     var allowEmpty = false
 
     func run() throws {
-        let directory = try spool.open()
+        let queue = try spool.open()
         let waiting = wait || timeout != nil
         var stop: QueueStopSignal?
         if waiting {
@@ -43,18 +43,18 @@ struct QueueTake: ParsableCommand {
             QueueCLI.handleStopSignals(signal)
             stop = signal
         }
-        let result = try QueueCLI.attempt(directory.take(wait: waiting, timeout: timeout?.seconds, stop: stop))
+        let result = try QueueCLI.attempt(queue.take(wait: waiting, timeout: timeout?.seconds, stop: stop))
         QueueCLI.report(result.quarantined)
         guard let entry = result.entry else {
             // Scripts that wait in a loop tell "nothing yet" (exit 0, no output) from a real error (exit 1).
             if allowEmpty { return }
             switch result.outcome {
             case .timedOut:
-                Output.err("error: no event arrived in \(directory.root)/new/ within \(timeout?.text ?? "the timeout")")
+                Output.err("error: no event arrived in \(queue.describe(.new)) within \(timeout?.text ?? "the timeout")")
             case .stopped:
-                Output.err("error: stopped by a signal before an event arrived in \(directory.root)/new/")
+                Output.err("error: stopped by a signal before an event arrived in \(queue.describe(.new))")
             case .empty, .taken:
-                Output.err("error: no event waiting in \(directory.root)/new/")
+                Output.err("error: no event waiting in \(queue.describe(.new))")
             }
             throw ExitCode(1)
         }
@@ -85,8 +85,8 @@ struct QueueAck: ParsableCommand {
     var id: String { event.id }
 
     func run() throws {
-        let directory = try spool.open()
-        try QueueCLI.attempt(directory.ack(id))
+        let queue = try spool.open()
+        try QueueCLI.attempt(queue.ack(id))
         Output.out("acknowledged \(id)")
     }
 }
@@ -108,8 +108,8 @@ struct QueueNack: ParsableCommand {
     var id: String { event.id }
 
     func run() throws {
-        let directory = try spool.open()
-        let attempts = try QueueCLI.attempt(directory.nack(id, reason: reason))
+        let queue = try spool.open()
+        let attempts = try QueueCLI.attempt(queue.nack(id, reason: reason))
         Output.out("returned \(id) to new/ (\(attempts) failed attempt\(attempts == 1 ? "" : "s") so far)")
     }
 }
@@ -134,8 +134,8 @@ struct QueueRequeue: ParsableCommand {
     var olderThan: QueueDuration
 
     func run() throws {
-        let directory = try spool.open()
-        let report = try QueueCLI.attempt(directory.requeue(olderThan: olderThan.seconds))
+        let queue = try spool.open()
+        let report = try QueueCLI.attempt(queue.requeue(olderThan: olderThan.seconds, now: Date()))
         for item in report.requeued {
             Output.out(
                 "returned \(item.id) to new/ after \(QueueTime.formatDuration(item.age)) in cur/ "
@@ -164,8 +164,8 @@ struct QueueRevive: ParsableCommand {
     var id: String { event.id }
 
     func run() throws {
-        let directory = try spool.open()
-        try QueueCLI.attempt(directory.revive(id))
+        let queue = try spool.open()
+        try QueueCLI.attempt(queue.revive(id))
         Output.out("returned \(id) from dead/ to new/")
     }
 }

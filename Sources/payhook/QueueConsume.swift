@@ -60,7 +60,7 @@ struct QueueConsume: ParsableCommand {
     }
 
     func run() throws {
-        let directory = try spool.open()
+        let queue = try spool.open()
         let stop = try QueueCLI.attempt(QueueStopSignal())
         let level = Logger.Level(rawValue: logLevel) ?? .info
         var logger = Logger(label: "payhook.queue") { label in StreamLogHandler.standardError(label: label) }
@@ -86,7 +86,7 @@ struct QueueConsume: ParsableCommand {
         options.commandTimeout = commandTimeout?.seconds
         options.grace = grace.seconds
         options.drain = drain
-        let consumer = QueueConsumer(directory: directory, options: options, logger: logger, stop: stop)
+        let consumer = QueueConsumer(queue: queue, options: options, logger: logger, stop: stop)
         _ = try QueueCLI.attempt(consumer.run())
     }
 }

@@ -42,13 +42,13 @@ struct QueueGC: ParsableCommand {
     }
 
     func run() throws {
-        let directory = try spool.open()
-        let recorded = try QueueCLI.attempt(directory.serverRetention())
-        if let olderThan, let recorded, olderThan.seconds < recorded {
+        let queue = try spool.open()
+        let recorded = try QueueCLI.attempt(queue.retention())
+        if let olderThan, let recorded, olderThan.seconds < recorded.seconds {
             Output.err(
                 "error: --older-than \(olderThan.text) would prune ledger entries the server still needs to "
-                    + "recognise replays; the server runs with a retention of \(QueueTime.formatDuration(recorded)) "
-                    + "(config ledger_retention_days), recorded in \(directory.path(".retention"))"
+                    + "recognise replays; the server runs with a retention of \(QueueTime.formatDuration(recorded.seconds)) "
+                    + "(config ledger_retention_days), recorded in \(recorded.source)"
             )
             throw ExitCode(1)
         }
@@ -63,14 +63,14 @@ struct QueueGC: ParsableCommand {
         options.temporaryAge = tmpOlderThan.seconds
         options.dryRun = dryRun
         options.limit = limit
-        let report = try QueueCLI.attempt(directory.gc(options))
+        let report = try QueueCLI.attempt(queue.gc(options))
         let verb = dryRun ? "would remove" : "removed"
         for item in report.removed {
             Output.out("\(verb) \(item.path): \(item.reason)")
         }
-        let ledger = report.removed.filter { $0.path.hasPrefix("ids/") }.count
-        let conflicts = report.removed.filter { $0.path.hasPrefix("conflicts/") }.count
-        let temporary = report.removed.filter { $0.path.hasPrefix("tmp/") }.count
+        let ledger = report.removed.filter { $0.kind == .ledgerEntry }.count
+        let conflicts = report.removed.filter { $0.kind == .conflictCopy }.count
+        let temporary = report.removed.filter { $0.kind == .temporaryFile }.count
         let other = report.removed.count - ledger - conflicts - temporary
         var summary = "\(verb) \(report.removed.count) file\(report.removed.count == 1 ? "" : "s") "
             + "(\(ledger) ledger entr\(ledger == 1 ? "y" : "ies"), \(conflicts) conflict cop\(conflicts == 1 ? "y" : "ies"), "

@@ -51,7 +51,7 @@ struct QueueList: ParsableCommand {
     }
 
     func run() throws {
-        let directory = try spool.open()
+        let queue = try spool.open()
         let now = Date()
         var filter = QueueFilter()
         filter.sources = Set(source)
@@ -60,11 +60,11 @@ struct QueueList: ParsableCommand {
         if !location.isEmpty { filter.locations = Set(location.compactMap(QueueLocation.init(rawValue:))) }
         filter.since = since.flatMap { QueueTime.parseInstant($0, now: now) }
         filter.until = until.flatMap { QueueTime.parseInstant($0, now: now) }
-        let listing = try QueueCLI.attempt(directory.list(filter))
+        let listing = try QueueCLI.attempt(queue.list(filter))
         if json {
             Output.out(QueueFormat.json(listing.entries))
         } else if listing.entries.isEmpty {
-            Output.out("no events in new/, cur/ or dead/ of \(directory.root)\(filtered ? " matching the filters" : "")")
+            Output.out("no events in new/, cur/ or dead/ of \(queue.name)\(filtered ? " matching the filters" : "")")
         } else {
             Output.out(QueueFormat.table(listing.entries))
         }
@@ -96,8 +96,8 @@ struct QueueShow: ParsableCommand {
     var id: String { event.id }
 
     func run() throws {
-        let directory = try spool.open()
-        let entry = try QueueCLI.attempt(directory.show(id))
+        let queue = try spool.open()
+        let entry = try QueueCLI.attempt(queue.show(id))
         if json {
             var bytes = entry.event.bytes
             if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }

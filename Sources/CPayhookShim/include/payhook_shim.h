@@ -1,6 +1,6 @@
-// What Swift's Glibc module does not export: O_TMPFILE, pipe2(2), the <sys/wait.h> status macros and
-// posix_spawn_file_actions_addclosefrom_np(3). Taken from the C headers here, so no flag value or bit layout
-// is hard-coded in Swift.
+// What Swift's Glibc module does not export: O_TMPFILE, pipe2(2), renameat2(2), the <sys/wait.h> status macros
+// and posix_spawn_file_actions_addclosefrom_np(3). Taken from the C headers here, so no flag value or bit
+// layout is hard-coded in Swift.
 #ifndef PAYHOOK_SHIM_H
 #define PAYHOOK_SHIM_H
 
@@ -10,11 +10,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
 /// `O_TMPFILE` as open(2) documents it (it includes `O_DIRECTORY`).
 static inline int payhook_o_tmpfile(void) { return O_TMPFILE; }
+
+/// renameat2(2) with `RENAME_NOREPLACE`: fails with EEXIST instead of replacing `to`, atomically. EINVAL where the
+/// file system does not support the flag.
+static inline int payhook_rename_noreplace(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}
 
 /// pipe2(2): both ends created with the given flags (`O_CLOEXEC`, `O_NONBLOCK`) atomically.
 static inline int payhook_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }

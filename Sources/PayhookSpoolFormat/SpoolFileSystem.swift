@@ -1,17 +1,29 @@
 import CPayhookShim
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
-/// What `lstat(2)` says about a path, as far as the spool needs it.
+/// What `lstat(2)` says about a path, as far as the spool's readers and writers need it.
 public struct SpoolFileStatus: Sendable, Equatable {
     /// The file type.
     public enum Kind: Sendable, Equatable {
-        case regular, directory, symbolicLink, other
+        case regular, directory, symbolicLink, fifo, socket, device, other
+
+        /// "a symbolic link", "a named pipe (FIFO)", …: what a spool file was instead of a regular file.
+        public var article: String {
+            switch self {
+            case .regular: "a regular file"
+            case .directory: "a directory"
+            case .symbolicLink: "a symbolic link"
+            case .fifo: "a named pipe (FIFO)"
+            case .socket: "a socket"
+            case .device: "a device"
+            case .other: "a special file"
+            }
+        }
+
+        /// "it is a symbolic link, not a regular file": why such an entry is not read as a spool file.
+        public var notRegular: String {
+            "it is \(article), not a regular file"
+        }
     }
 
     /// `st_dev`: hard links only work within one device.
@@ -24,19 +36,60 @@ public struct SpoolFileStatus: Sendable, Equatable {
     public var size: Int64
     /// The file type (`lstat`: a symbolic link is reported as such, not followed).
     public var kind: Kind
+    /// `st_mtim`, the last data modification. For an event file this is when the server wrote it; its ids/ link
+    /// shares it.
+    public var modified: SpoolTimestamp
+    /// `st_ctim`, the last status change. rename(2) sets it on Linux file systems, so for a file in cur/ it is no
+    /// earlier than the moment it was taken.
+    public var changed: SpoolTimestamp
 
     /// Creates a status, e.g. in a ``SpoolFileSystem`` that replays a crash state.
-    public init(device: UInt64, inode: UInt64, linkCount: UInt64, size: Int64, kind: Kind) {
+    public init(
+        device: UInt64, inode: UInt64, linkCount: UInt64, size: Int64, kind: Kind,
+        modified: SpoolTimestamp = SpoolTimestamp(), changed: SpoolTimestamp = SpoolTimestamp()
+    ) {
         self.device = device
         self.inode = inode
         self.linkCount = linkCount
         self.size = size
         self.kind = kind
+        self.modified = modified
+        self.changed = changed
+    }
+
+    /// Why an entry with this status is not read as a spool file (as "it is …"), or nil when it may be: it must be
+    /// a regular file of at most `limit` bytes. The one test the server's recovery and the queue tools apply
+    /// before reading an event file (docs/consumers.md, section 3).
+    public func refusal(limit: Int64 = SpoolFormat.maximumFileSize) -> String? {
+        guard kind == .regular else { return kind.notRegular }
+        guard size <= limit else { return "it is \(size) bytes, more than the \(limit) bytes a spool file may have" }
+        return nil
     }
 }
 
-/// Every file-system call a ``Spool`` makes goes through this protocol, so that tests can inject faults
-/// (ENOSPC, EIO on write or fsync, EMFILE, …) and replay crash states. ``PosixFileSystem`` is the real one.
+/// A file time: seconds and nanoseconds since the epoch.
+public struct SpoolTimestamp: Sendable, Equatable, Comparable {
+    public var seconds: Int64
+    public var nanoseconds: Int64
+
+    public init(seconds: Int64 = 0, nanoseconds: Int64 = 0) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    /// Seconds since the epoch, for `Date(timeIntervalSince1970:)`.
+    public var secondsSince1970: Double {
+        Double(seconds) + Double(nanoseconds) / 1_000_000_000
+    }
+
+    public static func < (lhs: SpoolTimestamp, rhs: SpoolTimestamp) -> Bool {
+        (lhs.seconds, lhs.nanoseconds) < (rhs.seconds, rhs.nanoseconds)
+    }
+}
+
+/// Every file-system call the spool's writer makes goes through this protocol, so that tests can inject faults
+/// (ENOSPC, EIO on write or fsync, EMFILE, …) and replay crash states. ``PosixFileSystem`` is the real one. The
+/// steps the server and the queue tools share (``SpoolQuarantine``) go through it too.
 ///
 /// Each call either succeeds or throws the `errno` it failed with. Paths are absolute or relative to the
 /// working directory, exactly as given. Implementations must be safe to call from many threads at once.
@@ -56,7 +109,7 @@ public protocol SpoolFileSystem: Sendable {
     /// `link(2)`: a second name for `existing`; fails with `EEXIST` rather than replacing `newPath`.
     func link(_ existing: String, _ newPath: String) throws(SpoolErrno)
     /// `open(2)` with `O_TMPFILE`: a new, empty regular file without a name, on the file system of the
-    /// directory `path`, open for writing (reliability.md §1). It gets a name only through
+    /// directory `path`, open for writing (docs/durability.md). It gets a name only through
     /// ``link(descriptor:_:)``, so a crash before that leaves nothing behind. Throws where there is no such thing
     /// (`EOPNOTSUPP`; `EISDIR` from a kernel that predates it); the spool tries once when it opens and then
     /// writes named files in tmp/ instead. The default implementation throws `EOPNOTSUPP`.
@@ -67,13 +120,18 @@ public protocol SpoolFileSystem: Sendable {
     func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno)
     /// `rename(2)`: replaces `newPath` if it exists.
     func rename(_ oldPath: String, _ newPath: String) throws(SpoolErrno)
+    /// Moves the entry `oldPath` to `newPath`, failing with `EEXIST` rather than replacing anything there
+    /// (``SpoolPosix/renameNoReplace(_:_:)``). The default implementation checks with ``stat(_:)`` and then calls
+    /// ``rename(_:_:)``, which is enough for a file system in a test; ``PosixFileSystem`` does it atomically.
+    func renameNoReplace(_ oldPath: String, _ newPath: String) throws(SpoolErrno)
     /// `unlink(2)`.
     func unlink(_ path: String) throws(SpoolErrno)
     /// `mkdir(2)`.
     func mkdir(_ path: String, mode: mode_t) throws(SpoolErrno)
-    /// The names in a directory (`opendir(3)`/`readdir(3)`), without "." and "..", in no particular order.
+    /// The names in a directory (`opendir(3)`/`readdir(3)`), without "." and "..", in no particular order. Names
+    /// that are not UTF-8 are left out: they could not be passed back to the other calls unchanged.
     func readDirectory(_ path: String) throws(SpoolErrno) -> [String]
-    /// The whole contents of a regular file.
+    /// The whole contents of a regular file, opened without following a symbolic link.
     func readFile(_ path: String) throws(SpoolErrno) -> [UInt8]
     /// `lstat(2)`; throws `ENOENT` when nothing is there.
     func stat(_ path: String) throws(SpoolErrno) -> SpoolFileStatus
@@ -93,6 +151,17 @@ public protocol SpoolFileSystem: Sendable {
 }
 
 extension SpoolFileSystem {
+    /// lstat(2) then rename(2): EEXIST when something is at `newPath`. Not atomic; see
+    /// ``PosixFileSystem/renameNoReplace(_:_:)`` for the real one.
+    public func renameNoReplace(_ oldPath: String, _ newPath: String) throws(SpoolErrno) {
+        do throws(SpoolErrno) {
+            _ = try stat(newPath)
+            throw SpoolErrno(EEXIST)
+        } catch where error.rawValue == ENOENT {
+            try rename(oldPath, newPath)
+        }
+    }
+
     /// Not supported: throws `EOPNOTSUPP`, so the spool names its files in tmp/.
     public func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
         throw SpoolErrno(EOPNOTSUPP)
@@ -114,20 +183,20 @@ extension SpoolFileSystem {
     }
 }
 
-/// The real ``SpoolFileSystem``: the C library's calls, retried on `EINTR`, with `O_CLOEXEC` on every
-/// descriptor so that a child process never inherits a spool file or the lock.
+/// The real ``SpoolFileSystem``: the C library's calls through ``SpoolPosix``, retried on `EINTR`, with
+/// `O_CLOEXEC` on every descriptor so that a child process never inherits a spool file or the lock.
 public struct PosixFileSystem: SpoolFileSystem {
     /// The real file system.
     public init() {}
 
     public func open(_ path: String, flags: CInt, mode: mode_t) throws(SpoolErrno) -> CInt {
-        try retryingOnInterrupt { systemOpen(path, flags | O_CLOEXEC, mode) }
+        try SpoolPosix.open(path, flags: flags, mode: mode)
     }
 
     public func write(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws(SpoolErrno) -> Int {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
         while true {
-            let written = systemWrite(fd, base, bytes.count)
+            let written = Glibc.write(fd, base, bytes.count)
             if written >= 0 { return written }
             let error = errno
             if error != EINTR { throw SpoolErrno(error) }
@@ -135,123 +204,71 @@ public struct PosixFileSystem: SpoolFileSystem {
     }
 
     public func fsync(_ fd: CInt) throws(SpoolErrno) {
-        // Retrying fsync after EINTR is not retrying after a failure: the call was interrupted before it
-        // reported anything, so no error state has been consumed yet.
-        _ = try retryingOnInterrupt { systemFsync(fd) }
+        try SpoolPosix.fsync(fd)
     }
 
     public func truncate(_ fd: CInt, length: Int64) throws(SpoolErrno) {
-        _ = try retryingOnInterrupt { systemFtruncate(fd, off_t(length)) }
+        try SpoolPosix.retrying { ftruncate(fd, off_t(length)) }
     }
 
     public func close(_ fd: CInt) throws(SpoolErrno) {
-        // Never retry close: on Linux the descriptor is released even when close returns EINTR, and a retry
-        // could close a descriptor another thread has just been given (close(2), "Dealing with error returns").
-        // EINTR therefore counts as success; the spool has already checked fsync before closing.
-        if systemClose(fd) != 0 {
-            let error = errno
-            if error != EINTR { throw SpoolErrno(error) }
-        }
+        // The spool has already checked fsync before closing; see SpoolPosix.closeChecked for EINTR.
+        try SpoolPosix.closeChecked(fd)
     }
 
     public func flock(_ fd: CInt, operation: CInt) throws(SpoolErrno) {
-        _ = try retryingOnInterrupt { systemFlock(fd, operation) }
+        try SpoolPosix.retrying { systemFlock(fd, operation) }
     }
 
     public func link(_ existing: String, _ newPath: String) throws(SpoolErrno) {
-        _ = try retryingOnInterrupt { systemLink(existing, newPath) }
+        try SpoolPosix.link(existing, newPath)
     }
 
     public func rename(_ oldPath: String, _ newPath: String) throws(SpoolErrno) {
-        _ = try retryingOnInterrupt { systemRename(oldPath, newPath) }
+        try SpoolPosix.rename(oldPath, newPath)
+    }
+
+    public func renameNoReplace(_ oldPath: String, _ newPath: String) throws(SpoolErrno) {
+        try SpoolPosix.renameNoReplace(oldPath, newPath)
     }
 
     public func openUnnamed(inDirectory path: String, mode: mode_t) throws(SpoolErrno) -> CInt {
-        try retryingOnInterrupt { systemOpen(path, Self.temporaryFileFlag | O_WRONLY | O_CLOEXEC, mode) }
+        try SpoolPosix.open(path, flags: Self.temporaryFileFlag | O_WRONLY, mode: mode)
     }
 
     public func link(descriptor fd: CInt, _ newPath: String) throws(SpoolErrno) {
         // open(2)'s O_TMPFILE example: linkat(fd, "", ..., AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; without it,
         // where proc(5) is mounted, the file is linked through /proc/self/fd/N with AT_SYMLINK_FOLLOW instead
-        // (reliability.md §1; swift-nio's fallback does the same).
+        // (docs/durability.md; swift-nio's fallback does the same).
         let source = "/proc/self/fd/\(fd)"
-        _ = try retryingOnInterrupt { linkat(AT_FDCWD, source, AT_FDCWD, newPath, AT_SYMLINK_FOLLOW) }
+        try SpoolPosix.retrying { linkat(AT_FDCWD, source, AT_FDCWD, newPath, AT_SYMLINK_FOLLOW) }
     }
 
     /// `O_TMPFILE` (with the `O_DIRECTORY` bit open(2) requires), from the C headers through `CPayhookShim`.
     public static let temporaryFileFlag: CInt = payhook_o_tmpfile()
 
     public func unlink(_ path: String) throws(SpoolErrno) {
-        _ = try retryingOnInterrupt { systemUnlink(path) }
+        try SpoolPosix.unlink(path)
     }
 
     public func mkdir(_ path: String, mode: mode_t) throws(SpoolErrno) {
-        _ = try retryingOnInterrupt { systemMkdir(path, mode) }
+        try SpoolPosix.retrying { Glibc.mkdir(path, mode) }
     }
 
     public func readDirectory(_ path: String) throws(SpoolErrno) -> [String] {
-        // glibc's opendir opens the directory with O_CLOEXEC.
-        guard let directory = opendir(path) else { throw SpoolErrno(errno) }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while true {
-            // readdir returns NULL both at the end and on error; only errno tells them apart.
-            errno = 0
-            guard let entry = readdir(directory) else {
-                let error = errno
-                if error != 0 { throw SpoolErrno(error) }
-                return names
-            }
-            let name: String? = withUnsafePointer(to: entry.pointee.d_name) { tuple in
-                UnsafeRawPointer(tuple).withMemoryRebound(
-                    to: CChar.self,
-                    capacity: MemoryLayout.size(ofValue: entry.pointee.d_name)
-                ) { String(validatingCString: $0) }
-            }
-            // A name that is not valid UTF-8 could not be passed back to the other calls unchanged, so it is
-            // left out rather than mangled.
-            guard let name, name != ".", name != ".." else { continue }
-            names.append(name)
-        }
+        try SpoolPosix.readDirectory(path).compactMap(\.name.string)
     }
 
     public func readFile(_ path: String) throws(SpoolErrno) -> [UInt8] {
-        let fd = try open(path, flags: O_RDONLY | O_NOFOLLOW, mode: 0)
-        defer { _ = systemClose(fd) }
-        var contents: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let (count, error) = chunk.withUnsafeMutableBytes { buffer -> (Int, CInt) in
-                let count = systemRead(fd, buffer.baseAddress, buffer.count)
-                return (count, count < 0 ? errno : 0)
-            }
-            if count > 0 {
-                contents.append(contentsOf: chunk[0..<count])
-            } else if count == 0 {
-                return contents
-            } else if error != EINTR {
-                throw SpoolErrno(error)
-            }
-        }
+        // O_NONBLOCK: should a FIFO have replaced the name since the caller's lstat, the open does not wait for a
+        // writer (fifo(7)).
+        let fd = try SpoolPosix.open(path, flags: O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+        defer { SpoolPosix.close(fd) }
+        return try SpoolPosix.readAll(fd) ?? []
     }
 
     public func stat(_ path: String) throws(SpoolErrno) -> SpoolFileStatus {
-        var status = systemStatBuffer()
-        _ = try retryingOnInterrupt { systemLstat(path, &status) }
-        let kind: SpoolFileStatus.Kind
-        switch status.st_mode & S_IFMT {
-        case S_IFREG: kind = .regular
-        case S_IFDIR: kind = .directory
-        case S_IFLNK: kind = .symbolicLink
-        default: kind = .other
-        }
-        return SpoolFileStatus(
-            device: UInt64(status.st_dev),
-            inode: UInt64(status.st_ino),
-            linkCount: UInt64(status.st_nlink),
-            size: Int64(status.st_size),
-            kind: kind
-        )
+        try SpoolPosix.lstat(path)
     }
 
     public func processID() -> CInt {
@@ -260,13 +277,13 @@ public struct PosixFileSystem: SpoolFileSystem {
 
     public func availableBytes(_ path: String) throws(SpoolErrno) -> UInt64 {
         var status = statvfs()
-        _ = try retryingOnInterrupt { systemStatvfs(path, &status) }
+        try SpoolPosix.retrying { statvfs(path, &status) }
         return UInt64(status.f_bavail) * UInt64(status.f_frsize)
     }
 
     public func access(_ path: String, mode: CInt) throws(SpoolErrno) {
         // AT_EACCESS: judged by the effective ids, which are the ones open(2) and link(2) use (faccessat(2)).
-        _ = try retryingOnInterrupt { faccessat(AT_FDCWD, path, mode, AT_EACCESS) }
+        try SpoolPosix.retrying { faccessat(AT_FDCWD, path, mode, AT_EACCESS) }
     }
 
     public func currentTimeMicroseconds() -> UInt64 {
@@ -276,28 +293,5 @@ public struct PosixFileSystem: SpoolFileSystem {
     }
 }
 
-/// Runs a call that returns -1 and sets errno on failure, again while it fails with EINTR.
-private func retryingOnInterrupt(_ call: () -> CInt) throws(SpoolErrno) -> CInt {
-    while true {
-        let result = call()
-        if result >= 0 { return result }
-        let error = errno
-        if error != EINTR { throw SpoolErrno(error) }
-    }
-}
-
-// The C functions under names that the methods of the same name above cannot shadow.
-private func systemOpen(_ path: String, _ flags: CInt, _ mode: mode_t) -> CInt { open(path, flags, mode) }
-private func systemWrite(_ fd: CInt, _ buffer: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buffer, count) }
-private func systemRead(_ fd: CInt, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int { read(fd, buffer, count) }
-private func systemFsync(_ fd: CInt) -> CInt { fsync(fd) }
-private func systemFtruncate(_ fd: CInt, _ length: off_t) -> CInt { ftruncate(fd, length) }
-private func systemClose(_ fd: CInt) -> CInt { close(fd) }
+// The C functions under names that the methods and types of the same name cannot shadow.
 private func systemFlock(_ fd: CInt, _ operation: CInt) -> CInt { flock(fd, operation) }
-private func systemLink(_ existing: String, _ newPath: String) -> CInt { link(existing, newPath) }
-private func systemRename(_ oldPath: String, _ newPath: String) -> CInt { rename(oldPath, newPath) }
-private func systemUnlink(_ path: String) -> CInt { unlink(path) }
-private func systemMkdir(_ path: String, _ mode: mode_t) -> CInt { mkdir(path, mode) }
-private func systemStatBuffer() -> stat { stat() }
-private func systemLstat(_ path: String, _ status: inout stat) -> CInt { lstat(path, &status) }
-private func systemStatvfs(_ path: String, _ status: inout statvfs) -> CInt { statvfs(path, &status) }
