@@ -24,17 +24,12 @@ final class InMemoryEventQueue: EventQueue {
 
     private let state = Mutex(State())
     /// Where taken events' bytes are written for commands to read.
-    let folder: String
+    let scratch: TemporaryDirectory
+    var folder: String { scratch.path }
     let name = "memory"
 
     init() throws {
-        var template = Array("/tmp/payhook-memory-queue-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
-        folder = String(cString: made)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: folder)
+        scratch = try TemporaryDirectory(prefix: "payhook-memory-queue")
     }
 
     /// Adds a waiting event.

@@ -1,23 +1,19 @@
 import Foundation
 import PayhookCore
 import PayhookSpoolFormat
+import PayhookTestSupport
 import Testing
 
-/// A fresh folder from mkdtemp(3), removed when the value goes.
+/// A fresh folder (the shared ``TemporaryDirectory``), removed when the value goes, with byte-level helpers.
 final class Scratch {
-    let path: String
+    let directory: TemporaryDirectory
+    var path: String { directory.path }
 
     init() throws {
-        var template = Array("/tmp/payhook-format-test-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw ScratchError("mkdtemp: \(String(cString: strerror(errno)))") }
-        path = String(cString: made)
+        directory = try TemporaryDirectory(prefix: "payhook-format-test")
     }
 
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    func file(_ relative: String) -> String { path + "/" + relative }
+    func file(_ relative: String) -> String { directory.file(relative) }
 
     func write(_ relative: String, _ bytes: [UInt8]) throws {
         guard FileManager.default.createFile(atPath: file(relative), contents: Data(bytes)) else {
