@@ -50,7 +50,7 @@ let package = Package(
         // libmicrohttpd listener with the limits an internet-facing server needs.
         .target(name: "PayhookHTTP", dependencies: ["CMicroHTTPD", "PayhookLock", logging]),
         // The storage seam: the protocols the router and the queue commands talk to. No implementation.
-        .target(name: "PayhookStore"),
+        .target(name: "PayhookStore", dependencies: ["PayhookCore"]),
         // The spool directory's on-disk format, one definition for its writer and its consumers: layout, event ids,
         // what a valid event file is, quarantine into corrupt/, and the POSIX calls both make.
         .target(name: "PayhookSpoolFormat", dependencies: ["CPayhookShim", "PayhookCore"]),
@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
         // The config file: the server's settings and each provider's [[tables]], read from TOML and validated.
         // The listener's settings take their defaults and address syntax from PayhookHTTP, which owns them.
-        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookHTTP", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
+        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookHTTP", "PayhookStore", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", "PayhookSpoolFormat", "PayhookStore", logging]),
         // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.

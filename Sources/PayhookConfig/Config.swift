@@ -1,3 +1,4 @@
+import PayhookStore
 public import PayhookCore
 public import PayhookHTTP
 public import PayhookUnified
@@ -73,8 +74,8 @@ public struct Config: Sendable, Equatable {
         self.logLevel = "info"
         self.logFormat = "text"
         self.ledgerRetentionDays = ReplayWindow.defaultLedgerRetentionDays
-        self.maxConflictsPerEvent = 16
-        self.maxConflicts = 1000
+        self.maxConflictsPerEvent = ConflictCaps.defaultPerEvent
+        self.maxConflicts = ConflictCaps.defaultTotal
         self.unified = []
         self.wechat = []
     }

@@ -1,3 +1,4 @@
+import PayhookStore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -23,8 +24,12 @@ public struct SpoolConflictLimits: Sendable, Equatable {
     /// costs no directory reads. Zero lists it before every drop.
     public var recountInterval: Duration
 
-    /// The defaults: 16 copies per record, 1000 in all, conflicts/ listed again at most every 10 seconds.
-    public init(perRecord: Int = 16, total: Int = 1000, recountInterval: Duration = .seconds(10)) {
+    /// The defaults: ``ConflictCaps`` (16 copies per record, 1000 in all), conflicts/ listed again at most every 10
+    /// seconds.
+    public init(
+        perRecord: Int = ConflictCaps.defaultPerEvent, total: Int = ConflictCaps.defaultTotal,
+        recountInterval: Duration = .seconds(10)
+    ) {
         self.perRecord = max(0, perRecord)
         self.total = max(0, total)
         self.recountInterval = max(.zero, recountInterval)

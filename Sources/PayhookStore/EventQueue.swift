@@ -1,3 +1,4 @@
+import PayhookCore
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -283,8 +284,9 @@ public struct QueueGCOptions: Sendable {
     public static let minimumTemporaryAge: Double = 60
 
     /// The ledger age where no retention was recorded (a spool without `.retention`, written by servers before
-    /// it existed): 7 days, above WeChat Pay's 24-hour retry window.
-    public static let defaultLedgerAge: Double = 7 * 86400
+    /// it existed): the config's default `ledger_retention_days` (``ReplayWindow``), above every provider's retry
+    /// window.
+    public static let defaultLedgerAge = Double(ReplayWindow.defaultLedgerRetentionDays) * 86400
 
     /// Default options.
     public init() {}

@@ -30,6 +30,16 @@ public protocol EventStore: Sendable {
     func close()
 }
 
+/// The caps on audit copies of conflicting variants, the same for every store: a flood of validly signed variants
+/// of one event must not fill the disk (README, "Defences against attacks"). `max_conflicts_per_event` and
+/// `max_conflicts` in the config default to these.
+public enum ConflictCaps {
+    /// At most this many kept variants per event id.
+    public static let defaultPerEvent = 16
+    /// At most this many kept variants in all.
+    public static let defaultTotal = 1000
+}
+
 /// What became of one ``EventStore/store(id:fingerprint:bytes:)``.
 public enum StoreOutcome: Sendable, Equatable {
     /// Durable, and delivered to consumers.
