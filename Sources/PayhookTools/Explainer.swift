@@ -2,6 +2,7 @@ import Foundation
 import PayhookConfig
 import PayhookCore
 import PayhookCrypto
+import PayhookSpoolFormat
 import PayhookUnified
 import PayhookWeChat
 
@@ -30,14 +31,17 @@ public enum Explainer {
         // as given: trimming it would make verify accept bodies that serve refuses, and the two must agree.
         let first = input.first { !isWhitespace($0) }
         if first == UInt8(ascii: "{") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(input)) as? [String: Any],
-                let raw = object["raw"] as? [String: Any], let method = raw["method"] as? String,
-                let target = raw["target"] as? String, let body = raw["body"] as? String
-            else {
-                report.add("input: JSON, but not a payhook event with a raw request")
+            // The one definition of an event file (PayhookSpoolFormat), the one the queue tools and the server's
+            // recovery apply: verify never re-checks a file they would have set aside.
+            let event: EventFile
+            do {
+                event = try EventFile.parse(input)
+            } catch {
+                report.add("input: JSON, but not a payhook event with a raw request (\(error.reason))")
                 return report
             }
-            report.add("input: event file \(LogText.printable(object["id"] as? String ?? "?", limit: 64)) (its raw request is checked again)")
+            let (method, target, body) = (event.raw.method, event.raw.target, event.raw.body)
+            report.add("input: event file \(LogText.printable(event.id, limit: 64)) (its raw request is checked again)")
             let (eventPath, query) = split(target)
             if method == "GET" { return unified(query ?? "", path: path ?? eventPath, config: config, now: nowMilliseconds, report) }
             return wechat(Array(body.utf8), path: path ?? eventPath, config: config, now: nowMilliseconds, report)

@@ -164,6 +164,23 @@ struct ToolTests {
         #expect(result.stdout.contains("VERIFIED"))
     }
 
+    /// verify judges an event file by the one definition the queue tools and the server's recovery use: a stored
+    /// event with a member repeated (which a lenient JSON reader would take, last value winning) is not re-checked.
+    @Test func verifyRefusesAnEventFileTheQueueWouldSetAside() throws {
+        let live = try LiveServer()
+        defer { live.stop() }
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query"))).body == "success")
+        let stored = try String(contentsOfFile: live.spool + "/new/" + (live.events().first ?? ""), encoding: .utf8)
+        let edited = live.dir.file("edited.json")
+        try stored.replacingOccurrences(of: "\"amount\": 100,", with: "\"amount\": 100, \"amount\": 999999,")
+            .write(toFile: edited, atomically: false, encoding: .utf8)
+        #expect(try String(contentsOfFile: edited, encoding: .utf8) != stored)
+        let result = try ProcessTests.run(["verify", "--config", Self.demo, edited])
+        #expect(result.status != 0)
+        #expect(result.stdout.contains("not a payhook event"))
+        #expect(!result.stdout.contains("VERIFIED"))
+    }
+
     /// The mistakes the README walks through, each diagnosed.
     @Test(arguments: [
         ("wechat-empty-value-signed.xml", "hint: it matches when empty values are signed"),
