@@ -30,6 +30,15 @@ import sys
 import time
 
 EVENT_NAME = re.compile(r"^[0-9a-f]{64}\.json$")
+
+
+def no_repeated_members(pairs):
+    """json's default keeps the last of two equal names; payhook's readers refuse such a file
+    (docs/consumers.md §3), so that no reader sees another event than the server verified."""
+    names = [name for name, _ in pairs]
+    if len(names) != len(set(names)):
+        raise ValueError("a member is repeated")
+    return dict(pairs)
 POLL_SECONDS = 1.0
 
 stopping = False
@@ -95,7 +104,7 @@ def consume_one(spool, name, out):
     taken = os.path.join(spool, "cur", name)
     try:
         with open(taken, "rb") as f:
-            event = json.loads(f.read().decode("utf-8"))
+            event = json.loads(f.read().decode("utf-8"), object_pairs_hook=no_repeated_members)
         if not isinstance(event, dict) or event.get("id") + ".json" != name:
             raise ValueError("its id does not match its file name")
     except (ValueError, UnicodeDecodeError, TypeError) as error:
