@@ -26,10 +26,12 @@ build: deps
 run: build
 	$(SWIFT) run payhook serve --config $(CONFIG)
 
-# Every suite, in parallel, except that the suites measuring time, memory or processes run one at a time
+# Every cited document is a file of the repository (.ci/check-citations.py); every suite, in parallel, except
+# that the suites measuring time, memory or processes run one at a time
 # (MeasuringSuites, Tests/PayhookTestSupport/Suites.swift); then the crash harness and each fuzz target in
 # short configurations.
 test: test-deps
+	python3 .ci/check-citations.py
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
@@ -37,7 +39,7 @@ test: test-deps
 	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_SHORT_ARGS)
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SMOKE_SECONDS)
 
-# Crash harness (Tests/crash/README.md; reliability.md §11.1, §12): SIGKILL and SIGTERM under load, then an
+# Crash harness (Tests/crash/README.md; docs/durability.md §10.2, §8): SIGKILL and SIGTERM under load, then an
 # ALICE-style check of the spool against what was acknowledged.
 CRASH_ARGS ?= --kills 100 --graceful-rounds 3 --seconds 900
 CRASH_SHORT_ARGS ?= --kills 25 --graceful-rounds 2 --seconds 240

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the signed sample callbacks in this folder (one raw query string per file).
 
-An implementation of both unified signing rules independent of payhook's Swift code (protocols.md
-§4.3 values-sha1, §4.4 salted-sha1 over decoded values), so the tests that verify these samples
+An implementation of both unified signing rules independent of payhook's Swift code (docs/protocols.md
+§2.3 values-sha1, §2.4 salted-sha1 over decoded values), so the tests that verify these samples
 check one implementation against another. Run from anywhere: python3 Fixtures/unified/make_samples.py
 """
 import hashlib

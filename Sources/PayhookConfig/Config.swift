@@ -4,7 +4,7 @@ public import PayhookHTTP
 public import PayhookUnified
 public import PayhookWeChat
 
-/// payhook's configuration (contract §2), after validation.
+/// payhook's configuration (docs/contract.md §2), after validation.
 public struct Config: Sendable, Equatable {
     /// The file it was read from.
     public var file: String
@@ -24,7 +24,7 @@ public struct Config: Sendable, Equatable {
     public var threads: Int
     public var shutdownGraceSeconds: Int
     /// Below this much free space in the spool's file system, callbacks are refused with 503 before
-    /// anything is written (Postfix's `queue_minfree`, reliability.md §2). 0 turns the guard off.
+    /// anything is written (Postfix's `queue_minfree`, docs/durability.md §7). 0 turns the guard off.
     public var minFreeBytes: Int
     public var logLevel: String
     /// `text` (swift-log's default lines) or `json` (one JSON object per line).

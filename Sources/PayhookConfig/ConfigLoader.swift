@@ -223,7 +223,7 @@ public struct ConfigLoader: Sendable {
             }
             text = fromEnvironment
         }
-        // One secret per line; blank lines and surrounding whitespace ignored (contract §2, rotation).
+        // One secret per line; blank lines and surrounding whitespace ignored (docs/contract.md §2, rotation).
         let secrets = text.split(whereSeparator: \.isNewline)
             .map { $0.trimmingWhitespace() }
             .filter { !$0.isEmpty }
@@ -305,7 +305,7 @@ public struct ConfigLoader: Sendable {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    /// Relative paths in the config are relative to the config file's folder (contract §2).
+    /// Relative paths in the config are relative to the config file's folder (docs/contract.md §2).
     public static func resolve(_ path: String, against base: String) -> String {
         if path.hasPrefix("/") { return path }
         if base == "." { return path }

@@ -1,4 +1,4 @@
-/// A verified callback, as written to the queue directory (contract §5, schema `payhook.event.v1`).
+/// A verified callback, as written to the queue directory (docs/contract.md §5, schema `payhook.event.v1`).
 public struct Event: Sendable, Equatable {
     public static let schema = "payhook.event.v1"
 
@@ -63,7 +63,8 @@ public struct Event: Sendable, Equatable {
         self.raw = raw
     }
 
-    /// The event file's bytes: one JSON object, keys in the contract's order, two-space indent, final newline.
+    /// The event file's bytes: one JSON object, keys in the order of docs/contract.md §5, two-space indent, final
+    /// newline.
     public func jsonBytes() -> [UInt8] {
         var j = JSONText()
         func key(_ name: String, first: Bool = false) {
@@ -111,7 +112,7 @@ public struct Event: Sendable, Equatable {
     ///
     /// The text is unambiguous (JSON strings of the fields sorted by name), so equal fingerprints mean equal
     /// verified content and a retry is a duplicate; any other difference (another amount, another
-    /// `orderSn`) is a conflict (contract §4, invariant 5).
+    /// `orderSn`) is a conflict (docs/contract.md §4, invariant 5).
     public var fingerprint: String {
         Self.fingerprint(of: fields, excluding: transportFields)
     }
@@ -133,7 +134,7 @@ public struct Event: Sendable, Equatable {
     }
 }
 
-/// The identity under which callbacks are deduplicated (contract §4 "Dedupe keys").
+/// The identity under which callbacks are deduplicated (docs/contract.md §4 "Dedupe keys").
 ///
 /// Its text form is `source/part/part/…`, each part percent-encoded outside RFC 3986's unreserved set, so
 /// no choice of field values can make two different keys read alike.

@@ -122,8 +122,8 @@ public enum FlatXMLError: Error, Sendable, Equatable, CustomStringConvertible {
 ///
 /// It accepts exactly one shape — an optional `<?xml version="1.0" encoding="UTF-8"?>`, then one root
 /// element without attributes whose content is child elements (separated only by whitespace) that hold
-/// text or CDATA — and refuses everything else as a whole, before any value can be used (contract.md §3,
-/// protocols.md §1.5). There is no DTD support at all, so no entity can be declared, expanded or fetched.
+/// text or CDATA — and refuses everything else as a whole, before any value can be used (docs/contract.md §3,
+/// docs/protocols.md §3.2). There is no DTD support at all, so no entity can be declared, expanded or fetched.
 ///
 /// Pure Swift over bytes, one forward pass per phase, no recursion: work is linear in the input size and
 /// no input can make it trap.
@@ -141,7 +141,7 @@ public enum FlatXML {
     /// - Returns: every child as (name, text), names unique, text exact (no trimming, no newline normalisation).
     /// - Throws: `FlatXMLError` for anything but that shape; never a partial result.
     public static func parse(_ bytes: [UInt8], root: String) throws(FlatXMLError) -> [FlatXMLElement] {
-        // First line of defence (protocols.md §1.5, CVE-2018-13439): WeChat never sends a DTD, so any
+        // First line of defence (docs/protocols.md §3.2, CVE-2018-13439): WeChat never sends a DTD, so any
         // DOCTYPE or ENTITY declaration, wherever it is and however it is cased, refuses the whole body
         // before a single tag is read. This also rules out entity-expansion bombs.
         try screenDeclarations(bytes)
@@ -502,7 +502,7 @@ private struct FlatXMLReader {
             let (name, selfClosing) = try startTag()
             let nameString = string(name)
             guard children.count < FlatXML.maxChildren else { throw .tooManyElements }
-            // A duplicated name makes "the" value ambiguous between the signer and us (protocols.md §1.5).
+            // A duplicated name makes "the" value ambiguous between the signer and us (docs/protocols.md §3.2).
             guard seen.insert(nameString).inserted else { throw .duplicate(element: nameString) }
             let text = selfClosing ? "" : try childText(of: name)
             children.append(FlatXMLElement(name: nameString, text: text))
@@ -572,7 +572,7 @@ private struct FlatXMLReader {
 
     /// At `&`: one of the five predefined entities (XML 1.0 §4.6) or a character reference (§4.1).
     /// No other entity can exist because no DTD is accepted, so any other name is refused rather than
-    /// silently turned into "" (protocols.md §1.5: an unresolved entity would drop a field out of the
+    /// silently turned into "" (docs/protocols.md §3.2: an unresolved entity would drop a field out of the
     /// string-to-sign).
     mutating func reference(into text: inout [UInt8]) throws(FlatXMLError) {
         i += 1

@@ -40,7 +40,7 @@ public enum FormQueryError: Error, Sendable, Equatable, CustomStringConvertible 
 /// Decodes `application/x-www-form-urlencoded` query strings strictly.
 ///
 /// Rules (WHATWG URL "application/x-www-form-urlencoded parsing", tightened for signed callbacks; see
-/// protocols.md §4.5): pairs are split on `&`, the first `=` separates name and value, `+` is a space,
+/// docs/protocols.md §2.2): pairs are split on `&`, the first `=` separates name and value, `+` is a space,
 /// `%XX` is a byte and the decoded bytes must be UTF-8. Unlike a browser, a broken escape, invalid UTF-8,
 /// a raw control or non-ASCII character, or a repeated name is an error rather than something to guess
 /// around: the platform's Java `URLEncoder` never produces them, and guessing would mean verifying a

@@ -22,7 +22,7 @@ public struct CallbackRequest: Sendable {
     }
 }
 
-/// Why a callback was not accepted. Each maps to one HTTP status (contract §3) and one metrics outcome.
+/// Why a callback was not accepted. Each maps to one HTTP status (docs/contract.md §3) and one metrics outcome.
 public enum Refusal: Error, Sendable, Equatable {
     /// 400: the request could not be parsed (bad escapes, repeated names, missing routing field).
     case malformed(String)

@@ -1,6 +1,6 @@
 internal import COpenSSL
 
-/// AES-256-ECB, the cipher of WeChat Pay v2 refund notifications' `req_info` (protocols.md §2).
+/// AES-256-ECB, the cipher of WeChat Pay v2 refund notifications' `req_info` (docs/protocols.md §5).
 ///
 /// ECB has no integrity of its own; callers must parse the plaintext strictly and treat a successful
 /// decryption only as "made with this key".

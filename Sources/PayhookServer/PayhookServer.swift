@@ -23,7 +23,7 @@ public final class PayhookServer: Sendable {
     }
 
     /// Opens the spool (taking its lock and running recovery), then starts listening. Nothing is served
-    /// before recovery has finished (reliability.md §12).
+    /// before recovery has finished (docs/durability.md §8).
     ///
     /// - Parameter fileSystem: the spool's file-system calls; tests pass one that injects faults.
     public convenience init(
@@ -138,7 +138,7 @@ public final class PayhookServer: Sendable {
     public enum StopReason: Sendable, Equatable {
         case signal(Int32)
         /// A directory fsync failed: payhook no longer knows which names are durable and must restart so
-        /// that recovery re-checks the spool (reliability.md §6, the PostgreSQL "fsyncgate" rule).
+        /// that recovery re-checks the spool (docs/durability.md §6, the PostgreSQL "fsyncgate" rule).
         case unhealthy(String)
     }
 

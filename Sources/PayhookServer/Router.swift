@@ -6,7 +6,7 @@ import PayhookStore
 
 /// Maps each request to a source, stores what the source accepts, and answers in the sender's format.
 ///
-/// Contract §3: success only once the event is durable or was stored before; 400 malformed, 401 bad
+/// docs/contract.md §3: success only once the event is durable or was stored before; 400 malformed, 401 bad
 /// signature or unknown tenant, 404 unknown path, 405 wrong method, 413 too large, 503 could not store.
 public final class Router: HTTPHandler {
     public static let healthPath = "/healthz"

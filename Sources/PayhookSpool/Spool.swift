@@ -25,7 +25,7 @@ import PayhookLock
 ///
 /// Records are opaque: the spool only needs an id, a fingerprint, and an inspector that reads both back.
 /// One `Spool` may be used from many threads; stores of different ids run concurrently, and their directory
-/// fsyncs are shared by group commit (reliability.md §10): one writer thread publishes whatever stores are
+/// fsyncs are shared by group commit (docs/durability.md §5): one writer thread publishes whatever stores are
 /// pending as one batch, and answers each only once the batch is durable (a store that finds the writer idle
 /// publishes itself, as a batch of one).
 public final class Spool: Sendable {
@@ -36,7 +36,7 @@ public final class Spool: Sendable {
 
     private let context: SpoolContext
     private let state: Locked<State>
-    /// The writer that publishes stores in batches (reliability.md §10).
+    /// The writer that publishes stores in batches (docs/durability.md §5).
     private let committer: SpoolGroupCommit
     /// What is in conflicts/, so that each conflicting content is kept once and within the caps.
     private let conflicts: SpoolConflictIndex
@@ -72,11 +72,11 @@ public final class Spool: Sendable {
     ///   - fileSystem: The file-system calls to use; tests pass one that injects faults.
     ///   - logger: Receives recovery's summary (notice), quarantined files (error), failed clean-ups (warning) and
     ///     the failed directory fsync that makes the spool unhealthy (critical).
-    ///   - minimumFreeBytes: The free-space guard (reliability.md §2, Postfix's `queue_minfree`): while the spool's
+    ///   - minimumFreeBytes: The free-space guard (docs/durability.md §7, Postfix's `queue_minfree`): while the spool's
     ///     file system has fewer bytes available than this, ``store(_:)`` and ``probe()`` throw `.noSpace` before
     ///     writing anything. 0, the default, switches the guard off. It needs a file system whose
     ///     ``SpoolFileSystem/availableBytes(_:)`` works, as ``PosixFileSystem``'s does.
-    ///   - maxBatch: Group commit (reliability.md §10): at most this many concurrent stores share one fsync(new/)
+    ///   - maxBatch: Group commit (docs/durability.md §5): at most this many concurrent stores share one fsync(new/)
     ///     and one fsync(ids/). At least 1; 1 publishes one store at a time.
     ///   - onBatch: Called with the size of every batch, on the thread that publishes it (the writer, or a lone
     ///     store), before it touches the disk; for a metrics histogram. It must be quick and must not store into
@@ -141,7 +141,7 @@ public final class Spool: Sendable {
     /// False once a directory fsync has failed (in a store, a conflict or a roll-back). From then on the spool
     /// no longer knows which names in that directory are durable: after a failed fsync the kernel may have
     /// dropped the unwritten entries and will not report it again, so a later fsync that succeeds proves
-    /// nothing (reliability.md §6, PostgreSQL's "fsyncgate"). Every ``store(_:)`` and ``probe()`` then throws
+    /// nothing (docs/durability.md §6, PostgreSQL's "fsyncgate"). Every ``store(_:)`` and ``probe()`` then throws
     /// `.unhealthy`. Nothing clears it: close this spool and open a new one (or restart the process), whose
     /// recovery re-checks new/ and ids/ from what is actually on disk. A failed fsync of a record *file* does
     /// not make the spool unhealthy: that file is discarded and never published (rule 1).
@@ -162,7 +162,7 @@ public final class Spool: Sendable {
         Dictionary(uniqueKeysWithValues: context.monitor.counts.map { ($0.key.rawValue, $0.value) })
     }
 
-    /// Group commit (reliability.md §10): batch size → how many batches of that size the writer published since
+    /// Group commit (docs/durability.md §5): batch size → how many batches of that size the writer published since
     /// this spool was opened. Sizes run from 1 to ``maxBatch``; a size that never happened is absent. Thread-safe;
     /// for a metrics exporter (payhook exports it as `payhook_spool_commit_batch_size`), or to see how many directory
     /// fsync pairs the stores shared (the number of batches against the sum of their sizes).
@@ -271,7 +271,7 @@ public final class Spool: Sendable {
 
     /// Stores a record whose bytes are built only if they are to be written: a duplicate is answered from the
     /// ledger alone, without building (or re-reading) an event file. Retry storms are mostly duplicates
-    /// (protocols.md: WeChat re-sends every unacknowledged notification on a schedule).
+    /// (docs/protocols.md: WeChat re-sends every unacknowledged notification on a schedule).
     ///
     /// Outcomes and errors as ``store(_:)``. `bytes` runs at most once, inside the single-flight section of this
     /// id, and its result is checked against `id` and `fingerprint` (`.invalidRecord`) before anything is written.
@@ -578,7 +578,7 @@ public final class Spool: Sendable {
     private func publish(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
         // Step 3, on the caller's thread: the contents are durable under no name a consumer reads (an unnamed
         // file, or tmp/). The file fsyncs of concurrent stores overlap here (the block layer merges concurrent
-        // flushes); only the directory steps are serialised, in the writer (reliability.md §10).
+        // flushes); only the directory steps are serialised, in the writer (docs/durability.md §5).
         let temporary = try context.writeDurableRecord(
             record.bytes,
             stem: record.id,
@@ -587,7 +587,7 @@ public final class Spool: Sendable {
 
         // Steps 4 to 6, by the writer (or here, when it is idle), batched with whatever other stores are pending:
         // link into new/, one fsync(new/) for the batch, link into ids/, one fsync(ids/). This blocks until that
-        // last fsync returned, so nobody is answered before the batch holding their record is durable (contract
+        // last fsync returned, so nobody is answered before the batch holding their record is durable (docs/contract.md
         // §4, invariant 1).
         let result = committer.commit(SpoolGroupCommit.Request(id: record.id, temporary: temporary))
 

@@ -85,7 +85,7 @@ final class SpoolContext: Sendable {
             let cause = failure(.fsyncDirectory, "fsync", shown, error)
             guard marksUnhealthy else { throw cause }
             // The kernel may have dropped the entries it failed to write and will not report that again, so
-            // which names in this directory are durable is now unknown (reliability.md §6, rule 2; PostgreSQL
+            // which names in this directory are durable is now unknown (docs/durability.md §6, rule 2; PostgreSQL
             // PANICs in this case). Only recovery at the next open can tell.
             if monitor.markUnhealthy(cause) {
                 logger.critical(
@@ -98,7 +98,7 @@ final class SpoolContext: Sendable {
         closeQuietly(fd, shown: shown)
     }
 
-    /// The free-space guard (reliability.md §2, Postfix's queue_minfree): refuses to write when the spool's
+    /// The free-space guard (docs/durability.md §7, Postfix's queue_minfree): refuses to write when the spool's
     /// file system has less than ``minimumFreeBytes`` available, so that the sender is told to retry before
     /// the disk is actually full. A file system that cannot tell (ENOSYS) is not guarded; any other statvfs
     /// failure is logged and the write goes ahead, since the write itself reports a full or failing disk.
@@ -188,7 +188,7 @@ final class SpoolContext: Sendable {
     /// ``checkUnnamedFiles()``), and as tmp/<stem>.<suffix> (``writeDurableTemporary(_:stem:suffix:)``) where it
     /// does not. An unnamed file needs no directory entry in tmp/ and no unlink afterwards, so concurrent stores
     /// do not queue for tmp/'s lock (in `perf`, creating and unlinking tmp/ names was 30-59% of the CPU of
-    /// storing on the bench disk), and a crash before it is linked leaves nothing behind (reliability.md §1).
+    /// storing on the bench disk), and a crash before it is linked leaves nothing behind (docs/durability.md §3).
     /// On failure nothing is left behind.
     func writeDurableRecord(_ bytes: [UInt8], stem: String, suffix: String) throws(SpoolError) -> Temporary {
         guard unnamedFiles.load(ordering: .relaxed) else {
@@ -291,7 +291,7 @@ final class SpoolContext: Sendable {
     }
 
     /// Writes all of `bytes` to a new file and fsyncs it. On failure runs `discard`, which gets rid of the file,
-    /// and throws; the spool stays healthy, since the file was never published (reliability.md §6, rule 1).
+    /// and throws; the spool stays healthy, since the file was never published (docs/durability.md §6, rule 1).
     private func writeAndSync(
         _ fd: CInt, _ bytes: [UInt8], shown: String, discard: () -> Void
     ) throws(SpoolError) {

@@ -40,7 +40,7 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let closed = Code("closed")
         /// A directory fsync failed earlier, so the spool no longer knows which names in it are durable; it
         /// refuses every store and probe until it is closed and opened again, which runs recovery
-        /// (reliability.md §6, rule 2). See ``Spool/isHealthy``.
+        /// (docs/durability.md §6, rule 2). See ``Spool/isHealthy``.
         public static let unhealthy = Code("unhealthy")
         /// The spool's file system has less free space than the configured minimum
         /// (`minimumFreeBytes`); nothing was written. Stores work again once space is freed.

@@ -9,7 +9,7 @@ import Dispatch
 import PayhookLock
 import Synchronization
 
-/// Group commit for the spool's publication steps (reliability.md §10).
+/// Group commit for the spool's publication steps (docs/durability.md §5).
 ///
 /// Every store writes and fsyncs its own record file on its own thread; those file fsyncs overlap, and ext4's
 /// jbd2 folds concurrent ones into one journal commit. What does not overlap by itself is the pair of
@@ -18,14 +18,14 @@ import Synchronization
 /// `maxBatch`), links each file into new/, makes one fsync(new/), links each into ids/, makes one fsync(ids/),
 /// and only then answers every store of the batch, each with its own outcome. This is PostgreSQL's group
 /// commit: one WAL flush makes every commit that is pending at that moment durable, and no backend reports its
-/// commit before the flush that covers it returned. Contract §4, invariant 1 allows exactly this ("batching
+/// commit before the flush that covers it returned. docs/contract.md §4, invariant 1 allows exactly this ("batching
 /// fsyncs across concurrent requests is allowed; answering before the batch is durable is not").
 ///
 /// Batches form by themselves: while the writer is inside one batch's fsyncs, the next stores queue up behind
 /// it, so the batch size follows the load, one record when stores come one at a time (the same calls, in the
 /// same order, as a store that publishes on its own thread). PostgreSQL's `commit_delay` (waiting a little
 /// before the flush so that more commits can join, only when `commit_siblings` others are active) is not used:
-/// on this project's VM the flushes are absorbed by the host (reliability.md §10, "Measured on this VM"), so a
+/// on this project's VM the flushes are absorbed by the host (docs/durability.md §5, "Measured on a VM"), so a
 /// deliberate wait would only add latency. Measure on the deployment disk before adding one.
 ///
 /// A store that finds the writer idle and nothing pending publishes its own record on its own thread instead

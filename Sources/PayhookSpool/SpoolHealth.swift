@@ -19,9 +19,9 @@ public enum SpoolFailureKind: String, CaseIterable, Sendable, CustomStringConver
     case open
     /// write(2) of a record (ENOSPC, EIO, EDQUOT, …).
     case write
-    /// fsync(2) of a record file. The store fails; the spool stays healthy (reliability.md §6, rule 1).
+    /// fsync(2) of a record file. The store fails; the spool stays healthy (docs/durability.md §6, rule 1).
     case fsyncFile = "fsync_file"
-    /// fsync(2) of a directory. The spool turns unhealthy (reliability.md §6, rule 2).
+    /// fsync(2) of a directory. The spool turns unhealthy (docs/durability.md §6, rule 2).
     case fsyncDirectory = "fsync_dir"
     /// link(2) into new/, ids/ or conflicts/ (EEXIST there means a record published without a ledger entry).
     case link

@@ -1,6 +1,6 @@
 public import PayhookCore
 
-/// The unified pay platform's signature schemes (protocols.md §4.3, §4.4; contract §3).
+/// The unified pay platform's signature schemes (docs/protocols.md §2.3, §2.4; docs/contract.md §3).
 public enum UnifiedSignScheme: String, Sendable, CaseIterable {
     /// The platform's real rule: sorted values plus the secret, concatenated, SHA-1.
     case valuesSHA1 = "values-sha1"
@@ -15,7 +15,7 @@ public enum UnifiedSigning {
 
     /// `values-sha1`: the decoded value of every parameter except `sign`, empty ones dropped, plus the
     /// secret, sorted by UTF-16 code units (Java `String.compareTo`, which the platform uses; Swift's `<`
-    /// orders by scalars and equates canonically-equivalent strings, protocols.md §4.5), concatenated
+    /// orders by scalars and equates canonically-equivalent strings, docs/protocols.md §2.2), concatenated
     /// with no separator, as UTF-8.
     public static func valuesMessage(_ parameters: [FormParameter], secret: String) -> [UInt8] {
         var values = parameters.filter { $0.name != signParameter && !$0.value.isEmpty }.map(\.value)
@@ -27,7 +27,7 @@ public enum UnifiedSigning {
     }
 
     /// `salted-sha1`: `name=value` of every non-empty parameter except `sign`, sorted by name in byte
-    /// order, joined with `&`, with the secret before and after (protocols.md §4.4, vector S-1 "raw").
+    /// order, joined with `&`, with the secret before and after (docs/protocols.md §2.4, vector S-1 "raw").
     public static func saltedMessage(_ parameters: [FormParameter], secret: String) -> [UInt8] {
         let pairs = parameters.filter { $0.name != signParameter && !$0.value.isEmpty }
             .sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
@@ -48,17 +48,17 @@ public enum UnifiedSigning {
     }
 }
 
-/// The semantic checks a verified unified callback must pass (contract §3).
+/// The semantic checks a verified unified callback must pass (docs/contract.md §3).
 ///
 /// `values-sha1` signs values but not names, so a signature survives values being moved between fields
-/// (protocols.md §4.3: swapping `money` and `payTime` keeps it). These checks make such a swap fail.
+/// (docs/protocols.md §2.3: swapping `money` and `payTime` keeps it). These checks make such a swap fail.
 public enum UnifiedFields {
     public static let payStatuses: Set<String> = [
         "NOTPAY", "SUCCESSPAY", "FAILUREPAY", "NOTREFUND", "WAITREFUND", "SUCCESSREFUND", "FAILUREREFUND", "CLOSED",
     ]
     public static let currencyTypes: Set<String> = ["CNY", "USD"]
     public static let payTypeCodes: Set<String> = ["Wechat", "Alipay", "ChinapayOld", "Paypal"]
-    /// Fields every callback must carry, non-empty (protocols.md §4.2).
+    /// Fields every callback must carry, non-empty (docs/protocols.md §2.1).
     public static let required = ["money", "requestKey", "payTime", "payStatus", "domainCode", "currencyType", "payTypeCode"]
 
     /// The earliest plausible `payTime`: 2000-01-01T00:00:00Z. Anything earlier is not a millisecond time

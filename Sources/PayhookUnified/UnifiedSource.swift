@@ -2,7 +2,7 @@ public import PayhookCore
 import PayhookCrypto
 
 /// The unified pay platform's `bgUrl` callback: `GET <path>?money=…&requestKey=…&…&sign=…`
-/// (protocols.md §4, contract §3 "Unified platform callbacks").
+/// (docs/protocols.md §2, docs/contract.md §3 "Unified platform callbacks").
 ///
 /// One instance serves one configured path; the callback's `domainCode` picks the tenant, and only that
 /// tenant's secrets are tried.
@@ -34,7 +34,7 @@ public struct UnifiedSource: CallbackSource {
 
     public var kind: String { Self.sourceName }
 
-    /// The platform treats the body `success` as processed and anything else as a failure (§4.2).
+    /// The platform treats the body `success` as processed and anything else as a failure (docs/protocols.md §2.1).
     public var successAnswer: Answer {
         Answer(status: 200, contentType: "text/plain; charset=utf-8", body: Array("success".utf8))
     }

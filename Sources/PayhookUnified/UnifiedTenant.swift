@@ -1,6 +1,6 @@
 public import PayhookCore
 
-/// One `[[unified]]` table: a unified pay platform tenant (contract §2).
+/// One `[[unified]]` table: a unified pay platform tenant (docs/contract.md §2).
 public struct UnifiedTenant: Sendable, Equatable {
     public var path: String
     public var domainCode: String

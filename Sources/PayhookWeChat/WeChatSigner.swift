@@ -4,7 +4,7 @@ import PayhookCrypto
 /// Builds WeChat Pay v2 notifications the way WeChat does: for `payhook sign`, `payhook simulate` and
 /// tests.
 public enum WeChatSigner {
-    /// The uppercase hex signature of `elements` (protocols.md §1.3).
+    /// The uppercase hex signature of `elements` (docs/protocols.md §4.2).
     public static func sign(_ elements: [FlatXMLElement], type: WeChatSignType, key: String) -> String {
         let message = Array(WeChatSigning.stringToSign(elements, key: key).utf8)
         switch type {
@@ -14,7 +14,7 @@ public enum WeChatSigner {
     }
 
     /// `req_info` for a refund notification: the inner `<root>` document, AES-256-ECB with PKCS#7 under the
-    /// MD5-hex of the key, base64 (protocols.md §2).
+    /// MD5-hex of the key, base64 (docs/protocols.md §5).
     public static func reqInfo(_ inner: [FlatXMLElement], key: String) -> String {
         let plaintext = Array(document(inner, root: "root").utf8)
         return Base64.encode(Cipher.aes256ECBEncrypt(key: WeChatSource.refundKey(apiKey: key), plaintext: plaintext) ?? [])

@@ -1,6 +1,6 @@
 public import PayhookCore
 
-/// WeChat Pay v2 signature algorithms (protocols.md §1.3, §1.4).
+/// WeChat Pay v2 signature algorithms (docs/protocols.md §4.2, §4.3).
 public enum WeChatSignType: String, Sendable, CaseIterable, Hashable {
     case md5 = "MD5"
     case hmacSHA256 = "HMAC-SHA256"
@@ -28,7 +28,7 @@ public enum WeChatSigning {
     public static let signTypeElement = "sign_type"
 
     /// Every child of `<xml>` except `sign` (`sign_type` included: it is signed, and dropping it breaks real
-    /// notifications, protocols.md §1.3 step 1), empty values dropped (step 2), names in byte order (step
+    /// notifications, docs/protocols.md §4.2 step 1), empty values dropped (step 2), names in byte order (step
     /// 3), joined `name=value` with `&`, values raw (step 4), then `&key=` and the APIv2 key (step 5).
     public static func stringToSign(_ elements: [FlatXMLElement], key: String) -> String {
         let pairs = elements.filter { $0.name != signElement && !$0.text.isEmpty }
@@ -37,7 +37,7 @@ public enum WeChatSigning {
         return pairs.joined(separator: "&") + "&key=" + key
     }
 
-    /// Which algorithm a notification claims (protocols.md §1.4): `sign_type` when present, else the
+    /// Which algorithm a notification claims (docs/protocols.md §4.3): `sign_type` when present, else the
     /// signature's length. nil when neither tells.
     public static func claimedType(signType: String?, sign: String) -> Result<WeChatSignType, WeChatTypeError> {
         if let signType, !signType.isEmpty {

@@ -1,18 +1,18 @@
 public import PayhookCore
 import PayhookCrypto
 
-/// WeChat Pay API v2 notifications: payment results (signed, protocols.md §1) and refund results
-/// (`req_info` encrypted, protocols.md §2), POSTed as XML.
+/// WeChat Pay API v2 notifications: payment results (signed, docs/protocols.md §4) and refund results
+/// (`req_info` encrypted, docs/protocols.md §5), POSTed as XML.
 ///
 /// One instance serves one configured path; the notification's `mch_id` picks the tenant and only that
-/// tenant's keys are tried (contract §2).
+/// tenant's keys are tried (docs/contract.md §2).
 public struct WeChatSource: CallbackSource {
     public static let paySource = "wechat.pay"
     public static let refundSource = "wechat.refund"
 
     /// Fields of a payment result that identify a delivery, not the payment: WeChat draws a new `nonce_str`
     /// for each notification it sends, and a merchant's notifications may arrive signed either way
-    /// (protocols.md §1.4), so neither makes a retry a conflict. A refund's fields are the decrypted
+    /// (docs/protocols.md §4.3), so neither makes a retry a conflict. A refund's fields are the decrypted
     /// `req_info`, which holds neither.
     public static let paymentTransportFields: Set<String> = ["nonce_str", "sign_type"]
 
@@ -38,7 +38,7 @@ public struct WeChatSource: CallbackSource {
 
     public var kind: String { "wechat" }
 
-    /// Byte for byte the acknowledgement WeChat documents (protocols.md §1.6, contract §3): no whitespace.
+    /// Byte for byte the acknowledgement WeChat documents (docs/protocols.md §3.4, docs/contract.md §3): no whitespace.
     public static let successXML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 
     public var successAnswer: Answer {
@@ -57,7 +57,7 @@ public struct WeChatSource: CallbackSource {
     }
 
     public func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
-        // Strict parse before any value is used: no DTD, no entities, no nesting (protocols.md §1.5).
+        // Strict parse before any value is used: no DTD, no entities, no nesting (docs/protocols.md §3.2).
         let elements: [FlatXMLElement]
         do {
             elements = try FlatXML.parse(request.body, root: "xml")
@@ -73,14 +73,14 @@ public struct WeChatSource: CallbackSource {
         case "SUCCESS":
             break
         case "FAIL":
-            // A communication failure report: no sign, no result. Acknowledged, never queued (contract §3).
+            // A communication failure report: no sign, no result. Acknowledged, never queued (docs/contract.md §3).
             // Neither a payment nor a refund, so it counts under the path's kind.
             return .acknowledged("return_code FAIL: \(LogText.printable(values["return_msg"] ?? "", limit: 80))", source: kind, tenant: named)
         default:
             return .refused(.malformed("return_code must be SUCCESS or FAIL"), source: kind, tenant: named)
         }
         // A result notification: a refund's result is encrypted in req_info, a payment's is signed in the clear
-        // (protocols.md §1, §2). From here on every verdict counts under the event source it would be stored as.
+        // (docs/protocols.md §4, §5). From here on every verdict counts under the event source it would be stored as.
         let source = values["req_info"] == nil ? Self.paySource : Self.refundSource
         guard let mchID = values["mch_id"], !mchID.isEmpty else {
             return .refused(.malformed("mch_id is missing, so no tenant can be chosen"), source: source, tenant: nil)
@@ -116,7 +116,7 @@ public struct WeChatSource: CallbackSource {
         }
     }
 
-    /// Verifies a payment notification's `sign` (protocols.md §1.3, §1.4): the algorithm is the one
+    /// Verifies a payment notification's `sign` (docs/protocols.md §4.2, §4.3): the algorithm is the one
     /// `sign_type` names, else the one the sign's length implies, and only if the tenant accepts it.
     public static func verifyPayment(_ elements: [FlatXMLElement], tenant: WeChatTenant) -> Result<PaymentMatch, Refusal> {
         var values: [String: String] = [:]
@@ -196,7 +196,7 @@ public struct WeChatSource: CallbackSource {
     // MARK: - Refund results
 
     /// The AES key for `req_info`: the 32 ASCII characters of the lowercase hex MD5 of the APIv2 key
-    /// (protocols.md §2; the hex text itself is the key, not its 16 raw bytes).
+    /// (docs/protocols.md §5; the hex text itself is the key, not its 16 raw bytes).
     public static func refundKey(apiKey: String) -> [UInt8] {
         Array(Hex.encode(Digest.md5(Array(apiKey.utf8))).utf8)
     }

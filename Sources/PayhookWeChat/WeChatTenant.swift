@@ -1,6 +1,6 @@
 public import PayhookCore
 
-/// One `[[wechat]]` table: a WeChat Pay merchant receiving v2 notifications (contract §2).
+/// One `[[wechat]]` table: a WeChat Pay merchant receiving v2 notifications (docs/contract.md §2).
 public struct WeChatTenant: Sendable, Equatable {
     public var path: String
     public var mchID: String

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import PayhookServer
 
-/// payhook's command line (contract §1). Exit codes: 0 ok, 1 bad input or failed check, 2 usage.
+/// payhook's command line (docs/contract.md §1). Exit codes: 0 ok, 1 bad input or failed check, 2 usage.
 struct Payhook: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payhook",
@@ -23,7 +23,7 @@ enum Main {
             exit(code.rawValue)
         } catch {
             // Parse errors, --help and --version arrive here. swift-argument-parser would exit 64
-            // (EX_USAGE) for a usage error; the contract says 2.
+            // (EX_USAGE) for a usage error; docs/contract.md §1 says 2.
             let code = Payhook.exitCode(for: error)
             let message = Payhook.fullMessage(for: error)
             if code == .success {

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import PayhookQueue
 
-/// `payhook queue …`: the consumer's tools over the spool (contract §5; docs/consumers.md).
+/// `payhook queue …`: the consumer's tools over the spool (docs/contract.md §5; docs/consumers.md).
 ///
 /// Exit codes, as for every payhook command: 0 ok; 1 bad input or a failed check (no such spool, unknown id,
 /// an event not where the operation needs it, a corrupt event file, a second `consume`, nothing to take);

@@ -98,7 +98,7 @@ struct Serve: ParsableCommand {
             server.shutdown()
         case .unhealthy(let why):
             // Everything is already answered 503; stop, and let the supervisor restart payhook so that
-            // recovery re-checks what is durable (reliability.md §6).
+            // recovery re-checks what is durable (docs/durability.md §6).
             logger.critical("spool unhealthy, exiting for a restart", metadata: ["reason": "\(why)"])
             server.shutdown()
             Output.err("payhook: the spool is unhealthy (\(why)); restart payhook so that recovery re-checks it")

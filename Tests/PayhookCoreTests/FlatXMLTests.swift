@@ -1,8 +1,8 @@
 import PayhookCore
 import Testing
 
-// Fixtures copied byte-exact from protocols.md: §1.8 V2-2 (payment notification, 1064 bytes) and
-// §2 V2-R (decrypted refund `req_info`, 771 bytes).
+// Fixtures copied byte-exact from docs/protocols.md: §4.6 V2-2 (payment notification, 1064 bytes) and
+// docs/protocols.md §5 V2-R (decrypted refund `req_info`, 771 bytes).
 private let v22Body = "<xml><appid><![CDATA[wx2421b1c4370ec43b]]></appid><attach><![CDATA[支付测试]]></attach><bank_type><![CDATA[CFT]]></bank_type><cash_fee><![CDATA[1]]></cash_fee><device_info><![CDATA[]]></device_info><fee_type><![CDATA[CNY]]></fee_type><is_subscribe><![CDATA[Y]]></is_subscribe><mch_id><![CDATA[10000100]]></mch_id><nonce_str><![CDATA[5d2b6c2a8db53831f7eda20af46e531c]]></nonce_str><openid><![CDATA[oUpF8uMEb4qRXf22hE3X68TekukE]]></openid><out_trade_no><![CDATA[1409811653]]></out_trade_no><result_code><![CDATA[SUCCESS]]></result_code><return_code><![CDATA[SUCCESS]]></return_code><time_end><![CDATA[20140903131540]]></time_end><total_fee><![CDATA[101]]></total_fee><coupon_fee><![CDATA[100]]></coupon_fee><coupon_count><![CDATA[1]]></coupon_count><coupon_type_0><![CDATA[CASH]]></coupon_type_0><coupon_id_0><![CDATA[10000]]></coupon_id_0><coupon_fee_0><![CDATA[100]]></coupon_fee_0><trade_type><![CDATA[JSAPI]]></trade_type><transaction_id><![CDATA[1004400740201409030005092168]]></transaction_id><sign><![CDATA[1BD3EFE70A2F57EF61421D3AD5BC4865]]></sign></xml>"
 private let v2rPlaintext = "<root><out_refund_no><![CDATA[R20240101000001]]></out_refund_no><out_trade_no><![CDATA[1409811653]]></out_trade_no><refund_account><![CDATA[REFUND_SOURCE_RECHARGE_FUNDS]]></refund_account><refund_fee><![CDATA[101]]></refund_fee><refund_id><![CDATA[50000408942018111907145868882]]></refund_id><refund_recv_accout><![CDATA[支付用户零钱]]></refund_recv_accout><refund_request_source><![CDATA[API]]></refund_request_source><refund_status><![CDATA[SUCCESS]]></refund_status><settlement_refund_fee><![CDATA[1]]></settlement_refund_fee><settlement_total_fee><![CDATA[1]]></settlement_total_fee><success_time><![CDATA[2024-01-01 12:00:05]]></success_time><total_fee><![CDATA[101]]></total_fee><transaction_id><![CDATA[1004400740201409030005092168]]></transaction_id></root>"
 
@@ -93,7 +93,7 @@ private func checkFlatInvariants(_ children: [FlatXMLElement]) {
     }
 
     @Test func refundOuterBodyWithPlainReturnCode() throws {
-        // protocols.md §2 "outer XML": `return_code` without CDATA, the rest in CDATA.
+        // docs/protocols.md §5 "outer XML": `return_code` without CDATA, the rest in CDATA.
         let body = "<xml><return_code>SUCCESS</return_code><appid><![CDATA[wx2421b1c4370ec43b]]></appid>"
             + "<mch_id><![CDATA[10000100]]></mch_id><nonce_str><![CDATA[TeqClE3i0mvn3DrK]]></nonce_str>"
             + "<req_info><![CDATA[WBzGpzQuNpcFxIlF/RbYDxgIFt4h1+ChWvVfA2ij==]]></req_info></xml>"
@@ -197,7 +197,7 @@ private func checkFlatInvariants(_ children: [FlatXMLElement]) {
 }
 
 @Suite struct FlatXMLEntityAttackTests {
-    // protocols.md §1.5, CVE-2018-13439: every DTD is refused before parsing, wherever and however cased.
+    // docs/protocols.md §3.2, CVE-2018-13439: every DTD is refused before parsing, wherever and however cased.
     @Test(arguments: [
         // External entity, file read (the 2018 WeChat SDK XXE).
         "<!DOCTYPE xml [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><xml><a>&xxe;</a></xml>",
@@ -243,7 +243,7 @@ private func checkFlatInvariants(_ children: [FlatXMLElement]) {
     }
 
     @Test func undeclaredEntityReferenceIsRefusedNotEmptied() {
-        // Without a DTD `&xxe;` names nothing; it must not silently become "" (protocols.md §1.5).
+        // Without a DTD `&xxe;` names nothing; it must not silently become "" (docs/protocols.md §3.2).
         #expect(flatFailure("<xml><a>&xxe;</a></xml>") == .unknownEntity)
     }
 }

@@ -3,7 +3,7 @@ import PayhookCrypto
 import PayhookUnified
 import Testing
 
-// Vectors from protocols.md §4.3/§4.4: U-1…U-3 are the platform's own API document, U-4 and S-1 were
+// Vectors from docs/protocols.md §2.3/§2.4: U-1…U-3 are the platform's own API document, U-4 and S-1 were
 // generated and cross-checked there with Python and Java.
 @Suite struct UnifiedSigningTests {
     static func params(_ pairs: [(String, String)]) -> [FormParameter] {

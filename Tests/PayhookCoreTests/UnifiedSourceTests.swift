@@ -83,7 +83,7 @@ import Testing
         }
     }
 
-    /// protocols.md §4.3: names are not signed, so swapping two values keeps the signature valid. The
+    /// docs/protocols.md §2.3: names are not signed, so swapping two values keeps the signature valid. The
     /// semantic checks must catch it.
     @Test func swappedMoneyAndPayTimeIsRefusedBySemanticChecks() {
         let swapped = UnifiedSigningTests.u4Query

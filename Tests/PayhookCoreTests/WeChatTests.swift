@@ -5,7 +5,7 @@ import PayhookUnified
 import PayhookWeChat
 import Testing
 
-// Vectors from protocols.md §1.8 and §2 (V2-1 is WeChat's own signing page; V2-2, V2-3, V2-R were
+// Vectors from docs/protocols.md §4.6 and §5 (V2-1 is WeChat's own signing page; V2-2, V2-3, V2-R were
 // cross-checked there with wechatpy). The fixture files were checked again with wechatpy 1.8.18.
 @Suite struct WeChatTests {
     static let key = "192006250b4c09247ec02edce69f6a2d"
@@ -83,7 +83,7 @@ import Testing
         #expect(event.transportFields == pay)
     }
 
-    /// The two wrong ways of protocols.md §1.8 give the documented wrong signatures, and a notification
+    /// The two wrong ways of docs/protocols.md §4.6 give the documented wrong signatures, and a notification
     /// signed that way is refused.
     @Test func v22WrongWaysAreRefused() throws {
         let body = Self.text(try Self.fixture("pay-md5.xml"))

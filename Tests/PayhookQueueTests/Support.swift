@@ -31,7 +31,8 @@ final class TestSpool: @unchecked Sendable {
         return tag + String(repeating: "0", count: 64 - tag.count - tail.count) + tail
     }
 
-    /// The bytes of an event file shaped like contract §5 (two-space indent, final newline, as the server writes).
+    /// The bytes of an event file shaped like docs/contract.md §5 (two-space indent, final newline, as the server
+    /// writes).
     static func eventJSON(
         id: String, source: String = "unified", tenant: String = "demo", orderRef: String = "order-1",
         status: String = "SUCCESSPAY", amount: Int = 100, receivedAt: String = "2026-11-22T02:34:50.123Z"

@@ -50,7 +50,7 @@ final class FailingDisk: SpoolFileSystem {
     func currentTimeMicroseconds() -> UInt64 { real.currentTimeMicroseconds() }
 }
 
-/// Contract §4 invariant 4: a failure to store is answered as a failure so the sender retries; it is
+/// docs/contract.md §4 invariant 4: a failure to store is answered as a failure so the sender retries; it is
 /// logged; serving goes on, and recovers when the disk does.
 @Suite(.timeLimit(.minutes(2)))
 struct StorageFailureTests {
@@ -102,7 +102,7 @@ struct StorageFailureTests {
         #expect(live.events().count == 1)
     }
 
-    /// reliability.md §6: after a failed directory fsync payhook no longer knows which names are durable,
+    /// docs/durability.md §6: after a failed directory fsync payhook no longer knows which names are durable,
     /// so it answers 503 to everything, /healthz turns 503, and `payhook serve` stops for a restart.
     @Test func failedDirectoryFsyncMakesTheServerUnhealthy() throws {
         let disk = FailingDisk()

@@ -69,7 +69,7 @@ final class MemoryEventStore: EventStore {
     }
 }
 
-/// The live server, unchanged, on the in-memory store: every answer the contract gives for a store's outcome.
+/// The live server, unchanged, on the in-memory store: every answer docs/contract.md §3 gives for a store's outcome.
 @Suite(.timeLimit(.minutes(2)))
 struct StoreSeamTests {
     final class Live: @unchecked Sendable {

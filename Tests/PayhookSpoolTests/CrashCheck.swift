@@ -2,11 +2,11 @@ import Glibc
 import Logging
 import PayhookSpool
 
-/// The ALICE-style checker (reliability.md §4 and §11.1): given a state a crash left and what had been
+/// The ALICE-style checker (docs/durability.md §10.1 and §10.2): given a state a crash left and what had been
 /// acknowledged before it, open a spool on that state (recovery runs), check the invariants, let the sender
 /// retry every record, and check again.
 ///
-/// Invariants (contract §4, reliability.md §0 and §12):
+/// Invariants (docs/contract.md §4, docs/durability.md §1 and §8):
 /// 1. Every record whose store returned `.stored` or `.duplicate` before the crash is present exactly once in
 ///    new/ ∪ cur/ with exactly its bytes, and ids/<id> names the same inode, unless a consumer had taken it.
 /// 2. Every file in new/ and cur/ is a complete record under its own name: nothing partial or unparsable.

@@ -4,7 +4,7 @@ import Synchronization
 
 /// An in-memory ``SpoolFileSystem`` that records what the spool does and can produce every on-disk state a
 /// power loss may leave at any point: SQLite's crash VFS (`src/test6.c`) and ALICE's abstract persistence model
-/// (Pillai et al., OSDI'14), built in-process (reliability.md §11.2).
+/// (Pillai et al., OSDI'14), built in-process (docs/durability.md §10.3).
 ///
 /// **Objects.** Inodes are files (bytes) or directories (name → inode). Link counts are the number of directory
 /// entries naming an inode. There is one device; locks are `flock` locks per inode.

@@ -4,7 +4,7 @@ import PayhookSpool
 import PayhookTestSupport
 import Testing
 
-/// A tmpfs of a fixed size mounted on a fresh directory (reliability.md §11.3: `mount -t tmpfs -o size=…`).
+/// A tmpfs of a fixed size mounted on a fresh directory (docs/durability.md §10.4: `mount -t tmpfs -o size=…`).
 /// Mounting needs CAP_SYS_ADMIN; where it is refused, ``mount(bytes:)`` says why.
 final class TmpfsMount {
     let directory: TemporaryDirectory
@@ -50,7 +50,8 @@ final class TmpfsMount {
     }
 }
 
-/// Fills a spool until its disk is full, and checks what contract §4 (invariant 4) and reliability.md §11.3 ask:
+/// Fills a spool until its disk is full, and checks what docs/contract.md §4 (invariant 4) and docs/durability.md
+/// §10.4 ask:
 /// the failing store throws, nothing partial is visible, duplicates are still answered, the spool stays healthy,
 /// and once space is freed stores succeed again without a restart.
 struct DiskFullScenario {

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// Stores `records` from one thread each and holds the spool's writer until `pending` of them wait for it, so
-/// that those are published as one batch (group commit, reliability.md §10); then runs `whilePending` (to inject
+/// that those are published as one batch (group commit, docs/durability.md §5); then runs `whilePending` (to inject
 /// a fault, or to close the spool) and lets the writer go. `afterEach` runs on each storing thread right after
 /// its store returned, before anything else can happen on that thread (to note an acknowledgement).
 ///

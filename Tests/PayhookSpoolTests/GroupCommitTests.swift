@@ -4,8 +4,8 @@ import Foundation
 import PayhookTestSupport
 import Testing
 
-/// Group commit (reliability.md §10): concurrent stores share the directory fsyncs, and none is answered before
-/// the batch holding its record is durable (contract §4, invariant 1).
+/// Group commit (docs/durability.md §5): concurrent stores share the directory fsyncs, and none is answered before
+/// the batch holding its record is durable (docs/contract.md §4, invariant 1).
 @Suite("Group commit")
 struct GroupCommitTests {
     @Test("64 concurrent stores share directory fsyncs, and each returns only after the fsync(ids/) covering its link")

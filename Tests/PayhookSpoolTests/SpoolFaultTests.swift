@@ -55,7 +55,7 @@ enum StoreFault: String, CaseIterable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Only a failed directory fsync leaves the spool unsure of what is durable (reliability.md §6, rule 2).
+    /// Only a failed directory fsync leaves the spool unsure of what is durable (docs/durability.md §6, rule 2).
     var makesUnhealthy: Bool {
         self == .ioErrorOnNewDirectoryFsync
     }

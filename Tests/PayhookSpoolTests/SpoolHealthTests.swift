@@ -3,7 +3,7 @@ import PayhookSpool
 import PayhookTestSupport
 import Testing
 
-/// reliability.md §6: a failed fsync of a record file fails that store only; a failed fsync of a directory
+/// docs/durability.md §6: a failed fsync of a record file fails that store only; a failed fsync of a directory
 /// leaves the spool not knowing which names are durable, so it refuses everything until it is reopened.
 @Suite("Health and failure counters")
 struct SpoolHealthTests {

@@ -374,7 +374,7 @@ struct SpoolStoreTests {
         #expect(try names(directory.spool + "/tmp") == [])
     }
 
-    /// With group commit (reliability.md §10) the links and directory fsyncs run on the spool's writer thread,
+    /// With group commit (docs/durability.md §5) the links and directory fsyncs run on the spool's writer thread,
     /// but a store on its own is a batch of one: the calls and their order are those of a store that publishes
     /// by itself. Batches of several stores are checked in GroupCommitTests.
     @Test("the durability order: write, fsync file, link new/, fsync new/, link ids/, fsync ids/, unlink tmp/, return")

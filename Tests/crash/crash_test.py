@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Crash harness for payhook: SIGKILL under load, graceful SIGTERM under load, and an ALICE-style checker.
 
-What it does (reliability.md §11.1, §11.8 "Graceful shutdown", §12; contract.md §3, §4):
+What it does (docs/durability.md §10.2, §10.6 "Graceful shutdown", §8; docs/contract.md §3, §4):
 
   1. Generates a pool of correctly signed callbacks, deterministically from --seed, with an implementation
      that shares no code with payhook: unified queries with Fixtures/unified/make_samples.py's signing rules,
      WeChat payment results signed here (MD5 / HMAC-SHA256, checked against wechatpy when it is installed),
      WeChat refund results encrypted here (AES-256-ECB through `cryptography`, or the openssl command).
      Each dedupe key has one or more variants: byte-different deliveries of the same content (duplicates)
-     and, for a few keys, a correctly signed delivery with other content (a conflict, contract.md §4.5).
+     and, for a few keys, a correctly signed delivery with other content (a conflict, docs/contract.md §4.5).
      A handful of requests made by `payhook sign` itself are mixed in.
   2. Kill phase: starts `payhook serve` on a fresh spool, drives it with --clients concurrent clients, logs
      `ACK <event-id>` only after a complete success answer, sends SIGKILL after a random 0.05-1.5 s, checks the
@@ -577,7 +577,7 @@ class Server:
             return f.read().decode("utf-8", "replace")
 
     def wait_ready(self, timeout):
-        """Waits for the `payhook listening on …` line; recovery has finished by then (reliability.md §12)."""
+        """Waits for the `payhook listening on …` line; recovery has finished by then (docs/durability.md §8)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             first = self.stdout().split("\n", 1)
@@ -782,7 +782,7 @@ class Harness:
                 self.fresh += 1
                 self.unacked.add(key.pos)
                 if len(key.variants) > 1 and self.rng.random() < 0.3:
-                    # Another delivery of the same key at the same moment, from another client (§8 races).
+                    # Another delivery of the same key at the same moment, from another client (docs/durability.md §4 races).
                     self.priority.append((key, self.rng.randrange(1, len(key.variants)), False, True))
                 return (key, 0, False, False)
             if r < 0.8 and len(self.unacked):
@@ -803,7 +803,7 @@ class Harness:
 
     def prime_resends(self):
         """After a restart: first the requests a kill left without an answer, then acknowledged ones again,
-        then others never acknowledged (§11.1 step 5)."""
+        then others never acknowledged (docs/durability.md §10.2 step 5)."""
         with self.lock:
             jobs = self.retry_after_kill[-4 * self.args.clients:]
             self.retry_after_kill = []
@@ -834,7 +834,7 @@ class Harness:
                     key.acked = True
                     self.acked_list.append(key)
                     self.unacked.discard(key.pos)
-                    # The ACK log is what the checker trusts (the "stdout at crash time" of ALICE, §4).
+                    # The ACK log is what the checker trusts (the "stdout at crash time" of ALICE, docs/durability.md §10.1).
                     self.ack_file.write(f"ACK {key.id}\n")
                     self.ack_file.flush()
                 return
@@ -902,7 +902,7 @@ class Harness:
 
     def check_event_file(self, folder, name, where):
         """A published file must be a complete payhook.event.v1 event of a key this harness sent, with the exact
-        content of one of that key's deliveries (no partial, unparsable or foreign file, contract §4.3)."""
+        content of one of that key's deliveries (no partial, unparsable or foreign file, docs/contract.md §4.3)."""
         path = os.path.join(self.spool, folder, name)
         try:
             with open(path, "rb") as f:
@@ -955,9 +955,9 @@ class Harness:
         """Invariants that hold at every instant (after SIGKILL too), and after recovery (`recovered`).
 
         Any instant: every acknowledged id is in new/ and ids/ as one inode; every ids/ entry is a second link of
-        its event in new/ (§1 "an entry in ids/ implies its event was durably published"; link count ≥ 2 since no
+        its event in new/ (docs/durability.md §3 "an entry in ids/ implies its event was durably published"; link count ≥ 2 since no
         consumer runs); every file in new/ is a complete event; nothing in corrupt/ or cur/.
-        After recovery (§12): tmp/ is empty and every event in new/ has its ledger entry.
+        After recovery (docs/durability.md §8): tmp/ is empty and every event in new/ has its ledger entry.
         Returns the snapshot.
         """
         snap = scan(self.spool)
@@ -1006,7 +1006,7 @@ class Harness:
         return removed, relink
 
     def check_recovery_notice(self, server, expected, where):
-        """Recovery must log one notice saying what it repaired, and none when there was nothing (§12)."""
+        """Recovery must log one notice saying what it repaired, and none when there was nothing (docs/durability.md §8)."""
         removed, relink = expected
         lines = server.recovery_lines()
         relinked_logged = sorted(i for _, i in server.relinked_lines())
@@ -1046,7 +1046,7 @@ class Harness:
         self.last_ready_s = time.monotonic() - spawned
         where = f"after start #{server.n} ({label})"
         self.check_recovery_notice(server, expected, where)
-        # Nothing has been sent yet, so the spool is exactly what recovery left (§12).
+        # Nothing has been sent yet, so the spool is exactly what recovery left (docs/durability.md §8).
         self.check_spool(where, recovered=True)
         return server
 
@@ -1069,7 +1069,7 @@ class Harness:
 
     def startup_kill(self):
         """SIGKILL while the server starts, usually in the middle of recovery (which re-reads every event): the
-        next start must still repair everything, whatever recovery had already done (§12: idempotent)."""
+        next start must still repair everything, whatever recovery had already done (docs/durability.md §8: idempotent)."""
         server = Server(self, "startup-kill")
         time.sleep(self.timing.uniform(0, self.last_ready_s))
         server.kill()
@@ -1079,8 +1079,8 @@ class Harness:
         return self.check_spool(f"after startup kill #{self.startup_kills}", recovered=False)
 
     def graceful_round(self, previous, n):
-        """SIGTERM under load (§11.8): exit 0 within shutdown_grace_s + margin, nothing acknowledged lost; while
-        it runs, a second payhook on the same spool refuses to start (§12 step 1, the lock)."""
+        """SIGTERM under load (docs/durability.md §10.6): exit 0 within shutdown_grace_s + margin, nothing acknowledged lost; while
+        it runs, a second payhook on the same spool refuses to start (docs/durability.md §8 step 1, the lock)."""
         where = f"graceful round {n}"
         server = self.start("graceful", previous)
         self.prime_resends()
@@ -1159,7 +1159,7 @@ class Harness:
 
     def final_phase(self, previous):
         """No more kills: duplicates of acknowledged keys get success and create nothing; then a SIGTERM stop,
-        the full checker, and one more start whose recovery must have nothing to repair (idempotence, §11.8)."""
+        the full checker, and one more start whose recovery must have nothing to repair (idempotence, docs/durability.md §10.6)."""
         server = self.start("final", previous)
         before = scan(self.spool)
         with self.lock:
@@ -1198,7 +1198,7 @@ class Harness:
                 self.violation(f"final re-send: acknowledged {key_text!r} got no answer ({body}) from a running "
                                f"server")
         after = scan(self.spool)
-        # A duplicate writes nothing at all (reliability.md §0.2), not even a temporary file.
+        # A duplicate writes nothing at all (docs/durability.md §1.2), not even a temporary file.
         for folder in ("tmp", "new", "ids", "conflicts"):
             added = sorted(set(after[folder]) - set(before[folder]))
             if added:
@@ -1251,7 +1251,7 @@ class Harness:
 
     def check_conflicts(self, snap):
         """conflicts/ holds audit copies only of deliveries whose content differs from the stored event: a
-        duplicate with equal content must never create one (contract §4.5)."""
+        duplicate with equal content must never create one (docs/contract.md §4.5)."""
         self.conflict_files = 0
         for name in snap["conflicts"]:
             v = self.check_event_file("conflicts", name, "final check")

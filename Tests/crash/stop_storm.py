@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Stop storm: many short lives of `payhook serve`, each ended by SIGTERM in the middle of connection churn.
 
-Why (reliability.md §11.8 "Graceful shutdown"): a graceful stop is the one moment the listener's threads and the
+Why (docs/durability.md §10.6 "Graceful shutdown"): a graceful stop is the one moment the listener's threads and the
 signal path touch the same libmicrohttpd state. With MHD_USE_EPOLL and a thread pool, libmicrohttpd 0.9.75's
 MHD_quiesce_daemon removes the listen socket from every worker's epoll set while a worker may be removing it
 too (it drops the socket whenever its share of max_connections is full, and again once it sees the quiesce
