@@ -9,6 +9,14 @@ let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift
 // Not imported: named so that the swift-metrics version below is the floor for what the registry builds on.
 let coreMetrics: Target.Dependency = .product(name: "CoreMetrics", package: "swift-metrics")
 
+/// Every target states what it uses: a file imports each module whose members it uses, a module re-exports only
+/// what its public API shows (`public import`), and protocol types are spelled `any`.
+let strictness: [SwiftSetting] = [
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
 let package = Package(
     name: "payhook",
     platforms: [.macOS(.v15)],
@@ -95,3 +103,9 @@ let package = Package(
         ),
     ]
 )
+
+// Every Swift target, tests included, builds with the same strictness (see `strictness` above); the C targets
+// have no Swift settings.
+for target in package.targets where target.type != .system && !target.name.hasPrefix("C") {
+    target.swiftSettings = (target.swiftSettings ?? []) + strictness
+}

@@ -1,6 +1,6 @@
-import PayhookStore
 public import PayhookCore
 public import PayhookHTTP
+import PayhookStore
 public import PayhookUnified
 public import PayhookWeChat
 

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Reads a config file from disk with the process environment: the I/O half of `ConfigLoader`.
 public enum ConfigFile {

@@ -7,6 +7,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PayhookLock
 
 /// The bodies of the C callbacks given to MHD_start_daemon. Each one runs on
 /// an MHD pool thread; a connection always stays on the same thread, so the

@@ -1,6 +1,6 @@
 import CMicroHTTPD
 import Foundation
-import Logging
+public import Logging
 import PayhookLock
 
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The limits the listener enforces. Every field maps to a libmicrohttpd option
 /// or to a check made in the access handler.

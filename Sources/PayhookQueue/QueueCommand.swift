@@ -1,6 +1,8 @@
 import CPayhookShim
 import Foundation
 import Glibc
+import PayhookSpoolFormat
+import PayhookStore
 import Synchronization
 
 /// How one run of a consumer's command ended.

@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
-import Logging
+public import Logging
 import PayhookSpoolFormat
+public import PayhookStore
 import Synchronization
 
 /// How `consume` runs.

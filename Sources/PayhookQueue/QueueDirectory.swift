@@ -1,9 +1,9 @@
-import Foundation
+public import Foundation
 import Glibc
 import PayhookSpoolFormat
 // The queue's vocabulary (EventQueue and its value types) is PayhookStore's; every user of the spool's queue sees
 // it through this module.
-@_exported import PayhookStore
+public import PayhookStore
 import Synchronization
 
 /// The consumer's view of a payhook spool: list, show, take, ack, nack, requeue, revive and gc.

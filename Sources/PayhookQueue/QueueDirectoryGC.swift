@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PayhookSpoolFormat
+public import PayhookStore
 
 extension QueueDirectory {
     /// Prunes what the queue no longer needs:

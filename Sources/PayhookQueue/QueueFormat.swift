@@ -1,4 +1,5 @@
-import Foundation
+public import Foundation
+public import PayhookStore
 
 /// How the queue tools print events: a table and a pretty form for people, JSON for scripts.
 public enum QueueFormat {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PayhookSpoolFormat
+public import PayhookStore
 import Synchronization
 
 extension QueueDirectory: EventQueue {

@@ -1,7 +1,7 @@
 import CPayhookShim
 import Foundation
 import Glibc
-import PayhookStore
+public import PayhookStore
 import Synchronization
 
 /// Tells waiting queue operations to stop: a `take --wait`, a `consume` worker between events, a backoff

@@ -1,4 +1,5 @@
 import PayhookSpool
+public import PayhookSpoolFormat
 import PayhookUnified
 import PayhookWeChat
 

@@ -1,10 +1,11 @@
 import Foundation
-import Logging
-import PayhookConfig
+public import Logging
+public import PayhookConfig
 import PayhookCore
-import PayhookHTTP
+public import PayhookHTTP
 import PayhookSpool
-import PayhookStore
+public import PayhookSpoolFormat
+public import PayhookStore
 import PayhookUnified
 import PayhookWeChat
 

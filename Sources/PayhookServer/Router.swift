@@ -1,8 +1,8 @@
 import Foundation
-import Logging
-import PayhookCore
-import PayhookHTTP
-import PayhookStore
+public import Logging
+public import PayhookCore
+public import PayhookHTTP
+public import PayhookStore
 
 /// Maps each request to a source, stores what the source accepts, and answers in the sender's format.
 ///

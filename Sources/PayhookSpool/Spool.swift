@@ -6,8 +6,9 @@ import Musl
 import Darwin
 #endif
 import Dispatch
-import Logging
+public import Logging
 import PayhookLock
+public import PayhookSpoolFormat
 
 /// A durable, Maildir-like queue directory with a dedupe ledger.
 ///

@@ -1,4 +1,4 @@
-import PayhookStore
+public import PayhookStore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -6,7 +6,9 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Logging
 import PayhookLock
+import PayhookSpoolFormat
 
 /// Bounds on the audit copies the spool keeps in conflicts/.
 ///

@@ -7,6 +7,7 @@ import Darwin
 #endif
 import Logging
 import PayhookLock
+import PayhookSpoolFormat
 import Synchronization
 
 /// What the spool's parts share: the directory, the file-system seam and the helpers every step uses.

@@ -1,5 +1,5 @@
 import Foundation
-import PayhookStore
+public import PayhookStore
 
 /// The spool directory as the receiving side's ``EventStore``: the router stores through this and knows
 /// nothing of folders, fsyncs or the ledger (docs/architecture.md).

@@ -6,7 +6,9 @@ import Musl
 import Darwin
 #endif
 import Dispatch
+import Logging
 import PayhookLock
+import PayhookSpoolFormat
 import Synchronization
 
 /// Group commit for the spool's publication steps (docs/durability.md §5).

@@ -5,6 +5,8 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Logging
+import PayhookSpoolFormat
 
 /// Creating and checking the spool's folders, and its lock.
 enum SpoolLayout {

@@ -1,6 +1,6 @@
 // The spool's on-disk format (layout, ids, the record inspector, the POSIX calls and the file-system seam) is
 // PayhookSpoolFormat's; every client of the writer sees it through this module.
-@_exported import PayhookSpoolFormat
+import PayhookSpoolFormat
 
 /// One record to store: an opaque byte string identified by an id.
 public struct SpoolRecord: Sendable {

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import PayhookSpoolFormat
 
 /// What startup recovery repaired. Empty after a clean shutdown.
 public struct SpoolRecoveryReport: Sendable, Equatable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 import Glibc
-import PayhookCore
+public import PayhookCore
 
 /// Why a file found under an event name is not a valid event there: one sentence starting "it …" or "its …",
 /// e.g. "it is not valid JSON". Quarantine messages read "moved new/x.json to corrupt/x.json: <reason>".

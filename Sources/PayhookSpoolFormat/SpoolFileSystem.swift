@@ -1,4 +1,4 @@
-import CPayhookShim
+public import CPayhookShim
 import Glibc
 
 /// What `lstat(2)` says about a path, as far as the spool's readers and writers need it.

@@ -1,4 +1,4 @@
-import CPayhookShim
+public import CPayhookShim
 import Glibc
 
 /// An `errno` value reported by a file-system call.

@@ -1,8 +1,8 @@
 import Foundation
-import PayhookConfig
-import PayhookCore
+public import PayhookConfig
+public import PayhookCore
 import PayhookUnified
-import PayhookWeChat
+public import PayhookWeChat
 
 /// Builds a correctly signed callback of any supported kind from a config tenant: the engine behind
 /// `payhook sign` and `payhook simulate`. It can also break the callback on purpose.

@@ -1,5 +1,5 @@
 import Foundation
-import PayhookConfig
+public import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookSpoolFormat

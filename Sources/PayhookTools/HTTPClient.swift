@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A small blocking HTTP/1.1 client for `payhook simulate`: one request per connection
 /// (`Connection: close`), the response read to the end. Sends exactly the bytes it is given.

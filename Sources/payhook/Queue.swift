@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import PayhookQueue
+import PayhookSpoolFormat
+import PayhookStore
 
 /// `payhook queue …`: the consumer's tools over the spool (docs/contract.md §5; docs/consumers.md).
 ///

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PayhookQueue
+import PayhookStore
 
 /// `payhook queue take`: claim the oldest waiting event.
 struct QueueTake: ParsableCommand {

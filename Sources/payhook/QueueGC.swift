@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PayhookQueue
+import PayhookStore
 
 /// `payhook queue gc`: retention of the dedupe ledger and clean-up of leftovers.
 struct QueueGC: ParsableCommand {

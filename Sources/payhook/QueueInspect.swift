@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import PayhookQueue
+import PayhookSpoolFormat
+import PayhookStore
 
 /// `payhook queue list`: the events in new/, cur/ and dead/.
 struct QueueList: ParsableCommand {

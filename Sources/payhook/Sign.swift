@@ -1,4 +1,4 @@
-import ArgumentParser
+public import ArgumentParser
 import Dispatch
 import Foundation
 import PayhookConfig

@@ -1,5 +1,7 @@
 import PayhookConfig
 import PayhookCore
+import PayhookUnified
+import PayhookWeChat
 import Testing
 
 @Suite struct ConfigLoaderTests {

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import PayhookCore
+import Testing
 
 // MARK: - Helpers
 

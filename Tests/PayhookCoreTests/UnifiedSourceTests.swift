@@ -1,8 +1,8 @@
+import Foundation
 import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookUnified
-import Foundation
 import Testing
 
 @Suite struct UnifiedSourceTests {

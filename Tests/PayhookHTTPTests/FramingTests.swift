@@ -6,6 +6,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 extension PayhookHTTPSuite {
 @Suite("Request framing and Host")

@@ -7,6 +7,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 extension PayhookHTTPSuite {
 @Suite("Odd input and handler failures")

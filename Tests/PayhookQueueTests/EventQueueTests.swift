@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PayhookQueue
+import PayhookStore
 import Testing
 
 /// The consumer side's storage protocol, `EventQueue`: the same operations mean the same on the spool directory

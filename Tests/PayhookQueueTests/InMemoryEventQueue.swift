@@ -1,6 +1,8 @@
 import Foundation
-import PayhookTestSupport
 import PayhookQueue
+import PayhookSpoolFormat
+import PayhookStore
+import PayhookTestSupport
 import Synchronization
 
 /// A queue held in memory: the test double of `EventQueue`, a second backend that the queue's code must work

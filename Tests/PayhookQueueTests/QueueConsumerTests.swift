@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PayhookQueue
+import PayhookStore
 import PayhookTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookQueue
+import PayhookStore
 import PayhookTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookQueue
+import PayhookStore
 import Testing
 
 /// `gc` and the server's side of retention: conflict copies in conflicts/ pruned by the ledger age, and the

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookQueue
+import PayhookStore
 import Testing
 
 /// Durations and RFC 3339 times as the queue tools read them.

@@ -1,14 +1,16 @@
 import Foundation
+import InMemoryLogging
 import Logging
 import PayhookConfig
 import PayhookCore
 import PayhookCrypto
 import PayhookServer
-import PayhookTools
 import PayhookSpool
+import PayhookSpoolFormat
 import PayhookTestSupport
-import Synchronization
+import PayhookTools
 import PayhookWeChat
+import Synchronization
 import Testing
 
 /// Answers carry one short reason per status: no oracle in what a sender reads back (README, "HTTP answers").

@@ -1,4 +1,6 @@
 import Foundation
+import InMemoryLogging
+import Logging
 import PayhookCore
 import PayhookCrypto
 import PayhookUnified

@@ -1,4 +1,5 @@
 import Foundation
+import PayhookTestSupport
 import Testing
 
 /// schema/event.v1.schema.json describes the files payhook really writes. Checked with Python's

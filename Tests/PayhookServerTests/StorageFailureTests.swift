@@ -1,5 +1,11 @@
 import Foundation
+import InMemoryLogging
+import Logging
+import PayhookConfig
+import PayhookServer
 import PayhookSpool
+import PayhookSpoolFormat
+import PayhookStore
 import Synchronization
 import Testing
 

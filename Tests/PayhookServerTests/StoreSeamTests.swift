@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import PayhookConfig
 import PayhookCore
+import PayhookHTTP
 import PayhookServer
 import PayhookStore
 import PayhookTestSupport

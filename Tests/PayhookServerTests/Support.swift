@@ -3,8 +3,10 @@ import InMemoryLogging
 import Logging
 import PayhookConfig
 import PayhookCore
+import PayhookHTTP
 import PayhookServer
 import PayhookSpool
+import PayhookSpoolFormat
 import PayhookTestSupport
 
 /// Where the fixtures are.

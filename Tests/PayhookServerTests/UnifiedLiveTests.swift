@@ -1,5 +1,9 @@
 import Foundation
+import InMemoryLogging
+import Logging
+import PayhookConfig
 import PayhookCore
+import PayhookHTTP
 import PayhookServer
 import PayhookTestSupport
 import Testing

@@ -1,7 +1,10 @@
 import Foundation
+import InMemoryLogging
+import Logging
 import PayhookCore
 import PayhookServer
 import PayhookTools
+import PayhookWeChat
 import Testing
 
 /// WeChat Pay v2 notifications end to end: real listener on port 0, real spool.

@@ -1,9 +1,11 @@
 import Foundation
 import InMemoryLogging
 import Logging
+import PayhookCore
 import PayhookQueue
 import PayhookSpool
 import PayhookSpoolFormat
+import PayhookStore
 import Testing
 
 /// The writer (the server's spool: its store-time check and its startup recovery) and the consumer side (the

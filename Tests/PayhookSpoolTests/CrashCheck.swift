@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import PayhookSpool
+import PayhookSpoolFormat
 
 /// The ALICE-style checker (docs/durability.md §10.1 and §10.2): given a state a crash left and what had been
 /// acknowledged before it, open a spool on that state (recovery runs), check the invariants, let the sender

@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookSpoolFormat
 import Synchronization
 
 /// An in-memory ``SpoolFileSystem`` that records what the spool does and can produce every on-disk state a

@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookSpoolFormat
 import Testing
 
 /// Pins down the persistence model that ``CrashFS`` claims, so that the power-loss enumeration checks the spool

@@ -1,6 +1,8 @@
 import Dispatch
 import Foundation
+import Logging
 @_spi(Testing) import PayhookSpool
+import PayhookSpoolFormat
 import PayhookTestSupport
 import Testing
 

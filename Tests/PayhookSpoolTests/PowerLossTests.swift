@@ -1,5 +1,6 @@
 import Glibc
 @_spi(Testing) import PayhookSpool
+import PayhookSpoolFormat
 import PayhookTestSupport
 import Testing
 

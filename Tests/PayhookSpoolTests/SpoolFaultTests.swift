@@ -1,5 +1,7 @@
 import Glibc
+import Logging
 import PayhookSpool
+import PayhookSpoolFormat
 import PayhookTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Glibc
 import PayhookSpool
+import PayhookSpoolFormat
 import PayhookTestSupport
 import Testing
 

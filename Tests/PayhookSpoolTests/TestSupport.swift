@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import PayhookSpool
+import PayhookSpoolFormat
 import PayhookTestSupport
 import Synchronization
 import Testing
