@@ -57,58 +57,86 @@ enum QueueCommandRunner {
         var forwardStderr: Bool
     }
 
+    /// Runs the command to its end. What went wrong, including that it could not start, is in the outcome.
     static func run(_ request: Request, stop: QueueStopSignal) -> QueueCommandOutcome {
-        // Opened as the take read it (Posix.openRegular): should the name have been replaced since, the command
-        // gets neither what a symbolic link points to nor a FIFO that would block it.
-        let input: Int32
-        do {
-            switch try Posix.openRegular(request.inputPath, limit: QueueDirectory.maximumFileSize) {
-            case .file(let fd, _):
-                input = fd
-            case .refused(let reason):
-                return QueueCommandOutcome(end: .notStarted("\(request.inputPath): \(reason)"), stderrTail: "")
-            }
+        do throws(NotStarted) {
+            return try startAndWatch(request, stop: stop)
         } catch {
-            return QueueCommandOutcome(
-                end: .notStarted("open \(request.inputPath): \(Posix.describe(error.code))"), stderrTail: "")
+            return QueueCommandOutcome(end: .notStarted(error.why), stderrTail: "")
         }
+    }
+
+    /// Why the command could not be started, in the words of ``QueueCommandOutcome/End/notStarted(_:)``.
+    private struct NotStarted: Error {
+        var why: String
+    }
+
+    /// Opens the input, makes the pipes, spawns the command, then watches it until it exits and reaps it.
+    private static func startAndWatch(
+        _ request: Request, stop: QueueStopSignal
+    ) throws(NotStarted) -> QueueCommandOutcome {
+        let input = try openInput(request.inputPath)
         defer { close(input) }
         // The command reads its stdin as an ordinary blocking file.
         Posix.clearNonBlocking(input)
-        var exitFds: [Int32] = [0, 0]
-        guard payhook_pipe2(&exitFds, O_CLOEXEC | O_NONBLOCK) == 0 else {
-            return QueueCommandOutcome(end: .notStarted("pipe: \(Posix.describe(errno))"), stderrTail: "")
-        }
+        let exitPipe = try makePipe(flags: O_CLOEXEC | O_NONBLOCK)
         defer {
-            close(exitFds[0])
-            close(exitFds[1])
+            close(exitPipe.read)
+            close(exitPipe.write)
         }
-
-        var pid: pid_t = 0
-        var stderrRead: Int32 = -1
-        // pipe2 sets FD_CLOEXEC atomically, so another worker's child spawned meanwhile never inherits an end.
-        let spawnError: String? = { () -> String? in
-            var errFds: [Int32] = [0, 0]
-            guard payhook_pipe2(&errFds, O_CLOEXEC) == 0 else { return "pipe: \(Posix.describe(errno))" }
-            defer { close(errFds[1]) }
-            let code = spawn(request, stdin: input, stderr: errFds[1], pid: &pid)
-            if code != 0 {
-                close(errFds[0])
-                return "\(request.shell): \(Posix.describe(code))"
-            }
-            stderrRead = errFds[0]
-            return nil
-        }()
-        if let spawnError {
-            return QueueCommandOutcome(end: .notStarted(spawnError), stderrTail: "")
-        }
+        let (child, stderrRead) = try spawnCommand(request, stdin: input)
         Posix.setNonBlocking(stderrRead)
+        startExitWaiter(child: child, exitWrite: exitPipe.write)
+        var watch = Watch(request: request, stop: stop, child: child, exitRead: exitPipe.read, stderrRead: stderrRead)
+        watch.untilExit()
+        return watch.finish()
+    }
 
-        // A helper thread blocks in waitid(2) with WNOWAIT: it learns of the exit without reaping, so the pid
-        // stays the child's (a zombie) until this thread reaps it below. Every kill(2) happens before that
-        // reaping, on this thread, and so can never hit a reused pid.
-        let child = pid
-        let exitWrite = exitFds[1]
+    /// The event file, as the command's stdin.
+    private static func openInput(_ path: String) throws(NotStarted) -> Int32 {
+        // Opened as the take read it (Posix.openRegular): should the name have been replaced since, the command
+        // gets neither what a symbolic link points to nor a FIFO that would block it.
+        let opened: SpoolOpenedFile
+        do {
+            opened = try Posix.openRegular(path, limit: QueueDirectory.maximumFileSize)
+        } catch {
+            throw NotStarted(why: "open \(path): \(Posix.describe(error.code))")
+        }
+        switch opened {
+        case .file(let fd, _): return fd
+        case .refused(let reason): throw NotStarted(why: "\(path): \(reason)")
+        }
+    }
+
+    /// pipe2(2) with `flags`. Should it fail, that is why the command could not start.
+    private static func makePipe(flags: Int32) throws(NotStarted) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [0, 0]
+        guard payhook_pipe2(&fds, flags) == 0 else { throw NotStarted(why: "pipe: \(Posix.describe(errno))") }
+        return (fds[0], fds[1])
+    }
+
+    /// Spawns the command with its stderr into a new pipe; returns the child and the pipe's read end, which the
+    /// caller closes. The write end is the child's alone once this returns.
+    private static func spawnCommand(
+        _ request: Request, stdin input: Int32
+    ) throws(NotStarted) -> (child: pid_t, stderrRead: Int32) {
+        // pipe2 sets FD_CLOEXEC atomically, so another worker's child spawned meanwhile never inherits an end.
+        let errFds = try makePipe(flags: O_CLOEXEC)
+        defer { close(errFds.write) }
+        var pid: pid_t = 0
+        let code = spawn(request, stdin: input, stderr: errFds.write, pid: &pid)
+        if code != 0 {
+            close(errFds.read)
+            throw NotStarted(why: "\(request.shell): \(Posix.describe(code))")
+        }
+        return (pid, errFds.read)
+    }
+
+    /// A helper thread blocks in waitid(2) with WNOWAIT: it learns of the exit without reaping, so the pid stays
+    /// the child's (a zombie) until the thread that runs the command reaps it (``Watch/finish()``). Every kill(2)
+    /// happens before that reaping, on that thread, and so can never hit a reused pid. The thread tells of the
+    /// exit by writing a byte to `exitWrite`.
+    private static func startExitWaiter(child: pid_t, exitWrite: Int32) {
         let waiter = Thread {
             var info = siginfo_t()
             while waitid(P_PID, id_t(child), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
@@ -116,7 +144,36 @@ enum QueueCommandRunner {
             _ = write(exitWrite, &one, 1)
         }
         waiter.start()
+    }
 
+    /// waitpid(2) for the child, which has exited: this is what frees its pid.
+    private static func reap(_ child: pid_t) -> QueueCommandOutcome.End {
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        // wait(2)'s macros, through CPayhookShim.
+        if payhook_wifexited(status) != 0 { return .exited(payhook_wexitstatus(status)) }
+        return .signaled(payhook_wtermsig(status))
+    }
+
+    /// write(2) of all of `bytes` to `fd`, giving up at the first write that fails or writes nothing.
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(fd, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
+            if written <= 0 { break }
+            offset += written
+        }
+    }
+
+    /// A spawned command until it exits: one poll(2) loop over the exit pipe, the command's stderr and the two
+    /// levels of the stop signal, and the deadlines at which it gets SIGTERM and then SIGKILL.
+    private struct Watch {
+        let request: Request
+        let stop: QueueStopSignal
+        let child: pid_t
+        let exitRead: Int32
+        let stderrRead: Int32
+        let commandDeadline: Date?
         var outcome = QueueCommandOutcome(end: .exited(0), stderrTail: "")
         var tail: [UInt8] = []
         var stderrOpen = true
@@ -124,37 +181,114 @@ enum QueueCommandRunner {
         var hurrySeen = false
         var termSent = false
         var killSent = false
-        let commandDeadline = request.timeout.map { Date().addingTimeInterval($0) }
         var graceDeadline: Date?
         var killDeadline: Date?
 
-        func collect() {
+        init(request: Request, stop: QueueStopSignal, child: pid_t, exitRead: Int32, stderrRead: Int32) {
+            self.request = request
+            self.stop = stop
+            self.child = child
+            self.exitRead = exitRead
+            self.stderrRead = stderrRead
+            commandDeadline = request.timeout.map { Date().addingTimeInterval($0) }
+        }
+
+        /// Returns once the exit pipe is readable: the command has exited, and is not reaped yet.
+        mutating func untilExit() {
+            while true {
+                var fds = pollSet()
+                _ = Posix.poll(&fds, timeout: Posix.milliseconds(nextDeadline()?.timeIntervalSinceNow))
+                if stderrOpen { collectStderr() }
+                if fds[0].revents != 0 { return }
+                if !stopSeen, stop.isTriggered { stopTriggered() }
+                if !hurrySeen, stop.isHurried { hurryTriggered() }
+                signalIfDue(now: Date())
+            }
+        }
+
+        /// The exit pipe first (its revents end the loop), then what is still worth waking for.
+        func pollSet() -> [pollfd] {
+            var fds = [pollfd(fd: exitRead, events: Int16(POLLIN), revents: 0)]
+            if stderrOpen { fds.append(pollfd(fd: stderrRead, events: Int16(POLLIN), revents: 0)) }
+            if !stopSeen { fds.append(pollfd(fd: stop.stopDescriptor, events: Int16(POLLIN), revents: 0)) }
+            if !hurrySeen { fds.append(pollfd(fd: stop.hurryDescriptor, events: Int16(POLLIN), revents: 0)) }
+            return fds
+        }
+
+        /// The nearest deadline still to act on: before SIGTERM the timeout and the grace, after it the SIGKILL.
+        func nextDeadline() -> Date? {
+            var next: Date?
+            for deadline in termSent ? [killSent ? nil : killDeadline] : [commandDeadline, graceDeadline] {
+                if let deadline { next = min(next ?? deadline, deadline) }
+            }
+            return next
+        }
+
+        /// Reads what the command wrote to stderr, until the pipe has no more for now or reaches end-of-file.
+        mutating func collectStderr() {
             var buffer = [UInt8](repeating: 0, count: 4096)
             while stderrOpen {
                 let count = buffer.withUnsafeMutableBytes { read(stderrRead, $0.baseAddress, $0.count) }
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                if count < 0 && errno == EINTR { continue }
+                if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+                if count <= 0 {
                     stderrOpen = false
                     return
                 }
-                if count == 0 {
-                    stderrOpen = false
-                    return
-                }
-                if request.forwardStderr {
-                    buffer.withUnsafeBytes { chunk in
-                        var offset = 0
-                        while offset < count {
-                            let written = write(2, chunk.baseAddress.map { $0 + offset }, count - offset)
-                            if written <= 0 { break }
-                            offset += written
-                        }
-                    }
-                }
-                tail.append(contentsOf: buffer[0..<count])
-                if tail.count > 2 * request.tailLimit { tail.removeFirst(tail.count - request.tailLimit) }
+                stderrWritten(buffer[0..<count])
             }
+        }
+
+        /// One read of the command's stderr: passed through to ours when asked, and kept for the tail, trimmed
+        /// only once it holds twice the limit so that the bytes are moved down rarely.
+        mutating func stderrWritten(_ chunk: ArraySlice<UInt8>) {
+            if request.forwardStderr { chunk.withUnsafeBytes { writeAll(2, $0) } }
+            tail.append(contentsOf: chunk)
+            if tail.count > 2 * request.tailLimit { tail.removeFirst(tail.count - request.tailLimit) }
+        }
+
+        /// The worker is stopping: the command has the grace period from now.
+        mutating func stopTriggered() {
+            stopSeen = true
+            graceDeadline = Date().addingTimeInterval(request.grace)
+        }
+
+        /// The worker is told to stop now: the grace period is over.
+        mutating func hurryTriggered() {
+            hurrySeen = true
+            graceDeadline = Date()
+        }
+
+        /// SIGTERM when the timeout or the grace runs out (the timeout first), SIGKILL when the time after
+        /// SIGTERM does.
+        mutating func signalIfDue(now: Date) {
+            if !termSent, let commandDeadline, now >= commandDeadline {
+                timeoutReached(now: now)
+            } else if !termSent, let graceDeadline, now >= graceDeadline {
+                graceRanOut(now: now)
+            } else if termSent, !killSent, let killDeadline, now >= killDeadline {
+                killDeadlineReached()
+            }
+        }
+
+        mutating func timeoutReached(now: Date) {
+            signalGroup(SIGTERM)
+            termSent = true
+            outcome.timedOut = true
+            killDeadline = now.addingTimeInterval(killAfter)
+        }
+
+        mutating func graceRanOut(now: Date) {
+            signalGroup(SIGTERM)
+            termSent = true
+            outcome.interrupted = true
+            // Hurried, the worker waits for no command: SIGKILL follows a second later rather than `killAfter`.
+            killDeadline = now.addingTimeInterval(hurrySeen ? 1 : killAfter)
+        }
+
+        mutating func killDeadlineReached() {
+            signalGroup(SIGKILL)
+            killSent = true
         }
 
         func signalGroup(_ signal: Int32) {
@@ -163,57 +297,17 @@ enum QueueCommandRunner {
             _ = kill(-child, signal)
         }
 
-        while true {
-            var fds = [pollfd(fd: exitFds[0], events: Int16(POLLIN), revents: 0)]
-            if stderrOpen { fds.append(pollfd(fd: stderrRead, events: Int16(POLLIN), revents: 0)) }
-            if !stopSeen { fds.append(pollfd(fd: stop.stopDescriptor, events: Int16(POLLIN), revents: 0)) }
-            if !hurrySeen { fds.append(pollfd(fd: stop.hurryDescriptor, events: Int16(POLLIN), revents: 0)) }
-            var next: Date?
-            for deadline in termSent ? [killSent ? nil : killDeadline] : [commandDeadline, graceDeadline] {
-                if let deadline { next = min(next ?? deadline, deadline) }
-            }
-            _ = Posix.poll(&fds, timeout: Posix.milliseconds(next?.timeIntervalSinceNow))
-            if stderrOpen { collect() }
-            if fds[0].revents != 0 { break }
-            if !stopSeen, stop.isTriggered {
-                stopSeen = true
-                graceDeadline = Date().addingTimeInterval(request.grace)
-            }
-            if !hurrySeen, stop.isHurried {
-                hurrySeen = true
-                graceDeadline = Date()
-            }
-            let now = Date()
-            if !termSent, let commandDeadline, now >= commandDeadline {
-                signalGroup(SIGTERM)
-                termSent = true
-                outcome.timedOut = true
-                killDeadline = now.addingTimeInterval(killAfter)
-            } else if !termSent, let graceDeadline, now >= graceDeadline {
-                signalGroup(SIGTERM)
-                termSent = true
-                outcome.interrupted = true
-                killDeadline = now.addingTimeInterval(hurrySeen ? 1 : killAfter)
-            } else if termSent, !killSent, let killDeadline, now >= killDeadline {
-                signalGroup(SIGKILL)
-                killSent = true
-            }
+        /// After the exit: the rest of stderr, then the reaping (after every kill), then the outcome.
+        mutating func finish() -> QueueCommandOutcome {
+            // The command has exited. What it wrote before is in the pipe; a background process it left behind may
+            // still hold the pipe open, so read what is there and do not wait for end-of-file.
+            collectStderr()
+            close(stderrRead)
+            outcome.end = reap(child)
+            if tail.count > request.tailLimit { tail.removeFirst(tail.count - request.tailLimit) }
+            outcome.stderrTail = String(decoding: tail, as: UTF8.self)
+            return outcome
         }
-        // The command has exited. What it wrote before is in the pipe; a background process it left behind may
-        // still hold the pipe open, so read what is there and do not wait for end-of-file.
-        collect()
-        close(stderrRead)
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        // wait(2)'s macros, through CPayhookShim.
-        if payhook_wifexited(status) != 0 {
-            outcome.end = .exited(payhook_wexitstatus(status))
-        } else {
-            outcome.end = .signaled(payhook_wtermsig(status))
-        }
-        if tail.count > request.tailLimit { tail.removeFirst(tail.count - request.tailLimit) }
-        outcome.stderrTail = String(decoding: tail, as: UTF8.self)
-        return outcome
     }
 
     /// posix_spawn(3) of `shell -c command`: stdin from the event file, stderr into the pipe, signal mask
