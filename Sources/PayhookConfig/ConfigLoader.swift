@@ -235,6 +235,21 @@ public struct ConfigLoader: Sendable {
         return secrets
     }
 
+    /// What every provider's table checks first: no key it does not know, and a `path` that is a valid route.
+    /// Returns the path (nil when missing) and the issue count before the table's own checks, by which the
+    /// caller tells whether the rest of the table was valid.
+    func checkKeysAndPath(
+        _ table: TOMLTable, known: Set<String>, kind: String, _ c: inout Context
+    ) -> (path: String?, before: Int) {
+        for entry in table.entries where !known.contains(entry.key) {
+            c.error(entry.keyLine, "unknown key '\(entry.key)' in \(kind)")
+        }
+        let before = c.issues.count
+        let path = requiredString(table, "path", kind, &c)
+        if let path, let node = table["path"] { checkPath(path, line: node.line, &c) }
+        return (path, before)
+    }
+
     func checkPath(_ path: String, line: Int, _ c: inout Context) {
         guard path.hasPrefix("/") else {
             c.error(line, "path '\(path)' must start with /")

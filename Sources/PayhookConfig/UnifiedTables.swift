@@ -16,12 +16,7 @@ extension TenantTables {
 extension ConfigLoader {
     func unifiedTenant(_ table: TOMLTable, _ c: inout Context) -> UnifiedTenant? {
         let known: Set<String> = ["path", "domain_code", "secret", "secret_file", "secret_env", "sign_scheme", "request_key_pattern"]
-        for entry in table.entries where !known.contains(entry.key) {
-            c.error(entry.keyLine, "unknown key '\(entry.key)' in [[unified]]")
-        }
-        let before = c.issues.count
-        let path = requiredString(table, "path", "[[unified]]", &c)
-        if let path, let node = table["path"] { checkPath(path, line: node.line, &c) }
+        let (path, before) = checkKeysAndPath(table, known: known, kind: "[[unified]]", &c)
         let domainCode = requiredString(table, "domain_code", "[[unified]]", &c)
         var scheme = UnifiedSignScheme.valuesSHA1
         if let node = table["sign_scheme"], let value = string(node, "sign_scheme", &c) {

@@ -16,12 +16,7 @@ extension TenantTables {
 extension ConfigLoader {
     func wechatTenant(_ table: TOMLTable, _ c: inout Context) -> WeChatTenant? {
         let known: Set<String> = ["path", "mch_id", "appid", "api_key", "api_key_file", "api_key_env", "sign_types"]
-        for entry in table.entries where !known.contains(entry.key) {
-            c.error(entry.keyLine, "unknown key '\(entry.key)' in [[wechat]]")
-        }
-        let before = c.issues.count
-        let path = requiredString(table, "path", "[[wechat]]", &c)
-        if let path, let node = table["path"] { checkPath(path, line: node.line, &c) }
+        let (path, before) = checkKeysAndPath(table, known: known, kind: "[[wechat]]", &c)
         let mchID = requiredString(table, "mch_id", "[[wechat]]", &c)
         var appID: String?
         if let node = table["appid"], let value = string(node, "appid", &c) {
