@@ -1,5 +1,5 @@
-public import CPayhookShim
-import Glibc
+import CPayhookShim
+public import Glibc
 
 /// What `lstat(2)` says about a path, as far as the spool's readers and writers need it.
 public struct SpoolFileStatus: Sendable, Equatable {

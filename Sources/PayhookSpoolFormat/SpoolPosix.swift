@@ -1,5 +1,5 @@
-public import CPayhookShim
-import Glibc
+import CPayhookShim
+public import Glibc
 
 /// An `errno` value reported by a file-system call.
 ///
