@@ -6,8 +6,6 @@ let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let inMemoryLogging: Target.Dependency = .product(name: "InMemoryLogging", package: "swift-log")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
-// Not imported: named so that the swift-metrics version below is the floor for what the registry builds on.
-let coreMetrics: Target.Dependency = .product(name: "CoreMetrics", package: "swift-metrics")
 
 /// Every target states what it uses: a file imports each module whose members it uses, a module re-exports only
 /// what its public API shows (`public import`), and protocol types are spelled `any`.
@@ -26,8 +24,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        // /metrics: swift-prometheus's collector registry, which builds on swift-metrics' CoreMetrics.
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // /metrics: swift-prometheus's collector registry (it brings swift-metrics, which it builds on).
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -63,7 +60,7 @@ let package = Package(
         // what a valid event file is, quarantine into corrupt/, and the POSIX calls both make.
         .target(name: "PayhookSpoolFormat", dependencies: ["CPayhookShim", "PayhookCore"]),
         // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
-        .target(name: "PayhookSpool", dependencies: ["CPayhookShim", "PayhookLock", "PayhookSpoolFormat", "PayhookStore", logging]),
+        .target(name: "PayhookSpool", dependencies: ["PayhookLock", "PayhookSpoolFormat", "PayhookStore", logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
@@ -78,28 +75,29 @@ let package = Package(
         // Serving only: wires config, sources, store and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", logging, prometheus, coreMetrics]
+            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookSpoolFormat", logging, prometheus]
         ),
         .executableTarget(
             name: "payhook",
-            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookQueue", "PayhookWeChat", argumentParser, logging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookWeChat", argumentParser, logging]
         ),
 
         // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting, and the
         // parent of the suites that run one at a time (MeasuringSuites).
         .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat"]),
-        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookStore", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookTestSupport", logging]),
         // The format's own tests, and the writer and the queue judging the same files alike.
         .testTarget(
             name: "PayhookSpoolFormatTests",
-            dependencies: ["PayhookSpoolFormat", "PayhookCore", "PayhookSpool", "PayhookQueue", "PayhookTestSupport", logging, inMemoryLogging]
+            dependencies: ["PayhookSpoolFormat", "PayhookCore", "PayhookSpool", "PayhookStore", "PayhookQueue", "PayhookTestSupport", logging, inMemoryLogging]
         ),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", "PayhookTestSupport", logging]),
-        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", "PayhookSpoolFormat", "PayhookTestSupport", logging]),
+        // "payhook" is not imported: it is here so that `swift test` builds the binary the process tests run.
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "PayhookSpoolFormat", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -264,7 +264,7 @@ struct HealthTruthTests {
     @Test(arguments: ["new", "ids"])
     func startRefusesAFolderItCannotWrite(folder: String) throws {
         let disk = UnwritableFolders()
-        disk.blocked.withLock { $0.insert(folder) }
+        _ = disk.blocked.withLock { $0.insert(folder) }
         // The spool is created first, so its folders exist and only writing into them fails.
         let dir = try TemporaryDirectory()
         do {
@@ -284,7 +284,7 @@ struct HealthTruthTests {
         let live = try LiveServer(fileSystem: disk)
         defer { live.stop() }
         #expect(try live.get("/healthz").status == 200)
-        disk.blocked.withLock { $0.insert(folder) }
+        _ = disk.blocked.withLock { $0.insert(folder) }
         let query = try Paths.fixture("unified/success.query")
         #expect(try live.get("/notify/unified?" + query).status == 503)
         #expect(try live.get("/healthz").status == 503)
