@@ -1,5 +1,6 @@
 import PayhookCore
 import PayhookCrypto
+import PayhookTestSupport
 import Testing
 
 /// Known answers: FIPS 180 examples for SHA-1/SHA-256, RFC 1321 for MD5, RFC 4231 for HMAC-SHA256.

@@ -1,5 +1,6 @@
 import Foundation
 import PayhookCore
+import PayhookTestSupport
 import Testing
 
 @Suite struct EventTests {

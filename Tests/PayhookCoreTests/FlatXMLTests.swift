@@ -1,4 +1,5 @@
 import PayhookCore
+import PayhookTestSupport
 import Testing
 
 // Fixtures copied byte-exact from docs/protocols.md: §4.6 V2-2 (payment notification, 1064 bytes) and

@@ -1,4 +1,5 @@
 @testable import PayhookCore
+import PayhookTestSupport
 import Testing
 
 @Suite struct FormQueryTests {

@@ -1,3 +1,4 @@
+import PayhookTestSupport
 import Testing
 
 @testable import PayhookTOML
