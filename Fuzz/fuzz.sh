@@ -16,7 +16,7 @@ ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
-ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor)
+ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file)
 SECONDS_PER_TARGET=60
 BUILD_ONLY=0
 KEEP_CORPUS=0
@@ -48,6 +48,7 @@ target_source() {
     case "$1" in
         query-decoder) echo QueryDecoder ;; unified-verifier) echo UnifiedVerifier ;;
         wechat-xml) echo WeChatXML ;; refund-decryptor) echo RefundDecryptor ;;
+        event-file) echo EventFile ;;
     esac
 }
 target_modules() {
@@ -55,6 +56,7 @@ target_modules() {
         query-decoder) echo PayhookCore ;;
         unified-verifier) echo PayhookUnified PayhookCrypto PayhookCore ;;
         wechat-xml|refund-decryptor) echo PayhookWeChat PayhookCrypto PayhookCore ;;
+        event-file) echo PayhookSpoolFormat PayhookCore CPayhookShim ;;
     esac
 }
 # Longest input libFuzzer may generate. Real queries are about 300 bytes, so 1 KiB leaves room for
@@ -63,6 +65,7 @@ target_modules() {
 target_max_len() {
     case "$1" in
         query-decoder|unified-verifier) echo 1024 ;;
+        event-file) echo 8192 ;;
         *) echo 4096 ;;
     esac
 }
@@ -70,6 +73,7 @@ target_dictionary() {
     case "$1" in
         query-decoder|unified-verifier) echo "$ROOT/Fuzz/Dictionaries/query.dict" ;;
         wechat-xml|refund-decryptor) echo "$ROOT/Fuzz/Dictionaries/xml.dict" ;;
+        event-file) echo "$ROOT/Fuzz/Dictionaries/json.dict" ;;
     esac
 }
 
@@ -84,7 +88,7 @@ target_dictionary() {
 
 SWIFT_FLAGS=(-swift-version 6 -O -g -sanitize=fuzzer,address -parse-as-library -use-ld=lld)
 # The system-library module map for OpenSSL, and wherever pkg-config says libcrypto lives.
-CRYPTO_INCLUDES=(-I "$ROOT/Sources/COpenSSL")
+CRYPTO_INCLUDES=(-I "$ROOT/Sources/COpenSSL" -I "$ROOT/Sources/CPayhookShim/include")
 read -r -a CRYPTO_CFLAGS <<<"$(pkg-config --cflags-only-I libcrypto 2>/dev/null || true)"
 read -r -a CRYPTO_LIBS <<<"$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)"
 for flag in "${CRYPTO_CFLAGS[@]}"; do [ -n "$flag" ] && CRYPTO_INCLUDES+=(-Xcc "$flag"); done
@@ -93,6 +97,7 @@ module_deps() {
     case "$1" in
         PayhookCore|PayhookCrypto) ;;
         PayhookUnified|PayhookWeChat) echo PayhookCore PayhookCrypto ;;
+        PayhookSpoolFormat) echo PayhookCore CPayhookShim ;;
     esac
 }
 
@@ -101,6 +106,17 @@ stale() {
     local out=$1; shift
     [ -e "$out" ] || return 0
     [ -n "$(find "$@" "$ROOT/Fuzz/fuzz.sh" -newer "$out" -print -quit 2>/dev/null)" ]
+}
+
+# The C shim (Sources/CPayhookShim): compiled with clang, uninstrumented, into a static library; its module map
+# is found through the include folder.
+build_shim() {
+    local lib=$OUT/lib/libCPayhookShim.a
+    stale "$lib" "$ROOT/Sources/CPayhookShim" || return 0
+    echo "fuzz.sh: compiling CPayhookShim"
+    "${CLANG:-clang}" -O1 -c "$ROOT/Sources/CPayhookShim/shim.c" -I "$ROOT/Sources/CPayhookShim/include" -o "$OUT/lib/shim.o"
+    rm -f "$lib"
+    ar rcs "$lib" "$OUT/lib/shim.o"
 }
 
 build_module() {
@@ -156,12 +172,14 @@ has_module() { case " ${needed_modules[*]} " in *" $1 "*) return 0 ;; *) return 
 
 mkdir -p "$OUT/lib" "$OUT/modules" "$OUT/bin" "$OUT/logs" "$OUT/artifacts"
 build_started=$(date +%s)
-# Layer by layer: Core and Crypto depend on nothing, Unified and WeChat on both, targets on modules.
+# Layer by layer: the C shim, Core and Crypto depend on nothing; Unified and WeChat on Core and Crypto, the spool
+# format on Core and the shim; targets on modules.
 layer=()
+has_module CPayhookShim && layer+=("build_shim")
 for m in PayhookCore PayhookCrypto; do has_module "$m" && layer+=("build_module $m"); done
 in_parallel "${layer[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 layer=()
-for m in PayhookUnified PayhookWeChat; do has_module "$m" && layer+=("build_module $m"); done
+for m in PayhookUnified PayhookWeChat PayhookSpoolFormat; do has_module "$m" && layer+=("build_module $m"); done
 [ ${#layer[@]} -eq 0 ] || in_parallel "${layer[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 layer=()
 for t in "${TARGETS[@]}"; do layer+=("build_target $t"); done
@@ -200,6 +218,9 @@ seed_corpus() {
             done
             # The structured half reads an input as fields: notifications and decrypted documents.
             for f in "$ROOT"/Fixtures/wechat/*.xml "$ROOT"/Fuzz/Seeds/refund/*; do cp "$f" "$dir/"; done ;;
+        event-file)
+            # Event files as payhook serve wrote them, one per source.
+            for f in "$ROOT"/Fuzz/Seeds/event/*; do cp "$f" "$dir/"; done ;;
     esac
 }
 
