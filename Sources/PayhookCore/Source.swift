@@ -5,20 +5,41 @@ public struct CallbackRequest: Sendable {
     public var target: String
     /// The raw text after the first `?`, nil when there is none.
     public var query: String?
+    /// Header fields in arrival order, names as sent. Sources that sign headers (WeChat Pay v3's
+    /// `Wechatpay-*`) read them through ``headerValues(_:)``.
+    public var headers: [(name: String, value: String)]
     public var body: [UInt8]
     public var remoteAddress: String
     public var receivedAtMilliseconds: Int64
 
     public init(
-        method: String, target: String, query: String?, body: [UInt8], remoteAddress: String,
-        receivedAtMilliseconds: Int64
+        method: String, target: String, query: String?, headers: [(name: String, value: String)] = [],
+        body: [UInt8], remoteAddress: String, receivedAtMilliseconds: Int64
     ) {
         self.method = method
         self.target = target
         self.query = query
+        self.headers = headers
         self.body = body
         self.remoteAddress = remoteAddress
         self.receivedAtMilliseconds = receivedAtMilliseconds
+    }
+
+    /// Every value of the header `name`, in arrival order. Names compare ASCII case-insensitively (RFC 9110
+    /// §5.1); a source decides what a repeated header means (a signed one repeated is a refusal, since which
+    /// copy was signed cannot be known).
+    public func headerValues(_ name: String) -> [String] {
+        let wanted = Array(name.utf8)
+        return headers.compactMap { field in
+            let got = Array(field.name.utf8)
+            guard got.count == wanted.count else { return nil }
+            for (a, b) in zip(got, wanted) where Self.lowercased(a) != Self.lowercased(b) { return nil }
+            return field.value
+        }
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        (0x41...0x5A).contains(byte) ? byte | 0x20 : byte
     }
 }
 

@@ -88,7 +88,7 @@ public final class Router: HTTPHandler {
         guard let source = sources[head.path] else { return Self.plain(404, "not found\n") }
         let started = ContinuousClock.now
         let callback = CallbackRequest(
-            method: head.method, target: head.target, query: head.query, body: request.body,
+            method: head.method, target: head.target, query: head.query, headers: head.headers, body: request.body,
             remoteAddress: head.remoteAddress,
             receivedAtMilliseconds: Int64((head.receivedAt.timeIntervalSince1970 * 1000).rounded(.down)))
         // The verdict carries its own labels (`Verdict` in Sources/PayhookCore/Source.swift): the request is
