@@ -16,9 +16,10 @@ deps:
 	fi
 
 # Test tooling only, never a runtime dependency: Python's jsonschema checks real event files against the
-# schema, and wechatpy is an independent WeChat Pay implementation the tests cross-check against.
+# schema, wechatpy is an independent WeChat Pay implementation the tests cross-check against, and
+# cryptography an independent RSA and AES-GCM the WeChat Pay v3 primitives are checked against.
 test-deps: deps
-	@python3 -c 'import jsonschema, wechatpy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check jsonschema wechatpy
+	@python3 -c 'import jsonschema, wechatpy, cryptography' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check jsonschema wechatpy cryptography
 
 build: deps
 	$(SWIFT) build

@@ -1,6 +1,7 @@
 internal import COpenSSL
 
-/// AES-256-ECB, the cipher of WeChat Pay v2 refund notifications' `req_info` (docs/protocols.md §5).
+/// AES: ECB for WeChat Pay v2 refund notifications' `req_info` (docs/protocols.md §5), GCM for WeChat Pay
+/// v3 resources (CipherGCM.swift, docs/protocols.md §7).
 ///
 /// ECB has no integrity of its own; callers must parse the plaintext strictly and treat a successful
 /// decryption only as "made with this key".

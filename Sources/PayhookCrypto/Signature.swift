@@ -1,0 +1,77 @@
+internal import COpenSSL
+
+/// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2), what WeChat Pay v3 calls `SHA256withRSA`
+/// (docs/protocols.md §7).
+public enum Signature {
+    /// Whether `signature` is `key`'s RSASSA-PKCS1-v1_5 SHA-256 signature of exactly `message`.
+    ///
+    /// false, never a crash, for every failure alike: a key that is not RSA (an EC key must not quietly
+    /// verify ECDSA here), a signature whose length is not the key's modulus length (checked before OpenSSL
+    /// sees it), a bad signature, or OpenSSL failing to allocate. The caller learns only yes or no.
+    public static func verifyRSASHA256(key: RSAPublicKey, message: some Collection<UInt8>, signature: some Collection<UInt8>)
+        -> Bool
+    {
+        guard key.isRSA, key.signatureLength > 0, signature.count == key.signatureLength else { return false }
+        let message = Array(message)
+        let signature = Array(signature)
+        guard message.count < Int(Int32.max) else { return false }
+        defer { ERR_clear_error() }
+        guard let context = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(context) }
+        var keyContext: OpaquePointer?
+        guard EVP_DigestVerifyInit(context, &keyContext, EVP_sha256(), nil, key.pkey) == 1, let keyContext,
+            EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PADDING) == 1
+        else { return false }
+        // An empty Swift array may have no storage; OpenSSL is given a valid pointer and a length of 0.
+        let result = withBytes(message) { messagePointer, messageLength in
+            signature.withUnsafeBufferPointer { signatureBuffer in
+                EVP_DigestVerify(context, signatureBuffer.baseAddress, signatureBuffer.count, messagePointer, messageLength)
+            }
+        }
+        return result == 1
+    }
+
+    /// Signs `message` with an RSA private key in PEM, PKCS#8 ("-----BEGIN PRIVATE KEY-----") or PKCS#1
+    /// ("-----BEGIN RSA PRIVATE KEY-----"): what WeChat Pay does, for payhook's own signer and simulator and
+    /// for tests. nil when the PEM does not hold an unencrypted RSA private key (an encrypted one is refused,
+    /// never prompted for) or OpenSSL fails.
+    public static func signRSASHA256(privateKeyPEM: [UInt8], message: some Collection<UInt8>) -> [UInt8]? {
+        let message = Array(message)
+        guard message.count < Int(Int32.max) else { return nil }
+        guard let key = PEM.withBIO(privateKeyPEM, { bio in PEM_read_bio_PrivateKey(bio, nil, refusePassphrase, nil) })
+        else { return nil }
+        defer {
+            EVP_PKEY_free(key)
+            ERR_clear_error()
+        }
+        guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else { return nil }
+        let length = Int(EVP_PKEY_get_size(key))
+        guard length > 0, let context = EVP_MD_CTX_new() else { return nil }
+        defer { EVP_MD_CTX_free(context) }
+        var keyContext: OpaquePointer?
+        guard EVP_DigestSignInit(context, &keyContext, EVP_sha256(), nil, key) == 1, let keyContext,
+            EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PADDING) == 1
+        else { return nil }
+        var signature = [UInt8](repeating: 0, count: length)
+        var written = length
+        let ok = withBytes(message) { messagePointer, messageLength in
+            signature.withUnsafeMutableBufferPointer { out in
+                EVP_DigestSign(context, out.baseAddress, &written, messagePointer, messageLength)
+            }
+        }
+        guard ok == 1, written == length else { return nil }
+        return signature
+    }
+
+    public static func signRSASHA256(privateKeyPEM: String, message: some Collection<UInt8>) -> [UInt8]? {
+        signRSASHA256(privateKeyPEM: Array(privateKeyPEM.utf8), message: message)
+    }
+
+    private static func withBytes<T>(_ bytes: [UInt8], _ body: (UnsafePointer<UInt8>, Int) -> T) -> T {
+        var empty: UInt8 = 0
+        return bytes.withUnsafeBufferPointer { buffer in
+            if let base = buffer.baseAddress { return body(base, buffer.count) }
+            return withUnsafePointer(to: &empty) { body($0, 0) }
+        }
+    }
+}
