@@ -47,7 +47,12 @@ struct StopStormTests {
                     var refused = 0
                     var broken: [Int] = []
                     while !stop.isRaised {
-                        guard let client = try? RawClient(port: port) else { continue }
+                        // A refused connect returns at once: without a pause, twelve threads retrying it would
+                        // spin on the two cores and starve the server whose drain is being timed.
+                        guard let client = try? RawClient(port: port) else {
+                            usleep(1_000)
+                            continue
+                        }
                         guard client.send("GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") else { continue }
                         if let response = client.readResponse(timeout: .seconds(3)) {
                             switch (response.status, response.header("X-Refusal")) {
