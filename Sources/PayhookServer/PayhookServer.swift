@@ -94,7 +94,7 @@ public final class PayhookServer: Sendable {
         }
         let store = self.store
         metrics.gauge("payhook_spool_files", help: "Files in the spool's folders: new (waiting), cur (taken), dead letters, conflicts, corrupt.") {
-            (store.counts().files ?? [:]).sorted { $0.key < $1.key }.map { ([("folder", $0.key)], Double($0.value)) }
+            (store.fileCounts() ?? [:]).sorted { $0.key < $1.key }.map { ([("folder", $0.key)], Double($0.value)) }
         }
         metrics.gauge("payhook_spool_healthy", help: "1 while the spool accepts events; 0 after a failed directory fsync (restart needed).") {
             [([], store.unhealthyReason == nil ? 1 : 0)]

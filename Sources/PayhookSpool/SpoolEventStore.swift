@@ -37,9 +37,7 @@ public struct SpoolEventStore: EventStore {
     }
 
     public func counts() -> StoreCounts {
-        StoreCounts(
-            healthy: spool.isHealthy, failures: spool.failureCounts, conflicts: spool.conflictCounts,
-            batchSizes: spool.batchSizeHistogram, files: folderCounts())
+        StoreCounts(failures: spool.failureCounts, conflicts: spool.conflictCounts, batchSizes: spool.batchSizeHistogram)
     }
 
     public func recordRetention(seconds: Int) throws(StoreError) {
@@ -56,7 +54,7 @@ public struct SpoolEventStore: EventStore {
 
     /// Files per folder a consumer or an operator looks at; dot names (in-progress and internal files) are not
     /// events. A folder that cannot be listed is left out.
-    func folderCounts() -> [String: Int] {
+    public func fileCounts() -> [String: Int]? {
         var counts: [String: Int] = [:]
         for folder in ["new", "cur", "dead", "conflicts", "corrupt"] {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool.directory + "/" + folder) else {

@@ -20,8 +20,13 @@ public protocol EventStore: Sendable {
     /// turned unhealthy stops, so that a restart re-checks what is durable.
     var unhealthyReason: String? { get }
 
-    /// Counts for `/metrics`, read at each scrape.
+    /// Counters for `/metrics`, read at each scrape; cheap, from memory.
     func counts() -> StoreCounts
+
+    /// Events waiting, taken, dead-lettered, kept as conflicts or quarantined, by folder name
+    /// (`payhook_spool_files`), or nil when they cannot be counted. Apart from ``counts()`` because counting may
+    /// read the disk: the one gauge that needs it asks for it once per scrape.
+    func fileCounts() -> [String: Int]?
 
     /// Tells the consumer side (its gc) the shortest time a dedupe entry must be kept.
     func recordRetention(seconds: Int) throws(StoreError)
@@ -75,26 +80,16 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// A store's counters, as `/metrics` exports them. Every map is keyed by the label value.
 public struct StoreCounts: Sendable, Equatable {
-    /// 1 while the store accepts events.
-    public var healthy: Bool
     /// Failed operations since start, by kind (`payhook_spool_failures`).
     public var failures: [String: Int]
     /// Conflicting events since start, by ``ConflictDisposition`` raw value.
     public var conflicts: [String: Int]
     /// Events published together per commit: batch size → number of batches.
     public var batchSizes: [Int: Int]
-    /// Events waiting, taken, dead-lettered, kept as conflicts or quarantined, by folder name
-    /// (`payhook_spool_files`); nil when they could not be counted.
-    public var files: [String: Int]?
 
-    public init(
-        healthy: Bool, failures: [String: Int] = [:], conflicts: [String: Int] = [:], batchSizes: [Int: Int] = [:],
-        files: [String: Int]? = nil
-    ) {
-        self.healthy = healthy
+    public init(failures: [String: Int] = [:], conflicts: [String: Int] = [:], batchSizes: [Int: Int] = [:]) {
         self.failures = failures
         self.conflicts = conflicts
         self.batchSizes = batchSizes
-        self.files = files
     }
 }

@@ -50,9 +50,11 @@ final class MemoryEventStore: EventStore {
 
     func counts() -> StoreCounts {
         state.withLock { state in
-            StoreCounts(healthy: state.unhealthy == nil, conflicts: state.conflicts, files: ["new": state.events.count])
+            StoreCounts(conflicts: state.conflicts)
         }
     }
+
+    func fileCounts() -> [String: Int]? { state.withLock { ["new": $0.events.count] } }
 
     func recordRetention(seconds: Int) throws(StoreError) {
         state.withLock { $0.retentionSeconds = seconds }
