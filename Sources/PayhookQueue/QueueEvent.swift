@@ -26,6 +26,3 @@ extension QueueEvent {
     }
 }
 
-/// Event ids: 64 lowercase hex characters (the SHA-256 of the dedupe key), so an id can never name another
-/// path ("../x", "a/b") and one event has exactly one spelling. One definition, the spool format's.
-public typealias QueueID = EventID

@@ -34,7 +34,7 @@ public final class PayhookServer: Sendable {
         let spool: Spool
         do {
             spool = try Spool(
-                directory: config.spool, inspector: EventInspector.payhook, fileSystem: fileSystem, logger: logger,
+                directory: config.spool, inspector: EventFileInspector.payhook, fileSystem: fileSystem, logger: logger,
                 minimumFreeBytes: UInt64(config.minFreeBytes),
                 conflictLimits: SpoolConflictLimits(perRecord: config.maxConflictsPerEvent, total: config.maxConflicts))
         } catch {

@@ -88,9 +88,9 @@ enum QueueCLI {
 
     /// The usage check for an ID argument (exit 2 through ArgumentParser's ValidationError).
     static func validate(id: String) throws {
-        guard QueueID.isValid(id) else {
+        guard EventID.isValid(id) else {
             throw ValidationError(
-                "ID must be an event id, 64 lowercase hex characters (the file name without .json); got \(QueueID.quoted(id))"
+                "ID must be an event id, 64 lowercase hex characters (the file name without .json); got \(EventID.quoted(id))"
             )
         }
     }

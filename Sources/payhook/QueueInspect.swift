@@ -41,12 +41,12 @@ struct QueueList: ParsableCommand {
 
     func validate() throws {
         for value in location where QueueLocation(rawValue: value) == nil {
-            throw ValidationError("--location must be new, cur or dead; got \(QueueID.quoted(value))")
+            throw ValidationError("--location must be new, cur or dead; got \(EventID.quoted(value))")
         }
         for (name, value) in [("--since", since), ("--until", until)] {
             if let value, QueueTime.parseInstant(value, now: Date()) == nil {
                 throw ValidationError(
-                    "\(name) must be an RFC 3339 time (2026-11-22T02:34:50Z) or a duration (2h, 7d); got \(QueueID.quoted(value))"
+                    "\(name) must be an RFC 3339 time (2026-11-22T02:34:50Z) or a duration (2h, 7d); got \(EventID.quoted(value))"
                 )
             }
         }

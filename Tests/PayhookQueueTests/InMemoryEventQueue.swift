@@ -68,7 +68,7 @@ final class InMemoryEventQueue: EventQueue {
     }
 
     private func requireValid(_ id: String) throws(QueueError) {
-        guard QueueID.isValid(id) else { throw QueueError(.invalidArgument, "\(QueueID.quoted(id)) is not an event id") }
+        guard EventID.isValid(id) else { throw QueueError(.invalidArgument, "\(EventID.quoted(id)) is not an event id") }
     }
 
     func show(_ id: String) throws(QueueError) -> QueueEntry {

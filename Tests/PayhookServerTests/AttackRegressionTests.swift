@@ -268,7 +268,7 @@ struct HealthTruthTests {
         // The spool is created first, so its folders exist and only writing into them fails.
         let dir = try TemporaryDirectory()
         do {
-            let spool = try Spool(directory: dir.file("spool"), inspector: EventInspector.payhook, logger: Logger(label: "test"))
+            let spool = try Spool(directory: dir.file("spool"), inspector: EventFileInspector.payhook, logger: Logger(label: "test"))
             spool.close()
         }
         #expect {
