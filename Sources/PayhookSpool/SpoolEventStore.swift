@@ -19,7 +19,7 @@ public struct SpoolEventStore: EventStore {
                 return .conflict(auditCopy: auditFile, disposition: Self.disposition(disposition))
             }
         } catch {
-            throw StoreError(error.description, errno: error.errno)
+            throw StoreError(error)
         }
     }
 
@@ -27,7 +27,7 @@ public struct SpoolEventStore: EventStore {
         do {
             try spool.probe()
         } catch {
-            throw StoreError(error.description, errno: error.errno)
+            throw StoreError(error)
         }
     }
 
@@ -44,7 +44,7 @@ public struct SpoolEventStore: EventStore {
         do {
             try spool.recordRetention(seconds: seconds)
         } catch {
-            throw StoreError(error.description, errno: error.errno)
+            throw StoreError(error)
         }
     }
 
@@ -71,5 +71,12 @@ public struct SpoolEventStore: EventStore {
         case .repeated: return .repeated
         case .dropped: return .dropped
         }
+    }
+}
+
+extension StoreError {
+    /// The spool's error as the seam reports it: its sentence, and the errno behind it for the metrics label.
+    init(_ error: SpoolError) {
+        self.init(error.description, errno: error.errno)
     }
 }
