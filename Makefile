@@ -27,12 +27,14 @@ build: deps
 run: build
 	$(SWIFT) run payhook serve --config $(CONFIG)
 
-# Every cited document is a file of the repository (.ci/check-citations.py); every suite, in parallel, except
+# Every cited document is a file of the repository (.ci/check-citations.py), every target imports exactly what
+# it declares and no file holds a machine's path (.ci/check-manifest.py); every suite, in parallel, except
 # that the suites measuring time, memory or processes run one at a time
 # (MeasuringSuites, Tests/PayhookTestSupport/Suites.swift); then the crash harness and each fuzz target in
 # short configurations.
 test: test-deps
 	python3 .ci/check-citations.py
+	python3 .ci/check-manifest.py
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
