@@ -17,7 +17,7 @@ import PayhookSpoolFormat
 @_cdecl("LLVMFuzzerTestOneInput")
 public func eventFileFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = fuzzBytes(data, size)
-    let inspected = EventFileInspector(transportFields: [:]).inspect(bytes)
+    let inspected = EventFileInspector(fingerprintRules: [:]).inspect(bytes)
     let event: EventFile
     do {
         event = try EventFile.parse(bytes)

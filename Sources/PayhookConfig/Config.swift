@@ -39,6 +39,8 @@ public struct Config: Sendable, Equatable {
     public var maxConflicts: Int
     public var unified: [UnifiedTenant]
     public var wechat: [WeChatTenant]
+    /// `[[wechat_v3]]`: WeChat Pay API v3 notifications (docs/contract.md §6.1).
+    public var wechatV3: [WeChatV3Tenant]
 
     public static let defaultListen = "127.0.0.1:8080"
     /// The listener's own defaults, which are the config file's for the keys that set them: one home for
@@ -78,6 +80,7 @@ public struct Config: Sendable, Equatable {
         self.maxConflicts = ConflictCaps.defaultTotal
         self.unified = []
         self.wechat = []
+        self.wechatV3 = []
     }
 
     /// The listener's limits under this config.

@@ -26,20 +26,27 @@ public struct Event: Sendable, Equatable {
     /// Which of the tenant's secrets verified it (1-based, in file order), for rotation metrics. Not part
     /// of the event file: which secret signed is nobody's business downstream.
     public var secretPosition: Int?
-    /// Fields that identify a delivery, not the payment, so a retry that differs only in them is a duplicate
-    /// and not a conflict. The source that verified the event says which (a nonce drawn anew for each
-    /// delivery, for one); they are still in `fields` and were verified. Not part
-    /// of the event file: whoever reads an event file back asks the source's module for its list.
-    public var transportFields: Set<String> = []
+    /// A nested document the source verified or decrypted, kept whole (WeChat Pay v3's decrypted `resource`):
+    /// nil for sources whose callbacks are flat, whose files then have no `resource` member.
+    public var resource: JSONValue?
+    /// What a retry must share with this event to be a duplicate and not a conflict. The source that verified
+    /// the event says how (``FingerprintRule``). Not part of the event file: whoever reads an event file back
+    /// asks the source's module for its rule, by event source.
+    public var fingerprintRule: FingerprintRule = .allFields
 
     public struct RawRequest: Sendable, Equatable {
         public var method: String
         public var target: String
         public var body: String
-        public init(method: String, target: String, body: String) {
+        /// Header fields the source's signature covers or names (WeChat Pay v3's `Wechatpay-*`), so the event
+        /// can be verified again; empty for sources that sign only the target or the body, whose files then
+        /// have no `headers` member.
+        public var headers: [FormParameter]
+        public init(method: String, target: String, body: String, headers: [FormParameter] = []) {
             self.method = method
             self.target = target
             self.body = body
+            self.headers = headers
         }
     }
 
@@ -96,6 +103,10 @@ public struct Event: Sendable, Equatable {
             }
             j.raw("\n  }")
         }
+        if let resource {
+            key("resource")
+            j.value(resource, indent: 1)
+        }
         key("raw")
         j.raw("{\n    ")
         j.string("method"); j.raw(": "); j.string(raw.method)
@@ -103,21 +114,34 @@ public struct Event: Sendable, Equatable {
         j.string("target"); j.raw(": "); j.string(raw.target)
         j.raw(",\n    ")
         j.string("body"); j.raw(": "); j.string(raw.body)
+        if !raw.headers.isEmpty {
+            j.raw(",\n    ")
+            j.string("headers"); j.raw(": ")
+            for (index, header) in raw.headers.enumerated() {
+                j.raw(index == 0 ? "{\n      " : ",\n      ")
+                j.string(header.name)
+                j.raw(": ")
+                j.string(header.value)
+            }
+            j.raw("\n    }")
+        }
         j.raw("\n  }\n}\n")
         return j.bytes
     }
 
-    /// What makes two deliveries of one dedupe key "the same": their verified fields, compared as a set,
-    /// leaving out the `transportFields` a sender may change between deliveries of one notification.
-    ///
-    /// The text is unambiguous (JSON strings of the fields sorted by name), so equal fingerprints mean equal
-    /// verified content and a retry is a duplicate; any other difference (another amount, another
-    /// `orderSn`) is a conflict (docs/contract.md §4, invariant 5).
+    /// What makes two deliveries of one dedupe key "the same", by the source's ``fingerprintRule``: equal
+    /// fingerprints mean a retry, a duplicate; any other difference (another amount, another `orderSn`) is a
+    /// conflict (docs/contract.md §4, invariant 5).
     public var fingerprint: String {
-        Self.fingerprint(of: fields, excluding: transportFields)
+        fingerprintRule.fingerprint(fields: fields, resource: resource)
     }
 
-    public static func fingerprint(of fields: [FormParameter], excluding ignored: Set<String> = []) -> String {
+    /// The verified fields compared as a set, leaving out `ignored`, and the resource when there is one.
+    ///
+    /// The text is unambiguous (JSON strings of the fields sorted by name, then the resource's compact JSON),
+    /// so equal fingerprints mean equal verified content. Without a resource it is what it always was, so the
+    /// fingerprints of stored events do not change.
+    public static func fingerprint(of fields: [FormParameter], excluding ignored: Set<String> = [], resource: JSONValue? = nil) -> String {
         var j = JSONText()
         j.raw("[")
         let kept = fields.filter { !ignored.contains($0.name) }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
@@ -130,6 +154,10 @@ public struct Event: Sendable, Equatable {
             j.raw("]")
         }
         j.raw("]")
+        if let resource {
+            j.raw(",")
+            j.value(resource)
+        }
         return String(decoding: j.bytes, as: UTF8.self)
     }
 }

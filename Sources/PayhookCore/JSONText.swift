@@ -55,3 +55,48 @@ public struct JSONText: Sendable {
         raw(String(value))
     }
 }
+
+extension JSONText {
+    /// Writes a parsed value back: members in their order, numbers as their own text, strings escaped by
+    /// ``string(_:)``. Only insignificant whitespace and the spelling of escapes can differ from the text it
+    /// was read from, so reading the output gives an equal `JSONValue` and writing that gives the same bytes.
+    ///
+    /// - Parameter indent: nil for one compact line; else the depth of the value in a file indented by two
+    ///   spaces per level, as event files are.
+    public mutating func value(_ value: JSONValue, indent: Int? = nil) {
+        switch value {
+        case .string(let text): string(text)
+        case .number(let text): raw(text)
+        case .bool(let flag): raw(flag ? "true" : "false")
+        case .null: raw("null")
+        case .array(let items):
+            guard !items.isEmpty else { return raw("[]") }
+            raw("[")
+            for (index, item) in items.enumerated() {
+                if index > 0 { raw(",") }
+                newline(indent.map { $0 + 1 })
+                self.value(item, indent: indent.map { $0 + 1 })
+            }
+            newline(indent)
+            raw("]")
+        case .object(let members):
+            guard !members.isEmpty else { return raw("{}") }
+            raw("{")
+            for (index, member) in members.enumerated() {
+                if index > 0 { raw(",") }
+                newline(indent.map { $0 + 1 })
+                string(member.key)
+                raw(indent == nil ? ":" : ": ")
+                self.value(member.value, indent: indent.map { $0 + 1 })
+            }
+            newline(indent)
+            raw("}")
+        }
+    }
+
+    private mutating func newline(_ depth: Int?) {
+        guard let depth else { return }
+        bytes.append(0x0A)
+        bytes.append(contentsOf: repeatElement(0x20, count: 2 * depth))
+    }
+}

@@ -99,6 +99,8 @@ public struct Verdict: Sendable, Equatable {
     public var outcome: Outcome
     public var source: String
     public var tenant: String?
+    /// What the signature check learnt about the key the request named, for sources whose requests name one.
+    public var signature = SignatureNotes()
 
     public init(_ outcome: Outcome, source: String, tenant: String?) {
         self.outcome = outcome
@@ -118,6 +120,25 @@ public struct Verdict: Sendable, Equatable {
     public static func acknowledged(_ reason: String, source: String, tenant: String?) -> Verdict {
         Verdict(.acknowledged(reason), source: source, tenant: tenant)
     }
+}
+
+/// What a source that picks its verification key by a name in the request (WeChat Pay v3's `Wechatpay-Serial`)
+/// saw, for the metrics an operator needs to watch a key migration finish (docs/contract.md §6.1).
+public struct SignatureNotes: Sendable, Equatable {
+    /// The configured key the request named, by its configured id: never request text, so a metric labelled
+    /// with it has as many series as the config has keys. nil when the request named none or an unknown one.
+    public var keyID: String?
+    /// Whether the signature verified with that key; nil when it was not checked.
+    public var verified: Bool?
+    /// The request named a key no tenant on the path has.
+    public var unknownKeyID = false
+    /// A deliberate bad signature the sender uses to probe whether signatures are checked (WeChat Pay's
+    /// `WECHATPAY/SIGNTEST/`), refused and counted apart from forgeries.
+    public var probe = false
+    /// The sender's signing time minus payhook's clock, in seconds, when the request carried one.
+    public var clockSkewSeconds: Int64?
+
+    public init() {}
 }
 
 /// One kind of payment callback: turns a request into a verified event or a refusal, and knows the exact

@@ -46,3 +46,64 @@ public enum Timestamp {
         return era * 146_097 + doe - 719_468
     }
 }
+
+extension Timestamp {
+    /// An RFC 3339 date-time (`2024-01-01T12:00:05+08:00`, `…Z`, an optional fraction of a second) as Unix
+    /// milliseconds, the fraction cut to milliseconds. nil unless the text has exactly that shape and names a
+    /// real date and time (no leap second, years 1970 to 9999).
+    public static func milliseconds(rfc3339 text: String) -> Int64? {
+        let b = Array(text.utf8)
+        guard b.count >= 20, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
+            b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"), b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":")
+        else { return nil }
+        func number(_ offset: Int, _ length: Int) -> Int64? {
+            guard offset + length <= b.count else { return nil }
+            var value: Int64 = 0
+            for byte in b[offset..<offset + length] {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value * 10 + Int64(byte - 0x30)
+            }
+            return value
+        }
+        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
+            let minute = number(14, 2), let second = number(17, 2)
+        else { return nil }
+        let monthDays: Int64 =
+            switch month {
+            case 2: year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
+            case 4, 6, 9, 11: 30
+            default: 31
+            }
+        guard year >= 1970, (1...12).contains(month), day >= 1, day <= monthDays, hour < 24, minute < 60, second < 60 else {
+            return nil
+        }
+        var index = 19
+        var millis: Int64 = 0
+        if index < b.count, b[index] == UInt8(ascii: ".") {
+            index += 1
+            var digits = 0
+            while index < b.count, b[index] >= 0x30, b[index] <= 0x39 {
+                if digits < 3 { millis = millis * 10 + Int64(b[index] - 0x30) }
+                digits += 1
+                index += 1
+            }
+            guard digits > 0 else { return nil }
+            for _ in digits..<max(digits, 3) { millis *= 10 }
+        }
+        guard index < b.count else { return nil }
+        var offsetMinutes: Int64 = 0
+        switch b[index] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
+            guard index + 1 == b.count else { return nil }
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard index + 6 == b.count, b[index + 3] == UInt8(ascii: ":"), let h = number(index + 1, 2), let m = number(index + 4, 2),
+                h < 24, m < 60
+            else { return nil }
+            offsetMinutes = (h * 60 + m) * (b[index] == UInt8(ascii: "-") ? -1 : 1)
+        default:
+            return nil
+        }
+        let local = milliseconds(year: year, month: month, day: day) + ((hour * 60 + minute) * 60 + second) * 1000 + millis
+        return local - offsetMinutes * 60_000
+    }
+}

@@ -9,7 +9,7 @@ internal import COpenSSL
 ///
 /// Sendable: the EVP_PKEY is never modified after init, and OpenSSL objects are safe to share between threads
 /// as long as nothing mutates them; each verification makes its own EVP_MD_CTX (openssl-threads(7)).
-public final class RSAPublicKey: @unchecked Sendable {
+public final class RSAPublicKey: @unchecked Sendable, Equatable {
     /// Owned: one reference, released in deinit.
     let pkey: OpaquePointer
     /// RSA with PKCS#1 v1.5 signatures (EVP_PKEY_RSA). An RSA-PSS-only key, an EC or an Ed25519 key is not.
@@ -19,12 +19,29 @@ public final class RSAPublicKey: @unchecked Sendable {
     /// The length of every signature this key can produce, in bytes (EVP_PKEY_get_size(3)).
     let signatureLength: Int
 
+    /// The key as DER SubjectPublicKeyInfo (i2d_PUBKEY(3)): what two keys are compared by, so that a reload
+    /// can tell a changed key from the same one read again.
+    let der: [UInt8]
+
     /// Takes ownership of one reference to `pkey`.
     init(owning pkey: OpaquePointer) {
         self.pkey = pkey
         isRSA = EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA
         bits = Int(EVP_PKEY_get_bits(pkey))
         signatureLength = Int(EVP_PKEY_get_size(pkey))
+        var encoded: UnsafeMutablePointer<UInt8>?
+        let length = i2d_PUBKEY(pkey, &encoded)
+        if length > 0, let encoded {
+            der = Array(UnsafeBufferPointer(start: encoded, count: Int(length)))
+            CRYPTO_free(encoded, nil, 0)
+        } else {
+            der = []
+        }
+    }
+
+    /// The same key: equal DER encodings (two keys OpenSSL cannot encode are never equal).
+    public static func == (lhs: RSAPublicKey, rhs: RSAPublicKey) -> Bool {
+        !lhs.der.isEmpty && lhs.der == rhs.der
     }
 
     deinit { EVP_PKEY_free(pkey) }

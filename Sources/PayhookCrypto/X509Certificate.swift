@@ -6,7 +6,7 @@ internal import COpenSSL
 /// Only the certificate itself is read: no chain, issuer or signature on the certificate is checked here.
 /// Platform certificates reach the configuration from the merchant, who downloaded them over WeChat Pay's
 /// authenticated API; whether to trust one is the configuration's decision, not this type's.
-public struct X509Certificate: Sendable {
+public struct X509Certificate: Sendable, Equatable {
     /// The serial number as uppercase hexadecimal without leading zeros ("0" for zero). RFC 5280 §4.1.2.2
     /// requires a positive serial; a certificate that breaks the rule with a negative one gets a leading "-",
     /// which `sameSerial` never matches.

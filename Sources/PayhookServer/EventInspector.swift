@@ -8,10 +8,11 @@ import PayhookWeChat
 /// conflict detection call this. What a valid event file is has one definition, `EventFile` in
 /// PayhookSpoolFormat, shared with the queue tools.
 extension EventFileInspector {
-    /// ``Event/transportFields`` of every source payhook has, by event source: handed over whatever the config
-    /// serves, since the spool may hold events of a source no longer configured.
-    public static let allSources = UnifiedSource.transportFields.merging(WeChatSource.transportFields) { a, _ in a }
+    /// ``Event/fingerprintRule`` of every source payhook has, by event source: handed over whatever the config
+    /// serves, since the spool may hold events of a source no longer configured. WeChat Pay v2 and v3 write
+    /// the same event sources under one rule, so that the two APIs' notifications of one payment are one event.
+    public static let allSources = UnifiedSource.fingerprintRules.merging(WeChatFingerprint.rules) { a, _ in a }
 
     /// The inspector the server opens its spool with.
-    public static let payhook = EventFileInspector(transportFields: allSources)
+    public static let payhook = EventFileInspector(fingerprintRules: allSources)
 }

@@ -1,4 +1,5 @@
 import Foundation
+public import PayhookCore
 import PayhookLock
 import Prometheus
 
@@ -54,6 +55,9 @@ public final class Metrics: Sendable {
         var secretPositions: [SeriesKey: Counter] = [:]
         var latency: [String: ValueHistogram] = [:]  // route
         var storageErrors: [String: Counter] = [:]  // errno name
+        /// Counters of the signature notes, by metric name and label values.
+        var signature: [[String]: Counter] = [:]
+        var clockSkew: [String: ValueHistogram] = [:]  // route
     }
 
     /// A metric read at scrape time, a gauge or a counter kept by someone else.
@@ -121,6 +125,51 @@ public final class Metrics: Sendable {
                 let made = registry.makeCounter(
                     descriptor: Self.positionsName, labels: [("source", source), ("tenant", tenant), ("position", key.third)])
                 h.secretPositions[key] = made
+                return made
+            }()
+        }.increment()
+    }
+
+    static let clockSkewBuckets: [Double] = [1, 2, 5, 10, 30, 60, 120, 300, 600, 3600]
+
+    /// What a source learnt about the key a request named (``SignatureNotes``): checks by key id and result,
+    /// signature probes, unknown key ids, and the sender's clock skew. `route` is the path's kind; `keyID`
+    /// comes from the config, never from the request.
+    public func signature(_ notes: SignatureNotes, source route: String, tenant: String) {
+        if let keyID = notes.keyID, let verified = notes.verified {
+            count(
+                "signature_key_checks", "Signatures checked with a configured key, by the key's id (a public key id or a platform certificate serial) and result.",
+                [("route", route), ("tenant", tenant), ("key_id", keyID), ("result", verified ? "verified" : "failed")])
+        }
+        if notes.probe {
+            count("signature_probes", "Deliberate bad signatures the sender probes with (WeChat Pay's WECHATPAY/SIGNTEST/), refused.", [("route", route), ("tenant", tenant)])
+        }
+        if notes.unknownKeyID {
+            count("unknown_key_ids", "Requests naming a key (Wechatpay-Serial) no tenant on the path has configured.", [("route", route)])
+        }
+        if let skew = notes.clockSkewSeconds {
+            let histogram = handles.withLock { h in
+                h.clockSkew[route] ?? {
+                    let made = registry.makeValueHistogram(
+                        descriptor: MetricNameDescriptor(
+                            namespace: "payhook", metricName: "clock_skew", unitName: "seconds",
+                            helpText: "Distance between the sender's signing time and payhook's clock, by route."),
+                        labels: [("route", route)], buckets: Self.clockSkewBuckets)
+                    h.clockSkew[route] = made
+                    return made
+                }()
+            }
+            histogram.record(Double(skew.magnitude))
+        }
+    }
+
+    private func count(_ name: String, _ help: String, _ labels: [(String, String)]) {
+        let key = [name] + labels.map(\.1)
+        handles.withLock { h in
+            h.signature[key] ?? {
+                let made = registry.makeCounter(
+                    descriptor: MetricNameDescriptor(namespace: "payhook", metricName: name, unitName: "total", helpText: help), labels: labels)
+                h.signature[key] = made
                 return made
             }()
         }.increment()

@@ -132,6 +132,10 @@ public final class PayhookServer: Sendable {
                 path: path, tenants: config.wechat.filter { $0.path == path },
                 maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         }
+        for path in Set(config.wechatV3.map(\.path)) {
+            sources[path] = WeChatV3Source(
+                path: path, tenants: config.wechatV3, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
+        }
         return sources
     }
 

@@ -94,6 +94,7 @@ public final class Router: HTTPHandler {
         // The verdict carries its own labels (`Verdict` in Sources/PayhookCore/Source.swift): the request is
         // parsed once, by the source, whatever the outcome.
         let verdict = source.process(callback, nowMilliseconds: clock())
+        metrics.signature(verdict.signature, source: source.kind, tenant: verdict.tenant ?? "")
         switch verdict.outcome {
         case .refused(let refusal):
             log(head, outcome: refusal.outcome, status: refusal.status, level: .warning, started: started, reason: refusal.reason)
@@ -201,8 +202,10 @@ public final class Router: HTTPHandler {
         }
     }
 
+    /// An answer without a content type (WeChat Pay v3's empty 204) gets no `Content-Type` header.
     static func response(_ answer: Answer) -> HTTPResponse {
-        HTTPResponse(status: answer.status, contentType: answer.contentType, body: answer.body)
+        if answer.contentType.isEmpty { return HTTPResponse(status: answer.status, headers: [], body: answer.body) }
+        return HTTPResponse(status: answer.status, contentType: answer.contentType, body: answer.body)
     }
 
     static func plain(_ status: Int, _ body: String, allow: String? = nil, retryAfter: Bool = false) -> HTTPResponse {

@@ -95,10 +95,11 @@ public enum SpoolBytes {
 /// A valid event file is:
 /// - strict RFC 8259 JSON (`JSONReader`): UTF-8, one value, nothing after it, no duplicate member names, no
 ///   unpaired surrogate escape, nesting at most 32 deep;
-/// - one object with exactly the members of `schema/event.v1.schema.json`, each of its type: `schema` equal to
-///   "payhook.event.v1"; `id` 64 lowercase hex characters, and the file's name `<id>.json` when it has one;
-///   `amount` an integer; `fields` an object of strings; `raw` an object of the strings `method`, `target` and
-///   `body`; every other member a string.
+/// - one object with the members of `schema/event.v1.schema.json` and no others, each of its type: `schema`
+///   equal to "payhook.event.v1"; `id` 64 lowercase hex characters, and the file's name `<id>.json` when it
+///   has one; `amount` an integer; `fields` an object of strings; `resource`, which only some sources write,
+///   an object; `raw` an object of the strings `method`, `target` and `body`, and optionally `headers`, an
+///   object of strings; every other member a string.
 ///
 /// The value rules of the schema (the enumerations of `source` and `verified_with`, the `received_at` pattern,
 /// minimum lengths) are the writer's business and are not checked here: a reader that refused a file for them
@@ -122,19 +123,24 @@ public struct EventFile: Sendable, Equatable {
     public let remoteAddress: String
     /// `fields`, in file order.
     public let fields: [FormParameter]
+    /// The nested document some sources keep whole (``Event/resource``); nil when the file has none.
+    public let resource: JSONValue?
     public let raw: Event.RawRequest
 
-    /// What the writer compares to tell a duplicate from a conflict (``Event/fingerprint(of:excluding:)``), leaving
-    /// out the fields the event's source names as transport (``Event/transportFields``).
-    public func fingerprint(excluding transportFields: Set<String>) -> String {
-        Event.fingerprint(of: fields, excluding: transportFields)
+    /// What the writer compares to tell a duplicate from a conflict, by the rule of the event's source
+    /// (``Event/fingerprintRule``).
+    public func fingerprint(by rule: FingerprintRule) -> String {
+        rule.fingerprint(fields: fields, resource: resource)
     }
 
     /// The members of the schema, in its order.
     public static let members = [
         "schema", "id", "source", "tenant", "order_ref", "status", "amount", "currency", "dedupe_key",
-        "verified_with", "received_at", "remote_addr", "fields", "raw",
+        "verified_with", "received_at", "remote_addr", "fields", "resource", "raw",
     ]
+
+    /// The members only some sources write.
+    public static let optionalMembers: Set<String> = ["resource"]
 
     /// Reads an event file's bytes, or throws why they are not a valid event. `fileName`, when given, is the name
     /// the file was found under, which must be `<id>.json`.
@@ -179,6 +185,7 @@ public struct EventFile: Sendable, Equatable {
             receivedAt: try reader.string("received_at"),
             remoteAddress: try reader.string("remote_addr"),
             fields: try reader.fields(),
+            resource: try reader.resource(),
             raw: try reader.raw()
         )
         if let unknown {
@@ -190,6 +197,12 @@ public struct EventFile: Sendable, Equatable {
     /// The members found, by their index in ``members``, read with the type the schema gives them.
     private struct MemberReader {
         let found: [JSONValue?]
+
+        func resource() throws(SpoolFileProblem) -> JSONValue? {
+            guard let index = EventFile.members.firstIndex(of: "resource"), let value = found[index] else { return nil }
+            guard case .object = value else { throw SpoolFileProblem("its \"resource\" is not an object") }
+            return value
+        }
 
         func value(_ name: String) throws(SpoolFileProblem) -> JSONValue {
             guard let index = EventFile.members.firstIndex(of: name), let value = found[index] else {
@@ -230,7 +243,20 @@ public struct EventFile: Sendable, Equatable {
             guard case .object(let members) = try value("raw") else { throw SpoolFileProblem("its \"raw\" is not an object") }
             let names = ["method", "target", "body"]
             var texts = [String?](repeating: nil, count: names.count)
+            var headers: [FormParameter] = []
             for member in members {
+                if SpoolBytes.same(member.key, "headers") {
+                    guard case .object(let fields) = member.value else {
+                        throw SpoolFileProblem("its \"raw\" member \"headers\" is not an object")
+                    }
+                    for field in fields {
+                        guard case .string(let text) = field.value else {
+                            throw SpoolFileProblem("its \"raw\" header \(EventID.quoted(field.key)) is not a string")
+                        }
+                        headers.append(FormParameter(name: field.key, value: text))
+                    }
+                    continue
+                }
                 guard let index = names.firstIndex(where: { SpoolBytes.same($0, member.key) }) else {
                     throw SpoolFileProblem("its \"raw\" has a member \(EventID.quoted(member.key)) the schema does not define")
                 }
@@ -242,7 +268,7 @@ public struct EventFile: Sendable, Equatable {
             for (index, name) in names.enumerated() where texts[index] == nil {
                 throw SpoolFileProblem("its \"raw\" has no \"\(name)\"")
             }
-            return Event.RawRequest(method: texts[0]!, target: texts[1]!, body: texts[2]!)
+            return Event.RawRequest(method: texts[0]!, target: texts[1]!, body: texts[2]!, headers: headers)
         }
     }
 
@@ -279,14 +305,15 @@ public struct EventFile: Sendable, Equatable {
 /// server's spool is opened with it, so that what the writer checks before storing, what its recovery keeps,
 /// and what the queue tools accept are one definition.
 ///
-/// Which fields a source leaves out of its fingerprint is that source's rule, so the inspector is handed the lists
-/// (by event source) rather than knowing any provider; there is no default, since an inspector without a source's
-/// list would see its stored events' duplicates as conflicts.
+/// How a source fingerprints its events is that source's rule, so the inspector is handed the rules (by event
+/// source) rather than knowing any provider; there is no default list, since an inspector without a source's
+/// rule would see its stored events' duplicates as conflicts. A source it has no rule for gets
+/// ``FingerprintRule/allFields``.
 public struct EventFileInspector: SpoolRecordInspector {
-    let transportFields: [String: Set<String>]
+    let fingerprintRules: [String: FingerprintRule]
 
-    public init(transportFields: [String: Set<String>]) {
-        self.transportFields = transportFields
+    public init(fingerprintRules: [String: FingerprintRule]) {
+        self.fingerprintRules = fingerprintRules
     }
 
     public func inspect(_ bytes: [UInt8]) -> SpoolRecordInfo? {
@@ -299,6 +326,6 @@ public struct EventFileInspector: SpoolRecordInspector {
     }
 
     func info(_ event: EventFile) -> SpoolRecordInfo {
-        SpoolRecordInfo(id: event.id, fingerprint: event.fingerprint(excluding: transportFields[event.source] ?? []))
+        SpoolRecordInfo(id: event.id, fingerprint: event.fingerprint(by: fingerprintRules[event.source] ?? .allFields))
     }
 }

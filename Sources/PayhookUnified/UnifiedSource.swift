@@ -9,9 +9,9 @@ import PayhookCrypto
 public struct UnifiedSource: CallbackSource {
     public static let sourceName = "unified"
 
-    /// ``Event/transportFields`` of the events this module writes, for reading stored events back: none, the
-    /// platform signs nothing that changes between deliveries of one callback.
-    public static let transportFields: [String: Set<String>] = [sourceName: []]
+    /// ``Event/fingerprintRule`` of the events this module writes, for reading stored events back: every field,
+    /// since the platform signs nothing that changes between deliveries of one callback.
+    public static let fingerprintRules: [String: FingerprintRule] = [sourceName: .allFields]
 
     public let path: String
     private let tenants: [String: UnifiedTenant]

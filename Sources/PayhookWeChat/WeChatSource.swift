@@ -10,14 +10,6 @@ public struct WeChatSource: CallbackSource {
     public static let paySource = "wechat.pay"
     public static let refundSource = "wechat.refund"
 
-    /// Fields of a payment result that identify a delivery, not the payment: WeChat draws a new `nonce_str`
-    /// for each notification it sends, and a merchant's notifications may arrive signed either way
-    /// (docs/protocols.md §4.3), so neither makes a retry a conflict. A refund's fields are the decrypted
-    /// `req_info`, which holds neither.
-    public static let paymentTransportFields: Set<String> = ["nonce_str", "sign_type"]
-
-    /// ``Event/transportFields`` of each event source this module writes, for reading stored events back.
-    public static let transportFields: [String: Set<String>] = [paySource: paymentTransportFields, refundSource: []]
 
     public let path: String
     private let tenants: [String: WeChatTenant]
@@ -189,7 +181,7 @@ public struct WeChatSource: CallbackSource {
             key: key, source: Self.paySource, tenant: tenant, orderRef: outTradeNo, status: resultCode,
             amount: amount, currency: currency, verifiedWith: match.type.eventName, fields: fields, request: request)
         verified.secretPosition = match.keyPosition
-        verified.transportFields = Self.paymentTransportFields
+        verified.fingerprintRule = WeChatFingerprint.payment
         return .accepted(verified)
     }
 
@@ -260,6 +252,7 @@ public struct WeChatSource: CallbackSource {
             amount: refund.refundFee, currency: "CNY", verifiedWith: "aes-256-ecb",
             fields: fields.map { FormParameter(name: $0.name, value: $0.text) }, request: request)
         verified.secretPosition = keyPosition
+        verified.fingerprintRule = WeChatFingerprint.refund
         return .accepted(verified)
     }
 

@@ -67,20 +67,24 @@ import Testing
         #expect(event.raw.body == Self.text(body))
     }
 
-    /// The source, not the event model, says which fields a retry may change (Event.swift, `transportFields`).
+    /// The source, not the event model, says what a retry may change (Event.swift, `fingerprintRule`): a WeChat
+    /// payment is compared by its business record (WeChatFingerprint.swift), so a new nonce_str or another
+    /// sign_type is a duplicate and another amount or transaction a conflict.
     @Test func wechatNonceAndSignTypeDoNotMakeAConflict() throws {
-        let pay = try #require(WeChatSource.transportFields[WeChatSource.paySource])
+        let pay = try #require(WeChatFingerprint.rules[WeChatSource.paySource])
         let a = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "x"), FormParameter(name: "sign_type", value: "MD5")]
         let b = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "nonce_str", value: "y")]
         let c = [FormParameter(name: "total_fee", value: "2"), FormParameter(name: "nonce_str", value: "x")]
-        #expect(Event.fingerprint(of: a, excluding: pay) == Event.fingerprint(of: b, excluding: pay))
-        #expect(Event.fingerprint(of: a, excluding: pay) != Event.fingerprint(of: c, excluding: pay))
+        let d = [FormParameter(name: "total_fee", value: "1"), FormParameter(name: "transaction_id", value: "4200000000202401010000000002")]
+        #expect(pay.fingerprint(fields: a, resource: nil) == pay.fingerprint(fields: b, resource: nil))
+        #expect(pay.fingerprint(fields: a, resource: nil) != pay.fingerprint(fields: c, resource: nil))
+        #expect(pay.fingerprint(fields: a, resource: nil) != pay.fingerprint(fields: d, resource: nil))
         // Elsewhere a nonce_str field is ordinary content.
-        let unified = try #require(UnifiedSource.transportFields[UnifiedSource.sourceName])
-        #expect(Event.fingerprint(of: a, excluding: unified) != Event.fingerprint(of: b, excluding: unified))
-        // A verified payment result carries its source's list, so its fingerprint is the one read back.
+        let unified = try #require(UnifiedSource.fingerprintRules[UnifiedSource.sourceName])
+        #expect(unified.fingerprint(fields: a, resource: nil) != unified.fingerprint(fields: b, resource: nil))
+        // A verified payment result carries its source's rule, so its fingerprint is the one read back.
         let event = try #require(Self.accepted(Self.process(try Self.fixture("pay-md5.xml"))))
-        #expect(event.transportFields == pay)
+        #expect(event.fingerprintRule == pay)
     }
 
     /// The two wrong ways of docs/protocols.md §4.6 give the documented wrong signatures, and a notification

@@ -67,7 +67,7 @@ struct AgreementTests {
     /// A spool the server has created, with `bytes` published as new/<id>.json.
     static func spool(with bytes: [UInt8], in scratch: Scratch) throws -> String {
         let root = scratch.file("spool")
-        try Spool(directory: root, inspector: EventFileInspector(transportFields: [:]), logger: Logger(label: "test")).close()
+        try Spool(directory: root, inspector: EventFileInspector(fingerprintRules: [:]), logger: Logger(label: "test")).close()
         try scratch.write("spool/new/\(EventID.fileName(id))", bytes)
         return root
     }
@@ -88,7 +88,7 @@ struct AgreementTests {
         let writerScratch = try Scratch()
         let root = try Self.spool(with: sample.bytes, in: writerScratch)
         let log = InMemoryLogHandler()
-        let spool = try Spool(directory: root, inspector: EventFileInspector(transportFields: [:]), logger: Logger(label: "test") { _ in log })
+        let spool = try Spool(directory: root, inspector: EventFileInspector(fingerprintRules: [:]), logger: Logger(label: "test") { _ in log })
         defer { spool.close() }
         let moved = log.entries.filter { $0.level == .error }.map { "\($0.message)" }
         if let reason = sample.reason {
@@ -117,7 +117,7 @@ struct AgreementTests {
     func storedIsTaken() throws {
         let scratch = try Scratch()
         let root = scratch.file("spool")
-        let spool = try Spool(directory: root, inspector: EventFileInspector(transportFields: [:]), logger: Logger(label: "test"))
+        let spool = try Spool(directory: root, inspector: EventFileInspector(fingerprintRules: [:]), logger: Logger(label: "test"))
         let event = Sample.event()
         #expect(try spool.store(id: event.id, fingerprint: event.fingerprint) { event.jsonBytes() } == .stored)
         spool.close()

@@ -44,7 +44,7 @@ struct EventFileMutationTests {
                 accepted += 1
                 // Whatever was accepted keeps the rules a reader relies on.
                 #expect(event.id.utf8.count == 64 && event.id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
-                #expect(EventFileInspector(transportFields: [:]).inspect(bytes)?.id == event.id)
+                #expect(EventFileInspector(fingerprintRules: [:]).inspect(bytes)?.id == event.id)
             } catch {
                 refused += 1
                 #expect(!error.reason.isEmpty)

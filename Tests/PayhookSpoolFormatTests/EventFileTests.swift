@@ -27,8 +27,8 @@ struct EventFileTests {
         #expect(file.fields == event.fields)
         #expect(file.raw == event.raw)
         #expect(file.receivedAt == "2026-11-28T02:34:50.123Z")
-        #expect(file.fingerprint(excluding: event.transportFields) == event.fingerprint)
-        #expect(EventFileInspector(transportFields: [:]).inspect(event.jsonBytes()) == SpoolRecordInfo(id: event.id, fingerprint: event.fingerprint))
+        #expect(file.fingerprint(by: event.fingerprintRule) == event.fingerprint)
+        #expect(EventFileInspector(fingerprintRules: [:]).inspect(event.jsonBytes()) == SpoolRecordInfo(id: event.id, fingerprint: event.fingerprint))
     }
 
     @Test(
@@ -55,7 +55,7 @@ struct EventFileTests {
         let text = String(decoding: Sample.bytes(), as: UTF8.self)
             .replacingOccurrences(of: "\"amount\": 100,", with: "\"amount\": 100,\n  \"amount\": 999999,")
         #expect(Self.reason(Array(text.utf8)) == "it is not valid JSON")
-        #expect(EventFileInspector(transportFields: [:]).inspect(Array(text.utf8)) == nil)
+        #expect(EventFileInspector(fingerprintRules: [:]).inspect(Array(text.utf8)) == nil)
     }
 
     @Test("bytes that are not UTF-8 are not an event")
