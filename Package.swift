@@ -85,7 +85,7 @@ let package = Package(
         // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting, and the
         // parent of the suites that run one at a time (MeasuringSuites).
         .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
-        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookUnified", "PayhookWeChat", "PayhookTestSupport"]),
+        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat", "PayhookTestSupport"]),
         .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookTestSupport", logging]),
         // The format's own tests, and the writer and the queue judging the same files alike.
         .testTarget(

@@ -219,6 +219,7 @@ public struct WeChatV3Source: CallbackSource {
         var decrypted: (tenant: WeChatV3Tenant, position: Int, resource: JSONValue, serialKeyID: String)?
         var misrouted: String?
         var undecodable = false
+        var unnamed = false
         search: for candidate in verified {
             for (index, key) in candidate.tenant.apiV3Keys.enumerated() {
                 guard let plain = decrypt(Array(key.value.utf8), envelope.nonce, envelope.associatedData, envelope.ciphertext) else { continue }
@@ -227,7 +228,11 @@ public struct WeChatV3Source: CallbackSource {
                     continue search
                 }
                 let merchant = WeChatV3Resource.merchant(of: resource)
-                guard merchant == candidate.tenant.mchID || (merchant == nil && eventSource == Self.eventSource) else {
+                if merchant == nil, eventSource != Self.eventSource {
+                    unnamed = true
+                    continue search
+                }
+                guard merchant == nil || merchant == candidate.tenant.mchID else {
                     misrouted = merchant
                     continue search
                 }
@@ -243,6 +248,9 @@ public struct WeChatV3Source: CallbackSource {
             }
             if undecodable {
                 return refused(.semantic("resource decrypts, but not to a JSON object"), source: eventSource, tenant: named)
+            }
+            if unnamed {
+                return refused(.semantic("the decrypted resource names no merchant (mchid, sp_mchid or combine_mchid)"), source: eventSource, tenant: named)
             }
             return refused(.badSignature("resource does not decrypt under the tenant's APIv3 key(s)"), source: eventSource, tenant: named)
         }
