@@ -41,7 +41,11 @@ final class LiveServer: @unchecked Sendable {
     var port: Int { server.http.boundAddress.port }
     var spool: String { server.config.spool }
 
-    init(dir: TemporaryDirectory? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(), configure: (inout Config) -> Void = { _ in }) throws {
+    /// - Parameter clock: the router's "now" in Unix milliseconds (a vector signed in 2024 needs its own time).
+    init(
+        dir: TemporaryDirectory? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(),
+        configure: (inout Config) -> Void = { _ in }, clock: @escaping @Sendable () -> Int64 = Router.wallClock
+    ) throws {
         let dir = try dir ?? TemporaryDirectory()
         self.dir = dir
         var config = try demoConfig(spool: dir.file("spool"))
@@ -53,7 +57,7 @@ final class LiveServer: @unchecked Sendable {
             handler.logLevel = .trace
             return handler
         }
-        server = try PayhookServer(config: config, logger: logger, fileSystem: fileSystem)
+        server = try PayhookServer(config: config, logger: logger, fileSystem: fileSystem, clock: clock)
     }
 
     func get(_ target: String) throws -> HTTPReply {
