@@ -1,6 +1,6 @@
 public import PayhookCore
 
-/// The outer JSON of a v3 notification, read only after its signature verified (docs/protocols.md §7.1).
+/// The outer JSON of a v3 notification, read only after its signature verified (docs/protocols.md §8.3).
 public struct WeChatV3Envelope: Sendable, Equatable {
     public var id: String
     public var eventType: String
@@ -50,7 +50,7 @@ public struct WeChatV3Envelope: Sendable, Equatable {
         guard let nonce = resource["nonce"]?.stringValue, nonce.utf8.count == 12 else {
             return .failure(.semantic("resource.nonce is not 12 bytes"))
         }
-        // Absent and empty are the same associated data (docs/protocols.md §7.3).
+        // Absent and empty are the same associated data (docs/protocols.md §7.1).
         let associatedData: String
         switch resource["associated_data"] {
         case nil, .null?: associatedData = ""
@@ -76,7 +76,7 @@ public struct WeChatV3Envelope: Sendable, Equatable {
 }
 
 /// What a decrypted v3 resource becomes: the event source, dedupe key and headline values of
-/// docs/contract.md §6.1, after the semantic checks of docs/protocols.md §7.6.
+/// docs/contract.md §6.1, after the semantic checks of docs/protocols.md §8.4.
 public enum WeChatV3Resource {
     public static let paymentEvent = "TRANSACTION.SUCCESS"
     public static let refundEvents: Set<String> = ["REFUND.SUCCESS", "REFUND.ABNORMAL", "REFUND.CLOSED"]

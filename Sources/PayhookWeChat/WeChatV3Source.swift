@@ -2,21 +2,21 @@ public import PayhookCore
 import PayhookCrypto
 
 /// WeChat Pay API v3 notifications: JSON POSTed with the signature in `Wechatpay-*` headers and the result
-/// encrypted in `resource` (docs/contract.md §6.1, docs/protocols.md §7).
+/// encrypted in `resource` (docs/contract.md §6.1, docs/protocols.md §8).
 ///
 /// One instance serves one configured path. Several tenants may share it: `Wechatpay-Serial` names the key
 /// that signed, which narrows the tenants to those that configured it; the APIv3 key that decrypts the
 /// resource, and the merchant the resource then names, pick the one. Nothing is verified or decrypted with a
 /// key of a tenant the serial does not name.
 ///
-/// The checks run in the order of docs/protocols.md §7.4, on the body's bytes exactly as received, and every
+/// The checks run in the order of docs/protocols.md §8.2, on the body's bytes exactly as received, and every
 /// refusal of one status carries the same answer text (no oracle about which check failed).
 public struct WeChatV3Source: CallbackSource {
     /// Event types other than payments and refunds (`MCHTRANSFER.BILL.FINISHED`, `PAYSCORE.*`, …): stored
     /// whole, so that WeChat does not retry them for a day.
     public static let eventSource = "wechat.event"
     public static let verifiedWith = "rsa-sha256"
-    /// The only signature type this source verifies; an absent header means it too (docs/protocols.md §7.4).
+    /// The only signature type this source verifies; an absent header means it too (docs/protocols.md §8.2).
     public static let signatureType = "WECHATPAY2-SHA256-RSA2048"
     /// The prefix of WeChat's deliberate bad signatures, sent to probe whether a merchant checks them.
     public static let signTestPrefix = "WECHATPAY/SIGNTEST/"
@@ -63,7 +63,7 @@ public struct WeChatV3Source: CallbackSource {
 
     public var kind: String { "wechat_v3" }
 
-    /// 204 and no body: WeChat needs no answer text, and the status decides (docs/protocols.md §7.5).
+    /// 204 and no body: WeChat needs no answer text, and the status decides (docs/protocols.md §8.6).
     public var successAnswer: Answer { Answer(status: 204, contentType: "", body: []) }
 
     public func failureAnswer(status: Int, reason: String) -> Answer {
@@ -89,7 +89,7 @@ public struct WeChatV3Source: CallbackSource {
         public var serial: String
         public var signatureType: String?
 
-        /// `timestamp\nnonce\nbody\n`, the body's bytes exactly as received (docs/protocols.md §7.2).
+        /// `timestamp\nnonce\nbody\n`, the body's bytes exactly as received (docs/protocols.md §7.1).
         public func message(body: [UInt8]) -> [UInt8] {
             var message: [UInt8] = []
             message.reserveCapacity(timestamp.utf8.count + nonce.utf8.count + body.count + 3)
@@ -208,7 +208,7 @@ public struct WeChatV3Source: CallbackSource {
         notes.verified = true
         notes.keyID = verified[0].key.keyID
 
-        // Signed by WeChat Pay: now the body may be read (docs/protocols.md §7.4 step 7).
+        // Signed by WeChat Pay: now the body may be read (docs/protocols.md §8.2, step 7).
         let envelope: WeChatV3Envelope
         switch WeChatV3Envelope.parse(request.body) {
         case .failure(let refusal): return refused(refusal, tenant: named)

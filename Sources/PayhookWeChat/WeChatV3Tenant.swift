@@ -46,7 +46,7 @@ public struct WeChatV3Tenant: Sendable, Equatable {
     }
 
     /// The key a `Wechatpay-Serial` value names in this tenant: the public key when it is its id exactly, else
-    /// the platform certificate with that serial, compared as a hexadecimal integer (docs/protocols.md §7).
+    /// the platform certificate with that serial, compared as a hexadecimal integer (docs/protocols.md §7.1).
     public func key(forSerial serial: String) -> SignatureKey? {
         if let publicKey, publicKey.id == serial { return SignatureKey(keyID: publicKey.id, key: publicKey.key, certificate: nil) }
         if let certificate = platformCertificates.first(where: { $0.hasSerial(serial) }) {

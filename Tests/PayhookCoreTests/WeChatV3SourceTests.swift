@@ -343,7 +343,7 @@ import Testing
         #expect(try v2Event(v2).fingerprint != v3.fingerprint)
     }
 
-    /// The semantic checks of docs/protocols.md §7.6 on notifications that are correctly signed and encrypted.
+    /// The semantic checks of docs/protocols.md §8.4 on notifications that are correctly signed and encrypted.
     @Test(arguments: [
         ("\"trade_state\":\"SUCCESS\"", "\"trade_state\":\"NOTPAY\""),
         ("\"trade_state\":\"SUCCESS\"", "\"trade_state\":\"PAID\""),

@@ -71,7 +71,7 @@ struct WeChatV3LiveTests {
             let v = try #require(vectors[id])
             now.set(Self.signedAt(v))
             let reply = try Self.post(live, v)
-            // Success: 204, nothing else (docs/protocols.md §7.5); and again for the retry, a duplicate.
+            // Success: 204, nothing else (docs/protocols.md §8.6); and again for the retry, a duplicate.
             #expect(reply.status == 204, "\(id): \(reply.text)")
             #expect(reply.body.isEmpty)
             #expect(reply.header("Content-Type") == nil)
