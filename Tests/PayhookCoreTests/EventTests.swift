@@ -41,6 +41,82 @@ import Testing
             """)
     }
 
+    /// A source with a nested resource and signed headers (WeChat Pay v3) adds `resource` after `fields` and
+    /// `headers` inside `raw`, indented like the rest; without them the file is the one above, byte for byte.
+    @Test func resourceAndHeadersHaveTheirPlace() {
+        var event = Self.event
+        event.fields = [FormParameter(name: "id", value: "EV-1")]
+        event.resource = JSONReader.parse(Array(#"{"a":{"b":[1,"x\n",{}],"c":[]},"d":-1.5e3,"e":true,"f":null}"#.utf8))
+        event.raw.headers = [FormParameter(name: "Wechatpay-Serial", value: "PUB_KEY_ID_1"), FormParameter(name: "Wechatpay-Nonce", value: "n")]
+        let text = String(decoding: event.jsonBytes(), as: UTF8.self)
+        #expect(text.hasSuffix("""
+              "fields": {
+                "id": "EV-1"
+              },
+              "resource": {
+                "a": {
+                  "b": [
+                    1,
+                    "x\\n",
+                    {}
+                  ],
+                  "c": []
+                },
+                "d": -1.5e3,
+                "e": true,
+                "f": null
+              },
+              "raw": {
+                "method": "GET",
+                "target": "/n?money=100",
+                "body": "",
+                "headers": {
+                  "Wechatpay-Serial": "PUB_KEY_ID_1",
+                  "Wechatpay-Nonce": "n"
+                }
+              }
+            }
+
+            """))
+        #expect(JSONReader.parse(event.jsonBytes())?["resource"] == event.resource)
+    }
+
+    /// Writing a parsed value and reading it back gives the same value, and writing that the same bytes.
+    @Test func jsonValuesRoundTrip() {
+        for text in [#"{"k":"\u00e9\u2028\"\\","n":[0,-0.5,1E+2,[]],"o":{}}"#, #"[]"#, #""s""#, #"123"#, #"[null,false]"#] {
+            let value = JSONReader.parse(Array(text.utf8))!
+            for indent in [nil, 0, 3] as [Int?] {
+                var j = JSONText()
+                j.value(value, indent: indent)
+                let again = JSONReader.parse(j.bytes)
+                #expect(again == value, "\(text) indent \(String(describing: indent))")
+                var k = JSONText()
+                k.value(again!, indent: indent)
+                #expect(k.bytes == j.bytes)
+            }
+        }
+    }
+
+    @Test(arguments: [
+        ("2024-01-01T12:00:05+08:00", Int64(1_704_081_605_000)),
+        ("2024-01-01T04:00:05Z", Int64(1_704_081_605_000)),
+        ("2024-01-01T04:00:05.1234z", Int64(1_704_081_605_123)),
+        ("2024-01-01T04:00:05.5-01:30", Int64(1_704_087_005_500)),
+        ("2024-02-29T00:00:00Z", Int64(1_709_164_800_000)),
+    ])
+    func rfc3339Parses(text: String, ms: Int64) {
+        #expect(Timestamp.milliseconds(rfc3339: text) == ms)
+    }
+
+    @Test(arguments: [
+        "2024-01-01 12:00:05+08:00", "2024-01-01T12:00:05", "2024-01-01T12:00:05+0800", "2023-02-29T00:00:00Z",
+        "2024-13-01T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T12:00:60Z", "2024-01-01T12:00:05.Z",
+        "2024-01-01T12:00:05+08:00 ", "1969-12-31T23:59:59Z", "２０24-01-01T12:00:05Z", "",
+    ])
+    func rfc3339Refuses(text: String) {
+        #expect(Timestamp.milliseconds(rfc3339: text) == nil)
+    }
+
     @Test func dedupeKeyPartsCannotRunTogether() {
         let a = DedupeKey(source: "unified", parts: ["a/b", "c"])
         let b = DedupeKey(source: "unified", parts: ["a", "b/c"])
