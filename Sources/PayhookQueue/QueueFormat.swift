@@ -1,13 +1,12 @@
 public import Foundation
+import PayhookSpoolFormat
 public import PayhookStore
 
 /// How the queue tools print events: a table and a pretty form for people, JSON for scripts.
 public enum QueueFormat {
-    /// The schema's property order (schema/event.v1.schema.json), used when showing an event.
-    static let memberOrder = [
-        "schema", "id", "source", "tenant", "order_ref", "status", "amount", "currency", "dedupe_key",
-        "verified_with", "received_at", "remote_addr", "fields", "raw",
-    ]
+    /// The schema's property order (schema/event.v1.schema.json), used when showing an event: the event file
+    /// definition's, so that a member added there (`resource`) is shown in its place.
+    static let memberOrder = EventFile.members
 
     /// A table with a header line; columns LOCATION, RECEIVED_AT, SOURCE, TENANT, ORDER_REF, STATUS, AMOUNT,
     /// ATTEMPTS and ID (last, so that a long id does not push the others about). Missing values show as "-".
