@@ -7,7 +7,10 @@ public import PayhookCore
 /// but no field name, format or envelope: v2 signs `nonce_str` and `time_end`, v3 carries a notification `id`
 /// and `success_time`, and either may be signed anew for each delivery. So both are reduced to the business
 /// facts the two APIs share, normalised (amounts in fen, times as Unix milliseconds, an empty value as none),
-/// and that record is what must be equal. Anything only one API reports is not compared.
+/// and that record is what must be equal. Anything only one API reports, or the two spell differently for one
+/// payment, is not compared: `bank_type` (v2 writes a balance payment `CFT`, v3 `OTHERS`) and the refund's
+/// receiving account (free text, worded by each API) are left out, since comparing them would make a
+/// genuine pair a conflict.
 ///
 /// A v3 notification in partner or combine mode has a dedupe key no v2 notification has; its whole decrypted
 /// resource is compared. Generic v3 events (`wechat.event`) compare their `event_type` and resource.
@@ -41,7 +44,7 @@ public enum WeChatFingerprint {
         return [
             ("appid", v["appid"]), ("sub_appid", v["sub_appid"]), ("sub_mch_id", v["sub_mch_id"]),
             ("openid", v["openid"]), ("sub_openid", v["sub_openid"]), ("trade_type", v["trade_type"]),
-            ("bank_type", v["bank_type"]), ("transaction_id", v["transaction_id"]), ("attach", v["attach"]),
+            ("transaction_id", v["transaction_id"]), ("attach", v["attach"]),
             ("total", v["total_fee"]), ("currency", v["fee_type"] ?? "CNY"),
             ("success_time", time(v["time_end"], WeChatFields.beijingTime(v["time_end"] ?? "", dashed: false))),
         ]
@@ -50,7 +53,7 @@ public enum WeChatFingerprint {
     static func paymentV3(_ r: JSONValue) -> [(String, String?)] {
         [
             ("appid", text(r["appid"])), ("openid", text(r["payer"]?["openid"])), ("trade_type", text(r["trade_type"])),
-            ("bank_type", text(r["bank_type"])), ("transaction_id", text(r["transaction_id"])), ("attach", text(r["attach"])),
+            ("transaction_id", text(r["transaction_id"])), ("attach", text(r["attach"])),
             ("total", text(r["amount"]?["total"])), ("currency", text(r["amount"]?["currency"]) ?? "CNY"),
             ("success_time", time(text(r["success_time"]), text(r["success_time"]).flatMap(Timestamp.milliseconds(rfc3339:)))),
         ]
@@ -60,7 +63,7 @@ public enum WeChatFingerprint {
         let v = values(fields)
         return [
             ("out_trade_no", v["out_trade_no"]), ("transaction_id", v["transaction_id"]), ("refund_id", v["refund_id"]),
-            ("total", v["total_fee"]), ("refund", v["refund_fee"]), ("account", v["refund_recv_accout"]),
+            ("total", v["total_fee"]), ("refund", v["refund_fee"]),
             ("success_time", time(v["success_time"], WeChatFields.beijingTime(v["success_time"] ?? "", dashed: true))),
         ]
     }
@@ -69,7 +72,6 @@ public enum WeChatFingerprint {
         [
             ("out_trade_no", text(r["out_trade_no"])), ("transaction_id", text(r["transaction_id"])),
             ("refund_id", text(r["refund_id"])), ("total", text(r["amount"]?["total"])), ("refund", text(r["amount"]?["refund"])),
-            ("account", text(r["user_received_account"])),
             ("success_time", time(text(r["success_time"]), text(r["success_time"]).flatMap(Timestamp.milliseconds(rfc3339:)))),
         ]
     }
