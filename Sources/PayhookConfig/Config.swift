@@ -39,7 +39,7 @@ public struct Config: Sendable, Equatable {
     public var maxConflicts: Int
     public var unified: [UnifiedTenant]
     public var wechat: [WeChatTenant]
-    /// `[[wechat_v3]]`: WeChat Pay API v3 notifications (docs/contract.md §6.1).
+    /// `[[wechat_v3]]`: WeChat Pay API v3 notifications (docs/contract.md §3.3).
     public var wechatV3: [WeChatV3Tenant]
 
     public static let defaultListen = "127.0.0.1:8080"

@@ -123,7 +123,7 @@ public struct Verdict: Sendable, Equatable {
 }
 
 /// What a source that picks its verification key by a name in the request (WeChat Pay v3's `Wechatpay-Serial`)
-/// saw, for the metrics an operator needs to watch a key migration finish (docs/contract.md §6.1).
+/// saw, for the metrics an operator needs to watch a key migration finish (docs/contract.md §3.3).
 public struct SignatureNotes: Sendable, Equatable {
     /// The configured key the request named, by its configured id: never request text, so a metric labelled
     /// with it has as many series as the config has keys. nil when the request named none or an unknown one.

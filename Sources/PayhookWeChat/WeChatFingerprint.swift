@@ -1,7 +1,7 @@
 public import PayhookCore
 
 /// When two WeChat Pay notifications with one dedupe key are the same: the rules by which the spool tells a
-/// retry (a duplicate) from a conflict, for events of API v2 and API v3 alike (docs/contract.md §4, §6.1).
+/// retry (a duplicate) from a conflict, for events of API v2 and API v3 alike (docs/contract.md §4.5, §4.6).
 ///
 /// A v2 and a v3 notification of one payment share the dedupe key (`wechat.pay/<mchid>/<out_trade_no>/SUCCESS`)
 /// but no field name, format or envelope: v2 signs `nonce_str` and `time_end`, v3 carries a notification `id`

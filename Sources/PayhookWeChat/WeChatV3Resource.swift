@@ -76,7 +76,7 @@ public struct WeChatV3Envelope: Sendable, Equatable {
 }
 
 /// What a decrypted v3 resource becomes: the event source, dedupe key and headline values of
-/// docs/contract.md §6.1, after the semantic checks of docs/protocols.md §8.4.
+/// docs/contract.md §3.3, after the semantic checks of docs/protocols.md §8.4.
 public enum WeChatV3Resource {
     public static let paymentEvent = "TRANSACTION.SUCCESS"
     public static let refundEvents: Set<String> = ["REFUND.SUCCESS", "REFUND.ABNORMAL", "REFUND.CLOSED"]

@@ -2,7 +2,7 @@ public import PayhookCore
 import PayhookCrypto
 
 /// WeChat Pay API v3 notifications: JSON POSTed with the signature in `Wechatpay-*` headers and the result
-/// encrypted in `resource` (docs/contract.md §6.1, docs/protocols.md §8).
+/// encrypted in `resource` (docs/contract.md §3.3, docs/protocols.md §8).
 ///
 /// One instance serves one configured path. Several tenants may share it: `Wechatpay-Serial` names the key
 /// that signed, which narrows the tenants to those that configured it; the APIv3 key that decrypts the

@@ -2,7 +2,7 @@ public import PayhookCore
 public import PayhookCrypto
 
 /// One `[[wechat_v3]]` table: a WeChat Pay merchant (or, in partner mode, service provider) receiving API v3
-/// notifications (docs/contract.md §6.1).
+/// notifications (docs/contract.md §3.3).
 public struct WeChatV3Tenant: Sendable, Equatable {
     /// A WeChat Pay public key and the id (`PUB_KEY_ID_…`) by which `Wechatpay-Serial` names it.
     public struct PublicKey: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import InMemoryLogging
 import PayhookConfig
 import PayhookCore
 import PayhookCrypto
@@ -7,7 +8,7 @@ import PayhookWeChat
 import Synchronization
 import Testing
 
-/// WeChat Pay v3 notifications through the live server (docs/contract.md §6.1): the answers' exact shape, the
+/// WeChat Pay v3 notifications through the live server (docs/contract.md §3.3): the answers' exact shape, the
 /// event files against the schema, and the metrics an operator watches a key migration with. The vectors of
 /// Fixtures/wechat-v3 were signed in 2024, so the router's clock is pinned to each one's own time.
 @Suite(.timeLimit(.minutes(2)))
@@ -121,6 +122,15 @@ struct WeChatV3LiveTests {
         #expect(get.status == 405)
         #expect(get.text == #"{"code":"FAIL","message":"method not allowed"}"#)
         #expect(live.events().isEmpty)
+        // The log says why, for the operator, and never shows a key, a signature or the body.
+        let lines = live.log.entries.map { "\($0.message) \($0.metadata)" }
+        let reasons = live.log.entries.compactMap { $0.metadata["reason"].map { "\($0)" } }
+        #expect(reasons.contains { $0.contains("SIGNTEST") })
+        #expect(reasons.contains { $0.contains("beyond max_clock_skew_s") })
+        #expect(reasons.contains { $0.contains("Wechatpay-Signature-Type") })
+        for secret in ["a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb", String(v.headers["Wechatpay-Signature"]!.prefix(24)), "EV-2018022511223320873"] {
+            #expect(!lines.contains { $0.contains(secret) }, "\(secret.prefix(6))… in the log")
+        }
     }
 
     /// What an operator needs to watch the certificate → public-key migration: checks by key id and result,
