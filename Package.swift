@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
         // The config file: the server's settings and each provider's [[tables]], read from TOML and validated.
         // The listener's settings take their defaults and address syntax from PayhookHTTP, which owns them.
-        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookHTTP", "PayhookStore", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
+        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookStore", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", "PayhookSpoolFormat", "PayhookStore", logging]),
         // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.

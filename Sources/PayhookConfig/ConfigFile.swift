@@ -30,3 +30,10 @@ public enum ConfigFile {
         var description: String { String(cString: strerror(errno)) }
     }
 }
+
+extension ConfigLoader {
+    /// The system's wall clock, whole Unix seconds: the loader's default `now`.
+    @Sendable public static func systemNow() -> Int64 {
+        Int64(Date().timeIntervalSince1970.rounded(.down))
+    }
+}

@@ -14,14 +14,19 @@ public struct ConfigLoader: Sendable {
     /// Checks the `listen` value; returns a sentence describing the problem, or nil. By default the
     /// listener's own parser (the listener owns the address syntax); tests pass a simpler rule.
     public var checkListen: @Sendable (String) -> String?
+    /// The time now, Unix seconds: what a certificate's validity period is judged against when the config is
+    /// loaded. The system's clock by default (``ConfigLoader/systemNow()``); tests pass a fixed one.
+    public var now: @Sendable () -> Int64
 
     public init(
         readFile: @escaping @Sendable (String) throws -> [UInt8], environment: [String: String],
-        checkListen: @escaping @Sendable (String) -> String? = ConfigLoader.listenAddressProblem
+        checkListen: @escaping @Sendable (String) -> String? = ConfigLoader.listenAddressProblem,
+        now: @escaping @Sendable () -> Int64 = ConfigLoader.systemNow
     ) {
         self.readFile = readFile
         self.environment = environment
         self.checkListen = checkListen
+        self.now = now
     }
 
     /// Why the listener would refuse `text` as a `listen` address, or nil.
@@ -185,7 +190,14 @@ public struct ConfigLoader: Sendable {
     }
 
     /// Reads the one secret source a table names. Exactly one of the three keys must be present.
-    func loadSecrets(_ table: TOMLTable, names: (inline: String, file: String, env: String), what: String, _ c: inout Context) -> [Secret]? {
+    ///
+    /// `check` judges each secret; what it returns (a problem, never any of the secret) is reported with the
+    /// line of the file or variable that holds that secret, counting blank lines, and the secrets are then
+    /// refused.
+    func loadSecrets(
+        _ table: TOMLTable, names: (inline: String, file: String, env: String), what: String,
+        check: (String) -> String? = { _ in nil }, _ c: inout Context
+    ) -> [Secret]? {
         let present = [names.inline, names.file, names.env].filter { table[$0] != nil }
         guard present.count == 1 else {
             if present.isEmpty {
@@ -198,12 +210,16 @@ public struct ConfigLoader: Sendable {
         let key = present[0]
         guard let node = table[key], let value = string(node, key, &c) else { return nil }
         let text: String
+        // Where the secrets come from, for the problems `check` finds: never the secret itself.
+        let origin: String
         switch key {
         case names.inline:
             c.warn(node.line, "\(names.inline) is written in the config file; prefer \(names.file) or \(names.env)")
             text = value
+            origin = names.inline
         case names.file:
             let path = Self.resolve(value, against: c.baseDirectory)
+            origin = "\(names.file) \(path)"
             let bytes: [UInt8]
             do {
                 bytes = try readFile(path)
@@ -217,6 +233,7 @@ public struct ConfigLoader: Sendable {
             }
             text = decoded
         default:
+            origin = "\(names.env) \(value)"
             guard let fromEnvironment = environment[value] else {
                 c.error(node.line, "\(names.env): environment variable \(value) is not set")
                 return nil
@@ -224,15 +241,22 @@ public struct ConfigLoader: Sendable {
             text = fromEnvironment
         }
         // One secret per line; blank lines and surrounding whitespace ignored (docs/contract.md §2, rotation).
-        let secrets = text.split(whereSeparator: \.isNewline)
-            .map { $0.trimmingWhitespace() }
-            .filter { !$0.isEmpty }
-            .map(Secret.init)
+        var secrets: [Secret] = []
+        var refused = false
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let secret = line.trimmingWhitespace()
+            if secret.isEmpty { continue }
+            if let problem = check(secret) {
+                c.error(node.line, "\(origin), line \(index + 1): \(problem)")
+                refused = true
+            }
+            secrets.append(Secret(secret))
+        }
         guard !secrets.isEmpty else {
             c.error(node.line, "\(key) holds no secret (it is empty)")
             return nil
         }
-        return secrets
+        return refused ? nil : secrets
     }
 
     /// What every provider's table checks first: no key it does not know, and a `path` that is a valid route.

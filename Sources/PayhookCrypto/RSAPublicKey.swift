@@ -16,6 +16,9 @@ public final class RSAPublicKey: @unchecked Sendable, Equatable {
     public let isRSA: Bool
     /// The key's size in bits (the modulus for RSA; EVP_PKEY_get_bits(3)).
     public let bits: Int
+    /// The key type as OpenSSL names it ("RSA", "RSA-PSS", "EC", "ED25519", …; EVP_PKEY_get0_type_name(3)),
+    /// "unknown" when it has none: for saying what a configured key is instead of RSA-2048.
+    public let typeName: String
     /// The length of every signature this key can produce, in bytes (EVP_PKEY_get_size(3)).
     let signatureLength: Int
 
@@ -28,6 +31,7 @@ public final class RSAPublicKey: @unchecked Sendable, Equatable {
         self.pkey = pkey
         isRSA = EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA
         bits = Int(EVP_PKEY_get_bits(pkey))
+        typeName = EVP_PKEY_get0_type_name(pkey).map { String(cString: $0) } ?? "unknown"
         signatureLength = Int(EVP_PKEY_get_size(pkey))
         var encoded: UnsafeMutablePointer<UInt8>?
         let length = i2d_PUBKEY(pkey, &encoded)

@@ -22,6 +22,6 @@ struct CheckConfig: ParsableCommand {
         }
         for warning in loaded.warnings { Output.err("warning: \(warning)") }
         let c = loaded.config
-        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(c.unified.count) [[unified]] and \(c.wechat.count) [[wechat]] tenants)")
+        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(c.unified.count) [[unified]], \(c.wechat.count) [[wechat]] and \(c.wechatV3.count) [[wechat_v3]] tenants)")
     }
 }

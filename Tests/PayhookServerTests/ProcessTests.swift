@@ -55,7 +55,7 @@ struct ProcessTests {
         let result = try Self.run(["check-config", "--config", Paths.fixtures.appendingPathComponent("demo.toml").path])
         #expect(result.status == 0)
         #expect(result.stdout.contains("ok"))
-        #expect(result.stdout.contains("2 [[unified]] and 1 [[wechat]] tenants"))
+        #expect(result.stdout.contains("2 [[unified]], 1 [[wechat]] and 1 [[wechat_v3]] tenants"))
         #expect(!result.stdout.contains("demo-secret-rotate-me"))
     }
 
@@ -120,6 +120,65 @@ struct ProcessTests {
         }
         #expect(!result.stderr.contains("inline-secret-value"))
         #expect(!result.stderr.contains("inline-secret-d1") && !result.stderr.contains("inline-secret-d2"))
+    }
+
+    @Test func checkConfigNamesEveryWeChatV3KeyProblem() throws {
+        let dir = try TemporaryDirectory()
+        let keys = Paths.fixtures.appendingPathComponent("wechat-v3").path
+        // Line 2 is a 31-byte key: the message names the line, never the key.
+        try dir.write("v3.key", "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb\nshort-v3-key-0123456789abcdefgh\n")
+        try dir.write("bad.toml", """
+            [[wechat_v3]]
+            path = "/notify/wechatpay"
+            mch_id = "1900000100"
+            api_v3_key_file = "v3.key"
+            public_key_file = "\(keys)/test-only-ec-p256-public.pem"
+            public_key_id = "PUB_KEY_ID_0000000000000024101100397200000006"
+            platform_cert_files = ["\(keys)/go-sdk/wechatpay_certificate.pem", "\(keys)/test-only-rsa1024-certificate.pem", "\(keys)/go-sdk/wechatpay_certificate.pem"]
+            max_clock_skew_s = 0
+
+            [[wechat_v3]]
+            path = "/notify/wechatpay"
+            mch_id = "1900000100"
+            api_v3_key_file = "v3.key"
+            """)
+        let file = dir.file("bad.toml")
+        let result = try Self.run(["check-config", "--config", file])
+        #expect(result.status == 1)
+        let expected = [
+            "\(file):8: max_clock_skew_s must be an integer between 1 and 3600",
+            "\(file):4: api_v3_key_file \(dir.path)/v3.key, line 2: not 32 bytes",
+            "\(file):5: public_key_file \(keys)/test-only-ec-p256-public.pem holds an EC key (256 bits), not an RSA-2048 key",
+            "\(file):7: platform certificate \(keys)/test-only-rsa1024-certificate.pem (serial A1B2C3D4E5F60718293A4B5C6D7E8F901) holds an RSA-1024 key",
+            "\(file):7: platform certificate \(keys)/go-sdk/wechatpay_certificate.pem has serial D7CE59D1F522D701, as \(keys)/go-sdk/wechatpay_certificate.pem does",
+            "\(file):13: api_v3_key_file \(dir.path)/v3.key, line 2: not 32 bytes",
+            "\(file):10: [[wechat_v3]] needs public_key_file + public_key_id, platform_cert_files, or both",
+            "\(file): 7 problems found",
+        ]
+        for line in expected {
+            #expect(result.stderr.contains(line), "missing: \(line)\n\(result.stderr)")
+        }
+        #expect(!result.stderr.contains("short-v3-key") && !result.stderr.contains("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"))
+    }
+
+    @Test func checkConfigWarnsOfAnExpiredPlatformCertificate() throws {
+        let dir = try TemporaryDirectory()
+        let keys = Paths.fixtures.appendingPathComponent("wechat-v3").path
+        try dir.write("v3.key", "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb\n")
+        try dir.write("ok.toml", """
+            [[wechat_v3]]
+            path = "/notify/wechatpay"
+            mch_id = "1900000100"
+            api_v3_key_file = "v3.key"
+            platform_cert_files = ["\(keys)/merchant_certificate.pem"]
+            """)
+        let file = dir.file("ok.toml")
+        let result = try Self.run(["check-config", "--config", file])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("0 [[unified]], 0 [[wechat]] and 1 [[wechat_v3]] tenants"))
+        #expect(result.stderr.contains(
+            "warning: \(file):5: platform certificate \(keys)/merchant_certificate.pem (serial 5F1C72E2A8931B72A2E13AF8DEE92471EB397115) is expired: valid from 2022-05-10T01:57:10Z to 2025-05-09T01:57:10Z"),
+            "\(result.stderr)")
     }
 
     @Test func usageErrorsExitTwo() throws {
