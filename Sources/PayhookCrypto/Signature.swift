@@ -67,6 +67,30 @@ public enum Signature {
         signRSASHA256(privateKeyPEM: Array(privateKeyPEM.utf8), message: message)
     }
 
+    /// A fresh RSA private key of `bits` bits as unencrypted PKCS#8 PEM, made at run time and never stored:
+    /// `payhook sign --break wrong-key` signs with it, to show a receiver refusing a key that is nobody's.
+    /// nil when OpenSSL fails or `bits` is below 2048.
+    public static func generateRSAPrivateKeyPEM(bits: Int = 2048) -> [UInt8]? {
+        guard bits >= 2048, bits <= 16384 else { return nil }
+        defer { ERR_clear_error() }
+        guard let context = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nil) else { return nil }
+        defer { EVP_PKEY_CTX_free(context) }
+        var key: OpaquePointer?
+        guard EVP_PKEY_keygen_init(context) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(context, Int32(bits)) == 1,
+            EVP_PKEY_keygen(context, &key) == 1, let key
+        else { return nil }
+        defer { EVP_PKEY_free(key) }
+        guard let bio = BIO_new(BIO_s_mem()) else { return nil }
+        defer { BIO_free(bio) }
+        guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else { return nil }
+        let length = Int(BIO_ctrl_pending(bio))
+        guard length > 0 else { return nil }
+        var pem = [UInt8](repeating: 0, count: length)
+        let read = pem.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32(length)) }
+        guard read == Int32(length) else { return nil }
+        return pem
+    }
+
     private static func withBytes<T>(_ bytes: [UInt8], _ body: (UnsafePointer<UInt8>, Int) -> T) -> T {
         var empty: UInt8 = 0
         return bytes.withUnsafeBufferPointer { buffer in

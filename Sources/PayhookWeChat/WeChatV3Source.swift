@@ -89,6 +89,15 @@ public struct WeChatV3Source: CallbackSource {
         public var serial: String
         public var signatureType: String?
 
+        /// For senders: `payhook sign` builds the message it signs with ``message(body:)``, the server's own.
+        public init(timestamp: String, nonce: String, signature: String, serial: String, signatureType: String?) {
+            self.timestamp = timestamp
+            self.nonce = nonce
+            self.signature = signature
+            self.serial = serial
+            self.signatureType = signatureType
+        }
+
         /// `timestamp\nnonce\nbody\n`, the body's bytes exactly as received (docs/protocols.md §7.1).
         public func message(body: [UInt8]) -> [UInt8] {
             var message: [UInt8] = []
