@@ -11,6 +11,13 @@ public enum CallbackBuilder {
         case unified
         case wechatPay = "wechat-pay"
         case wechatRefund = "wechat-refund"
+        /// WeChat Pay API v3: a `TRANSACTION.SUCCESS` notification, signed headers and an encrypted resource.
+        case wechatV3Pay = "wechat-v3-pay"
+        /// WeChat Pay API v3: a `REFUND.<status>` notification.
+        case wechatV3Refund = "wechat-v3-refund"
+
+        /// The v3 kinds sign with an RSA private key and send headers; the others sign with a shared secret.
+        public var isWeChatV3: Bool { self == .wechatV3Pay || self == .wechatV3Refund }
     }
 
     /// Deliberate faults, to see the receiver refuse them.
@@ -21,6 +28,26 @@ public enum CallbackBuilder {
         case wrongKey = "wrong-key"
         /// The signature left out (for a refund: `req_info` left out).
         case stripSign = "strip-sign"
+        /// v3: the signature replaced by a `WECHATPAY/SIGNTEST/` probe, as WeChat Pay sends to test receivers.
+        case signtest
+        /// v3: correctly signed, with a `Wechatpay-Timestamp` ten minutes old.
+        case stale
+        /// v3: a `Wechatpay-Serial` that no tenant in the config has.
+        case wrongSerial = "wrong-serial"
+        /// v3: the body changed after signing.
+        case tampered
+
+        /// The breakages each kind knows; `wrong-key` is the only one both families share.
+        public static func applicable(to kind: Kind) -> [Breakage] {
+            kind.isWeChatV3 ? [.signtest, .stale, .wrongKey, .wrongSerial, .tampered] : [.tamper, .wrongKey, .stripSign]
+        }
+
+        /// nil when it applies to `kind`, else the sentence that says it does not.
+        public func problem(for kind: Kind) -> String? {
+            let known = Self.applicable(to: kind)
+            guard !known.contains(self) else { return nil }
+            return "--break \(rawValue) does not apply to \(kind.rawValue), whose breakages are \(known.map(\.rawValue).joined(separator: ", "))"
+        }
     }
 
     public struct Spec: Sendable {
@@ -43,19 +70,65 @@ public enum CallbackBuilder {
         /// WeChat payment: leave `sign_type` out of the notification (the length then tells).
         public var omitSignType = false
         public var breakage: Breakage?
+        /// WeChat Pay v3: the RSA private key (PEM) that signs as WeChat Pay's does; required for the v3 kinds.
+        /// A ``Secret``, so that no description of a spec can print it.
+        public var privateKey: Secret?
+        /// WeChat Pay v3: the `Wechatpay-Serial` sent; when nil, the tenant's public key id, else the serial of
+        /// its first platform certificate.
+        public var serial: String?
 
         public init(kind: Kind) { self.kind = kind }
     }
 
     public struct Built: Sendable {
+        public var kind: Kind
         public var method: String
         public var path: String
         public var query: String?
         public var body: [UInt8]
         public var contentType: String?
+        /// Header fields the callback carries besides Host, Content-Type and Content-Length: WeChat Pay v3's
+        /// `Wechatpay-*`, in the order of ``WeChatV3Source/Header/all``; empty for the other kinds.
+        public var headers: [FormParameter]
+        /// Things the sender should know, for standard error: e.g. that the private key given is not the pair
+        /// of the public key the serial names, so the receiver will refuse the callback.
+        public var warnings: [String]
 
-        /// What `payhook sign` prints: the query string, or the XML body.
-        public var printable: String { query ?? String(decoding: body, as: UTF8.self) }
+        public init(
+            kind: Kind, method: String, path: String, query: String?, body: [UInt8], contentType: String?,
+            headers: [FormParameter] = [], warnings: [String] = []
+        ) {
+            self.kind = kind
+            self.method = method
+            self.path = path
+            self.query = query
+            self.body = body
+            self.contentType = contentType
+            self.headers = headers
+            self.warnings = warnings
+        }
+
+        /// What `payhook sign` prints: the query string, the XML body, or, for a callback with headers, a
+        /// header block: one `Name: value` line per header, an empty line, then the body exactly. The body's
+        /// bytes are what was signed; the line break `payhook sign` prints after them is not part of them,
+        /// and `payhook verify` takes exactly one final line break off a header block for that reason.
+        public var printable: String {
+            if let query { return query }
+            let text = String(decoding: body, as: UTF8.self)
+            guard !headers.isEmpty else { return text }
+            return headers.map { "\($0.name): \($0.value)\n" }.joined() + "\n" + text
+        }
+
+        /// Whether an answer is the one the callback's sender takes as success: the unified platform's
+        /// `success`, WeChat v2's SUCCESS XML, or for v3 the status alone: WeChat Pay takes 200 or 204, with any body,
+        /// as received (payhook answers 204, ``WeChatV3Source/successAnswer``).
+        public func isSuccess(status: Int, body answer: [UInt8]) -> Bool {
+            switch kind {
+            case .unified: return status == 200 && answer.starts(with: Array("success".utf8))
+            case .wechatPay, .wechatRefund: return status == 200 && answer.starts(with: Array("<xml><return_code><![CDATA[SUCCESS]]></return_code>".utf8))
+            case .wechatV3Pay, .wechatV3Refund: return status == 200 || status == 204
+            }
+        }
 
         /// The complete HTTP/1.1 request for `host`.
         public func request(authority: String, path overridePath: String? = nil) -> [UInt8] {
@@ -63,6 +136,7 @@ public enum CallbackBuilder {
             if let query { target += "?" + query }
             var head = "\(method) \(target) HTTP/1.1\r\nHost: \(authority)\r\nConnection: close\r\nUser-Agent: payhook-simulate\r\n"
             if let contentType { head += "Content-Type: \(contentType)\r\n" }
+            for header in headers { head += "\(header.name): \(header.value)\r\n" }
             if method == "POST" { head += "Content-Length: \(body.count)\r\n" }
             return Array((head + "\r\n").utf8) + body
         }
@@ -74,6 +148,7 @@ public enum CallbackBuilder {
 
     public static func build(_ spec: Spec, config: Config, nowMilliseconds: Int64 = WallClock.milliseconds()) throws(Failure) -> Built {
         let unique = "\(nowMilliseconds)\(Int.random(in: 100_000...999_999))"
+        if let breakage = spec.breakage, let problem = breakage.problem(for: spec.kind) { throw Failure(description: problem) }
         switch spec.kind {
         case .unified:
             let tenant = try pick(config.unified, spec.tenant, name: "domain_code", kind: "[[unified]]") { $0.domainCode }
@@ -91,7 +166,7 @@ public enum CallbackBuilder {
                 parameters = parameters.map { $0.name == "money" ? FormParameter(name: "money", value: String(spec.amount + 1)) : $0 }
             }
             if spec.breakage != .stripSign { parameters.append(FormParameter(name: "sign", value: sign)) }
-            return Built(method: "GET", path: tenant.path, query: UnifiedSigner.query(parameters), body: [], contentType: nil)
+            return Built(kind: spec.kind, method: "GET", path: tenant.path, query: UnifiedSigner.query(parameters), body: [], contentType: nil)
 
         case .wechatPay:
             let tenant = try pick(config.wechat, spec.tenant, name: "mch_id", kind: "[[wechat]]") { $0.mchID }
@@ -113,7 +188,7 @@ public enum CallbackBuilder {
                 elements = elements.map { $0.name == "total_fee" ? FlatXMLElement(name: "total_fee", text: String(spec.amount + 1)) : $0 }
             }
             if spec.breakage != .stripSign { elements.append(FlatXMLElement(name: "sign", text: sign)) }
-            return Built(method: "POST", path: tenant.path, query: nil, body: Array(WeChatSigner.document(elements, root: "xml").utf8), contentType: "text/xml")
+            return Built(kind: spec.kind, method: "POST", path: tenant.path, query: nil, body: Array(WeChatSigner.document(elements, root: "xml").utf8), contentType: "text/xml")
 
         case .wechatRefund:
             let tenant = try pick(config.wechat, spec.tenant, name: "mch_id", kind: "[[wechat]]") { $0.mchID }
@@ -139,11 +214,14 @@ public enum CallbackBuilder {
                 ("nonce_str", nonce()),
             ].map { FlatXMLElement(name: $0.0, text: $0.1) }
             if spec.breakage != .stripSign { outer.append(FlatXMLElement(name: "req_info", text: reqInfo)) }
-            return Built(method: "POST", path: tenant.path, query: nil, body: Array(WeChatSigner.document(outer, root: "xml").utf8), contentType: "text/xml")
+            return Built(kind: spec.kind, method: "POST", path: tenant.path, query: nil, body: Array(WeChatSigner.document(outer, root: "xml").utf8), contentType: "text/xml")
+
+        case .wechatV3Pay, .wechatV3Refund:
+            return try wechatV3(spec, config: config, nowMilliseconds: nowMilliseconds, unique: unique)
         }
     }
 
-    private static func pick<T>(_ tenants: [T], _ wanted: String?, name: String, kind: String, id: (T) -> String) throws(Failure) -> T {
+    static func pick<T>(_ tenants: [T], _ wanted: String?, name: String, kind: String, id: (T) -> String) throws(Failure) -> T {
         if let wanted {
             guard let tenant = tenants.first(where: { id($0) == wanted }) else {
                 throw Failure(description: "the config has no \(kind) table with \(name) '\(wanted)'")
@@ -158,9 +236,9 @@ public enum CallbackBuilder {
         return only
     }
 
-    private static func secret(_ secrets: [Secret], _ position: Int) throws(Failure) -> String {
+    static func secret(_ secrets: [Secret], _ position: Int, what: String = "secret(s)") throws(Failure) -> String {
         guard position >= 1, position <= secrets.count else {
-            throw Failure(description: "--key-index \(position) is out of range: the tenant has \(secrets.count) secret(s)")
+            throw Failure(description: "--key-index \(position) is out of range: the tenant has \(secrets.count) \(what)")
         }
         return secrets[position - 1].value
     }

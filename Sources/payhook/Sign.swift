@@ -13,7 +13,7 @@ extension WeChatSignType: ExpressibleByArgument {}
 
 /// What to build: shared by `sign` and `simulate`.
 struct CallbackOptions: ParsableArguments {
-    @Argument(help: "unified, wechat-pay or wechat-refund.")
+    @Argument(help: "unified, wechat-pay, wechat-refund, wechat-v3-pay or wechat-v3-refund.")
     var kind: CallbackBuilder.Kind
 
     @Option(name: .long, help: "The TOML config file holding the tenant and its secret.")
@@ -31,13 +31,13 @@ struct CallbackOptions: ParsableArguments {
     @Option(name: .customLong("refund-ref"), help: "out_refund_no of a wechat-refund (default: a fresh unique one).")
     var refundRef: String?
 
-    @Option(name: .long, help: "payStatus, result_code or refund_status (default: the success value).")
+    @Option(name: .long, help: "payStatus, result_code, refund_status or (v3) trade_state / refund_status, which a v3 refund's event_type follows (default: the success value).")
     var status: String?
 
-    @Option(name: .customLong("field"), help: "NAME=VALUE: add or replace a field (repeatable; for wechat-refund, a field of the encrypted document).")
+    @Option(name: .customLong("field"), help: "NAME=VALUE: add or replace a field (repeatable; for wechat-refund, a field of the encrypted document; for the v3 kinds, a top-level member of the decrypted resource, NAME:=JSON for a non-string value).")
     var fields: [String] = []
 
-    @Option(name: .customLong("key-index"), help: "Which of the tenant's secrets signs, 1-based in file order.")
+    @Option(name: .customLong("key-index"), help: "Which of the tenant's secrets signs (v3: which APIv3 key encrypts), 1-based in file order.")
     var keyIndex: Int = 1
 
     @Option(name: .customLong("sign-type"), help: "wechat-pay: MD5 or HMAC-SHA256 (default: the tenant's first accepted, MD5 first).")
@@ -46,14 +46,27 @@ struct CallbackOptions: ParsableArguments {
     @Flag(name: .customLong("omit-sign-type"), help: "wechat-pay: leave sign_type out, as some HMAC notifications do.")
     var omitSignType = false
 
-    @Option(name: .customLong("break"), help: "Break it on purpose: tamper, wrong-key or strip-sign.")
+    @Option(name: .customLong("break"), help: "Break it on purpose: tamper, wrong-key or strip-sign; for the v3 kinds signtest, stale, wrong-key, wrong-serial or tampered.")
     var breakage: CallbackBuilder.Breakage?
+
+    @Option(name: .customLong("private-key"), help: "v3 kinds (required): a PEM file with the RSA private key that signs in WeChat Pay's place, the pair of the tenant's public key. Never printed.")
+    var privateKey: String?
+
+    @Option(name: .long, help: "v3 kinds: the Wechatpay-Serial to send (default: the tenant's public key id, else its first platform certificate's serial).")
+    var serial: String?
 
     func validate() throws {
         for field in fields where !field.contains("=") || field.hasPrefix("=") {
             throw ValidationError("--field \(field): expected NAME=VALUE")
         }
         if amount < 0 { throw ValidationError("--amount must not be negative") }
+        if let breakage, let problem = breakage.problem(for: kind) { throw ValidationError(problem) }
+        if kind.isWeChatV3 {
+            if privateKey == nil { throw ValidationError("\(kind.rawValue) needs --private-key FILE: the RSA private key that signs in WeChat Pay's place") }
+            if signType != nil || omitSignType { throw ValidationError("--sign-type and --omit-sign-type are for wechat-pay; \(kind.rawValue) is always signed with RSA") }
+        } else if privateKey != nil || serial != nil {
+            throw ValidationError("--private-key and --serial are for wechat-v3-pay and wechat-v3-refund, not \(kind.rawValue)")
+        }
     }
 
     func spec() -> CallbackBuilder.Spec {
@@ -71,6 +84,7 @@ struct CallbackOptions: ParsableArguments {
         spec.signType = signType
         spec.omitSignType = omitSignType
         spec.breakage = breakage
+        spec.serial = serial
         return spec
     }
 
@@ -82,22 +96,41 @@ struct CallbackOptions: ParsableArguments {
             for issue in error.issues { Output.err("error: \(issue)") }
             throw ExitCode(1)
         }
+        var spec = spec()
+        if let privateKey {
+            // Read here and handed on as a Secret; no message below quotes the file's content.
+            do {
+                spec.privateKey = Secret(String(decoding: try ConfigFile.readFile(privateKey), as: UTF8.self))
+            } catch {
+                Output.err("payhook: cannot read --private-key \(privateKey): \(error)")
+                throw ExitCode(1)
+            }
+        }
+        let built: CallbackBuilder.Built
         do {
-            return try CallbackBuilder.build(spec(), config: loaded.config)
+            built = try CallbackBuilder.build(spec, config: loaded.config)
         } catch {
             Output.err("payhook: \(error)")
             throw ExitCode(1)
         }
+        for warning in built.warnings { Output.err("warning: \(warning)") }
+        return built
     }
 }
 
-/// `payhook sign KIND`: prints a correctly signed callback (the query string, or the XML body).
+/// `payhook sign KIND`: prints a correctly signed callback (the query string, the XML body, or a v3 header block).
 struct Sign: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print a correctly signed callback: a unified query string or a WeChat XML body.",
+        abstract: "Print a correctly signed callback: a unified query string, a WeChat XML body, or a WeChat Pay v3 notification.",
         discussion: """
             unified prints the query string: curl "http://127.0.0.1:8080/notify/unified?$(payhook sign unified --config C)"
             wechat-pay and wechat-refund print the XML body: payhook sign wechat-pay --config C | curl --data-binary @- URL
+
+            wechat-v3-pay and wechat-v3-refund print the signed headers, one "Name: value" line each \
+            (Wechatpay-Timestamp, -Nonce, -Signature, -Serial, -Signature-Type), an empty line, then the JSON body \
+            exactly as signed. The body has no line break of its own: the one final line break printed after it is \
+            not part of it, and payhook verify, given this output, takes exactly that one line break off. \
+            payhook simulate sends the same notification without that step.
             """
     )
 
@@ -114,7 +147,8 @@ struct Simulate: ParsableCommand {
         abstract: "Send a correctly signed (or deliberately broken) callback to a URL and show the answers.",
         discussion: """
             Prints one line per request: its number, the HTTP status and the body. Exits 0 when every answer \
-            is the sender's success answer, 1 otherwise (as expected with --break).
+            is the sender's success answer (for the v3 kinds: status 204 or 200), 1 otherwise (as expected with \
+            --break). With --count, every request is the same signed callback, so all but the first are duplicates.
             """
     )
 
@@ -144,7 +178,6 @@ struct Simulate: ParsableCommand {
             throw ExitCode(1)
         }
         let request = built.request(authority: target.authority, path: target.path == "/" ? built.path : target.path)
-        let success = built.method == "GET" ? "success" : "<xml><return_code><![CDATA[SUCCESS]]></return_code>"
         let results = Mutex<[Int: String]>([:])
         let failures = Atomic<Int>(0)
         let next = Atomic<Int>(0)
@@ -156,8 +189,9 @@ struct Simulate: ParsableCommand {
                 do {
                     let response = try HTTPClient.exchange(request, host: target.host, port: target.port)
                     let body = String(decoding: response.body, as: UTF8.self)
-                    if !(response.status == 200 && body.hasPrefix(success)) { failures.add(1, ordering: .relaxed) }
-                    line = "#\(number) \(response.status) \(body)"
+                    if !built.isSuccess(status: response.status, body: response.body) { failures.add(1, ordering: .relaxed) }
+                    // A v3 success is 204 with no body: the line is then the status alone.
+                    line = body.isEmpty ? "#\(number) \(response.status)" : "#\(number) \(response.status) \(body)"
                 } catch {
                     failures.add(1, ordering: .relaxed)
                     line = "#\(number) error \(error)"
