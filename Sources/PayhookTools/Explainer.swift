@@ -24,7 +24,10 @@ public enum Explainer {
     }
 
     /// - Parameter input: a raw query string (optionally `/path?query` or a full URL), a WeChat XML body,
-    ///   or an event file (its `raw` request is checked again).
+    ///   a header block (`Name: value` lines, optionally after a request line, an empty line, then the body:
+    ///   how a WeChat Pay v3 notification is captured), or an event file (its `raw` request is checked again).
+    /// - Parameter nowMilliseconds: the clock for a capture's time checks; an event file is judged at its own
+    ///   `received_at` instead.
     public static func explain(_ input: [UInt8], config: Config, path: String? = nil, nowMilliseconds: Int64 = WallClock.milliseconds()) -> Report {
         var report = Report()
         // The kind is told by the first byte that is not whitespace, but what is checked is the capture exactly
@@ -43,6 +46,22 @@ public enum Explainer {
             let (method, target, body) = (event.raw.method, event.raw.target, event.raw.body)
             report.add("input: event file \(LogText.printable(event.id, limit: 64)) (its raw request is checked again)")
             let (eventPath, query) = split(target)
+            if !event.raw.headers.isEmpty {
+                // Only WeChat Pay v3 events keep headers. Their signature covers a timestamp that must be within
+                // minutes of "now", so "now" is when the event arrived: judged by the wall clock, every stored v3
+                // event would fail five minutes after it was stored.
+                guard let receivedAt = Timestamp.milliseconds(rfc3339: event.receivedAt) else {
+                    report.add("FAILED: the event's received_at '\(LogText.printable(event.receivedAt))' is not an RFC 3339 time, so its clock window cannot be checked")
+                    return report
+                }
+                let capture = Capture(
+                    requestLine: true, method: method, target: target, headers: event.raw.headers.map { (name: $0.name, value: $0.value) },
+                    body: Array(body.utf8), keptFinalLineBreak: nil)
+                return wechatV3(
+                    capture, path: path ?? eventPath, pathOrigin: path == nil ? "the event's raw.target" : "--path", config: config,
+                    now: receivedAt, clock: "the event's received_at \(event.receivedAt), not the wall clock: a stored event is judged as of when it arrived",
+                    report)
+            }
             if method == "GET" { return unified(query ?? "", path: path ?? eventPath, config: config, now: nowMilliseconds, report) }
             return wechat(Array(body.utf8), path: path ?? eventPath, config: config, now: nowMilliseconds, report)
         }
@@ -50,6 +69,7 @@ public enum Explainer {
             report.add("input: XML body (\(input.count) bytes)")
             return wechat(input, path: path, config: config, now: nowMilliseconds, report)
         }
+        if isHeaderBlock(input) { return headerBlock(input, config: config, path: path, now: nowMilliseconds, report) }
         // A query capture: a request target cannot hold a raw line break (RFC 9112 §3), so the one line ending a
         // text file has after its last line is not part of it and is dropped. Nothing else is.
         var bytes = input[...]
