@@ -120,8 +120,8 @@ public enum CallbackBuilder {
         }
 
         /// Whether an answer is the one the callback's sender takes as success: the unified platform's
-        /// `success`, WeChat v2's SUCCESS XML, or for v3 the status alone: WeChat Pay takes 200 or 204, with any body,
-        /// as received (payhook answers 204, ``WeChatV3Source/successAnswer``).
+        /// `success`, WeChat v2's SUCCESS XML, or for v3 the status alone: WeChat Pay takes 200 or 204, with any
+        /// body, as received (docs/protocols.md §8.6).
         public func isSuccess(status: Int, body answer: [UInt8]) -> Bool {
             switch kind {
             case .unified: return status == 200 && answer.starts(with: Array("success".utf8))

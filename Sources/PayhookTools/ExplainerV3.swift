@@ -9,8 +9,8 @@ import PayhookWeChat
 /// A v3 notification is signed in its headers, so a capture of one is a header block: `Name: value` lines
 /// (names in any case), optionally after a request line `POST /path HTTP/1.1`, then an empty line and the
 /// body; or a stored event, whose `raw.headers` keeps the signed ones. The explanation walks the server's
-/// checks in the server's order (``WeChatV3Source/process(_:nowMilliseconds:)``), and the verdict at the end is
-/// that function's own.
+/// checks in the server's order (docs/protocols.md §8.2), and the verdict at the end is
+/// ``WeChatV3Source/process(_:nowMilliseconds:)``'s own.
 extension Explainer {
     /// One captured request.
     struct Capture {

@@ -453,7 +453,7 @@ struct WeChatV3ToolTests {
     /// An event file the server wrote verifies again, judged at its received_at: also a day later.
     @Test func aStoredEventVerifiesAgainAtItsReceivedAt() throws {
         let tenant = try Self.tenant()
-        let live = try LiveServer { $0.wechatV3 = [tenant] }
+        let live = try LiveServer(configure: { $0.wechatV3 = [tenant] })
         defer { live.stop() }
         let config = Self.config([tenant])
         for kind in [CallbackBuilder.Kind.wechatV3Pay, .wechatV3Refund] {
@@ -482,7 +482,7 @@ struct WeChatV3ToolTests {
     /// Sent five times (what `payhook simulate --count 5` does, through the same client): five 204s, one event.
     @Test func duplicatesAreAnsweredAndStoredOnce() throws {
         let tenant = try Self.tenant()
-        let live = try LiveServer { $0.wechatV3 = [tenant] }
+        let live = try LiveServer(configure: { $0.wechatV3 = [tenant] })
         defer { live.stop() }
         let built = try CallbackBuilder.build(try Self.spec(.wechatV3Pay), config: Self.config([tenant]))
         let target = try HTTPClient.Target(url: "http://127.0.0.1:\(live.port)/")
