@@ -28,7 +28,7 @@ struct CallbackOptions: ParsableArguments {
     @Option(name: .customLong("order-ref"), help: "requestKey or out_trade_no (default: a fresh unique one).")
     var orderRef: String?
 
-    @Option(name: .customLong("refund-ref"), help: "out_refund_no of a wechat-refund (default: a fresh unique one).")
+    @Option(name: .customLong("refund-ref"), help: "out_refund_no of a wechat-refund or wechat-v3-refund (default: a fresh unique one).")
     var refundRef: String?
 
     @Option(name: .long, help: "payStatus, result_code, refund_status or (v3) trade_state / refund_status, which a v3 refund's event_type follows (default: the success value).")
@@ -130,7 +130,8 @@ struct Sign: ParsableCommand {
             (Wechatpay-Timestamp, -Nonce, -Signature, -Serial, -Signature-Type), an empty line, then the JSON body \
             exactly as signed. The body has no line break of its own: the one final line break printed after it is \
             not part of it, and payhook verify, given this output, takes exactly that one line break off. \
-            payhook simulate sends the same notification without that step.
+            payhook simulate sends the same notification without that step: \
+            payhook sign wechat-v3-pay --config C --private-key K > n.txt && payhook verify --config C n.txt
             """
     )
 

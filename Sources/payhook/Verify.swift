@@ -8,15 +8,22 @@ struct Verify: ParsableCommand {
         abstract: "Check a captured callback against a config and explain why it does or does not verify.",
         discussion: """
             CAPTURE is a file (or - for standard input) holding the raw query string (optionally /path?query or \
-            a full URL), a WeChat XML body, or a payhook event file. Secrets are always shown as ***. Exits 0 when \
-            payhook would accept it, 1 otherwise.
+            a full URL), a WeChat XML body, a header block, or a payhook event file. Secrets are always shown as \
+            ***. Exits 0 when payhook would accept it, 1 otherwise.
+
+            A header block is how a WeChat Pay v3 notification is captured: "Name: value" lines (names in any \
+            case), optionally after a request line "POST /path HTTP/1.1" whose path then picks the tenants, an \
+            empty line, then the body. With a Content-Length header the body is that many bytes; without one, \
+            exactly one final line break is taken off (the one payhook sign prints after the body) and the \
+            output says so. The clock window is checked against the wall clock; for an event file, against its \
+            received_at, so a stored notification verifies again later.
             """
     )
 
     @Option(name: .long, help: "The TOML config file.")
     var config: String
 
-    @Option(name: .long, help: "Only consider tenants on this path.")
+    @Option(name: .long, help: "Only consider tenants on this path (for a header block or an event file: instead of the path it names).")
     var path: String?
 
     @Argument(help: "The captured request: a file, or - for standard input.")

@@ -500,4 +500,57 @@ struct WeChatV3ToolTests {
         #expect(String(decoding: answer.body, as: UTF8.self).hasPrefix(#"{"code":"FAIL","message":"#))
         #expect(live.events().count == 1)
     }
+
+    // MARK: - The command line
+
+    static var demo: String { Paths.fixtures.appendingPathComponent("demo.toml").path }
+    static var privateKeyFile: String { Paths.fixtures.appendingPathComponent("wechat-v3/wechat_pay_private_key.pem").path }
+
+    /// Usage mistakes are exit 2 before anything is read; what is wrong with a file or the config is exit 1.
+    @Test func theCommandLineSaysWhatIsWrongInOneSentence() throws {
+        let usage: [([String], String)] = [
+            (["sign", "wechat-v3-pay", "--config", Self.demo], "wechat-v3-pay needs --private-key FILE"),
+            (["sign", "wechat-v3-refund", "--config", Self.demo, "--private-key", Self.privateKeyFile, "--break", "tamper"],
+             "--break tamper does not apply to wechat-v3-refund, whose breakages are signtest, stale, wrong-key, wrong-serial, tampered"),
+            (["sign", "unified", "--tenant", "demo", "--config", Self.demo, "--break", "stale"],
+             "--break stale does not apply to unified, whose breakages are tamper, wrong-key, strip-sign"),
+            (["sign", "unified", "--tenant", "demo", "--config", Self.demo, "--private-key", Self.privateKeyFile],
+             "--private-key and --serial are for wechat-v3-pay and wechat-v3-refund, not unified"),
+            (["sign", "wechat-v3-pay", "--config", Self.demo, "--private-key", Self.privateKeyFile, "--sign-type", "MD5"],
+             "--sign-type and --omit-sign-type are for wechat-pay"),
+            (["simulate", "wechat-v3-pay", "--config", Self.demo, "--url", "http://127.0.0.1:1/", "--break", "strip-sign", "--private-key", Self.privateKeyFile],
+             "--break strip-sign does not apply to wechat-v3-pay"),
+        ]
+        for (arguments, message) in usage {
+            let result = try ProcessTests.run(arguments)
+            #expect(result.status == 2, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+            try Self.expectNoSecrets(result.stdout + result.stderr)
+        }
+        let dir = try TemporaryDirectory()
+        let unifiedOnly = try ProcessTests.writeConfig(dir)
+        let unreadable = try ProcessTests.run(["sign", "wechat-v3-pay", "--config", unifiedOnly, "--private-key", dir.file("missing.pem")])
+        #expect(unreadable.status == 1)
+        #expect(unreadable.stderr == "payhook: cannot read --private-key \(dir.file("missing.pem")): No such file or directory\n")
+        let noTable = try ProcessTests.run(["sign", "wechat-v3-pay", "--config", unifiedOnly, "--private-key", Self.privateKeyFile])
+        #expect(noTable.status == 1)
+        #expect(noTable.stderr == "payhook: the config has no [[wechat_v3]] table\n")
+        try Self.expectNoSecrets(noTable.stdout + noTable.stderr)
+
+        // verify of a header block against a config without v3 tenants.
+        let built = try CallbackBuilder.build(try Self.spec(.wechatV3Pay), config: Self.config([try Self.tenant()]))
+        try dir.write("capture.txt", built.printable + "\n")
+        let verified = try ProcessTests.run(["verify", "--config", unifiedOnly, dir.file("capture.txt")])
+        #expect(verified.status == 1)
+        #expect(verified.stdout.contains("FAILED: the config has no [[wechat_v3]] table"))
+    }
+
+    @Test func signsHelpDocumentsTheV3Output() throws {
+        let help = try ProcessTests.run(["sign", "--help"])
+        #expect(help.status == 0)
+        let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(text.contains("wechat-v3-pay and wechat-v3-refund print the signed headers"))
+        #expect(text.contains("the one final line break printed after it is not part of it"))
+        #expect(text.contains("--private-key"))
+    }
 }
