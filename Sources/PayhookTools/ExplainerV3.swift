@@ -169,10 +169,9 @@ extension Explainer {
             report.add("FAILED: the config has no [[wechat_v3]] table")
             return report
         }
-        let request = CallbackRequest(
-            method: capture.method, target: capture.target ?? "", query: nil, headers: capture.headers, body: capture.body,
-            remoteAddress: "-", receivedAtMilliseconds: now)
-        let serialHeader = request.headerValues(WeChatV3Source.Header.serial).first
+        let serialHeader = CallbackRequest(
+            method: capture.method, target: "", query: nil, headers: capture.headers, body: [], remoteAddress: "-", receivedAtMilliseconds: now
+        ).headerValues(WeChatV3Source.Header.serial).first
 
         // The path: the server asks only the tenants on the path the request came to.
         let chosen: String
@@ -194,6 +193,10 @@ extension Explainer {
             report.add("path: \(chosen) (not in the capture: the first [[wechat_v3]] path \(knowing != nil ? "whose tenants know the serial" : "of the config"); give --path to choose)")
         }
         let source = WeChatV3Source(path: chosen, tenants: config.wechatV3, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
+        // A capture without a request line was sent to the path chosen, as far as the event's raw.target goes.
+        let request = CallbackRequest(
+            method: capture.method, target: capture.target ?? chosen, query: nil, headers: capture.headers, body: capture.body,
+            remoteAddress: "-", receivedAtMilliseconds: now)
         func finish(_ report: Report) -> Report {
             verdict(source.process(request, nowMilliseconds: now).outcome, report)
         }
