@@ -554,3 +554,151 @@ struct WeChatV3ToolTests {
         #expect(text.contains("--private-key"))
     }
 }
+
+/// `payhook sign`, `simulate` and `verify` for v3 as processes, with the demo config's `[[wechat_v3]]` tenant
+/// (merchant 1900000100, public-key mode, the APIv3 key of Fixtures/secrets/wechat-v3.key) and the private half
+/// of its key.
+@Suite(.timeLimit(.minutes(3)))
+struct WeChatV3CommandTests {
+    static var demo: String { WeChatV3ToolTests.demo }
+    static var key: String { WeChatV3ToolTests.privateKeyFile }
+
+    static func sign(_ arguments: [String]) throws -> ProcessTests.Run {
+        try ProcessTests.run(["sign"] + arguments + ["--config", demo, "--private-key", key])
+    }
+
+    static func expectNoSecrets(_ run: ProcessTests.Run, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try WeChatV3ToolTests.expectNoSecrets(run.stdout + run.stderr, sourceLocation: sourceLocation)
+    }
+
+    @Test(arguments: [
+        ["wechat-v3-pay"],
+        ["wechat-v3-pay", "--amount", "1", "--order-ref", "DEMO-ORDER-7", "--field", "attach=门店 12", "--field", "payer:={\"openid\":\"o-demo\"}"],
+        ["wechat-v3-refund"],
+        ["wechat-v3-refund", "--status", "ABNORMAL", "--refund-ref", "DEMO-REFUND-7", "--amount", "40"],
+    ])
+    func signedOutputVerifies(arguments: [String]) throws {
+        let signed = try Self.sign(arguments)
+        #expect(signed.status == 0, "\(signed.stderr)")
+        #expect(signed.stderr.isEmpty)
+        #expect(signed.stdout.hasPrefix("Wechatpay-Timestamp: "))
+        #expect(signed.stdout.hasSuffix("}}\n"))
+        try Self.expectNoSecrets(signed)
+        // The printed body is exactly the body signed: the server's code accepts it as read back.
+        let parts = signed.stdout.dropLast().components(separatedBy: "\n\n")
+        #expect(parts.count == 2)
+        let headers = parts[0].split(separator: "\n").map { line -> (name: String, value: String) in
+            let colon = line.firstIndex(of: ":")!
+            return (String(line[..<colon]), String(line[colon...].dropFirst(2)))
+        }
+        let config = try demoConfig(spool: "/nonexistent")
+        let now = WallClock.milliseconds()
+        let verdict = WeChatV3Source(path: "/notify/wechatpay", tenants: config.wechatV3, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
+            .process(CallbackRequest(method: "POST", target: "/notify/wechatpay", query: nil, headers: headers, body: Array(parts[1].utf8), remoteAddress: "-", receivedAtMilliseconds: now), nowMilliseconds: now)
+        let event = try WeChatV3ToolTests.accepted(verdict)
+        #expect(event.tenant == "1900000100")
+        if arguments.contains("DEMO-ORDER-7") {
+            #expect(event.orderRef == "DEMO-ORDER-7")
+            #expect(event.amount == 1)
+            #expect(event.resource?["attach"]?.stringValue == "门店 12")
+            #expect(event.resource?["payer"]?["openid"]?.stringValue == "o-demo")
+        }
+        if arguments.contains("ABNORMAL") {
+            #expect(event.dedupeKey.text == "wechat.refund/1900000100/DEMO-REFUND-7/ABNORMAL")
+            #expect(event.amount == 40)
+        }
+
+        let dir = try TemporaryDirectory()
+        try dir.write("n.txt", signed.stdout)
+        let verified = try ProcessTests.run(["verify", "--config", Self.demo, dir.file("n.txt")])
+        #expect(verified.status == 0, "\(verified.stdout)")
+        #expect(verified.stdout.contains("the file's final line break is not part of it"))
+        #expect(verified.stdout.contains("of mch_id 1900000100 (") && verified.stdout.contains("demo.toml:"))
+        #expect(verified.stdout.contains("resource: decrypts with APIv3 key #1 of 1 (***) of mch_id 1900000100"))
+        #expect(verified.stdout.contains("verdict: VERIFIED"))
+        try Self.expectNoSecrets(verified)
+    }
+
+    @Test(arguments: [
+        ("signtest", "signature: a WECHATPAY/SIGNTEST/ probe", "probe, refused as WeChat Pay expects"),
+        ("stale", "(max_clock_skew_s): OUTSIDE", "beyond max_clock_skew_s"),
+        ("wrong-key", "RSA: does NOT verify with PUB_KEY_ID_0000000000000024101100397200000006", "does not verify with the key Wechatpay-Serial names"),
+        ("wrong-serial", "names no key of the [[wechat_v3]] tenants on /notify/wechatpay", "has the key Wechatpay-Serial"),
+        ("tampered", "hint: the body, Wechatpay-Timestamp or Wechatpay-Nonce changed after signing", "does not verify with the key Wechatpay-Serial names"),
+    ])
+    func brokenOutputIsExplained(breakage: String, step: String, reason: String) throws {
+        let signed = try Self.sign(["wechat-v3-refund", "--break", breakage])
+        #expect(signed.status == 0, "\(signed.stderr)")
+        try Self.expectNoSecrets(signed)
+        let verified = try Self.verifyStandardInput(signed.stdout)
+        #expect(verified.status == 1)
+        #expect(verified.stdout.contains(step), "\(verified.stdout)")
+        let last = verified.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("verdict: REFUSED with 401 (bad_signature): ") && last.contains(reason), "\(last)")
+        try Self.expectNoSecrets(verified)
+    }
+
+    /// `payhook verify -`: the capture on standard input.
+    static func verifyStandardInput(_ capture: String) throws -> ProcessTests.Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try payhookBinary())
+        process.arguments = ["verify", "--config", demo, "-"]
+        let input = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        process.standardInput = input
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        input.fileHandleForWriting.write(Data(capture.utf8))
+        try input.fileHandleForWriting.close()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return .init(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    /// Five sends of one notification: five 204s, one event, which `payhook verify` checks again.
+    @Test func simulateStoresOneEventForFiveSendsAndItVerifiesAgain() throws {
+        let live = try LiveServer()
+        defer { live.stop() }
+        let result = try ProcessTests.run([
+            "simulate", "wechat-v3-pay", "--config", Self.demo, "--private-key", Self.key, "--url", "http://127.0.0.1:\(live.port)/",
+            "--count", "5", "--concurrency", "2",
+        ])
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        #expect(result.stdout == (1...5).map { "#\($0) 204\n" }.joined())
+        #expect(result.stderr.contains("sent 5, 5 answered success, 0 not"))
+        try Self.expectNoSecrets(result)
+        #expect(live.events().count == 1)
+
+        let refund = try ProcessTests.run([
+            "simulate", "wechat-v3-refund", "--config", Self.demo, "--private-key", Self.key,
+            "--url", "http://127.0.0.1:\(live.port)/notify/wechatpay", "--status", "CLOSED",
+        ])
+        #expect(refund.status == 0, "\(refund.stdout) \(refund.stderr)")
+        #expect(live.events().count == 2)
+
+        for name in live.events() {
+            let verified = try ProcessTests.run(["verify", "--config", Self.demo, live.spool + "/new/" + name])
+            #expect(verified.status == 0, "\(verified.stdout)")
+            #expect(verified.stdout.contains("from the event's received_at"))
+            #expect(verified.stdout.contains("event id: \(name.dropLast(".json".count))"))
+            try Self.expectNoSecrets(verified)
+        }
+    }
+
+    @Test(arguments: ["signtest", "stale", "wrong-key", "wrong-serial", "tampered"])
+    func simulateBrokenNotificationsAreRefused(breakage: String) throws {
+        let live = try LiveServer()
+        defer { live.stop() }
+        let result = try ProcessTests.run([
+            "simulate", "wechat-v3-pay", "--config", Self.demo, "--private-key", Self.key, "--url", "http://127.0.0.1:\(live.port)/",
+            "--break", breakage,
+        ])
+        #expect(result.status == 1)
+        #expect(result.stdout == "#1 401 {\"code\":\"FAIL\",\"message\":\"verification failed\"}\n", "\(result.stdout)")
+        #expect(result.stderr.contains("sent 1, 0 answered success, 1 not"))
+        #expect(live.events().isEmpty)
+    }
+}
