@@ -256,7 +256,7 @@ extension Explainer {
         report.add(
             "timestamp: \(timestamp) (\(Timestamp.rfc3339(milliseconds: timestamp * 1000))); now \(now / 1000), from \(clock); "
                 + "skew \(skew) s; window ±\(windows.map(String.init).joined(separator: " / ±")) s (max_clock_skew_s): "
-                + (inside ? "inside" : "OUTSIDE, so the signature is not even checked"))
+                + (inside ? "inside" : "OUTSIDE, so payhook refuses it whatever the signature"))
 
         // 5. The exact string signed.
         let message = headers.message(body: capture.body)
