@@ -130,7 +130,7 @@ struct Sign: ParsableCommand {
             (Wechatpay-Timestamp, -Nonce, -Signature, -Serial, -Signature-Type), an empty line, then the JSON body \
             exactly as signed. The body has no line break of its own: the one final line break printed after it is \
             not part of it, and payhook verify, given this output, takes exactly that one line break off. \
-            payhook simulate sends the same notification without that step: \
+            payhook simulate sends such a notification straight to a URL; to look at one and check it: \
             payhook sign wechat-v3-pay --config C --private-key K > n.txt && payhook verify --config C n.txt
             """
     )
