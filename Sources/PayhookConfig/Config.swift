@@ -1,4 +1,4 @@
-public import PayhookCore
+import PayhookCore
 public import PayhookHTTP
 import PayhookStore
 public import PayhookUnified

@@ -1,4 +1,4 @@
-public import PayhookCore
+import PayhookCore
 import PayhookHTTP
 import PayhookTOML
 
