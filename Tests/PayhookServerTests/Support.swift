@@ -41,7 +41,12 @@ final class LiveServer: @unchecked Sendable {
     var port: Int { server.http.boundAddress.port }
     var spool: String { server.config.spool }
 
-    init(dir: TemporaryDirectory? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(), configure: (inout Config) -> Void = { _ in }) throws {
+    /// - Parameter pinnedNow: the server's "now" in Unix milliseconds, for tests that sign with a time of their
+    ///   own; nil for the wall clock.
+    init(
+        dir: TemporaryDirectory? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(), pinnedNow: Int64? = nil,
+        configure: (inout Config) -> Void = { _ in }
+    ) throws {
         let dir = try dir ?? TemporaryDirectory()
         self.dir = dir
         var config = try demoConfig(spool: dir.file("spool"))
@@ -53,7 +58,9 @@ final class LiveServer: @unchecked Sendable {
             handler.logLevel = .trace
             return handler
         }
-        server = try PayhookServer(config: config, logger: logger, fileSystem: fileSystem)
+        var clock = Router.wallClock
+        if let pinnedNow { clock = { pinnedNow } }
+        server = try PayhookServer(config: config, logger: logger, fileSystem: fileSystem, clock: clock)
     }
 
     func get(_ target: String) throws -> HTTPReply {
