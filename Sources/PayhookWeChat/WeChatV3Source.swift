@@ -217,7 +217,8 @@ public struct WeChatV3Source: CallbackSource {
         let eventSource = WeChatV3Resource.eventSource(of: envelope.eventType)
         // Decrypt with each verified tenant's keys; the merchant the plaintext names must be that tenant.
         var decrypted: (tenant: WeChatV3Tenant, position: Int, resource: JSONValue, serialKeyID: String)?
-        var misrouted: String?
+        // The merchant a decrypted resource named when it was not the tenant's; .some(nil) when it named none.
+        var misrouted: String??
         var undecodable = false
         search: for candidate in verified {
             for (index, key) in candidate.tenant.apiV3Keys.enumerated() {
@@ -228,7 +229,7 @@ public struct WeChatV3Source: CallbackSource {
                 }
                 let merchant = WeChatV3Resource.merchant(of: resource)
                 guard merchant == candidate.tenant.mchID || (merchant == nil && eventSource == Self.eventSource) else {
-                    misrouted = merchant
+                    misrouted = .some(merchant)
                     continue search
                 }
                 decrypted = (candidate.tenant, index + 1, resource, candidate.key.keyID)
@@ -237,8 +238,9 @@ public struct WeChatV3Source: CallbackSource {
         }
         guard let decrypted else {
             if let misrouted {
+                let merchant = misrouted.map { "'\(LogText.printable($0, limit: 32))'" } ?? "(none named)"
                 return refused(
-                    .unknownTenant("the decrypted merchant '\(LogText.printable(misrouted, limit: 32))' is not the [[wechat_v3]] tenant whose keys verified it"),
+                    .unknownTenant("the decrypted merchant \(merchant) is not the [[wechat_v3]] tenant whose keys verified it"),
                     source: eventSource, tenant: named)
             }
             if undecodable {

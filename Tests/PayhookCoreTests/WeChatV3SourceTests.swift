@@ -45,6 +45,30 @@ import Testing
         return WeChatV3Source(path: path, tenants: [tenant])
     }
 
+    /// A notification as WeChat Pay sends it at `now` (Unix seconds): `plaintext` encrypted under the APIv3 key
+    /// in an envelope of `eventType`, signed with the SDK test private key (Fixtures/wechat-v3/README.md).
+    static func notification(eventType: String, plaintext: [UInt8], now: Int64) throws -> Vector {
+        let nonce = "uluk4a9R25RW"
+        let sealed = try #require(Cipher.aes256GCMEncrypt(
+            key: Array(apiV3Key.utf8), nonce: Array(nonce.utf8), associatedData: Array("transaction".utf8), plaintext: plaintext))
+        var j = JSONText()
+        j.raw("{\"id\":\"EV-2018022511223320873\",\"create_time\":\"2024-01-01T12:00:06+08:00\",\"resource_type\":\"encrypt-resource\",\"event_type\":")
+        j.string(eventType)
+        j.raw(",\"resource\":{\"original_type\":\"transaction\",\"algorithm\":\"AEAD_AES_256_GCM\",\"ciphertext\":")
+        j.string(Base64.encode(sealed))
+        j.raw(",\"associated_data\":\"transaction\",\"nonce\":\"\(nonce)\"}}")
+        let body = j.bytes
+        let headerNonce = "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"
+        let message = Array("\(now)\n\(headerNonce)\n".utf8) + body + [0x0A]
+        let key = try String(contentsOfFile: repositoryRoot + "/Fixtures/wechat-v3/wechat_pay_private_key.pem", encoding: .utf8)
+        let signature = try #require(Signature.signRSASHA256(privateKeyPEM: key, message: message))
+        let headers = [
+            ("Wechatpay-Timestamp", "\(now)"), ("Wechatpay-Nonce", headerNonce), ("Wechatpay-Signature", Base64.encode(signature)),
+            ("Wechatpay-Serial", publicKeyID),
+        ]
+        return Vector(headers: headers.map { (name: $0.0, value: $0.1) }, body: body, timestamp: now)
+    }
+
     static func process(_ vector: Vector, _ source: WeChatV3Source) -> Verdict.Outcome {
         let request = CallbackRequest(
             method: "POST", target: path, query: nil, headers: vector.headers, body: vector.body, remoteAddress: "127.0.0.1",
