@@ -60,7 +60,7 @@ with open(os.path.join(FIXTURES, "wechat-v3", "wechat_pay_private_key.pem"), "rb
 
 
 def dedupe_key(source, *parts):
-    """docs/contract.md §4: source/part/part/…, each part percent-encoded outside RFC 3986's unreserved set."""
+    """docs/contract.md §4.6: source/part/part/…, each part percent-encoded outside RFC 3986's unreserved set."""
     return "/".join([source] + [quote(p, safe="-._~") for p in parts])
 
 
