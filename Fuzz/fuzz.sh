@@ -3,7 +3,7 @@
 #
 #   Fuzz/fuzz.sh [--seconds N] [--build-only] [--keep-corpus] [target…]
 #
-# Targets: query-decoder unified-verifier wechat-xml refund-decryptor (default: all of them).
+# Targets: query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 (default: all of them).
 # Exits non-zero if a build fails or any target finds a crash or property violation; the crash input's
 # path is printed (it is kept under .build-fuzz/artifacts/, which git ignores).
 #
@@ -16,7 +16,7 @@ ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
-ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file)
+ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3)
 SECONDS_PER_TARGET=60
 BUILD_ONLY=0
 KEEP_CORPUS=0
@@ -48,7 +48,7 @@ target_source() {
     case "$1" in
         query-decoder) echo QueryDecoder ;; unified-verifier) echo UnifiedVerifier ;;
         wechat-xml) echo WeChatXML ;; refund-decryptor) echo RefundDecryptor ;;
-        event-file) echo EventFile ;;
+        event-file) echo EventFile ;; wechat-v3) echo WeChatV3 ;;
     esac
 }
 target_modules() {
@@ -57,6 +57,7 @@ target_modules() {
         unified-verifier) echo PayhookUnified PayhookCrypto PayhookCore ;;
         wechat-xml|refund-decryptor) echo PayhookWeChat PayhookCrypto PayhookCore ;;
         event-file) echo PayhookSpoolFormat PayhookCore CPayhookShim ;;
+        wechat-v3) echo PayhookWeChat PayhookSpoolFormat PayhookCrypto PayhookCore CPayhookShim ;;
     esac
 }
 # Longest input libFuzzer may generate. Real queries are about 300 bytes, so 1 KiB leaves room for
@@ -74,6 +75,7 @@ target_dictionary() {
         query-decoder|unified-verifier) echo "$ROOT/Fuzz/Dictionaries/query.dict" ;;
         wechat-xml|refund-decryptor) echo "$ROOT/Fuzz/Dictionaries/xml.dict" ;;
         event-file) echo "$ROOT/Fuzz/Dictionaries/json.dict" ;;
+        wechat-v3) echo "$ROOT/Fuzz/Dictionaries/wechat-v3.dict" ;;
     esac
 }
 
@@ -221,6 +223,21 @@ seed_corpus() {
         event-file)
             # Event files as payhook serve wrote them, one per source.
             for f in "$ROOT"/Fuzz/Seeds/event/*; do cp "$f" "$dir/"; done ;;
+        wechat-v3)
+            # Each input is read as a body and as a decrypted resource: the vectors' bodies and plaintexts (JSON
+            # strings on one line each in Fixtures/wechat-v3, whose only escape is \"), the Go SDK's, and a
+            # generic event's resource, which the fixtures lack (Fuzz/Seeds/wechat-v3).
+            for f in "$ROOT"/Fixtures/wechat-v3/v3-4.json "$ROOT"/Fixtures/wechat-v3/gen-vectors.json; do
+                sed -n 's/^ *"\(body\|plaintext\)": "\(.*\)",\{0,1\}$/\2/p' "$f" | sed 's/\\"/"/g' | {
+                    while IFS= read -r line; do
+                        n=$((n + 1))
+                        printf '%s' "$line" >"$dir/$(basename "$f" .json)-$n"
+                    done
+                }
+            done
+            cp "$ROOT/Fixtures/wechat-v3/go-sdk/body.json" "$dir/go-sdk-body.json"
+            cp "$ROOT/Fixtures/wechat-v3/go-sdk/plaintext.json" "$dir/go-sdk-plaintext.json"
+            for f in "$ROOT"/Fuzz/Seeds/wechat-v3/*; do cp "$f" "$dir/"; done ;;
     esac
 }
 

@@ -5,10 +5,11 @@ import PayhookWeChat
 import Testing
 
 // Inputs discovered by the libFuzzer targets in Fuzz/ (see Fuzz/README.md), each pinned to the answer it
-// must keep getting. No fuzz run so far has found a crash or a property violation, so these are corpus
-// entries that reached distinct behaviour: the parsers' error paths, values that only fail the
-// semantic checks once correctly signed, and ciphertexts that decrypt with valid padding but must still
-// be refused. A crash or violation found later gets its own test here, with its input inline.
+// must keep getting. Before the wechat-v3 target no fuzz run had found a crash or a property violation, so
+// most of these are corpus entries that reached distinct behaviour: the parsers' error paths, values that
+// only fail the semantic checks once correctly signed, and ciphertexts that decrypt with valid padding but
+// must still be refused. A crash or violation gets its own test here, with its input inline (wechat-v3's
+// first finding is the last suite).
 
 /// The fuzz targets' clock: 2026-01-03T00:00:00Z, after every fixture's payTime.
 private let fuzzNow: Int64 = 1_767_398_400_000
@@ -275,5 +276,40 @@ private func outcome(_ verdict: Verdict.Outcome) -> String {
             if WeChatSource.decryptRefund(Base64.encode(changed), tenant: Self.tenant) == .success(fields) { sameFields += 1 }
         }
         #expect(sameFields == 0)
+    }
+}
+
+// MARK: - wechat-v3
+
+@Suite struct FuzzRegressionWeChatV3Tests {
+    /// Found by the wechat-v3 target within its first second: a correctly signed and encrypted resource that names
+    /// no merchant (`mchid`, `sp_mchid`, `combine_mchid`, `mch_id`) under a payment or refund event was refused as
+    /// a bad signature, "resource does not decrypt under the tenant's APIv3 key(s)", although it decrypted; the
+    /// status was 401 but the log line and the metrics outcome were wrong. It decrypted under the tenant's key,
+    /// so it is the tenant's, in a shape WeChat does not send: 400. (The fuzzer's input was the Go SDK's
+    /// notification body, Fixtures/wechat-v3/go-sdk/body.json, read as a plaintext; this is that input cut to
+    /// its shape.)
+    @Test(arguments: ["TRANSACTION.SUCCESS", "REFUND.SUCCESS"])
+    func aResourceNamingNoMerchantIsRefusedAsSuch(eventType: String) throws {
+        let plaintext = Array(#"{"id":"3119dfba-e649-5eec-ab1e-3412bc4d2e17","create_time":"2021-06-24T16:37:26+08:00"}"#.utf8)
+        let request = try WeChatV3SourceTests.Signer().notification(plaintext: plaintext, eventType: eventType, timestamp: 1_704_081_606)
+        let outcome = WeChatV3SourceTests.source([try WeChatV3SourceTests.tenant()]).process(request, nowMilliseconds: 1_704_081_606_000).outcome
+        guard case .refused(.semantic(let reason)) = outcome else {
+            Issue.record("\(eventType): \(outcome)")
+            return
+        }
+        #expect(reason.contains("names no merchant"))
+    }
+
+    /// The same resource under a generic event is the tenant's (such events need not name a merchant).
+    @Test func aGenericEventNamingNoMerchantIsTheTenants() throws {
+        let plaintext = Array(#"{"id":"3119dfba-e649-5eec-ab1e-3412bc4d2e17","create_time":"2021-06-24T16:37:26+08:00"}"#.utf8)
+        let request = try WeChatV3SourceTests.Signer().notification(
+            plaintext: plaintext, eventType: "PAYSCORE.USER_CONFIRM", id: "EV-2018022511223320873", timestamp: 1_704_081_606)
+        guard case .accepted(let event) = WeChatV3SourceTests.source([try WeChatV3SourceTests.tenant()]).process(request, nowMilliseconds: 1_704_081_606_000).outcome else {
+            Issue.record("refused")
+            return
+        }
+        #expect(event.dedupeKey.text == "wechat.event/1900000100/PAYSCORE.USER_CONFIRM/EV-2018022511223320873")
     }
 }

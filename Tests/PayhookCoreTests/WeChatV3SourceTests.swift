@@ -267,6 +267,17 @@ import Testing
         _ = try Self.accepted(Self.source([try Self.tenant(appID: "wxdace645e0bc2cXXX")]).process(Self.request(v), nowMilliseconds: Self.now(v)))
     }
 
+    /// A tenant that pins its appid still receives its refunds: a v3 refund resource names no appid (V3-5,
+    /// V3-6), so only a payment, which always names one, must name the pinned one. Refunds were refused 401
+    /// ("the appid does not match the tenant's appid") before this was fixed.
+    @Test func aPinnedAppIDDoesNotRefuseRefunds() throws {
+        let pinned = Self.source([try Self.tenant(appID: "wxdace645e0bc2cXXX")])
+        for id in ["V3-4", "V3-5", "V3-6"] {
+            let v = try WeChatV3CryptoTests.vector(id)
+            #expect(Self.refusal(pinned.process(Self.request(v), nowMilliseconds: Self.now(v))) == nil, "\(id)")
+        }
+    }
+
     // MARK: - Events
 
     /// The event file keeps the resource whole and the signed headers, and reads back to the same id and

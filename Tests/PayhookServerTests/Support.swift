@@ -41,9 +41,12 @@ final class LiveServer: @unchecked Sendable {
     var port: Int { server.http.boundAddress.port }
     var spool: String { server.config.spool }
 
-    /// - Parameter clock: the router's "now" in Unix milliseconds (a vector signed in 2024 needs its own time).
+    /// - Parameters:
+    ///   - pinnedNow: the server's "now" in Unix milliseconds, for tests that sign with a time of their own.
+    ///   - clock: the router's "now" in Unix milliseconds when it must move (a vector signed in 2024 needs its
+    ///     own time); ignored when `pinnedNow` is given.
     init(
-        dir: TemporaryDirectory? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(),
+        dir: TemporaryDirectory? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(), pinnedNow: Int64? = nil,
         configure: (inout Config) -> Void = { _ in }, clock: @escaping @Sendable () -> Int64 = Router.wallClock
     ) throws {
         let dir = try dir ?? TemporaryDirectory()
@@ -57,6 +60,7 @@ final class LiveServer: @unchecked Sendable {
             handler.logLevel = .trace
             return handler
         }
+        let clock = pinnedNow.map { now in { @Sendable in now } } ?? clock
         server = try PayhookServer(config: config, logger: logger, fileSystem: fileSystem, clock: clock)
     }
 
