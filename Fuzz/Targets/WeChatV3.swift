@@ -17,7 +17,8 @@
 //    headers WeChat sends: WeChatV3Source.process refuses exactly as the envelope parser does when that
 //    refuses; the same request with the signature or the body changed by one byte is refused as unverified.
 // 4. As a plaintext encrypted under the tenant's APIv3 key in an envelope of a fuzz-chosen event type, signed:
-//    process gives exactly what the resource rules give (not JSON: refused as semantic; another merchant:
+//    process gives exactly what the resource rules give (not JSON, or a payment or refund naming no merchant:
+//    refused as semantic; another merchant:
 //    unknown tenant; else map's refusal, or an event).
 //
 // Every accepted event: id = SHA-256 of its dedupe key's text, amount >= 0, the tenant's merchant, the body as
@@ -312,7 +313,12 @@ private func checkEncryptedPlaintext(_ plaintext: [UInt8], document: JSONValue?,
     }
     let merchant = WeChatV3Resource.merchant(of: document)
     let generic = WeChatV3Resource.eventSource(of: eventType) == WeChatV3Source.eventSource
-    guard merchant == mchID || (merchant == nil && generic) else {
+    if merchant == nil, !generic {
+        // Opened under the tenant's key, so the tenant's, in a shape WeChat does not send (docs/protocols.md §8.2, step 9).
+        guard case .refused(.semantic) = outcome else { violated("a payment or refund naming no merchant was not refused as semantic", "\(outcome)") }
+        return
+    }
+    guard merchant == mchID || merchant == nil else {
         guard case .refused(.unknownTenant) = outcome else { violated("a resource of another merchant was not refused as unknown tenant", "\(outcome)") }
         return
     }

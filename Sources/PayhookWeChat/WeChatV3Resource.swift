@@ -179,7 +179,10 @@ public enum WeChatV3Resource {
             _ = try merchantNumber(order["mchid"], at + "mchid")
             _ = try orderNumber(order["out_trade_no"], at + "out_trade_no", maxLength: 32)
             _ = try wechatID(order["transaction_id"], at + "transaction_id")
-            _ = try member(order["trade_state"], at + "trade_state", in: tradeStates)
+            // The notification is of the combined order's success, and its amount is the sub-orders' sum: a
+            // sub-order that is not paid would be counted as money received.
+            let state = try member(order["trade_state"], at + "trade_state", in: tradeStates)
+            guard state == "SUCCESS" else { throw .semantic("TRANSACTION.SUCCESS with \(at)trade_state \(state)") }
             let amount = try fen(order["amount"]?["total_amount"], at + "amount.total_amount")
             let code = try currencyCode(order["amount"]?["currency"], at + "amount.currency")
             guard currency == nil || currency == code else { throw .semantic("sub_orders mix currencies") }

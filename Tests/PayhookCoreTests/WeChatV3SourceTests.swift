@@ -132,6 +132,16 @@ import Testing
         #expect(event.amount == total)
     }
 
+    /// A combined order is stored as paid with the sum of its sub-orders, so every sub-order must be paid.
+    @Test func aCombineWithAnUnpaidSubOrderIsRefused() throws {
+        let v = try WeChatV3CryptoTests.vector("V3-8")
+        #expect(v.plaintext.contains("\"trade_state\":\"SUCCESS\""))
+        let plaintext = v.plaintext.replacing("\"trade_state\":\"SUCCESS\"", with: "\"trade_state\":\"NOTPAY\"")
+        let verdict = Self.source([try Self.tenant()]).process(
+            try Signer().notification(plaintext: Array(plaintext.utf8), timestamp: Int64(v.timestamp)!), nowMilliseconds: Self.now(v))
+        #expect(Self.refusal(verdict)?.status == 400)
+    }
+
     @Test func v39SignTestProbeIsRefusedAndNoted() throws {
         let v = try WeChatV3CryptoTests.vector("V3-9")
         let verdict = Self.source([try Self.tenant()]).process(Self.request(v), nowMilliseconds: Self.now(v))
