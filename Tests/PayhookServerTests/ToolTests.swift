@@ -9,10 +9,11 @@ import Testing
 struct ToolTests {
     static var demo: String { Paths.fixtures.appendingPathComponent("demo.toml").path }
 
-    static func python(_ arguments: [String]) throws -> ProcessTests.Run {
+    /// Runs one of the independent implementations in Tests/crosscheck.
+    static func python(_ arguments: [String], script: String = "Tests/crosscheck/wechatpy_check.py") throws -> ProcessTests.Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Paths.root.appendingPathComponent("Tests/crosscheck/wechatpy_check.py").path] + arguments
+        process.arguments = ["python3", Paths.root.appendingPathComponent(script).path] + arguments
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

@@ -571,6 +571,38 @@ struct WeChatV3CommandTests {
         try WeChatV3ToolTests.expectNoSecrets(run.stdout + run.stderr, sourceLocation: sourceLocation)
     }
 
+    /// `payhook sign` output checked by an implementation that shares no code with payhook: Python's
+    /// `cryptography` verifies the RSA signature over the printed headers and body and opens the resource
+    /// (Tests/crosscheck/wechatpay_v3.py, `check`); a tampered one it refuses.
+    @Test(arguments: [
+        (["wechat-v3-pay", "--amount", "7", "--field", "attach=门店 \"12\""], "TRANSACTION.SUCCESS"),
+        (["wechat-v3-refund", "--status", "CLOSED"], "REFUND.CLOSED"),
+    ])
+    func signedOutputVerifiesIndependently(arguments: [String], eventType: String) throws {
+        let signed = try Self.sign(arguments)
+        #expect(signed.status == 0, "\(signed.stderr)")
+        let dir = try TemporaryDirectory()
+        try dir.write("capture", signed.stdout)
+        let checked = try Self.python(["check", dir.file("capture")])
+        #expect(checked.status == 0, "\(checked.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
+        #expect(object["event_type"] as? String == eventType)
+        let resource = try #require(object["resource"] as? [String: Any])
+        #expect(resource["mchid"] as? String == "1900000100")
+        if arguments.contains("7") {
+            #expect((resource["amount"] as? [String: Any])?["total"] as? Int == 7)
+            #expect(resource["attach"] as? String == "门店 \"12\"")
+        }
+        let tampered = try Self.sign(arguments + ["--break", "tampered"])
+        try dir.write("tampered", tampered.stdout)
+        #expect(try Self.python(["check", dir.file("tampered")]).status != 0)
+    }
+
+    static func python(_ arguments: [String]) throws -> ProcessTests.Run {
+        try ToolTests.python(arguments, script: "Tests/crosscheck/wechatpay_v3.py")
+    }
+
+
     @Test(arguments: [
         ["wechat-v3-pay"],
         ["wechat-v3-pay", "--amount", "1", "--order-ref", "DEMO-ORDER-7", "--field", "attach=门店 12", "--field", "payer:={\"openid\":\"o-demo\"}"],

@@ -11,6 +11,9 @@ Fixtures/wechat-v3/README.md.
                            in the order they are to be sent
   cross SEED NOW           print v2 and v3 notifications of the same payments for merchant 10000100 (the
                            v2 ones signed with wechatpy, the v2 reference the other cross-checks use)
+  check FILE               verify a header block + body as `payhook sign wechat-v3-…` prints it (the
+                           final line break not part of the body), with the SDK test public key and the
+                           APIv3 key; print the event_type and the decrypted resource, exit 1 if it fails
 
 NOW is the server's clock in Unix seconds. Each case is
   {"name", "why", "path", "headers": {name: value}, "extra_headers": [[name, value], ...], "body": text,
@@ -466,7 +469,37 @@ def cross(seed, now):
     return {"cases": cases}
 
 
+def check(path):
+    """Verifies a signed capture the way WeChat Pay's own SDKs do, sharing no code with payhook."""
+    raw = open(path, "rb").read()
+    head, sep, body = raw.partition(b"\n\n")
+    if not sep:
+        sys.exit("no blank line between the headers and the body")
+    if body.endswith(b"\n"):
+        body = body[:-1]
+    headers = {}
+    for line in head.decode("utf-8").split("\n"):
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("wechatpay-serial") != PUB_KEY_ID:
+        sys.exit("unexpected serial")
+    if headers.get("wechatpay-signature-type", "WECHATPAY2-SHA256-RSA2048") != "WECHATPAY2-SHA256-RSA2048":
+        sys.exit("unexpected signature type")
+    message = headers["wechatpay-timestamp"].encode() + b"\n" + headers["wechatpay-nonce"].encode() + b"\n" + body + b"\n"
+    PRIVATE_KEY.public_key().verify(base64.b64decode(headers["wechatpay-signature"]), message, padding.PKCS1v15(), hashes.SHA256())
+    envelope = json.loads(body)
+    resource = envelope["resource"]
+    if envelope["resource_type"] != "encrypt-resource" or resource["algorithm"] != "AEAD_AES_256_GCM":
+        sys.exit("unexpected envelope")
+    plain = AESGCM(APIV3_KEY.encode()).decrypt(
+        resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource.get("associated_data", "").encode())
+    print(json.dumps({"event_type": envelope["event_type"], "resource": json.loads(plain)}, ensure_ascii=False))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "check":
+        check(sys.argv[2])
+        return
     if len(sys.argv) != 4 or sys.argv[1] not in ("notifications", "cross"):
         sys.exit(__doc__)
     seed, now = int(sys.argv[2]), int(sys.argv[3])
