@@ -2,9 +2,9 @@
 """Checks a payhook spool after one benchmark run against what the load generator sent and
 what it was answered. Prints one summary line; exit 1 on any problem.
 
-  check_spool.py SPOOL --lines FILE --kind unified|wechat --wrk RESULT_OUT
+  check_spool.py SPOOL --lines FILE --kind unified|wechat|wechatv3 --wrk RESULT_OUT
       after a wrk run with bench/lua/callbacks.lua (its per-thread accounting)
-  check_spool.py SPOOL --lines FILE --kind unified|wechat --ratedrv STATUS_FILE
+  check_spool.py SPOOL --lines FILE --kind unified|wechat|wechatv3 --ratedrv STATUS_FILE
       after a run of the fixed-rate driver (one status letter per scheduled request)
   check_spool.py SPOOL
       only the structural checks
@@ -16,9 +16,14 @@ of new/, and tmp/, conflicts/, corrupt/ and cur/ are empty (payhook has been sto
 Against the load (let S = keys sent, A = requests answered with the exact success answer,
 E = events in new/):
   * E is a subset of S: nothing was stored that was not sent, and each event has the dedupe key
-    and the amount its request implies;
+    and the amount its request implies; for WeChat Pay v3 (--kind wechatv3) the checker decrypts each
+    sent resource itself (AES-256-GCM, Python's `cryptography`, --v3-key) to learn them, and each
+    event must also keep exactly the body that was sent (raw.body), the source wechat.pay and
+    verified_with rsa-sha256;
   * with --ratedrv every request is tracked by index, so the check is exact: each key answered
     success is in E;
+  * the success answer is 200 with the source's text, or for v3 204 with no body (callbacks.lua
+    counts anything else as bad);
   * with --wrk, wrk cannot tell which request an answer belonged to, so the check is by count:
     each unique-workload request is a distinct key, so E must hold at least A events (a lost
     answered event would have to be made up for by a stored unanswered one, of which there are
@@ -27,25 +32,44 @@ E = events in new/):
     which is the usual outcome: payhook finishes the requests wrk leaves in flight.
   * any answer other than the exact success answer fails the run.
 """
-import argparse, hashlib, json, os, re, sys
+import argparse, base64, hashlib, json, os, re, sys
 from urllib.parse import urlsplit, parse_qsl, quote
 
 UNRESERVED = "-._~"
 
 
-def ref_of_line(line):
-    """(order ref, amount) of one request line: requestKey/money or out_trade_no/total_fee."""
+class V3Opener:
+    """Opens the encrypted resource of a gen_requests.py wechatv3 line (AES-256-GCM under the APIv3 key)."""
+
+    def __init__(self, api_v3_key):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        self.gcm = AESGCM(api_v3_key.encode())
+
+    def ref(self, line):
+        """(out_trade_no, amount.total, body) of one v3 line: `timestamp TAB nonce TAB serial TAB signature TAB body`."""
+        body = line.rstrip("\n").split("\t", 4)[4]
+        r = json.loads(body)["resource"]
+        plain = json.loads(self.gcm.decrypt(r["nonce"].encode(), base64.b64decode(r["ciphertext"]),
+                                            r.get("associated_data", "").encode()))
+        return plain["out_trade_no"], plain["amount"]["total"], body
+
+
+def ref_of_line(line, v3=None):
+    """(order ref, amount, body or None) of one request line: requestKey/money, out_trade_no/total_fee, or
+    for v3 (its opener given) the decrypted resource's out_trade_no/amount.total and the body itself."""
+    if v3 is not None:
+        return v3.ref(line)
     line = line.strip()
     if line.startswith("<xml>"):
         ref = re.search(r"<out_trade_no><!\[CDATA\[(.*?)\]\]>", line)
         fee = re.search(r"<total_fee><!\[CDATA\[(\d+)\]\]>", line)
-        return (ref.group(1) if ref else None, int(fee.group(1)) if fee else None)
+        return (ref.group(1) if ref else None, int(fee.group(1)) if fee else None, None)
     q = dict(parse_qsl(urlsplit(line).query))
-    return (q.get("requestKey"), int(q["money"]) if q.get("money", "").isdigit() else None)
+    return (q.get("requestKey"), int(q["money"]) if q.get("money", "").isdigit() else None, None)
 
 
-def read_refs(path, indices):
-    """(order ref, amount) of the given line indices of a gen_requests.py file."""
+def read_refs(path, indices, v3=None):
+    """(order ref, amount, body) of the given line indices of a gen_requests.py file."""
     want = set(indices)
     if not want:
         return {}
@@ -56,7 +80,7 @@ def read_refs(path, indices):
             if i > top:
                 break
             if i in want:
-                refs[i] = ref_of_line(line)
+                refs[i] = ref_of_line(line, v3)
     if len(refs) != len(want):
         sys.exit(f"check_spool: {path} has fewer lines than were sent")
     return refs
@@ -90,7 +114,7 @@ def wrk_sets(threads, workload):
         ok += t["ok"]
         bad += t["bad"]
         wrapped |= bool(t["wrapped"])
-        if workload == "dup":
+        if workload in ("dup", "v3dup"):
             # the dup set is the first DUP_SET lines, shared by all threads, each starting at its offset
             n = t["lines"]
             for k in range(min(t["sent"], n)):
@@ -111,7 +135,7 @@ def expected_key(kind, ref, tenant):
 
 
 def structural(spool, problems):
-    """Parses every event; returns {order_ref: dedupe_key}."""
+    """Parses every event; returns {order_ref: (dedupe_key, amount, event)}."""
     events, keys = {}, {}
     new = os.path.join(spool, "new")
     names = sorted(os.listdir(new)) if os.path.isdir(new) else []
@@ -136,7 +160,7 @@ def structural(spool, problems):
         ref = ev.get("order_ref")
         if ref in events:
             problems.append(f"new/{name}: order_ref {ref} stored twice")
-        events[ref] = (key, ev.get("amount"))
+        events[ref] = (key, ev.get("amount"), ev)
     ids_dir = os.path.join(spool, "ids")
     ids = set(os.listdir(ids_dir)) if os.path.isdir(ids_dir) else set()
     want_ids = {n[:-5] for n in names if n.endswith(".json")}
@@ -154,9 +178,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("spool")
     ap.add_argument("--lines", help="the gen_requests.py file the load was made from")
-    ap.add_argument("--kind", choices=["unified", "wechat"], default="unified")
-    ap.add_argument("--tenant", help="domainCode or mch_id (default: bench / 1900000109)")
-    ap.add_argument("--workload", choices=["unique", "dup", "wechat"], default="unique")
+    ap.add_argument("--kind", choices=["unified", "wechat", "wechatv3"], default="unified")
+    ap.add_argument("--tenant", help="domainCode or mch_id (default: bench / 1900000109 / v3: 1900000100)")
+    ap.add_argument("--workload", choices=["unique", "dup", "wechat", "v3unique", "v3dup"], default="unique")
+    ap.add_argument("--v3-key", default="a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb",
+                    help="the APIv3 key that opens the v3 resources (default: Fixtures/wechat-v3's test key)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--wrk", help="RESULT_OUT of callbacks.lua")
     g.add_argument("--ratedrv", help="status file of ratedrv")
@@ -165,7 +191,8 @@ def main():
                          "those answers itself), so they must be stored")
     ap.add_argument("--json", help="also write the summary as JSON here")
     a = ap.parse_args()
-    tenant = a.tenant or ("bench" if a.kind == "unified" else "1900000109")
+    tenant = a.tenant or {"unified": "bench", "wechat": "1900000109", "wechatv3": "1900000100"}[a.kind]
+    v3 = V3Opener(a.v3_key) if a.kind == "wechatv3" else None
 
     problems = []
     events = structural(a.spool, problems)
@@ -187,9 +214,10 @@ def main():
             bad = sum(1 for c in status if c == "b")
             total_sent = len(sent)
         seeded = set(range(a.seeded))
-        info = read_refs(a.lines, sent | seeded)
-        refs = {i: ref for i, (ref, _) in info.items()}
-        amounts = dict(info.values())
+        info = read_refs(a.lines, sent | seeded, v3)
+        refs = {i: ref for i, (ref, _, _) in info.items()}
+        amounts = {ref: amount for ref, amount, _ in info.values()}
+        bodies = {ref: body for ref, _, body in info.values()}
         sent_refs = {refs[i] for i in sent | seeded}
         if bad:
             problems.append(f"{bad} answers were not the exact success answer")
@@ -203,6 +231,13 @@ def main():
         wrong = [r for r in stored & sent_refs if events[r][1] != amounts[r]]
         if wrong:
             problems.append(f"{len(wrong)} events have another amount than their request, e.g. {wrong[0]}")
+        if v3 is not None:
+            # The event keeps the notification exactly as sent, and says how it was verified.
+            wrong = [r for r in stored & sent_refs if (events[r][2].get("raw") or {}).get("body") != bodies[r]
+                     or events[r][2].get("source") != "wechat.pay" or events[r][2].get("verified_with") != "rsa-sha256"]
+            if wrong:
+                problems.append(f"{len(wrong)} v3 events do not keep the body sent, or name another source or "
+                                f"verification, e.g. {wrong[0]}")
         missing = sent_refs - stored
         lost_seeded = {refs[i] for i in seeded} - stored
         if lost_seeded:
@@ -214,8 +249,9 @@ def main():
             exact = True
         else:
             # A dup run answers each distinct key many times; a unique run answers each key at most once.
-            distinct_ok_floor = answered_ok if a.workload != "dup" else (len(sent_refs) if answered_ok else 0)
-            if a.workload == "dup":
+            dup = a.workload in ("dup", "v3dup")
+            distinct_ok_floor = answered_ok if not dup else (len(sent_refs) if answered_ok else 0)
+            if dup:
                 # every distinct key was sent in the first pass, long before the run ended
                 if missing:
                     problems.append(f"{len(missing)} duplicate-set events missing from new/, e.g. {sorted(missing)[:3]}")

@@ -9,7 +9,8 @@ if missing, then:
   2. for each repetition, connection count, workload: drives a fresh nginx and a fresh payhook
      per spool location (disk, tmpfs) with wrk and bench/lua/callbacks.lua, recording answers/s,
      latency percentiles, CPU seconds per 1,000 answers and peak RSS, and checks the spool of
-     every payhook run against what was sent and answered (bench/check_spool.py);
+     every payhook run against what was sent and answered (bench/check_spool.py); the WeChat Pay
+     v3 workloads are also set against v2's in a table of their own;
   3. offers unique events at a fixed rate (bench/tools/ratedrv.c, open loop) for the p99 target;
   4. prints the tables with medians and the targets, writes them to bench/results/latest.md,
      and only then deletes the disk spools (see README: deletes slow ext4 file creation).
@@ -43,6 +44,18 @@ UNIFIED_SECRET = "bench-secret"
 WECHAT_KEY = "192006250b4c09247ec02edce69f6a2d"
 MCH_ID = "1900000109"
 APPID = "wx2421b1c4370ec43b"
+# WeChat Pay API v3: the test material of Fixtures/wechat-v3/README.md, and gen_requests.py's merchant.
+V3_PATH = "/notify/wechatpay"
+V3_MCH_ID = "1900000100"
+V3_KEY = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"
+V3_KEY_ID = "PUB_KEY_ID_0000000000000024101100397200000006"
+V3_PUBLIC_KEY = os.path.join(REPO, "Fixtures", "wechat-v3", "wechat_pay_public_key.pem")
+# WeChat Pay allows 300 s between Wechatpay-Timestamp and the receiver's clock. A v3 set is signed once,
+# with the time of its generation, and then used for the whole run (a full run takes 20 minutes and more),
+# so the bench's tenant allows an hour; the check is one subtraction and comparison either way, so the
+# cost per request is the same. A cached set is reused only while it stays well inside this window
+# (v3_set_fresh).
+V3_CLOCK_SKEW_S = 3600
 
 WORKLOADS = {
     "unique": {"lines": "unified", "kind": "unified", "expect": "success",
@@ -51,7 +64,15 @@ WORKLOADS = {
             "what": "unified callbacks cycling over DUP_SET events: after the first pass all duplicates"},
     "wechat": {"lines": "wechat", "kind": "wechat", "expect": WECHAT_OK,
                "what": "WeChat payment notifications (XML POST, MD5), each a new event"},
+    "v3unique": {"lines": "wechatv3", "kind": "wechatv3", "expect": "", "status": 204,
+                 "what": "WeChat Pay v3 notifications (JSON POST, RSA-2048 + AES-256-GCM), each a new event"},
+    "v3dup": {"lines": "wechatv3", "kind": "wechatv3", "expect": "", "status": 204,
+              "what": "WeChat Pay v3 notifications cycling over --v3-dup-set events (default: one), all duplicates"},
 }
+DUP_WORKLOADS = ("dup", "v3dup")
+# What each v3 workload is compared with in the "v3 against v2" table: the WeChat Pay v2 workload for new
+# events, the unified duplicates for duplicates (there is no v2 duplicates workload).
+V3_AGAINST = {"v3unique": "wechat", "v3dup": "dup"}
 
 # Reference figures quoted in the issue, measured elsewhere on this kind of machine.
 QUOTED_FLASK_UNIQUE = 1450
@@ -68,7 +89,17 @@ def log(msg):
 
 
 def ensure_tools(args):
-    """wrk, nginx and a C compiler, from Debian's packages when missing."""
+    """wrk, nginx and a C compiler, from Debian's packages when missing; Python's `cryptography` (pip, as
+    `make test-deps` installs it) when a v3 workload is to be generated and checked."""
+    if any(WORKLOADS[w]["kind"] == "wechatv3" for w in args.workloads):
+        try:
+            import cryptography  # noqa: F401, PLC0415
+        except ImportError:
+            if args.no_install:
+                sys.exit("bench: the v3 workloads need Python's cryptography and --no-install given")
+            log("installing Python's cryptography (v3 request sets)")
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            "cryptography"], check=True)
     need = []
     if not shutil.which("wrk"):
         need.append("wrk")
@@ -142,6 +173,42 @@ def compile_tools(work):
             subprocess.run(["cc", "-O2", "-Wall", "-o", exe, src] + extra, check=True)
         built[name] = exe
     return built
+
+
+def v3_set_fresh(generated, budget_s):
+    """Whether a v3 set signed at Unix time `generated` stays inside V3_CLOCK_SKEW_S for a run of budget_s
+    seconds (plus ten minutes of margin for the generation itself, the report and a late start)."""
+    return 0 <= time.time() - generated and time.time() + budget_s + 600 - generated <= V3_CLOCK_SKEW_S
+
+
+def v3_request_set(work, lines_needed, budget_s):
+    """A v3 set at least lines_needed long whose timestamps stay fresh for the run (see V3_CLOCK_SKEW_S),
+    cached as wechatv3-N-T.txt (T: the Unix time it was signed at); stale or smaller sets are deleted."""
+    d = os.path.join(work, "requests")
+    os.makedirs(d, exist_ok=True)
+    have = sorted((int(m.group(1)), int(m.group(2)), f) for f in os.listdir(d)
+                  if (m := re.fullmatch(r"wechatv3-(\d+)-(\d+)\.txt", f)))
+    fit = [(n, t, f) for n, t, f in have if n >= lines_needed and v3_set_fresh(t, budget_s)]
+    if fit:
+        n, t, f = fit[0]
+        log(f"v3 requests: reusing {f} (signed {time.time() - t:.0f} s ago)")
+        chosen = f
+    else:
+        t = int(time.time())
+        chosen = f"wechatv3-{lines_needed}-{t}.txt"
+        log(f"generating {lines_needed} signed v3 requests (RSA-2048 and AES-256-GCM, Wechatpay-Timestamp {t}; "
+            f"cached in {d} while fresh)")
+        started = time.time()
+        subprocess.run([sys.executable, os.path.join(BENCH, "gen_requests.py"), "selftest"], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, os.path.join(BENCH, "gen_requests.py"), "wechatv3", "-n", str(lines_needed),
+                        "--prefix", "V", "--mch-id", V3_MCH_ID, "--v3-key", V3_KEY, "--serial", V3_KEY_ID,
+                        "--timestamp", str(t), "-o", os.path.join(d, chosen)], check=True)
+        log(f"v3 requests generated in {time.time() - started:.1f} s")
+    for _, _, f in have:
+        if f != chosen:
+            os.remove(os.path.join(d, f))
+    return os.path.join(d, chosen), int(chosen.rsplit("-", 1)[1][:-4])
 
 
 def request_sets(work, lines_needed):
@@ -267,9 +334,10 @@ def children_of(pid):
 # servers
 
 
-def write_payhook_config(rundir, spool, threads):
+def write_payhook_config(rundir, spool, threads, v3=False):
     """payhook's benchmark configuration, with its secrets, in rundir; returns the config file's path.
-    Also used by bench/tools/profile.sh (python3 bench/run.py --write-config DIR SPOOL THREADS)."""
+    Also used by bench/tools/profile.sh (python3 bench/run.py --write-config DIR SPOOL THREADS). With v3,
+    also a [[wechat_v3]] tenant (only then: a binary from before that table would refuse the config)."""
     os.makedirs(os.path.join(rundir, "secrets"), exist_ok=True)
     with open(os.path.join(rundir, "secrets", "bench.secret"), "w") as f:
         f.write(UNIFIED_SECRET + "\n")
@@ -296,14 +364,28 @@ mch_id = "{MCH_ID}"
 appid = "{APPID}"
 api_key_file = "secrets/wechat.key"
 ''')
+        if v3:
+            os.makedirs(os.path.join(rundir, "keys"), exist_ok=True)
+            shutil.copyfile(V3_PUBLIC_KEY, os.path.join(rundir, "keys", "wechatpay_pub.pem"))
+            with open(os.path.join(rundir, "secrets", "v3.key"), "w") as k:
+                k.write(V3_KEY + "\n")
+            f.write(f'''[[wechat_v3]]
+path = "{V3_PATH}"
+mch_id = "{V3_MCH_ID}"
+api_v3_key_file = "secrets/v3.key"
+public_key_file = "keys/wechatpay_pub.pem"
+public_key_id = "{V3_KEY_ID}"
+# WeChat's window is 300 s; the bench signs its v3 set once per run (V3_CLOCK_SKEW_S in bench/run.py).
+max_clock_skew_s = {V3_CLOCK_SKEW_S}
+''')
     return cfg
 
 
 class Payhook:
-    def __init__(self, binary, rundir, spool, threads):
+    def __init__(self, binary, rundir, spool, threads, v3=False):
         self.rundir = rundir
         self.spool = spool
-        cfg = write_payhook_config(rundir, spool, threads)
+        cfg = write_payhook_config(rundir, spool, threads, v3)
         self.log_path = os.path.join(rundir, "payhook.log")
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=subprocess.PIPE,
@@ -322,7 +404,7 @@ class Payhook:
         while "port" not in ready:
             if self.proc.poll() is not None or time.time() > deadline:
                 self.stop()
-                raise RuntimeError(f"payhook did not start; see {self.log_path}")
+                raise RuntimeError(f"payhook did not start; see {shown(self.log_path)}")
             time.sleep(0.02)
         self.port = ready["port"]
         self.pids = [self.proc.pid]
@@ -399,7 +481,7 @@ class Reference:
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
                     self.stop()
-                    raise RuntimeError(f"{what} did not start; see {os.path.join(rundir, log_name)}")
+                    raise RuntimeError(f"{what} did not start; see {shown(os.path.join(rundir, log_name))}")
                 time.sleep(0.02)
 
     def stop(self):
@@ -473,8 +555,9 @@ def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines):
     T = min(2, conns)  # two cores: more wrk threads only steal CPU from the server
     out = os.path.join(rundir, "wrk-result.txt")
     env = dict(os.environ, WORKLOAD=workload, LINES=ctx["sets"][w["lines"]], WRK_THREADS=str(T),
-               MAX_LINES=str(max_lines), DUP_SET=str(ctx["args"].dup_set), EXPECT_BODY=w["expect"],
-               WECHAT_PATH="/notify/wechat", RESULT_OUT=out)
+               MAX_LINES=str(max_lines), DUP_SET=str(dup_set(ctx, workload)), EXPECT_BODY=w["expect"],
+               EXPECT_STATUS=str(w.get("status", 200)), WECHAT_PATH="/notify/wechat", V3_PATH=V3_PATH,
+               RESULT_OUT=out)
     cmd = ["wrk", f"-t{T}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
            "-s", os.path.join(BENCH, "lua", "callbacks.lua"), f"http://127.0.0.1:{port}"]
     cpu0 = cpu_seconds(server.pids)
@@ -482,7 +565,7 @@ def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines):
         r = subprocess.run(cmd, env=env, stdout=so, stderr=subprocess.STDOUT, timeout=duration + 120)
     cpu1 = cpu_seconds(server.pids)
     if r.returncode != 0 or not os.path.exists(out):
-        raise RuntimeError(f"wrk failed (exit {r.returncode}); see {rundir}/wrk.stdout")
+        raise RuntimeError(f"wrk failed (exit {r.returncode}); see {shown(os.path.join(rundir, 'wrk.stdout'))}")
     threads, summary = parse_wrk_result(out)
     ok = sum(t["ok"] for t in threads)
     bad = sum(t["bad"] for t in threads)
@@ -521,20 +604,33 @@ def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines):
     }
 
 
-def seed_duplicates(ctx, port):
+def dup_set(ctx, workload):
+    """Distinct events a duplicates workload cycles over."""
+    return ctx["args"].v3_dup_set if workload == "v3dup" else ctx["args"].dup_set
+
+
+def seed_duplicates(ctx, port, workload):
     """Stores the duplicate set before the clock starts, one request at a time, so the dup
     workload measures answering duplicates, not the first DUP_SET durable writes (which on a slow
     disk would take a good part of a short run)."""
     import http.client
-    n = ctx["args"].dup_set
-    with open(ctx["sets"]["unified"]) as f:
-        targets = [next(f).strip() for _ in range(n)]
+    w = WORKLOADS[workload]
+    n = dup_set(ctx, workload)
+    with open(ctx["sets"][w["lines"]], encoding="utf-8") as f:
+        lines = [next(f).rstrip("\n") for _ in range(n)]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    for t in targets:
-        conn.request("GET", t)
+    for line in lines:
+        if w["kind"] == "wechatv3":
+            ts, nonce, serial, sig, body = line.split("\t", 4)
+            conn.request("POST", V3_PATH, body=body.encode("utf-8"), headers={
+                "Content-Type": "application/json", "Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce,
+                "Wechatpay-Serial": serial, "Wechatpay-Signature": sig,
+                "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"})
+        else:
+            conn.request("GET", line)
         r = conn.getresponse()
         body = r.read()
-        if r.status != 200 or body != b"success":
+        if r.status != w.get("status", 200) or body != w["expect"].encode():
             raise RuntimeError(f"seeding the duplicate set: {r.status} {body[:60]!r}")
     conn.close()
 
@@ -545,8 +641,10 @@ def check_spool(ctx, spool, rundir, workload, wrk_result=None, status=None):
     cmd = [sys.executable, os.path.join(BENCH, "check_spool.py"), spool, "--lines", ctx["sets"][w["lines"]],
            "--kind", w["kind"], "--workload", workload, "--json", out]
     cmd += ["--wrk", wrk_result] if wrk_result else ["--ratedrv", status]
-    if workload == "dup":
-        cmd += ["--seeded", str(ctx["args"].dup_set)]
+    if w["kind"] == "wechatv3":
+        cmd += ["--tenant", V3_MCH_ID, "--v3-key", V3_KEY]
+    if workload in DUP_WORKLOADS:
+        cmd += ["--seeded", str(dup_set(ctx, workload))]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     with open(os.path.join(rundir, "check.txt"), "w") as f:
         f.write(r.stdout + r.stderr)
@@ -570,19 +668,24 @@ def measure(ctx, rep, conns, workload, server_kind, spool_kind):
            "spool": spool_kind, "failed": None, "notes": []}
     server = None
     try:
+        v3 = WORKLOADS[workload]["kind"] == "wechatv3"
+        lines = ctx["v3_lines"] if v3 else ctx["lines"]
+        if v3 and not v3_set_fresh(ctx["v3_signed_at"], 60):
+            raise RuntimeError(f"the v3 request set was signed {time.time() - ctx['v3_signed_at']:.0f} s ago, too "
+                               f"close to max_clock_skew_s = {V3_CLOCK_SKEW_S}: start the benchmark again")
         if server_kind == "nginx":
             server = Nginx(rundir)
-            max_lines = min(args.nginx_lines, ctx["lines"])
+            max_lines = min(args.nginx_lines, lines)
         elif server_kind == "mhdmin":
             server = Mhdmin(ctx["tools"]["mhdmin"], rundir, args.payhook_threads)
-            max_lines = min(args.nginx_lines, ctx["lines"])
+            max_lines = min(args.nginx_lines, lines)
         else:
             spool = os.path.join(ctx["spool_roots"][spool_kind], run_id)
             rec["spool_dir"] = spool
-            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads)
-            max_lines = ctx["lines"]
-        if workload == "dup":
-            seed_duplicates(ctx, server.port)
+            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads, v3=ctx["v3"])
+            max_lines = lines
+        if workload in DUP_WORKLOADS:
+            seed_duplicates(ctx, server.port, workload)
         rec.update(run_wrk(ctx, server, server.port, workload, conns, args.duration, rundir, max_lines))
         rec["rss_mib"] = peak_rss_mib(server.pids)
         if server_kind == "payhook":
@@ -592,7 +695,8 @@ def measure(ctx, rep, conns, workload, server_kind, spool_kind):
             chk = check_spool(ctx, rec["spool_dir"], rundir, workload, wrk_result=rec["wrk_result"])
             rec["check"] = chk
             if rec["wrapped"]:
-                rec["failed"] = "request set exhausted (raise --lines-per-second)"
+                rec["failed"] = ("request set exhausted (raise --v3-lines-per-second)" if v3 else
+                                 "request set exhausted (raise --lines-per-second)")
             elif not chk["ok"]:
                 rec["failed"] = "spool check: " + "; ".join(chk.get("problems", [])[:3])
             elif rec["metrics"].get("accepted") is not None and rec["metrics"]["accepted"] != chk.get("events"):
@@ -631,7 +735,7 @@ def measure_rate(ctx, rep, server_kind):
             server = Nginx(rundir)
         else:
             spool = os.path.join(ctx["spool_roots"]["disk"], run_id)
-            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads)
+            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads, v3=ctx["v3"])
         out, status = os.path.join(rundir, "ratedrv.json"), os.path.join(rundir, "ratedrv.status")
         cmd = [ctx["tools"]["ratedrv"], "--port", str(server.port), "--lines", ctx["sets"]["unified"],
                "--rate", str(args.rate), "--duration", str(args.rate_duration), "--conns", str(args.rate_conns),
@@ -734,7 +838,14 @@ def make_report(ctx, records, rate_records, started, ended):
     L.append(f"- tmpfs spool: {ctx['tmpfs_note']}")
     L.append(f"- load: wrk 4.1 (`-t min(2,C) -cC -d{args.duration}s`, bench/lua/callbacks.lua), "
              f"{args.reps} repetitions interleaved, a fresh server per run; payhook `threads = {args.payhook_threads}`; "
-             f"nginx 1.22 `worker_processes 2`, `return 200` with the same answer")
+             f"nginx 1.22 `worker_processes 2`, `return 200` with the same answer (v3: `return 204`, no body)")
+    if ctx.get("v3"):
+        L.append(f"- WeChat Pay v3 requests: signed once for the run by bench/gen_requests.py (RSA-2048 PKCS#1 v1.5 "
+                 f"SHA-256 over the raw body, resource AES-256-GCM), Wechatpay-Timestamp = the time of signing, "
+                 f"{fmt(ctx['v3_age_at_start'])} s before the measurements began; the bench's `[[wechat_v3]]` tenant has "
+                 f"`max_clock_skew_s = {V3_CLOCK_SKEW_S}` (WeChat's window is 300 s) so that one set lasts the run; "
+                 f"v3dup cycles over {args.v3_dup_set} notification(s), {args.v3_lines_per_second:,} v3 lines per "
+                 f"second of a run")
     fc = ctx.get("fileceil") or {}
     L.append(f"- durable-file ceiling of the disk spool's file system (bench/tools/fileceil.c, 1 KiB files, "
              f"{args.fileceil_seconds}s each): one at a time {fmt(fc.get('single'))} files/s, batched "
@@ -792,6 +903,49 @@ def make_report(ctx, records, rate_records, started, ended):
                 if t["runs"] or d["runs"]:
                     L.append(f"| {c} | {w} | {fmt(t.get('rps'))} | {fmt(d.get('rps'))} | "
                              f"{fmt(ratio(d.get('rps'), t.get('rps')), 3)} | {fmt(t.get('p99'), 2)} | {fmt(d.get('p99'), 2)} |")
+        L.append("")
+
+    # ---- WeChat Pay v3 against v2
+    pairs = [(v3, v2) for v3, v2 in V3_AGAINST.items() if v3 in args.workloads and v2 in args.workloads]
+    if pairs:
+        L.append("## WeChat Pay v3 against v2, from this run")
+        L.append("")
+        L.append("v3unique (v3 notifications, each a new event: RSA-2048 verify, AES-256-GCM decrypt, JSON, one durable "
+                 "event) against wechat (WeChat Pay v2 XML notifications, MD5, each a new event); v3dup (one v3 "
+                 "notification answered over and over: the verify and the decrypt run for every request, then the "
+                 "ledger says duplicate) against dup (unified GET duplicates: there is no v2 duplicates workload). "
+                 "req/s and CPU s/1k as in the first table (CPU from /proc/PID/stat, user + system, per 1,000 "
+                 "answers), medians of the runs; ratio = v3 / reference of those medians, and, in brackets, the "
+                 "median of the per-repetition ratios (the two workloads of one repetition ran minutes apart at "
+                 "most, so they share more of the machine's noise). For req/s higher is better; for CPU lower.")
+        L.append("")
+        L.append("| conns | spool | v3 workload | reference | runs | v3 req/s | reference req/s | ratio | "
+                 "v3 CPU s/1k | reference CPU s/1k | ratio |")
+        L.append("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+
+        def paired(key, c, s, v3, v2):
+            values = []
+            for rep in range(1, args.reps + 1):
+                a = [r for r in records if r["rep"] == rep and r["conns"] == c and r["workload"] == v3
+                     and r["server"] == "payhook" and r["spool"] == s and not r["failed"]]
+                b = [r for r in records if r["rep"] == rep and r["conns"] == c and r["workload"] == v2
+                     and r["server"] == "payhook" and r["spool"] == s and not r["failed"]]
+                if a and b and a[0].get(key) and b[0].get(key):
+                    values.append(a[0][key] / b[0][key])
+            return med(values)
+        for c in args.connections:
+            for s in args.spools:
+                for v3, v2 in pairs:
+                    a = cell(records, conns=c, workload=v3, server="payhook", spool=s)
+                    b = cell(records, conns=c, workload=v2, server="payhook", spool=s)
+                    if a["runs"] == 0 and b["runs"] == 0:
+                        continue
+                    pr, pc = paired("rps", c, s, v3, v2), paired("cpu_per_1k", c, s, v3, v2)
+                    L.append(f"| {c} | {s} | {v3} | {v2} | {a['n']} / {b['n']} | {fmt(a.get('rps'))} | "
+                             f"{fmt(b.get('rps'))} | {fmt(ratio(a.get('rps'), b.get('rps')), 3)}"
+                             f"{f' ({fmt(pr, 3)})' if pr is not None else ''} | {fmt(a.get('cpu'), 3)} | "
+                             f"{fmt(b.get('cpu'), 3)} | {fmt(ratio(a.get('cpu'), b.get('cpu')), 2)}"
+                             f"{f' ({fmt(pc, 2)})' if pc is not None else ''} |")
         L.append("")
 
     # ---- libmicrohttpd alone
@@ -919,11 +1073,13 @@ def main():
     ap.add_argument("--workdir", default=os.path.join(BENCH, ".data"),
                     help="request sets, tools, run logs and the disk spools (default bench/.data)")
     ap.add_argument("--connections", help="comma-separated (full: 1,16,64,256; quick: 64)")
-    ap.add_argument("--workloads", default="unique,dup,wechat")
+    ap.add_argument("--workloads", default="unique,dup,wechat,v3unique,v3dup")
     ap.add_argument("--spools", default="disk,tmpfs")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, help="seconds per wrk run (full 4, quick 2)")
-    ap.add_argument("--dup-set", type=int, default=100)
+    ap.add_argument("--dup-set", type=int, default=100, help="distinct events the dup workload cycles over")
+    ap.add_argument("--v3-dup-set", type=int, default=1,
+                    help="distinct v3 notifications the v3dup workload cycles over (default 1: one notification)")
     ap.add_argument("--payhook-threads", type=int, default=32)
     ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")
     ap.add_argument("--rate-duration", type=int, help="seconds per fixed-rate run (full 6, quick 3)")
@@ -932,10 +1088,13 @@ def main():
     ap.add_argument("--fileceil-seconds", type=float, default=2.0)
     ap.add_argument("--lines-per-second", type=int, default=40000,
                     help="unique requests prepared per second of a run: above payhook's best rate, or the run fails")
+    ap.add_argument("--v3-lines-per-second", type=int, default=15000,
+                    help="v3 requests prepared per second of a run (each costs an RSA signature to make): above "
+                         "payhook's best v3 rate, or the run fails")
     ap.add_argument("--nginx-lines", type=int, default=40000,
                     help="lines wrk loads for nginx (it may repeat them: nothing is stored)")
     ap.add_argument("--max-minutes", type=float,
-                    help="stop starting closed-loop runs after this long (full 12, quick 2)")
+                    help="stop starting closed-loop runs after this long (default: full 4, quick 0.8 per workload)")
     ap.add_argument("--no-mhdmin", action="store_true",
                     help="skip the libmicrohttpd-alone reference (bench/tools/mhdmin.c) in the duplicates runs")
     ap.add_argument("--keep-spools", action="store_true", help="do not delete the disk spools at the end")
@@ -947,11 +1106,13 @@ def main():
     args.spools = [s for s in args.spools.split(",") if s]
     args.duration = args.duration or (2 if args.quick else 4)
     args.rate_duration = args.rate_duration or (3 if args.quick else 6)
-    args.max_minutes = args.max_minutes or (2.0 if args.quick else 12.0)
+    args.max_minutes = args.max_minutes or (0.8 if args.quick else 4.0) * max(1, len(args.workloads))
     if any(w not in WORKLOADS for w in args.workloads) or any(s not in ("disk", "tmpfs") for s in args.spools):
         sys.exit("bench: unknown workload or spool")
     if args.reps < 1 or args.duration < 1 or args.duration > 60 or args.rate_duration > 120:
         sys.exit("bench: reps ≥ 1, 1 ≤ duration ≤ 60, rate-duration ≤ 120")
+    if args.dup_set < 1 or args.v3_dup_set < 1 or args.v3_lines_per_second < 1:
+        sys.exit("bench: --dup-set, --v3-dup-set and --v3-lines-per-second must be ≥ 1")
 
     started = datetime.datetime.now(datetime.timezone.utc)
     ensure_tools(args)
@@ -965,6 +1126,12 @@ def main():
     ctx["tools"] = compile_tools(work)
     ctx["lines"] = args.lines_per_second * args.duration
     ctx["sets"] = request_sets(work, max(ctx["lines"], args.rate * args.rate_duration, args.nginx_lines, args.dup_set))
+    ctx["v3"] = any(WORKLOADS[w]["kind"] == "wechatv3" for w in args.workloads)
+    if ctx["v3"]:
+        ctx["v3_lines"] = args.v3_lines_per_second * args.duration
+        budget = args.max_minutes * 60 + 60 + args.rate_reps * 2 * (args.rate_duration + 15)
+        ctx["sets"]["wechatv3"], ctx["v3_signed_at"] = v3_request_set(
+            work, max(ctx["v3_lines"], min(args.nginx_lines, ctx["v3_lines"]), args.v3_dup_set), budget)
 
     # Spools of an earlier, interrupted run: deleting them now slows this run's disk numbers, so
     # say so in the report rather than hide it.
@@ -981,6 +1148,8 @@ def main():
     ctx["spool_roots"] = {"disk": disk_root, "tmpfs": tmpfs_root}
     ctx["disk_dev"] = mount_info(disk_root) + (" — stale spools were deleted just before this run" if stale else "")
     records, rate_records = [], []
+    if ctx["v3"]:
+        ctx["v3_age_at_start"] = time.time() - ctx["v3_signed_at"]
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt

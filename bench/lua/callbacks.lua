@@ -1,18 +1,24 @@
--- callbacks.lua: the one wrk script of the benchmark, for all three workloads.
+-- callbacks.lua: the one wrk script of the benchmark, for all its workloads.
 --
 --   WORKLOAD=unique LINES=unified.txt WRK_THREADS=2 EXPECT_BODY=success RESULT_OUT=r.txt \
 --     wrk -t2 -c64 -d5s -s callbacks.lua http://127.0.0.1:PORT
 --
 -- Environment:
---   WORKLOAD     unique: GET each line once (thread k sends lines k, k+T, k+2T, ...)
---                dup:    GET the first DUP_SET lines over and over (all but the first pass duplicates)
---                wechat: POST each line (an XML body) once to WECHAT_PATH, split like unique
+--   WORKLOAD     unique:   GET each line once (thread k sends lines k, k+T, k+2T, ...)
+--                dup:      GET the first DUP_SET lines over and over (all but the first pass duplicates)
+--                wechat:   POST each line (an XML body) once to WECHAT_PATH, split like unique
+--                v3unique: POST each line (a WeChat Pay v3 notification) once to V3_PATH, split like unique
+--                v3dup:    POST the first DUP_SET v3 lines over and over, like dup
+--                A v3 line is `timestamp TAB nonce TAB serial TAB signature TAB body` (gen_requests.py
+--                wechatv3): the body is sent as it is, the rest as the Wechatpay-* headers.
 --   LINES        request file from gen_requests.py (line i = event i)
 --   WRK_THREADS  must equal wrk's -t
 --   MAX_LINES    read at most this many lines (keeps wrk's start-up short; 0 = all)
 --   DUP_SET      distinct events cycled by dup (default 100)
 --   WECHAT_PATH  target of the wechat POSTs (default /notify/wechat)
---   EXPECT_BODY  the exact success answer; anything else (status or body) counts as bad
+--   V3_PATH      target of the v3 POSTs (default /notify/wechatpay)
+--   EXPECT_STATUS the success answer's status (default 200; v3: 204)
+--   EXPECT_BODY  the exact success answer's body (v3: empty); anything else (status or body) counts as bad
 --   RESULT_OUT   file done() writes the per-thread accounting and the latency summary to
 --
 -- Why the accounting: wrk itself only counts statuses >= 400 as errors and never looks at
@@ -54,11 +60,15 @@ function init(args)
    local maxlines = tonumber(os.getenv("MAX_LINES") or "0")
    local dupset = tonumber(os.getenv("DUP_SET") or "100")
    expect = os.getenv("EXPECT_BODY") or "success"
+   expect_status = tonumber(os.getenv("EXPECT_STATUS") or "200")
    wechat_path = os.getenv("WECHAT_PATH") or "/notify/wechat"
+   v3_path = os.getenv("V3_PATH") or "/notify/wechatpay"
+   cycling = workload == "dup" or workload == "v3dup"
+   v3 = workload == "v3unique" or workload == "v3dup"
    lines = {}
    local i = 0
    for line in io.lines(os.getenv("LINES")) do
-      if workload == "dup" then
+      if cycling then
          if i >= dupset then break end
          lines[#lines + 1] = line
       else
@@ -71,7 +81,7 @@ function init(args)
    if n == 0 then error("callbacks.lua: thread " .. id .. " got no lines") end
    -- dup staggers the threads over the set so they do not send the same event at once
    start = 0
-   if workload == "dup" then start = math.floor(id * n / T) end
+   if cycling then start = math.floor(id * n / T) end
    sent, ok, bad, wrapped = 0, 0, 0, 0
    -- init() runs on wrk's main thread. wrk also calls request() there once, on the first
    -- thread's state, to check the script before any connection exists; that request is never
@@ -81,6 +91,8 @@ function init(args)
    first_us, last_us = 0, 0
    badstatus, badbody = "", ""
    headers = {["Content-Type"] = "text/xml"}
+   v3headers = {["Content-Type"] = "application/json",
+                ["Wechatpay-Signature-Type"] = "WECHATPAY2-SHA256-RSA2048"}
 end
 
 function request()
@@ -92,12 +104,20 @@ function request()
       running = true
       first_us = now_us()
    end
-   if workload ~= "dup" and k >= n then wrapped = 1 end
+   if not cycling and k >= n then wrapped = 1 end
    sent = sent + 1
    return build(lines[(k % n) + 1])
 end
 
 function build(line)
+   if v3 then
+      local ts, nonce, serial, sig, body = string.match(line, "^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+      v3headers["Wechatpay-Timestamp"] = ts
+      v3headers["Wechatpay-Nonce"] = nonce
+      v3headers["Wechatpay-Serial"] = serial
+      v3headers["Wechatpay-Signature"] = sig
+      return wrk.format("POST", v3_path, v3headers, body)
+   end
    if workload == "wechat" then
       return wrk.format("POST", wechat_path, headers, line)
    end
@@ -106,7 +126,7 @@ end
 
 function response(status, hdrs, body)
    last_us = now_us()
-   if status == 200 and body == expect then
+   if status == expect_status and (body or "") == expect then
       ok = ok + 1
    else
       bad = bad + 1
