@@ -6,8 +6,10 @@ What it does (docs/durability.md §10.2, §10.6 "Graceful shutdown", §8; docs/c
   1. Generates a pool of correctly signed callbacks, deterministically from --seed, with an implementation
      that shares no code with payhook: unified queries with Fixtures/unified/make_samples.py's signing rules,
      WeChat payment results signed here (MD5 / HMAC-SHA256, checked against wechatpy when it is installed),
-     WeChat refund results encrypted here (AES-256-ECB through `cryptography`, or the openssl command).
-     Each dedupe key has one or more variants: byte-different deliveries of the same content (duplicates)
+     WeChat refund results encrypted here (AES-256-ECB through `cryptography`, or the openssl command), and
+     WeChat Pay API v3 payment and refund notifications (JSON, resource AES-256-GCM-encrypted at pool time,
+     headers RSA-signed with `cryptography` when each request is sent, so that Wechatpay-Timestamp is always
+     fresh; success is 204 with no body). Each dedupe key has one or more variants: byte-different deliveries of the same content (duplicates)
      and, for a few keys, a correctly signed delivery with other content (a conflict, docs/contract.md §4.5).
      A handful of requests made by `payhook sign` itself are mixed in.
   2. Kill phase: starts `payhook serve` on a fresh spool, drives it with --clients concurrent clients, logs
@@ -23,7 +25,8 @@ What it does (docs/durability.md §10.2, §10.6 "Graceful shutdown", §8; docs/c
 
 Exit status: 0 when every check held, 1 on any violation (each printed with what was seen), 2 on bad usage or
 when the harness itself could not run. On failure the working directory (spool, ACK log, server logs) is
-kept and its path printed. Python 3.11 standard library; wechatpy and cryptography are used when present.
+kept and its path printed. Python 3.11 standard library; wechatpy and cryptography are used when present (the
+v3 notifications need cryptography: without it they are left out, and the run says so).
 """
 import argparse
 import base64
@@ -37,6 +40,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +56,7 @@ WECHAT_SUCCESS = (
     b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 )
 UNIFIED_SUCCESS = b"success"
+V3_SUCCESS_STATUS = 204  # and no body (docs/protocols.md §8.6)
 EVENT_SCHEMA = "payhook.event.v1"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 EVENT_NAME = re.compile(r"^([0-9a-f]{64})\.json$")
@@ -114,9 +119,16 @@ def load_config(path):
     ]
     if not unified or not wechat:
         raise HarnessError(f"{path}: the harness needs at least one [[unified]] and one [[wechat]] tenant")
+    wechat_v3 = [
+        {"path": t["path"], "mch_id": t["mch_id"], "appid": t.get("appid", V3_APPID),
+         "key": first_secret(t, base, "api_v3_key"), "serial": t.get("public_key_id", V3_KEY_ID),
+         "public_key_file": os.path.join(base, t["public_key_file"]) if "public_key_file" in t else None}
+        for t in cfg.get("wechat_v3", [])
+    ]
     return {
         "unified": unified,
         "wechat": wechat,
+        "wechat_v3": wechat_v3,
         "grace": float(cfg.get("shutdown_grace_s", 10)),
         "per_ip": int(cfg.get("max_connections_per_ip", 32)),
     }
@@ -184,6 +196,84 @@ class AES256ECB:
         return plain[:-plain[-1]]
 
 
+# WeChat Pay API v3: the test material of Fixtures/wechat-v3/README.md ("From WeChat Pay's official SDKs",
+# "Signed with the SDK test key"). A config without a [[wechat_v3]] table gets one with these (v3_config).
+V3_PATH = "/notify/wechatpay"
+V3_MCH_ID = "1900000100"
+V3_APPID = "wxdace645e0bc2cXXX"
+V3_API_KEY = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"
+V3_KEY_ID = "PUB_KEY_ID_0000000000000024101100397200000006"
+V3_SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
+
+
+def v3_config(config, repo, workdir):
+    """When `config` has no [[wechat_v3]] table: a copy of it in `workdir` with one added (path /notify/wechatpay,
+    merchant 1900000100, Fixtures/wechat-v3's public key and APIv3 key), the copy's relative *_file paths made
+    absolute so that they still name the same files. Returns the config to run with."""
+    with open(config, "rb") as f:
+        if tomllib.load(f).get("wechat_v3"):
+            return config
+    base = os.path.dirname(os.path.abspath(config))
+    with open(config, encoding="utf-8") as f:
+        text = f.read()
+
+    def absolute(m):
+        value = m.group(2)
+        return f'{m.group(1)}{json.dumps(os.path.join(base, value))}'
+    text = re.sub(r'(?m)^(\s*\w+_file\s*=\s*)"([^"\\]*)"', absolute, text)
+    key_file = os.path.join(workdir, "wechat-v3.key")
+    with open(key_file, "w", encoding="ascii") as f:
+        f.write(V3_API_KEY + "\n")
+    public = os.path.join(repo, "Fixtures", "wechat-v3", "wechat_pay_public_key.pem")
+    text += (f'\n# Added by Tests/crash/crash_test.py: the config it was given has no [[wechat_v3]] table.\n'
+             f'[[wechat_v3]]\npath = "{V3_PATH}"\nmch_id = "{V3_MCH_ID}"\n'
+             f'api_v3_key_file = {json.dumps(key_file)}\npublic_key_file = {json.dumps(public)}\n'
+             f'public_key_id = "{V3_KEY_ID}"\n')
+    derived = os.path.join(workdir, "config-with-v3.toml")
+    with open(derived, "w", encoding="utf-8") as f:
+        f.write(text)
+    return derived
+
+
+class V3Signer:
+    """WeChat Pay v3 with Python's `cryptography` (no code shared with payhook): AES-256-GCM for resources, and
+    RSASSA-PKCS1-v1_5 SHA-256 over `timestamp\\nnonce\\nbody\\n` for the Wechatpay-* headers (docs/protocols.md
+    §7.1). Signing happens when a request is sent, so a delivery made minutes after the pool was built, after
+    kills and restarts, is still inside max_clock_skew_s."""
+
+    def __init__(self, private_key_path):
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        with open(private_key_path, "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), None)
+        self.AESGCM, self.pkcs1, self.sha256 = AESGCM, padding.PKCS1v15(), hashes.SHA256()
+        self.counter = 0
+        self.lock = threading.Lock()
+        self.signed = 0
+
+    def seal(self, api_v3_key, nonce, plaintext, associated_data):
+        sealed = self.AESGCM(api_v3_key.encode()).encrypt(nonce.encode(), plaintext, associated_data.encode())
+        return base64.b64encode(sealed).decode("ascii")
+
+    def open(self, api_v3_key, nonce, ciphertext, associated_data):
+        return self.AESGCM(api_v3_key.encode()).decrypt(nonce.encode(), base64.b64decode(ciphertext),
+                                                        associated_data.encode())
+
+    def headers(self, body, serial):
+        """Fresh Wechatpay-* headers for one delivery of `body` (bytes)."""
+        with self.lock:
+            self.counter += 1
+            self.signed += 1
+            n = self.counter
+        timestamp = str(int(time.time()))
+        nonce = "%s%026d" % (os.urandom(3).hex(), n)
+        message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        signature = base64.b64encode(self.key.sign(message, self.pkcs1, self.sha256)).decode("ascii")
+        return {"Wechatpay-Timestamp": timestamp, "Wechatpay-Nonce": nonce, "Wechatpay-Serial": serial,
+                "Wechatpay-Signature": signature, "Wechatpay-Signature-Type": V3_SIGNATURE_TYPE}
+
+
 def dedupe_key(source, parts):
     """`source/part/part`, each part percent-encoded outside RFC 3986 unreserved (README "Events")."""
     return "/".join(quote(p, safe="-._~") for p in [source] + list(parts))
@@ -204,26 +294,34 @@ def content_class(source, fields):
 # ----------------------------------------------------------------------------------------------------------
 
 class Variant:
-    """One delivery: exact request bytes and the fields payhook must store for it."""
-    __slots__ = ("method", "target", "body", "fields", "content", "label", "amount")
+    """One delivery: exact request bytes and the fields payhook must store for it. A v3 delivery also has the
+    decrypted resource payhook must keep (`resource`) and the key id its headers are signed for (`v3_serial`);
+    its headers are made when it is sent (V3Signer.headers), and its content is the whole resource, which is
+    at least as strict as payhook's own comparison (WeChatFingerprint)."""
+    __slots__ = ("method", "target", "body", "fields", "content", "label", "amount", "resource", "v3_serial")
 
-    def __init__(self, method, target, body, fields, source, label, amount):
+    def __init__(self, method, target, body, fields, source, label, amount, resource=None, v3_serial=None):
         self.method, self.target, self.body, self.fields = method, target, body, fields
-        self.content = content_class(source, fields)
+        self.resource, self.v3_serial = resource, v3_serial
+        self.content = (content_class(source, fields) if resource is None
+                        else "v3:" + json.dumps(resource, ensure_ascii=False, sort_keys=True))
         self.label, self.amount = label, amount
 
 
 class Key:
     """One dedupe key, its expected event id, and the deliveries the harness may send for it."""
     __slots__ = ("index", "source", "tenant", "status", "order_ref", "key_text", "id", "variants", "success",
-                 "acked", "sends", "origin", "pos")
+                 "success_status", "acked", "sends", "origin", "pos", "api")
 
-    def __init__(self, index, source, tenant, status, order_ref, parts, variants, origin="python"):
+    def __init__(self, index, source, tenant, status, order_ref, parts, variants, origin="python", api="v2"):
         self.index, self.source, self.tenant, self.status, self.order_ref = index, source, tenant, status, order_ref
         self.key_text = dedupe_key(source, parts)
         self.id = event_id(self.key_text)
         self.variants = variants
-        self.success = UNIFIED_SUCCESS if source == "unified" else WECHAT_SUCCESS
+        self.api = api
+        # The success answer: `success`, the SUCCESS XML, or for WeChat Pay v3 204 with no body.
+        self.success_status = V3_SUCCESS_STATUS if api == "v3" else 200
+        self.success = b"" if api == "v3" else UNIFIED_SUCCESS if source == "unified" else WECHAT_SUCCESS
         self.acked = False
         self.sends = 0
         self.origin = origin
@@ -240,6 +338,7 @@ PAY_TIME_BASE = int(time.time() * 1000) - 3600 * 1000
 BEIJING_NOW = time.gmtime(PAY_TIME_BASE // 1000 + 8 * 3600)
 TIME_END = time.strftime("%Y%m%d%H%M%S", BEIJING_NOW)
 SUCCESS_TIME = time.strftime("%Y-%m-%d %H:%M:%S", BEIJING_NOW)
+SUCCESS_TIME_V3 = time.strftime("%Y-%m-%dT%H:%M:%S+08:00", BEIJING_NOW)  # RFC 3339, as v3 writes it
 UNIFIED_STATUSES = ["SUCCESSPAY", "SUCCESSPAY", "SUCCESSPAY", "FAILUREPAY", "SUCCESSREFUND", "NOTPAY", "CLOSED",
                     "WAITREFUND", "FAILUREREFUND", "NOTREFUND"]
 PAY_TYPES = [("Wechat", "微信支付"), ("Alipay", "支付宝"), ("ChinapayOld", "银联"), ("Paypal", "PayPal")]
@@ -248,8 +347,8 @@ ODD_SUFFIXES = ["", "", "", "", "/a b", "+订单", "~x.y_z", "%25", "&k=v", "é"
 
 
 class PoolBuilder:
-    def __init__(self, cfg, seed, make_samples, aes):
-        self.cfg, self.ms, self.aes = cfg, make_samples, aes
+    def __init__(self, cfg, seed, make_samples, aes, v3signer=None):
+        self.cfg, self.ms, self.aes, self.signer = cfg, make_samples, aes, v3signer
         self.rng = random.Random(f"payhook-crash-pool-{seed}")
         self.seed = seed
         self.keys = []
@@ -434,15 +533,97 @@ class PoolBuilder:
             key.variants[vi].body = body
         self.refund_jobs = []
 
+    # WeChat Pay API v3 notifications ----------------------------------------------------------------------
+    def _v3_variant(self, tenant, event_type, summary, original_type, plaintext, label, amount, envelope_id,
+                    create_time):
+        """One v3 delivery: the envelope around `plaintext` encrypted under a fresh GCM nonce, so that every
+        delivery has other body bytes (headers are signed only when it is sent)."""
+        nonce = "%012x" % self.rng.getrandbits(48)
+        plain = json.dumps(plaintext, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        envelope = {"id": envelope_id, "create_time": create_time, "resource_type": "encrypt-resource",
+                    "event_type": event_type, "summary": summary,
+                    "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
+                                 "ciphertext": self.signer.seal(tenant["key"], nonce, plain, original_type),
+                                 "associated_data": original_type, "nonce": nonce}}
+        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        # What payhook keeps in `fields`: the envelope's members, as received, and the key id that signed.
+        fields = {"id": envelope_id, "create_time": create_time, "event_type": event_type,
+                  "resource_type": "encrypt-resource", "summary": summary, "original_type": original_type,
+                  "associated_data": original_type, "wechatpay_serial": tenant["serial"]}
+        return Variant("POST", tenant["path"], body, fields, "wechat.pay", label, amount, resource=plaintext,
+                       v3_serial=tenant["serial"])
+
+    def v3_notification(self, i, reuse=None):
+        """A v3 TRANSACTION.SUCCESS (about 3 in 4) or REFUND.* notification: retries re-encrypt the same resource
+        (same notification id), a conflict changes the amount."""
+        rng = self.rng
+        tenant = self.cfg["wechat_v3"][0] if reuse is None else reuse[0]
+        create_time = SUCCESS_TIME_V3
+        envelope_id = "EV-%s-%d-%08x" % (self.seed, i, rng.getrandbits(32))
+        refund = reuse is not None and reuse[2] == "refund" or reuse is None and rng.random() < 0.25
+        if not refund:
+            out_trade_no = reuse[1] if reuse else f"ck{self.seed}v{i}" + rng.choice(["", "", "_x", "-y", "|z", "*a", "@b"])
+            total = rng.randint(1, 10**7)
+
+            def plain(amount):
+                return {"mchid": tenant["mch_id"], "appid": tenant["appid"], "out_trade_no": out_trade_no,
+                        "transaction_id": "42%026d" % i, "trade_type": "JSAPI", "trade_state": "SUCCESS",
+                        "trade_state_desc": "支付成功", "bank_type": "OTHERS",
+                        "attach": rng.choice(["", "支付测试", "a&b=c", "😀 emoji"]), "success_time": SUCCESS_TIME_V3,
+                        "payer": {"openid": f"oCrashV3{i}"},
+                        "amount": {"total": amount, "payer_total": amount, "currency": "CNY", "payer_currency": "CNY"}}
+            source, status, order_ref, parts = "wechat.pay", "SUCCESS", out_trade_no, None
+            event_type, summary, original_type = "TRANSACTION.SUCCESS", "支付成功", "transaction"
+            amount_of = lambda p: p["amount"]["total"]  # noqa: E731
+            made = (tenant, out_trade_no, "pay")
+        else:
+            out_refund_no = reuse[1] if reuse else f"ck{self.seed}w{i}" + rng.choice(["", "", "_x", "-y"])
+            status = rng.choice(["SUCCESS", "SUCCESS", "ABNORMAL", "CLOSED"])
+            total = rng.randint(1, 99999)
+            out_trade_no = reuse[3] if reuse else f"ck{self.seed}vo{i}"
+
+            def plain(amount):
+                p = {"mchid": tenant["mch_id"], "out_trade_no": out_trade_no, "transaction_id": "42%026d" % i,
+                     "out_refund_no": out_refund_no, "refund_id": "50%028d" % i, "refund_status": status,
+                     "user_received_account": "支付用户零钱",
+                     "amount": {"total": 100000, "refund": amount, "payer_total": 100000, "payer_refund": amount}}
+                if status == "SUCCESS":
+                    p["success_time"] = SUCCESS_TIME_V3
+                return p
+            source, order_ref = "wechat.refund", out_trade_no
+            event_type, summary, original_type = "REFUND." + status, "退款状态", "refund"
+            amount_of = lambda p: p["amount"]["refund"]  # noqa: E731
+            made = (tenant, out_refund_no, "refund", out_trade_no)
+        parts = [tenant["mch_id"], out_trade_no if source == "wechat.pay" else out_refund_no, status]
+        base = plain(total)
+        variants = [self._v3_variant(tenant, event_type, summary, original_type, base, "original", amount_of(base),
+                                     envelope_id, create_time)]
+        for _ in range(self._dups()):
+            variants.append(self._v3_variant(tenant, event_type, summary, original_type, base, "retry",
+                                             amount_of(base), envelope_id, create_time))
+        if self._conflict():
+            changed = plain(total + 1)
+            variants.append(self._v3_variant(tenant, event_type, summary, original_type, changed, "conflict",
+                                             amount_of(changed), envelope_id, create_time))
+        for v in variants:
+            v.content = source + v.content  # a refund's and a payment's resources never compare
+        key = Key(i, source, tenant["mch_id"], status, order_ref, parts, variants, api="v3")
+        return made if self._add(key) else None
+
     def build(self, size):
-        recent = {"unified": [], "wechat.pay": [], "wechat.refund": []}
+        recent = {"unified": [], "wechat.pay": [], "wechat.refund": [], "v3": []}
         i = 0
         attempts = 0
+        v3 = self.signer is not None and bool(self.cfg["wechat_v3"])
         while len(self.keys) < size and attempts < size * 3:
             attempts += 1
             r = self.rng.random()
-            kind = "unified" if r < 0.5 else "wechat.pay" if r < 0.8 else "wechat.refund"
-            maker = {"unified": self.unified, "wechat.pay": self.pay, "wechat.refund": self.refund}[kind]
+            if v3:
+                kind = "unified" if r < 0.4 else "wechat.pay" if r < 0.65 else "wechat.refund" if r < 0.8 else "v3"
+            else:
+                kind = "unified" if r < 0.5 else "wechat.pay" if r < 0.8 else "wechat.refund"
+            maker = {"unified": self.unified, "wechat.pay": self.pay, "wechat.refund": self.refund,
+                     "v3": self.v3_notification}[kind]
             # Sometimes the same order in another state: a new key for the same order reference.
             reuse = self.rng.choice(recent[kind]) if recent[kind] and self.rng.random() < 0.15 else None
             made = maker(i, reuse)
@@ -541,6 +722,44 @@ def send(port, variant, timeout=REQUEST_TIMEOUT_S):
         return None, type(e).__name__
     finally:
         conn.close()
+
+
+def send_v3(port, variant, signer, timeout=REQUEST_TIMEOUT_S):
+    """Sends one v3 delivery, its Wechatpay-* headers signed now, on its own connection. Returns (status, body)
+    for a complete answer, else (None, reason). http.client takes a header block cut short by the connection's
+    end for a complete one, and v3's success answer (204) has no body whose length could show the cut, so the
+    answer is read raw, to the connection's end (Connection: close): complete means a status line and a header
+    block ended by an empty line, then exactly Content-Length bytes of body (none for a 204)."""
+    headers = signer.headers(variant.body, variant.v3_serial)
+    head = (f"POST {variant.target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(variant.body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(head.encode("ascii") + variant.body)
+            received = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+    except TimeoutError:
+        return None, "TimeoutError"
+    except OSError as e:
+        return None, type(e).__name__
+    header, sep, body = received.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", header)
+    if not sep or not m:
+        return None, f"incomplete answer ({len(received)} bytes, no complete header block)"
+    status = int(m.group(1))
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", header)
+    if status == 204:
+        if length and int(length.group(1)) != 0 or body:
+            return status, b"(204 with a body) " + body[:100]
+        return status, b""
+    if length is None or int(length.group(1)) != len(body):
+        return None, f"incomplete answer (Content-Length {length.group(1) if length else None}, {len(body)} bytes)"
+    return status, body
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -653,6 +872,20 @@ class Harness:
         self.workdir = tempfile.mkdtemp(prefix="payhook-crash-")
         self.logs = os.path.join(self.workdir, "logs")
         os.mkdir(self.logs)
+        # WeChat Pay v3 needs `cryptography` to sign; a config without a [[wechat_v3]] table runs with a copy
+        # that has one (v3_config).
+        self.signer, self.v3_note = None, None
+        if args.no_v3:
+            self.v3_note = "left out (--no-v3)"
+        else:
+            try:
+                self.signer = V3Signer(args.v3_private_key or os.path.join(
+                    self.repo, "Fixtures", "wechat-v3", "wechat_pay_private_key.pem"))
+            except ImportError:
+                self.v3_note = "left out: the Python package cryptography is not installed (make test-deps)"
+        if self.signer is not None:
+            self.config = v3_config(self.config, self.repo, self.workdir)
+            self.cfg = load_config(self.config)
         self.spool = self.ack_path = self.ack_file = None
         self.segment = 0
         self.started = time.monotonic()
@@ -687,6 +920,8 @@ class Harness:
         self.removed_tmp_total = 0
         self.relinked_total = 0
         self.keys, self.fresh = [], 0
+        self.v3_requests = 0
+        self.v3_successes = 0
         self.totals = collections.Counter()  # per-spool figures, summed
         self.new_segment_state()
 
@@ -741,7 +976,7 @@ class Harness:
     def build_pool(self):
         started = time.monotonic()
         self.aes = AES256ECB(self.cfg["wechat"][0]["key"])
-        builder = PoolBuilder(self.cfg, self.args.seed, load_make_samples(self.repo), self.aes)
+        builder = PoolBuilder(self.cfg, self.args.seed, load_make_samples(self.repo), self.aes, self.signer)
         keys = builder.build(self.args.pool)
         python_time = time.monotonic() - started
         signed, timings = payhook_signed(self.binary, self.config, self.args.seed, self.args.payhook_signed, self.aes,
@@ -758,14 +993,14 @@ class Harness:
             self.by_id[k.id] = k
         variants = sum(len(k.variants) for k in keys)
         conflicts = sum(1 for k in keys if k.has_conflict)
-        kinds = collections.Counter(k.source for k in keys)
+        kinds = collections.Counter(k.source + (" v3" if k.api == "v3" else "") for k in keys)
         per_sign = (sum(timings) / len(timings)) if timings else 0.0
         cross = (f", {builder.checked_with_wechatpy} payments cross-checked with wechatpy"
                  if builder.checked_with_wechatpy else "")
         self.say(f"pool: {len(keys)} keys ({', '.join(f'{v} {s}' for s, v in sorted(kinds.items()))}), "
                  f"{variants} requests, {conflicts} keys with a conflicting variant; generated in {python_time:.2f} s "
                  f"in Python (refunds via {self.aes.backend}"
-                 f"{cross}); "
+                 f"{cross}; v3 {'resources sealed with cryptography, headers signed when sent' if self.signer else self.v3_note}); "
                  f"{len(signed)} from `payhook sign` at {per_sign * 1000:.0f} ms each "
                  f"(the pool that way would take {per_sign * variants:.0f} s)")
         self.fresh = 0
@@ -816,6 +1051,11 @@ class Harness:
             self.priority.extend(jobs)
 
     # --- load -------------------------------------------------------------------------------------------
+    def send(self, port, variant):
+        if variant.v3_serial is not None:
+            return send_v3(port, variant, self.signer)
+        return send(port, variant)
+
     def record(self, job, status, body, phase):
         key, vi, was_acked, concurrent = job
         variant = key.variants[vi]
@@ -826,8 +1066,12 @@ class Harness:
                 self.concurrent_duplicates += 1
             if was_acked:
                 self.resent_after_ack += 1
-            if status == 200 and body == key.success:
+            if key.api == "v3":
+                self.v3_requests += 1
+            if status == key.success_status and body == key.success:
                 self.successes += 1
+                if key.api == "v3":
+                    self.v3_successes += 1
                 if was_acked:
                     self.resent_after_ack_ok += 1
                 if not key.acked:
@@ -866,7 +1110,7 @@ class Harness:
                 continue
             with self.lock:
                 phase["sent"] += 1
-            status, body = send(port, job[0].variants[job[1]])
+            status, body = self.send(port, job[0].variants[job[1]])
             self.record(job, status, body, phase)
             if status is None and stop.is_set():
                 break
@@ -937,7 +1181,10 @@ class Harness:
         raw = event.get("raw") or {}
         matching = [v for v in key.variants
                     if v.fields == fields and raw.get("method") == v.method and raw.get("target") == v.target
-                    and raw.get("body", "").encode("utf-8") == (v.body if v.method == "POST" else b"")]
+                    and raw.get("body", "").encode("utf-8") == (v.body if v.method == "POST" else b"")
+                    # v3: the decrypted resource kept whole, and the headers of the key id that signed
+                    and (v.resource is None or event.get("resource") == v.resource
+                         and (raw.get("headers") or {}).get("Wechatpay-Serial") == v.v3_serial)]
         if not matching:
             self.violation(f"{where}: {folder}/{name}: fields/raw match none of the {len(key.variants)} deliveries "
                            f"sent for {key.key_text!r}: fields {fields!r}")
@@ -1152,8 +1399,8 @@ class Harness:
         with self.lock:
             key = self.rng.choice(self.acked_list) if self.acked_list else None
         if key is not None:
-            status, body = send(server.port, key.variants[0])
-            if status != 200 or body != key.success:
+            status, body = self.send(server.port, key.variants[0])
+            if status != key.success_status or body != key.success:
                 self.violation(f"{where}: after the refused second start, the running payhook answered "
                                f"{status} {body!r} to an acknowledged duplicate")
 
@@ -1184,9 +1431,9 @@ class Harness:
                     if not jobs or self.remaining() <= 0:
                         return
                     job = jobs.popleft()
-                status, body = send(server.port, job[0].variants[job[1]])
+                status, body = self.send(server.port, job[0].variants[job[1]])
                 self.record(job, status, body, {"stopping_since": None})
-                if status != 200 or body != job[0].success:
+                if status != job[0].success_status or body != job[0].success:
                     failures.append((job[0].key_text, status, body))
         threads = [threading.Thread(target=worker, daemon=True) for _ in range(self.args.clients)]
         for t in threads:
@@ -1335,8 +1582,9 @@ class Harness:
         acked = self.read_acks()
         new, ids = snap["new"], snap["ids"]
         verified = sum(1 for i in acked if i + ".json" in new and i in ids and new[i + ".json"][0] == ids[i][0])
+        acked_v3 = sum(1 for i in acked if i in self.by_id and self.by_id[i].api == "v3")
         self.totals.update(spools=1, acked=len(acked), verified=verified, events=len(new),
-                           conflicts=len(snap["conflicts"]))
+                           conflicts=len(snap["conflicts"]), acked_v3=acked_v3)
         self.say(f"  spool {self.segment} checked: {len(acked)} acknowledged, {verified} verified, {len(new)} events, "
                  f"{len(snap['conflicts'])} conflict copies, {getattr(self, 'final_resent', 0)} acknowledged "
                  f"duplicates re-sent at the end")
@@ -1365,6 +1613,9 @@ class Harness:
             f"{self.dropped_live} before any kill or stop and {self.timeouts} timeouts; 503 while stopping "
             f"{self.refused_while_stopping})",
             f"  concurrent dups      {self.concurrent_duplicates}",
+            (f"  WeChat Pay v3        {sum(1 for k in self.keys if k.api == 'v3')} pool keys; {self.v3_requests} "
+             f"requests (204 {self.v3_successes}), each signed when sent; {t['acked_v3']} acknowledged ids"
+             if self.signer else f"  WeChat Pay v3        {self.v3_note}"),
             f"  re-sent after ACK    {self.resent_after_ack} (success {self.resent_after_ack_ok}; the rest met a kill "
             f"or a stop)",
             f"  acknowledged         {t['acked']} distinct event ids in the ACK logs",
@@ -1438,6 +1689,11 @@ def main():
     p.add_argument("--final-resends", type=int, default=500, help="acknowledged duplicates re-sent at the end")
     p.add_argument("--max-requests-per-cycle", type=int, default=50000, help="bound on requests per server life")
     p.add_argument("--exit-margin", type=float, default=5.0, help="seconds allowed beyond shutdown_grace_s")
+    p.add_argument("--no-v3", action="store_true",
+                   help="leave WeChat Pay v3 notifications out (a binary or config without [[wechat_v3]])")
+    p.add_argument("--v3-private-key",
+                   help="PEM key that signs v3 notifications (default: Fixtures/wechat-v3/wechat_pay_private_key.pem, "
+                        "the pair of the public key the added [[wechat_v3]] table names)")
     p.add_argument("--binary", help="payhook executable (default: REPO/.build/debug/payhook)")
     p.add_argument("--config", help="config file (default: REPO/Fixtures/demo.toml)")
     p.add_argument("--repo", default=REPO, help="repository root, for Fixtures/ (default: this file's ../..)")
