@@ -21,16 +21,28 @@ Phases (--phase NAME, repeatable; default: all, in this order):
              max_conflicts in all (README.md "Defences against attacks"), new/ exactly the genuine events,
              payhook_conflicts_total must count the rest as dropped, and RSS, the in-flight gauge and
              /healthz must hold as above.
+  v3-refusals  WeChat Pay API v3 notifications (docs/protocols.md §8) that must all be refused, in turn: a
+             signature that is random bytes, a genuine signature over another body, a WECHATPAY/SIGNTEST/
+             probe, a correctly signed notification whose Wechatpay-Timestamp is 400 s old, and a correctly
+             signed body nested far deeper than the JSON reader's limit. Headers are signed when each request
+             is made, with Python's `cryptography` and the test key of Fixtures/wechat-v3. One genuine
+             notification is stored (204) before the flood; afterwards every refusal must have been answered
+             with its status (401; 400 for the nesting), new/ must still hold only that one event and tmp/,
+             ids/ beyond it and conflicts/ nothing, payhook_signature_probes_total must count every probe, and
+             RSS, the in-flight gauge and /healthz must hold as above.
 
 A phase is a function taking a Server and the options and returning a list of failure sentences; to add one,
 write it and list it in PHASES.
 
 Exit status: 0 when every phase held; 1 when a check failed (each printed as one sentence); 2 when the run
 itself could not be done (binary missing, server did not start, time budget --seconds used up before the
-flood was sent). Python 3.11 standard library; only loopback (127.0.0.1) is used.
+flood was sent). Python 3.11 standard library, and `cryptography` for the v3-refusals phase (make test-deps);
+only loopback (127.0.0.1) is used.
 """
 import argparse
+import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -56,7 +68,7 @@ class RunError(Exception):
     """The run itself could not be done (exit 2)."""
 
 
-def write_config(path, clients):
+def write_config(path, clients, extra=""):
     # A unified tenant needs path, domain_code and a secret (README.md "Configuration"); an inline secret only
     # adds a startup warning. The per-address limit leaves room for every flood thread plus the probes.
     with open(path, "w", encoding="utf-8") as f:
@@ -74,16 +86,16 @@ max_conflicts = {CONFLICTS_TOTAL}
 path = "/notify/unified"
 domain_code = "hostile"
 secret = "{SECRET}"
-""")
+{extra}""")
 
 
 class Server:
     """One life of `payhook serve` on a fresh spool in `workdir`."""
 
-    def __init__(self, binary, workdir, name, clients):
+    def __init__(self, binary, workdir, name, clients, extra=""):
         self.workdir = workdir
         self.config = os.path.join(workdir, f"{name}.toml")
-        write_config(self.config, clients)
+        write_config(self.config, clients, extra)
         self.err_path = os.path.join(workdir, f"{name}.stderr")
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen([binary, "serve", "--config", self.config,
@@ -380,9 +392,168 @@ def phase_conflicts(server, args, deadline):
     return failures
 
 
+# WeChat Pay API v3: the test material of Fixtures/wechat-v3/README.md.
+V3_PATH = "/notify/wechatpay"
+V3_MCH_ID = "1900000100"
+V3_API_KEY = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"
+V3_KEY_ID = "PUB_KEY_ID_0000000000000024101100397200000006"
+V3_FIXTURES = os.path.join(REPO, "Fixtures", "wechat-v3")
+V3_KINDS = ["bad-signature", "tampered-body", "signtest-probe", "stale-timestamp", "deep-nesting"]
+V3_EXPECTED = {"bad-signature": 401, "tampered-body": 401, "signtest-probe": 401, "stale-timestamp": 401,
+               "deep-nesting": 400}
+
+
+def v3_table(workdir):
+    """A [[wechat_v3]] tenant for the v3-refusals phase, its APIv3 key in a file of the work directory."""
+    key_file = os.path.join(workdir, "v3.key")
+    with open(key_file, "w", encoding="ascii") as f:
+        f.write(V3_API_KEY + "\n")
+    return (f'\n[[wechat_v3]]\npath = "{V3_PATH}"\nmch_id = "{V3_MCH_ID}"\napi_v3_key_file = {json.dumps(key_file)}\n'
+            f'public_key_file = {json.dumps(os.path.join(V3_FIXTURES, "wechat_pay_public_key.pem"))}\n'
+            f'public_key_id = "{V3_KEY_ID}"\n')
+
+
+class V3:
+    """Signs v3 notifications (Python's `cryptography`, no code shared with payhook): AES-256-GCM for the
+    resource, RSASSA-PKCS1-v1_5 SHA-256 over `timestamp\\nnonce\\nbody\\n` for the headers."""
+
+    def __init__(self):
+        try:
+            from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+            from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        except ImportError:
+            raise RunError("v3-refusals needs the Python package cryptography (make test-deps), or leave the phase "
+                           "out with --phase") from None
+        with open(os.path.join(V3_FIXTURES, "wechat_pay_private_key.pem"), "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), None)
+        self.gcm, self.pkcs1, self.sha256 = AESGCM(V3_API_KEY.encode()), padding.PKCS1v15(), hashes.SHA256()
+
+    def body(self, n):
+        """A TRANSACTION.SUCCESS notification for order hostile-v3-n, paid a minute ago."""
+        paid = time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(time.time() - 60 + 8 * 3600))
+        plain = {"mchid": V3_MCH_ID, "appid": "wxdace645e0bc2cXXX", "out_trade_no": f"hostile-v3-{n}",
+                 "transaction_id": "42%026d" % n, "trade_type": "JSAPI", "trade_state": "SUCCESS",
+                 "bank_type": "OTHERS", "attach": "", "success_time": paid, "payer": {"openid": "oHostile"},
+                 "amount": {"total": 100 + n, "payer_total": 100 + n, "currency": "CNY", "payer_currency": "CNY"}}
+        nonce = "%012d" % n
+        sealed = self.gcm.encrypt(nonce.encode(), json.dumps(plain, separators=(",", ":")).encode(), b"transaction")
+        return json.dumps({"id": f"EV-hostile-{n}", "create_time": paid, "resource_type": "encrypt-resource",
+                           "event_type": "TRANSACTION.SUCCESS", "summary": "ok",
+                           "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                                        "ciphertext": base64.b64encode(sealed).decode(),
+                                        "associated_data": "transaction", "nonce": nonce}},
+                          separators=(",", ":")).encode()
+
+    def sign(self, timestamp, nonce, body):
+        message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        return base64.b64encode(self.key.sign(message, self.pkcs1, self.sha256)).decode()
+
+    def request(self, body, timestamp=None, signature=None, nonce=None):
+        timestamp = str(int(time.time()) if timestamp is None else timestamp)
+        nonce = nonce or os.urandom(16).hex()
+        signature = signature or self.sign(timestamp, nonce, body)
+        head = (f"POST {V3_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"Wechatpay-Timestamp: {timestamp}\r\nWechatpay-Nonce: {nonce}\r\nWechatpay-Serial: {V3_KEY_ID}\r\n"
+                f"Wechatpay-Signature: {signature}\r\nWechatpay-Signature-Type: WECHATPAY2-SHA256-RSA2048\r\n\r\n")
+        return head.encode() + body
+
+    def hostile(self, i):
+        """Request i of the flood: kind V3_KINDS[i % 5], each against order hostile-v3-(1 + i), never stored."""
+        kind = V3_KINDS[i % len(V3_KINDS)]
+        body = self.body(1 + i)
+        if kind == "bad-signature":
+            return self.request(body, signature=base64.b64encode(os.urandom(256)).decode())
+        if kind == "tampered-body":
+            timestamp, nonce = str(int(time.time())), os.urandom(16).hex()
+            return self.request(body.replace(b'"total":', b'"total":1'), timestamp, self.sign(timestamp, nonce, body),
+                                nonce)
+        if kind == "signtest-probe":
+            return self.request(body, signature="WECHATPAY/SIGNTEST/" + base64.b64encode(os.urandom(256)).decode())
+        if kind == "stale-timestamp":
+            return self.request(body, timestamp=int(time.time()) - 400)
+        # Far deeper than JSONReader's maxDepth (Sources/PayhookCore/JSONReader.swift), under max_body_bytes.
+        depth = 10000 + i % 10000
+        return self.request(b'{"id":"EV-deep","resource":' + b"[" * depth + b"]" * depth + b"}")
+
+
+def phase_v3_refusals(server, args, deadline):
+    failures = []
+    v3 = server.v3
+    genuine = v3.request(v3.body(0))
+    status = server.exchange(genuine)
+    if status != 204:
+        raise RunError(f"v3-refusals: the genuine v3 notification was answered {status}, not 204")
+    # Each kind's answers counted apart: the flood's own counter only knows statuses.
+    lock = threading.Lock()
+    by_kind = {kind: {} for kind in V3_KINDS}
+
+    def make(i):
+        return i, v3.hostile(i)
+
+    def exchange(item):
+        i, data = item
+        got = server.exchange(data)
+        with lock:
+            answers = by_kind[V3_KINDS[i % len(V3_KINDS)]]
+            answers[got] = answers.get(got, 0) + 1
+        return got
+
+    class Counting:
+        """The server, with each answer also counted by kind (flood() calls exchange(make(i)))."""
+        def __getattr__(self, name):
+            return getattr(server, name)
+
+        def exchange(self, item):
+            return exchange(item)
+
+    warm = min(500, max(50, args.requests // 20))
+    baseline, sampler, took, (sent, answers, errors) = measured_flood(Counting(), args, deadline, warm, make)
+    if sent + errors < args.requests:
+        sampler.stop()
+        raise RunError(f"v3-refusals: the time budget ran out after {sent} of {args.requests} requests")
+    inflight = settled_inflight(server)
+    after = server.rss()
+    growth = max(sampler.stop(), after) - baseline
+    spool = os.path.join(server.workdir, "spool-v3-refusals")
+    listing = {sub: [n for n in os.listdir(os.path.join(spool, sub)) if not n.startswith(".")]
+               for sub in ("new", "ids", "tmp", "conflicts", "corrupt")}
+    status, _ = server.get("/healthz")
+    _, metrics = server.get("/metrics")
+    probes = sum(int(float(line.split()[-1])) for line in metrics.splitlines()
+                 if line.startswith("payhook_signature_probes_total{"))
+    probes_sent = sum(1 for i in range(warm + args.requests) if V3_KINDS[i % len(V3_KINDS)] == "signtest-probe")
+    print(f"  v3-refusals: {sent} hostile v3 notifications in {took:.1f} s ({sent / max(took, 1e-9):.0f}/s), answers "
+          f"{answers or 'none'}; by kind {by_kind}; new/ {len(listing['new'])}, tmp/ {len(listing['tmp'])}, "
+          f"conflicts/ {len(listing['conflicts'])}; probes counted {probes} of {probes_sent}; RSS baseline "
+          f"{baseline / MIB:.1f} MiB, peak +{growth / MIB:.1f} MiB; in flight 3 s later {inflight}; /healthz {status}")
+    for kind, got in by_kind.items():
+        wrong = {k: v for k, v in got.items() if k != V3_EXPECTED[kind]}
+        if wrong:
+            failures.append(f"v3-refusals: {kind} requests were answered {wrong}, not only {V3_EXPECTED[kind]}")
+    if errors:
+        failures.append(f"v3-refusals: {errors} of {args.requests} connections to the server failed")
+    if len(listing["new"]) != 1 or len(listing["ids"]) != 1 or listing["tmp"] or listing["conflicts"] or listing["corrupt"]:
+        failures.append(f"v3-refusals: the spool holds new/ {len(listing['new'])}, ids/ {len(listing['ids'])}, tmp/ "
+                        f"{len(listing['tmp'])}, conflicts/ {len(listing['conflicts'])}, corrupt/ "
+                        f"{len(listing['corrupt'])}; only the one genuine event may be stored")
+    if probes != probes_sent:
+        failures.append(f"v3-refusals: payhook_signature_probes_total counts {probes} probes, {probes_sent} were sent")
+    if growth > args.rss_bound_mib * MIB:
+        failures.append(f"v3-refusals: the server's RSS grew by {growth / MIB:.1f} MiB during {sent} requests "
+                        f"(bound {args.rss_bound_mib} MiB)")
+    if inflight != 0:
+        failures.append(f"v3-refusals: payhook_inflight_requests was still {inflight} 3 s after the flood, not 0")
+    if status != 200:
+        failures.append(f"v3-refusals: GET /healthz after the flood answered {status}, not 200")
+    return failures
+
+
 PHASES = {
     "many-args": phase_many_args,
     "conflicts": phase_conflicts,
+    "v3-refusals": phase_v3_refusals,
 }
 
 
@@ -412,7 +583,9 @@ def main():
     try:
         for name in args.phase or list(PHASES):
             print(f"hostile run: phase {name}: {args.requests} requests from {args.clients} threads")
-            server = Server(binary, workdir, name, args.clients)
+            v3 = V3() if name == "v3-refusals" else None
+            server = Server(binary, workdir, name, args.clients, extra=v3_table(workdir) if v3 else "")
+            server.v3 = v3
             try:
                 failures += PHASES[name](server, args, deadline)
                 stopped = server.stop(args.exit_limit)
