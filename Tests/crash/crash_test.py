@@ -196,43 +196,11 @@ class AES256ECB:
         return plain[:-plain[-1]]
 
 
-# WeChat Pay API v3: the test material of Fixtures/wechat-v3/README.md ("From WeChat Pay's official SDKs",
-# "Signed with the SDK test key"). A config without a [[wechat_v3]] table gets one with these (v3_config).
-V3_PATH = "/notify/wechatpay"
-V3_MCH_ID = "1900000100"
+# WeChat Pay API v3: the appid the pool's payments name when the [[wechat_v3]] table pins none, and the key id
+# when it names none (the test material of Fixtures/wechat-v3/README.md, which Fixtures/demo.toml serves).
 V3_APPID = "wxdace645e0bc2cXXX"
-V3_API_KEY = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"
 V3_KEY_ID = "PUB_KEY_ID_0000000000000024101100397200000006"
 V3_SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
-
-
-def v3_config(config, repo, workdir):
-    """When `config` has no [[wechat_v3]] table: a copy of it in `workdir` with one added (path /notify/wechatpay,
-    merchant 1900000100, Fixtures/wechat-v3's public key and APIv3 key), the copy's relative *_file paths made
-    absolute so that they still name the same files. Returns the config to run with."""
-    with open(config, "rb") as f:
-        if tomllib.load(f).get("wechat_v3"):
-            return config
-    base = os.path.dirname(os.path.abspath(config))
-    with open(config, encoding="utf-8") as f:
-        text = f.read()
-
-    def absolute(m):
-        value = m.group(2)
-        return f'{m.group(1)}{json.dumps(os.path.join(base, value))}'
-    text = re.sub(r'(?m)^(\s*\w+_file\s*=\s*)"([^"\\]*)"', absolute, text)
-    key_file = os.path.join(workdir, "wechat-v3.key")
-    with open(key_file, "w", encoding="ascii") as f:
-        f.write(V3_API_KEY + "\n")
-    public = os.path.join(repo, "Fixtures", "wechat-v3", "wechat_pay_public_key.pem")
-    text += (f'\n# Added by Tests/crash/crash_test.py: the config it was given has no [[wechat_v3]] table.\n'
-             f'[[wechat_v3]]\npath = "{V3_PATH}"\nmch_id = "{V3_MCH_ID}"\n'
-             f'api_v3_key_file = {json.dumps(key_file)}\npublic_key_file = {json.dumps(public)}\n'
-             f'public_key_id = "{V3_KEY_ID}"\n')
-    derived = os.path.join(workdir, "config-with-v3.toml")
-    with open(derived, "w", encoding="utf-8") as f:
-        f.write(text)
-    return derived
 
 
 class V3Signer:
@@ -872,20 +840,18 @@ class Harness:
         self.workdir = tempfile.mkdtemp(prefix="payhook-crash-")
         self.logs = os.path.join(self.workdir, "logs")
         os.mkdir(self.logs)
-        # WeChat Pay v3 needs `cryptography` to sign; a config without a [[wechat_v3]] table runs with a copy
-        # that has one (v3_config).
+        # WeChat Pay v3 needs a [[wechat_v3]] tenant and `cryptography` to sign.
         self.signer, self.v3_note = None, None
         if args.no_v3:
             self.v3_note = "left out (--no-v3)"
+        elif not self.cfg["wechat_v3"]:
+            self.v3_note = f"left out: {self.config} has no [[wechat_v3]] table"
         else:
             try:
                 self.signer = V3Signer(args.v3_private_key or os.path.join(
                     self.repo, "Fixtures", "wechat-v3", "wechat_pay_private_key.pem"))
             except ImportError:
                 self.v3_note = "left out: the Python package cryptography is not installed (make test-deps)"
-        if self.signer is not None:
-            self.config = v3_config(self.config, self.repo, self.workdir)
-            self.cfg = load_config(self.config)
         self.spool = self.ack_path = self.ack_file = None
         self.segment = 0
         self.started = time.monotonic()
@@ -1690,10 +1656,10 @@ def main():
     p.add_argument("--max-requests-per-cycle", type=int, default=50000, help="bound on requests per server life")
     p.add_argument("--exit-margin", type=float, default=5.0, help="seconds allowed beyond shutdown_grace_s")
     p.add_argument("--no-v3", action="store_true",
-                   help="leave WeChat Pay v3 notifications out (a binary or config without [[wechat_v3]])")
+                   help="leave WeChat Pay v3 notifications out (for a binary that does not know [[wechat_v3]])")
     p.add_argument("--v3-private-key",
                    help="PEM key that signs v3 notifications (default: Fixtures/wechat-v3/wechat_pay_private_key.pem, "
-                        "the pair of the public key the added [[wechat_v3]] table names)")
+                        "the pair of the public key Fixtures/demo.toml's [[wechat_v3]] table names)")
     p.add_argument("--binary", help="payhook executable (default: REPO/.build/debug/payhook)")
     p.add_argument("--config", help="config file (default: REPO/Fixtures/demo.toml)")
     p.add_argument("--repo", default=REPO, help="repository root, for Fixtures/ (default: this file's ../..)")

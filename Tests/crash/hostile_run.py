@@ -467,8 +467,10 @@ class V3:
             return self.request(body, signature=base64.b64encode(os.urandom(256)).decode())
         if kind == "tampered-body":
             timestamp, nonce = str(int(time.time())), os.urandom(16).hex()
-            return self.request(body.replace(b'"total":', b'"total":1'), timestamp, self.sign(timestamp, nonce, body),
-                                nonce)
+            # The envelope's own text changed after signing (the amount is inside the ciphertext).
+            tampered = body.replace(b'"summary":"ok"', b'"summary":"OK"')
+            assert tampered != body
+            return self.request(tampered, timestamp, self.sign(timestamp, nonce, body), nonce)
         if kind == "signtest-probe":
             return self.request(body, signature="WECHATPAY/SIGNTEST/" + base64.b64encode(os.urandom(256)).decode())
         if kind == "stale-timestamp":
