@@ -1089,7 +1089,7 @@ def main():
     ap.add_argument("--fileceil-seconds", type=float, default=2.0)
     ap.add_argument("--lines-per-second", type=int, default=40000,
                     help="unique requests prepared per second of a run: above payhook's best rate, or the run fails")
-    ap.add_argument("--v3-lines-per-second", type=int, default=20000,
+    ap.add_argument("--v3-lines-per-second", type=int, default=40000,
                     help="v3 requests prepared per second of a run (each costs an RSA signature to make): above "
                          "payhook's best v3 rate, or the run fails")
     ap.add_argument("--nginx-lines", type=int, default=40000,
