@@ -73,20 +73,11 @@ struct WeChatV3CrossCheckTests {
 
     /// Runs the script; its cases, in the order they are to be sent.
     static func cases(_ mode: String, seed: Int, now: Int64) throws -> [Case] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Paths.root.appendingPathComponent("Tests/crosscheck/wechatpay_v3.py").path, mode, "\(seed)", "\(now)"]
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let error = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("wechatpay_v3.py \(mode) exited \(process.terminationStatus): \(String(decoding: error, as: UTF8.self))")
+        let run = try ToolTests.python([mode, "\(seed)", "\(now)"], script: "Tests/crosscheck/wechatpay_v3.py")
+        guard run.status == 0 else {
+            throw TestFailure("wechatpay_v3.py \(mode) exited \(run.status): \(run.stderr)")
         }
+        let output = Data(run.stdout.utf8)
         let made = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
         return try #require(made["cases"] as? [[String: Any]]).map(Case.init)
     }
