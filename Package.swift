@@ -64,18 +64,20 @@ let package = Package(
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
+        .target(name: "PayhookAlipay", dependencies: ["PayhookCore", "PayhookCrypto"]),
+        .target(name: "PayhookXxPay", dependencies: ["PayhookCore", "PayhookCrypto"]),
         // The config file: the server's settings and each provider's [[tables]], read from TOML and validated.
         // The listener's settings take their defaults and address syntax from PayhookHTTP, which owns them.
-        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookStore", "PayhookTOML", "PayhookUnified", "PayhookWeChat"]),
+        .target(name: "PayhookConfig", dependencies: ["PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookStore", "PayhookTOML", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay"]),
         // The consumer side: claim, acknowledge, retry and dead-letter events in a spool.
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", "PayhookSpoolFormat", "PayhookStore", logging]),
         // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.
         // Serves nothing; it runs each source's own checks offline.
-        .target(name: "PayhookTools", dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat"]),
+        .target(name: "PayhookTools", dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay"]),
         // Serving only: wires config, sources, store and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookSpoolFormat", logging, prometheus]
+            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", logging, prometheus]
         ),
         .executableTarget(
             name: "payhook",
@@ -85,7 +87,7 @@ let package = Package(
         // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting, and the
         // parent of the suites that run one at a time (MeasuringSuites).
         .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
-        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat", "PayhookTestSupport"]),
+        .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookTestSupport"]),
         .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookTestSupport", logging]),
         // The format's own tests, and the writer and the queue judging the same files alike.
         .testTarget(
@@ -97,7 +99,7 @@ let package = Package(
         // "payhook" is not imported: it is here so that `swift test` builds the binary the process tests run.
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "PayhookSpoolFormat", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -1,8 +1,10 @@
 import PayhookCore
 public import PayhookHTTP
 import PayhookStore
+public import PayhookAlipay
 public import PayhookUnified
 public import PayhookWeChat
+public import PayhookXxPay
 
 /// payhook's configuration (docs/contract.md §2), after validation.
 public struct Config: Sendable, Equatable {
@@ -41,6 +43,11 @@ public struct Config: Sendable, Equatable {
     public var wechat: [WeChatTenant]
     /// `[[wechat_v3]]`: WeChat Pay API v3 notifications (docs/contract.md §3.3).
     public var wechatV3: [WeChatV3Tenant]
+    /// `[[alipay]]`: Alipay asynchronous notifications (docs/contract.md §6.2).
+    public var alipay: [AlipayTenant]
+    /// `[[xxpay]]` and `[[jeepay]]`: XxPay and Jeepay merchant notifications (docs/contract.md §6.3).
+    public var xxpay: [XxPayTenant]
+    public var jeepay: [JeepayTenant]
 
     public static let defaultListen = "127.0.0.1:8080"
     /// The listener's own defaults, which are the config file's for the keys that set them: one home for
@@ -81,6 +88,9 @@ public struct Config: Sendable, Equatable {
         self.unified = []
         self.wechat = []
         self.wechatV3 = []
+        self.alipay = []
+        self.xxpay = []
+        self.jeepay = []
     }
 
     /// The listener's limits under this config.

@@ -8,6 +8,16 @@ public struct FormParameter: Sendable, Equatable {
     }
 }
 
+/// One `name=value` pair of a form, percent-decoded to bytes but not yet read as text (``FormQuery/decodeBytes(_:)``).
+public struct RawFormParameter: Sendable, Equatable {
+    public let name: [UInt8]
+    public let value: [UInt8]
+    public init(name: [UInt8], value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+}
+
 /// Why a query string was refused. Every case is a 400 ("malformed") on the wire.
 public enum FormQueryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `%` not followed by two hex digits.
@@ -88,6 +98,72 @@ public enum FormQuery {
 
     /// How many names are checked for repeats by comparison before a set is used.
     static let linearLimit = 32
+
+    /// Like ``decode(_:)`` but leaves the decoded names and values as bytes, for senders whose text is in a
+    /// charset the request itself names (Alipay's `charset` parameter, which may say GBK): the caller picks the
+    /// charset from a parameter, verifies the signature over these bytes, and only then turns them into text
+    /// with ``TextCharset``. The same strict rules: bad escapes, raw bytes outside printable ASCII, empty names
+    /// and repeated names are errors; only UTF-8 is not checked.
+    public static func decodeBytes(_ query: some Collection<UInt8>) throws(FormQueryError) -> [RawFormParameter] {
+        let bytes = Array(query)
+        var result: [RawFormParameter] = []
+        var seen: Set<[UInt8]>?
+        var start = 0
+        while start < bytes.count {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
+            defer { start = end + 1 }
+            guard end > start else { continue }
+            let piece = bytes[start..<end]
+            let rawName: ArraySlice<UInt8>
+            let rawValue: ArraySlice<UInt8>
+            if let eq = piece.firstIndex(of: UInt8(ascii: "=")) {
+                rawName = piece[piece.startIndex..<eq]
+                rawValue = piece[(eq + 1)...]
+            } else {
+                rawName = piece
+                rawValue = []
+            }
+            let name = try decodeComponentBytes(rawName, label: rawName)
+            guard !name.isEmpty else { throw .emptyName }
+            let value = try decodeComponentBytes(rawValue, label: rawName)
+            if seen == nil, result.count == linearLimit {
+                seen = Set(result.map(\.name))
+            }
+            if seen != nil {
+                guard seen!.insert(name).inserted else { throw .repeatedName(String(decoding: name, as: UTF8.self)) }
+            } else if result.contains(where: { $0.name == name }) {
+                throw .repeatedName(String(decoding: name, as: UTF8.self))
+            }
+            result.append(RawFormParameter(name: name, value: value))
+        }
+        return result
+    }
+
+    static func decodeComponentBytes(_ raw: ArraySlice<UInt8>, label rawLabel: ArraySlice<UInt8>) throws(FormQueryError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var index = raw.startIndex
+        while index < raw.endIndex {
+            let c = raw[index]
+            switch c {
+            case UInt8(ascii: "+"):
+                out.append(UInt8(ascii: " "))
+                index += 1
+            case UInt8(ascii: "%"):
+                guard raw.distance(from: index, to: raw.endIndex) >= 3,
+                    let high = Hex.value(raw[index + 1]), let low = Hex.value(raw[index + 2])
+                else { throw .badEscape(parameter: String(decoding: rawLabel, as: UTF8.self)) }
+                out.append(high << 4 | low)
+                index += 3
+            case 0x21...0x7e:
+                out.append(c)
+                index += 1
+            default:
+                throw .badCharacter(parameter: String(decoding: rawLabel, as: UTF8.self))
+            }
+        }
+        return out
+    }
 
     /// `label` is the parameter's raw name, for the error message only.
     static func decodeComponent(_ raw: ArraySlice<UInt8>, label rawLabel: ArraySlice<UInt8>) throws(FormQueryError) -> String {

@@ -148,12 +148,19 @@ public protocol CallbackSource: Sendable {
     var kind: String { get }
     /// The HTTP method this source's sender uses.
     var method: String { get }
+    /// Every method the path answers; any other is a 405 before the body is read. Most senders use one; XxPay's
+    /// documentation says GET while its sender POSTs (docs/protocols.md §10.1), so its path takes both.
+    var methods: [String] { get }
     /// Verifies and parses one request, once: the verdict carries its metrics labels too.
     func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict
     /// The answer that tells the sender the event is stored (or was stored before).
     var successAnswer: Answer { get }
     /// The answer for any failure; the sender retries after it.
     func failureAnswer(status: Int, reason: String) -> Answer
+}
+
+extension CallbackSource {
+    public var methods: [String] { [method] }
 }
 
 /// Bytes to send back, with their status.

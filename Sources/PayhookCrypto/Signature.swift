@@ -11,6 +11,28 @@ public enum Signature {
     public static func verifyRSASHA256(key: RSAPublicKey, message: some Collection<UInt8>, signature: some Collection<UInt8>)
         -> Bool
     {
+        verifyRSA(.sha256, key: key, message: message, signature: signature)
+    }
+
+    /// The digest inside an RSASSA-PKCS1-v1_5 signature: SHA-256 (Alipay's `RSA2`, WeChat Pay v3) or SHA-1
+    /// (Alipay's legacy `RSA`, accepted only where a tenant lists it: docs/protocols.md §9).
+    public enum Digest: Sendable, Equatable {
+        case sha256
+        case sha1
+
+        var md: OpaquePointer? {
+            switch self {
+            case .sha256: return EVP_sha256()
+            case .sha1: return EVP_sha1()
+            }
+        }
+    }
+
+    /// Whether `signature` is `key`'s RSASSA-PKCS1-v1_5 signature of exactly `message` with `digest`; the same
+    /// yes-or-no rules as ``verifyRSASHA256(key:message:signature:)``.
+    public static func verifyRSA(_ digest: Digest, key: RSAPublicKey, message: some Collection<UInt8>, signature: some Collection<UInt8>)
+        -> Bool
+    {
         guard key.isRSA, key.signatureLength > 0, signature.count == key.signatureLength else { return false }
         let message = Array(message)
         let signature = Array(signature)
@@ -19,7 +41,7 @@ public enum Signature {
         guard let context = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(context) }
         var keyContext: OpaquePointer?
-        guard EVP_DigestVerifyInit(context, &keyContext, EVP_sha256(), nil, key.pkey) == 1, let keyContext,
+        guard EVP_DigestVerifyInit(context, &keyContext, digest.md, nil, key.pkey) == 1, let keyContext,
             EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PADDING) == 1
         else { return false }
         // An empty Swift array may have no storage; OpenSSL is given a valid pointer and a length of 0.
@@ -36,6 +58,11 @@ public enum Signature {
     /// for tests. nil when the PEM does not hold an unencrypted RSA private key (an encrypted one is refused,
     /// never prompted for) or OpenSSL fails.
     public static func signRSASHA256(privateKeyPEM: [UInt8], message: some Collection<UInt8>) -> [UInt8]? {
+        signRSA(.sha256, privateKeyPEM: privateKeyPEM, message: message)
+    }
+
+    /// Signs with `digest` under the same rules as ``signRSASHA256(privateKeyPEM:message:)``.
+    public static func signRSA(_ digest: Digest, privateKeyPEM: [UInt8], message: some Collection<UInt8>) -> [UInt8]? {
         let message = Array(message)
         guard message.count < Int(Int32.max) else { return nil }
         guard let key = PEM.withBIO(privateKeyPEM, { bio in PEM_read_bio_PrivateKey(bio, nil, refusePassphrase, nil) })
@@ -49,7 +76,7 @@ public enum Signature {
         guard length > 0, let context = EVP_MD_CTX_new() else { return nil }
         defer { EVP_MD_CTX_free(context) }
         var keyContext: OpaquePointer?
-        guard EVP_DigestSignInit(context, &keyContext, EVP_sha256(), nil, key) == 1, let keyContext,
+        guard EVP_DigestSignInit(context, &keyContext, digest.md, nil, key) == 1, let keyContext,
             EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PADDING) == 1
         else { return nil }
         var signature = [UInt8](repeating: 0, count: length)

@@ -8,6 +8,8 @@ public import PayhookSpoolFormat
 public import PayhookStore
 import PayhookUnified
 import PayhookWeChat
+import PayhookAlipay
+import PayhookXxPay
 
 /// A running payhook: store opened (the spool recovered), sources built from the config, listener serving.
 public final class PayhookServer: Sendable {
@@ -135,6 +137,15 @@ public final class PayhookServer: Sendable {
         for path in Set(config.wechatV3.map(\.path)) {
             sources[path] = WeChatV3Source(
                 path: path, tenants: config.wechatV3, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
+        }
+        for path in Set(config.alipay.map(\.path)) {
+            sources[path] = AlipaySource(path: path, tenants: config.alipay, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
+        }
+        for path in Set(config.xxpay.map(\.path)) {
+            sources[path] = XxPaySource(path: path, tenants: config.xxpay, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
+        }
+        for path in Set(config.jeepay.map(\.path)) {
+            sources[path] = JeepaySource(path: path, tenants: config.jeepay, maxCallbackAgeMilliseconds: config.maxCallbackAgeMilliseconds)
         }
         return sources
     }

@@ -43,11 +43,12 @@ public final class Router: HTTPHandler {
             metrics.request(source: "", tenant: "", outcome: "not_found", route: "", seconds: nil)
             return Self.plain(404, "not found\n")
         }
-        guard head.method == source.method else {
-            log(head, outcome: "wrong_method", status: 405, level: .info, reason: "\(source.method) expected")
+        guard source.methods.contains(head.method) else {
+            let allowed = source.methods.joined(separator: ", ")
+            log(head, outcome: "wrong_method", status: 405, level: .info, reason: "\(allowed) expected")
             metrics.request(source: source.kind, tenant: "", outcome: "wrong_method", route: source.kind, seconds: nil)
             var response = Self.response(source.failureAnswer(status: 405, reason: Self.answerReason(405)))
-            response.headers.append((name: "Allow", value: source.method))
+            response.headers.append((name: "Allow", value: allowed))
             return response
         }
         return nil

@@ -262,9 +262,6 @@ public enum CallbackBuilder {
 
     /// WeChat writes times in Beijing time (UTC+8): `yyyyMMddHHmmss`, or `yyyy-MM-dd HH:mm:ss` for refunds.
     static func beijingTime(_ milliseconds: Int64, compact: Bool) -> String {
-        let text = Timestamp.rfc3339(milliseconds: milliseconds + 8 * 3600 * 1000)  // 2026-11-22T10:34:50.123Z
-        let date = text.prefix(10)
-        let time = text.dropFirst(11).prefix(8)
-        return compact ? String(date.replacing("-", with: "") + time.replacing(":", with: "")) : "\(date) \(time)"
+        BeijingTime.text(milliseconds: milliseconds, compact: compact)
     }
 }

@@ -9,9 +9,6 @@ public import PayhookCore
 /// blocks can be cut and pasted between and within genuine ciphertexts, so the decrypted document must have
 /// exactly the documented shape before it is believed.
 public enum WeChatFields {
-    /// Beijing time, in which WeChat writes `time_end` and `success_time`.
-    static let beijingOffsetMilliseconds: Int64 = 8 * 3600 * 1000
-
     // MARK: - Character classes
 
     /// An id WeChat assigns (`transaction_id`, `refund_id`): digits only, 20 to 32 of them.
@@ -57,43 +54,9 @@ public enum WeChatFields {
     // MARK: - Times
 
     /// `yyyyMMddHHmmss` (`time_end`) or `yyyy-MM-dd HH:mm:ss` (`success_time`), Beijing time, to Unix
-    /// milliseconds. Nil unless the text has exactly that shape and names a real date and time.
+    /// milliseconds (``BeijingTime``, shared with Alipay, which writes its times the same way).
     public static func beijingTime(_ text: String, dashed: Bool) -> Int64? {
-        let b = Array(text.utf8)
-        // Offsets of year, month, day, hour, minute, second, and the separators the dashed form has.
-        let fields: [(Int, Int)]
-        if dashed {
-            guard b.count == 19, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"), b[10] == UInt8(ascii: " "),
-                b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":")
-            else { return nil }
-            fields = [(0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2)]
-        } else {
-            guard b.count == 14 else { return nil }
-            fields = [(0, 4), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2)]
-        }
-        var values: [Int64] = []
-        for (offset, length) in fields {
-            var value: Int64 = 0
-            for byte in b[offset..<offset + length] {
-                guard byte >= 0x30 && byte <= 0x39 else { return nil }
-                value = value * 10 + Int64(byte - 0x30)
-            }
-            values.append(value)
-        }
-        let (year, month, day, hour, minute, second) = (values[0], values[1], values[2], values[3], values[4], values[5])
-        guard year >= 2000, (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
-            hour < 24, minute < 60, second < 60
-        else { return nil }
-        let midnight = Timestamp.milliseconds(year: year, month: month, day: day)
-        return midnight + ((hour * 60 + minute) * 60 + second) * 1000 - beijingOffsetMilliseconds
-    }
-
-    static func daysIn(month: Int64, year: Int64) -> Int64 {
-        switch month {
-        case 2: return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
+        BeijingTime.milliseconds(text, dashed: dashed)
     }
 
     // MARK: - Payment results

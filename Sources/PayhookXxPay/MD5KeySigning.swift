@@ -1,0 +1,82 @@
+public import PayhookCore
+import PayhookCrypto
+
+/// The signature XxPay and its successor Jeepay put on merchant notifications (docs/protocols.md §10.2):
+/// every non-empty `name=value&` string, the strings sorted case-insensitively (Java's
+/// `String.CASE_INSENSITIVE_ORDER`, over whole strings, not names), then `key=` and the secret, MD5, uppercase
+/// hex. `sign` itself is left out.
+public enum MD5KeySigning {
+    public static let signParameter = "sign"
+
+    /// The signed string for `secret`.
+    public static func message(_ parameters: [FormParameter], secret: [UInt8]) -> [UInt8] {
+        var pieces: [[UInt8]] = []
+        for parameter in parameters where parameter.name != signParameter && !parameter.value.isEmpty {
+            pieces.append(Array(parameter.name.utf8) + [UInt8(ascii: "=")] + Array(parameter.value.utf8) + [UInt8(ascii: "&")])
+        }
+        pieces.sort(by: caseInsensitivePrecedes)
+        var out: [UInt8] = []
+        for piece in pieces { out += piece }
+        out += Array("key=".utf8)
+        out += secret
+        return out
+    }
+
+    /// The uppercase hex MD5 of ``message(_:secret:)``: what the sender puts in `sign`.
+    public static func sign(_ parameters: [FormParameter], secret: [UInt8]) -> String {
+        Hex.encode(Digest.md5(message(parameters, secret: secret))).uppercased()
+    }
+
+    /// Java's `CASE_INSENSITIVE_ORDER` over UTF-16 code units, for the ASCII letters that matter here: each
+    /// unit lowercased, then compared. Non-ASCII units compare as themselves (no Java-style Unicode case
+    /// mapping; no notification field name is outside ASCII).
+    static func caseInsensitivePrecedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        let left = Array(String(decoding: a, as: UTF8.self).utf16)
+        let right = Array(String(decoding: b, as: UTF8.self).utf16)
+        for (x, y) in zip(left, right) {
+            let lx = lower(x)
+            let ly = lower(y)
+            if lx != ly { return lx < ly }
+        }
+        return left.count < right.count
+    }
+
+    private static func lower(_ unit: UInt16) -> UInt16 {
+        (0x41...0x5A).contains(unit) ? unit | 0x20 : unit
+    }
+
+    /// The 1-based position of the first secret whose signature `sign` is, compared over the decoded 16 bytes
+    /// in constant time (so either case verifies and timing says nothing); every secret is tried even after a
+    /// match. `.failure` carries why not, never the expected value.
+    public static func verify(_ parameters: [FormParameter], sign: String?, secrets: [Secret]) -> Result<Int, Refusal> {
+        guard let sign, !sign.isEmpty else { return .failure(.badSignature("parameter 'sign' is missing")) }
+        guard sign.utf8.count == 32, let presented = Hex.decode(sign) else {
+            return .failure(.badSignature("sign is not 32 hexadecimal characters"))
+        }
+        var matched: Int?
+        for (index, secret) in secrets.enumerated() {
+            let expected = Digest.md5(message(parameters, secret: Array(secret.value.utf8)))
+            if Digest.constantTimeEquals(expected, presented), matched == nil { matched = index + 1 }
+        }
+        guard let matched else {
+            return .failure(.badSignature("sign does not match (md5, \(secrets.count) secret(s) tried)"))
+        }
+        return .success(matched)
+    }
+
+    /// Refuses a value that could stand for several `name=value&` strings of the signed text: a field in `key`
+    /// holding `&` or `=`, or any value holding `&name=` for one of them (docs/protocols.md §10.2).
+    public static func checkMoves(_ parameters: [FormParameter], keyFields: [String]) -> Refusal? {
+        let key = Set(keyFields)
+        for parameter in parameters where parameter.name != signParameter {
+            if key.contains(parameter.name), parameter.value.utf8.contains(where: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "=") }) {
+                return .semantic("\(parameter.name) holds '&' or '=', which no genuine \(parameter.name) does")
+            }
+            guard parameter.value.utf8.contains(UInt8(ascii: "&")) else { continue }
+            for name in keyFields where parameter.value.contains("&" + name + "=") {
+                return .semantic("\(LogText.printable(parameter.name, limit: 32)) holds '&\(name)=': a signed parameter moved inside another's value")
+            }
+        }
+        return nil
+    }
+}
