@@ -26,5 +26,5 @@ struct TenantTables: Sendable {
 
 extension ConfigLoader {
     /// Every provider's tables, in the order they are read, checked and named in messages.
-    static let tenantTables: [TenantTables] = [.unified, .wechat, .wechatV3]
+    static let tenantTables: [TenantTables] = [.unified, .wechat, .wechatV3, .alipay, .xxpay, .jeepay]
 }

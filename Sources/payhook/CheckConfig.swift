@@ -22,6 +22,11 @@ struct CheckConfig: ParsableCommand {
         }
         for warning in loaded.warnings { Output.err("warning: \(warning)") }
         let c = loaded.config
-        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(c.unified.count) [[unified]], \(c.wechat.count) [[wechat]] and \(c.wechatV3.count) [[wechat_v3]] tenants)")
+        let counts = [
+            (c.unified.count, "unified"), (c.wechat.count, "wechat"), (c.wechatV3.count, "wechat_v3"), (c.alipay.count, "alipay"),
+            (c.xxpay.count, "xxpay"), (c.jeepay.count, "jeepay"),
+        ].map { "\($0.0) [[\($0.1)]]" }
+        let tenants = counts.dropLast().joined(separator: ", ") + " and " + counts.last!
+        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(tenants) tenants)")
     }
 }

@@ -55,7 +55,7 @@ struct ProcessTests {
         let result = try Self.run(["check-config", "--config", Paths.fixtures.appendingPathComponent("demo.toml").path])
         #expect(result.status == 0)
         #expect(result.stdout.contains("ok"))
-        #expect(result.stdout.contains("2 [[unified]], 1 [[wechat]] and 1 [[wechat_v3]] tenants"))
+        #expect(result.stdout.contains("2 [[unified]], 1 [[wechat]], 1 [[wechat_v3]], 4 [[alipay]], 1 [[xxpay]] and 2 [[jeepay]] tenants"))
         #expect(!result.stdout.contains("demo-secret-rotate-me"))
     }
 
@@ -175,7 +175,7 @@ struct ProcessTests {
         let file = dir.file("ok.toml")
         let result = try Self.run(["check-config", "--config", file])
         #expect(result.status == 0)
-        #expect(result.stdout.contains("0 [[unified]], 0 [[wechat]] and 1 [[wechat_v3]] tenants"))
+        #expect(result.stdout.contains("0 [[unified]], 0 [[wechat]], 1 [[wechat_v3]], 0 [[alipay]], 0 [[xxpay]] and 0 [[jeepay]] tenants"))
         #expect(result.stderr.contains(
             "warning: \(file):5: platform certificate \(keys)/merchant_certificate.pem (serial 5F1C72E2A8931B72A2E13AF8DEE92471EB397115) is expired: valid from 2022-05-10T01:57:10Z to 2025-05-09T01:57:10Z"),
             "\(result.stderr)")
