@@ -19,6 +19,7 @@ final class CountingSource: CallbackSource {
 
     var kind: String { inner.kind }
     var method: String { inner.method }
+    var methods: [String] { inner.methods }
     var successAnswer: Answer { inner.successAnswer }
 
     func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
