@@ -2,7 +2,7 @@ public import PayhookCore
 import PayhookCrypto
 
 /// Alipay's asynchronous notifications: `POST application/x-www-form-urlencoded`, RSA2 over the sorted
-/// parameters (docs/contract.md §6.2, docs/protocols.md §9).
+/// parameters (docs/contract.md §3.4, docs/protocols.md §9).
 ///
 /// One instance serves one configured path; the notification's `app_id` picks the tenant, and only that
 /// tenant's Alipay public keys are tried.
@@ -148,8 +148,10 @@ public struct AlipaySource: CallbackSource {
         if let refusal = Self.checkMoves(form.parameters) { return refused(refusal, source: source, tenant: appID) }
         var values: [String: String] = [:]
         for parameter in form.parameters { values[parameter.name] = parameter.value }
-        if let expected = tenant.sellerID, let seller = values["seller_id"], seller != expected {
-            return refused(.semantic("seller_id does not match the tenant's seller_id"), source: source, tenant: appID)
+        // A pinned seller is required of trade notifications, which always name theirs; open-platform ones
+        // name none, and are checked only when they do.
+        if let expected = tenant.sellerID, values["seller_id"] != expected, source == Self.tradeSource || values["seller_id"] != nil {
+            return refused(.semantic("seller_id is missing or does not match the tenant's seller_id"), source: source, tenant: appID)
         }
         guard let notifyTime = values["notify_time"].flatMap({ BeijingTime.milliseconds($0, dashed: true) }) else {
             return refused(.semantic("notify_time is missing or not yyyy-MM-dd HH:mm:ss"), source: source, tenant: appID)

@@ -20,7 +20,7 @@ public enum AlipaySignType: String, Sendable, Equatable, CaseIterable {
     public var verifiedWith: String { rawValue.lowercased() }
 }
 
-/// One `[[alipay]]` table: an Alipay app receiving asynchronous notifications (docs/contract.md §6.2).
+/// One `[[alipay]]` table: an Alipay app receiving asynchronous notifications (docs/contract.md §3.4).
 public struct AlipayTenant: Sendable, Equatable {
     /// One Alipay public key the tenant accepts: from a PEM public key, or from an Alipay public-key certificate
     /// (certificate mode). Notifications name no key, so every key is tried, in file order (rotation).

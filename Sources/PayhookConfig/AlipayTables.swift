@@ -4,7 +4,7 @@ import PayhookCrypto
 import PayhookTOML
 
 extension TenantTables {
-    /// `[[alipay]]`: Alipay apps, routed by the notification's `app_id` (docs/contract.md §6.2).
+    /// `[[alipay]]`: Alipay apps, routed by the notification's `app_id` (docs/contract.md §3.4).
     static let alipay = TenantTables(
         name: "alipay", routingKey: "app_id",
         read: { loader, table, c, config in

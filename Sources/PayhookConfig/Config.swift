@@ -43,9 +43,9 @@ public struct Config: Sendable, Equatable {
     public var wechat: [WeChatTenant]
     /// `[[wechat_v3]]`: WeChat Pay API v3 notifications (docs/contract.md §3.3).
     public var wechatV3: [WeChatV3Tenant]
-    /// `[[alipay]]`: Alipay asynchronous notifications (docs/contract.md §6.2).
+    /// `[[alipay]]`: Alipay asynchronous notifications (docs/contract.md §3.4).
     public var alipay: [AlipayTenant]
-    /// `[[xxpay]]` and `[[jeepay]]`: XxPay and Jeepay merchant notifications (docs/contract.md §6.3).
+    /// `[[xxpay]]` and `[[jeepay]]`: XxPay and Jeepay merchant notifications (docs/contract.md §3.5).
     public var xxpay: [XxPayTenant]
     public var jeepay: [JeepayTenant]
 

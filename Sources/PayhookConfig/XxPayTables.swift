@@ -3,7 +3,7 @@ import PayhookTOML
 import PayhookXxPay
 
 extension TenantTables {
-    /// `[[xxpay]]`: merchants of an XxPay pay center, routed by the notification's `mchId` (docs/contract.md §6.3).
+    /// `[[xxpay]]`: merchants of an XxPay pay center, routed by the notification's `mchId` (docs/contract.md §3.5).
     static let xxpay = TenantTables(
         name: "xxpay", routingKey: "mch_id",
         read: { loader, table, c, config in
@@ -12,7 +12,7 @@ extension TenantTables {
         routes: { config in config.xxpay.map { Route(path: $0.path, key: $0.mchID, line: $0.line) } },
         check: { _, _ in })
 
-    /// `[[jeepay]]`: apps of Jeepay merchants, routed by the notification's `appId` (docs/contract.md §6.3).
+    /// `[[jeepay]]`: apps of Jeepay merchants, routed by the notification's `appId` (docs/contract.md §3.5).
     static let jeepay = TenantTables(
         name: "jeepay", routingKey: "app_id",
         read: { loader, table, c, config in

@@ -20,7 +20,7 @@ public enum Signature {
         case sha256
         case sha1
 
-        var md: OpaquePointer? {
+        var evpDigest: OpaquePointer? {
             switch self {
             case .sha256: return EVP_sha256()
             case .sha1: return EVP_sha1()
@@ -41,7 +41,7 @@ public enum Signature {
         guard let context = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(context) }
         var keyContext: OpaquePointer?
-        guard EVP_DigestVerifyInit(context, &keyContext, digest.md, nil, key.pkey) == 1, let keyContext,
+        guard EVP_DigestVerifyInit(context, &keyContext, digest.evpDigest, nil, key.pkey) == 1, let keyContext,
             EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PADDING) == 1
         else { return false }
         // An empty Swift array may have no storage; OpenSSL is given a valid pointer and a length of 0.
@@ -76,7 +76,7 @@ public enum Signature {
         guard length > 0, let context = EVP_MD_CTX_new() else { return nil }
         defer { EVP_MD_CTX_free(context) }
         var keyContext: OpaquePointer?
-        guard EVP_DigestSignInit(context, &keyContext, digest.md, nil, key) == 1, let keyContext,
+        guard EVP_DigestSignInit(context, &keyContext, digest.evpDigest, nil, key) == 1, let keyContext,
             EVP_PKEY_CTX_set_rsa_padding(keyContext, RSA_PKCS1_PADDING) == 1
         else { return nil }
         var signature = [UInt8](repeating: 0, count: length)

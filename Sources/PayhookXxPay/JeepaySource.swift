@@ -2,7 +2,7 @@ public import PayhookCore
 import PayhookCrypto
 
 /// Jeepay's merchant payment notification (jeequan/jeepay): `POST application/x-www-form-urlencoded`, MD5
-/// `&key=` with the app secret (docs/contract.md §6.3, docs/protocols.md §10.4).
+/// `&key=` with the app secret (docs/contract.md §3.5, docs/protocols.md §10.4).
 public struct JeepaySource: CallbackSource {
     public static let kindName = "jeepay"
     public static let sourceName = "jeepay.pay"

@@ -2,7 +2,7 @@ public import PayhookCore
 import PayhookCrypto
 
 /// XxPay's merchant notification (jmdhappy/xxpay-master): MD5 `&key=` over the parameters, which its sender puts
-/// in the query of a `POST` with an empty body although its documentation says `GET` (docs/contract.md §6.3,
+/// in the query of a `POST` with an empty body although its documentation says `GET` (docs/contract.md §3.5,
 /// docs/protocols.md §10.3). Both methods are accepted, and a form body too.
 public struct XxPaySource: CallbackSource {
     public static let kindName = "xxpay"

@@ -1,6 +1,6 @@
 public import PayhookCore
 
-/// One `[[xxpay]]` table: a merchant of an XxPay pay center (docs/contract.md §6.3).
+/// One `[[xxpay]]` table: a merchant of an XxPay pay center (docs/contract.md §3.5).
 public struct XxPayTenant: Sendable, Equatable {
     public var path: String
     /// `mchId`: the routing value, and the merchant every notification must name.
@@ -18,7 +18,7 @@ public struct XxPayTenant: Sendable, Equatable {
     }
 }
 
-/// One `[[jeepay]]` table: one app of a Jeepay merchant (docs/contract.md §6.3).
+/// One `[[jeepay]]` table: one app of a Jeepay merchant (docs/contract.md §3.5).
 public struct JeepayTenant: Sendable, Equatable {
     public var path: String
     /// `mchNo`: the merchant, the tenant in events and metrics.

@@ -7,7 +7,7 @@ import PayhookTestSupport
 import PayhookXxPay
 import Testing
 
-/// The `[[alipay]]`, `[[xxpay]]` and `[[jeepay]]` tables (docs/contract.md §6.2, §6.3): what loads, and every
+/// The `[[alipay]]`, `[[xxpay]]` and `[[jeepay]]` tables (docs/contract.md §3.4, §6.3): what loads, and every
 /// mistake `check-config` must name with its line. Files are fed from memory; the key material is that of
 /// Fixtures/alipay (its README says what each file is).
 @Suite struct ProviderConfigTests {

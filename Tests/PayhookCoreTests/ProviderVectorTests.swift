@@ -118,6 +118,32 @@ import Testing
         #expect(Self.refusal(source.process(Self.post("/notify/alipay", body: Array(text.utf8)), nowMilliseconds: now))?.status == 401)
     }
 
+    @Test func aPinnedSellerIsRequiredOfTradeNotifications() throws {
+        let key = try RSAPublicKey(pem: try Self.fixture("alipay/test-only-alipay-public-key.pem"))
+        let privateKey = try Self.fixture("alipay/test-only-alipay-private-key.pem")
+        func form(seller: String?) -> [UInt8] {
+            var parameters = [
+                ("app_id", "2021000000000001"), ("charset", "utf-8"), ("notify_id", "n1"), ("notify_time", "2023-11-15 06:13:20"),
+                ("out_trade_no", "T1"), ("total_amount", "1.00"), ("trade_no", "2023111522001"), ("trade_status", "TRADE_SUCCESS"),
+                ("sign_type", "RSA2"),
+            ].map { FormParameter(name: $0.0, value: $0.1) }
+            if let seller { parameters.append(FormParameter(name: "seller_id", value: seller)) }
+            let sign = AlipaySigning.sign(parameters, type: .rsa2, privateKeyPEM: privateKey) ?? ""
+            parameters.append(FormParameter(name: "sign", value: sign))
+            return Array(parameters.map { "\($0.name)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&").utf8)
+        }
+        let tenant = AlipayTenant(path: "/a", appID: "2021000000000001", sellerID: "2088000000000001", keys: [.init(label: "k", key: key)])
+        let source = AlipaySource(path: "/a", tenants: [tenant], maxCallbackAgeMilliseconds: Self.forever)
+        let now: Int64 = 1_700_000_000_000
+        #expect(try Self.event(source.process(Self.post("/a", body: form(seller: "2088000000000001")), nowMilliseconds: now)).amount == 100)
+        #expect(Self.refusal(source.process(Self.post("/a", body: form(seller: "2088000000000002")), nowMilliseconds: now)) == .semantic("seller_id is missing or does not match the tenant's seller_id"))
+        #expect(Self.refusal(source.process(Self.post("/a", body: form(seller: nil)), nowMilliseconds: now))?.status == 400)
+        var unpinned = tenant
+        unpinned.sellerID = nil
+        let open = AlipaySource(path: "/a", tenants: [unpinned], maxCallbackAgeMilliseconds: Self.forever)
+        #expect(try Self.event(open.process(Self.post("/a", body: form(seller: nil)), nowMilliseconds: now)).status == "TRADE_SUCCESS")
+    }
+
     // MARK: - XxPay and Jeepay
 
     @Test func x1GeneratedXxPayNotificationVerifiesInTheQueryOfAnEmptyPost() throws {
