@@ -114,7 +114,7 @@ public struct AlipaySource: CallbackSource {
     }
 
     public func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
-        func refused(_ refusal: Refusal, source: String = Self.tradeSource, tenant: String? = nil) -> Verdict {
+        func refused(_ refusal: Refusal, source: String, tenant: String? = nil) -> Verdict {
             .refused(refusal, source: source, tenant: tenant)
         }
         // `app_id` is ASCII in every charset, so the tenant (and with it the charsets allowed) is found from the
@@ -123,23 +123,27 @@ public struct AlipaySource: CallbackSource {
         do {
             raw = try FormQuery.decodeBytes(request.body)
         } catch {
-            return refused(.malformed(error.description))
+            return refused(.malformed(error.description), source: Self.kindName)
         }
+        // Names are ASCII in both charsets: `trade_status` shows a trade notification before the text is decoded.
+        // Until the request shows its kind, its label is the path's (`Verdict`, Sources/PayhookCore/Source.swift).
+        let isTrade = raw.contains { $0.name == Array("trade_status".utf8) }
+        let shown = isTrade ? Self.tradeSource : Self.kindName
         guard let appIDBytes = raw.first(where: { $0.name == Array("app_id".utf8) })?.value, !appIDBytes.isEmpty else {
-            return refused(.malformed("parameter 'app_id' is missing, so no tenant can be chosen"))
+            return refused(.malformed("parameter 'app_id' is missing, so no tenant can be chosen"), source: shown)
         }
         let appID = String(decoding: appIDBytes, as: UTF8.self)
         guard appIDBytes.allSatisfy({ $0 < 0x80 }), let tenant = tenants[appID] else {
-            return refused(.unknownTenant("no [[alipay]] tenant with app_id '\(LogText.printable(appID, limit: 32))' on \(path)"))
+            return refused(
+                .unknownTenant("no [[alipay]] tenant with app_id '\(LogText.printable(appID, limit: 32))' on \(path)"), source: shown)
         }
+        let source = isTrade || !tenant.gatewayNotifications ? Self.tradeSource : Self.eventSource
         let form: Form
         do {
             form = try Self.readForm(raw, allowed: tenant.charsets)
         } catch {
-            return refused(error, tenant: appID)
+            return refused(error, source: source, tenant: appID)
         }
-        let isTrade = form.value("trade_status") != nil
-        let source = isTrade || !tenant.gatewayNotifications ? Self.tradeSource : Self.eventSource
         let match: Match
         switch Self.verify(form, tenant: tenant, trade: source == Self.tradeSource) {
         case .failure(let refusal): return refused(refusal, source: source, tenant: appID)
@@ -293,6 +297,8 @@ public struct AlipaySource: CallbackSource {
             return .failure(.semantic("a notification without trade_status needs notify_type and notify_id"))
         }
         let appID = values["app_id"] ?? ""
-        return .success(Checked(keyParts: [appID, type, id], orderRef: values["out_trade_no"] ?? "", status: type, amount: 0, currency: ""))
+        // order_ref is never empty (schema/event.v1.schema.json): the notification id when no order is named.
+        let orderRef = values["out_trade_no"].flatMap { $0.isEmpty ? nil : $0 } ?? id
+        return .success(Checked(keyParts: [appID, type, id], orderRef: orderRef, status: type, amount: 0, currency: ""))
     }
 }
