@@ -1,4 +1,5 @@
 import Foundation
+public import PayhookAlipay
 public import PayhookConfig
 public import PayhookCore
 import PayhookUnified
@@ -15,9 +16,17 @@ public enum CallbackBuilder {
         case wechatV3Pay = "wechat-v3-pay"
         /// WeChat Pay API v3: a `REFUND.<status>` notification.
         case wechatV3Refund = "wechat-v3-refund"
+        /// Alipay: a trade (or, with a refund reference, refund) notification, RSA-signed form (ProviderBuilder.swift).
+        case alipay
+        /// XxPay: MD5-signed parameters in the query of an empty POST.
+        case xxpay
+        /// Jeepay: MD5-signed form.
+        case jeepay
 
         /// The v3 kinds sign with an RSA private key and send headers; the others sign with a shared secret.
         public var isWeChatV3: Bool { self == .wechatV3Pay || self == .wechatV3Refund }
+        /// The kinds signed with an RSA private key the caller gives (`--private-key`).
+        public var needsPrivateKey: Bool { isWeChatV3 || self == .alipay }
     }
 
     /// Deliberate faults, to see the receiver refuse them.
@@ -67,10 +76,12 @@ public enum CallbackBuilder {
         public var keyPosition: Int = 1
         /// WeChat payment: the algorithm; the tenant's first accepted one when nil (MD5 before HMAC).
         public var signType: WeChatSignType?
+        /// Alipay: `sign_type`; RSA2 when nil.
+        public var alipaySignType: AlipaySignType?
         /// WeChat payment: leave `sign_type` out of the notification (the length then tells).
         public var omitSignType = false
         public var breakage: Breakage?
-        /// WeChat Pay v3: the RSA private key (PEM) that signs as WeChat Pay's does; required for the v3 kinds.
+        /// WeChat Pay v3 and Alipay: the RSA private key (PEM) that signs as the sender's does; required for them.
         /// A ``Secret``, so that no description of a spec can print it.
         public var privateKey: Secret?
         /// WeChat Pay v3: the `Wechatpay-Serial` sent; when nil, the tenant's public key id, else the serial of
@@ -127,6 +138,11 @@ public enum CallbackBuilder {
             case .unified: return status == 200 && answer.starts(with: Array("success".utf8))
             case .wechatPay, .wechatRefund: return status == 200 && answer.starts(with: Array("<xml><return_code><![CDATA[SUCCESS]]></return_code>".utf8))
             case .wechatV3Pay, .wechatV3Refund: return status == 200 || status == 204
+            // Alipay stops on exactly `success`; XxPay trims and ignores case; Jeepay ignores case, no trimming.
+            case .alipay: return status == 200 && answer == Array("success".utf8)
+            case .xxpay:
+                return status == 200 && String(decoding: answer, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).lowercased() == "success"
+            case .jeepay: return status == 200 && String(decoding: answer, as: UTF8.self).lowercased() == "success"
             }
         }
 
@@ -218,6 +234,9 @@ public enum CallbackBuilder {
 
         case .wechatV3Pay, .wechatV3Refund:
             return try wechatV3(spec, config: config, nowMilliseconds: nowMilliseconds, unique: unique)
+
+        case .alipay, .xxpay, .jeepay:
+            return try provider(spec, config: config, nowMilliseconds: nowMilliseconds, unique: unique)
         }
     }
 
@@ -244,7 +263,7 @@ public enum CallbackBuilder {
     }
 
     /// Fields given on the command line replace same-named defaults or are added at the end.
-    private static func merge(_ base: [FormParameter], _ extra: [FormParameter]) -> [FormParameter] {
+    static func merge(_ base: [FormParameter], _ extra: [FormParameter]) -> [FormParameter] {
         var result = base
         for field in extra {
             if let index = result.firstIndex(where: { $0.name == field.name }) { result[index] = field } else { result.append(field) }

@@ -23,7 +23,8 @@ public enum Explainer {
         mutating func add(_ line: String) { lines.append(line) }
     }
 
-    /// - Parameter input: a raw query string (optionally `/path?query` or a full URL), a WeChat XML body,
+    /// - Parameter input: a raw query string (optionally `/path?query` or a full URL; an XxPay query or an Alipay
+    ///   or Jeepay form body is told by its routing parameter), a WeChat XML body,
     ///   a header block (`Name: value` lines, optionally after a request line, an empty line, then the body:
     ///   how a WeChat Pay v3 notification is captured), or an event file (its `raw` request is checked again).
     /// - Parameter nowMilliseconds: the clock for a capture's time checks; an event file is judged at its own
@@ -46,6 +47,8 @@ public enum Explainer {
             let (method, target, body) = (event.raw.method, event.raw.target, event.raw.body)
             report.add("input: event file \(LogText.printable(event.id, limit: 64)) (its raw request is checked again)")
             let (eventPath, query) = split(target)
+            // Alipay, XxPay and Jeepay events: ProviderExplainer.swift, judged at their received_at.
+            if let explained = providerEvent(event, config: config, path: path, report) { return explained }
             if !event.raw.headers.isEmpty {
                 // Only WeChat Pay v3 events keep headers. Their signature covers a timestamp that must be within
                 // minutes of "now", so "now" is when the event arrived: judged by the wall clock, every stored v3
@@ -69,7 +72,10 @@ public enum Explainer {
             report.add("input: XML body (\(input.count) bytes)")
             return wechat(input, path: path, config: config, now: nowMilliseconds, report)
         }
-        if isHeaderBlock(input) { return headerBlock(input, config: config, path: path, now: nowMilliseconds, report) }
+        if isHeaderBlock(input) {
+            if let explained = providerHeaderBlock(input, config: config, path: path, now: nowMilliseconds, report) { return explained }
+            return headerBlock(input, config: config, path: path, now: nowMilliseconds, report)
+        }
         // A query capture: a request target cannot hold a raw line break (RFC 9112 §3), so the one line ending a
         // text file has after its last line is not part of it and is dropped. Nothing else is.
         var bytes = input[...]
@@ -85,6 +91,8 @@ public enum Explainer {
             target = String(target[scheme.upperBound...].drop { $0 != "/" })
         }
         let (queryPath, query) = target.hasPrefix("/") ? split(target) : (nil, target.hasPrefix("?") ? String(target.dropFirst()) : target)
+        // An Alipay or Jeepay form body, or an XxPay query: ProviderExplainer.swift.
+        if let explained = providerText(query ?? "", path: path ?? queryPath, config: config, now: nowMilliseconds, report) { return explained }
         report.add("input: query string")
         return unified(query ?? "", path: path ?? queryPath, config: config, now: nowMilliseconds, report)
     }

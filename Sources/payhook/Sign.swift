@@ -9,39 +9,47 @@ import Synchronization
 
 extension CallbackBuilder.Kind: ExpressibleByArgument {}
 extension CallbackBuilder.Breakage: ExpressibleByArgument {}
-extension WeChatSignType: ExpressibleByArgument {}
+
+/// `--sign-type`: WeChat v2's algorithms for wechat-pay, Alipay's `sign_type` for alipay; which fits which kind
+/// is ``CallbackBuilder/signTypeProblem(_:for:)``'s to say.
+enum SignTypeOption: String, CaseIterable, ExpressibleByArgument {
+    case md5 = "MD5"
+    case hmacSHA256 = "HMAC-SHA256"
+    case rsa2 = "RSA2"
+    case rsa = "RSA"
+}
 
 /// What to build: shared by `sign` and `simulate`.
 struct CallbackOptions: ParsableArguments {
-    @Argument(help: "unified, wechat-pay, wechat-refund, wechat-v3-pay or wechat-v3-refund.")
+    @Argument(help: "unified, wechat-pay, wechat-refund, wechat-v3-pay, wechat-v3-refund, alipay, xxpay or jeepay.")
     var kind: CallbackBuilder.Kind
 
     @Option(name: .long, help: "The TOML config file holding the tenant and its secret.")
     var config: String
 
-    @Option(name: .long, help: "domain_code or mch_id; needed when the config has several tenants of this kind.")
+    @Option(name: .long, help: "domain_code, mch_id (wechat, xxpay) or app_id (alipay, jeepay); needed when the config has several tenants of this kind.")
     var tenant: String?
 
-    @Option(name: .long, help: "Amount in fen.")
+    @Option(name: .long, help: "Amount in fen (alipay writes it as yuan with two decimals: 100 is total_amount=1.00).")
     var amount: Int64 = 100
 
-    @Option(name: .customLong("order-ref"), help: "requestKey or out_trade_no (default: a fresh unique one).")
+    @Option(name: .customLong("order-ref"), help: "requestKey, out_trade_no or (xxpay, jeepay) mchOrderNo (default: a fresh unique one).")
     var orderRef: String?
 
-    @Option(name: .customLong("refund-ref"), help: "out_refund_no of a wechat-refund or wechat-v3-refund (default: a fresh unique one).")
+    @Option(name: .customLong("refund-ref"), help: "out_refund_no of a wechat-refund or wechat-v3-refund (default: a fresh unique one); for alipay, makes a refund notification: out_biz_no is this, refund_fee (all refunded so far) is --amount as yuan, total_amount is --amount too unless --field total_amount=... gives the trade's larger total, and trade_status stays TRADE_SUCCESS as for a partial refund (--status TRADE_CLOSED for a full one).")
     var refundRef: String?
 
-    @Option(name: .long, help: "payStatus, result_code, refund_status or (v3) trade_state / refund_status, which a v3 refund's event_type follows (default: the success value).")
+    @Option(name: .long, help: "payStatus, result_code, refund_status or (v3) trade_state / refund_status, which a v3 refund's event_type follows; alipay trade_status, xxpay status, jeepay state (default: the success value: TRADE_SUCCESS, 2, 2).")
     var status: String?
 
     @Option(name: .customLong("field"), help: "NAME=VALUE: add or replace a field (repeatable; for wechat-refund, a field of the encrypted document; for the v3 kinds, a top-level member of the decrypted resource, NAME:=JSON for a non-string value).")
     var fields: [String] = []
 
-    @Option(name: .customLong("key-index"), help: "Which of the tenant's secrets signs (v3: which APIv3 key encrypts), 1-based in file order.")
+    @Option(name: .customLong("key-index"), help: "Which of the tenant's secrets signs (v3: which APIv3 key encrypts; xxpay: which resKey; jeepay: which app secret), 1-based in file order.")
     var keyIndex: Int = 1
 
-    @Option(name: .customLong("sign-type"), help: "wechat-pay: MD5 or HMAC-SHA256 (default: the tenant's first accepted, MD5 first).")
-    var signType: WeChatSignType?
+    @Option(name: .customLong("sign-type"), help: "wechat-pay: MD5 or HMAC-SHA256 (default: the tenant's first accepted, MD5 first); alipay: RSA2 (SHA256withRSA, the default) or RSA (SHA1withRSA).")
+    var signType: SignTypeOption?
 
     @Flag(name: .customLong("omit-sign-type"), help: "wechat-pay: leave sign_type out, as some HMAC notifications do.")
     var omitSignType = false
@@ -49,7 +57,7 @@ struct CallbackOptions: ParsableArguments {
     @Option(name: .customLong("break"), help: "Break it on purpose: tamper, wrong-key or strip-sign; for the v3 kinds signtest, stale, wrong-key, wrong-serial or tampered.")
     var breakage: CallbackBuilder.Breakage?
 
-    @Option(name: .customLong("private-key"), help: "v3 kinds (required): a PEM file with the RSA private key that signs in WeChat Pay's place, the pair of the tenant's public key. Never printed.")
+    @Option(name: .customLong("private-key"), help: "v3 kinds and alipay (required): a PEM file with the RSA private key that signs in WeChat Pay's or Alipay's place, the pair of the tenant's public key. Never printed.")
     var privateKey: String?
 
     @Option(name: .long, help: "v3 kinds: the Wechatpay-Serial to send (default: the tenant's public key id, else its first platform certificate's serial).")
@@ -64,8 +72,18 @@ struct CallbackOptions: ParsableArguments {
         if kind.isWeChatV3 {
             if privateKey == nil { throw ValidationError("\(kind.rawValue) needs --private-key FILE: the RSA private key that signs in WeChat Pay's place") }
             if signType != nil || omitSignType { throw ValidationError("--sign-type and --omit-sign-type are for wechat-pay; \(kind.rawValue) is always signed with RSA") }
+        } else if kind == .alipay {
+            if privateKey == nil { throw ValidationError("alipay needs --private-key FILE: the RSA private key that signs in Alipay's place") }
+            if serial != nil { throw ValidationError("--serial is for wechat-v3-pay and wechat-v3-refund, not alipay") }
         } else if privateKey != nil || serial != nil {
-            throw ValidationError("--private-key and --serial are for wechat-v3-pay and wechat-v3-refund, not \(kind.rawValue)")
+            throw ValidationError("--private-key and --serial are for wechat-v3-pay and wechat-v3-refund, not \(kind.rawValue) (alipay takes --private-key too)")
+        }
+        if let signType, let problem = CallbackBuilder.signTypeProblem(signType.rawValue, for: kind) { throw ValidationError(problem) }
+        if omitSignType && [.alipay, .xxpay, .jeepay].contains(kind) {
+            throw ValidationError("--omit-sign-type is for wechat-pay, not \(kind.rawValue)")
+        }
+        if refundRef != nil && (kind == .xxpay || kind == .jeepay) {
+            throw ValidationError("--refund-ref is for wechat-refund, wechat-v3-refund and alipay; \(kind.rawValue) notifies payments only")
         }
     }
 
@@ -81,7 +99,7 @@ struct CallbackOptions: ParsableArguments {
             return FormParameter(name: String(parts[0]), value: parts.count > 1 ? String(parts[1]) : "")
         }
         spec.keyPosition = keyIndex
-        spec.signType = signType
+        if let signType { spec.setSignType(named: signType.rawValue) }
         spec.omitSignType = omitSignType
         spec.breakage = breakage
         spec.serial = serial
@@ -121,7 +139,7 @@ struct CallbackOptions: ParsableArguments {
 /// `payhook sign KIND`: prints a correctly signed callback (the query string, the XML body, or a v3 header block).
 struct Sign: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print a correctly signed callback: a unified query string, a WeChat XML body, or a WeChat Pay v3 notification.",
+        abstract: "Print a correctly signed callback: a unified query string, a WeChat XML body, a WeChat Pay v3 notification, or an Alipay, XxPay or Jeepay notification.",
         discussion: """
             unified prints the query string: curl "http://127.0.0.1:8080/notify/unified?$(payhook sign unified --config C)"
             wechat-pay and wechat-refund print the XML body: payhook sign wechat-pay --config C | curl --data-binary @- URL
@@ -132,6 +150,12 @@ struct Sign: ParsableCommand {
             not part of it, and payhook verify, given this output, takes exactly that one line break off. \
             payhook simulate sends such a notification straight to a URL; to look at one and check it: \
             payhook sign wechat-v3-pay --config C --private-key K > n.txt && payhook verify --config C n.txt
+
+            alipay and jeepay print the form body they POST: \
+            payhook sign alipay --config C --private-key K | curl --data @- http://127.0.0.1:8080/notify/alipay \
+            (alipay signs with the RSA private key given, in Alipay's place, never printed). xxpay prints the query \
+            string XxPay puts on a POST with an empty body: curl -X POST "http://127.0.0.1:8080/notify/xxpay?$(payhook sign xxpay --config C)". \
+            payhook verify --config C FILE checks any of them.
             """
     )
 

@@ -8,7 +8,7 @@ struct Verify: ParsableCommand {
         abstract: "Check a captured callback against a config and explain why it does or does not verify.",
         discussion: """
             CAPTURE is a file (or - for standard input) holding the raw query string (optionally /path?query or \
-            a full URL), a WeChat XML body, a header block, or a payhook event file. Secrets are always shown as \
+            a full URL), a form body, a WeChat XML body, a header block, or a payhook event file. Secrets are always shown as \
             ***. Exits 0 when payhook would accept it, 1 otherwise.
 
             A header block is how a WeChat Pay v3 notification is captured: "Name: value" lines (names in any \
@@ -17,6 +17,13 @@ struct Verify: ParsableCommand {
             exactly one final line break is taken off (the one payhook sign prints after the body) and the \
             output says so. The clock window is checked against the wall clock; for an event file, against its \
             received_at, so a stored notification verifies again later.
+
+            Alipay, XxPay and Jeepay notifications are told by their routing parameter (app_id, mchId, appId): \
+            an Alipay or Jeepay form body or an XxPay query string as a file of its own, either inside a captured \
+            HTTP request, or a stored event of alipay.trade, alipay.event, xxpay.pay or jeepay.pay. The output \
+            names the tenant (or lists the configured ones when none matches), the charset and sign_type with \
+            the tenant's accepted ones, the exact string signed (MD5 secrets as ***), the result with each key \
+            and, when it fails, the variants that would have verified. An event is judged as of its received_at.
             """
     )
 
