@@ -233,7 +233,7 @@ import Testing
     }
 
     @Test func noSourceIsAnError() {
-        #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] or [[wechat]] or [[wechat_v3]] table: payhook would have nothing to receive"])
+        #expect(Self.issues("listen = \"a:1\"\n") == ["/etc/payhook/p.toml: no [[unified]] or [[wechat]] or [[wechat_v3]] or [[alipay]] or [[xxpay]] or [[jeepay]] table: payhook would have nothing to receive"])
     }
 
     @Test func wrongTypesAreErrors() {

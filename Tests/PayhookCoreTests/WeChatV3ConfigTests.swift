@@ -387,7 +387,7 @@ import Testing
     @Test func aV3TableAloneIsSomethingToReceive() throws {
         #expect(try Self.load(Self.table()).config.wechatV3.count == 1)
         #expect(Self.issues("listen = \"a:1\"\n") == [
-            "\(Self.configPath): no [[unified]] or [[wechat]] or [[wechat_v3]] table: payhook would have nothing to receive"
+            "\(Self.configPath): no [[unified]] or [[wechat]] or [[wechat_v3]] or [[alipay]] or [[xxpay]] or [[jeepay]] table: payhook would have nothing to receive"
         ])
     }
 
@@ -403,7 +403,10 @@ import Testing
 
     @Test func theDemoConfigLoadsWithItsV3Table() throws {
         let loaded = try ConfigFile.load(path: repositoryRoot + "/Fixtures/demo.toml", environment: [:])
-        #expect(loaded.warnings.isEmpty)
+        // The one warning is the Alipay sandbox certificate of vector A-3, expired since 2024 and kept on purpose
+        // (Fixtures/alipay/README.md).
+        #expect(loaded.warnings.count == 1)
+        #expect(loaded.warnings.allSatisfy { $0.description.contains("a3-alipay-public-cert.crt") && $0.description.contains("is expired") })
         let c = loaded.config
         #expect(c.unified.count == 2 && c.wechat.count == 1)
         let t = try #require(c.wechatV3.first)
