@@ -58,13 +58,20 @@ public enum FormQueryError: Error, Sendable, Equatable, CustomStringConvertible 
 /// data and are skipped.
 public enum FormQuery {
     public static func decode(_ query: String) throws(FormQueryError) -> [FormParameter] {
-        // One copy of the bytes, then slices of it: this runs on every unified callback.
-        let bytes = Array(query.utf8)
-        var result: [FormParameter] = []
+        try pairs(Array(query.utf8), decode: decodeComponent, text: { $0 }).map { FormParameter(name: $0.name, value: $0.value) }
+    }
+
+    /// Splits `bytes` into decoded pairs, refusing empty and repeated names: the one loop behind ``decode(_:)``
+    /// and ``decodeBytes(_:)``, which differ only in what a decoded component is.
+    private static func pairs<Component: Hashable & Collection>(
+        _ bytes: [UInt8], decode: (_ raw: ArraySlice<UInt8>, _ label: ArraySlice<UInt8>) throws(FormQueryError) -> Component,
+        text: (Component) -> String
+    ) throws(FormQueryError) -> [(name: Component, value: Component)] {
+        var result: [(name: Component, value: Component)] = []
         // Repeated names are found by comparing with the names so far: a callback has a dozen or so, and
         // comparing short strings is cheaper than hashing them. Past `linearLimit` names a set takes over, so
         // that a query of thousands of names costs linear time, not quadratic.
-        var seen: Set<String>?
+        var seen: Set<Component>?
         var start = 0
         while start < bytes.count {
             let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
@@ -80,18 +87,18 @@ public enum FormQuery {
                 rawName = piece
                 rawValue = []
             }
-            let name = try decodeComponent(rawName, label: rawName)
+            let name = try decode(rawName, rawName)
             guard !name.isEmpty else { throw .emptyName }
-            let value = try decodeComponent(rawValue, label: rawName)
+            let value = try decode(rawValue, rawName)
             if seen == nil, result.count == linearLimit {
                 seen = Set(result.map(\.name))
             }
             if seen != nil {
-                guard seen!.insert(name).inserted else { throw .repeatedName(name) }
+                guard seen!.insert(name).inserted else { throw .repeatedName(text(name)) }
             } else if result.contains(where: { $0.name == name }) {
-                throw .repeatedName(name)
+                throw .repeatedName(text(name))
             }
-            result.append(FormParameter(name: name, value: value))
+            result.append((name: name, value: value))
         }
         return result
     }
@@ -105,38 +112,8 @@ public enum FormQuery {
     /// with ``TextCharset``. The same strict rules: bad escapes, raw bytes outside printable ASCII, empty names
     /// and repeated names are errors; only UTF-8 is not checked.
     public static func decodeBytes(_ query: some Collection<UInt8>) throws(FormQueryError) -> [RawFormParameter] {
-        let bytes = Array(query)
-        var result: [RawFormParameter] = []
-        var seen: Set<[UInt8]>?
-        var start = 0
-        while start < bytes.count {
-            let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
-            defer { start = end + 1 }
-            guard end > start else { continue }
-            let piece = bytes[start..<end]
-            let rawName: ArraySlice<UInt8>
-            let rawValue: ArraySlice<UInt8>
-            if let eq = piece.firstIndex(of: UInt8(ascii: "=")) {
-                rawName = piece[piece.startIndex..<eq]
-                rawValue = piece[(eq + 1)...]
-            } else {
-                rawName = piece
-                rawValue = []
-            }
-            let name = try decodeComponentBytes(rawName, label: rawName)
-            guard !name.isEmpty else { throw .emptyName }
-            let value = try decodeComponentBytes(rawValue, label: rawName)
-            if seen == nil, result.count == linearLimit {
-                seen = Set(result.map(\.name))
-            }
-            if seen != nil {
-                guard seen!.insert(name).inserted else { throw .repeatedName(String(decoding: name, as: UTF8.self)) }
-            } else if result.contains(where: { $0.name == name }) {
-                throw .repeatedName(String(decoding: name, as: UTF8.self))
-            }
-            result.append(RawFormParameter(name: name, value: value))
-        }
-        return result
+        try pairs(Array(query), decode: decodeComponentBytes, text: { String(decoding: $0, as: UTF8.self) })
+            .map { RawFormParameter(name: $0.name, value: $0.value) }
     }
 
     static func decodeComponentBytes(_ raw: ArraySlice<UInt8>, label rawLabel: ArraySlice<UInt8>) throws(FormQueryError) -> [UInt8] {
@@ -173,33 +150,9 @@ public enum FormQuery {
         if !raw.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") || !(0x21...0x7e).contains($0) }) {
             return String(decoding: raw, as: UTF8.self)
         }
-        var nonASCII = false
-        var out: [UInt8] = []
-        out.reserveCapacity(raw.count)
-        var index = raw.startIndex
-        while index < raw.endIndex {
-            let c = raw[index]
-            switch c {
-            case UInt8(ascii: "+"):
-                out.append(UInt8(ascii: " "))
-                index += 1
-            case UInt8(ascii: "%"):
-                guard raw.distance(from: index, to: raw.endIndex) >= 3,
-                    let high = Hex.value(raw[index + 1]), let low = Hex.value(raw[index + 2])
-                else { throw .badEscape(parameter: label) }
-                let byte = high << 4 | low
-                nonASCII = nonASCII || byte >= 0x80
-                out.append(byte)
-                index += 3
-            case 0x21...0x7e:
-                out.append(c)
-                index += 1
-            default:
-                throw .badCharacter(parameter: label)
-            }
-        }
+        let out = try decodeComponentBytes(raw, label: rawLabel)
         // Only escaped bytes can be outside ASCII, so only then is there UTF-8 to validate.
-        guard nonASCII else { return String(decoding: out, as: UTF8.self) }
+        guard out.contains(where: { $0 >= 0x80 }) else { return String(decoding: out, as: UTF8.self) }
         guard let text = String(validating: out, as: UTF8.self) else { throw .notUTF8(parameter: label) }
         return text
     }

@@ -69,46 +69,14 @@ public struct JeepaySource: CallbackSource {
             return refused(.unknownTenant("mchNo does not match the tenant's mch_no"), tenant: mchNo)
         }
         if let refusal = MD5KeySigning.checkMoves(parameters, keyFields: Self.keyFields) { return refused(refusal, tenant: mchNo) }
-        let state = values["state"] ?? ""
-        guard Self.states.contains(state) else {
-            return refused(.semantic("state '\(LogText.printable(state, limit: 8))' is not one of 0 to 6"), tenant: mchNo)
-        }
-        for name in ["mchOrderNo", "payOrderId"] where (values[name] ?? "").isEmpty {
-            return refused(.semantic("\(name) is missing (only payment notifications are read)"), tenant: mchNo)
-        }
-        guard let amount = values["amount"].flatMap(DecimalDigits.nonNegative) else {
-            return refused(.semantic("amount is missing or not a whole number of fen"), tenant: mchNo)
-        }
         if let success = values["successTime"], MerchantNotifyForm.milliseconds(success) == nil {
             return refused(.semantic("successTime is not epoch milliseconds"), tenant: mchNo)
         }
-        guard let made = MerchantNotifyForm.milliseconds(values["reqTime"]) else {
-            return refused(.semantic("reqTime is missing or not epoch milliseconds"), tenant: mchNo)
-        }
-        if made < nowMilliseconds - maxCallbackAgeMilliseconds {
-            return refused(
-                .semantic("reqTime is older than the replay window (\(maxCallbackAgeMilliseconds / 86_400_000) days, ledger_retention_days minus one)"),
-                tenant: mchNo)
-        }
-        let orderRef = values["mchOrderNo"] ?? ""
-        let key = DedupeKey(source: Self.sourceName, parts: [mchNo, orderRef, state])
-        var event = Event(
-            id: Hex.encode(Digest.sha256(Array(key.text.utf8))),
-            source: Self.sourceName,
-            tenant: mchNo,
-            orderRef: orderRef,
-            status: state,
-            amount: amount,
-            currency: MerchantCurrency.code(values["currency"]),
-            dedupeKey: key,
-            verifiedWith: "md5",
-            receivedAtMilliseconds: request.receivedAtMilliseconds,
-            remoteAddress: request.remoteAddress,
-            fields: parameters.filter { $0.name != MD5KeySigning.signParameter && !$0.value.isEmpty },
-            raw: Event.RawRequest(method: request.method, target: request.target, body: String(decoding: request.body, as: UTF8.self))
-        )
-        event.secretPosition = position
-        event.fingerprintRule = Self.fingerprintRules[Self.sourceName] ?? .allFields
-        return .accepted(event)
+        return Self.payment.verdict(
+            parameters, values, tenant: mchNo, position: position, request: request, now: nowMilliseconds, maxAge: maxCallbackAgeMilliseconds)
     }
+
+    static let payment = MerchantPayment(
+        source: sourceName, stateField: "state", states: states, statesText: "0 to 6", timeField: "reqTime",
+        fingerprintRule: fingerprintRules[sourceName] ?? .allFields)
 }

@@ -66,52 +66,11 @@ public struct XxPaySource: CallbackSource {
         case .success(let found): position = found
         }
         if let refusal = MD5KeySigning.checkMoves(parameters, keyFields: Self.keyFields) { return refused(refusal, tenant: mchID) }
-        let status = values["status"] ?? ""
-        guard Self.states.contains(status) else {
-            return refused(.semantic("status '\(LogText.printable(status, limit: 8))' is not one of -2, -1, 0, 1, 2, 3"), tenant: mchID)
-        }
-        for name in ["mchOrderNo", "payOrderId"] where (values[name] ?? "").isEmpty {
-            return refused(.semantic("\(name) is missing"), tenant: mchID)
-        }
-        guard let amount = values["amount"].flatMap(DecimalDigits.nonNegative) else {
-            return refused(.semantic("amount is missing or not a whole number of fen"), tenant: mchID)
-        }
-        guard let paid = MerchantNotifyForm.milliseconds(values["paySuccTime"]) else {
-            return refused(.semantic("paySuccTime is missing or not epoch milliseconds"), tenant: mchID)
-        }
-        if paid < nowMilliseconds - maxCallbackAgeMilliseconds {
-            return refused(
-                .semantic("paySuccTime is older than the replay window (\(maxCallbackAgeMilliseconds / 86_400_000) days, ledger_retention_days minus one)"),
-                tenant: mchID)
-        }
-        let orderRef = values["mchOrderNo"] ?? ""
-        let key = DedupeKey(source: Self.sourceName, parts: [mchID, orderRef, status])
-        var event = Event(
-            id: Hex.encode(Digest.sha256(Array(key.text.utf8))),
-            source: Self.sourceName,
-            tenant: mchID,
-            orderRef: orderRef,
-            status: status,
-            amount: amount,
-            currency: MerchantCurrency.code(values["currency"]),
-            dedupeKey: key,
-            verifiedWith: "md5",
-            receivedAtMilliseconds: request.receivedAtMilliseconds,
-            remoteAddress: request.remoteAddress,
-            fields: parameters.filter { $0.name != MD5KeySigning.signParameter && !$0.value.isEmpty },
-            raw: Event.RawRequest(method: request.method, target: request.target, body: String(decoding: request.body, as: UTF8.self))
-        )
-        event.secretPosition = position
-        event.fingerprintRule = Self.fingerprintRules[Self.sourceName] ?? .allFields
-        return .accepted(event)
+        return Self.payment.verdict(
+            parameters, values, tenant: mchID, position: position, request: request, now: nowMilliseconds, maxAge: maxCallbackAgeMilliseconds)
     }
-}
 
-/// XxPay and Jeepay write the currency in lowercase (`cny`); events carry ISO 4217's uppercase, CNY when the
-/// notification names none. `fields` keep the value as sent.
-enum MerchantCurrency {
-    static func code(_ text: String?) -> String {
-        guard let text, !text.isEmpty else { return "CNY" }
-        return String(decoding: text.utf8.map { (0x61...0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
-    }
+    static let payment = MerchantPayment(
+        source: sourceName, stateField: "status", states: states, statesText: "-2, -1, 0, 1, 2, 3", timeField: "paySuccTime",
+        fingerprintRule: fingerprintRules[sourceName] ?? .allFields)
 }
