@@ -58,11 +58,11 @@ public struct AlipaySource: CallbackSource {
 
     /// Alipay stops retrying on exactly `success`, seven bytes (docs/protocols.md §9.4).
     public var successAnswer: Answer {
-        Answer(status: 200, contentType: "text/plain; charset=utf-8", body: Array("success".utf8))
+        .text(200, "success")
     }
 
     public func failureAnswer(status: Int, reason: String) -> Answer {
-        Answer(status: status, contentType: "text/plain; charset=utf-8", body: Array("fail".utf8))
+        .text(status, "fail")
     }
 
     /// What the form held, read once: the decoded bytes (what is signed) and their text in the form's charset.

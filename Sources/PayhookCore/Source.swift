@@ -174,4 +174,9 @@ public struct Answer: Sendable, Equatable {
         self.contentType = contentType
         self.body = body
     }
+
+    /// A word in plain UTF-8 text: what the form-posting senders expect (`success`, `SUCCESS`, `fail`).
+    public static func text(_ status: Int, _ word: String) -> Answer {
+        Answer(status: status, contentType: "text/plain; charset=utf-8", body: Array(word.utf8))
+    }
 }

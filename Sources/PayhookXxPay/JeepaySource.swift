@@ -35,11 +35,11 @@ public struct JeepaySource: CallbackSource {
 
     /// Jeepay compares `"SUCCESS".equalsIgnoreCase(body)` without trimming: exactly these seven bytes.
     public var successAnswer: Answer {
-        Answer(status: 200, contentType: "text/plain; charset=utf-8", body: Array("SUCCESS".utf8))
+        .text(200, "SUCCESS")
     }
 
     public func failureAnswer(status: Int, reason: String) -> Answer {
-        Answer(status: status, contentType: "text/plain; charset=utf-8", body: Array("FAIL".utf8))
+        .text(status, "FAIL")
     }
 
     public func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {

@@ -36,11 +36,11 @@ public struct XxPaySource: CallbackSource {
 
     /// The sender compares `trim().equalsIgnoreCase("success")`; payhook sends the exact word.
     public var successAnswer: Answer {
-        Answer(status: 200, contentType: "text/plain; charset=utf-8", body: Array("success".utf8))
+        .text(200, "success")
     }
 
     public func failureAnswer(status: Int, reason: String) -> Answer {
-        Answer(status: status, contentType: "text/plain; charset=utf-8", body: Array("fail".utf8))
+        .text(status, "fail")
     }
 
     public func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
