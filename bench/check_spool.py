@@ -2,9 +2,9 @@
 """Checks a payhook spool after one benchmark run against what the load generator sent and
 what it was answered. Prints one summary line; exit 1 on any problem.
 
-  check_spool.py SPOOL --lines FILE --kind unified|wechat|wechatv3 --wrk RESULT_OUT
+  check_spool.py SPOOL --lines FILE --kind unified|wechat|wechatv3|alipay|jeepay --wrk RESULT_OUT
       after a wrk run with bench/lua/callbacks.lua (its per-thread accounting)
-  check_spool.py SPOOL --lines FILE --kind unified|wechat|wechatv3 --ratedrv STATUS_FILE
+  check_spool.py SPOOL --lines FILE --kind unified|wechat|wechatv3|alipay|jeepay --ratedrv STATUS_FILE
       after a run of the fixed-rate driver (one status letter per scheduled request)
   check_spool.py SPOOL
       only the structural checks
@@ -19,7 +19,8 @@ E = events in new/):
     and the amount its request implies; for WeChat Pay v3 (--kind wechatv3) the checker decrypts each
     sent resource itself (AES-256-GCM, Python's `cryptography`, --v3-key) to learn them, and each
     event must also keep exactly the body that was sent (raw.body), the source wechat.pay and
-    verified_with rsa-sha256;
+    verified_with rsa-sha256; for Alipay and Jeepay (form bodies) likewise the body sent, the source
+    alipay.trade / jeepay.pay and verified_with rsa2 / md5;
   * with --ratedrv every request is tracked by index, so the check is exact: each key answered
     success is in E;
   * the success answer is 200 with the source's text, or for v3 204 with no body (callbacks.lua
@@ -54,12 +55,28 @@ class V3Opener:
         return plain["out_trade_no"], plain["amount"]["total"], body
 
 
-def ref_of_line(line, v3=None):
+# Form-body kinds: (order field, amount field, amount in yuan?, source, status and the rest of the key after the
+# order reference, verified_with).
+FORM_KINDS = {"alipay": ("out_trade_no", "total_amount", True, "alipay.trade", ["TRADE_SUCCESS", ""], "rsa2"),
+              "jeepay": ("mchOrderNo", "amount", False, "jeepay.pay", ["2"], "md5")}
+
+
+def fen(yuan):
+    whole, _, frac = yuan.partition(".")
+    return int(whole) * 100 + int((frac + "00")[:2]) if whole.isdigit() and (frac + "0").isdigit() else None
+
+
+def ref_of_line(line, v3=None, kind=None):
     """(order ref, amount, body or None) of one request line: requestKey/money, out_trade_no/total_fee, or
     for v3 (its opener given) the decrypted resource's out_trade_no/amount.total and the body itself."""
     if v3 is not None:
         return v3.ref(line)
     line = line.strip()
+    if kind in FORM_KINDS:
+        order, amount, yuan, _, _, _ = FORM_KINDS[kind]
+        q = dict(parse_qsl(line, keep_blank_values=True))
+        value = q.get(amount, "")
+        return q.get(order), (fen(value) if yuan else int(value) if value.isdigit() else None), line
     if line.startswith("<xml>"):
         ref = re.search(r"<out_trade_no><!\[CDATA\[(.*?)\]\]>", line)
         fee = re.search(r"<total_fee><!\[CDATA\[(\d+)\]\]>", line)
@@ -68,7 +85,7 @@ def ref_of_line(line, v3=None):
     return (q.get("requestKey"), int(q["money"]) if q.get("money", "").isdigit() else None, None)
 
 
-def read_refs(path, indices, v3=None):
+def read_refs(path, indices, v3=None, kind=None):
     """(order ref, amount, body) of the given line indices of a gen_requests.py file."""
     want = set(indices)
     if not want:
@@ -80,7 +97,7 @@ def read_refs(path, indices, v3=None):
             if i > top:
                 break
             if i in want:
-                refs[i] = ref_of_line(line, v3)
+                refs[i] = ref_of_line(line, v3, kind)
     if len(refs) != len(want):
         sys.exit(f"check_spool: {path} has fewer lines than were sent")
     return refs
@@ -114,7 +131,7 @@ def wrk_sets(threads, workload):
         ok += t["ok"]
         bad += t["bad"]
         wrapped |= bool(t["wrapped"])
-        if workload in ("dup", "v3dup"):
+        if workload.endswith("dup"):
             # the dup set is the first DUP_SET lines, shared by all threads, each starting at its offset
             n = t["lines"]
             for k in range(min(t["sent"], n)):
@@ -131,6 +148,9 @@ def expected_key(kind, ref, tenant):
         return quote(s, safe=UNRESERVED)
     if kind == "unified":
         return "unified/" + "/".join(enc(p) for p in (tenant, ref, "SUCCESSPAY"))
+    if kind in FORM_KINDS:
+        _, _, _, source, rest, _ = FORM_KINDS[kind]
+        return source + "/" + "/".join(enc(p) for p in [tenant, ref] + rest)
     return "wechat.pay/" + "/".join(enc(p) for p in (tenant, ref, "SUCCESS"))
 
 
@@ -178,9 +198,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("spool")
     ap.add_argument("--lines", help="the gen_requests.py file the load was made from")
-    ap.add_argument("--kind", choices=["unified", "wechat", "wechatv3"], default="unified")
-    ap.add_argument("--tenant", help="domainCode or mch_id (default: bench / 1900000109 / v3: 1900000100)")
-    ap.add_argument("--workload", choices=["unique", "dup", "wechat", "v3unique", "v3dup"], default="unique")
+    ap.add_argument("--kind", choices=["unified", "wechat", "wechatv3", "alipay", "jeepay"], default="unified")
+    ap.add_argument("--tenant", help="domainCode, mch_id, app_id or mchNo (default: bench / 1900000109 / v3: "
+                    "1900000100 / alipay: 2021000000000001 / jeepay: M1700000000)")
+    ap.add_argument("--workload", choices=["unique", "dup", "wechat", "v3unique", "v3dup", "alipayunique",
+                                           "alipaydup", "jeepaydup"], default="unique")
     ap.add_argument("--v3-key", default="a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb",
                     help="the APIv3 key that opens the v3 resources (default: Fixtures/wechat-v3's test key)")
     g = ap.add_mutually_exclusive_group()
@@ -191,7 +213,8 @@ def main():
                          "those answers itself), so they must be stored")
     ap.add_argument("--json", help="also write the summary as JSON here")
     a = ap.parse_args()
-    tenant = a.tenant or {"unified": "bench", "wechat": "1900000109", "wechatv3": "1900000100"}[a.kind]
+    tenant = a.tenant or {"unified": "bench", "wechat": "1900000109", "wechatv3": "1900000100",
+                          "alipay": "2021000000000001", "jeepay": "M1700000000"}[a.kind]
     v3 = V3Opener(a.v3_key) if a.kind == "wechatv3" else None
 
     problems = []
@@ -214,7 +237,7 @@ def main():
             bad = sum(1 for c in status if c == "b")
             total_sent = len(sent)
         seeded = set(range(a.seeded))
-        info = read_refs(a.lines, sent | seeded, v3)
+        info = read_refs(a.lines, sent | seeded, v3, a.kind)
         refs = {i: ref for i, (ref, _, _) in info.items()}
         amounts = {ref: amount for ref, amount, _ in info.values()}
         bodies = {ref: body for ref, _, body in info.values()}
@@ -238,6 +261,13 @@ def main():
             if wrong:
                 problems.append(f"{len(wrong)} v3 events do not keep the body sent, or name another source or "
                                 f"verification, e.g. {wrong[0]}")
+        if a.kind in FORM_KINDS:
+            _, _, _, source, _, method = FORM_KINDS[a.kind]
+            wrong = [r for r in stored & sent_refs if (events[r][2].get("raw") or {}).get("body") != bodies[r]
+                     or events[r][2].get("source") != source or events[r][2].get("verified_with") != method]
+            if wrong:
+                problems.append(f"{len(wrong)} {a.kind} events do not keep the body sent, or name another source "
+                                f"or verification, e.g. {wrong[0]}")
         missing = sent_refs - stored
         lost_seeded = {refs[i] for i in seeded} - stored
         if lost_seeded:
@@ -249,7 +279,7 @@ def main():
             exact = True
         else:
             # A dup run answers each distinct key many times; a unique run answers each key at most once.
-            dup = a.workload in ("dup", "v3dup")
+            dup = a.workload.endswith("dup")
             distinct_ok_floor = answered_ok if not dup else (len(sent_refs) if answered_ok else 0)
             if dup:
                 # every distinct key was sent in the first pass, long before the run ended

@@ -11,11 +11,19 @@ wechatv3 (JSON + headers): gen_requests.py wechatv3 -n 30000 --mch-id 1900000100
     SHA-256 by --private-key (Fixtures/wechat-v3/wechat_pay_private_key.pem). Needs Python's `cryptography`.
     One line: `timestamp TAB nonce TAB serial TAB signature TAB body`. Every timestamp is the time of
     generation (--timestamp to pin it), so a set is only accepted within payhook's max_clock_skew_s of it.
+alipay (form bodies):  gen_requests.py alipay -n 80000 --app-id 2021000000000001 -o alipay.txt
+    TRADE_SUCCESS trade notifications of Alipay (Sources/PayhookAlipay/AlipaySource.swift): a form body as
+    Alipay POSTs it, `sign` = base64 RSASSA-PKCS1-v1_5 SHA-256 (RSA2) over the sorted `name=value` pairs
+    without sign and sign_type, by --private-key (Fixtures/alipay/test-only-alipay-private-key.pem). Needs
+    Python's `cryptography`; signed in one process per CPU. Deterministic (fixed notify_time), so a set is
+    cached like the others.
+jeepay (form bodies):  gen_requests.py jeepay -n 1000 --mch-no M1700000000 --app-id 65a0b1c2d3e4f5a6b7c8d9e0 -o j.txt
+    Jeepay payment notifications (Sources/PayhookXxPay/JeepaySource.swift), MD5 `&key=` with --key
 selftest:              gen_requests.py selftest
     rebuilds Fixtures/wechat-v3/v3-4.json with the wechatv3 code (same body bytes, same signature) and
     checks that it verifies under wechat_pay_public_key.pem; exit 1 if anything differs
 
-Line i is event i, with requestKey / out_trade_no = PREFIX + i (8 digits), so a spool can be
+Line i is event i, with requestKey / out_trade_no / mchOrderNo = PREFIX + i (8 digits), so a spool can be
 checked afterwards against exactly the lines that were sent (check_spool.py). Every value but the v3
 timestamps (and with them the v3 signatures and times) is deterministic, so run.py caches the files and
 reuses them across runs; a v3 set only while its timestamps are fresh enough (run.py, V3_CLOCK_SKEW_S).
@@ -131,6 +139,67 @@ def wechatv3(i, a, signer):
     return "\t".join([str(ts), nonce, signer.serial, signer.sign(ts, nonce, body), body])
 
 
+# ---- Alipay (Sources/PayhookAlipay/AlipaySigning.swift) and Jeepay (Sources/PayhookXxPay/MD5KeySigning.swift) ---
+ALIPAY_PRIVATE_KEY = os.path.join(os.path.dirname(HERE), "Fixtures", "alipay", "test-only-alipay-private-key.pem")
+ALIPAY_TIME = "2026-11-22 12:00:00"  # Beijing time, as Alipay writes it; the bench's replay window covers it
+SUBJECT = "\u6d4b\u8bd5\u8ba2\u5355"  # 测试订单
+
+
+def form(params):
+    """An application/x-www-form-urlencoded body, every byte outside unreserved percent-encoded."""
+    return "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+
+
+class AlipaySigner:
+    def __init__(self, private_key=ALIPAY_PRIVATE_KEY):
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+        with open(private_key, "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), None)
+        self.sha256, self.pkcs1 = hashes.SHA256(), padding.PKCS1v15()
+
+    def sign(self, params):
+        text = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if v != "" and k not in ("sign", "sign_type"))
+        return base64.b64encode(self.key.sign(text.encode(), self.pkcs1, self.sha256)).decode()
+
+
+def alipay(i, a, signer):
+    """A trade_status_sync TRADE_SUCCESS notification with the parameters of a real one (Fixtures/alipay's
+    a1-yuque-trade.form has the same names), about 1 KB as a form."""
+    amount = 100 + i % 9900
+    yuan = "%d.%02d" % (amount // 100, amount % 100)
+    p = {"gmt_create": ALIPAY_TIME, "charset": "utf-8", "seller_email": "seller@example.com", "subject": SUBJECT,
+         "sign_type": "RSA2", "buyer_id": "2088102177846880", "invoice_amount": yuan,
+         "notify_id": f"2026112200222120000{i:013d}",
+         "fund_bill_list": '[{"amount":"%s","fundChannel":"ALIPAYACCOUNT"}]' % yuan,
+         "notify_type": "trade_status_sync", "trade_status": "TRADE_SUCCESS", "receipt_amount": yuan,
+         "buyer_pay_amount": yuan, "app_id": a.app_id, "notify_time": ALIPAY_TIME, "point_amount": "0.00",
+         "total_amount": yuan, "trade_no": f"2026112222001446880{i:09d}", "auth_app_id": a.app_id,
+         "buyer_logon_id": "159****0000", "gmt_payment": ALIPAY_TIME, "seller_id": "2088102177296610",
+         "out_trade_no": f"{a.prefix}{i:08d}", "version": "1.0"}
+    p["sign"] = signer.sign(p)
+    return form(p)
+
+
+def _alipay_chunk(job):
+    """One worker's share of an Alipay set (the RSA signature dominates)."""
+    start, stop, a = job
+    signer = AlipaySigner(a.private_key)
+    return [alipay(i, a, signer) for i in range(start, stop)]
+
+
+def jeepay(i, a):
+    amount = str(100 + i % 9900)
+    p = {"payOrderId": f"P{i:020d}", "mchNo": a.mch_no, "appId": a.app_id, "mchOrderNo": f"{a.prefix}{i:08d}",
+         "ifCode": "wxpay", "wayCode": "WX_NATIVE", "amount": amount, "currency": "cny", "state": "2",
+         "clientIp": "127.0.0.1", "subject": SUBJECT, "body": SUBJECT, "channelOrderNo": f"42000{i:023d}",
+         "errCode": "", "errMsg": "", "extParam": "", "createdAt": "1795320000000", "successTime": "1795320001000",
+         "reqTime": "1795320002000"}
+    pieces = sorted((f"{k}={v}&" for k, v in p.items() if v != ""), key=str.lower)
+    p["sign"] = hashlib.md5(("".join(pieces) + "key=" + a.key).encode()).hexdigest().upper()
+    return form(p)
+
+
 def _v3_chunk(job):
     """One worker's share of a v3 set (RSA signing dominates: ~1-2 ms a line)."""
     start, stop, a = job
@@ -184,7 +253,7 @@ def selftest():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["unified", "wechat", "wechatv3", "selftest"])
+    ap.add_argument("kind", choices=["unified", "wechat", "wechatv3", "alipay", "jeepay", "selftest"])
     ap.add_argument("-n", type=int, default=100000)
     ap.add_argument("-o", default="-")
     ap.add_argument("--prefix", default="K")
@@ -197,20 +266,29 @@ def main():
     ap.add_argument("--appid", help="default wx2421b1c4370ec43b (wechat), wxdace645e0bc2cXXX (wechatv3)")
     ap.add_argument("--hmac", action="store_true")
     ap.add_argument("--v3-key", default=V3_KEY, help="wechatv3: the APIv3 key (32 bytes)")
-    ap.add_argument("--private-key", default=V3_PRIVATE_KEY, help="wechatv3: PEM private key that signs")
+    ap.add_argument("--private-key", help="wechatv3, alipay: PEM private key that signs (default: "
+                    "Fixtures/wechat-v3/wechat_pay_private_key.pem, Fixtures/alipay/test-only-alipay-private-key.pem)")
+    ap.add_argument("--app-id", help="alipay: app_id (default 2021000000000001); jeepay: appId "
+                    "(default 65a0b1c2d3e4f5a6b7c8d9e0)")
+    ap.add_argument("--mch-no", default="M1700000000", help="jeepay: mchNo")
     ap.add_argument("--serial", default=V3_SERIAL, help="wechatv3: Wechatpay-Serial, the public key's id")
     ap.add_argument("--timestamp", type=int, help="wechatv3: Wechatpay-Timestamp of every line (default: now)")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="wechatv3: signing processes")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="wechatv3, alipay: signing processes")
     a = ap.parse_args()
     if a.kind == "selftest":
         sys.exit(selftest())
     v3 = a.kind == "wechatv3"
     a.mch_id = a.mch_id or ("1900000100" if v3 else "1900000109")
     a.appid = a.appid or ("wxdace645e0bc2cXXX" if v3 else "wx2421b1c4370ec43b")
+    a.private_key = a.private_key or (ALIPAY_PRIVATE_KEY if a.kind == "alipay" else V3_PRIVATE_KEY)
+    a.app_id = a.app_id or ("65a0b1c2d3e4f5a6b7c8d9e0" if a.kind == "jeepay" else "2021000000000001")
     if v3:
         write_v3(a)
         return
-    make = unified if a.kind == "unified" else wechat
+    if a.kind == "alipay":
+        write_parallel(a, _alipay_chunk)
+        return
+    make = {"unified": unified, "wechat": wechat, "jeepay": jeepay}[a.kind]
     # Written to a temporary name and renamed, so an interrupted generation never leaves a short
     # file that a later run would take for a complete cached set.
     if a.o == "-":
@@ -227,6 +305,12 @@ def main():
 def write_v3(a):
     """The v3 set, signed in --jobs processes, written in line order (to a .part file, then renamed)."""
     a.timestamp = a.timestamp or int(time.time())
+    write_parallel(a, _v3_chunk)
+
+
+def write_parallel(a, chunk):
+    """A set whose lines `chunk` makes 2,000 at a time in --jobs processes, written in line order (to a .part
+    file, then renamed)."""
     step = 2000
     jobs = [(s, min(s + step, a.n), a) for s in range(0, a.n, step)]
     out = sys.stdout if a.o == "-" else open(a.o + ".part", "w", encoding="utf-8")
@@ -234,11 +318,11 @@ def write_v3(a):
         if a.jobs > 1 and len(jobs) > 1:
             import multiprocessing  # noqa: PLC0415
             with multiprocessing.Pool(a.jobs) as pool:
-                for lines in pool.imap(_v3_chunk, jobs):
+                for lines in pool.imap(chunk, jobs):
                     out.write("\n".join(lines) + "\n")
         else:
             for job in jobs:
-                out.write("\n".join(_v3_chunk(job)) + "\n")
+                out.write("\n".join(chunk(job)) + "\n")
     finally:
         if out is not sys.stdout:
             out.close()

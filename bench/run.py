@@ -10,7 +10,8 @@ if missing, then:
      per spool location (disk, tmpfs) with wrk and bench/lua/callbacks.lua, recording answers/s,
      latency percentiles, CPU seconds per 1,000 answers and peak RSS, and checks the spool of
      every payhook run against what was sent and answered (bench/check_spool.py); the WeChat Pay
-     v3 workloads are also set against v2's in a table of their own;
+     v3 workloads are also set against v2's, and the Alipay and Jeepay ones against the unified
+     source's, in tables of their own;
   3. offers unique events at a fixed rate (bench/tools/ratedrv.c, open loop) for the p99 target;
   4. prints the tables with medians and the targets, writes them to bench/results/latest.md,
      and only then deletes the disk spools (see README: deletes slow ext4 file creation).
@@ -56,6 +57,15 @@ V3_PUBLIC_KEY = os.path.join(REPO, "Fixtures", "wechat-v3", "wechat_pay_public_k
 # cost per request is the same. A cached set is reused only while it stays well inside this window
 # (v3_set_fresh).
 V3_CLOCK_SKEW_S = 3600
+# Alipay: the test-only key pair of Fixtures/alipay (gen_requests.py signs with its private half). Jeepay: an
+# app of the bench's own, its secret made up here.
+ALIPAY_PATH = "/notify/alipay"
+ALIPAY_APP_ID = "2021000000000001"
+ALIPAY_PUBLIC_KEY = os.path.join(REPO, "Fixtures", "alipay", "test-only-alipay-public-key.pem")
+JEEPAY_PATH = "/notify/jeepay"
+JEEPAY_MCH_NO = "M1700000000"
+JEEPAY_APP_ID = "65a0b1c2d3e4f5a6b7c8d9e0"
+JEEPAY_KEY = "bench-jeepay-app-secret"
 
 WORKLOADS = {
     "unique": {"lines": "unified", "kind": "unified", "expect": "success",
@@ -68,11 +78,22 @@ WORKLOADS = {
                  "what": "WeChat Pay v3 notifications (JSON POST, RSA-2048 + AES-256-GCM), each a new event"},
     "v3dup": {"lines": "wechatv3", "kind": "wechatv3", "expect": "", "status": 204,
               "what": "WeChat Pay v3 notifications cycling over --v3-dup-set events (default: one), all duplicates"},
+    "alipayunique": {"lines": "alipay", "kind": "alipay", "expect": "success",
+                     "what": "Alipay trade notifications (form POST, RSA2), each a new event"},
+    "alipaydup": {"lines": "alipay", "kind": "alipay", "expect": "success",
+                  "what": "Alipay trade notifications cycling over DUP_SET events, all duplicates after the first pass"},
+    "jeepaydup": {"lines": "jeepay", "kind": "jeepay", "expect": "SUCCESS",
+                  "what": "Jeepay notifications (form POST, MD5) cycling over DUP_SET events, all duplicates"},
 }
-DUP_WORKLOADS = ("dup", "v3dup")
-# What each v3 workload is compared with in the "v3 against v2" table: the WeChat Pay v2 workload for new
-# events, the unified duplicates for duplicates (there is no v2 duplicates workload).
-V3_AGAINST = {"v3unique": "wechat", "v3dup": "dup"}
+DUP_WORKLOADS = ("dup", "v3dup", "alipaydup", "jeepaydup")
+# The tables that set a workload against another of the same run, payhook only: (title, {workload: reference},
+# which of make_report's descriptions). v3 against v2: WeChat Pay v2 for new events, the unified duplicates for
+# duplicates (there is no v2 duplicates workload). Alipay and Jeepay against the unified source.
+COMPARISONS = [
+    ("WeChat Pay v3 against v2", {"v3unique": "wechat", "v3dup": "dup"}, "v3"),
+    ("Alipay and Jeepay against the unified source", {"alipayunique": "unique", "alipaydup": "dup",
+                                                      "jeepaydup": "dup"}, "alipay"),
+]
 
 # Reference figures quoted in the issue, measured elsewhere on this kind of machine.
 QUOTED_FLASK_UNIQUE = 1450
@@ -91,13 +112,13 @@ def log(msg):
 def ensure_tools(args):
     """wrk, nginx and a C compiler, from Debian's packages when missing; Python's `cryptography` (pip, as
     `make test-deps` installs it) when a v3 workload is to be generated and checked."""
-    if any(WORKLOADS[w]["kind"] == "wechatv3" for w in args.workloads):
+    if any(WORKLOADS[w]["kind"] in ("wechatv3", "alipay") for w in args.workloads):
         try:
             import cryptography  # noqa: F401, PLC0415
         except ImportError:
             if args.no_install:
-                sys.exit("bench: the v3 workloads need Python's cryptography and --no-install given")
-            log("installing Python's cryptography (v3 request sets)")
+                sys.exit("bench: the v3 and Alipay workloads need Python's cryptography and --no-install given")
+            log("installing Python's cryptography (v3 and Alipay request sets)")
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                             "cryptography"], check=True)
     need = []
@@ -211,27 +232,37 @@ def v3_request_set(work, lines_needed, budget_s):
     return os.path.join(d, chosen), int(chosen.rsplit("-", 1)[1][:-4])
 
 
-def request_sets(work, lines_needed):
-    """Cached gen_requests.py files, at least lines_needed long."""
+def request_sets(work, lines_needed, extra=None):
+    """Cached gen_requests.py files, at least lines_needed long; `extra` {kind: lines} adds the Alipay and Jeepay
+    sets the selected workloads need (their lines are deterministic too)."""
     d = os.path.join(work, "requests")
     os.makedirs(d, exist_ok=True)
     sets = {}
-    for kind, prefix in (("unified", "U"), ("wechat", "W")):
+    wanted = [("unified", "U", lines_needed), ("wechat", "W", lines_needed)]
+    wanted += [(kind, {"alipay": "A", "jeepay": "J"}[kind], n) for kind, n in (extra or {}).items()]
+    for kind, prefix, needed in wanted:
         have = sorted((int(m.group(1)), f) for f in os.listdir(d)
                       if (m := re.fullmatch(rf"{kind}-(\d+)\.txt", f)))
-        fit = [f for n, f in have if n >= lines_needed]
+        fit = [f for n, f in have if n >= needed]
         if fit:
             sets[kind] = os.path.join(d, fit[0])
             continue
-        path = os.path.join(d, f"{kind}-{lines_needed}.txt")
-        log(f"generating {lines_needed} signed {kind} requests (once; cached in {d})")
-        cmd = [sys.executable, os.path.join(BENCH, "gen_requests.py"), kind, "-n", str(lines_needed),
+        path = os.path.join(d, f"{kind}-{needed}.txt")
+        log(f"generating {needed} signed {kind} requests (once; cached in {d})")
+        started = time.time()
+        cmd = [sys.executable, os.path.join(BENCH, "gen_requests.py"), kind, "-n", str(needed),
                "--prefix", prefix, "-o", path]
         if kind == "wechat":
             cmd += ["--mch-id", MCH_ID, "--appid", APPID, "--key", WECHAT_KEY]
+        elif kind == "alipay":
+            cmd += ["--app-id", ALIPAY_APP_ID]
+        elif kind == "jeepay":
+            cmd += ["--mch-no", JEEPAY_MCH_NO, "--app-id", JEEPAY_APP_ID, "--key", JEEPAY_KEY]
         else:
             cmd += ["--secret", UNIFIED_SECRET, "--domain", "bench"]
         subprocess.run(cmd, check=True)
+        if kind == "alipay":
+            log(f"alipay requests signed in {time.time() - started:.1f} s")
         for n, f in have:  # smaller sets are now useless
             os.remove(os.path.join(d, f))
         sets[kind] = path
@@ -334,10 +365,11 @@ def children_of(pid):
 # servers
 
 
-def write_payhook_config(rundir, spool, threads, v3=False):
+def write_payhook_config(rundir, spool, threads, v3=False, alipay=False, jeepay=False):
     """payhook's benchmark configuration, with its secrets, in rundir; returns the config file's path.
     Also used by bench/tools/profile.sh (python3 bench/run.py --write-config DIR SPOOL THREADS). With v3,
-    also a [[wechat_v3]] tenant (only then: a binary from before that table would refuse the config)."""
+    also a [[wechat_v3]] tenant, with alipay an [[alipay]] one, with jeepay a [[jeepay]] one (only then: a
+    binary from before those tables would refuse the config)."""
     os.makedirs(os.path.join(rundir, "secrets"), exist_ok=True)
     with open(os.path.join(rundir, "secrets", "bench.secret"), "w") as f:
         f.write(UNIFIED_SECRET + "\n")
@@ -378,14 +410,32 @@ public_key_id = "{V3_KEY_ID}"
 # WeChat's window is 300 s; the bench signs its v3 set once per run (V3_CLOCK_SKEW_S in bench/run.py).
 max_clock_skew_s = {V3_CLOCK_SKEW_S}
 ''')
+        if alipay:
+            os.makedirs(os.path.join(rundir, "keys"), exist_ok=True)
+            shutil.copyfile(ALIPAY_PUBLIC_KEY, os.path.join(rundir, "keys", "alipay_pub.pem"))
+            f.write(f'''[[alipay]]
+path = "{ALIPAY_PATH}"
+app_id = "{ALIPAY_APP_ID}"
+alipay_public_key_file = "keys/alipay_pub.pem"
+''')
+        if jeepay:
+            with open(os.path.join(rundir, "secrets", "jeepay.key"), "w") as k:
+                k.write(JEEPAY_KEY + "\n")
+            f.write(f'''[[jeepay]]
+path = "{JEEPAY_PATH}"
+mch_no = "{JEEPAY_MCH_NO}"
+app_id = "{JEEPAY_APP_ID}"
+key_file = "secrets/jeepay.key"
+''')
     return cfg
 
 
 class Payhook:
-    def __init__(self, binary, rundir, spool, threads, v3=False):
+    def __init__(self, binary, rundir, spool, threads, tables=()):
         self.rundir = rundir
         self.spool = spool
-        cfg = write_payhook_config(rundir, spool, threads, v3)
+        cfg = write_payhook_config(rundir, spool, threads, v3="v3" in tables, alipay="alipay" in tables,
+                                   jeepay="jeepay" in tables)
         self.log_path = os.path.join(rundir, "payhook.log")
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=subprocess.PIPE,
@@ -557,7 +607,7 @@ def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines):
     env = dict(os.environ, WORKLOAD=workload, LINES=ctx["sets"][w["lines"]], WRK_THREADS=str(T),
                MAX_LINES=str(max_lines), DUP_SET=str(dup_set(ctx, workload)), EXPECT_BODY=w["expect"],
                EXPECT_STATUS=str(w.get("status", 200)), WECHAT_PATH="/notify/wechat", V3_PATH=V3_PATH,
-               RESULT_OUT=out)
+               ALIPAY_PATH=ALIPAY_PATH, JEEPAY_PATH=JEEPAY_PATH, RESULT_OUT=out)
     cmd = ["wrk", f"-t{T}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
            "-s", os.path.join(BENCH, "lua", "callbacks.lua"), f"http://127.0.0.1:{port}"]
     cpu0 = cpu_seconds(server.pids)
@@ -626,6 +676,9 @@ def seed_duplicates(ctx, port, workload):
                 "Content-Type": "application/json", "Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce,
                 "Wechatpay-Serial": serial, "Wechatpay-Signature": sig,
                 "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"})
+        elif w["kind"] in ("alipay", "jeepay"):
+            conn.request("POST", ALIPAY_PATH if w["kind"] == "alipay" else JEEPAY_PATH, body=line.encode("ascii"),
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
         else:
             conn.request("GET", line)
         r = conn.getresponse()
@@ -643,6 +696,8 @@ def check_spool(ctx, spool, rundir, workload, wrk_result=None, status=None):
     cmd += ["--wrk", wrk_result] if wrk_result else ["--ratedrv", status]
     if w["kind"] == "wechatv3":
         cmd += ["--tenant", V3_MCH_ID, "--v3-key", V3_KEY]
+    elif w["kind"] in ("alipay", "jeepay"):
+        cmd += ["--tenant", ALIPAY_APP_ID if w["kind"] == "alipay" else JEEPAY_MCH_NO]
     if workload in DUP_WORKLOADS:
         cmd += ["--seeded", str(dup_set(ctx, workload))]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -682,7 +737,7 @@ def measure(ctx, rep, conns, workload, server_kind, spool_kind):
         else:
             spool = os.path.join(ctx["spool_roots"][spool_kind], run_id)
             rec["spool_dir"] = spool
-            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads, v3=ctx["v3"])
+            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads, tables=ctx["tables"])
             max_lines = lines
         if workload in DUP_WORKLOADS:
             seed_duplicates(ctx, server.port, workload)
@@ -735,7 +790,7 @@ def measure_rate(ctx, rep, server_kind):
             server = Nginx(rundir)
         else:
             spool = os.path.join(ctx["spool_roots"]["disk"], run_id)
-            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads, v3=ctx["v3"])
+            server = Payhook(ctx["binary"], rundir, spool, args.payhook_threads, tables=ctx["tables"])
         out, status = os.path.join(rundir, "ratedrv.json"), os.path.join(rundir, "ratedrv.status")
         cmd = [ctx["tools"]["ratedrv"], "--port", str(server.port), "--lines", ctx["sets"]["unified"],
                "--rate", str(args.rate), "--duration", str(args.rate_duration), "--conns", str(args.rate_conns),
@@ -846,6 +901,11 @@ def make_report(ctx, records, rate_records, started, ended):
                  f"`max_clock_skew_s = {V3_CLOCK_SKEW_S}` (WeChat's window is 300 s) so that one set lasts the run; "
                  f"v3dup cycles over {args.v3_dup_set} notification(s), {args.v3_lines_per_second:,} v3 lines per "
                  f"second of a run")
+    if ctx.get("alipay"):
+        L.append(f"- Alipay requests: signed by bench/gen_requests.py with the test-only key of Fixtures/alipay "
+                 f"(RSA2: RSA-2048 PKCS#1 v1.5 SHA-256 over the sorted parameters), the bench's `[[alipay]]` tenant "
+                 f"holding its public half; a fixed notify_time inside the bench's replay window, so the set is "
+                 f"cached like the unified one")
     fc = ctx.get("fileceil") or {}
     L.append(f"- durable-file ceiling of the disk spool's file system (bench/tools/fileceil.c, 1 KiB files, "
              f"{args.fileceil_seconds}s each): one at a time {fmt(fc.get('single'))} files/s, batched "
@@ -905,44 +965,55 @@ def make_report(ctx, records, rate_records, started, ended):
                              f"{fmt(ratio(d.get('rps'), t.get('rps')), 3)} | {fmt(t.get('p99'), 2)} | {fmt(d.get('p99'), 2)} |")
         L.append("")
 
-    # ---- WeChat Pay v3 against v2
-    pairs = [(v3, v2) for v3, v2 in V3_AGAINST.items() if v3 in args.workloads and v2 in args.workloads]
-    if pairs:
-        L.append("## WeChat Pay v3 against v2, from this run")
+    # ---- one workload against another: v3 against v2, Alipay and Jeepay against unified
+    def paired(key, c, s, a_workload, b_workload):
+        """The median over the repetitions of a_workload's value / b_workload's (same connections and spool)."""
+        values = []
+        for rep in range(1, args.reps + 1):
+            a = [r for r in records if r["rep"] == rep and r["conns"] == c and r["workload"] == a_workload
+                 and r["server"] == "payhook" and r["spool"] == s and not r["failed"]]
+            b = [r for r in records if r["rep"] == rep and r["conns"] == c and r["workload"] == b_workload
+                 and r["server"] == "payhook" and r["spool"] == s and not r["failed"]]
+            if a and b and a[0].get(key) and b[0].get(key):
+                values.append(a[0][key] / b[0][key])
+        return med(values)
+
+    for title, against, family in COMPARISONS:
+        pairs = [(x, ref) for x, ref in against.items() if x in args.workloads and ref in args.workloads]
+        if not pairs:
+            continue
+        L.append(f"## {title}, from this run")
         L.append("")
-        L.append("v3unique (v3 notifications, each a new event: RSA-2048 verify, AES-256-GCM decrypt, JSON, one durable "
-                 f"event) against wechat (WeChat Pay v2 XML notifications, MD5, each a new event); v3dup "
-                 f"({args.v3_dup_set} v3 notification(s) answered over and over: the verify and the decrypt run for "
-                 f"every request, then the ledger says duplicate) against dup ({args.dup_set} unified GET callbacks "
-                 "over and over: there is no v2 duplicates workload). "
-                 "req/s and CPU s/1k as in the first table (CPU from /proc/PID/stat, user + system, per 1,000 "
-                 "answers), medians of the runs; ratio = v3 / reference of those medians, and, in brackets, the "
-                 "median of the per-repetition ratios (the two workloads of one repetition ran minutes apart at "
+        if family == "v3":
+            L.append("v3unique (v3 notifications, each a new event: RSA-2048 verify, AES-256-GCM decrypt, JSON, one "
+                     "durable event) against wechat (WeChat Pay v2 XML notifications, MD5, each a new event); v3dup "
+                     f"({args.v3_dup_set} v3 notification(s) answered over and over: the verify and the decrypt run for "
+                     f"every request, then the ledger says duplicate) against dup ({args.dup_set} unified GET callbacks "
+                     "over and over: there is no v2 duplicates workload).")
+        else:
+            L.append("alipayunique (Alipay trade notifications, form POSTs of about 1 KB, each a new event: form "
+                     "decoding, the sorted signed string, one RSA-2048 SHA-256 verify, one durable event) against "
+                     f"unique (unified GET callbacks, SHA-1, each a new event); alipaydup ({args.dup_set} Alipay "
+                     "notifications over and over: every request still pays the RSA verify before the ledger says "
+                     f"duplicate) and jeepaydup ({args.dup_set} Jeepay form notifications, MD5) against dup "
+                     f"({args.dup_set} unified callbacks over and over).")
+        L.append("req/s and CPU s/1k as in the first table (CPU from /proc/PID/stat, user + system, per 1,000 "
+                 "answers), medians of the runs; ratio = workload / reference of those medians, and, in brackets, "
+                 "the median of the per-repetition ratios (the two workloads of one repetition ran minutes apart at "
                  "most, so they share more of the machine's noise). For req/s higher is better; for CPU lower.")
         L.append("")
-        L.append("| conns | spool | v3 workload | reference | runs | v3 req/s | reference req/s | ratio | "
-                 "v3 CPU s/1k | reference CPU s/1k | ratio |")
+        L.append("| conns | spool | workload | reference | runs | req/s | reference req/s | ratio | "
+                 "CPU s/1k | reference CPU s/1k | ratio |")
         L.append("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-
-        def paired(key, c, s, v3, v2):
-            values = []
-            for rep in range(1, args.reps + 1):
-                a = [r for r in records if r["rep"] == rep and r["conns"] == c and r["workload"] == v3
-                     and r["server"] == "payhook" and r["spool"] == s and not r["failed"]]
-                b = [r for r in records if r["rep"] == rep and r["conns"] == c and r["workload"] == v2
-                     and r["server"] == "payhook" and r["spool"] == s and not r["failed"]]
-                if a and b and a[0].get(key) and b[0].get(key):
-                    values.append(a[0][key] / b[0][key])
-            return med(values)
         for c in args.connections:
             for s in args.spools:
-                for v3, v2 in pairs:
-                    a = cell(records, conns=c, workload=v3, server="payhook", spool=s)
-                    b = cell(records, conns=c, workload=v2, server="payhook", spool=s)
+                for x, ref in pairs:
+                    a = cell(records, conns=c, workload=x, server="payhook", spool=s)
+                    b = cell(records, conns=c, workload=ref, server="payhook", spool=s)
                     if a["runs"] == 0 and b["runs"] == 0:
                         continue
-                    pr, pc = paired("rps", c, s, v3, v2), paired("cpu_per_1k", c, s, v3, v2)
-                    L.append(f"| {c} | {s} | {v3} | {v2} | {a['n']} / {b['n']} | {fmt(a.get('rps'))} | "
+                    pr, pc = paired("rps", c, s, x, ref), paired("cpu_per_1k", c, s, x, ref)
+                    L.append(f"| {c} | {s} | {x} | {ref} | {a['n']} / {b['n']} | {fmt(a.get('rps'))} | "
                              f"{fmt(b.get('rps'))} | {fmt(ratio(a.get('rps'), b.get('rps')), 3)}"
                              f"{f' ({fmt(pr, 3)})' if pr is not None else ''} | {fmt(a.get('cpu'), 3)} | "
                              f"{fmt(b.get('cpu'), 3)} | {fmt(ratio(a.get('cpu'), b.get('cpu')), 2)}"
@@ -1074,7 +1145,7 @@ def main():
     ap.add_argument("--workdir", default=os.path.join(BENCH, ".data"),
                     help="request sets, tools, run logs and the disk spools (default bench/.data)")
     ap.add_argument("--connections", help="comma-separated (full: 1,16,64,256; quick: 64)")
-    ap.add_argument("--workloads", default="unique,dup,wechat,v3unique,v3dup")
+    ap.add_argument("--workloads", default="unique,dup,wechat,v3unique,v3dup,alipayunique,alipaydup,jeepaydup")
     ap.add_argument("--spools", default="disk,tmpfs")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, help="seconds per wrk run (full 4, quick 2)")
@@ -1126,8 +1197,20 @@ def main():
     ctx["head"] = source_revision(binary)
     ctx["tools"] = compile_tools(work)
     ctx["lines"] = args.lines_per_second * args.duration
-    ctx["sets"] = request_sets(work, max(ctx["lines"], args.rate * args.rate_duration, args.nginx_lines, args.dup_set))
-    ctx["v3"] = any(WORKLOADS[w]["kind"] == "wechatv3" for w in args.workloads)
+    kinds = {WORKLOADS[w]["kind"] for w in args.workloads}
+    extra = {}
+    if "alipay" in kinds:
+        # alipaydup alone needs only its DUP_SET lines, and nginx at most --nginx-lines
+        unique = any(w == "alipayunique" for w in args.workloads)
+        extra["alipay"] = max(ctx["lines"] if unique else min(args.nginx_lines, 10000), args.dup_set)
+    if "jeepay" in kinds:
+        extra["jeepay"] = max(args.dup_set, 1000)
+    ctx["sets"] = request_sets(work, max(ctx["lines"], args.rate * args.rate_duration, args.nginx_lines, args.dup_set),
+                               extra)
+    ctx["v3"] = "wechatv3" in kinds
+    ctx["alipay"] = "alipay" in kinds
+    ctx["tables"] = {name for name, on in (("v3", ctx["v3"]), ("alipay", ctx["alipay"]), ("jeepay", "jeepay" in kinds))
+                     if on}
     if ctx["v3"]:
         ctx["v3_lines"] = args.v3_lines_per_second * args.duration
         budget = args.max_minutes * 60 + 60 + args.rate_reps * 2 * (args.rate_duration + 15)

@@ -9,7 +9,10 @@ What it does (docs/durability.md §10.2, §10.6 "Graceful shutdown", §8; docs/c
      WeChat refund results encrypted here (AES-256-ECB through `cryptography`, or the openssl command), and
      WeChat Pay API v3 payment and refund notifications (JSON, resource AES-256-GCM-encrypted at pool time,
      headers RSA-signed with `cryptography` when each request is sent, so that Wechatpay-Timestamp is always
-     fresh; success is 204 with no body). Each dedupe key has one or more variants: byte-different deliveries of the same content (duplicates)
+     fresh; success is 204 with no body), Alipay trade notifications (form POSTs, RSA2 with `cryptography` and the
+     test-only key of Fixtures/alipay), XxPay notifications (MD5 `&key=`, parameters in the query of a POST with an
+     empty body, some retries as GET) and Jeepay notifications (form POSTs, MD5 `&key=`, answered `SUCCESS`).
+     Each dedupe key has one or more variants: byte-different deliveries of the same content (duplicates)
      and, for a few keys, a correctly signed delivery with other content (a conflict, docs/contract.md §4.5).
      A handful of requests made by `payhook sign` itself are mixed in.
   2. Kill phase: starts `payhook serve` on a fresh spool, drives it with --clients concurrent clients, logs
@@ -26,7 +29,7 @@ What it does (docs/durability.md §10.2, §10.6 "Graceful shutdown", §8; docs/c
 Exit status: 0 when every check held, 1 on any violation (each printed with what was seen), 2 on bad usage or
 when the harness itself could not run. On failure the working directory (spool, ACK log, server logs) is
 kept and its path printed. Python 3.11 standard library; wechatpy and cryptography are used when present (the
-v3 notifications need cryptography: without it they are left out, and the run says so).
+v3 and Alipay notifications need cryptography: without it they are left out, and the run says so).
 """
 import argparse
 import base64
@@ -57,13 +60,27 @@ WECHAT_SUCCESS = (
 )
 UNIFIED_SUCCESS = b"success"
 V3_SUCCESS_STATUS = 204  # and no body (docs/protocols.md §8.6)
+# Alipay and XxPay stop retrying on `success`, Jeepay on `SUCCESS` (Sources/PayhookAlipay/AlipaySource.swift,
+# Sources/PayhookXxPay/XxPaySource.swift, Sources/PayhookXxPay/JeepaySource.swift).
+SUCCESS_ANSWERS = {"unified": UNIFIED_SUCCESS, "alipay.trade": b"success", "xxpay.pay": b"success",
+                   "jeepay.pay": b"SUCCESS"}
+FORM = "application/x-www-form-urlencoded; charset=utf-8"
+# The `verified_with` each of these sources writes (Sources/PayhookAlipay/AlipaySigning.swift, AlipaySignType;
+# Sources/PayhookXxPay/XxPaySource.swift and JeepaySource.swift).
+VERIFIED_WITH = {"alipay.trade": "rsa2", "xxpay.pay": "md5", "jeepay.pay": "md5"}
+# Key.api of those sources' keys, and the name the figures give each.
+FAMILIES = {"alipay": ("Alipay", "alipay.trade"), "xxpay": ("XxPay", "xxpay.pay"), "jeepay": ("Jeepay", "jeepay.pay")}
 EVENT_SCHEMA = "payhook.event.v1"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 EVENT_NAME = re.compile(r"^([0-9a-f]{64})\.json$")
 LISTENING = re.compile(r"^payhook listening on 127\.0\.0\.1:(\d+) spool (.+)$")
 LOCKED = "in use by another payhook (pid {pid})"
 # Fields a WeChat retry may change without being a conflict (README "WeChat Pay v2 notifications").
-TRANSPORT_FIELDS = {"wechat.pay": {"nonce_str", "sign_type"}}
+# Alipay: a retry carries a new notify_time; XxPay: backType says who sent it (pay center or the buyer's
+# browser); Jeepay: reqTime is when the notification was made (the fingerprint rules of
+# Sources/PayhookAlipay/AlipaySource.swift and Sources/PayhookXxPay/XxPaySource.swift, JeepaySource.swift).
+TRANSPORT_FIELDS = {"wechat.pay": {"nonce_str", "sign_type"}, "alipay.trade": {"notify_time"},
+                    "xxpay.pay": {"backType"}, "jeepay.pay": {"reqTime"}}
 # A socket timeout per request: far above a healthy answer, well under request_deadline_s.
 REQUEST_TIMEOUT_S = 10.0
 MAX_SHOWN = 5
@@ -125,10 +142,24 @@ def load_config(path):
          "public_key_file": os.path.join(base, t["public_key_file"]) if "public_key_file" in t else None}
         for t in cfg.get("wechat_v3", [])
     ]
+    alipay = []
+    for t in cfg.get("alipay", []):
+        files = t.get("alipay_public_key_file", [])
+        alipay.append({"path": t["path"], "app_id": t["app_id"], "seller_id": t.get("seller_id"),
+                       "key_files": [os.path.join(base, n) for n in ([files] if isinstance(files, str) else files)],
+                       "sign_types": t.get("sign_types", ["RSA2"]),
+                       "charsets": [c.lower() for c in t.get("charsets", ["utf-8"])]})
+    xxpay = [{"path": t["path"], "mch_id": t["mch_id"], "key": first_secret(t, base, "key")}
+             for t in cfg.get("xxpay", [])]
+    jeepay = [{"path": t["path"], "mch_no": t["mch_no"], "app_id": t["app_id"], "key": first_secret(t, base, "key")}
+              for t in cfg.get("jeepay", [])]
     return {
         "unified": unified,
         "wechat": wechat,
         "wechat_v3": wechat_v3,
+        "alipay": alipay,
+        "xxpay": xxpay,
+        "jeepay": jeepay,
         "grace": float(cfg.get("shutdown_grace_s", 10)),
         "per_ip": int(cfg.get("max_connections_per_ip", 32)),
     }
@@ -242,6 +273,91 @@ class V3Signer:
                 "Wechatpay-Signature": signature, "Wechatpay-Signature-Type": V3_SIGNATURE_TYPE}
 
 
+class AlipaySigner:
+    """Alipay's RSA2 with Python's `cryptography` (no code shared with payhook): base64 of RSASSA-PKCS1-v1_5
+    SHA-256 over every non-empty parameter but `sign` and `sign_type`, sorted by name, `name=value` joined with
+    `&` (Sources/PayhookAlipay/AlipaySigning.swift). PKCS#1 v1.5 is deterministic, so a delivery's bytes are
+    fixed at pool time."""
+
+    def __init__(self, private_key_path):
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+        with open(private_key_path, "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), None)
+        self.pkcs1, self.sha256 = padding.PKCS1v15(), hashes.SHA256()
+
+    @staticmethod
+    def content(params):
+        return "&".join(f"{k}={v}" for k, v in sorted(params.items()) if v and k not in ("sign", "sign_type"))
+
+    def sign(self, params):
+        return base64.b64encode(self.key.sign(self.content(params).encode("utf-8"), self.pkcs1, self.sha256)).decode()
+
+    def pairs_with(self, tenant):
+        """Whether one of the tenant's alipay_public_key_file keys (PEM public keys or certificates) is this
+        private key's public half."""
+        from cryptography import x509  # noqa: PLC0415
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        mine = self.key.public_key().public_numbers()
+        for path in tenant["key_files"]:
+            try:
+                with open(path, "rb") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            for m in re.finditer(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", text, re.S):
+                try:
+                    if m.group(1) == b"PUBLIC KEY":
+                        key = serialization.load_pem_public_key(m.group(0))
+                    elif m.group(1) == b"CERTIFICATE":
+                        key = x509.load_pem_x509_certificate(m.group(0)).public_key()
+                    else:
+                        continue
+                    if key.public_numbers() == mine:
+                        return True
+                except (ValueError, TypeError, AttributeError):
+                    continue
+        return False
+
+
+def md5_key_sign(params, secret):
+    """XxPay's and Jeepay's MD5 (Sources/PayhookXxPay/MD5KeySigning.swift): every non-empty `name=value&` but
+    sign, the strings sorted case-insensitively, then `key=` and the secret, upper-case hex."""
+    pieces = sorted((f"{k}={v}&" for k, v in params.items() if v != "" and k != "sign"), key=str.lower)
+    return hashlib.md5(("".join(pieces) + "key=" + secret).encode("utf-8")).hexdigest().upper()
+
+
+def form(items, plus=False):
+    """A form body or query from (name, value) pairs, every byte outside unreserved percent-encoded (with
+    `plus`, spaces as `+`, as Java's URLEncoder writes them)."""
+    from urllib.parse import quote_plus  # noqa: PLC0415
+    enc = quote_plus if plus else (lambda v: quote(v, safe=""))
+    return "&".join(f"{k}={enc(v)}" for k, v in items)
+
+
+def schema_gaps(schema, sources):
+    """Sources the pool sent (and their `verified_with`) that schema/event.v1.schema.json does not list yet. They
+    are added to the loaded copy, so that every other property of those events is still validated, and the figures
+    name each gap: a schema that lags behind a new source is reported, not hidden, and does not fail the run."""
+    props = schema.get("properties", {})
+    gaps = []
+    listed = props.get("source", {}).get("enum")
+    missing = sorted(src for src in sources if listed is not None and src not in listed)
+    if missing:
+        listed.extend(missing)
+        gaps.append("source " + ", ".join(missing))
+        pattern = props.get("dedupe_key", {}).get("pattern", "")
+        if pattern.startswith("^("):
+            props["dedupe_key"]["pattern"] = "^(" + "|".join(re.escape(m) for m in missing) + "|" + pattern[2:]
+            gaps.append("dedupe_key's pattern")
+    methods = props.get("verified_with", {}).get("enum")
+    missing = sorted({VERIFIED_WITH[src] for src in sources if src in VERIFIED_WITH} - set(methods or []))
+    if methods is not None and missing:
+        methods.extend(missing)
+        gaps.append("verified_with " + ", ".join(missing))
+    return gaps
+
+
 def dedupe_key(source, parts):
     """`source/part/part`, each part percent-encoded outside RFC 3986 unreserved (README "Events")."""
     return "/".join(quote(p, safe="-._~") for p in [source] + list(parts))
@@ -266,11 +382,13 @@ class Variant:
     decrypted resource payhook must keep (`resource`) and the key id its headers are signed for (`v3_serial`);
     its headers are made when it is sent (V3Signer.headers), and its content is the whole resource, which is
     at least as strict as payhook's own comparison (WeChatFingerprint)."""
-    __slots__ = ("method", "target", "body", "fields", "content", "label", "amount", "resource", "v3_serial")
+    __slots__ = ("method", "target", "body", "fields", "content", "label", "amount", "resource", "v3_serial",
+                 "content_type")
 
-    def __init__(self, method, target, body, fields, source, label, amount, resource=None, v3_serial=None):
+    def __init__(self, method, target, body, fields, source, label, amount, resource=None, v3_serial=None,
+                 content_type="text/xml"):
         self.method, self.target, self.body, self.fields = method, target, body, fields
-        self.resource, self.v3_serial = resource, v3_serial
+        self.resource, self.v3_serial, self.content_type = resource, v3_serial, content_type
         self.content = (content_class(source, fields) if resource is None
                         else "v3:" + json.dumps(resource, ensure_ascii=False, sort_keys=True))
         self.label, self.amount = label, amount
@@ -287,9 +405,10 @@ class Key:
         self.id = event_id(self.key_text)
         self.variants = variants
         self.api = api
-        # The success answer: `success`, the SUCCESS XML, or for WeChat Pay v3 204 with no body.
+        # The success answer: `success` (unified, Alipay, XxPay), `SUCCESS` (Jeepay), the SUCCESS XML (WeChat v2),
+        # or for WeChat Pay v3 204 with no body.
         self.success_status = V3_SUCCESS_STATUS if api == "v3" else 200
-        self.success = b"" if api == "v3" else UNIFIED_SUCCESS if source == "unified" else WECHAT_SUCCESS
+        self.success = b"" if api == "v3" else SUCCESS_ANSWERS.get(source, WECHAT_SUCCESS)
         self.acked = False
         self.sends = 0
         self.origin = origin
@@ -315,8 +434,10 @@ ODD_SUFFIXES = ["", "", "", "", "/a b", "+订单", "~x.y_z", "%25", "&k=v", "é"
 
 
 class PoolBuilder:
-    def __init__(self, cfg, seed, make_samples, aes, v3signer=None):
+    def __init__(self, cfg, seed, make_samples, aes, v3signer=None, alipay_signer=None, alipay_tenant=None,
+                 kinds=("xxpay", "jeepay")):
         self.cfg, self.ms, self.aes, self.signer = cfg, make_samples, aes, v3signer
+        self.alipay_signer, self.alipay_tenant, self.kinds = alipay_signer, alipay_tenant, set(kinds)
         self.rng = random.Random(f"payhook-crash-pool-{seed}")
         self.seed = seed
         self.keys = []
@@ -578,20 +699,181 @@ class PoolBuilder:
         key = Key(i, source, tenant["mch_id"], status, order_ref, parts, variants, api="v3")
         return made if self._add(key) else None
 
+    # Alipay trade notifications ---------------------------------------------------------------------------
+    def _alipay_variant(self, tenant, params, label, amount, reorder=False, plus=False):
+        """One delivery: the form in the given (or a shuffled) order, `sign` somewhere in it, values
+        percent-encoded (`plus`: spaces as `+`). `fields` are what payhook keeps: every non-empty parameter but
+        `sign` and `sign_type` (the trade rule leaves sign_type out of the signed string)."""
+        items = list(params.items())
+        if reorder:
+            self.rng.shuffle(items)
+        items.insert(self.rng.randrange(len(items) + 1) if reorder else len(items),
+                     ("sign", self.alipay_signer.sign(params)))
+        body = form(items, plus).encode("ascii")
+        fields = {k: v for k, v in params.items() if v != "" and k not in ("sign", "sign_type")}
+        return Variant("POST", tenant["path"], body, fields, "alipay.trade", label, amount, content_type=FORM)
+
+    def alipay_notification(self, i, reuse=None):
+        """A trade_status_sync notification of the test-only app: about one in four a refund (out_biz_no,
+        refund_fee), the rest payments in one of Alipay's four trade states. Retries carry a later notify_time,
+        other parameter orders and sometimes `+` for spaces; a conflict changes total_amount."""
+        rng = self.rng
+        tenant = self.alipay_tenant
+        if reuse is not None:
+            out_trade_no, fen, trade_no = reuse[1], reuse[2], reuse[3]
+        else:
+            # No `&` or `=`: payhook refuses them in the key fields (AlipaySource.keyFields).
+            out_trade_no = f"ck{self.seed}a{i}" + rng.choice(["", "", "", "/a b", "+订单", "~x.y_z", "%25", "é"])
+            fen = rng.randint(1, 10**7)
+            trade_no = "2026%024d" % i
+        refund = rng.random() < 0.25
+        status = ("TRADE_SUCCESS" if rng.random() < 0.6 else "TRADE_CLOSED") if refund else rng.choice(
+            ["TRADE_SUCCESS", "TRADE_SUCCESS", "TRADE_SUCCESS", "TRADE_FINISHED", "WAIT_BUYER_PAY", "TRADE_CLOSED"])
+        out_biz_no = f"ck{self.seed}ar{i}" + rng.choice(["", "", "-1", " 2"]) if refund else ""
+        refund_fen = rng.randint(1, fen) if refund else 0
+        notify_id = "%032x" % rng.getrandbits(128)
+        # One spelling per key: another spelling of the same amount is another value, so a conflict.
+        spell = rng.choice(["%d.%02d", "%d.%02d", "short"])
+
+        def yuan(amount):
+            if spell == "short" and amount % 100 == 0:
+                return str(amount // 100)
+            return "%d.%02d" % (amount // 100, amount % 100)
+
+        def params(total, notify_time):
+            p = {"gmt_create": SUCCESS_TIME, "charset": "utf-8", "seller_email": "seller@example.com",
+                 "subject": rng_subject, "sign_type": "RSA2", "buyer_id": "2088%012d" % (i % 10**12),
+                 "invoice_amount": yuan(total), "notify_id": notify_id, "fund_bill_list": rng_bills,
+                 "notify_type": "trade_status_sync", "trade_status": status, "receipt_amount": yuan(total),
+                 "buyer_pay_amount": yuan(total), "app_id": tenant["app_id"], "notify_time": notify_time,
+                 "point_amount": "0.00", "total_amount": yuan(total), "trade_no": trade_no, "auth_app_id":
+                 tenant["app_id"], "buyer_logon_id": "159****0000", "out_trade_no": out_trade_no, "version": "1.0",
+                 "passback_params": rng_passback}
+            if status != "WAIT_BUYER_PAY":
+                p["gmt_payment"] = SUCCESS_TIME
+            p["seller_id"] = tenant["seller_id"] or "2088%012d" % 1
+            if refund:
+                p.update(out_biz_no=out_biz_no, refund_fee=yuan(refund_fen), gmt_refund=SUCCESS_TIME)
+            return p
+        rng_subject = rng.choice(["测试订单", "a&b=c", "😀 emoji", "x y+z", "<tag>", "plain"])
+        rng_bills = rng.choice(['[{"amount":"1.00","fundChannel":"ALIPAYACCOUNT"}]', ""])
+        rng_passback = rng.choice(["", "", "k=v", "支付宝"])
+        first = params(fen, SUCCESS_TIME)
+        variants = [self._alipay_variant(tenant, first, "original", fen)]
+        for n in range(self._dups()):
+            later = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(PAY_TIME_BASE // 1000 + 8 * 3600 + 120 * (n + 1)))
+            variants.append(self._alipay_variant(tenant, params(fen, later), "retry", fen, reorder=True,
+                                                 plus=rng.random() < 0.5))
+        if self._conflict():
+            variants.append(self._alipay_variant(tenant, params(fen + 1, SUCCESS_TIME), "conflict", fen + 1))
+        key = Key(i, "alipay.trade", tenant["app_id"], status, out_trade_no,
+                  [tenant["app_id"], out_trade_no, status, out_biz_no], variants, api="alipay")
+        return (tenant, out_trade_no, fen, trade_no) if self._add(key) else None
+
+    # XxPay and Jeepay (MD5 `&key=`) -------------------------------------------------------------------------
+    def _xxpay_variant(self, tenant, params, label, reorder=False, lower=False, method="POST"):
+        """XxPay puts the parameters in the query of a POST with an empty body (Sources/PayhookXxPay/XxPaySource.swift); its
+        documentation says GET, which some retries use. `sign` in either case verifies."""
+        sign = md5_key_sign(params, tenant["key"])
+        items = list(params.items()) + [("sign", sign.lower() if lower else sign)]
+        if reorder:
+            self.rng.shuffle(items)
+        fields = {k: v for k, v in params.items() if v != ""}
+        return Variant(method, tenant["path"] + "?" + form(items), b"", fields, "xxpay.pay", label,
+                       int(params["amount"]), content_type=FORM if method == "POST" else None)
+
+    def xxpay_notification(self, i, reuse=None):
+        rng = self.rng
+        tenant = rng.choice(self.cfg["xxpay"]) if reuse is None else reuse[0]
+        order = reuse[1] if reuse else f"ck{self.seed}x{i}" + rng.choice(["", "", "", "/a b", "+订单", "%25", "é"])
+        status = rng.choice(["2", "2", "2", "3"]) if reuse is None else rng.choice(["2", "3", "-1"])
+        fee = rng.randint(1, 10**7)
+
+        def params(amount, back_type):
+            return {"payOrderId": "P%s%012d" % (self.seed, i), "mchId": tenant["mch_id"], "mchOrderNo": order,
+                    "channelId": rng_channel, "amount": str(amount), "currency": "cny", "status": status,
+                    "clientIp": "127.0.0.1", "device": "WEB", "subject": rng_subject,
+                    "channelOrderNo": "42%020d" % i, "param1": rng_param, "param2": "",
+                    "paySuccTime": str(PAY_TIME_BASE + i), "backType": back_type}
+        rng_channel = rng.choice(["WX_NATIVE", "ALIPAY_PC", "WX_JSAPI"])
+        rng_subject = rng.choice(["测试商品", "a b", "x+y", "plain"])
+        rng_param = rng.choice(["", "p1", "参数"])
+        variants = [self._xxpay_variant(tenant, params(fee, "2"), "original")]
+        for _ in range(self._dups()):
+            variants.append(self._xxpay_variant(tenant, params(fee, rng.choice(["1", "2"])), "retry", reorder=True,
+                                                lower=rng.random() < 0.3,
+                                                method="GET" if rng.random() < 0.3 else "POST"))
+        if self._conflict():
+            variants.append(self._xxpay_variant(tenant, params(fee + 1, "2"), "conflict"))
+        key = Key(i, "xxpay.pay", tenant["mch_id"], status, order, [tenant["mch_id"], order, status], variants,
+                  api="xxpay")
+        return (tenant, order) if self._add(key) else None
+
+    def _jeepay_variant(self, tenant, params, label, reorder=False, plus=False):
+        items = list(params.items()) + [("sign", md5_key_sign(params, tenant["key"]))]
+        if reorder:
+            self.rng.shuffle(items)
+        body = form(items, plus).encode("ascii")
+        fields = {k: v for k, v in params.items() if v != ""}
+        return Variant("POST", tenant["path"], body, fields, "jeepay.pay", label, int(params["amount"]),
+                       content_type=FORM)
+
+    def jeepay_notification(self, i, reuse=None):
+        """A merchant payment notification of one of the config's Jeepay apps; retries carry a later reqTime
+        (an operator's re-send from Jeepay's console), another order and sometimes `+` for spaces."""
+        rng = self.rng
+        tenant = rng.choice(self.cfg["jeepay"]) if reuse is None else reuse[0]
+        order = reuse[1] if reuse else f"ck{self.seed}j{i}" + rng.choice(["", "", "", "/a b", "+订单", "~x", "é"])
+        state = rng.choice(["2", "2", "2", "3"]) if reuse is None else rng.choice(["2", "5", "6"])
+        fee = rng.randint(1, 10**7)
+
+        def params(amount, req_time):
+            p = {"payOrderId": "P%s%014d" % (self.seed, i), "mchNo": tenant["mch_no"], "appId": tenant["app_id"],
+                 "mchOrderNo": order, "ifCode": "wxpay", "wayCode": rng_way, "amount": str(amount),
+                 "currency": "cny", "state": state, "clientIp": "127.0.0.1", "subject": rng_subject,
+                 "body": rng_body, "channelOrderNo": "42%020d" % i, "errCode": "", "errMsg": "",
+                 "extParam": rng_ext, "createdAt": str(PAY_TIME_BASE + i - 5000), "reqTime": str(req_time)}
+            if state == "2":
+                p["successTime"] = str(PAY_TIME_BASE + i)
+            return p
+        rng_way = rng.choice(["WX_NATIVE", "ALI_QR", "WX_JSAPI"])
+        rng_subject = rng.choice(["测试商品", "a b", "x+y", "plain"])
+        rng_body = rng.choice(["商品描述", "a&b=c", "body"])
+        rng_ext = rng.choice(["", "", "ext"])
+        variants = [self._jeepay_variant(tenant, params(fee, PAY_TIME_BASE + i + 1000), "original")]
+        for n in range(self._dups()):
+            variants.append(self._jeepay_variant(tenant, params(fee, PAY_TIME_BASE + i + 61000 * (n + 1)), "retry",
+                                                 reorder=True, plus=rng.random() < 0.5))
+        if self._conflict():
+            variants.append(self._jeepay_variant(tenant, params(fee + 1, PAY_TIME_BASE + i + 1000), "conflict"))
+        key = Key(i, "jeepay.pay", tenant["mch_no"], state, order, [tenant["mch_no"], order, state], variants,
+                  api="jeepay")
+        return (tenant, order) if self._add(key) else None
+
     def build(self, size):
-        recent = {"unified": [], "wechat.pay": [], "wechat.refund": [], "v3": []}
+        # The share of fresh keys each kind gets; kinds the config (or the Python packages) cannot serve are
+        # left out and the others share their part.
+        weights = [("unified", 0.30, self.unified), ("wechat.pay", 0.18, self.pay),
+                   ("wechat.refund", 0.12, self.refund)]
+        if self.signer is not None and self.cfg["wechat_v3"]:
+            weights.append(("v3", 0.15, self.v3_notification))
+        if self.alipay_signer is not None and self.alipay_tenant is not None:
+            weights.append(("alipay", 0.12, self.alipay_notification))
+        if self.cfg["xxpay"] and "xxpay" in self.kinds:
+            weights.append(("xxpay", 0.065, self.xxpay_notification))
+        if self.cfg["jeepay"] and "jeepay" in self.kinds:
+            weights.append(("jeepay", 0.065, self.jeepay_notification))
+        total = sum(w for _, w, _ in weights)
+        recent = {kind: [] for kind, _, _ in weights}
         i = 0
         attempts = 0
-        v3 = self.signer is not None and bool(self.cfg["wechat_v3"])
         while len(self.keys) < size and attempts < size * 3:
             attempts += 1
-            r = self.rng.random()
-            if v3:
-                kind = "unified" if r < 0.4 else "wechat.pay" if r < 0.65 else "wechat.refund" if r < 0.8 else "v3"
-            else:
-                kind = "unified" if r < 0.5 else "wechat.pay" if r < 0.8 else "wechat.refund"
-            maker = {"unified": self.unified, "wechat.pay": self.pay, "wechat.refund": self.refund,
-                     "v3": self.v3_notification}[kind]
+            r = self.rng.random() * total
+            for kind, w, maker in weights:
+                if r < w:
+                    break
+                r -= w
             # Sometimes the same order in another state: a new key for the same order reference.
             reuse = self.rng.choice(recent[kind]) if recent[kind] and self.rng.random() < 0.15 else None
             made = maker(i, reuse)
@@ -676,7 +958,8 @@ def send(port, variant, timeout=REQUEST_TIMEOUT_S):
     try:
         headers = {"Connection": "close"}
         if variant.method == "POST":
-            headers["Content-Type"] = "text/xml"
+            if variant.content_type:
+                headers["Content-Type"] = variant.content_type
             conn.request("POST", variant.target, body=variant.body, headers=headers)
         else:
             conn.request("GET", variant.target, headers=headers)
@@ -852,6 +1135,27 @@ class Harness:
                     self.repo, "Fixtures", "wechat-v3", "wechat_pay_private_key.pem"))
             except ImportError:
                 self.v3_note = "left out: the Python package cryptography is not installed (make test-deps)"
+        # Alipay needs `cryptography` and an [[alipay]] tenant whose public key pairs with the private key.
+        self.alipay_signer, self.alipay_tenant, self.alipay_note = None, None, None
+        key_path = args.alipay_private_key or os.path.join(self.repo, "Fixtures", "alipay",
+                                                           "test-only-alipay-private-key.pem")
+        if args.no_alipay:
+            self.alipay_note = "left out (--no-alipay)"
+        elif not self.cfg["alipay"]:
+            self.alipay_note = f"left out: {self.config} has no [[alipay]] table"
+        else:
+            try:
+                self.alipay_signer = AlipaySigner(key_path)
+            except ImportError:
+                self.alipay_note = "left out: the Python package cryptography is not installed (make test-deps)"
+            if self.alipay_signer is not None:
+                self.alipay_tenant = next(
+                    (t for t in self.cfg["alipay"] if "RSA2" in t["sign_types"]
+                     and any(c in ("utf-8", "utf8") for c in t["charsets"]) and self.alipay_signer.pairs_with(t)),
+                    None)
+                if self.alipay_tenant is None:
+                    self.alipay_note = (f"left out: no [[alipay]] tenant of {self.config} accepts RSA2 in UTF-8 with "
+                                        f"the public half of {os.path.relpath(key_path, self.repo)}")
         self.spool = self.ack_path = self.ack_file = None
         self.segment = 0
         self.started = time.monotonic()
@@ -888,6 +1192,9 @@ class Harness:
         self.keys, self.fresh = [], 0
         self.v3_requests = 0
         self.v3_successes = 0
+        self.family_requests = collections.Counter()  # Alipay, XxPay, Jeepay: requests and success answers
+        self.family_successes = collections.Counter()
+        self.schema_gaps = []
         self.totals = collections.Counter()  # per-spool figures, summed
         self.new_segment_state()
 
@@ -942,7 +1249,9 @@ class Harness:
     def build_pool(self):
         started = time.monotonic()
         self.aes = AES256ECB(self.cfg["wechat"][0]["key"])
-        builder = PoolBuilder(self.cfg, self.args.seed, load_make_samples(self.repo), self.aes, self.signer)
+        kinds = [k for k in ("xxpay", "jeepay") if not getattr(self.args, "no_" + k)]
+        builder = PoolBuilder(self.cfg, self.args.seed, load_make_samples(self.repo), self.aes, self.signer,
+                              self.alipay_signer, self.alipay_tenant, kinds)
         keys = builder.build(self.args.pool)
         python_time = time.monotonic() - started
         signed, timings = payhook_signed(self.binary, self.config, self.args.seed, self.args.payhook_signed, self.aes,
@@ -963,10 +1272,14 @@ class Harness:
         per_sign = (sum(timings) / len(timings)) if timings else 0.0
         cross = (f", {builder.checked_with_wechatpy} payments cross-checked with wechatpy"
                  if builder.checked_with_wechatpy else "")
+        alipay = (f"RSA2 with cryptography for app {self.alipay_tenant['app_id']}" if self.alipay_tenant
+                  else self.alipay_note)
+        left_out = "".join(f"; {k} left out (--no-{k})" for k in ("xxpay", "jeepay") if getattr(self.args, "no_" + k))
         self.say(f"pool: {len(keys)} keys ({', '.join(f'{v} {s}' for s, v in sorted(kinds.items()))}), "
                  f"{variants} requests, {conflicts} keys with a conflicting variant; generated in {python_time:.2f} s "
                  f"in Python (refunds via {self.aes.backend}"
-                 f"{cross}; v3 {'resources sealed with cryptography, headers signed when sent' if self.signer else self.v3_note}); "
+                 f"{cross}; v3 {'resources sealed with cryptography, headers signed when sent' if self.signer else self.v3_note}; "
+                 f"Alipay {alipay}{left_out}); "
                  f"{len(signed)} from `payhook sign` at {per_sign * 1000:.0f} ms each "
                  f"(the pool that way would take {per_sign * variants:.0f} s)")
         self.fresh = 0
@@ -1034,10 +1347,14 @@ class Harness:
                 self.resent_after_ack += 1
             if key.api == "v3":
                 self.v3_requests += 1
+            elif key.api in FAMILIES:
+                self.family_requests[key.api] += 1
             if status == key.success_status and body == key.success:
                 self.successes += 1
                 if key.api == "v3":
                     self.v3_successes += 1
+                elif key.api in FAMILIES:
+                    self.family_successes[key.api] += 1
                 if was_acked:
                     self.resent_after_ack_ok += 1
                 if not key.acked:
@@ -1158,6 +1475,8 @@ class Harness:
         v = matching[0]
         expected = {"source": key.source, "tenant": key.tenant, "status": key.status, "amount": v.amount,
                     "order_ref": key.order_ref}
+        if key.source in VERIFIED_WITH:
+            expected["verified_with"] = VERIFIED_WITH[key.source]
         for field, value in expected.items():
             if event.get(field) != value:
                 self.violation(f"{where}: {folder}/{name}: {field} is {event.get(field)!r}, expected {value!r}")
@@ -1450,7 +1769,9 @@ class Harness:
             self.schema_checked = None
             return
         with open(os.path.join(self.repo, "schema", "event.v1.schema.json"), encoding="utf-8") as f:
-            validator = Draft202012Validator(json.load(f))
+            schema = json.load(f)
+        self.schema_gaps = schema_gaps(schema, {k.source for k in self.keys})
+        validator = Draft202012Validator(schema)
         checked = 0
         for folder in ("new", "conflicts"):
             for name in snap[folder]:
@@ -1551,6 +1872,11 @@ class Harness:
         acked_v3 = sum(1 for i in acked if i in self.by_id and self.by_id[i].api == "v3")
         self.totals.update(spools=1, acked=len(acked), verified=verified, events=len(new),
                            conflicts=len(snap["conflicts"]), acked_v3=acked_v3)
+        for family in FAMILIES:
+            mine = [i for i in acked if i in self.by_id and self.by_id[i].api == family]
+            self.totals["acked_" + family] += len(mine)
+            self.totals["verified_" + family] += sum(
+                1 for i in mine if i + ".json" in new and i in ids and new[i + ".json"][0] == ids[i][0])
         self.say(f"  spool {self.segment} checked: {len(acked)} acknowledged, {verified} verified, {len(new)} events, "
                  f"{len(snap['conflicts'])} conflict copies, {getattr(self, 'final_resent', 0)} acknowledged "
                  f"duplicates re-sent at the end")
@@ -1582,6 +1908,10 @@ class Harness:
             (f"  WeChat Pay v3        {sum(1 for k in self.keys if k.api == 'v3')} pool keys; {self.v3_requests} "
              f"requests (204 {self.v3_successes}), each signed when sent; {t['acked_v3']} acknowledged ids"
              if self.signer else f"  WeChat Pay v3        {self.v3_note}"),
+            *(f"  {name:<20} {sum(1 for k in self.keys if k.api == family)} pool keys; {self.family_requests[family]} "
+              f"requests ({SUCCESS_ANSWERS[source].decode()} {self.family_successes[family]}); "
+              f"{t['acked_' + family]} acknowledged ids, {t['verified_' + family]} verified"
+              for family, (name, source) in FAMILIES.items()),
             f"  re-sent after ACK    {self.resent_after_ack} (success {self.resent_after_ack_ok}; the rest met a kill "
             f"or a stop)",
             f"  acknowledged         {t['acked']} distinct event ids in the ACK logs",
@@ -1590,6 +1920,8 @@ class Harness:
             f"answer lost to a kill or stop)",
             f"  conflicts kept       {t['conflicts']} audit copies (each differs from the stored event)",
             f"  schema               {t['schema_checked']} event files valid against schema/event.v1.schema.json"
+            + (f"; NOTE: the schema does not list {'; '.join(self.schema_gaps)}: validated as if it did"
+               if self.schema_gaps else "")
             if t["schema_checked"] else "  schema               not checked (jsonschema is not installed, or the "
             "final check was not reached)",
             f"  recovery             {self.recovery_expected} starts had something to repair (removed "
@@ -1660,6 +1992,14 @@ def main():
     p.add_argument("--v3-private-key",
                    help="PEM key that signs v3 notifications (default: Fixtures/wechat-v3/wechat_pay_private_key.pem, "
                         "the pair of the public key Fixtures/demo.toml's [[wechat_v3]] table names)")
+    p.add_argument("--no-alipay", action="store_true",
+                   help="leave Alipay notifications out (for a binary that does not know [[alipay]])")
+    p.add_argument("--alipay-private-key",
+                   help="PEM key that signs Alipay notifications (default: "
+                        "Fixtures/alipay/test-only-alipay-private-key.pem); they go to the first [[alipay]] tenant "
+                        "whose alipay_public_key_file holds its public half")
+    p.add_argument("--no-xxpay", action="store_true", help="leave XxPay notifications out")
+    p.add_argument("--no-jeepay", action="store_true", help="leave Jeepay notifications out")
     p.add_argument("--binary", help="payhook executable (default: REPO/.build/debug/payhook)")
     p.add_argument("--config", help="config file (default: REPO/Fixtures/demo.toml)")
     p.add_argument("--repo", default=REPO, help="repository root, for Fixtures/ (default: this file's ../..)")

@@ -30,14 +30,31 @@ Phases (--phase NAME, repeatable; default: all, in this order):
              with its status (401; 400 for the nesting), new/ must still hold only that one event and tmp/,
              ids/ beyond it and conflicts/ nothing, payhook_signature_probes_total must count every probe, and
              RSS, the in-flight gauge and /healthz must hold as above.
+  alipay-refusals  Alipay trade notifications (Sources/PayhookAlipay/AlipaySource.swift) to refuse, in turn: random
+             bytes as `sign`, a genuine signature over another total_amount, an app_id no tenant has, a repeated
+             parameter, a malformed percent-escape, a notification correctly signed in GBK to a tenant that reads
+             UTF-8 only, a Content-Length 64 times max_body_bytes, a body just under max_body_bytes of thousands of
+             parameters (whose sign no longer verifies), a correctly signed notify_time 30 days old, and a correctly
+             signed subject holding `&out_biz_no=`. Signed with Python's `cryptography` and the test-only key of
+             Fixtures/alipay. One genuine notification is stored (`success`) first; each refusal must be answered
+             with its status (401 for signatures and tenants, 400 for the form and the checks after the signature,
+             413 for the size) and the body `fail`, and the spool, RSS, in-flight gauge and /healthz must hold as in
+             v3-refusals.
+  md5-refusals  the same for XxPay (parameters in the query of a POST with an empty body) and Jeepay (a form body)
+             in alternation (Sources/PayhookXxPay/): a random sign, a sign that is not 32 hex digits, a tampered
+             amount, an unknown merchant or app, a name repeated (for XxPay in the query and again in a form body),
+             a malformed escape, bytes that are not UTF-8, a correctly signed value holding `&mchOrderNo=`, a
+             correctly signed paySuccTime or reqTime 30 days old, a Content-Length far over max_body_bytes, and
+             another merchant's key (Jeepay: an appId whose mchNo is not the tenant's). XxPay must answer `fail`,
+             Jeepay `FAIL`, with the status of each kind; one genuine notification of each is stored first.
 
 A phase is a function taking a Server and the options and returning a list of failure sentences; to add one,
 write it and list it in PHASES.
 
 Exit status: 0 when every phase held; 1 when a check failed (each printed as one sentence); 2 when the run
 itself could not be done (binary missing, server did not start, time budget --seconds used up before the
-flood was sent). Python 3.11 standard library, and `cryptography` for the v3-refusals phase (make test-deps);
-only loopback (127.0.0.1) is used.
+flood was sent). Python 3.11 standard library, and `cryptography` for the v3-refusals and alipay-refusals phases
+(make test-deps); only loopback (127.0.0.1) is used.
 """
 import argparse
 import base64
@@ -136,6 +153,26 @@ class Server:
                 pass
         m = re.match(rb"HTTP/1\.[01] (\d{3}) ", received)
         return int(m.group(1)) if m else None
+
+    def answer(self, data, timeout=3.0):
+        """Like exchange(), but (status, body) of the answer; (None, b"") when the connection ended without one."""
+        received = b""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+            except (ConnectionResetError, socket.timeout):
+                pass
+        head, _, body = received.partition(b"\r\n\r\n")
+        m = re.match(rb"HTTP/1\.[01] (\d{3}) ", head)
+        return (int(m.group(1)), body) if m else (None, b"")
 
     def get(self, path):
         """Status and body of GET `path` (Connection: close)."""
@@ -552,11 +589,327 @@ def phase_v3_refusals(server, args, deadline):
     return failures
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Alipay, XxPay and Jeepay (Sources/PayhookAlipay/AlipaySource.swift, Sources/PayhookXxPay/)
+# ----------------------------------------------------------------------------------------------------------
+
+ALIPAY_PATH = "/notify/alipay"
+ALIPAY_APP = "2021000000000001"
+ALIPAY_FIXTURES = os.path.join(REPO, "Fixtures", "alipay")
+XXPAY_PATH, XXPAY_MCH = "/notify/xxpay", "20001223"
+JEEPAY_PATH, JEEPAY_MCH, JEEPAY_APP = "/notify/jeepay", "M1700000000", "65a0b1c2d3e4f5a6b7c8d9e0"
+# Made up for this run and written to its work directory only; never printed.
+XXPAY_KEY = "hostile-xxpay-reskey-" + "x" * 20
+JEEPAY_KEY = "hostile-jeepay-appsecret-" + "j" * 20
+MAX_BODY = 65536  # payhook's default max_body_bytes, which write_config leaves as it is
+STALE_MS = 30 * 86400 * 1000  # older than the replay window (ledger_retention_days 7 by default, minus one)
+
+
+def merchant_tables(workdir):
+    """An [[alipay]] tenant with the test-only public key of Fixtures/alipay, an [[xxpay]] and a [[jeepay]] tenant
+    with secrets in files of the work directory. Charsets and sign types are left at their defaults (UTF-8, RSA2)."""
+    for name, key in (("xxpay.key", XXPAY_KEY), ("jeepay.key", JEEPAY_KEY)):
+        with open(os.path.join(workdir, name), "w", encoding="ascii") as f:
+            f.write(key + "\n")
+    public = os.path.join(ALIPAY_FIXTURES, "test-only-alipay-public-key.pem")
+    return (f'\n[[alipay]]\npath = "{ALIPAY_PATH}"\napp_id = "{ALIPAY_APP}"\n'
+            f'alipay_public_key_file = {json.dumps(public)}\n'
+            f'\n[[xxpay]]\npath = "{XXPAY_PATH}"\nmch_id = "{XXPAY_MCH}"\n'
+            f'key_file = {json.dumps(os.path.join(workdir, "xxpay.key"))}\n'
+            f'\n[[jeepay]]\npath = "{JEEPAY_PATH}"\nmch_no = "{JEEPAY_MCH}"\napp_id = "{JEEPAY_APP}"\n'
+            f'key_file = {json.dumps(os.path.join(workdir, "jeepay.key"))}\n')
+
+
+def quoted(items):
+    from urllib.parse import quote  # noqa: PLC0415
+    return "&".join(f"{k}={quote(v, safe='')}" for k, v in items)
+
+
+def post(path, body, content_type="application/x-www-form-urlencoded", length=None):
+    """A POST on its own connection; `length` declares another Content-Length than the body's."""
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\n\r\n").encode() + body
+
+
+def huge_post(path):
+    """A Content-Length far over max_body_bytes, and the first 16 KiB of the body: payhook refuses it from the
+    header (413) without reading the body."""
+    return post(path, b"x=" + b"y" * (16384 - 2), length=64 * MAX_BODY)
+
+
+def many_params(signed_items):
+    """A genuine notification's parameters plus enough made-up ones to fill the body just under max_body_bytes,
+    its sign left as it was (so it no longer verifies): the parser, the sort and the signed string at their
+    largest."""
+    extra, size = [], len(quoted(signed_items))
+    n = 0
+    while size + 30 < MAX_BODY - 64:
+        pair = (f"p{n:05d}", "v" * 16)
+        extra.append(pair)
+        size += len(pair[0]) + len(pair[1]) + 2
+        n += 1
+    return signed_items[:-1] + extra + signed_items[-1:]
+
+
+class Alipay:
+    """Alipay trade notifications signed with Python's `cryptography` and Fixtures/alipay's test-only key (RSA2:
+    RSASSA-PKCS1-v1_5 SHA-256 over the sorted `name=value` pairs, without sign and sign_type)."""
+
+    def __init__(self):
+        try:
+            from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+            from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+        except ImportError:
+            raise RunError("alipay-refusals needs the Python package cryptography (make test-deps), or leave the "
+                           "phase out with --phase") from None
+        with open(os.path.join(ALIPAY_FIXTURES, "test-only-alipay-private-key.pem"), "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), None)
+        self.pkcs1, self.sha256 = padding.PKCS1v15(), hashes.SHA256()
+
+    def sign(self, params, encoding="utf-8"):
+        text = "&".join(f"{k}={v}" for k, v in sorted(params) if v and k not in ("sign", "sign_type"))
+        return base64.b64encode(self.key.sign(text.encode(encoding), self.pkcs1, self.sha256)).decode()
+
+    @staticmethod
+    def params(n, app_id=ALIPAY_APP, notify_ms=None, subject="hostile"):
+        """A TRADE_SUCCESS of order hostile-ali-n, notified a minute ago (Beijing time)."""
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((notify_ms or time.time() * 1000 - 60000) / 1000 + 8 * 3600))
+        return [("notify_time", at), ("notify_type", "trade_status_sync"), ("notify_id", "%032x" % n),
+                ("charset", "utf-8"), ("version", "1.0"), ("sign_type", "RSA2"), ("app_id", app_id),
+                ("trade_no", "2026%024d" % n), ("out_trade_no", f"hostile-ali-{n}"), ("trade_status", "TRADE_SUCCESS"),
+                ("total_amount", "%d.%02d" % (1 + n // 100, n % 100)), ("subject", subject), ("gmt_payment", at)]
+
+    def signed(self, params):
+        return params + [("sign", self.sign(params))]
+
+
+ALIPAY_KINDS = ["bad-signature", "tampered", "unknown-app", "repeated-name", "malformed-escape",
+                "gbk-not-configured", "huge-body", "many-params", "stale", "moved-field"]
+ALIPAY_EXPECTED = {"bad-signature": 401, "tampered": 401, "unknown-app": 401, "repeated-name": 400,
+                   "malformed-escape": 400, "gbk-not-configured": 400, "huge-body": 413, "many-params": 401,
+                   "stale": 400, "moved-field": 400}
+
+
+def alipay_hostile(ali, i):
+    """Request i of the Alipay flood: kind ALIPAY_KINDS[i % 10], against order hostile-ali-(1 + i), never stored."""
+    kind = ALIPAY_KINDS[i % len(ALIPAY_KINDS)]
+    n = 1 + i
+    params = ali.params(n)
+    if kind == "bad-signature":
+        return kind, post(ALIPAY_PATH, quoted(params + [("sign", base64.b64encode(os.urandom(256)).decode())]).encode())
+    if kind == "tampered":
+        signed = ali.signed(params)
+        return kind, post(ALIPAY_PATH, quoted([(k, "999.00" if k == "total_amount" else v) for k, v in signed]).encode())
+    if kind == "unknown-app":
+        return kind, post(ALIPAY_PATH, quoted(ali.signed(ali.params(n, app_id="2021000000009999"))).encode())
+    if kind == "repeated-name":
+        return kind, post(ALIPAY_PATH, (quoted(ali.signed(params)) + f"&out_trade_no=hostile-ali-x{n}").encode())
+    if kind == "malformed-escape":
+        body = quoted(ali.signed(params)).replace("subject=hostile", "subject=host%G1le" if n % 2 else "subject=host%4")
+        return kind, post(ALIPAY_PATH, body.encode())
+    if kind == "gbk-not-configured":
+        # Correctly signed over the GBK bytes, as a GBK merchant's notification is: the tenant accepts UTF-8 only.
+        from urllib.parse import quote  # noqa: PLC0415
+        gbk = [(k, "gbk" if k == "charset" else "测试订单" if k == "subject" else v) for k, v in params]
+        sign = ali.sign(gbk, encoding="gbk")
+        body = "&".join(f"{k}={quote(v.encode('gbk'), safe='')}" for k, v in gbk + [("sign", sign)])
+        return kind, post(ALIPAY_PATH, body.encode())
+    if kind == "huge-body":
+        return kind, huge_post(ALIPAY_PATH)
+    if kind == "many-params":
+        return kind, post(ALIPAY_PATH, quoted(many_params(ali.signed(params))).encode())
+    if kind == "stale":
+        return kind, post(ALIPAY_PATH, quoted(ali.signed(ali.params(n, notify_ms=time.time() * 1000 - STALE_MS))).encode())
+    # A value holding `&out_biz_no=`: the signed string cannot tell it from a parameter of its own.
+    return kind, post(ALIPAY_PATH, quoted(ali.signed(ali.params(n, subject=f"x&out_biz_no=R{n}"))).encode())
+
+
+def md5_sign(params, secret):
+    """XxPay's and Jeepay's MD5 (Sources/PayhookXxPay/MD5KeySigning.swift), written here from the rule."""
+    pieces = sorted((f"{k}={v}&" for k, v in params if v != "" and k != "sign"), key=str.lower)
+    return hashlib.md5(("".join(pieces) + "key=" + secret).encode()).hexdigest().upper()
+
+
+def xxpay_params(n, mch=XXPAY_MCH, paid_ms=None, subject="hostile"):
+    paid = int(time.time() * 1000) - 60000 if paid_ms is None else int(paid_ms)
+    return [("payOrderId", "P%014d" % n), ("mchId", mch), ("mchOrderNo", f"hostile-xx-{n}"), ("channelId", "WX_NATIVE"),
+            ("amount", str(100 + n)), ("currency", "cny"), ("status", "2"), ("subject", subject),
+            ("paySuccTime", str(paid)), ("backType", "2")]
+
+
+def jeepay_params(n, app=JEEPAY_APP, mch=JEEPAY_MCH, req_ms=None, subject="hostile"):
+    req = int(time.time() * 1000) - 60000 if req_ms is None else int(req_ms)
+    return [("payOrderId", "P%016d" % n), ("mchNo", mch), ("appId", app), ("mchOrderNo", f"hostile-jee-{n}"),
+            ("ifCode", "wxpay"), ("wayCode", "WX_NATIVE"), ("amount", str(100 + n)), ("currency", "cny"),
+            ("state", "2"), ("subject", subject), ("successTime", str(req - 1000)), ("reqTime", str(req))]
+
+
+MD5_KINDS = ["bad-signature", "not-hex-sign", "tampered", "unknown-tenant", "repeated-name", "malformed-escape",
+             "not-utf8", "moved-field", "stale", "huge-body", "other-merchant"]
+MD5_EXPECTED = {"bad-signature": 401, "not-hex-sign": 401, "tampered": 401, "unknown-tenant": 401,
+                "repeated-name": 400, "malformed-escape": 400, "not-utf8": 400, "moved-field": 400, "stale": 400,
+                "huge-body": 413, "other-merchant": 401}
+
+
+def md5_hostile(i):
+    """Request i of the XxPay/Jeepay flood: even i to XxPay (parameters in the query of a POST with an empty
+    body), odd i to Jeepay (a form body); kind MD5_KINDS[(i // 2) % 11]. Returns (source, kind, bytes)."""
+    kind = MD5_KINDS[(i // 2) % len(MD5_KINDS)]
+    n = 1 + i
+    xx = i % 2 == 0
+    source = "xxpay" if xx else "jeepay"
+    secret = XXPAY_KEY if xx else JEEPAY_KEY
+    make = xxpay_params if xx else jeepay_params
+
+    def signed(params):
+        return params + [("sign", md5_sign(params, secret))]
+
+    def send(items, raw=None):
+        text = raw if raw is not None else quoted(items)
+        if xx:
+            return (f"POST {XXPAY_PATH}?{text} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                    f"Content-Length: 0\r\n\r\n").encode()
+        return post(JEEPAY_PATH, text.encode())
+
+    params = make(n)
+    if kind == "bad-signature":
+        return source, kind, send(params + [("sign", os.urandom(16).hex().upper())])
+    if kind == "not-hex-sign":
+        return source, kind, send(params + [("sign", "Z" * 32 if n % 4 < 2 else "ABC")])
+    if kind == "tampered":
+        return source, kind, send([(k, "99999" if k == "amount" else v) for k, v in signed(params)])
+    if kind == "unknown-tenant":
+        other = xxpay_params(n, mch="99990000") if xx else jeepay_params(n, app="ffffffffffffffffffffffff")
+        return source, kind, send(signed(other))
+    if kind == "repeated-name":
+        if xx:
+            # A name in the query and again in a form body: which copy was signed cannot be known.
+            head = (f"POST {XXPAY_PATH}?{quoted(signed(params))} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                    f"Content-Type: application/x-www-form-urlencoded\r\n")
+            body = f"mchOrderNo=hostile-xx-y{n}".encode()
+            return source, kind, (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        return source, kind, send(None, raw=quoted(signed(params)) + f"&mchOrderNo=hostile-jee-y{n}")
+    if kind == "malformed-escape":
+        return source, kind, send(None, raw=quoted(signed(params)).replace("subject=hostile", "subject=hos%ZZtile"))
+    if kind == "not-utf8":
+        return source, kind, send(None, raw=quoted(signed(params)).replace("subject=hostile", "subject=hos%C3%28tile"))
+    if kind == "moved-field":
+        return source, kind, send(signed(make(n, subject=f"x&mchOrderNo=hostile-moved-{n}")))
+    if kind == "stale":
+        old = time.time() * 1000 - STALE_MS
+        return source, kind, send(signed(xxpay_params(n, paid_ms=old) if xx else jeepay_params(n, req_ms=old)))
+    if kind == "huge-body":
+        return source, kind, huge_post(XXPAY_PATH if xx else JEEPAY_PATH)
+    # other-merchant: Jeepay's appId routes, and the mchNo it names must be that app's merchant; XxPay's tenant is
+    # its mchId alone, so its other-merchant is signed with another merchant's key.
+    if xx:
+        return source, kind, send(params + [("sign", md5_sign(params, JEEPAY_KEY))])
+    return source, kind, send(signed(jeepay_params(n, mch="M1799999999")))
+
+
+def refusal_phase(server, args, deadline, name, genuine, make, expected):
+    """The shared flood of the merchant phases. `genuine`: (request bytes, success body) stored before the flood;
+    `make(i)` -> (label, bytes), label = (source, kind); `expected`: {label: (status, body)}. Every answer must be
+    its label's; afterwards the spool holds the genuine events only, and RSS, in-flight and /healthz hold."""
+    failures = []
+    for data, success in genuine:
+        status, body = server.answer(data)
+        if (status, body) != (200, success):
+            raise RunError(f"{name}: a genuine notification was answered {status} {body[:40]!r}, not 200 {success!r}")
+    lock = threading.Lock()
+    by_label = {}
+
+    class Counting:
+        """The server, with each answer also counted by label (flood() calls exchange(make(i)))."""
+        def __getattr__(self, attr):
+            return getattr(server, attr)
+
+        def exchange(self, item):
+            label, data = item
+            got = server.answer(data)
+            with lock:
+                seen = by_label.setdefault(label, {})
+                seen[got] = seen.get(got, 0) + 1
+            return got[0]
+
+    warm = min(500, max(50, args.requests // 20))
+    baseline, sampler, took, (sent, answers, errors) = measured_flood(Counting(), args, deadline, warm, make)
+    if sent + errors < args.requests:
+        sampler.stop()
+        raise RunError(f"{name}: the time budget ran out after {sent} of {args.requests} requests")
+    inflight = settled_inflight(server)
+    after = server.rss()
+    growth = max(sampler.stop(), after) - baseline
+    spool = os.path.join(server.workdir, f"spool-{name}")
+    listing = {sub: [n for n in os.listdir(os.path.join(spool, sub)) if not n.startswith(".")]
+               for sub in ("new", "ids", "tmp", "conflicts", "corrupt")}
+    status, _ = server.get("/healthz")
+    shown = {"/".join(label): {f"{k[0]} {k[1].decode(errors='replace')}": v for k, v in got.items()}
+             for label, got in sorted(by_label.items())}
+    print(f"  {name}: {sent} hostile notifications in {took:.1f} s ({sent / max(took, 1e-9):.0f}/s), answers "
+          f"{answers or 'none'}; by kind {shown}; new/ {len(listing['new'])}, tmp/ {len(listing['tmp'])}, "
+          f"conflicts/ {len(listing['conflicts'])}; RSS baseline {baseline / MIB:.1f} MiB, peak +{growth / MIB:.1f} MiB; "
+          f"in flight 3 s later {inflight}; /healthz {status}")
+    for label, want in expected.items():
+        got = by_label.get(label, {})
+        wrong = {f"{k[0]} {k[1][:20]!r}": v for k, v in got.items() if k != want}
+        if wrong:
+            failures.append(f"{name}: {'/'.join(label)} requests were answered {wrong}, not only {want[0]} {want[1]!r}")
+        if not got:
+            failures.append(f"{name}: no {'/'.join(label)} request was answered at all")
+    if errors:
+        failures.append(f"{name}: {errors} of {args.requests} connections to the server failed")
+    want = len(genuine)
+    if (len(listing["new"]) != want or len(listing["ids"]) != want or listing["tmp"] or listing["conflicts"]
+            or listing["corrupt"]):
+        failures.append(f"{name}: the spool holds new/ {len(listing['new'])}, ids/ {len(listing['ids'])}, tmp/ "
+                        f"{len(listing['tmp'])}, conflicts/ {len(listing['conflicts'])}, corrupt/ "
+                        f"{len(listing['corrupt'])}; only the {want} genuine events may be stored")
+    if growth > args.rss_bound_mib * MIB:
+        failures.append(f"{name}: the server's RSS grew by {growth / MIB:.1f} MiB during {sent} requests "
+                        f"(bound {args.rss_bound_mib} MiB)")
+    if inflight != 0:
+        failures.append(f"{name}: payhook_inflight_requests was still {inflight} 3 s after the flood, not 0")
+    if status != 200:
+        failures.append(f"{name}: GET /healthz after the flood answered {status}, not 200")
+    return failures
+
+
+def phase_alipay_refusals(server, args, deadline):
+    ali = Alipay()
+    genuine = [(post(ALIPAY_PATH, quoted(ali.signed(ali.params(0))).encode()), b"success")]
+    expected = {("alipay", kind): (status, b"fail") for kind, status in ALIPAY_EXPECTED.items()}
+    return refusal_phase(server, args, deadline, "alipay-refusals", genuine,
+                         lambda i: (("alipay", ALIPAY_KINDS[i % len(ALIPAY_KINDS)]), alipay_hostile(ali, i)[1]),
+                         expected)
+
+
+def phase_md5_refusals(server, args, deadline):
+    def send_xx(params):
+        return (f"POST {XXPAY_PATH}?{quoted(params)} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                f"Content-Length: 0\r\n\r\n").encode()
+    xx, jee = xxpay_params(0), jeepay_params(0)
+    genuine = [(send_xx(xx + [("sign", md5_sign(xx, XXPAY_KEY))]), b"success"),
+               (post(JEEPAY_PATH, quoted(jee + [("sign", md5_sign(jee, JEEPAY_KEY))]).encode()), b"SUCCESS")]
+    expected = {}
+    for kind, status in MD5_EXPECTED.items():
+        expected[("xxpay", kind)] = (status, b"fail")
+        expected[("jeepay", kind)] = (status, b"FAIL")
+
+    def make(i):
+        source, kind, data = md5_hostile(i)
+        return (source, kind), data
+    return refusal_phase(server, args, deadline, "md5-refusals", genuine, make, expected)
+
+
 PHASES = {
     "many-args": phase_many_args,
     "conflicts": phase_conflicts,
     "v3-refusals": phase_v3_refusals,
+    "alipay-refusals": phase_alipay_refusals,
+    "md5-refusals": phase_md5_refusals,
 }
+MERCHANT_PHASES = ("alipay-refusals", "md5-refusals")
 
 
 def main():
@@ -586,7 +939,8 @@ def main():
         for name in args.phase or list(PHASES):
             print(f"hostile run: phase {name}: {args.requests} requests from {args.clients} threads")
             v3 = V3() if name == "v3-refusals" else None
-            server = Server(binary, workdir, name, args.clients, extra=v3_table(workdir) if v3 else "")
+            extra = v3_table(workdir) if v3 else merchant_tables(workdir) if name in MERCHANT_PHASES else ""
+            server = Server(binary, workdir, name, args.clients, extra=extra)
             server.v3 = v3
             try:
                 failures += PHASES[name](server, args, deadline)

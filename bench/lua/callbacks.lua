@@ -11,12 +11,17 @@
 --                v3dup:    POST the first DUP_SET v3 lines over and over, like dup
 --                A v3 line is `timestamp TAB nonce TAB serial TAB signature TAB body` (gen_requests.py
 --                wechatv3): the body is sent as it is, the rest as the Wechatpay-* headers.
+--                alipayunique: POST each line (an Alipay form body) once to ALIPAY_PATH, split like unique
+--                alipaydup:    POST the first DUP_SET Alipay lines over and over, like dup
+--                jeepaydup:    POST the first DUP_SET Jeepay lines (form bodies) over and over to JEEPAY_PATH
 --   LINES        request file from gen_requests.py (line i = event i)
 --   WRK_THREADS  must equal wrk's -t
 --   MAX_LINES    read at most this many lines (keeps wrk's start-up short; 0 = all)
 --   DUP_SET      distinct events cycled by dup (default 100)
 --   WECHAT_PATH  target of the wechat POSTs (default /notify/wechat)
 --   V3_PATH      target of the v3 POSTs (default /notify/wechatpay)
+--   ALIPAY_PATH  target of the Alipay POSTs (default /notify/alipay)
+--   JEEPAY_PATH  target of the Jeepay POSTs (default /notify/jeepay)
 --   EXPECT_STATUS the success answer's status (default 200; v3: 204)
 --   EXPECT_BODY  the exact success answer's body (v3: empty); anything else (status or body) counts as bad
 --   RESULT_OUT   file done() writes the per-thread accounting and the latency summary to
@@ -63,8 +68,13 @@ function init(args)
    expect_status = tonumber(os.getenv("EXPECT_STATUS") or "200")
    wechat_path = os.getenv("WECHAT_PATH") or "/notify/wechat"
    v3_path = os.getenv("V3_PATH") or "/notify/wechatpay"
-   cycling = workload == "dup" or workload == "v3dup"
+   alipay_path = os.getenv("ALIPAY_PATH") or "/notify/alipay"
+   jeepay_path = os.getenv("JEEPAY_PATH") or "/notify/jeepay"
+   cycling = workload == "dup" or workload == "v3dup" or workload == "alipaydup" or workload == "jeepaydup"
    v3 = workload == "v3unique" or workload == "v3dup"
+   form_path = nil
+   if workload == "alipayunique" or workload == "alipaydup" then form_path = alipay_path end
+   if workload == "jeepaydup" then form_path = jeepay_path end
    lines = {}
    local i = 0
    for line in io.lines(os.getenv("LINES")) do
@@ -91,6 +101,7 @@ function init(args)
    first_us, last_us = 0, 0
    badstatus, badbody = "", ""
    headers = {["Content-Type"] = "text/xml"}
+   formheaders = {["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"}
    v3headers = {["Content-Type"] = "application/json",
                 ["Wechatpay-Signature-Type"] = "WECHATPAY2-SHA256-RSA2048"}
 end
@@ -120,6 +131,9 @@ function build(line)
    end
    if workload == "wechat" then
       return wrk.format("POST", wechat_path, headers, line)
+   end
+   if form_path then
+      return wrk.format("POST", form_path, formheaders, line)
    end
    return wrk.format("GET", line)
 end
