@@ -85,6 +85,8 @@ public final class PayhookServer: Sendable {
             metadata: [
                 "listen": "\(http.boundAddress)", "spool": "\(config.spool)",
                 "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
+                "wechat_v3.tenants": "\(config.wechatV3.count)", "alipay.tenants": "\(config.alipay.count)",
+                "xxpay.tenants": "\(config.xxpay.count)", "jeepay.tenants": "\(config.jeepay.count)",
             ])
     }
 
