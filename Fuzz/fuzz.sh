@@ -3,7 +3,8 @@
 #
 #   Fuzz/fuzz.sh [--seconds N] [--build-only] [--keep-corpus] [target…]
 #
-# Targets: query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 (default: all of them).
+# Targets: query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify
+# (default: all of them).
 # Exits non-zero if a build fails or any target finds a crash or property violation; the crash input's
 # path is printed (it is kept under .build-fuzz/artifacts/, which git ignores).
 #
@@ -16,7 +17,7 @@ ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
-ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3)
+ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify)
 SECONDS_PER_TARGET=60
 BUILD_ONLY=0
 KEEP_CORPUS=0
@@ -49,6 +50,7 @@ target_source() {
         query-decoder) echo QueryDecoder ;; unified-verifier) echo UnifiedVerifier ;;
         wechat-xml) echo WeChatXML ;; refund-decryptor) echo RefundDecryptor ;;
         event-file) echo EventFile ;; wechat-v3) echo WeChatV3 ;;
+        alipay) echo Alipay ;; md5-notify) echo MD5Notify ;;
     esac
 }
 target_modules() {
@@ -58,6 +60,8 @@ target_modules() {
         wechat-xml|refund-decryptor) echo PayhookWeChat PayhookCrypto PayhookCore ;;
         event-file) echo PayhookSpoolFormat PayhookCore CPayhookShim ;;
         wechat-v3) echo PayhookWeChat PayhookSpoolFormat PayhookCrypto PayhookCore CPayhookShim ;;
+        alipay) echo PayhookAlipay PayhookCrypto PayhookCore ;;
+        md5-notify) echo PayhookXxPay PayhookCrypto PayhookCore ;;
     esac
 }
 # Longest input libFuzzer may generate. Real queries are about 300 bytes, so 1 KiB leaves room for
@@ -65,7 +69,7 @@ target_modules() {
 # enough for a 257th child.
 target_max_len() {
     case "$1" in
-        query-decoder|unified-verifier) echo 1024 ;;
+        query-decoder|unified-verifier|md5-notify) echo 1024 ;;
         event-file) echo 8192 ;;
         *) echo 4096 ;;
     esac
@@ -76,6 +80,8 @@ target_dictionary() {
         wechat-xml|refund-decryptor) echo "$ROOT/Fuzz/Dictionaries/xml.dict" ;;
         event-file) echo "$ROOT/Fuzz/Dictionaries/json.dict" ;;
         wechat-v3) echo "$ROOT/Fuzz/Dictionaries/wechat-v3.dict" ;;
+        alipay) echo "$ROOT/Fuzz/Dictionaries/alipay.dict" ;;
+        md5-notify) echo "$ROOT/Fuzz/Dictionaries/md5-notify.dict" ;;
     esac
 }
 
@@ -98,7 +104,7 @@ for flag in "${CRYPTO_CFLAGS[@]}"; do [ -n "$flag" ] && CRYPTO_INCLUDES+=(-Xcc "
 module_deps() {
     case "$1" in
         PayhookCore|PayhookCrypto) ;;
-        PayhookUnified|PayhookWeChat) echo PayhookCore PayhookCrypto ;;
+        PayhookUnified|PayhookWeChat|PayhookAlipay|PayhookXxPay) echo PayhookCore PayhookCrypto ;;
         PayhookSpoolFormat) echo PayhookCore CPayhookShim ;;
     esac
 }
@@ -174,14 +180,14 @@ has_module() { case " ${needed_modules[*]} " in *" $1 "*) return 0 ;; *) return 
 
 mkdir -p "$OUT/lib" "$OUT/modules" "$OUT/bin" "$OUT/logs" "$OUT/artifacts"
 build_started=$(date +%s)
-# Layer by layer: the C shim, Core and Crypto depend on nothing; Unified and WeChat on Core and Crypto, the spool
+# Layer by layer: the C shim, Core and Crypto depend on nothing; Unified, WeChat, Alipay and XxPay on Core and Crypto, the spool
 # format on Core and the shim; targets on modules.
 layer=()
 has_module CPayhookShim && layer+=("build_shim")
 for m in PayhookCore PayhookCrypto; do has_module "$m" && layer+=("build_module $m"); done
 in_parallel "${layer[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 layer=()
-for m in PayhookUnified PayhookWeChat PayhookSpoolFormat; do has_module "$m" && layer+=("build_module $m"); done
+for m in PayhookUnified PayhookWeChat PayhookAlipay PayhookXxPay PayhookSpoolFormat; do has_module "$m" && layer+=("build_module $m"); done
 [ ${#layer[@]} -eq 0 ] || in_parallel "${layer[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 layer=()
 for t in "${TARGETS[@]}"; do layer+=("build_target $t"); done
@@ -238,6 +244,24 @@ seed_corpus() {
             cp "$ROOT/Fixtures/wechat-v3/go-sdk/body.json" "$dir/go-sdk-body.json"
             cp "$ROOT/Fixtures/wechat-v3/go-sdk/plaintext.json" "$dir/go-sdk-plaintext.json"
             for f in "$ROOT"/Fuzz/Seeds/wechat-v3/*; do cp "$f" "$dir/"; done ;;
+        alipay)
+            # Notifications signed with the test-only key for the target's own tenant, written by the target
+            # itself (trade, refund, closed, RSA, GBK, open-platform under both rules), and the real ones of
+            # Fixtures/alipay (another app's: the raw reading refuses them, the signed one re-signs them), each
+            # at both length parities, which pick the tenant with gateway notifications off or on.
+            PAYHOOK_FUZZ_WRITE_SEEDS=$dir "$OUT/bin/alipay" >/dev/null
+            for f in "$ROOT"/Fixtures/alipay/*.form; do
+                cp "$f" "$dir/"
+                { cat "$f"; printf '&'; } >"$dir/$(basename "$f")-amp"
+            done ;;
+        md5-notify)
+            # The XxPay and Jeepay vectors, each at the three lengths modulo 3 that pick the request's form (an
+            # empty POST with the query, a GET, a form body): empty trailing pieces change nothing else.
+            for f in "$ROOT"/Fixtures/xxpay/*.query "$ROOT"/Fixtures/jeepay/*.form; do
+                cp "$f" "$dir/"
+                { cat "$f"; printf '&'; } >"$dir/$(basename "$f")-amp"
+                { cat "$f"; printf '&&'; } >"$dir/$(basename "$f")-amp2"
+            done ;;
     esac
 }
 

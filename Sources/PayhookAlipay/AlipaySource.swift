@@ -246,7 +246,9 @@ public struct AlipaySource: CallbackSource {
                 return .semantic("\(parameter.name) holds '&' or '=', which no genuine \(parameter.name) does")
             }
             guard parameter.value.utf8.contains(UInt8(ascii: "&")) else { continue }
-            for name in keyFields where parameter.value.contains("&" + name + "=") {
+            // By bytes: String's contains compares characters, and `=` followed by a combining mark (or `&` after
+            // a prepended one) is another character, so a moved parameter would go unseen.
+            for name in keyFields where parameter.value.utf8.contains(("&" + name + "=").utf8) {
                 return .semantic("\(LogText.printable(parameter.name, limit: 32)) holds '&\(name)=': a signed parameter moved inside another's value")
             }
         }

@@ -10,10 +10,14 @@ public enum TextCharset: String, Sendable, Equatable, CaseIterable {
     /// The charset a `charset` parameter or a config entry names, case-insensitively: `utf-8`/`utf8`, `gbk`.
     /// nil for any other name (GB2312 and GB18030 included: a sender that names them is not one payhook knows).
     public init?(name: String) {
-        switch name.lowercased() {
-        case "utf-8", "utf8": self = .utf8
-        case "gbk": self = .gbk
-        default: return nil
+        // ASCII letters only, compared as bytes: Unicode's lowercasing turns the Kelvin sign (U+212A) into `k`.
+        let lowered = name.utf8.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
+        if lowered.elementsEqual("utf-8".utf8) || lowered.elementsEqual("utf8".utf8) {
+            self = .utf8
+        } else if lowered.elementsEqual("gbk".utf8) {
+            self = .gbk
+        } else {
+            return nil
         }
     }
 
@@ -35,8 +39,9 @@ public enum TextCharset: String, Sendable, Equatable, CaseIterable {
         guard converter != iconv_t(bitPattern: -1) else { return nil }
         defer { iconv_close(converter) }
         var input = bytes.map { CChar(bitPattern: $0) }
-        // A GBK character is one or two bytes and becomes at most three in UTF-8.
-        var output = [CChar](repeating: 0, count: bytes.count * 2 + 4)
+        // A GBK character is one or two bytes and becomes at most three in UTF-8; room for three per byte, since
+        // the one-byte 0x80 is the euro sign, U+20AC.
+        var output = [CChar](repeating: 0, count: bytes.count * 3 + 4)
         var inputLeft = input.count
         var outputLeft = output.count
         let result = input.withUnsafeMutableBufferPointer { inBuffer in
