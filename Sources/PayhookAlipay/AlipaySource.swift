@@ -240,19 +240,7 @@ public struct AlipaySource: CallbackSource {
 
     /// Refuses a value that could stand for several parameters of the signed string (see ``keyFields``).
     public static func checkMoves(_ parameters: [FormParameter]) -> Refusal? {
-        let key = Set(keyFields)
-        for parameter in parameters where parameter.name != AlipaySigning.signParameter {
-            if key.contains(parameter.name), parameter.value.utf8.contains(where: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "=") }) {
-                return .semantic("\(parameter.name) holds '&' or '=', which no genuine \(parameter.name) does")
-            }
-            guard parameter.value.utf8.contains(UInt8(ascii: "&")) else { continue }
-            // By bytes: String's contains compares characters, and `=` followed by a combining mark (or `&` after
-            // a prepended one) is another character, so a moved parameter would go unseen.
-            for name in keyFields where parameter.value.utf8.contains(("&" + name + "=").utf8) {
-                return .semantic("\(LogText.printable(parameter.name, limit: 32)) holds '&\(name)=': a signed parameter moved inside another's value")
-            }
-        }
-        return nil
+        FieldMoves.refusal(parameters, keyFields: keyFields, signParameter: AlipaySigning.signParameter)
     }
 
     struct Checked {
