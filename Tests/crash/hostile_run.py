@@ -450,21 +450,28 @@ def v3_table(workdir):
             f'public_key_id = "{V3_KEY_ID}"\n')
 
 
+def rsa_signer(pem_path, phase):
+    """The private key of a PEM file, PKCS#1 v1.5 padding and SHA-256, from Python's `cryptography` (no code
+    shared with payhook), for the phases that sign RSA notifications."""
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+    except ImportError:
+        raise RunError(f"{phase} needs the Python package cryptography (make test-deps), or leave the phase out "
+                       "with --phase") from None
+    with open(pem_path, "rb") as f:
+        return serialization.load_pem_private_key(f.read(), None), padding.PKCS1v15(), hashes.SHA256()
+
+
 class V3:
     """Signs v3 notifications (Python's `cryptography`, no code shared with payhook): AES-256-GCM for the
     resource, RSASSA-PKCS1-v1_5 SHA-256 over `timestamp\\nnonce\\nbody\\n` for the headers."""
 
     def __init__(self):
-        try:
-            from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-            from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-        except ImportError:
-            raise RunError("v3-refusals needs the Python package cryptography (make test-deps), or leave the phase "
-                           "out with --phase") from None
-        with open(os.path.join(V3_FIXTURES, "wechat_pay_private_key.pem"), "rb") as f:
-            self.key = serialization.load_pem_private_key(f.read(), None)
-        self.gcm, self.pkcs1, self.sha256 = AESGCM(V3_API_KEY.encode()), padding.PKCS1v15(), hashes.SHA256()
+        self.key, self.pkcs1, self.sha256 = rsa_signer(os.path.join(V3_FIXTURES, "wechat_pay_private_key.pem"),
+                                                       "v3-refusals")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        self.gcm = AESGCM(V3_API_KEY.encode())
 
     def body(self, n):
         """A TRANSACTION.SUCCESS notification for order hostile-v3-n, paid a minute ago."""
@@ -656,15 +663,8 @@ class Alipay:
     RSASSA-PKCS1-v1_5 SHA-256 over the sorted `name=value` pairs, without sign and sign_type)."""
 
     def __init__(self):
-        try:
-            from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-            from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
-        except ImportError:
-            raise RunError("alipay-refusals needs the Python package cryptography (make test-deps), or leave the "
-                           "phase out with --phase") from None
-        with open(os.path.join(ALIPAY_FIXTURES, "test-only-alipay-private-key.pem"), "rb") as f:
-            self.key = serialization.load_pem_private_key(f.read(), None)
-        self.pkcs1, self.sha256 = padding.PKCS1v15(), hashes.SHA256()
+        self.key, self.pkcs1, self.sha256 = rsa_signer(
+            os.path.join(ALIPAY_FIXTURES, "test-only-alipay-private-key.pem"), "alipay-refusals")
 
     def sign(self, params, encoding="utf-8"):
         text = "&".join(f"{k}={v}" for k, v in sorted(params) if v and k not in ("sign", "sign_type"))
