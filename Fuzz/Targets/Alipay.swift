@@ -406,7 +406,9 @@ private func expectedVerdict(_ body: [UInt8], gateway: Bool) -> Expected {
         if keyFields.contains(name), valueBytes.contains(UInt8(ascii: "&")) || valueBytes.contains(UInt8(ascii: "=")) { return result }
         if keyFields.contains(where: { contains(valueBytes, bytes("&" + $0 + "=")) }) { return result }
     }
-    if let seller = value("seller_id"), !seller.utf8.elementsEqual(sellerID.utf8) { return result }
+    // Under the pin a trade notification must name the seller; an open-platform one only if it names one.
+    let seller = value("seller_id")
+    if trade || seller != nil, !(seller ?? "").utf8.elementsEqual(sellerID.utf8) { return result }
     guard let notified = value("notify_time").flatMap({ beijing(bytes($0), dashed: true) }), notified >= now - window else { return result }
     if trade {
         let status = value("trade_status") ?? ""
@@ -425,7 +427,8 @@ private func expectedVerdict(_ body: [UInt8], gateway: Bool) -> Expected {
         let type = value("notify_type") ?? "", id = value("notify_id") ?? ""
         guard !type.isEmpty, !id.isEmpty else { return result }
         result.keyParts = [appID, type, id]
-        result.orderRef = value("out_trade_no") ?? ""
+        // The notification id when no order is named: order_ref is never empty (schema/event.v1.schema.json).
+        result.orderRef = value("out_trade_no").flatMap { $0.isEmpty ? nil : $0 } ?? id
         result.status = type
         result.amount = 0
     }
