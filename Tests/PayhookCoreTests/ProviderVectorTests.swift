@@ -103,6 +103,9 @@ import Testing
         #expect(event.status == "servicemarket_order_notify")
         #expect(event.fields.contains { $0.name == "sign_type" })
         #expect(event.dedupeKey.parts == ["2017122801303261", "servicemarket_order_notify", "2019030800222102023008121054923345"])
+        for changed in Self.oneByteChanges(body, skipping: ["sign"]) {
+            #expect(Self.refusal(gateway.process(Self.post("/notify/alipay", body: changed), nowMilliseconds: 1_552_011_623_000)) != nil)
+        }
         let tradeOnly = try Self.alipay("2017122801303261", keyFile: "a2-alipay-public-key.pem")
         #expect(Self.refusal(tradeOnly.process(Self.post("/notify/alipay", body: body), nowMilliseconds: 1_552_011_623_000))?.status == 401)
     }
@@ -113,6 +116,9 @@ import Testing
         let now: Int64 = 1_703_147_205_000
         let event = try Self.event(source.process(Self.post("/notify/alipay", body: body), nowMilliseconds: now))
         #expect(event.fields.contains { $0.name == "subject" && $0.value == "yansongda+测试 - 1" })
+        for changed in Self.oneByteChanges(body, skipping: ["sign", "sign_type"]) {
+            #expect(Self.refusal(source.process(Self.post("/notify/alipay", body: changed), nowMilliseconds: now)) != nil)
+        }
         // The `+` read as a space, as a lenient decoder of the raw body would, is another subject: refused.
         let text = String(decoding: body, as: UTF8.self).replacingOccurrences(of: "yansongda%2B", with: "yansongda+")
         #expect(Self.refusal(source.process(Self.post("/notify/alipay", body: Array(text.utf8)), nowMilliseconds: now))?.status == 401)
@@ -180,6 +186,9 @@ import Testing
         }
         let generated = try Self.fixture("jeepay/j-1-generated.form")
         #expect(try Self.event(source.process(Self.post("/notify/jeepay", body: generated), nowMilliseconds: 1_704_081_607_000)).amount == 100)
+        for changed in Self.oneByteChanges(generated, skipping: ["sign"]) {
+            #expect(Self.refusal(source.process(Self.post("/notify/jeepay", body: changed), nowMilliseconds: 1_704_081_607_000)) != nil)
+        }
     }
 
     @Test func j2bDocumentationExampleSignsAsItsSDKSays() throws {
@@ -187,6 +196,11 @@ import Testing
         let key = try Self.secret("jeepay-docs.appsecret")
         #expect(MD5KeySigning.sign(form, secret: Array(key.value.utf8)) == "84E1CA56F984502BBAC06EA6707157F5")
         #expect(try MD5KeySigning.verify(form, sign: "84e1ca56f984502bbac06ea6707157f5", secrets: [key]).get() == 1)
+        for changed in Self.oneByteChanges(try Self.fixture("jeepay/j2b-doc-example.form"), skipping: ["sign"]) {
+            // A change that breaks an escape is refused before any signature; the rest must not verify.
+            guard let params = try? FormQuery.decode(String(decoding: changed, as: UTF8.self)) else { continue }
+            #expect(throws: Refusal.self) { try MD5KeySigning.verify(params, sign: "84E1CA56F984502BBAC06EA6707157F5", secrets: [key]).get() }
+        }
         // The documentation's printed result is not the MD5 of its printed string.
         #expect(throws: Refusal.self) { try MD5KeySigning.verify(form, sign: "4A5078DABBCE0D9C4E7668DACB96FF7A", secrets: [key]).get() }
     }
