@@ -471,12 +471,12 @@ extension Explainer {
         if matches(secrets, { joined(caseSensitive, $0) }) {
             hints.append("it matches when the strings are sorted case-sensitively (byte order); XxPay and Jeepay sort them ignoring case")
         }
-        let withEmpty = signed.map { piece($0.name, $0.value) }.sorted(by: caseInsensitivePrecedes)
-        if signed.count != nonEmpty.count && matches(secrets, { joined(withEmpty, $0) }) {
+        let withEmpty = MD5KeySigning.signedPrefix(signed, keepingEmpty: true)
+        if signed.count != nonEmpty.count && matches(secrets, { withEmpty + $0 }) {
             hints.append("it matches when empty values are signed; they are left out of the string")
         }
-        let encoded = nonEmpty.map { piece($0.name, UnifiedSigner.encode($0.value)) }.sorted(by: caseInsensitivePrecedes)
-        if matches(secrets, { joined(encoded, $0) }) {
+        let encoded = MD5KeySigning.signedPrefix(nonEmpty.map { FormParameter(name: $0.name, value: UnifiedSigner.encode($0.value)) })
+        if matches(secrets, { encoded + $0 }) {
             hints.append("it matches when the values are signed URL-encoded; the sender signs the decoded values")
         }
         for (name, otherSecrets) in others where matches(otherSecrets, { MD5KeySigning.message(parameters, secret: $0) }) {
@@ -489,14 +489,5 @@ extension Explainer {
                     : "no common variant matches either: check that key_file holds this appId's app secret (each app of a merchant has its own), and that no value changed after signing")
         }
         return hints
-    }
-
-    /// Java's `String.CASE_INSENSITIVE_ORDER` for these strings, as MD5KeySigning sorts them: ASCII letters
-    /// compared lowercased, UTF-16 code units otherwise.
-    static func caseInsensitivePrecedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        func lower(_ unit: UInt16) -> UInt16 { (0x41...0x5A).contains(unit) ? unit | 0x20 : unit }
-        let left = Array(String(decoding: a, as: UTF8.self).utf16).map(lower)
-        let right = Array(String(decoding: b, as: UTF8.self).utf16).map(lower)
-        return left.lexicographicallyPrecedes(right)
     }
 }
