@@ -49,28 +49,6 @@ extension ConfigLoader {
             gatewayNotifications: gateway, line: table.line)
     }
 
-    /// A non-empty array of names from a fixed set (`sign_types`, `charsets`); `fallback` when the key is absent.
-    private func names<T: Hashable>(
-        _ table: TOMLTable, _ key: String, default fallback: Set<T>, parse: (String) -> T?, allowed: [String], _ c: inout Context
-    ) -> Set<T>? {
-        guard let node = table[key] else { return fallback }
-        let listed = allowed.map { "\"\($0)\"" }.joined(separator: ", ")
-        guard case .array(let items) = node.value, !items.isEmpty else {
-            c.error(node.line, "\(key) must be a non-empty array of \(listed)")
-            return nil
-        }
-        var chosen = Set<T>()
-        for item in items {
-            if case .string(let name) = item.value, let value = parse(name) {
-                chosen.insert(value)
-            } else {
-                c.error(item.line, "\(key) may hold only \(listed)")
-                return nil
-            }
-        }
-        return chosen
-    }
-
     /// `alipay_public_key_file`: one file name or several. Each file may hold PEM public keys, an Alipay public-key
     /// certificate (`alipayCertPublicKey_RSA2.crt`: the first certificate is Alipay's, the ones after it are its
     /// issuers, chain material and not keys, as Alipay's SDKs read the file) or one bare base64 key as Alipay's

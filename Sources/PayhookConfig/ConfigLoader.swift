@@ -361,3 +361,29 @@ extension Substring {
         return String(scalars[first...last])
     }
 }
+
+extension ConfigLoader {
+    /// A non-empty array of names from a fixed set (`sign_types`, `charsets`); `fallback` when the key is absent,
+    /// nil after reporting every name that is not in the set.
+    func names<T: Hashable>(
+        _ table: TOMLTable, _ key: String, default fallback: Set<T>, parse: (String) -> T?, allowed: [String], _ c: inout Context
+    ) -> Set<T>? {
+        guard let node = table[key] else { return fallback }
+        let listed = allowed.map { "\"\($0)\"" }.joined(separator: ", ")
+        guard case .array(let items) = node.value, !items.isEmpty else {
+            c.error(node.line, "\(key) must be a non-empty array of \(listed)")
+            return nil
+        }
+        var chosen = Set<T>()
+        var wrong = false
+        for item in items {
+            if case .string(let name) = item.value, let value = parse(name) {
+                chosen.insert(value)
+            } else {
+                c.error(item.line, "\(key) may hold only \(listed)")
+                wrong = true
+            }
+        }
+        return wrong ? nil : chosen
+    }
+}

@@ -23,25 +23,11 @@ extension ConfigLoader {
             if value.isEmpty { c.error(node.line, "appid must not be empty (leave it out to accept any appid)") }
             appID = value
         }
-        var signTypes = Set(WeChatSignType.allCases)
-        if let node = table["sign_types"] {
-            let allowed = WeChatSignType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-            if case .array(let items) = node.value, !items.isEmpty {
-                var chosen = Set<WeChatSignType>()
-                for item in items {
-                    if case .string(let name) = item.value, let type = WeChatSignType(rawValue: name) {
-                        chosen.insert(type)
-                    } else {
-                        c.error(item.line, "sign_types may hold only \(allowed)")
-                    }
-                }
-                signTypes = chosen
-            } else {
-                c.error(node.line, "sign_types must be a non-empty array of \(allowed)")
-            }
-        }
+        let signTypes = names(
+            table, "sign_types", default: Set(WeChatSignType.allCases), parse: { WeChatSignType(rawValue: $0) },
+            allowed: WeChatSignType.allCases.map(\.rawValue), &c)
         let keys = loadSecrets(table, names: ("api_key", "api_key_file", "api_key_env"), what: "[[wechat]]", &c)
-        guard c.issues.count == before, let path, let mchID, let keys else { return nil }
+        guard c.issues.count == before, let path, let mchID, let keys, let signTypes else { return nil }
         return WeChatTenant(path: path, mchID: mchID, appID: appID, keys: keys, signTypes: signTypes, line: table.line)
     }
 
