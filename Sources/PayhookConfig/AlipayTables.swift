@@ -77,15 +77,12 @@ extension ConfigLoader {
         var roots: [UInt8]?
         if let rootNode = table["alipay_root_cert_file"], let name = string(rootNode, "alipay_root_cert_file", &c) {
             let path = Self.resolve(name, against: c.baseDirectory)
-            do {
-                let bytes = try readFile(path)
+            if let bytes = readKeyFile(path, "alipay_root_cert_file", line: rootNode.line, &c) {
                 if X509Chain.certificateCount(pem: bytes) == 0 {
                     c.error(rootNode.line, "alipay_root_cert_file \(path) holds no PEM certificate")
                 } else {
                     roots = bytes
                 }
-            } catch {
-                c.error(rootNode.line, "cannot read alipay_root_cert_file \(path): \(error)")
             }
         }
         let now = self.now()
@@ -96,13 +93,7 @@ extension ConfigLoader {
                 continue
             }
             let path = Self.resolve(name, against: c.baseDirectory)
-            let bytes: [UInt8]
-            do {
-                bytes = try readFile(path)
-            } catch {
-                c.error(line, "cannot read alipay_public_key_file \(path): \(error)")
-                continue
-            }
+            guard let bytes = readKeyFile(path, "alipay_public_key_file", line: line, &c) else { continue }
             var blocks = PEMFile.blocks(bytes)
             if blocks.isEmpty, let wrapped = PEMFile.wrapBareKey(bytes) { blocks = PEMFile.blocks(wrapped) }
             var found = 0

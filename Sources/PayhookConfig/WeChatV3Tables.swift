@@ -171,7 +171,8 @@ extension ConfigLoader {
         return Self.resolve(value, against: c.baseDirectory)
     }
 
-    private func readKeyFile(_ path: String, _ what: String, line: Int, _ c: inout Context) -> [UInt8]? {
+    /// The bytes of a key or certificate file, or nil after reporting why it cannot be read.
+    func readKeyFile(_ path: String, _ what: String, line: Int, _ c: inout Context) -> [UInt8]? {
         do {
             return try readFile(path)
         } catch {
