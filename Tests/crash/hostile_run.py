@@ -419,13 +419,21 @@ def phase_conflicts(server, args, deadline):
     if dropped is None or dropped < sent + warm - len(copies):
         failures.append(f"conflicts: payhook_conflicts_total counts {dropped} dropped, fewer than the "
                         f"{sent + warm - len(copies)} variants that were not kept")
+    failures += aftermath("conflicts", args, sent, growth, inflight, status)
+    return failures
+
+
+def aftermath(name, args, sent, growth, inflight, status):
+    """What every flood phase requires of the server afterwards: its RSS within the bound, nothing left in
+    flight 3 s later, and /healthz answering 200."""
+    failures = []
     if growth > args.rss_bound_mib * MIB:
-        failures.append(f"conflicts: the server's RSS grew by {growth / MIB:.1f} MiB during {sent} requests "
+        failures.append(f"{name}: the server's RSS grew by {growth / MIB:.1f} MiB during {sent} requests "
                         f"(bound {args.rss_bound_mib} MiB)")
     if inflight != 0:
-        failures.append(f"conflicts: payhook_inflight_requests was still {inflight} 3 s after the flood, not 0")
+        failures.append(f"{name}: payhook_inflight_requests was still {inflight} 3 s after the flood, not 0")
     if status != 200:
-        failures.append(f"conflicts: GET /healthz after the flood answered {status}, not 200")
+        failures.append(f"{name}: GET /healthz after the flood answered {status}, not 200")
     return failures
 
 
@@ -586,13 +594,7 @@ def phase_v3_refusals(server, args, deadline):
                         f"{len(listing['corrupt'])}; only the one genuine event may be stored")
     if probes != probes_sent:
         failures.append(f"v3-refusals: payhook_signature_probes_total counts {probes} probes, {probes_sent} were sent")
-    if growth > args.rss_bound_mib * MIB:
-        failures.append(f"v3-refusals: the server's RSS grew by {growth / MIB:.1f} MiB during {sent} requests "
-                        f"(bound {args.rss_bound_mib} MiB)")
-    if inflight != 0:
-        failures.append(f"v3-refusals: payhook_inflight_requests was still {inflight} 3 s after the flood, not 0")
-    if status != 200:
-        failures.append(f"v3-refusals: GET /healthz after the flood answered {status}, not 200")
+    failures += aftermath("v3-refusals", args, sent, growth, inflight, status)
     return failures
 
 
@@ -865,13 +867,7 @@ def refusal_phase(server, args, deadline, name, genuine, make, expected):
         failures.append(f"{name}: the spool holds new/ {len(listing['new'])}, ids/ {len(listing['ids'])}, tmp/ "
                         f"{len(listing['tmp'])}, conflicts/ {len(listing['conflicts'])}, corrupt/ "
                         f"{len(listing['corrupt'])}; only the {want} genuine events may be stored")
-    if growth > args.rss_bound_mib * MIB:
-        failures.append(f"{name}: the server's RSS grew by {growth / MIB:.1f} MiB during {sent} requests "
-                        f"(bound {args.rss_bound_mib} MiB)")
-    if inflight != 0:
-        failures.append(f"{name}: payhook_inflight_requests was still {inflight} 3 s after the flood, not 0")
-    if status != 200:
-        failures.append(f"{name}: GET /healthz after the flood answered {status}, not 200")
+    failures += aftermath(name, args, sent, growth, inflight, status)
     return failures
 
 
