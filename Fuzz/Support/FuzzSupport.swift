@@ -317,3 +317,20 @@ func fieldMap(_ elements: [FlatXMLElement]) -> [String: String] {
     for element in elements { map[element.name] = element.text }
     return map
 }
+
+/// A verdict's kind, what the targets that model a source's rules compare with the source's own verdict. None of
+/// those sources acknowledges without queuing, so an acknowledgement is itself a violation.
+enum Outcome: Equatable, Hashable {
+    case malformed, unknownTenant, badSignature, semantic, accepted
+
+    init(_ verdict: Verdict.Outcome) {
+        switch verdict {
+        case .accepted: self = .accepted
+        case .refused(.malformed): self = .malformed
+        case .refused(.unknownTenant): self = .unknownTenant
+        case .refused(.badSignature): self = .badSignature
+        case .refused(.semantic): self = .semantic
+        case .acknowledged: violated("a callback was acknowledged without being queued")
+        }
+    }
+}

@@ -322,21 +322,6 @@ private func beijing(_ text: [UInt8], dashed: Bool) -> Int64? {
 
 // MARK: - The verdict the rules give
 
-private enum Outcome: Equatable {
-    case malformed, unknownTenant, badSignature, semantic, accepted
-
-    init(_ outcome: Verdict.Outcome) {
-        switch outcome {
-        case .accepted: self = .accepted
-        case .refused(.malformed): self = .malformed
-        case .refused(.unknownTenant): self = .unknownTenant
-        case .refused(.badSignature): self = .badSignature
-        case .refused(.semantic): self = .semantic
-        case .acknowledged: violated("an Alipay notification was acknowledged without being queued")
-        }
-    }
-}
-
 private struct Expected {
     var outcome: Outcome
     /// The tenant label: nil until app_id named this app.

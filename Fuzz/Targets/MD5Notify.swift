@@ -160,21 +160,6 @@ private func movesParameter(_ params: [FormParameter], keyFields: [String]) -> B
 
 // MARK: - The verdict the rules give
 
-private enum Outcome: Equatable, Hashable {
-    case malformed, unknownTenant, badSignature, semantic, accepted
-
-    init(_ outcome: Verdict.Outcome) {
-        switch outcome {
-        case .accepted: self = .accepted
-        case .refused(.malformed): self = .malformed
-        case .refused(.unknownTenant): self = .unknownTenant
-        case .refused(.badSignature): self = .badSignature
-        case .refused(.semantic): self = .semantic
-        case .acknowledged: violated("a merchant notification was acknowledged without being queued")
-        }
-    }
-}
-
 private struct Expected {
     var outcome: Outcome
     var tenant: String? = nil

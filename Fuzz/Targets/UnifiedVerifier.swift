@@ -53,21 +53,6 @@ public func unifiedVerifierFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> I
 
 // MARK: - Raw query
 
-private enum Outcome: Equatable {
-    case malformed, unknownTenant, badSignature, semantic, accepted
-
-    init(_ verdict: Verdict.Outcome) {
-        switch verdict {
-        case .accepted: self = .accepted
-        case .refused(.malformed): self = .malformed
-        case .refused(.unknownTenant): self = .unknownTenant
-        case .refused(.badSignature): self = .badSignature
-        case .refused(.semantic): self = .semantic
-        case .acknowledged: violated("a unified callback was acknowledged without being queued")
-        }
-    }
-}
-
 private func checkRawQuery(_ query: String, decoded: [FormParameter]?) {
     let verdict = source.process(request(query), nowMilliseconds: now).outcome
     let expected = expectedOutcome(decoded)
