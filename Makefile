@@ -1,12 +1,15 @@
 # payhook: `make run` and `make test` do all set-up on a fresh Debian machine with Swift.
 SWIFT ?= swift
 CONFIG ?= Fixtures/demo.toml
-APT_PACKAGES := libmicrohttpd-dev libssl-dev pkg-config
+APT_PACKAGES := libmicrohttpd-dev libssl-dev libpq-dev pkg-config
+# The tests start a private PostgreSQL cluster of their own (Tests/PayhookTestSupport/TestPostgres.swift):
+# the server's package, without the cluster Debian would create and start for it.
+TEST_APT_PACKAGES := postgresql postgresql-contrib
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps test-deps build run test crash-test fuzz bench clean
 
-# Installs the two C libraries' -dev packages (and pkg-config) when any is missing.
+# Installs the three C libraries' -dev packages (and pkg-config) when any is missing.
 deps:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -19,6 +22,14 @@ deps:
 # schema, wechatpy is an independent WeChat Pay implementation the tests cross-check against, and
 # cryptography an independent RSA and AES-GCM the WeChat Pay v3 primitives are checked against.
 test-deps: deps
+	@missing=""; \
+	for p in $(TEST_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) mkdir -p /etc/postgresql-common; \
+		[ -e /etc/postgresql-common/createcluster.conf ] || echo 'create_main_cluster = false' | $(SUDO) tee /etc/postgresql-common/createcluster.conf >/dev/null; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 	@python3 -c 'import jsonschema, wechatpy, cryptography' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check jsonschema wechatpy cryptography
 
 build: deps

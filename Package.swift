@@ -35,6 +35,11 @@ let package = Package(
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
         .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
@@ -60,7 +65,9 @@ let package = Package(
         // what a valid event file is, quarantine into corrupt/, and the POSIX calls both make.
         .target(name: "PayhookSpoolFormat", dependencies: ["CPayhookShim", "PayhookCore"]),
         // The durable queue directory (tmp/ → new/ → cur/), dedupe ledger and recovery. Knows no source.
-        .target(name: "PayhookSpool", dependencies: ["PayhookLock", "PayhookSpoolFormat", "PayhookStore", logging]),
+        .target(name: "PayhookSpool", dependencies: ["PayhookCore", "PayhookLock", "PayhookSpoolFormat", "PayhookStore", logging]),
+        // PostgreSQL as the shared store of several instances: the only Swift code that talks to libpq.
+        .target(name: "PayhookPostgres", dependencies: ["CLibPQ", "PayhookCore", "PayhookLock", "PayhookStore", logging]),
         // One module per callback source: request in, verified event (or a refusal) out.
         .target(name: "PayhookUnified", dependencies: ["PayhookCore", "PayhookCrypto"]),
         .target(name: "PayhookWeChat", dependencies: ["PayhookCore", "PayhookCrypto"]),
@@ -77,11 +84,11 @@ let package = Package(
         // Serving only: wires config, sources, store and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", logging, prometheus]
+            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookPostgres", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", logging, prometheus]
         ),
         .executableTarget(
             name: "payhook",
-            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookWeChat", argumentParser, logging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookPostgres", "PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookWeChat", argumentParser, logging]
         ),
 
         // What the test targets share: temporary folders, the payhook binary, the raw HTTP client, waiting, and the

@@ -48,6 +48,8 @@ public struct Config: Sendable, Equatable {
     /// `[[xxpay]]` and `[[jeepay]]`: XxPay and Jeepay merchant notifications (docs/contract.md §3.5).
     public var xxpay: [XxPayTenant]
     public var jeepay: [JeepayTenant]
+    /// `[store]`: the spool (default) or PostgreSQL (docs/contract.md §7).
+    public var store: StoreChoice = .spool
 
     public static let defaultListen = "127.0.0.1:8080"
     /// The listener's own defaults, which are the config file's for the keys that set them: one home for

@@ -109,7 +109,7 @@ public struct ConfigLoader: Sendable {
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
         var config = Config(file: c.file, spool: Self.resolve("spool", against: c.baseDirectory))
-        let known = Set(["listen", "spool", "log_level", "log_format"] + Self.tenantTables.map(\.name) + Self.topLevelIntegers.map(\.key))
+        let known = Set(["listen", "spool", "store", "log_level", "log_format"] + Self.tenantTables.map(\.name) + Self.topLevelIntegers.map(\.key))
         for entry in root.entries where !known.contains(entry.key) {
             c.error(entry.keyLine, "unknown key '\(entry.key)'")
         }
@@ -160,6 +160,7 @@ public struct ConfigLoader: Sendable {
         if config.maxConnections < config.threads {
             c.error(root["max_connections"]?.line ?? root["threads"]?.line, "max_connections (\(config.maxConnections)) must be at least threads (\(config.threads))")
         }
+        config.store = readStore(root, &c)
         for kind in Self.tenantTables {
             for table in tables(root, kind.name, &c) { kind.read(self, table, &c, &config) }
         }

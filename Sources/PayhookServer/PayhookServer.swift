@@ -3,6 +3,7 @@ public import Logging
 public import PayhookConfig
 import PayhookCore
 public import PayhookHTTP
+import PayhookPostgres
 import PayhookSpool
 public import PayhookSpoolFormat
 public import PayhookStore
@@ -25,14 +26,30 @@ public final class PayhookServer: Sendable {
         public let description: String
     }
 
-    /// Opens the spool (taking its lock and running recovery), then starts listening. Nothing is served
-    /// before recovery has finished (docs/durability.md §8).
+    /// Opens the store the config names, then starts listening. For the spool that takes its lock and runs
+    /// recovery: nothing is served before recovery has finished (docs/durability.md §8). For PostgreSQL it
+    /// connects and checks the schema.
     ///
     /// - Parameter fileSystem: the spool's file-system calls; tests pass one that injects faults.
     public convenience init(
         config: Config, logger: Logger, fileSystem: any SpoolFileSystem = PosixFileSystem(),
         clock: @escaping @Sendable () -> Int64 = Router.wallClock
     ) throws(StartError) {
+        if case .postgres(let database) = config.store {
+            let store: PostgresEventStore
+            do {
+                store = try PostgresEventStore(
+                    settings: PGSettings(
+                        conninfo: database.url.value, connections: database.connections ?? config.threads,
+                        statementTimeoutSeconds: Double(database.timeoutSeconds)),
+                    instance: database.instance ?? Self.defaultInstance(),
+                    maxConflictsPerEvent: config.maxConflictsPerEvent, maxConflicts: config.maxConflicts, logger: logger)
+            } catch {
+                throw StartError(description: "cannot open the database store (\(database.origin)): \(error)")
+            }
+            try self.init(config: config, logger: logger, store: store, clock: clock)
+            return
+        }
         let spool: Spool
         do {
             spool = try Spool(
@@ -43,6 +60,17 @@ public final class PayhookServer: Sendable {
             throw StartError(description: "cannot open spool \(config.spool): \(error)")
         }
         try self.init(config: config, logger: logger, store: SpoolEventStore(spool), clock: clock)
+    }
+
+    /// The `received_by` of this process's rows when `[store] instance` is not set: host name and process id.
+    static func defaultInstance() -> String {
+        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    /// Where events go, for messages: the spool's directory or "the database".
+    static func storeName(_ config: Config) -> String {
+        if case .postgres = config.store { return "the database" }
+        return "spool \(config.spool)"
     }
 
     /// Serves with `store`, already opened (and recovered). The server owns it from here: it is closed when
@@ -68,7 +96,7 @@ public final class PayhookServer: Sendable {
             try store.recordRetention(seconds: config.ledgerRetentionDays * 86_400)
         } catch {
             store.close()
-            throw StartError(description: "cannot record the ledger retention in spool \(config.spool): \(error)")
+            throw StartError(description: "cannot record the ledger retention in \(Self.storeName(config)): \(error)")
         }
         let metrics = Metrics()
         self.metrics = metrics
@@ -83,7 +111,8 @@ public final class PayhookServer: Sendable {
         logger.notice(
             "serving",
             metadata: [
-                "listen": "\(http.boundAddress)", "spool": "\(config.spool)",
+                "listen": "\(http.boundAddress)", "store": "\(config.store.kind)",
+                "spool": "\(config.store == .spool ? config.spool : "-")",
                 "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
                 "wechat_v3.tenants": "\(config.wechatV3.count)", "alipay.tenants": "\(config.alipay.count)",
                 "xxpay.tenants": "\(config.xxpay.count)", "jeepay.tenants": "\(config.jeepay.count)",

@@ -107,7 +107,7 @@ public final class Router: HTTPHandler {
             return Self.response(source.successAnswer)
         case .accepted(let event):
             do {
-                let outcome = try store.store(id: event.id, fingerprint: event.fingerprint) { event.jsonBytes() }
+                let outcome = try store.store(event)
                 // Invariant 5: a conflict is never delivered again. Whether its audit copy is written now, was
                 // written before, or is dropped over the caps, the stored event is the one that counts and the
                 // sender is told success; only a new copy is worth an error line, since a flood of validly

@@ -1,4 +1,5 @@
 import Foundation
+public import PayhookCore
 public import PayhookStore
 
 /// The spool directory as the receiving side's ``EventStore``: the router stores through this and knows
@@ -10,9 +11,9 @@ public struct SpoolEventStore: EventStore {
         self.spool = spool
     }
 
-    public func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(StoreError) -> StoreOutcome {
+    public func store(_ event: Event) throws(StoreError) -> StoreOutcome {
         do {
-            switch try spool.store(id: id, fingerprint: fingerprint, bytes: bytes) {
+            switch try spool.store(id: event.id, fingerprint: event.fingerprint, bytes: event.jsonBytes) {
             case .stored: return .stored
             case .duplicate: return .duplicate
             case .conflict(let auditFile, let disposition):

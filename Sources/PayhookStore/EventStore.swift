@@ -1,17 +1,19 @@
+public import PayhookCore
+
 /// The storage seam on the receiving side: what the router needs from wherever events are kept.
 ///
-/// The spool directory (`PayhookSpool`) is the first implementation. A store is told an event's id (its dedupe
-/// key's hash), a fingerprint of its verified fields and, only when it must write, the event's bytes. The router
-/// answers the sender success only after ``store(id:fingerprint:bytes:)`` returned, and 503 when it threw
+/// The spool directory (`PayhookSpool`) and PostgreSQL (`PayhookPostgres`) implement it. A store is given the
+/// verified event: its id (its dedupe key's hash), the fingerprint of its verified fields, the columns a
+/// database indexes, and its bytes (`Event.jsonBytes()`, rendered only when the store needs them). The router
+/// answers the sender success only after ``store(_:)`` returned, and 503 when it threw
 /// (docs/architecture.md, "Where a new store goes").
 public protocol EventStore: Sendable {
     /// Stores an event once. Returns `.stored` when it is now durable, `.duplicate` when an event with this id
     /// and fingerprint was stored before (nothing written), `.conflict` when this id was stored with another
     /// fingerprint (the original stays; the new one is never delivered).
     ///
-    /// - Parameter bytes: called at most once, and only when something is to be written.
     /// - Throws: when the event may not be durable; the caller answers "try again".
-    func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(StoreError) -> StoreOutcome
+    func store(_ event: Event) throws(StoreError) -> StoreOutcome
 
     /// Checks that a store would succeed now (for `/healthz`), without storing anything.
     func probe() throws(StoreError)
@@ -45,7 +47,7 @@ public enum ConflictCaps {
     public static let defaultTotal = 1000
 }
 
-/// What became of one ``EventStore/store(id:fingerprint:bytes:)``.
+/// What became of one ``EventStore/store(_:)``.
 public enum StoreOutcome: Sendable, Equatable {
     /// Durable, and delivered to consumers.
     case stored

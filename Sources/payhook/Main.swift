@@ -8,7 +8,7 @@ struct Payhook: ParsableCommand {
         commandName: "payhook",
         abstract: "Receives payment callbacks, verifies them, and queues each one durably, exactly once.",
         version: PayhookVersion.current,
-        subcommands: [Serve.self, CheckConfig.self, Sign.self, Simulate.self, Verify.self, Queue.self]
+        subcommands: [Serve.self, CheckConfig.self, Sign.self, Simulate.self, Verify.self, Queue.self, Database.self]
     )
 }
 

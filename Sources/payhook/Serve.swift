@@ -85,7 +85,12 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         // One line on stdout with the real address, so scripts (and tests using port 0) can find it.
-        Output.out("payhook listening on \(server.http.boundAddress) spool \(loaded.config.spool)")
+        // Tests and the crash harness read the port from this line; for the database it names the store kind.
+        if case .postgres = loaded.config.store {
+            Output.out("payhook listening on \(server.http.boundAddress) store postgres")
+        } else {
+            Output.out("payhook listening on \(server.http.boundAddress) spool \(loaded.config.spool)")
+        }
 
         let reason = server.waitForStop { timeout in
             var limit = timespec(tv_sec: Int(timeout.components.seconds), tv_nsec: Int(timeout.components.attoseconds / 1_000_000_000))

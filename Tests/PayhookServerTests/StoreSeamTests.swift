@@ -24,7 +24,8 @@ final class MemoryEventStore: EventStore {
     }
     let state = Mutex(State())
 
-    func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(StoreError) -> StoreOutcome {
+    func store(_ event: Event) throws(StoreError) -> StoreOutcome {
+        let (id, fingerprint, bytes) = (event.id, event.fingerprint, event.jsonBytes)
         let result: Result<StoreOutcome, StoreError> = state.withLock { state in
             if state.closed { return .failure(StoreError("closed")) }
             if state.failNextStores > 0 {
