@@ -12,7 +12,7 @@ public struct PGSettings: Sendable {
     public var connections: Int
     /// How long one statement may take before it is given up (and its session closed), in seconds. Not a
     /// server-side `statement_timeout`: that could cancel a commit's wait for a synchronous standby, which
-    /// commits locally anyway (docs/durability.md, "PostgreSQL").
+    /// commits locally anyway (docs/durability.md §11).
     public var statementTimeoutSeconds: Double
     /// libpq's `connect_timeout`.
     public var connectTimeoutSeconds: Int

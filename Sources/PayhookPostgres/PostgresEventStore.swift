@@ -5,7 +5,7 @@ import PayhookLock
 public import PayhookStore
 
 /// PostgreSQL as the receiving side's ``EventStore``, shared by every instance that names the same database
-/// (docs/durability.md, "PostgreSQL").
+/// (docs/durability.md §11).
 ///
 /// One statement per callback, in autocommit: insert the ledger row or, for a key already there, bump its
 /// `seen_count` (`ON CONFLICT DO UPDATE`), queue a new event, keep a conflicting variant's audit copy. A unique
@@ -189,7 +189,7 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
 /// What every payhook session sets before its first statement.
 enum PostgresSession {
     /// No server-side timeout may cancel a statement: cancelling a commit's wait for a synchronous standby leaves
-    /// it committed locally with only a warning (docs/durability.md, "PostgreSQL"); payhook bounds each wait on
+    /// it committed locally with only a warning (docs/durability.md §11); payhook bounds each wait on
     /// its own side instead. A role or database default of `synchronous_commit = off` or `local` would let a
     /// commit return before it is durable (or replicated): payhook's sessions raise it to `on`.
     @Sendable static func setUp(_ connection: PGConnection) throws(PGError) {
@@ -204,7 +204,7 @@ enum PostgresSession {
 
 /// Wakes waiting consumers (`LISTEN payhook_queue`) after events were stored, at most once per 50 ms and from a
 /// session of its own: a NOTIFY inside each store's transaction would serialise every commit on the server's
-/// notification lock (docs/durability.md, "PostgreSQL"). Consumers poll as well, so a lost wake-up costs a
+/// notification lock (docs/durability.md §11). Consumers poll as well, so a lost wake-up costs a
 /// poll interval, never an event.
 final class PostgresWaker: @unchecked Sendable {
     private let pool: PGPool

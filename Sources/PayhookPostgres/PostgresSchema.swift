@@ -1,4 +1,4 @@
-/// payhook's tables in PostgreSQL, as numbered migrations (docs/durability.md, "PostgreSQL").
+/// payhook's tables in PostgreSQL, as numbered migrations (docs/durability.md §11).
 ///
 /// - `payhook_ledger`: one row per dedupe key, the spool's `ids/`, kept after acknowledgement until `queue gc`;
 ///   the event's exact bytes and the columns the queue tools filter on.

@@ -27,6 +27,12 @@ struct CheckConfig: ParsableCommand {
             (c.xxpay.count, "xxpay"), (c.jeepay.count, "jeepay"),
         ].map { "\($0.0) [[\($0.1)]]" }
         let tenants = counts.dropLast().joined(separator: ", ") + " and " + counts.last!
-        Output.out("\(config): ok (listen \(c.listen), spool \(c.spool), \(tenants) tenants)")
+        // The database's URL is a secret: only where it comes from is shown.
+        let store: String
+        switch c.store {
+        case .spool: store = "spool \(c.spool)"
+        case .postgres(let database): store = "store postgres (\(database.origin))"
+        }
+        Output.out("\(config): ok (listen \(c.listen), \(store), \(tenants) tenants)")
     }
 }

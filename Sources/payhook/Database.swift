@@ -110,8 +110,8 @@ struct DatabaseStatus: ParsableCommand {
 }
 
 /// `payhook db import --spool DIR --config FILE`: moves a stopped spool's dedupe history, waiting events and
-/// dead letters into the database, so that switching stores forgets nothing (docs/durability.md, "Moving
-/// between stores").
+/// dead letters into the database, so that switching stores forgets nothing (docs/durability.md
+/// §11.7).
 struct DatabaseImport: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
