@@ -125,19 +125,25 @@ public final class PostgresCluster: Sendable {
         }
     }
 
+    /// Runs a program and returns what it wrote. Its output goes to a file, not a pipe: `pg_ctl start` leaves
+    /// the server running with the descriptors it inherited, and a pipe would then never reach end of file.
     @discardableResult
     static func command(_ program: String, _ arguments: [String]) throws -> String {
+        var template = Array("/tmp/payhook-pg-out-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw TestFailure("mkstemp: \(String(cString: strerror(errno)))") }
+        let outputPath = String(cString: template)
+        defer { unlink(outputPath) }
+        let output = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
-        let output = Pipe()
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         guard process.terminationStatus == 0 else {
             throw TestFailure("\((program as NSString).lastPathComponent) exited \(process.terminationStatus): \(text)")
         }
