@@ -102,6 +102,8 @@ struct PostgresFaultTests {
         #expect(refused.headers["retry-after"] == "30")
         #expect(waitUntil(timeout: .seconds(10)) { load.count(sentAfter: stopped + .milliseconds(300)) >= 10 })
 
+        // pg_ctl returns a moment after the server accepts sessions: "down" ends when it is asked to start.
+        let restarting = ContinuousClock.now
         try cluster.start()
         let restarted = ContinuousClock.now
         // The pool's sessions died with the server: the next requests open new ones, no restart of payhook.
@@ -113,7 +115,7 @@ struct PostgresFaultTests {
         #expect(instance.isRunning)
 
         // Sent once the server was down and answered before it was started again: 503 with Retry-After, each.
-        let whileDown = outcomes.filter { $0.sent > stopped + .milliseconds(300) && $0.answered < restarted }
+        let whileDown = outcomes.filter { $0.sent > stopped + .milliseconds(300) && $0.answered < restarting }
         #expect(whileDown.count >= 10)
         #expect(whileDown.allSatisfy { $0.status == 503 && $0.retryAfter == "30" }, "\(whileDown.map(\.status))")
         try Self.checkStored(outcomes.filter(\.success).map(\.callback.id), cluster: cluster, database: database)
