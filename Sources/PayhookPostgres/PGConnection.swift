@@ -117,6 +117,9 @@ enum PGHex {
 final class PGNotices {
     /// The first WARNING (or worse) seen since the last ``reset()``.
     var warning: PGError?
+    /// The server sent FATAL or PANIC outside a statement (e.g. "terminating connection due to administrator
+    /// command" to an idle session): the session is over even if its socket has not closed yet.
+    var ended = false
 
     func reset() { warning = nil }
 }
@@ -156,6 +159,7 @@ final class PGConnection: @unchecked Sendable {
             guard let argument, let result else { return }
             let notices = Unmanaged<PGNotices>.fromOpaque(argument).takeUnretainedValue()
             let severity = PQresultErrorField(result, Int32(UInt8(ascii: "V"))).map { String(cString: $0) } ?? ""
+            if severity == "FATAL" || severity == "PANIC" { notices.ended = true }
             // NOTICE, INFO, LOG and DEBUG are chatter; a WARNING on a commit means it may not be durable.
             guard ["WARNING", "ERROR", "FATAL", "PANIC"].contains(severity), notices.warning == nil else { return }
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
@@ -208,6 +212,36 @@ final class PGConnection: @unchecked Sendable {
             count += 1
         }
         return count
+    }
+
+    /// Whether a session that sat idle is still open, checked without a round trip before it is used again.
+    ///
+    /// A server that restarted, failed over or terminated the session (`pg_terminate_backend`) leaves it in the
+    /// pool looking fine until a statement fails on it, and that failure is a 503 for a sender whose event could
+    /// have been stored on a new session. An idle session receives nothing but the server's goodbye (an error
+    /// message, then end of file) or an occasional parameter report, so whatever the socket holds is read first.
+    func stillOpen() -> Bool {
+        guard usable else { return false }
+        // A few rounds: the goodbye's message and its end of file may be read apart.
+        for _ in 0..<4 {
+            var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, 0)
+            if ready == 0 { break }
+            if ready < 0 {
+                if errno == EINTR { continue }
+                usable = false
+                break
+            }
+            // Reading hands a message the server sent while idle to the notice receiver.
+            if PQconsumeInput(conn) != 1 {
+                usable = false
+                break
+            }
+            _ = PQisBusy(conn)
+            if descriptor.revents & Int16(POLLHUP | POLLERR) != 0 { usable = false }
+        }
+        if notices.ended || PQstatus(conn) != CONNECTION_OK { usable = false }
+        return usable
     }
 
     /// The session's socket, for waiting on notifications with `poll(2)`.

@@ -106,14 +106,19 @@ final class PGPool: @unchecked Sendable {
     }
 
     private func take() throws(PGError) -> PGConnection {
-        let reused = state.withLock { state -> (PGConnection?, Bool) in
-            if state.closed { return (nil, true) }
-            if let connection = state.idle.popLast() { return (connection, false) }
-            state.open += 1
-            return (nil, false)
+        while true {
+            let reused = state.withLock { state -> (PGConnection?, Bool) in
+                if state.closed { return (nil, true) }
+                if let connection = state.idle.popLast() { return (connection, false) }
+                state.open += 1
+                return (nil, false)
+            }
+            if reused.1 { throw PGError(.connection, "the database store is closed") }
+            guard let connection = reused.0 else { break }
+            // A session the server ended while it sat here is dropped, not handed out to fail a request.
+            if connection.stillOpen() { return connection }
+            state.withLock { $0.open -= 1 }
         }
-        if reused.1 { throw PGError(.connection, "the database store is closed") }
-        if let connection = reused.0 { return connection }
         do {
             return try openDedicated()
         } catch {

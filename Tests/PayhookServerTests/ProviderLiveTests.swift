@@ -59,9 +59,10 @@ enum Providers {
 
     /// A live server with those tenants whose clock the test sets before each request, and the default replay
     /// window (Fixtures/demo.toml keeps its ledger for a century).
-    static func server(_ clock: WeChatV3LiveTests.Clock) throws -> LiveServer {
+    static func server(_ clock: WeChatV3LiveTests.Clock, store: StoreKind = .spool) throws -> LiveServer {
         let tenants = try tenants()
         return try LiveServer(
+            store: store,
             configure: { config in
                 config.ledgerRetentionDays = ReplayWindow.defaultLedgerRetentionDays
                 config.alipay = tenants.alipay
@@ -115,16 +116,30 @@ enum Providers {
         pairs.map { ($0.0, changes[$0.0] ?? $0.1) }
     }
 
-    /// An event file of the spool, by folder and name.
+    /// A stored event by name: waiting (`new`, from either store) or a spool's audit copy (`conflicts`).
     static func event(_ live: LiveServer, _ name: String, folder: String = "new") throws -> [String: Any] {
+        if folder == "new" { return try live.event(name) }
         let data = try Data(contentsOf: URL(fileURLWithPath: live.spool + "/" + folder + "/" + name))
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
-    /// Every event file in new/ and conflicts/, checked against schema/event.v1.schema.json; returns how many.
+    /// Every waiting event and audit copy, checked against schema/event.v1.schema.json; returns how many. A
+    /// database's rows are written to files first, since the validator reads files.
     @discardableResult
     static func validateSpool(_ live: LiveServer, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
-        let files = live.events().map { live.spool + "/new/" + $0 } + listing(live.spool + "/conflicts").map { live.spool + "/conflicts/" + $0 }
+        var files: [String]
+        switch live.storeKind {
+        case .spool:
+            files = live.events().map { live.spool + "/new/" + $0 } + listing(live.spool + "/conflicts").map { live.spool + "/conflicts/" + $0 }
+        case .postgres:
+            files = []
+            let copies = try live.events().map { try live.eventData($0) } + (try live.conflictCopies())
+            for (index, data) in copies.enumerated() {
+                let file = live.dir.file("row-\(index).json")
+                try data.write(to: URL(fileURLWithPath: file))
+                files.append(file)
+            }
+        }
         guard !files.isEmpty else { return 0 }
         let result = try SchemaTests.validate(files)
         #expect(result.output.contains("checked \(files.count) invalid 0"), "\(result.output)", sourceLocation: sourceLocation)
@@ -199,10 +214,10 @@ struct ProviderLiveTests {
 
     /// Each vector is stored once, as its sender wrote it; its retry is a duplicate; the same notification a
     /// replay window later is refused.
-    @Test(arguments: vectors)
-    func realVectorIsStoredOnceWithItsExactAnswer(vector: Vector) throws {
+    @Test(arguments: StoreKind.allCases, vectors)
+    func realVectorIsStoredOnceWithItsExactAnswer(store: StoreKind, vector: Vector) throws {
         let clock = WeChatV3LiveTests.Clock()
-        let live = try Providers.server(clock)
+        let live = try Providers.server(clock, store: store)
         defer { live.stop() }
         clock.set(vector.madeAt + 5_000)
         for attempt in 1...3 {
@@ -237,7 +252,7 @@ struct ProviderLiveTests {
             expected[name] = value
         }
         #expect(fields == expected)
-        #expect(listing(live.spool + "/conflicts").isEmpty)
+        #expect(try live.conflictCopies().isEmpty)
         try Providers.validateSpool(live)
 
         // A replay a whole window (6 days by default) and a second after the sender made it: refused, 400.
@@ -250,9 +265,10 @@ struct ProviderLiveTests {
 
     /// A partial refund (a new out_biz_no) is a new event; its retry a duplicate; the same key with another
     /// amount a conflict, kept in conflicts/ and never in new/, answered success. XxPay and Jeepay the same.
-    @Test func refundsAreNewEventsAndOtherAmountsAreConflicts() throws {
+    @Test(arguments: StoreKind.allCases)
+    func refundsAreNewEventsAndOtherAmountsAreConflicts(store: StoreKind) throws {
         let clock = WeChatV3LiveTests.Clock()
-        let live = try Providers.server(clock)
+        let live = try Providers.server(clock, store: store)
         defer { live.stop() }
         let now: Int64 = 1_767_225_600_000
         clock.set(now)
@@ -324,11 +340,11 @@ struct ProviderLiveTests {
         for (name, amount) in before { #expect(after[name] == amount) }
         #expect(after[Hex.encode(Digest.sha256(Array(x1.key.utf8))) + ".json"] == 1)
         #expect(after[Hex.encode(Digest.sha256(Array(j1.key.utf8))) + ".json"] == 100)
-        let kept = listing(live.spool + "/conflicts")
+        let kept = try live.conflictCopies()
         #expect(kept.count == 4)
         var keptAmounts: [String: [Int]] = [:]
-        for name in kept {
-            let copy = try Providers.event(live, name, folder: "conflicts")
+        for data in kept {
+            let copy = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
             keptAmounts[copy["id"] as? String ?? "?", default: []].append(copy["amount"] as? Int ?? -1)
         }
         #expect(keptAmounts[paymentID] == [9_900])

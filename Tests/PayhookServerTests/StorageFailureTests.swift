@@ -144,3 +144,27 @@ struct StorageFailureTests {
         #expect(try live.get("/metrics").body.contains("payhook_spool_failures{kind=\"min_free\"} 2"))
     }
 }
+
+/// The database store's sessions outlive nothing: a restart, a failover or an operator's pg_terminate_backend
+/// ends them while they sit idle in the pool.
+@Suite(.timeLimit(.minutes(2)))
+struct DatabaseSessionTests {
+    /// A session the server ended while idle is not used for the next callback: the sender gets success, not a
+    /// 503 per dead session, and /healthz does not flap to 503.
+    @Test func sessionsEndedWhileIdleAreReplacedBeforeUse() throws {
+        let live = try LiveServer(store: .postgres)
+        defer { live.stop() }
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query"))).body == "success")
+        #expect(try live.get("/healthz").status == 200)
+        let ended = try live.sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        #expect(ended != ["0"])
+        // The server closes them at once; give the sockets a moment to say so.
+        usleep(200_000)
+        #expect(try live.get("/healthz").status == 200)
+        let reply = try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query")))
+        #expect(reply.status == 200)
+        #expect(reply.body == "success")
+        #expect(live.events().count == 2)
+    }
+}

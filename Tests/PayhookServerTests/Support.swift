@@ -4,10 +4,12 @@ import Logging
 import PayhookConfig
 import PayhookCore
 import PayhookHTTP
+import PayhookPostgres
 import PayhookServer
 import PayhookSpool
 import PayhookSpoolFormat
 import PayhookTestSupport
+import Testing
 
 /// Where the fixtures are.
 enum Paths {
@@ -33,25 +35,59 @@ func demoConfig(spool: String, listen: String = "127.0.0.1:0") throws -> Config 
     return config
 }
 
-/// A server on port 0 with its own spool and an in-memory log.
+/// Where a live server keeps its events. The live suites run the tests whose point is "stored once, duplicate,
+/// conflict, 503" against both, so the router's promises are checked on each store and not only on the spool.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case spool
+    /// A fresh, migrated database of the shared test cluster.
+    case postgres
+
+    var testDescription: String { rawValue }
+}
+
+/// A migrated database of its own in the shared test cluster: its connection string.
+func migratedTestDatabase(_ cluster: PostgresCluster? = nil) throws -> String {
+    let cluster = try cluster ?? PostgresCluster.shared()
+    let conninfo = try cluster.createDatabase("live")
+    let database = PostgresDatabase(settings: PGSettings(conninfo: conninfo, connections: 1))
+    defer { database.close() }
+    _ = try database.migrate(by: "payhook-tests")
+    return conninfo
+}
+
+/// A server on port 0 with its own spool (or its own database) and an in-memory log.
 final class LiveServer: @unchecked Sendable {
     let dir: TemporaryDirectory
     let server: PayhookServer
     let log: InMemoryLogHandler
+    let storeKind: StoreKind
+    /// The database's connection string when the store is PostgreSQL.
+    let database: String?
     var port: Int { server.http.boundAddress.port }
     var spool: String { server.config.spool }
 
     /// - Parameters:
+    ///   - store: where events go; for `.postgres`, `database` (a connection string from an earlier server, to
+    ///     see its rows) or a new migrated database.
     ///   - pinnedNow: the server's "now" in Unix milliseconds, for tests that sign with a time of their own.
     ///   - clock: the router's "now" in Unix milliseconds when it must move (a vector signed in 2024 needs its
     ///     own time); ignored when `pinnedNow` is given.
     init(
+        store: StoreKind = .spool, database: String? = nil,
         dir: TemporaryDirectory? = nil, fileSystem: any SpoolFileSystem = PosixFileSystem(), pinnedNow: Int64? = nil,
         configure: (inout Config) -> Void = { _ in }, clock: @escaping @Sendable () -> Int64 = Router.wallClock
     ) throws {
         let dir = try dir ?? TemporaryDirectory()
         self.dir = dir
+        storeKind = store
         var config = try demoConfig(spool: dir.file("spool"))
+        if store == .postgres {
+            let conninfo = try database ?? migratedTestDatabase()
+            self.database = conninfo
+            config.store = .postgres(DatabaseSettings(url: Secret(conninfo), connections: 4, instance: "live-test"))
+        } else {
+            self.database = nil
+        }
         configure(&config)
         let log = InMemoryLogHandler()
         self.log = log
@@ -68,7 +104,60 @@ final class LiveServer: @unchecked Sendable {
         try HTTPReply.exchange("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", port: port)
     }
 
-    func events() -> [String] { listing(spool + "/new") }
+    /// SQL on this server's database, its rows one a line (psql's unaligned, tuples-only output).
+    func sql(_ query: String) throws -> [String] {
+        guard let database else { throw TestFailure("not a database store") }
+        return try PostgresCluster.shared().psql(query, conninfo: database).split(separator: "\n").map(String.init)
+    }
+
+    /// The events waiting for a consumer, as `<id>.json`, sorted: the spool's new/, the database's queue rows
+    /// in state `new`. Empty when they cannot be read (the assertion that follows then fails).
+    func events() -> [String] {
+        switch storeKind {
+        case .spool: return listing(spool + "/new")
+        case .postgres:
+            return (try? sql("SELECT encode(id, 'hex') || '.json' FROM payhook_queue WHERE state = 'new' ORDER BY 1")) ?? []
+        }
+    }
+
+    /// The stored bytes of the event `name` (`<id>.json`, as ``events()`` lists it).
+    func eventData(_ name: String) throws -> Data {
+        switch storeKind {
+        case .spool: return try Data(contentsOf: URL(fileURLWithPath: spool + "/new/" + name))
+        case .postgres:
+            let id = String(name.dropLast(".json".count))
+            guard id.count == 64, id.allSatisfy(\.isHexDigit) else { throw TestFailure("not an event name: \(name)") }
+            let rows = try sql("SELECT encode(event, 'hex') FROM payhook_ledger WHERE id = '\\x\(id)'::bytea")
+            guard rows.count == 1, let bytes = Hex.decode(rows[0]) else { throw TestFailure("no ledger row for \(name)") }
+            return Data(bytes)
+        }
+    }
+
+    /// The stored event `name` as JSON.
+    func event(_ name: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: try eventData(name)) as? [String: Any])
+    }
+
+    /// The audit copies of conflicting variants: the spool's conflicts/, the database's payhook_conflict.
+    func conflictCopies() throws -> [Data] {
+        switch storeKind {
+        case .spool:
+            return try listing(spool + "/conflicts").map { try Data(contentsOf: URL(fileURLWithPath: spool + "/conflicts/" + $0)) }
+        case .postgres:
+            return try sql("SELECT encode(event, 'hex') FROM payhook_conflict ORDER BY conflict_id").map { row in
+                guard let bytes = Hex.decode(row) else { throw TestFailure("bad hex from psql") }
+                return Data(bytes)
+            }
+        }
+    }
+
+    /// Dedupe keys remembered: the spool's ids/, the database's ledger rows.
+    func ledgerCount() throws -> Int {
+        switch storeKind {
+        case .spool: return listing(spool + "/ids").count
+        case .postgres: return Int(try sql("SELECT count(*) FROM payhook_ledger").first ?? "") ?? -1
+        }
+    }
 
     func stop() { server.shutdown() }
 }

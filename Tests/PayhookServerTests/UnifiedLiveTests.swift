@@ -8,7 +8,7 @@ import PayhookServer
 import PayhookTestSupport
 import Testing
 
-/// The unified bgUrl path end to end: a real listener on port 0, a real spool on disk.
+/// The unified bgUrl path end to end: a real listener on port 0, a real spool on disk or a real database.
 @Suite(.timeLimit(.minutes(2)))
 struct UnifiedLiveTests {
     static let path = "/notify/unified"
@@ -17,8 +17,9 @@ struct UnifiedLiveTests {
         path + "?" + (try Paths.fixture("unified/\(fixture).query"))
     }
 
-    @Test func successStoresOneEventAndAnswersSuccess() throws {
-        let live = try LiveServer()
+    @Test(arguments: StoreKind.allCases)
+    func successStoresOneEventAndAnswersSuccess(store: StoreKind) throws {
+        let live = try LiveServer(store: store)
         defer { live.stop() }
         let target = try Self.target("success")
         let reply = try live.get(target)
@@ -27,7 +28,7 @@ struct UnifiedLiveTests {
         let events = live.events()
         #expect(events.count == 1)
         let name = try #require(events.first)
-        let data = try Data(contentsOf: URL(fileURLWithPath: live.spool + "/new/" + name))
+        let data = try live.eventData(name)
         let event = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(name == "\(event["id"] as? String ?? "").json")
         #expect(event["schema"] as? String == "payhook.event.v1")
@@ -49,11 +50,12 @@ struct UnifiedLiveTests {
         #expect(raw["body"] == "")
         // The secret is nowhere in the file.
         #expect(!String(decoding: data, as: UTF8.self).contains("demo-secret-rotate-me"))
-        #expect(listing(live.spool + "/tmp").isEmpty)
+        if store == .spool { #expect(listing(live.spool + "/tmp").isEmpty) }
     }
 
-    @Test func duplicateRefundAndConflict() throws {
-        let live = try LiveServer()
+    @Test(arguments: StoreKind.allCases)
+    func duplicateRefundAndConflict(store: StoreKind) throws {
+        let live = try LiveServer(store: store)
         defer { live.stop() }
         #expect(try live.get(Self.target("success")).body == "success")
         // A retry with the parameters in another order: success, no new event.
@@ -69,21 +71,23 @@ struct UnifiedLiveTests {
         #expect(conflict.status == 200)
         #expect(conflict.body == "success")
         #expect(live.events().count == 2)
-        let audit = listing(live.spool + "/conflicts")
+        let audit = try live.conflictCopies()
         #expect(audit.count == 1)
-        let auditText = try String(contentsOfFile: live.spool + "/conflicts/" + (audit.first ?? ""), encoding: .utf8)
+        let auditText = String(decoding: audit.first ?? Data(), as: UTF8.self)
         #expect(auditText.contains("\"money\": \"999\""))
         #expect(live.log.entries.contains { $0.level == .error && $0.metadata["outcome"] == "conflict" })
     }
 
-    @Test func duplicateAfterRestartIsNotStoredAgain() throws {
+    @Test(arguments: StoreKind.allCases)
+    func duplicateAfterRestartIsNotStoredAgain(store: StoreKind) throws {
         let dir = try TemporaryDirectory()
+        let database = store == .postgres ? try migratedTestDatabase() : nil
         do {
-            let first = try LiveServer(dir: dir)
+            let first = try LiveServer(store: store, database: database, dir: dir)
             #expect(try first.get(Self.target("success")).body == "success")
             first.stop()
         }
-        let second = try LiveServer(dir: dir)
+        let second = try LiveServer(store: store, database: database, dir: dir)
         defer { second.stop() }
         #expect(second.events().count == 1)
         let reply = try second.get(Self.target("duplicate"))
@@ -105,8 +109,9 @@ struct UnifiedLiveTests {
         #expect(listing(live.spool + "/cur").isEmpty)
     }
 
-    @Test func fiftyConcurrentIdenticalCallbacksGiveOneEvent() throws {
-        let live = try LiveServer { $0.maxConnectionsPerIP = 64 }
+    @Test(arguments: StoreKind.allCases)
+    func fiftyConcurrentIdenticalCallbacksGiveOneEvent(store: StoreKind) throws {
+        let live = try LiveServer(store: store) { $0.maxConnectionsPerIP = 64 }
         defer { live.stop() }
         let target = try Self.target("success")
         // Fifty threads, not tasks: tasks would take turns on the cooperative pool's two threads.
@@ -116,24 +121,26 @@ struct UnifiedLiveTests {
         #expect(replies.count == 50)
         #expect(replies.allSatisfy { $0.status == 200 && $0.body == "success" })
         #expect(live.events().count == 1)
-        #expect(listing(live.spool + "/ids").count == 1)
+        #expect(try live.ledgerCount() == 1)
         let outcomes = live.log.entries.compactMap { $0.metadata["outcome"].map { "\($0)" } }
         #expect(outcomes.filter { $0 == "accepted" }.count == 1)
         #expect(outcomes.filter { $0 == "duplicate" }.count == 49)
     }
 
-    @Test func secondTenantWithSaltedScheme() throws {
-        let live = try LiveServer()
+    @Test(arguments: StoreKind.allCases)
+    func secondTenantWithSaltedScheme(store: StoreKind) throws {
+        let live = try LiveServer(store: store)
         defer { live.stop() }
         #expect(try live.get(Self.target("sibling")).body == "success")
         let name = try #require(live.events().first)
-        let text = try String(contentsOfFile: live.spool + "/new/" + name, encoding: .utf8)
+        let text = String(decoding: try live.eventData(name), as: UTF8.self)
         #expect(text.contains("\"verified_with\": \"salted-sha1\""))
         #expect(text.contains("\"tenant\": \"sibling\""))
     }
 
-    @Test func healthz() throws {
-        let live = try LiveServer()
+    @Test(arguments: StoreKind.allCases)
+    func healthz(store: StoreKind) throws {
+        let live = try LiveServer(store: store)
         defer { live.stop() }
         let reply = try live.get("/healthz")
         #expect(reply.status == 200)

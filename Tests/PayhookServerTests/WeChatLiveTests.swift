@@ -22,19 +22,15 @@ struct WeChatLiveTests {
         Array(try Data(contentsOf: Paths.fixtures.appendingPathComponent("wechat/\(name)")))
     }
 
-    static func event(_ live: LiveServer, _ name: String) throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: live.spool + "/new/" + name))
-        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    }
-
-    @Test(arguments: [
+    @Test(arguments: StoreKind.allCases, [
         ("pay-md5.xml", "wechat.pay", "md5", 101),
         ("pay-hmac.xml", "wechat.pay", "hmac-sha256", 101),
         ("pay-hmac-no-sign-type.xml", "wechat.pay", "hmac-sha256", 101),
         ("refund.xml", "wechat.refund", "aes-256-ecb", 101),
     ])
-    func documentedNotificationsAreStored(file: String, source: String, verifiedWith: String, amount: Int) throws {
-        let live = try LiveServer()
+    func documentedNotificationsAreStored(store: StoreKind, notification: (file: String, source: String, verifiedWith: String, amount: Int)) throws {
+        let (file, source, verifiedWith, amount) = notification
+        let live = try LiveServer(store: store)
         defer { live.stop() }
         let body = try Self.fixture(file)
         let reply = try Self.post(live, body)
@@ -43,7 +39,7 @@ struct WeChatLiveTests {
         #expect(reply.headers["content-type"]?.hasPrefix("text/xml") == true)
         let name = try #require(live.events().first)
         #expect(live.events().count == 1)
-        let event = try Self.event(live, name)
+        let event = try live.event(name)
         #expect(event["source"] as? String == source)
         #expect(event["tenant"] as? String == "10000100")
         #expect(event["order_ref"] as? String == "1409811653")
@@ -54,18 +50,19 @@ struct WeChatLiveTests {
         #expect(raw["method"] == "POST")
         let fields = try #require(event["fields"] as? [String: String])
         #expect(fields["sign"] == nil)
-        #expect(!String(decoding: try Data(contentsOf: URL(fileURLWithPath: live.spool + "/new/" + name)), as: UTF8.self).contains("192006250b4c09247ec02edce69f6a2d"))
+        #expect(!String(decoding: try live.eventData(name), as: UTF8.self).contains("192006250b4c09247ec02edce69f6a2d"))
     }
 
-    @Test func retriesAreDuplicatesEvenWhenSignedTheOtherWay() throws {
-        let live = try LiveServer()
+    @Test(arguments: StoreKind.allCases)
+    func retriesAreDuplicatesEvenWhenSignedTheOtherWay(store: StoreKind) throws {
+        let live = try LiveServer(store: store)
         defer { live.stop() }
         #expect(try Self.post(live, try Self.fixture("pay-md5.xml")).body == Self.success)
         #expect(try Self.post(live, try Self.fixture("pay-md5.xml")).body == Self.success)
         // The same payment signed with HMAC (sign_type differs): a duplicate, not a conflict.
         #expect(try Self.post(live, try Self.fixture("pay-hmac.xml")).body == Self.success)
         #expect(live.events().count == 1)
-        #expect(listing(live.spool + "/conflicts").isEmpty)
+        #expect(try live.conflictCopies().isEmpty)
         // The refund of that order is another event.
         #expect(try Self.post(live, try Self.fixture("refund.xml")).body == Self.success)
         #expect(live.events().count == 2)
@@ -139,8 +136,9 @@ struct WeChatLiveTests {
         #expect(reply.body.contains("FAIL"))
     }
 
-    @Test func builtNotificationsOfEveryKindAreAccepted() throws {
-        let live = try LiveServer()
+    @Test(arguments: StoreKind.allCases)
+    func builtNotificationsOfEveryKindAreAccepted(store: StoreKind) throws {
+        let live = try LiveServer(store: store)
         defer { live.stop() }
         for kind in [CallbackBuilder.Kind.wechatPay, .wechatRefund] {
             #expect(try Self.post(live, try Self.built(nil, kind)).body == Self.success)

@@ -125,7 +125,7 @@ struct WeChatV3CrossCheckTests {
     static func checkEvents(_ stored: [String: Case], on live: LiveServer) throws {
         #expect(Set(live.events()) == Set(stored.keys.map { $0 + ".json" }))
         for (id, c) in stored {
-            let event = try WeChatLiveTests.event(live, id + ".json")
+            let event = try live.event(id + ".json")
             let expected = try #require(c.event, "\(c.name) has no expected event")
             let key = try #require(c.key)
             #expect(event["id"] as? String == id)

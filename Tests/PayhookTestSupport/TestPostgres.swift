@@ -80,6 +80,12 @@ public final class PostgresCluster: Sendable {
         try Self.command(binaries + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo(database: database), "-c", sql])
     }
 
+    /// Runs SQL through psql on the database `conninfo` names (one ``createDatabase(_:)`` returned).
+    @discardableResult
+    public func psql(_ sql: String, conninfo: String) throws -> String {
+        try Self.command(binaries + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql])
+    }
+
     /// Starts the server (again) and waits until it accepts connections.
     public func start() throws {
         try runAsServerUser(binaries + "/pg_ctl", ["-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "60", "start"])
@@ -125,8 +131,8 @@ public final class PostgresCluster: Sendable {
         }
     }
 
-    /// Runs a program and returns what it wrote. Its output goes to a file, not a pipe: `pg_ctl start` leaves
-    /// the server running with the descriptors it inherited, and a pipe would then never reach end of file.
+    /// Runs a program and returns what it wrote. Its output goes to a file rather than a pipe, so that nothing a
+    /// program leaves running (`pg_ctl start` leaves the server) can keep the read from ending.
     @discardableResult
     static func command(_ program: String, _ arguments: [String]) throws -> String {
         var template = Array("/tmp/payhook-pg-out-XXXXXX".utf8CString)
@@ -142,10 +148,14 @@ public final class PostgresCluster: Sendable {
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        process.waitUntilExit()
+        // Not waitUntilExit(): it can miss the exit of `runuser` and wait forever (ChildExit says why).
+        let exit = ChildExit(process)
+        guard let status = exit.wait(timeout: .seconds(120)) else {
+            throw TestFailure("\((program as NSString).lastPathComponent) did not exit")
+        }
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("\((program as NSString).lastPathComponent) exited \(process.terminationStatus): \(text)")
+        guard status == 0 else {
+            throw TestFailure("\((program as NSString).lastPathComponent) exited \(status): \(text)")
         }
         return text
     }
