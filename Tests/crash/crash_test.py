@@ -25,6 +25,10 @@ What it does (docs/durability.md §10.2, §10.6 "Graceful shutdown", §8; docs/c
   4. Final phase: re-sends acknowledged duplicates (all must succeed and create nothing), stops with SIGTERM,
      runs the full checker, then starts once more: recovery must have nothing to repair.
   Phases 2-4 run on one spool per --kills-per-spool kills (the graceful rounds are shared out among them).
+  --store postgres (PostgresHarness; Tests/crash/README.md "PostgreSQL mode"): the same against [store] kind =
+  "postgres" on a private cluster (pg_cluster.py, fsync on), --instances payhook processes per kill cycle on one
+  database, and in --db-crashes percent of the cycles a SIGKILL of the database server under load; the checker
+  reads the ledger, queue and conflict tables with psql.
 
 Exit status: 0 when every check held, 1 on any violation (each printed with what was seen), 2 on bad usage or
 when the harness itself could not run. On failure the working directory (spool, ACK log, server logs) is
