@@ -1399,6 +1399,9 @@ class Harness:
         ports = port if isinstance(port, list) else [port]
         turn = random.Random(threading.get_ident()).randrange(len(ports))
         while not stop.is_set() and self.remaining() > 0 and phase["sent"] < self.args.max_requests_per_cycle:
+            if phase.get("paused"):
+                time.sleep(0.01)  # postgres mode: senders quiet while the database is down
+                continue
             job = self.next_job()
             if job is None:
                 time.sleep(0.01)
@@ -1988,6 +1991,7 @@ class PostgresHarness(Harness):
         self.db_crashes = 0
         self.db_resume_times = []
         self.db_healthz_503 = 0
+        self.quiet_db_crashes = 0
         self.instances = args.instances
         self.events = {}  # (folder, name) -> bytes, from the last check
         self.queue_rows = 0
@@ -2209,9 +2213,17 @@ class PostgresHarness(Harness):
         return self.check_spool(f"after kill #{self.kills}", recovered=False)
 
     def crash_database(self, servers, phase):
+        """Every other crash is a quiet one: the senders pause before the kill and resume only once the database
+        is back, so that the sessions payhook had open are still in its pool, broken; from the restart on, every
+        answer must be success (a 503 then is a violation: payhook refusing with its database up). The others
+        crash it under load, and allow 503s until each instance's /healthz says 200 again."""
         where = f"database crash {self.db_crashes + 1}"
+        quiet = self.db_crashes % 2 == 0
         with self.lock:
             phase["db_down"] = True
+            phase["paused"] = quiet
+        if quiet:
+            time.sleep(0.3)  # requests in flight finish (answers take milliseconds)
         try:
             self.cluster.kill9()
         except self.pg.PGError as e:
@@ -2233,10 +2245,13 @@ class PostgresHarness(Harness):
         back = time.monotonic()
         with self.lock:
             before = self.successes
+            if quiet:
+                phase["db_down"] = phase["paused"] = False
+                self.quiet_db_crashes += 1
         # Answers already on their way may still be 503s from the outage, and each pooled session to the dead
         # server fails once before it is replaced: db_down stays set until every instance is healthy again.
         deadline = back + self.args.db_resume
-        pending = list(servers)
+        pending = [] if quiet else list(servers)
         while pending and time.monotonic() < deadline:
             pending = [s for s in pending if self.healthz(s.port) != 200]
             if pending:
@@ -2257,6 +2272,12 @@ class PostgresHarness(Harness):
         time.sleep(0.2)
         with self.lock:
             phase["db_down"] = False
+        if quiet:
+            for s in servers:
+                status = self.healthz(s.port)
+                if status != 200:
+                    self.violation(f"{where}: payhook #{s.n} answered /healthz {status} after the database was back "
+                                   f"and callbacks were stored again")
         for s in servers:
             if s.proc.poll() is not None:
                 self.violation(f"{where}: payhook #{s.n} exited ({s.proc.returncode}) when its database crashed; "
@@ -2266,7 +2287,8 @@ class PostgresHarness(Harness):
         result = super().report()
         times = self.db_resume_times
         self.say(f"  postgres             {self.instances} instance(s) per kill cycle on one database; {self.db_crashes} "
-                 f"database crashes (SIGKILL of the postmaster and its children) under load; /healthz 503 while "
+                 f"database crashes (SIGKILL of the postmaster and its children), {self.quiet_db_crashes} of them "
+                 f"with the senders quiet until it was back; /healthz 503 while "
                  f"down {self.db_healthz_503}x; answers while down: 503 {self.db_down_answers[503]}, none "
                  f"{self.db_down_answers[None]}; back to /healthz 200 and a success within "
                  f"{max(times) if times else 0:.2f} s at most (limit {self.args.db_resume:.0f} s)")
