@@ -106,20 +106,41 @@ final class PGPool: @unchecked Sendable {
     }
 
     private func take() throws(PGError) -> PGConnection {
-        let reused = state.withLock { state -> (PGConnection?, Bool) in
-            if state.closed { return (nil, true) }
-            if let connection = state.idle.popLast() { return (connection, false) }
-            state.open += 1
-            return (nil, false)
+        while true {
+            let reused = state.withLock { state -> (PGConnection?, Bool) in
+                if state.closed { return (nil, true) }
+                if let connection = state.idle.popLast() { return (connection, false) }
+                state.open += 1
+                return (nil, false)
+            }
+            if reused.1 { throw PGError(.connection, "the database store is closed") }
+            if let connection = reused.0 {
+                // An idle session whose server went away (a restart, a crash, a terminated backend) would fail
+                // the caller's statement, and after a database restart every idle session did so once: as many
+                // 503s in a row as the pool held sessions, with the database back. Drop it and take another.
+                if Self.closedByServer(connection) {
+                    state.withLock { $0.open -= 1 }
+                    continue
+                }
+                return connection
+            }
+            do {
+                return try openDedicated()
+            } catch {
+                state.withLock { $0.open -= 1 }
+                throw error
+            }
         }
-        if reused.1 { throw PGError(.connection, "the database store is closed") }
-        if let connection = reused.0 { return connection }
-        do {
-            return try openDedicated()
-        } catch {
-            state.withLock { $0.open -= 1 }
-            throw error
-        }
+    }
+
+    /// Whether an idle session's socket is readable: the server sent something unasked (the FATAL of a
+    /// shutdown) or closed it (its backend died). A pooled session has no statement out and does not LISTEN, so
+    /// a healthy one has nothing to read. A zero-timeout poll(2), no round trip.
+    static func closedByServer(_ connection: PGConnection) -> Bool {
+        let socket = connection.socket
+        if socket < 0 { return true }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) > 0
     }
 
     private func give(_ connection: PGConnection) {
