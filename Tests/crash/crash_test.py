@@ -2195,7 +2195,9 @@ class PostgresHarness(Harness):
         phase = {"sent": 0, "stopping_since": None}
         stop, threads = self.run_load([s.port for s in servers], phase)
         time.sleep(self.timing.uniform(self.args.min_load, self.args.max_load))
-        if self.timing.random() < self.args.db_crashes / 100:
+        # Exactly --db-crashes percent of the cycles, spread evenly (not drawn: a short run must get its share).
+        p = self.args.db_crashes / 100
+        if int((self.kills + 1) * p) > int(self.kills * p):
             self.crash_database(servers, phase)
             time.sleep(self.timing.uniform(self.args.min_load, self.args.max_load))
         with self.lock:
