@@ -1316,14 +1316,16 @@ def main():
             json.dump({"records": records, "rate": rate_records, "fileceil": ctx.get("fileceil")}, f, indent=1,
                       default=str)
         spool_records = [r for r in records if r["server"] != "postgres"]
-        report, failed, verdicts = make_report(ctx, spool_records, rate_records, started, ended)
-        if args.pg_workloads:
-            pg_text, pg_failed, pg_verdicts = pgbench_part.report(ctx, records, med)
-            report += pg_text
-            failed += pg_failed
-            verdicts += pg_verdicts
-        if ctx.get("pg"):
-            ctx["pg"].close()
+        try:
+            report, failed, verdicts = make_report(ctx, spool_records, rate_records, started, ended)
+            if ctx.get("pg"):
+                pg_text, pg_failed, pg_verdicts = pgbench_part.report(ctx, records, med)
+                report += pg_text
+                failed += pg_failed
+                verdicts += pg_verdicts
+        finally:
+            if ctx.get("pg"):  # the private cluster never outlives the run, whatever failed
+                ctx["pg"].close()
         sys.stdout.write(report)
         sys.stdout.flush()
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
