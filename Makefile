@@ -83,7 +83,8 @@ FUZZ_TARGETS ?=
 fuzz: deps
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-# Benchmark: payhook against a do-nothing nginx in the same run; tables on stdout and in
+# Benchmark: payhook against a do-nothing nginx in the same run, and on PostgreSQL against pgbench running its
+# store statement on the same private cluster (bench/postgres.py); tables on stdout and in
 # bench/results/latest.md (bench/README.md). Options pass through: make bench BENCH_ARGS=--quick
 BENCH_ARGS ?=
 bench: deps

@@ -130,6 +130,13 @@ def ensure_tools(args):
         need.append("nginx-light")
     if not shutil.which("cc"):
         need += ["gcc", "libc6-dev"]
+    pg_server = False
+    if args.pg_workloads:
+        try:
+            pgbench_part.pg_cluster.find_bindir()
+        except pgbench_part.pg_cluster.PGError:
+            need += ["postgresql", "postgresql-contrib"]  # initdb, pg_ctl, pgbench (as make test-deps installs them)
+            pg_server = True
     if not need:
         return
     if args.no_install:
@@ -137,6 +144,14 @@ def ensure_tools(args):
     log(f"installing {' '.join(need)}")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if pg_server:
+        # Only the server's binaries: Debian would otherwise create and start a cluster of its own
+        # (the Makefile's test-deps does the same).
+        os.makedirs("/etc/postgresql-common", exist_ok=True) if not sudo else subprocess.run(
+            sudo + ["mkdir", "-p", "/etc/postgresql-common"], check=True)
+        if not os.path.exists("/etc/postgresql-common/createcluster.conf"):
+            subprocess.run(sudo + ["sh", "-c", "echo 'create_main_cluster = false' > "
+                                   "/etc/postgresql-common/createcluster.conf"], check=True)
     subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + need, check=True, env=env)
     # Debian's package may start nginx as a service (where no policy-rc.d forbids it); the
