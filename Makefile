@@ -49,6 +49,7 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_SHORT_ARGS)
+	python3 Tests/crash/crash_test.py --binary .build/debug/payhook --store postgres $(CRASH_PG_SHORT_ARGS)
 	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_SHORT_ARGS)
 	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_SHORT_ARGS)
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SMOKE_SECONDS)
@@ -57,6 +58,9 @@ test: test-deps
 # ALICE-style check of the spool against what was acknowledged.
 CRASH_ARGS ?= --kills 100 --graceful-rounds 3 --seconds 900
 CRASH_SHORT_ARGS ?= --kills 25 --graceful-rounds 2 --seconds 240
+# The same against [store] kind = "postgres" on a private cluster, with some kills of the database itself.
+CRASH_PG_ARGS ?= --kills 50 --graceful-rounds 3 --seconds 900
+CRASH_PG_SHORT_ARGS ?= --kills 12 --graceful-rounds 2 --db-crashes 40 --seconds 180
 # Stop storm (Tests/crash/README.md): many SIGTERMs under connection churn, each must exit 0 having stored
 # every acknowledged callback.
 STORM_ARGS ?= --rounds 100
@@ -67,6 +71,7 @@ HOSTILE_ARGS ?= --requests 20000
 HOSTILE_SHORT_ARGS ?= --requests 3000
 crash-test: test-deps build
 	python3 Tests/crash/crash_test.py --binary .build/debug/payhook $(CRASH_ARGS)
+	python3 Tests/crash/crash_test.py --binary .build/debug/payhook --store postgres $(CRASH_PG_ARGS)
 	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_ARGS)
 	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_ARGS)
 
@@ -78,7 +83,8 @@ FUZZ_TARGETS ?=
 fuzz: deps
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-# Benchmark: payhook against a do-nothing nginx in the same run; tables on stdout and in
+# Benchmark: payhook against a do-nothing nginx in the same run, and on PostgreSQL against pgbench running its
+# store statement on the same private cluster (bench/postgres.py); tables on stdout and in
 # bench/results/latest.md (bench/README.md). Options pass through: make bench BENCH_ARGS=--quick
 BENCH_ARGS ?=
 bench: deps

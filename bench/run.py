@@ -35,6 +35,8 @@ import threading
 import time
 import urllib.request
 
+import postgres as pgbench_part  # bench/postgres.py: the PostgreSQL store's workloads and pgbench
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -128,6 +130,13 @@ def ensure_tools(args):
         need.append("nginx-light")
     if not shutil.which("cc"):
         need += ["gcc", "libc6-dev"]
+    pg_server = False
+    if args.pg_workloads:
+        try:
+            pgbench_part.pg_cluster.find_bindir()
+        except pgbench_part.pg_cluster.PGError:
+            need += ["postgresql", "postgresql-contrib"]  # initdb, pg_ctl, pgbench (as make test-deps installs them)
+            pg_server = True
     if not need:
         return
     if args.no_install:
@@ -135,6 +144,14 @@ def ensure_tools(args):
     log(f"installing {' '.join(need)}")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if pg_server:
+        # Only the server's binaries: Debian would otherwise create and start a cluster of its own
+        # (the Makefile's test-deps does the same).
+        os.makedirs("/etc/postgresql-common", exist_ok=True) if not sudo else subprocess.run(
+            sudo + ["mkdir", "-p", "/etc/postgresql-common"], check=True)
+        if not os.path.exists("/etc/postgresql-common/createcluster.conf"):
+            subprocess.run(sudo + ["sh", "-c", "echo 'create_main_cluster = false' > "
+                                   "/etc/postgresql-common/createcluster.conf"], check=True)
     subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + need, check=True, env=env)
     # Debian's package may start nginx as a service (where no policy-rc.d forbids it); the
@@ -365,7 +382,7 @@ def children_of(pid):
 # servers
 
 
-def write_payhook_config(rundir, spool, threads, v3=False, alipay=False, jeepay=False):
+def write_payhook_config(rundir, spool, threads, v3=False, alipay=False, jeepay=False, store=None):
     """payhook's benchmark configuration, with its secrets, in rundir; returns the config file's path.
     Also used by bench/tools/profile.sh (python3 bench/run.py --write-config DIR SPOOL THREADS). With v3,
     also a [[wechat_v3]] tenant, with alipay an [[alipay]] one, with jeepay a [[jeepay]] one (only then: a
@@ -427,19 +444,23 @@ mch_no = "{JEEPAY_MCH_NO}"
 app_id = "{JEEPAY_APP_ID}"
 key_file = "secrets/jeepay.key"
 ''')
+        if store:  # a [store] table (bench/postgres.py), last so that it follows every other table
+            f.write(store)
     return cfg
 
 
 class Payhook:
-    def __init__(self, binary, rundir, spool, threads, tables=()):
+    def __init__(self, binary, rundir, spool, threads, tables=(), store=None, env=None):
         self.rundir = rundir
         self.spool = spool
+        os.makedirs(rundir, exist_ok=True)
         cfg = write_payhook_config(rundir, spool, threads, v3="v3" in tables, alipay="alipay" in tables,
-                                   jeepay="jeepay" in tables)
+                                   jeepay="jeepay" in tables, store=store)
         self.log_path = os.path.join(rundir, "payhook.log")
         self.logf = open(self.log_path, "w")
+        # env: the variable [store] url_env names (the conninfo never goes into the config or a log)
         self.proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=subprocess.PIPE,
-                                     stderr=self.logf, text=True)
+                                     stderr=self.logf, text=True, env=dict(os.environ, **(env or {})))
         ready = {}
 
         def reader():
@@ -600,11 +621,11 @@ def parse_wrk_result(path):
     return threads, summary
 
 
-def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines):
+def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines, lines_path=None):
     w = WORKLOADS[workload]
     T = min(2, conns)  # two cores: more wrk threads only steal CPU from the server
     out = os.path.join(rundir, "wrk-result.txt")
-    env = dict(os.environ, WORKLOAD=workload, LINES=ctx["sets"][w["lines"]], WRK_THREADS=str(T),
+    env = dict(os.environ, WORKLOAD=workload, LINES=lines_path or ctx["sets"][w["lines"]], WRK_THREADS=str(T),
                MAX_LINES=str(max_lines), DUP_SET=str(dup_set(ctx, workload)), EXPECT_BODY=w["expect"],
                EXPECT_STATUS=str(w.get("status", 200)), WECHAT_PATH="/notify/wechat", V3_PATH=V3_PATH,
                ALIPAY_PATH=ALIPAY_PATH, JEEPAY_PATH=JEEPAY_PATH, RESULT_OUT=out)
@@ -1145,7 +1166,10 @@ def main():
     ap.add_argument("--workdir", default=os.path.join(BENCH, ".data"),
                     help="request sets, tools, run logs and the disk spools (default bench/.data)")
     ap.add_argument("--connections", help="comma-separated (full: 1,16,64,256; quick: 64)")
-    ap.add_argument("--workloads", default="unique,dup,wechat,v3unique,v3dup,alipayunique,alipaydup,jeepaydup")
+    ap.add_argument("--workloads", default="unique,dup,wechat,v3unique,v3dup,alipayunique,alipaydup,jeepaydup,"
+                                          "pgunique,pgdup,pgtwo",
+                    help="comma-separated; the postgres ones (bench/postgres.py): pgbench (the two pgbench references "
+                         "alone), pgunique, pgdup, pgtwo (each brings the pgbench reference it is compared with)")
     ap.add_argument("--spools", default="disk,tmpfs")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, help="seconds per wrk run (full 4, quick 2)")
@@ -1175,10 +1199,12 @@ def main():
     args = ap.parse_args()
     args.connections = [int(c) for c in (args.connections or ("64" if args.quick else "1,16,64,256")).split(",")]
     args.workloads = [w for w in args.workloads.split(",") if w]
+    args.pg_workloads = [w for w in args.workloads if w in pgbench_part.PG_WORKLOADS]
+    args.workloads = [w for w in args.workloads if w not in pgbench_part.PG_WORKLOADS]
     args.spools = [s for s in args.spools.split(",") if s]
     args.duration = args.duration or (2 if args.quick else 4)
     args.rate_duration = args.rate_duration or (3 if args.quick else 6)
-    args.max_minutes = args.max_minutes or (0.8 if args.quick else 4.0) * max(1, len(args.workloads))
+    args.max_minutes = args.max_minutes or (0.8 if args.quick else 4.0) * max(1, len(args.workloads) + len(args.pg_workloads))
     if any(w not in WORKLOADS for w in args.workloads) or any(s not in ("disk", "tmpfs") for s in args.spools):
         sys.exit("bench: unknown workload or spool")
     if args.reps < 1 or args.duration < 1 or args.duration > 60 or args.rate_duration > 120:
@@ -1272,6 +1298,24 @@ def main():
                        if not rec["failed"] else f"FAILED: {rec['failed']}")
             chk = rec.get("check", {}).get("line", "")
             log(f"[{i + 1}/{len(plan)}] {rec['id']}: {summary}{'; ' + chk if chk else ''}")
+        if args.pg_workloads:
+            # PostgreSQL (bench/postgres.py): one private cluster for the run, a fresh database per cell.
+            log("starting a private PostgreSQL cluster (fsync on)")
+            ctx["pg"] = pgbench_part.Cluster(binary, work)
+            pa = argparse.Namespace(**vars(args))
+            pa.workloads = args.pg_workloads
+            cells = pgbench_part.plan(pa)
+            for i, (rep, c, w) in enumerate(cells):
+                if time.time() > deadline:
+                    ctx["skipped"] += len(cells) - i
+                    log(f"time limit reached: skipping the last {len(cells) - i} postgres runs")
+                    break
+                rec = pgbench_part.measure_pg(ctx, sys.modules[__name__], rep, w, c)
+                records.append(rec)
+                summary = (f"{rec.get('rps', 0):,.0f} req/s p99 {rec.get('p99_ms') or 0:.2f} ms"
+                           if not rec["failed"] else f"FAILED: {rec['failed']}")
+                chk = rec.get("check", {}).get("line", "")
+                log(f"[pg {i + 1}/{len(cells)}] {rec['id']}: {summary}{'; ' + chk if chk else ''}")
         for rep in range(1, args.rate_reps + 1):
             for sk in ("payhook", "nginx"):
                 rec = measure_rate(ctx, rep, sk)
@@ -1286,7 +1330,17 @@ def main():
         with open(os.path.join(ctx["rundir"], "runs.json"), "w") as f:
             json.dump({"records": records, "rate": rate_records, "fileceil": ctx.get("fileceil")}, f, indent=1,
                       default=str)
-        report, failed, verdicts = make_report(ctx, records, rate_records, started, ended)
+        spool_records = [r for r in records if r["server"] != "postgres"]
+        try:
+            report, failed, verdicts = make_report(ctx, spool_records, rate_records, started, ended)
+            if ctx.get("pg"):
+                pg_text, pg_failed, pg_verdicts = pgbench_part.report(ctx, records, med)
+                report += pg_text
+                failed += pg_failed
+                verdicts += pg_verdicts
+        finally:
+            if ctx.get("pg"):  # the private cluster never outlives the run, whatever failed
+                ctx["pg"].close()
         sys.stdout.write(report)
         sys.stdout.flush()
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

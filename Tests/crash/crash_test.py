@@ -25,6 +25,10 @@ What it does (docs/durability.md §10.2, §10.6 "Graceful shutdown", §8; docs/c
   4. Final phase: re-sends acknowledged duplicates (all must succeed and create nothing), stops with SIGTERM,
      runs the full checker, then starts once more: recovery must have nothing to repair.
   Phases 2-4 run on one spool per --kills-per-spool kills (the graceful rounds are shared out among them).
+  --store postgres (PostgresHarness; Tests/crash/README.md "PostgreSQL mode"): the same against [store] kind =
+  "postgres" on a private cluster (pg_cluster.py, fsync on), --instances payhook processes per kill cycle on one
+  database, and in --db-crashes percent of the cycles a SIGKILL of the database server under load; the checker
+  reads the ledger, queue and conflict tables with psql.
 
 Exit status: 0 when every check held, 1 on any violation (each printed with what was seen), 2 on bad usage or
 when the harness itself could not run. On failure the working directory (spool, ACK log, server logs) is
@@ -1005,9 +1009,8 @@ class Server:
         self.out_path = os.path.join(h.logs, f"serve-{self.n:04d}-{label}.stdout")
         self.err_path = os.path.join(h.logs, f"serve-{self.n:04d}-{label}.stderr")
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [h.binary, "serve", "--config", h.config, "--listen", "127.0.0.1:0", "--spool", h.spool],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, close_fds=True)
+            self.proc = subprocess.Popen(h.serve_argv(), env=h.serve_env(),
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err, close_fds=True)
         self.port = None
         h.servers.append(self)
 
@@ -1029,12 +1032,7 @@ class Server:
         while time.monotonic() < deadline:
             first = self.stdout().split("\n", 1)
             if len(first) == 2:
-                m = LISTENING.match(first[0])
-                if not m:
-                    raise HarnessError(f"unexpected first stdout line of payhook serve: {first[0]!r}")
-                if os.path.realpath(m.group(2)) != os.path.realpath(self.h.spool):
-                    raise HarnessError(f"payhook serve reports spool {m.group(2)}, not {self.h.spool}")
-                self.port = int(m.group(1))
+                self.port = self.h.parse_listening(first[0])
                 return self.port
             if self.proc.poll() is not None:
                 raise HarnessError(f"payhook serve #{self.n} exited with {self.proc.returncode} before listening:\n"
@@ -1172,6 +1170,7 @@ class Harness:
         self.family_requests = collections.Counter()  # Alipay, XxPay, Jeepay: requests and success answers
         self.family_successes = collections.Counter()
         self.totals = collections.Counter()  # per-spool figures, summed
+        self.db_down_answers = collections.Counter()  # postgres mode: {503: n, None: n} while the database was down
         self.new_segment_state()
 
     def new_segment_state(self):
@@ -1195,6 +1194,35 @@ class Harness:
         self.ack_file = open(self.ack_path, "a", encoding="ascii")
         with self.lock:
             self.new_segment_state()
+
+    # --- the store under test (overridden by PostgresHarness) --------------------------------------------
+    listening = LISTENING
+
+    def serve_argv(self):
+        return [self.binary, "serve", "--config", self.config, "--listen", "127.0.0.1:0", "--spool", self.spool]
+
+    def serve_env(self):
+        return None  # inherit
+
+    def parse_listening(self, line):
+        """The port of a `payhook listening on …` line, after checking it names this harness's store."""
+        m = self.listening.match(line)
+        if not m:
+            raise HarnessError(f"unexpected first stdout line of payhook serve: {line!r}")
+        if os.path.realpath(m.group(2)) != os.path.realpath(self.spool):
+            raise HarnessError(f"payhook serve reports spool {m.group(2)}, not {self.spool}")
+        return int(m.group(1))
+
+    def scan_store(self):
+        return scan(self.spool)
+
+    def read_event(self, folder, name):
+        """The exact bytes of a stored event (raises FileNotFoundError when it is gone)."""
+        with open(os.path.join(self.spool, folder, name), "rb") as f:
+            return f.read()
+
+    def drop_store(self):
+        shutil.rmtree(self.spool)
 
     # --- output -----------------------------------------------------------------------------------------
     def say(self, text):
@@ -1341,6 +1369,12 @@ class Harness:
                     self.ack_file.write(f"ACK {key.id}\n")
                     self.ack_file.flush()
                 return
+            if phase.get("db_down") and status in (None, 503):
+                # The database is down (postgres mode): payhook must refuse with 503, or the connection may
+                # die with a statement in flight; never success for what it could not store.
+                self.db_down_answers[status] += 1
+                self.retry_after_kill.append(job)
+                return
             if status is None:
                 self.no_answer += 1
                 if phase.get("stopping_since") is None:
@@ -1362,15 +1396,23 @@ class Harness:
             + (" (it was re-sent after its key had been acknowledged)" if was_acked else ""))
 
     def client(self, port, stop, phase):
+        ports = port if isinstance(port, list) else [port]
+        turn = random.Random(threading.get_ident()).randrange(len(ports))
         while not stop.is_set() and self.remaining() > 0 and phase["sent"] < self.args.max_requests_per_cycle:
+            if phase.get("paused"):
+                time.sleep(0.01)  # postgres mode: senders quiet while the database is down
+                continue
             job = self.next_job()
             if job is None:
                 time.sleep(0.01)
                 continue
             with self.lock:
                 phase["sent"] += 1
-            status, body = self.send(port, job[0].variants[job[1]])
+            turn += 1  # the next request goes to the next instance: a key's deliveries meet on several
+            status, body = self.send(ports[turn % len(ports)], job[0].variants[job[1]])
             self.record(job, status, body, phase)
+            if status == 503 and phase.get("db_down"):
+                time.sleep(0.02)  # as a sender would back off: don't burn the pool on a database that is down
             if status is None and stop.is_set():
                 break
             if status is None:
@@ -1406,10 +1448,8 @@ class Harness:
     def check_event_file(self, folder, name, where):
         """A published file must be a complete payhook.event.v1 event of a key this harness sent, with the exact
         content of one of that key's deliveries (no partial, unparsable or foreign file, docs/contract.md §4.3)."""
-        path = os.path.join(self.spool, folder, name)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = self.read_event(folder, name)
         except FileNotFoundError:
             self.violation(f"{where}: {folder}/{name} vanished while nothing but payhook's recovery ran")
             return None
@@ -1468,7 +1508,7 @@ class Harness:
         After recovery (docs/durability.md §8): tmp/ is empty and every event in new/ has its ledger entry.
         Returns the snapshot.
         """
-        snap = scan(self.spool)
+        snap = self.scan_store()
         new, ids = snap["new"], snap["ids"]
         for name, (ino, nlink, regular) in ids.items():
             if not HEX64.match(name) or not regular:
@@ -1582,7 +1622,7 @@ class Harness:
         time.sleep(self.timing.uniform(0, self.last_ready_s))
         server.kill()
         self.startup_kills += 1
-        if not LISTENING.match(server.stdout().split("\n", 1)[0]):
+        if not self.listening.match(server.stdout().split("\n", 1)[0]):
             self.startup_kills_before_ready += 1
         return self.check_spool(f"after startup kill #{self.startup_kills}", recovered=False)
 
@@ -1669,7 +1709,7 @@ class Harness:
         """No more kills: duplicates of acknowledged keys get success and create nothing; then a SIGTERM stop,
         the full checker, and one more start whose recovery must have nothing to repair (idempotence, docs/durability.md §10.6)."""
         server = self.start("final", previous)
-        before = scan(self.spool)
+        before = self.scan_store()
         with self.lock:
             acked = list(self.acked_list)
         sample = self.rng.sample(acked, min(len(acked), self.args.final_resends))
@@ -1705,7 +1745,7 @@ class Harness:
             if status is None:
                 self.violation(f"final re-send: acknowledged {key_text!r} got no answer ({body}) from a running "
                                f"server")
-        after = scan(self.spool)
+        after = self.scan_store()
         # A duplicate writes nothing at all (docs/durability.md §1.2), not even a temporary file.
         for folder in ("tmp", "new", "ids", "conflicts"):
             added = sorted(set(after[folder]) - set(before[folder]))
@@ -1754,8 +1794,7 @@ class Harness:
         checked = 0
         for folder in ("new", "conflicts"):
             for name in snap[folder]:
-                with open(os.path.join(self.spool, folder, name), encoding="utf-8") as f:
-                    errors = sorted(validator.iter_errors(json.load(f)), key=str)
+                errors = sorted(validator.iter_errors(json.loads(self.read_event(folder, name))), key=str)
                 if errors:
                     self.violation(f"final check: {folder}/{name} does not match the event schema: "
                                    f"{errors[0].message}")
@@ -1831,7 +1870,7 @@ class Harness:
         self.check_budget("the final phase")
         # Which delivery each stored event came from, for the re-sends and the conflict check.
         self.stored_variant = {}
-        for name in scan(self.spool)["new"]:
+        for name in self.scan_store()["new"]:
             m = EVENT_NAME.match(name)
             if m:
                 v = self.check_event_file("new", name, f"spool {n} final check")
@@ -1840,7 +1879,7 @@ class Harness:
         snap = self.final_phase(snap)
         self.tally(snap)
         if not self.violations and not self.args.keep:
-            shutil.rmtree(self.spool)  # checked; the figures are kept, tens of thousands of links need not be
+            self.drop_store()  # checked; the figures are kept, tens of thousands of links need not be
 
     def tally(self, snap):
         """Adds this spool's figures to the run's, from the ACK log on disk and the spool."""
@@ -1865,7 +1904,7 @@ class Harness:
                 and self.ack_file is not None):
             # The run stopped inside this spool's cycle: count what is there, for the figures only.
             self.ack_file.flush()
-            self.tally(scan(self.spool))
+            self.tally(self.scan_store())
         t = self.totals
         wall = time.monotonic() - self.started
         exit_times = self.graceful_exit_times
@@ -1905,9 +1944,12 @@ class Harness:
             f"{self.removed_tmp_total} tmp files, relinked {self.relinked_total} ledger entries); "
             f"{len(self.recovery_seen)} notices seen, each matching the spool",
         ]
+        if self.listening is not LISTENING:
+            # postgres mode: no spool recovery, no lock; the database's figures follow (PostgresHarness.report)
+            lines = [line for line in lines if not line.startswith("  recovery")]
         for line in collections.Counter(self.recovery_seen).most_common(None if self.args.verbose else 4):
             lines.append(f"    \"spool recovery: {line[0]}\" x{line[1]}")
-        if self.kills and not self.recovery_expected:
+        if self.kills and not self.recovery_expected and self.listening is LISTENING:
             lines.append("    note: no kill left anything to repair, so recovery's repairs were not exercised")
         if self.keys and self.fresh >= len(self.keys):
             lines.append(f"    note: all {len(self.keys)} pool keys were used; later load was re-sends only "
@@ -1915,6 +1957,348 @@ class Harness:
         lines.append(f"  wall time            {wall:.1f} s")
         self.say("\n".join(lines))
         return t["verified"], t["acked"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# --store postgres: the same load and kills against the PostgreSQL store, and crashes of the database itself
+# ----------------------------------------------------------------------------------------------------------
+
+PG_LISTENING = re.compile(r"^payhook listening on 127\.0\.0\.1:(\d+) store postgres$")
+PG_URL_ENV = "PAYHOOK_CRASH_PG_URL"  # the config names it (url_env); the value never appears in a log or file
+
+
+class PostgresHarness(Harness):
+    """The harness with `[store] kind = "postgres"`: a private cluster (fsync on: durability is under test), one
+    fresh database per "spool" segment, --instances payhook processes sharing it under load and all SIGKILLed
+    together, and in --db-crashes percent of the cycles a SIGKILL of the whole PostgreSQL server under that
+    load: payhook must answer 503 while it is down and succeed again by itself once it is back. The checker
+    reads the tables with psql: every acknowledged id is a ledger row holding the exact bytes of one delivery's
+    event (the spool checker's event checks, run on those bytes), each row not acknowledged by a consumer has
+    exactly one queue row, and so on (check_spool below)."""
+
+    listening = PG_LISTENING
+
+    def __init__(self, args):
+        super().__init__(args)
+        sys.path.insert(0, HERE)
+        try:
+            import pg_cluster  # noqa: PLC0415 - only postgres mode needs it
+        finally:
+            sys.path.pop(0)
+        self.pg = pg_cluster
+        self.cluster = None
+        self.dbname = None
+        self.db_crashes = 0
+        self.db_resume_times = []
+        self.db_healthz_503 = 0
+        self.quiet_db_crashes = 0
+        self.instances = args.instances
+        self.events = {}  # (folder, name) -> bytes, from the last check
+        self.queue_rows = 0
+        self.serve_config = self.write_config()
+        try:
+            self.cluster = pg_cluster.PGCluster(fsync=True, prefix="payhook-crash-pg-")
+            self.cluster.start()
+        except (pg_cluster.PGError, OSError, subprocess.SubprocessError) as e:
+            raise HarnessError(f"could not start a private PostgreSQL cluster: {e}") from None
+        if self.cluster.psql("SHOW fsync").strip() != "on":
+            raise HarnessError("the private cluster runs with fsync off: durability would not be tested")
+
+    def write_config(self):
+        """The --config with `[store] kind = "postgres"` appended, in the work directory. Its relative paths
+        (secret files, keys) are relative to the config's folder, so every entry of that folder is linked
+        beside the copy."""
+        folder = os.path.join(self.workdir, "config")
+        os.mkdir(folder)
+        base = os.path.dirname(self.config)
+        for entry in os.listdir(base):
+            if entry != os.path.basename(self.config):
+                os.symlink(os.path.join(base, entry), os.path.join(folder, entry))
+        with open(self.config, encoding="utf-8") as f:
+            text = f.read()
+        if re.search(r"(?m)^\s*\[store\]", text):
+            raise HarnessError(f"{self.config} has a [store] table already; --store postgres writes its own")
+        path = os.path.join(folder, "postgres.toml")
+        with open(path, "w", encoding="utf-8") as f:
+            # timeout_s well under the harness's REQUEST_TIMEOUT_S: a store waiting on a dead database gives up
+            # and answers 503 before the client would count it as no answer at all.
+            f.write(text + f'\n[store]\nkind = "postgres"\nurl_env = "{PG_URL_ENV}"\ntimeout_s = 4\n')
+        return path
+
+    # --- the store hooks ----------------------------------------------------------------------------------
+    def conninfo(self):
+        return f"{self.cluster.conninfo.rsplit(' dbname=', 1)[0]} dbname={self.dbname}"
+
+    def serve_argv(self):
+        return [self.binary, "serve", "--config", self.serve_config, "--listen", "127.0.0.1:0"]
+
+    def serve_env(self):
+        return dict(os.environ, **{PG_URL_ENV: self.conninfo()})
+
+    def parse_listening(self, line):
+        m = self.listening.match(line)
+        if not m:
+            raise HarnessError(f"unexpected first stdout line of payhook serve: {line!r}")
+        return int(m.group(1))
+
+    def psql(self, sql):
+        r = subprocess.run([self.cluster.tool("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                            "-d", self.conninfo(), "-c", sql], capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise HarnessError(f"psql failed ({r.returncode}): {r.stderr.strip()[-400:]}")
+        return [line for line in r.stdout.splitlines() if line]
+
+    def open_segment(self, n):
+        """A fresh database per segment (the spool mode's fresh spool), migrated with `payhook db migrate`."""
+        super().open_segment(n)
+        self.spool = None
+        self.dbname = f"payhook_crash_{n}"
+        self.cluster.psql(f"CREATE DATABASE {self.dbname}")
+        r = subprocess.run([self.binary, "db", "migrate", "--config", self.serve_config], env=self.serve_env(),
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise HarnessError(f"payhook db migrate failed ({r.returncode}): {r.stderr.strip()[-400:]}")
+        self.events = {}
+
+    def drop_store(self):
+        self.cluster.psql(f"DROP DATABASE {self.dbname}")
+
+    def read_event(self, folder, name):
+        data = self.events.get((folder, name))
+        if data is None:
+            raise FileNotFoundError(name)
+        return data
+
+    def scan_store(self):
+        """The tables in the spool snapshot's shape ({folder: {name: (inode, nlink, regular)}}), so that the
+        figures and the final phase's before/after comparison work unchanged: a ledger row is new/<id>.json
+        and ids/<id> (one "inode"), a conflict copy conflicts/<id>.<conflict_id>; the exact event bytes go to
+        self.events for read_event. A row that fails a table-level check is reported here."""
+        rows = self.psql(
+            "SELECT json_build_object('id', encode(l.id, 'hex'), 'key', l.dedupe_key, 'source', l.source, "
+            "'tenant', l.tenant, 'order_ref', l.order_ref, 'status', l.status, 'amount', l.amount, "
+            "'seen', l.seen_count, 'acked', l.acked_at IS NOT NULL, "
+            "'queue', (SELECT coalesce(json_agg(q.state), '[]'::json) FROM payhook_queue q WHERE q.id = l.id), "
+            "'event', encode(l.event, 'base64')) FROM payhook_ledger l")
+        conflicts = self.psql("SELECT json_build_object('id', encode(c.id, 'hex'), 'n', c.conflict_id, "
+                              "'event', encode(c.event, 'base64')) FROM payhook_conflict c")
+        orphans = self.psql("SELECT encode(q.id, 'hex') FROM payhook_queue q "
+                            "LEFT JOIN payhook_ledger l ON l.id = q.id WHERE l.id IS NULL")
+        self.queue_rows = int(self.psql("SELECT count(*) FROM payhook_queue")[0])
+        snap = {folder: {} for folder in FOLDERS}
+        events = {}
+        self.ledger = {}
+        for line in rows:
+            row = json.loads(line)
+            eid = row["id"]
+            events[("new", eid + ".json")] = base64.b64decode(row.pop("event"))
+            self.ledger[eid] = row
+            snap["new"][eid + ".json"] = (eid, 2, True)
+            snap["ids"][eid] = (eid, 2, True)
+        for line in conflicts:
+            row = json.loads(line)
+            name = f"{row['id']}.{row['n']}"
+            events[("conflicts", name)] = base64.b64decode(row["event"])
+            snap["conflicts"][name] = (name, 1, True)
+        self.events = events
+        self.queue_orphans = orphans
+        return snap
+
+    # --- checks -------------------------------------------------------------------------------------------
+    def check_spool(self, where, recovered, full=False):
+        """At any instant (after SIGKILLs of payhook and of the database too): every acknowledged id is a ledger
+        row; each row's bytes are a complete event of a key sent, with the content of one of its deliveries
+        (check_event_file), and its columns agree with them; a row not acknowledged by a consumer has exactly
+        one queue row, in state new (no consumer runs), and no queue row lacks its ledger row. `recovered` has
+        no meaning here: the database's own recovery has run before it answers."""
+        acked = self.read_acks()  # first: whatever was acknowledged by now must be in what is read next
+        snap = self.scan_store()
+        for eid, row in self.ledger.items():
+            name = eid + ".json"
+            data = self.events[("new", name)]
+            if full or self.parsed.get(name) != data:
+                if self.check_event_file("new", name, where) is None:
+                    continue
+                self.parsed[name] = data
+                event = json.loads(data)
+                for column, field in (("key", "dedupe_key"), ("source", "source"), ("tenant", "tenant"),
+                                      ("order_ref", "order_ref"), ("status", "status"), ("amount", "amount")):
+                    if row[column] != event.get(field):
+                        self.violation(f"{where}: ledger row {eid}: column {column} is {row[column]!r}, its event "
+                                       f"says {event.get(field)!r}")
+            if row["seen"] < 1:
+                self.violation(f"{where}: ledger row {eid} has seen_count {row['seen']}")
+            if row["acked"]:
+                self.violation(f"{where}: ledger row {eid} is marked acknowledged, but no consumer runs")
+            elif row["queue"] != ["new"]:
+                self.violation(f"{where}: ledger row {eid} (not acknowledged) has queue rows {row['queue']}, "
+                               f"expected exactly one in state new")
+        for eid in self.queue_orphans[:5]:
+            self.violation(f"{where}: payhook_queue row {eid} has no ledger row")
+        missing = sorted(i for i in acked if i not in self.ledger)
+        for eid in missing[:20]:
+            key = self.by_id.get(eid)
+            self.violation(f"{where}: acknowledged event {eid} ({key.key_text if key else '?'}) is not in "
+                           f"payhook_ledger")
+        return snap
+
+    def start(self, label, previous_snapshot):
+        """A server on the segment's database; nothing to recover on payhook's side (the database did)."""
+        server = Server(self, label)
+        spawned = time.monotonic()
+        server.wait_ready(timeout=max(10.0, min(120.0, self.remaining())))
+        self.last_ready_s = time.monotonic() - spawned
+        return server
+
+    def check_lock(self, server, where):
+        """No lock here: instances share the database. A second instance must start beside the first and answer
+        an acknowledged duplicate `success`; it then stops with SIGTERM, exit 0, and the first still serves."""
+        second = self.start("second", None)
+        try:
+            with self.lock:
+                key = self.rng.choice(self.acked_list) if self.acked_list else None
+            for s in (second, server):
+                if key is not None:
+                    status, body = self.send(s.port, key.variants[0])
+                    if status != key.success_status or body != key.success:
+                        self.violation(f"{where}: with two instances on one database, payhook #{s.n} answered "
+                                       f"{status} {body!r} to an acknowledged duplicate")
+            self.lock_refusals += 1  # counted as "second instances served" in this mode
+        finally:
+            os.kill(second.pid, signal.SIGTERM)
+            try:
+                second.proc.wait(timeout=self.cfg["grace"] + self.args.exit_margin)
+            except subprocess.TimeoutExpired:
+                self.violation(f"{where}: the second instance did not exit after SIGTERM; killed it")
+                second.kill()
+        if second.proc.returncode != 0:
+            self.violation(f"{where}: the second instance exited {second.proc.returncode} after SIGTERM")
+
+    def healthz(self, port):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz", headers={"Connection": "close"})
+            status = conn.getresponse().status
+            conn.close()
+            return status
+        except (OSError, http.client.HTTPException):
+            return None
+
+    def kill_cycle(self, previous):
+        """--instances servers on one database under load, then SIGKILL to them all. In --db-crashes percent of
+        the cycles the PostgreSQL server is first SIGKILLed under that load: while it is down every answer must
+        be 503 (or none, for a statement cut off); once it is back each payhook must answer /healthz 200 and
+        store again, by itself, within --db-resume seconds."""
+        servers = [self.start("kill", None) for _ in range(self.instances)]
+        self.prime_resends()
+        phase = {"sent": 0, "stopping_since": None}
+        stop, threads = self.run_load([s.port for s in servers], phase)
+        time.sleep(self.timing.uniform(self.args.min_load, self.args.max_load))
+        # Exactly --db-crashes percent of the cycles, spread evenly (not drawn: a short run must get its share).
+        p = self.args.db_crashes / 100
+        if int((self.kills + 1) * p) > int(self.kills * p):
+            self.crash_database(servers, phase)
+            time.sleep(self.timing.uniform(self.args.min_load, self.args.max_load))
+        with self.lock:
+            phase["stopping_since"] = time.monotonic()
+        for s in servers:
+            os.kill(s.pid, signal.SIGKILL)
+        for s in servers:
+            s.kill()
+        self.join(stop, threads)
+        self.kills += 1
+        for s in servers:
+            if s.proc.returncode != -signal.SIGKILL:
+                self.violation(f"kill #{self.kills}: payhook #{s.n} exited with {s.proc.returncode} before the "
+                               f"SIGKILL:\n" + tail(s.stderr()))
+        return self.check_spool(f"after kill #{self.kills}", recovered=False)
+
+    def crash_database(self, servers, phase):
+        """Every other crash is a quiet one: the senders pause before the kill and resume only once the database
+        is back, so that the sessions payhook had open are still in its pool, broken; from the restart on, every
+        answer must be success (a 503 then is a violation: payhook refusing with its database up). The others
+        crash it under load, and allow 503s until each instance's /healthz says 200 again."""
+        where = f"database crash {self.db_crashes + 1}"
+        quiet = self.db_crashes % 2 == 0
+        with self.lock:
+            phase["db_down"] = True
+            phase["paused"] = quiet
+        if quiet:
+            time.sleep(0.3)  # requests in flight finish (answers take milliseconds)
+        try:
+            self.cluster.kill9()
+        except self.pg.PGError as e:
+            raise HarnessError(str(e)) from None
+        self.db_crashes += 1
+        # While it is down: every instance says so on /healthz, and a callback is refused, never answered
+        # success (the load's own answers are checked in record()).
+        for s in servers:
+            status = self.healthz(s.port)
+            if status == 503:
+                self.db_healthz_503 += 1
+            else:
+                self.violation(f"{where}: payhook #{s.n} answered /healthz {status} while the database was down")
+        time.sleep(self.timing.uniform(0.1, 0.5))
+        try:
+            self.cluster.restart_after_crash()
+        except self.pg.PGError as e:
+            raise HarnessError(f"PostgreSQL did not restart after its crash: {e}") from None
+        back = time.monotonic()
+        with self.lock:
+            before = self.successes
+            if quiet:
+                phase["db_down"] = phase["paused"] = False
+                self.quiet_db_crashes += 1
+        # Answers already on their way may still be 503s from the outage, and each pooled session to the dead
+        # server fails once before it is replaced: db_down stays set until every instance is healthy again.
+        deadline = back + self.args.db_resume
+        pending = [] if quiet else list(servers)
+        while pending and time.monotonic() < deadline:
+            pending = [s for s in pending if self.healthz(s.port) != 200]
+            if pending:
+                time.sleep(0.05)
+        for s in pending:
+            self.violation(f"{where}: payhook #{s.n} did not answer /healthz 200 within {self.args.db_resume:.0f} s "
+                           f"of the database's restart")
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.successes > before:
+                    break
+            time.sleep(0.02)
+        else:
+            self.violation(f"{where}: no callback was answered success within {self.args.db_resume:.0f} s of the "
+                           f"database's restart")
+        self.db_resume_times.append(time.monotonic() - back)
+        # From here on a 503 is a violation again (record()); give answers in flight a moment to land first.
+        time.sleep(0.2)
+        with self.lock:
+            phase["db_down"] = False
+        if quiet:
+            for s in servers:
+                status = self.healthz(s.port)
+                if status != 200:
+                    self.violation(f"{where}: payhook #{s.n} answered /healthz {status} after the database was back "
+                                   f"and callbacks were stored again")
+        for s in servers:
+            if s.proc.poll() is not None:
+                self.violation(f"{where}: payhook #{s.n} exited ({s.proc.returncode}) when its database crashed; "
+                               f"it must keep serving and answer 503 instead:\n" + tail(s.stderr()))
+
+    def report(self):
+        result = super().report()
+        times = self.db_resume_times
+        self.say(f"  postgres             {self.instances} instance(s) per kill cycle on one database; {self.db_crashes} "
+                 f"database crashes (SIGKILL of the postmaster and its children), {self.quiet_db_crashes} of them "
+                 f"with the senders quiet until it was back; /healthz 503 while "
+                 f"down {self.db_healthz_503}x; answers while down: 503 {self.db_down_answers[503]}, none "
+                 f"{self.db_down_answers[None]}; back to /healthz 200 and a success within "
+                 f"{max(times) if times else 0:.2f} s at most (limit {self.args.db_resume:.0f} s)")
+        return result
+
+    def close(self):
+        if self.cluster is not None:
+            self.cluster.remove()
 
 
 class IndexedSet:
@@ -1977,6 +2361,16 @@ def main():
                         "whose alipay_public_key_file holds its public half")
     p.add_argument("--no-xxpay", action="store_true", help="leave XxPay notifications out")
     p.add_argument("--no-jeepay", action="store_true", help="leave Jeepay notifications out")
+    p.add_argument("--store", choices=("spool", "postgres"), default="spool",
+                   help="the store under test: a spool (default) or [store] kind = \"postgres\" on a private "
+                        "PostgreSQL cluster this harness starts (Tests/crash/pg_cluster.py)")
+    p.add_argument("--instances", type=int, default=2,
+                   help="postgres: payhook processes sharing the database in each kill cycle (default 2)")
+    p.add_argument("--db-crashes", type=float, default=30,
+                   help="postgres: percent of kill cycles that first SIGKILL the database server under load "
+                        "(default 30)")
+    p.add_argument("--db-resume", type=float, default=30,
+                   help="postgres: seconds payhook may take to store again after the database is back (default 30)")
     p.add_argument("--binary", help="payhook executable (default: REPO/.build/debug/payhook)")
     p.add_argument("--config", help="config file (default: REPO/Fixtures/demo.toml)")
     p.add_argument("--repo", default=REPO, help="repository root, for Fixtures/ (default: this file's ../..)")
@@ -1987,12 +2381,12 @@ def main():
     if args.pool == 0:
         args.pool = min(60000, 500 * (args.kills + args.graceful_rounds) + 2000)
     if (args.kills < 1 or args.clients < 1 or args.pool < 10 or args.kills_per_spool < 1
-            or not 0 < args.min_load <= args.max_load):
+            or not 0 < args.min_load <= args.max_load or args.instances < 1):
         p.error("need --kills ≥ 1, --clients ≥ 1, --pool ≥ 10, --kills-per-spool ≥ 1 "
                 "and 0 < --min-load ≤ --max-load")
 
     try:
-        h = Harness(args)
+        h = (PostgresHarness if args.store == "postgres" else Harness)(args)
     except HarnessError as e:
         print(f"crash test: {e}", file=sys.stderr)
         return 2
@@ -2021,6 +2415,12 @@ def main():
         verified, acked = 0, 0
     if h.ack_file is not None:
         h.ack_file.close()
+    if isinstance(h, PostgresHarness):
+        # The cluster goes with the run (its data folder is not kept: the checks read it while it ran).
+        try:
+            h.close()
+        except Exception as e:  # noqa: BLE001 - cleaning up must not hide the verdict
+            print(f"crash test: could not remove the private cluster: {e}", file=sys.stderr)
     if error:
         print(f"crash test: ERROR: {error}", file=sys.stderr)
     if h.violations:
