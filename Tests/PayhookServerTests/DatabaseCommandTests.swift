@@ -106,10 +106,26 @@ import Glibc
         let spool = dir.file("spool")
         #expect(try ProcessTests.run(["db", "migrate", "--config", pgConfig]).status == 0)
 
-        let (server, _, port) = try ProcessTests.startServe(spoolConfig)
-        for order in ["acked", "dead", "taken", "waiting"] {
+        // First an event that is acknowledged and one that becomes a dead letter, then (served again) one that
+        // is left taken, one left waiting, and a conflicting variant of the acknowledged one.
+        var (server, _, port) = try ProcessTests.startServe(spoolConfig)
+        for order in ["acked", "dead"] {
             #expect(try Self.simulate(spoolConfig, port: port, order: order).status == 0)
-            usleep(20_000)  // distinct received_at, so take order is the order above
+            usleep(20_000)  // distinct received_at, so the take order is the order above
+        }
+        Self.stop(server)
+        let acked = try ProcessTests.run(["queue", "take", "--spool", spool, "--format", "id"])
+        let ackedID = acked.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try ProcessTests.run(["queue", "ack", "--spool", spool, ackedID]).status == 0)
+        let consume = try ProcessTests.run([
+            "queue", "consume", "--spool", spool, "--exec", "exit 3", "--max-attempts", "1", "--drain", "--concurrency", "1",
+        ])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: spool + "/dead").contains { $0.hasSuffix(".json") && !$0.contains("error") }, "\(consume.stderr)")
+
+        (server, _, port) = try ProcessTests.startServe(spoolConfig)
+        for order in ["taken", "waiting"] {
+            #expect(try Self.simulate(spoolConfig, port: port, order: order).status == 0)
+            usleep(20_000)
         }
         #expect(try Self.simulate(spoolConfig, port: port, order: "acked", amount: 999).status == 0)  // a conflict copy
 
@@ -118,14 +134,6 @@ import Glibc
         #expect(busy.status == 1)
         #expect(busy.stderr.contains("a payhook serve is running on"))
         Self.stop(server)
-
-        let acked = try ProcessTests.run(["queue", "take", "--spool", spool, "--format", "id"])
-        let ackedID = acked.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(try ProcessTests.run(["queue", "ack", "--spool", spool, ackedID]).status == 0)
-        let dead = try ProcessTests.run([
-            "queue", "consume", "--spool", spool, "--exec", "exit 3", "--max-attempts", "1", "--drain", "--concurrency", "1",
-        ])
-        _ = dead
         #expect(try ProcessTests.run(["queue", "take", "--spool", spool, "--format", "id"]).status == 0)
 
         let first = try ProcessTests.run(["db", "import", "--config", pgConfig, "--spool", spool])
@@ -147,10 +155,11 @@ import Glibc
         #expect(try cluster.psql("SELECT count(*) FROM payhook_conflict", database: database).hasPrefix("1"))
         #expect(try cluster.psql("SELECT value FROM payhook_settings WHERE name = 'ledger_retention_seconds'", database: database).hasPrefix("3153600000"))
         // The event bytes are the spool's, byte for byte.
-        let ackedHex = try cluster.psql("SELECT encode(event, 'hex') FROM payhook_ledger WHERE order_ref = 'waiting'", database: database)
+        let waitingHex = try cluster.psql("SELECT encode(event, 'hex') FROM payhook_ledger WHERE order_ref = 'waiting'", database: database)
         let waitingFile = try FileManager.default.contentsOfDirectory(atPath: spool + "/new").first { $0.hasSuffix(".json") }
+        #expect(waitingFile != nil)
         let waitingBytes = try Data(contentsOf: URL(fileURLWithPath: spool + "/new/" + (waitingFile ?? "")))
-        #expect(ackedHex.trimmingCharacters(in: .whitespacesAndNewlines) == waitingBytes.map { String(format: "%02x", $0) }.joined())
+        #expect(waitingHex.trimmingCharacters(in: .whitespacesAndNewlines) == waitingBytes.map { String(format: "%02x", $0) }.joined())
 
         // Served from the database, the acknowledged payment's retry is a duplicate: nothing is queued again.
         let (pgServer, _, pgPort) = try ProcessTests.startServe(pgConfig)
