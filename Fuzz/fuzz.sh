@@ -17,7 +17,7 @@ ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
-ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify)
+ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify conninfo)
 SECONDS_PER_TARGET=60
 BUILD_ONLY=0
 KEEP_CORPUS=0
@@ -50,7 +50,7 @@ target_source() {
         query-decoder) echo QueryDecoder ;; unified-verifier) echo UnifiedVerifier ;;
         wechat-xml) echo WeChatXML ;; refund-decryptor) echo RefundDecryptor ;;
         event-file) echo EventFile ;; wechat-v3) echo WeChatV3 ;;
-        alipay) echo Alipay ;; md5-notify) echo MD5Notify ;;
+        alipay) echo Alipay ;; md5-notify) echo MD5Notify ;; conninfo) echo ConnInfo ;;
     esac
 }
 target_modules() {
@@ -62,6 +62,7 @@ target_modules() {
         wechat-v3) echo PayhookWeChat PayhookSpoolFormat PayhookCrypto PayhookCore CPayhookShim ;;
         alipay) echo PayhookAlipay PayhookCrypto PayhookCore ;;
         md5-notify) echo PayhookXxPay PayhookCrypto PayhookCore ;;
+        conninfo) echo PayhookCore ;;
     esac
 }
 # Longest input libFuzzer may generate. Real queries are about 300 bytes, so 1 KiB leaves room for
@@ -69,7 +70,7 @@ target_modules() {
 # enough for a 257th child.
 target_max_len() {
     case "$1" in
-        query-decoder|unified-verifier|md5-notify) echo 1024 ;;
+        query-decoder|unified-verifier|md5-notify|conninfo) echo 1024 ;;
         event-file) echo 8192 ;;
         *) echo 4096 ;;
     esac
@@ -82,6 +83,7 @@ target_dictionary() {
         wechat-v3) echo "$ROOT/Fuzz/Dictionaries/wechat-v3.dict" ;;
         alipay) echo "$ROOT/Fuzz/Dictionaries/alipay.dict" ;;
         md5-notify) echo "$ROOT/Fuzz/Dictionaries/md5-notify.dict" ;;
+        conninfo) echo "$ROOT/Fuzz/Dictionaries/conninfo.dict" ;;
     esac
 }
 
@@ -95,11 +97,13 @@ target_dictionary() {
 # because gold warns about every ASan helper symbol it cannot export.
 
 SWIFT_FLAGS=(-swift-version 6 -O -g -sanitize=fuzzer,address -parse-as-library -use-ld=lld)
-# The system-library module map for OpenSSL, and wherever pkg-config says libcrypto lives.
-CRYPTO_INCLUDES=(-I "$ROOT/Sources/COpenSSL" -I "$ROOT/Sources/CPayhookShim/include")
+# The system-library module maps for OpenSSL and libpq (the conninfo target's reference), and wherever
+# pkg-config says their headers live.
+CRYPTO_INCLUDES=(-I "$ROOT/Sources/COpenSSL" -I "$ROOT/Sources/CLibPQ" -I "$ROOT/Sources/CPayhookShim/include")
 read -r -a CRYPTO_CFLAGS <<<"$(pkg-config --cflags-only-I libcrypto 2>/dev/null || true)"
 read -r -a CRYPTO_LIBS <<<"$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)"
-for flag in "${CRYPTO_CFLAGS[@]}"; do [ -n "$flag" ] && CRYPTO_INCLUDES+=(-Xcc "$flag"); done
+read -r -a PQ_CFLAGS <<<"$(pkg-config --cflags-only-I libpq 2>/dev/null || true)"
+for flag in "${CRYPTO_CFLAGS[@]}" "${PQ_CFLAGS[@]}"; do [ -n "$flag" ] && CRYPTO_INCLUDES+=(-Xcc "$flag"); done
 
 module_deps() {
     case "$1" in
@@ -151,7 +155,7 @@ build_target() {
     "$SWIFTC" "${SWIFT_FLAGS[@]}" -module-name "Fuzz$source" \
         -I "$OUT/modules" "${CRYPTO_INCLUDES[@]}" \
         "$ROOT/Fuzz/Targets/$source.swift" "$ROOT/Fuzz/Support"/*.swift \
-        -L "$OUT/lib" "${libs[@]}" "${CRYPTO_LIBS[@]}" -o "$bin"
+        -L "$OUT/lib" "${libs[@]}" "${CRYPTO_LIBS[@]}" $([ "$target" = conninfo ] && echo -lpq) -o "$bin"
 }
 
 # Runs the given commands (one per argument, each a function call) two at a time, the machine's core
@@ -262,6 +266,9 @@ seed_corpus() {
                 { cat "$f"; printf '&'; } >"$dir/$(basename "$f")-amp"
                 { cat "$f"; printf '&&'; } >"$dir/$(basename "$f")-amp2"
             done ;;
+        conninfo)
+            # Connection strings without a password, in both of libpq's forms (Fuzz/Seeds/conninfo).
+            for f in "$ROOT"/Fuzz/Seeds/conninfo/*; do cp "$f" "$dir/"; done ;;
     esac
 }
 

@@ -85,7 +85,7 @@ extension ConfigLoader {
             if let value = string(node, "url", &c) {
                 if value.isEmpty {
                     c.error(node.line, "[store] url must not be empty")
-                } else if Self.holdsPassword(value) {
+                } else if ConnectionString.holdsPassword(value) {
                     // The config file is read by people and tools that should not learn the database password.
                     c.error(node.line, "[store] url holds a password: put the whole URL in an environment variable and name it with url_env, or keep the password in ~/.pgpass or $PGPASSFILE")
                 } else {
@@ -126,41 +126,4 @@ extension ConfigLoader {
         return .postgres(settings)
     }
 
-    /// Whether a libpq connection string carries a password: in a URL's user information
-    /// (`postgresql://user:secret@host/db`) or its `password` parameter, or as a `password=` keyword.
-    public static func holdsPassword(_ conninfo: String) -> Bool {
-        let text = conninfo.trimmingWhitespace()
-        if text.hasPrefix("postgresql://") || text.hasPrefix("postgres://") {
-            let rest = text.hasPrefix("postgresql://") ? text.dropFirst(13) : text.dropFirst(11)
-            let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
-            let authority = rest[..<authorityEnd]
-            if let at = authority.lastIndex(of: "@"), authority[..<at].contains(":") { return true }
-            if let question = rest.firstIndex(of: "?") {
-                for pair in rest[rest.index(after: question)...].split(separator: "&") {
-                    if pair.split(separator: "=", maxSplits: 1).first.map({ $0.lowercased() == "password" }) == true { return true }
-                }
-            }
-            return false
-        }
-        // key = value pairs: a key starts the text or follows white space and is followed by optional space and "=".
-        let scalars = Array(text.unicodeScalars)
-        let key = Array("password".unicodeScalars)
-        var index = 0
-        while index + key.count <= scalars.count {
-            let atStart = index == 0 || scalars[index - 1].properties.isWhitespace
-            if atStart && Array(scalars[index..<(index + key.count)]) == key {
-                var next = index + key.count
-                while next < scalars.count && scalars[next].properties.isWhitespace { next += 1 }
-                if next < scalars.count && scalars[next] == "=" { return true }
-            }
-            index += 1
-        }
-        return false
-    }
-}
-
-extension String {
-    fileprivate func trimmingWhitespace() -> String {
-        Substring(self).trimmingWhitespace()
-    }
 }
