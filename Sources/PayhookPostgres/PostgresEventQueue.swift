@@ -47,8 +47,8 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
     public let maxRetryDelay: Double
     /// Keep the files of taken events when this instance goes (`payhook queue take --format path` prints one).
     public let keepTakenFiles: Bool
-    /// The longest a waiting take sleeps between two claims, whatever the notifications.
-    public static let pollInterval = 0.5
+    /// The longest a waiting take sleeps between two claims, whatever the notifications (0.5 s by default).
+    public let pollInterval: Double
 
     private struct State {
         /// The lease of each event this instance took and still holds.
@@ -64,7 +64,7 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
     /// be reached, `.noSpool` when its schema is missing, older or newer (`payhook db migrate`).
     public init(
         settings: PGSettings, instance: String, leaseSeconds: Double = 60, maxAttempts: Int = 5,
-        retryDelay: Double = 1, maxRetryDelay: Double = 300, keepTakenFiles: Bool = false
+        retryDelay: Double = 1, maxRetryDelay: Double = 300, keepTakenFiles: Bool = false, pollInterval: Double = 0.5
     ) throws(QueueError) {
         guard leaseSeconds > 0, maxAttempts >= 1, retryDelay >= 0, maxRetryDelay >= 0 else {
             throw QueueError(.invalidArgument, "a lease must last more than 0 s and max attempts be at least 1")
@@ -76,6 +76,7 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
         self.retryDelay = retryDelay
         self.maxRetryDelay = maxRetryDelay
         self.keepTakenFiles = keepTakenFiles
+        self.pollInterval = max(0.01, pollInterval)
         try database { (connection, deadline) throws(PGError) in
             try PostgresSchema.check(connection, deadline: deadline)
         }
@@ -324,7 +325,7 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
             if stop?.isTriggered == true { return QueueTakeResult(outcome: .stopped, entry: nil) }
             let remaining = deadline.map { $0.timeIntervalSinceNow }
             if let remaining, remaining <= 0 { return QueueTakeResult(outcome: .timedOut, entry: nil) }
-            let slice = min(remaining ?? Self.pollInterval, Self.pollInterval)
+            let slice = min(remaining ?? pollInterval, pollInterval)
             if Self.waitReadable(listener?.socket ?? -1, stop: stop?.triggerDescriptor ?? -1, seconds: slice),
                 let current = listener, current.drainNotifications() == 0
             {

@@ -65,9 +65,10 @@ struct QueueSpoolOption: ParsableArguments {
     /// nothing else (docs/architecture.md §6). `--spool`, or a config whose `[store]` is the spool: its directory
     /// (`QueueDirectory`); a config with `[store] kind = "postgres"`: the database (`PostgresEventQueue`).
     /// `maxAttempts` is `consume --max-attempts`, which the database applies to events whose lease expired;
+    /// `leaseSeconds` is how long a take's lease lasts there without renewal (`consume --lease`, default 60 s);
     /// `keepTakenFiles` keeps a taken event's file after the command exits (`take --format path` prints it).
     /// Reports why it cannot be opened (exit 1); never shows the database's URL, which may hold a password.
-    func open(maxAttempts: Int? = nil, keepTakenFiles: Bool = false) throws -> any EventQueue {
+    func open(maxAttempts: Int? = nil, leaseSeconds: Double? = nil, keepTakenFiles: Bool = false) throws -> any EventQueue {
         if let spool { return try QueueCLI.attempt(QueueDirectory(spool)) }
         guard let path = configPath else { throw ExitCode(2) }
         let loaded: ConfigLoader.Loaded
@@ -89,7 +90,8 @@ struct QueueSpoolOption: ParsableArguments {
                 ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
             return try QueueCLI.attempt(
                 PostgresEventQueue(
-                    settings: settings, instance: instance, maxAttempts: maxAttempts ?? 5, keepTakenFiles: keepTakenFiles))
+                    settings: settings, instance: instance, leaseSeconds: leaseSeconds ?? 60, maxAttempts: maxAttempts ?? 5,
+                    keepTakenFiles: keepTakenFiles))
         }
     }
 }

@@ -43,6 +43,13 @@ struct QueueConsume: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("On SIGTERM, how long commands in flight may still run.", valueName: "duration"))
     var grace = QueueDuration(seconds: 30, text: "30s")
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With a database: how long an event stays leased to a worker that stops renewing it (a killed one) before another may take it.",
+            valueName: "duration"))
+    var lease = QueueDuration(seconds: 60, text: "60s")
+
     @Flag(name: .long, help: "Exit 0 once new/ is empty instead of waiting for more events.")
     var drain = false
 
@@ -55,6 +62,7 @@ struct QueueConsume: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        guard lease.seconds >= 1 else { throw ValidationError("--lease must be at least 1s") }
         if let commandTimeout, commandTimeout.seconds <= 0 {
             throw ValidationError("--command-timeout must be above 0")
         }
@@ -62,7 +70,7 @@ struct QueueConsume: ParsableCommand {
 
     func run() throws {
         // The database dead-letters an event whose consumer died once that makes --max-attempts failures.
-        let queue = try spool.open(maxAttempts: maxAttempts)
+        let queue = try spool.open(maxAttempts: maxAttempts, leaseSeconds: lease.seconds)
         let stop = try QueueCLI.attempt(QueueStopSignal())
         let level = Logger.Level(rawValue: logLevel) ?? .info
         var logger = Logger(label: "payhook.queue") { label in StreamLogHandler.standardError(label: label) }
