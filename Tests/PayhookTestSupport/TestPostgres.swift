@@ -80,6 +80,12 @@ public final class PostgresCluster: Sendable {
         try Self.command(binaries + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo(database: database), "-c", sql])
     }
 
+    /// Runs SQL through psql on the database `conninfo` names (one ``createDatabase(_:)`` returned).
+    @discardableResult
+    public func psql(_ sql: String, conninfo: String) throws -> String {
+        try Self.command(binaries + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql])
+    }
+
     /// Starts the server (again) and waits until it accepts connections.
     public func start() throws {
         try runAsServerUser(binaries + "/pg_ctl", ["-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "60", "start"])
@@ -136,10 +142,14 @@ public final class PostgresCluster: Sendable {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        // Not waitUntilExit(): it can miss the exit of `runuser` and wait forever (ChildExit says why).
+        let exit = ChildExit(process)
+        guard let status = exit.wait(timeout: .seconds(120)) else {
+            throw TestFailure("\((program as NSString).lastPathComponent) did not exit")
+        }
         let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("\((program as NSString).lastPathComponent) exited \(process.terminationStatus): \(text)")
+        guard status == 0 else {
+            throw TestFailure("\((program as NSString).lastPathComponent) exited \(status): \(text)")
         }
         return text
     }
