@@ -98,7 +98,9 @@ struct PostgresQueueCLITests {
         #expect(both.status == 2)
         let down = try Child(
             try payhookBinary(), ["queue", "list", "--config", setup.config],
-            environment: ["PAYHOOK_TEST_DATABASE_URL": "host=/nonexistent-payhook port=1 user=x password=hunter2 dbname=x"]
+            environment: setup.database.environment.merging([
+                "PAYHOOK_TEST_DATABASE_URL": "host=/nonexistent-payhook port=1 user=x password=hunter2 dbname=x"
+            ]) { $1 }
         ).finish()
         #expect(down.status == 1)
         #expect(down.stderr.hasPrefix("error: cannot reach the database: "))

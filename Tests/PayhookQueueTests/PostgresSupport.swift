@@ -88,11 +88,16 @@ final class TestDatabase: @unchecked Sendable {
             url_env = "\(variable)"
             instance = "cli-test"
 
+            [[unified]]
+            path = "/notify/unified"
+            domain_code = "demo"
+            secret_env = "PAYHOOK_TEST_UNIFIED_SECRET"
+
             """
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
     /// The child environment the config needs.
-    var environment: [String: String] { ["PAYHOOK_TEST_DATABASE_URL": conninfo] }
+    var environment: [String: String] { ["PAYHOOK_TEST_DATABASE_URL": conninfo, "PAYHOOK_TEST_UNIFIED_SECRET": "s3cr3t"] }
 }
