@@ -20,13 +20,15 @@ struct PostgresQueueCLITests {
             config = try database.config(in: folder)
         }
 
+        /// The children's event files go into the test's folder (TMPDIR), removed with it: a killed consumer's too.
+        var environment: [String: String] { database.environment.merging(["TMPDIR": folder.path]) { $1 } }
+
         func run(_ arguments: String..., within seconds: Double = 30) throws -> RunResult {
-            try Child(try payhookBinary(), ["queue"] + arguments + ["--config", config], environment: database.environment)
-                .finish(within: seconds)
+            try child(arguments).finish(within: seconds)
         }
 
         func child(_ arguments: [String]) throws -> Child {
-            try Child(try payhookBinary(), ["queue"] + arguments + ["--config", config], environment: database.environment)
+            try Child(try payhookBinary(), ["queue"] + arguments + ["--config", config], environment: environment)
         }
     }
 
@@ -61,7 +63,7 @@ struct PostgresQueueCLITests {
         #expect(path.status == 0)
         let file = path.stdout.trimmingCharacters(in: .newlines)
         #expect(FileManager.default.contents(atPath: file).map { Array($0) } == Array((try setup.run("show", "--json", ids[1])).stdout.utf8))
-        try? FileManager.default.removeItem(atPath: (file as NSString).deletingLastPathComponent)
+        #expect(file.hasPrefix(setup.folder.path + "/payhook-queue-"))
         // An operator's ack of a taken event, from another process: no lease of its own needed.
         let ack = try setup.run("ack", ids[1])
         #expect(ack.stdout == "acknowledged \(ids[1])\n")
