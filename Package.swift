@@ -95,7 +95,8 @@ let package = Package(
         // parent of the suites that run one at a time (MeasuringSuites).
         .target(name: "PayhookTestSupport", path: "Tests/PayhookTestSupport"),
         .testTarget(name: "PayhookCoreTests", dependencies: ["PayhookConfig", "PayhookCore", "PayhookTOML", "PayhookCrypto", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookTestSupport"]),
-        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookTestSupport", logging]),
+        // The queue over the spool, an in-memory double and PostgreSQL (PostgresEventQueue, seeded through its store).
+        .testTarget(name: "PayhookQueueTests", dependencies: ["PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookCore", "PayhookPostgres", "PayhookTestSupport", logging]),
         // The format's own tests, and the writer and the queue judging the same files alike.
         .testTarget(
             name: "PayhookSpoolFormatTests",

@@ -3,7 +3,8 @@
 /// - `payhook_ledger`: one row per dedupe key, the spool's `ids/`, kept after acknowledgement until `queue gc`;
 ///   the event's exact bytes and the columns the queue tools filter on.
 /// - `payhook_queue`: one row per event not yet acknowledged, the spool's `new/`, `cur/` and `dead/` (its
-///   `state`), with the attempts bookkeeping and the lease of the consumer holding it.
+///   `state`), with the attempts bookkeeping and the lease of the consumer holding it (`held`: a running worker
+///   keeps the lease alive, so `queue requeue` leaves it alone; PostgresEventQueue.swift).
 /// - `fingerprint` columns hold the SHA-256 of the event's fingerprint text (`Event.fingerprint`), which can be
 ///   as long as the verified fields.
 /// - `payhook_conflict`: audit copies of conflicting variants, the spool's `conflicts/`; no foreign key, so
@@ -48,6 +49,7 @@ public enum PostgresSchema {
             leased_by    text,
             leased_at    timestamptz,
             lease_until  timestamptz,
+            held         boolean     NOT NULL DEFAULT false,
             last_error   text,
             updated_at   timestamptz,
             dead_at      timestamptz

@@ -232,7 +232,14 @@ public final class QueueConsumer: Sendable {
         environment["PAYHOOK_EVENT_PATH"] = Self.absolute(entry.path)
         environment["PAYHOOK_EVENT_ATTEMPT"] = String(attempt)
         environment["PAYHOOK_MAX_ATTEMPTS"] = String(options.maxAttempts)
-        environment["PAYHOOK_SPOOL"] = Self.absolute(queue.name)
+        // PAYHOOK_SPOOL is a directory a command may rely on: only the spool has one. Over another backend (the
+        // database) it is not set, not even as inherited, and PAYHOOK_QUEUE names the queue for every backend.
+        if let directory = queue as? QueueDirectory {
+            environment["PAYHOOK_SPOOL"] = Self.absolute(directory.root)
+        } else {
+            environment["PAYHOOK_SPOOL"] = nil
+        }
+        environment["PAYHOOK_QUEUE"] = queue is QueueDirectory ? Self.absolute(queue.name) : queue.name
         return QueueCommandRunner.Request(
             shell: options.shell,
             command: options.command,

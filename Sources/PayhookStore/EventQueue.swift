@@ -22,8 +22,8 @@ import Foundation
 /// Every operation may be called from many threads and processes at once: of several takers of one event,
 /// exactly one gets it.
 public protocol EventQueue: Sendable {
-    /// The queue as messages name it, and as `consume` passes it to commands in `PAYHOOK_SPOOL`: for the spool,
-    /// its directory.
+    /// The queue as messages name it, and as `consume` passes it to commands in `PAYHOOK_QUEUE`: for the spool,
+    /// its directory (also `PAYHOOK_SPOOL`); for the database, "the database (payhook_queue)", never its URL.
     var name: String { get }
 
     /// How messages name the place of events in `location`, e.g. "/srv/spool/new/".
@@ -124,7 +124,9 @@ public struct QueueEntry: Sendable, Equatable {
     /// Which state it is in.
     public let location: QueueLocation
     /// A file holding exactly the event's bytes, which a consumer's command reads as stdin and finds in
-    /// `PAYHOOK_EVENT_PATH`: for the spool, the event file itself (new/<id>.json, cur/<id>.json, dead/<id>.json).
+    /// `PAYHOOK_EVENT_PATH`: for the spool, the event file itself (new/<id>.json, cur/<id>.json, dead/<id>.json);
+    /// for the database, a file a take writes into the queue instance's private folder (listings name the row,
+    /// `payhook_queue/<id>`, and write no file).
     public let path: String
     /// Its failed attempts so far and the last error, if any.
     public let record: QueueAttemptRecord?

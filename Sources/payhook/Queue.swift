@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import PayhookConfig
+import PayhookCore
+import PayhookPostgres
 import PayhookQueue
 import PayhookSpoolFormat
 import PayhookStore
@@ -14,9 +17,10 @@ struct Queue: ParsableCommand {
         commandName: "queue",
         abstract: "Read and consume the spool: list, show, take, ack, nack, requeue, revive, consume, gc.",
         discussion: """
-            Every subcommand takes --spool DIR, the queue directory payhook serve writes. An ID is the event's \
-            id: 64 lowercase hex characters, also its file name without .json; anything else is a usage error \
-            (exit 2). See docs/consumers.md for the protocol and the files involved.
+            Every subcommand takes --spool DIR, the queue directory payhook serve writes, or --config FILE (else \
+            $PAYHOOK_CONFIG), the config payhook serve runs with: its [store] names the spool or the PostgreSQL \
+            database. An ID is the event's id: 64 lowercase hex characters, also its file name without .json; \
+            anything else is a usage error (exit 2). See docs/consumers.md for the protocol and the files involved.
             """,
         subcommands: [
             QueueList.self, QueueShow.self, QueueTake.self, QueueAck.self, QueueNack.self,
@@ -25,16 +29,70 @@ struct Queue: ParsableCommand {
     )
 }
 
-/// `--spool DIR`, shared by every queue subcommand: which queue the subcommand works on.
+/// `--spool DIR` or `--config FILE` (else `$PAYHOOK_CONFIG`), shared by every queue subcommand: which queue the
+/// subcommand works on. Exactly one: a spool given twice ways could disagree.
 struct QueueSpoolOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The spool (queue directory) payhook serve writes.", valueName: "dir"))
-    var spool: String
+    var spool: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The config payhook serve runs with (default: $PAYHOOK_CONFIG); its [store] names the spool or the database.",
+            valueName: "file"))
+    var config: String?
+
+    /// The environment variable `--config` falls back on.
+    static let configVariable = "PAYHOOK_CONFIG"
+
+    func validate() throws {
+        if spool != nil && config != nil {
+            throw ValidationError("give --spool DIR or --config FILE, not both")
+        }
+        if spool == nil && configPath == nil {
+            throw ValidationError("missing --spool DIR or --config FILE (or $\(Self.configVariable))")
+        }
+    }
+
+    /// `--config`, else `$PAYHOOK_CONFIG` when `--spool` is not given.
+    var configPath: String? {
+        if let config { return config }
+        guard spool == nil, let value = ProcessInfo.processInfo.environment[Self.configVariable], !value.isEmpty else { return nil }
+        return value
+    }
 
     /// The one place that turns the options into a queue backend: the subcommands get an `any EventQueue` and use
-    /// nothing else (docs/architecture.md). The spool directory is the only backend today; another one (chosen by
-    /// a `--config`, say) is opened here, without touching the subcommands. Reports why it cannot be opened (exit 1).
-    func open() throws -> any EventQueue {
-        try QueueCLI.attempt(QueueDirectory(spool))
+    /// nothing else (docs/architecture.md §6). `--spool`, or a config whose `[store]` is the spool: its directory
+    /// (`QueueDirectory`); a config with `[store] kind = "postgres"`: the database (`PostgresEventQueue`).
+    /// `maxAttempts` is `consume --max-attempts`, which the database applies to events whose lease expired;
+    /// `leaseSeconds` is how long a take's lease lasts there without renewal (`consume --lease`, default 60 s);
+    /// `keepTakenFiles` keeps a taken event's file after the command exits (`take --format path` prints it).
+    /// Reports why it cannot be opened (exit 1); never shows the database's URL, which may hold a password.
+    func open(maxAttempts: Int? = nil, leaseSeconds: Double? = nil, keepTakenFiles: Bool = false) throws -> any EventQueue {
+        if let spool { return try QueueCLI.attempt(QueueDirectory(spool)) }
+        guard let path = configPath else { throw ExitCode(2) }
+        let loaded: ConfigLoader.Loaded
+        do {
+            loaded = try ConfigFile.load(path: path)
+        } catch {
+            for issue in error.issues { Output.err("error: \(issue)") }
+            throw ExitCode(1)
+        }
+        switch loaded.config.store {
+        case .spool:
+            return try QueueCLI.attempt(QueueDirectory(loaded.config.spool))
+        case .postgres(let database):
+            let settings = PGSettings(
+                conninfo: database.url.value, connections: database.connections ?? 8,
+                statementTimeoutSeconds: Double(database.timeoutSeconds),
+                acquireTimeoutSeconds: Double(database.timeoutSeconds), applicationName: "payhook queue")
+            let instance = database.instance
+                ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+            return try QueueCLI.attempt(
+                PostgresEventQueue(
+                    settings: settings, instance: instance, leaseSeconds: leaseSeconds ?? 60, maxAttempts: maxAttempts ?? 5,
+                    keepTakenFiles: keepTakenFiles))
+        }
     }
 }
 

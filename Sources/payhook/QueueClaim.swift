@@ -36,7 +36,8 @@ struct QueueTake: ParsableCommand {
     var allowEmpty = false
 
     func run() throws {
-        let queue = try spool.open()
+        // With a database, the printed path is a file of this process's own (docs/consumers.md): keep it.
+        let queue = try spool.open(keepTakenFiles: format == .path)
         let waiting = wait || timeout != nil
         var stop: QueueStopSignal?
         if waiting {

@@ -10,12 +10,13 @@ struct QueueConsume: ParsableCommand {
         abstract: "Run a command once per event: exit 0 acknowledges, a failure is retried, then dead-lettered.",
         discussion: """
             CMD runs as /bin/sh -c CMD with the event JSON on stdin and PAYHOOK_EVENT_ID, PAYHOOK_EVENT_PATH \
-            (its file in cur/), PAYHOOK_EVENT_ATTEMPT (1, 2, …), PAYHOOK_MAX_ATTEMPTS and PAYHOOK_SPOOL in its \
-            environment; its stdout and stderr are passed through. A failure is retried after --backoff, \
+            (its file in cur/), PAYHOOK_EVENT_ATTEMPT (1, 2, …), PAYHOOK_MAX_ATTEMPTS, PAYHOOK_QUEUE and (for a \
+            spool) PAYHOOK_SPOOL in its environment; its stdout and stderr are passed through. A failure is retried after --backoff, \
             doubling up to --max-backoff; after --max-attempts failures the event goes to dead/ with the last \
             error in dead/<id>.error.json. SIGTERM or SIGINT: no new event is taken, commands in flight may \
             finish within --grace (then they are killed and their events returned to new/), exit 0; a second \
-            signal kills them at once. One consume per spool (.consume.lock); a second one exits 1.
+            signal kills them at once. One consume per spool (.consume.lock); a second one exits 1. With a \
+            database ([store] kind = "postgres") any number may run, on any hosts: each event is leased to one.
             """
     )
 
@@ -42,6 +43,13 @@ struct QueueConsume: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("On SIGTERM, how long commands in flight may still run.", valueName: "duration"))
     var grace = QueueDuration(seconds: 30, text: "30s")
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With a database: how long an event stays leased to a worker that stops renewing it (a killed one) before another may take it.",
+            valueName: "duration"))
+    var lease = QueueDuration(seconds: 60, text: "60s")
+
     @Flag(name: .long, help: "Exit 0 once new/ is empty instead of waiting for more events.")
     var drain = false
 
@@ -54,13 +62,15 @@ struct QueueConsume: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        guard lease.seconds >= 1 else { throw ValidationError("--lease must be at least 1s") }
         if let commandTimeout, commandTimeout.seconds <= 0 {
             throw ValidationError("--command-timeout must be above 0")
         }
     }
 
     func run() throws {
-        let queue = try spool.open()
+        // The database dead-letters an event whose consumer died once that makes --max-attempts failures.
+        let queue = try spool.open(maxAttempts: maxAttempts, leaseSeconds: lease.seconds)
         let stop = try QueueCLI.attempt(QueueStopSignal())
         let level = Logger.Level(rawValue: logLevel) ?? .info
         var logger = Logger(label: "payhook.queue") { label in StreamLogHandler.standardError(label: label) }

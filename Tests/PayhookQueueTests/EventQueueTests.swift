@@ -1,15 +1,16 @@
 import Foundation
 import Logging
+import PayhookPostgres
 import PayhookQueue
 import PayhookStore
 import Testing
 
-/// The consumer side's storage protocol, `EventQueue`: the same operations mean the same on the spool directory
-/// and on an in-memory double, and the consume worker runs over either unchanged.
+/// The consumer side's storage protocol, `EventQueue`: the same operations mean the same on the spool directory,
+/// an in-memory double and PostgreSQL (`PostgresEventQueue`), and the consume worker runs over each unchanged.
 @Suite(.timeLimit(.minutes(1)))
 struct EventQueueTests {
     enum Backend: String, CaseIterable, Sendable {
-        case spool, memory
+        case spool, memory, postgres
     }
 
     /// A queue of `backend` with three waiting events, and its ids in take order. `keep` holds what must live as
@@ -54,6 +55,13 @@ struct EventQueueTests {
                 memory.add(event(id: id, tenant: tenant, orderRef: orderRef, receivedAt: receivedAt))
             }
             return Fixture(queue: memory, keep: memory, ids: order)
+        case .postgres:
+            // Seeded through the receiving side's store, as `payhook serve` would.
+            let database = try TestDatabase()
+            for (id, tenant, orderRef, receivedAt) in events {
+                try database.add(TestDatabase.event(id: id, tenant: tenant, orderRef: orderRef, receivedAt: receivedAt))
+            }
+            return Fixture(queue: try database.queue(), keep: database, ids: order)
         }
     }
 
@@ -125,9 +133,14 @@ struct EventQueueTests {
         #expect(try queue.take(wait: false, timeout: nil, stop: nil).outcome == .empty)
         #expect(try queue.take(wait: true, timeout: 0.05, stop: nil).outcome == .timedOut)
 
-        // One consume worker per queue.
+        // One consume worker per spool; a database lets several run at once (leases keep them apart).
         let lease = try queue.lockConsumer()
-        #expect(Self.kind { _ = try queue.lockConsumer() } == .busy)
+        if backend == .postgres {
+            let second = try queue.lockConsumer()
+            second.release()
+        } else {
+            #expect(Self.kind { _ = try queue.lockConsumer() } == .busy)
+        }
         lease.release()
         try queue.lockConsumer().release()
     }
@@ -160,6 +173,36 @@ struct EventQueueTests {
         #expect(dead.record?.lastError?.exitStatus == 4)
         #expect(dead.record?.lastError?.stderrTail == "no\n")
         #expect(dead.record?.deadAt != nil)
+    }
+
+    @Test("the consume worker over PostgreSQL acknowledges, retries and dead-letters; the command reads the event file")
+    func consumerOverPostgres() throws {
+        let database = try TestDatabase()
+        for (id, tenant, orderRef, receivedAt) in Self.events {
+            try database.add(TestDatabase.event(id: id, tenant: tenant, orderRef: orderRef, receivedAt: receivedAt))
+        }
+        let queue = try database.queue()
+        // The file is the event exactly as stored, and PAYHOOK_SPOOL names no directory here.
+        var options = QueueConsumeOptions(
+            command: "[ -z \"${PAYHOOK_SPOOL+x}\" ] || exit 8; cmp -s - \"$PAYHOOK_EVENT_PATH\" || exit 9; "
+                + "if grep -q poison \"$PAYHOOK_EVENT_PATH\"; then echo no >&2; exit 4; fi")
+        options.maxAttempts = 2
+        options.backoff = 0.01
+        options.drain = true
+        options.forwardStderr = false
+        let consumer = QueueConsumer(queue: queue, options: options, logger: Self.quiet, stop: try QueueStopSignal())
+        let summary = try consumer.run()
+        #expect(summary.acknowledged == 2)
+        #expect(summary.failures == 2)
+        #expect(summary.deadLettered == 1)
+        let poison = Self.events[1].0
+        #expect(try queue.list().entries.map(\.id) == [poison])
+        let dead = try queue.show(poison)
+        #expect(dead.location == .dead)
+        #expect(dead.record?.attempts == 2)
+        #expect(dead.record?.lastError?.exitStatus == 4)
+        #expect(dead.record?.lastError?.stderrTail == "no\n")
+        #expect(try database.sql("SELECT count(*) FROM payhook_ledger WHERE acked_at IS NOT NULL") == "2")
     }
 
     @Test("a consume worker is refused while another holds the queue, whatever the backend")
