@@ -365,17 +365,8 @@ def peak_rss_mib(pids):
     return total / 1024
 
 
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        kids.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return kids
+# One home for it: the test cluster's helper (Tests/crash/pg_cluster.py), which the PostgreSQL workloads load.
+children_of = pgbench_part.pg_cluster.children_of
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,8 +62,9 @@ public final class PayhookServer: Sendable {
         try self.init(config: config, logger: logger, store: SpoolEventStore(spool), clock: clock)
     }
 
-    /// The `received_by` of this process's rows when `[store] instance` is not set: host name and process id.
-    static func defaultInstance() -> String {
+    /// The `received_by` of this process's rows when `[store] instance` is not set, and who ran a `payhook db`
+    /// command: host name and process id.
+    public static func defaultInstance() -> String {
         "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
     }
 

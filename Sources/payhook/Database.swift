@@ -49,9 +49,7 @@ struct DatabaseConfigOption: ParsableArguments {
     }
 
     /// Who ran a command, as the schema table records it.
-    static var who: String {
-        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
-    }
+    static var who: String { PayhookServer.defaultInstance() }
 }
 
 /// `payhook db migrate --config FILE`: creates payhook's tables or brings them up to this version.
