@@ -191,9 +191,11 @@ def merge_wrk(rundir, first, second):
     return out
 
 
-def store_toml():
-    # connections: one session per listener thread (the default); timeout_s: the default.
-    return f'[store]\nkind = "postgres"\nurl_env = "{URL_ENV}"\n'
+def store_toml(connections=None):
+    # connections: one session per listener thread (payhook's default) unless --pg-connections says otherwise;
+    # timeout_s: the default.
+    extra = f"connections = {connections}\n" if connections else ""
+    return f'[store]\nkind = "postgres"\nurl_env = "{URL_ENV}"\n' + extra
 
 
 def measure_pg(ctx, run, rep, workload, conns):
@@ -210,7 +212,7 @@ def measure_pg(ctx, run, rep, workload, conns):
     try:
         if workload in ("pgbench-unique", "pgbench-dup"):
             config = run.write_payhook_config(os.path.join(rundir, "cfg"), os.path.join(rundir, "unused-spool"),
-                                              args.payhook_threads, store=store_toml())
+                                              args.payhook_threads, store=store_toml(args.pg_connections))
             rec.update(run_pgbench(cluster, config, rundir, workload == "pgbench-dup", conns, args.duration,
                                    args.dup_set))
             if rec["failed_tx"]:
@@ -218,14 +220,14 @@ def measure_pg(ctx, run, rep, workload, conns):
             return rec
         base = "dup" if workload == "pgdup" else "unique"
         config = run.write_payhook_config(os.path.join(rundir, "cfg"), os.path.join(rundir, "unused-spool"),
-                                          args.payhook_threads, store=store_toml())
+                                          args.payhook_threads, store=store_toml(args.pg_connections))
         db = cluster.fresh_db(config)
         env = {URL_ENV: cluster.conninfo(db)}
         count = 2 if workload == "pgtwo" else 1
         for i in range(count):
             servers.append(run.Payhook(ctx["binary"], os.path.join(rundir, f"payhook-{i}"),
                                        os.path.join(rundir, "unused-spool"), args.payhook_threads,
-                                       store=store_toml(), env=env))
+                                       store=store_toml(args.pg_connections), env=env))
         if base == "dup":
             run.seed_duplicates(ctx, servers[0].port, "dup")
         if count == 1:
@@ -355,8 +357,10 @@ def report(ctx, records, med):
     L.append(f"- pgbench: `pgbench -n -M prepared -c 64 -j 2 -T {ctx['args'].duration}` on the store statement read "
              f"from Sources/PayhookPostgres/PostgresEventStore.swift (bench/postgres.py); p99 from its "
              f"per-transaction log")
-    L.append(f"- payhook: the spool workloads' wrk runs, `threads = {ctx['args'].payhook_threads}`, one session per "
-             f"listener thread; after each run the ledger is exported and judged by check_spool.py")
+    sessions = (f"`[store] connections = {ctx['args'].pg_connections}`" if ctx['args'].pg_connections
+                else "one session per listener thread")
+    L.append(f"- payhook: the spool workloads' wrk runs, `threads = {ctx['args'].payhook_threads}`, {sessions}; "
+             f"after each run the ledger is exported and judged by check_spool.py")
     L.append("")
     L.append("| run, 64 connections | req/s median (min–max) | p99 ms | ratio (median of per-repetition ratios) | target | met |")
     L.append("|---|---:|---:|---:|---|---|")

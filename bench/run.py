@@ -1168,6 +1168,8 @@ def main():
     ap.add_argument("--v3-dup-set", type=int, default=1,
                     help="distinct v3 notifications the v3dup workload cycles over (default 1: one notification)")
     ap.add_argument("--payhook-threads", type=int, default=32)
+    ap.add_argument("--pg-connections", type=int,
+                    help="[store] connections for the PostgreSQL workloads (default: payhook's, one per listener thread)")
     ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")
     ap.add_argument("--rate-duration", type=int, help="seconds per fixed-rate run (full 6, quick 3)")
     ap.add_argument("--rate-conns", type=int, default=64)

@@ -1,0 +1,63 @@
+import PayhookTestSupport
+import Testing
+
+@testable import PayhookPostgres
+
+/// What every payhook session sets, whatever the role's or database's defaults say, and what it makes of a
+/// warning (docs/durability.md §11.4).
+@Suite struct PostgresSessionTests {
+    static func database(_ cluster: PostgresCluster, _ prefix: String) throws -> (conninfo: String, name: String) {
+        let conninfo = try cluster.createDatabase(prefix)
+        return (conninfo, String(conninfo.split(separator: "=").last!))
+    }
+
+    /// A database default that could cancel a commit's wait (`statement_timeout`) or return before the commit is
+    /// durable (`synchronous_commit = off`) does not reach payhook's sessions; psql on the same database still sees
+    /// the defaults, so the override is payhook's doing.
+    @Test func sessionsOverrideTimeoutsAndAsynchronousCommit() throws {
+        let cluster = try PostgresCluster.shared()
+        let (conninfo, name) = try Self.database(cluster, "session")
+        try cluster.psql("ALTER DATABASE \(name) SET statement_timeout = '1ms'")
+        try cluster.psql("ALTER DATABASE \(name) SET synchronous_commit = off")
+        try cluster.psql("ALTER DATABASE \(name) SET idle_in_transaction_session_timeout = '1s'")
+        #expect(try cluster.psql("SHOW statement_timeout", database: name).hasPrefix("1ms"))
+
+        let pool = PGPool(PGSettings(conninfo: conninfo, connections: 1), setUp: PostgresSession.setUp)
+        defer { pool.close() }
+        let rows = try pool.withConnection { (connection) throws(PGError) in
+            try connection.select(
+                """
+                SELECT current_setting('statement_timeout'), current_setting('synchronous_commit'),
+                       current_setting('idle_in_transaction_session_timeout'), current_setting('lock_timeout')
+                """, deadline: pool.deadline())
+        }
+        #expect(rows.rows.first == ["0", "on", "0", "0"])
+    }
+
+    /// A WARNING during a statement fails it (the cancelled wait for a synchronous standby arrives as one); a
+    /// NOTICE does not.
+    @Test func aWarningFailsTheStatementAndANoticeDoesNot() throws {
+        let cluster = try PostgresCluster.shared()
+        let (conninfo, _) = try Self.database(cluster, "warning")
+        let pool = PGPool(PGSettings(conninfo: conninfo, connections: 1), setUp: PostgresSession.setUp)
+        defer { pool.close() }
+        try pool.withConnection { (connection) throws(PGError) in
+            try connection.run("DO $$ BEGIN RAISE NOTICE 'chatter'; END $$", deadline: pool.deadline())
+        }
+        do {
+            try pool.withConnection { (connection) throws(PGError) in
+                try connection.run("DO $$ BEGIN RAISE WARNING 'canceling wait for synchronous replication'; END $$", deadline: pool.deadline())
+            }
+            Issue.record("a statement that warned succeeded")
+        } catch {
+            #expect(error.kind == .warning)
+            #expect(error.sqlState == "01000")
+            #expect(error.description.contains("canceling wait for synchronous replication"))
+        }
+        // The session stays usable: the next statement has no warning left over.
+        let rows = try pool.withConnection { (connection) throws(PGError) in
+            try connection.select("SELECT 1", deadline: pool.deadline())
+        }
+        #expect(rows.rows.first == ["1"])
+    }
+}
