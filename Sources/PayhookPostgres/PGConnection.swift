@@ -1,4 +1,5 @@
 import CLibPQ
+import PayhookCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,8 +57,8 @@ struct PGRows {
 
     /// A `bytea` column in text format (`\x` + hex) as bytes.
     func bytes(_ row: Int, _ column: Int) -> [UInt8]? {
-        guard let text = rows[row][column] else { return nil }
-        return PGHex.decodeBytea(text)
+        guard let text = rows[row][column], text.hasPrefix("\\x") else { return nil }
+        return Hex.decode(text.dropFirst(2))
     }
 
     func int(_ row: Int, _ column: Int) -> Int64? {
@@ -69,47 +70,11 @@ struct PGRows {
     }
 }
 
-/// Hex as PostgreSQL writes `bytea` in text format.
-enum PGHex {
-    static func decodeBytea(_ text: String) -> [UInt8]? {
-        var utf8 = Array(text.utf8)
-        guard utf8.count >= 2, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x") else { return nil }
-        utf8.removeFirst(2)
-        return decode(utf8)
-    }
-
-    static func decode<C: Collection<UInt8>>(_ digits: C) -> [UInt8]? {
-        guard digits.count % 2 == 0 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(digits.count / 2)
-        var high: UInt8?
-        for digit in digits {
-            let value: UInt8
-            switch digit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = digit - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = digit - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = digit - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            if let h = high {
-                out.append(h << 4 | value)
-                high = nil
-            } else {
-                high = value
-            }
-        }
-        return out
-    }
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
+/// Event ids as the tables key them: the 32 bytes of the 64-hex id (docs/durability.md §11.2).
+enum EventKey {
+    static func bytes(_ id: String) -> [UInt8]? {
+        guard let bytes = Hex.decode(id), bytes.count == 32 else { return nil }
+        return bytes
     }
 }
 

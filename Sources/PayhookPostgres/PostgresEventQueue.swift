@@ -1,6 +1,7 @@
 import CLibPQ
 import Dispatch
 public import Foundation
+import PayhookCore
 import PayhookLock
 public import PayhookStore
 #if canImport(Glibc)
@@ -151,7 +152,7 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
     func requireValid(_ id: String) throws(QueueError) -> [UInt8] {
         let utf8 = Array(id.utf8)
         guard utf8.count == 64, utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }),
-            let bytes = PGHex.decode(utf8)
+            let bytes = Hex.decode(id)
         else {
             throw QueueError(.invalidArgument, "\(Self.quoted(id)) is not an event id (64 lowercase hex characters)")
         }
@@ -643,7 +644,7 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
                    FOR UPDATE SKIP LOCKED
                 """, [.text(String(cutoff))], deadline: deadline)
             for row in 0..<candidates.count {
-                guard let id = candidates[row, 0], let key = PGHex.decode(id.utf8) else { continue }
+                guard let id = candidates[row, 0], let key = EventKey.bytes(id) else { continue }
                 if candidates.bool(row, 2) == true {
                     report.busy.append(id)
                     continue
@@ -673,7 +674,7 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
     /// Marks the taken event `held` and renews its lease from a thread of its own every quarter lease, until the
     /// hold is released; nil when the event is not taken (with this instance's lease, if it has one).
     public func hold(_ entry: QueueEntry) -> (any QueueLease)? {
-        guard let key = PGHex.decode(entry.id.utf8), key.count == 32 else { return nil }
+        guard let key = EventKey.bytes(entry.id) else { return nil }
         let lease = lease(of: entry.id)
         guard let rows = try? database({ (connection, deadline) throws(PGError) in
             try connection.query(

@@ -79,7 +79,7 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
         """
 
     public func store(_ event: Event) throws(StoreError) -> StoreOutcome {
-        guard let id = PGHex.decode(event.id.utf8), id.count == 32 else {
+        guard let id = EventKey.bytes(event.id) else {
             throw StoreError("the event id is not 64 hex digits")
         }
         let values: [PGValue] = [

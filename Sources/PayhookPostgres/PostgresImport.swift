@@ -73,7 +73,7 @@ extension PostgresDatabase {
                 try connection.run("BEGIN", deadline: deadline)
                 do throws(PGError) {
                     for event in batch {
-                        guard let id = PGHex.decode(event.id.utf8), id.count == 32 else { continue }
+                        guard let id = EventKey.bytes(event.id) else { continue }
                         let rows = try connection.query(
                             "payhook_import_event", Self.importEventStatement,
                             [
@@ -81,8 +81,9 @@ extension PostgresDatabase {
                                 .text(event.orderRef), .text(event.status), .text(String(event.amount)),
                                 .text(event.currency), .bytes(Array(event.fingerprint.utf8)), .bytes(event.bytes),
                                 .text(event.receivedAt), .text(String(event.ledgerTime.timeIntervalSince1970)),
-                                .text(instance), .text(event.state.rawValue), .text(String(event.attempts)),
-                                event.lastError.map { .text($0) } ?? .null, event.deadAt.map { .text($0) } ?? .null,
+                                .text(instance), .text(event.state.rawValue), .text(String(event.record?.attempts ?? 0)),
+                                event.record?.lastError.map { .text(PostgresEventQueue.encodeFailure($0)) } ?? .null,
+                                event.record?.deadAt.map { .text($0) } ?? .null,
                             ], deadline: deadline)
                         switch rows[0, 0] {
                         case "added":
@@ -101,7 +102,7 @@ extension PostgresDatabase {
                 index += batch.count
             }
             for conflict in conflicts {
-                guard let id = PGHex.decode(conflict.id.utf8), id.count == 32 else { continue }
+                guard let id = EventKey.bytes(conflict.id) else { continue }
                 let rows = try connection.query(
                     "payhook_import_conflict", Self.importConflictStatement,
                     [

@@ -45,10 +45,8 @@ public struct SpoolSnapshot: Sendable {
                 continue
             }
             let event: EventFile
-            let info: SpoolRecordInfo
             do {
                 event = try EventFile.parse(bytes, fileName: EventID.fileName(id))
-                info = try inspector.inspect(bytes, fileName: EventID.fileName(id))
             } catch {
                 snapshot.skipped.append("ids/\(name): \(error)")
                 continue
@@ -56,13 +54,11 @@ public struct SpoolSnapshot: Sendable {
             seen.insert(id)
             var imported = ImportedEvent(
                 id: id, dedupeKey: event.dedupeKey, source: event.source, tenant: event.tenant, orderRef: event.orderRef,
-                status: event.status, amount: event.amount, currency: event.currency, fingerprint: info.fingerprint,
+                status: event.status, amount: event.amount, currency: event.currency, fingerprint: inspector.info(event).fingerprint,
                 bytes: bytes, receivedAt: event.receivedAt, state: .acknowledged, ledgerTime: modified)
             if let entry = pending[id] {
                 imported.state = entry.location == .dead ? .dead : .new
-                imported.attempts = entry.attempts
-                imported.lastError = entry.record?.lastError.flatMap { try? String(decoding: JSONEncoder().encode($0), as: UTF8.self) }
-                imported.deadAt = entry.record?.deadAt
+                imported.record = entry.record
             }
             snapshot.events.append(imported)
         }

@@ -325,7 +325,8 @@ public struct EventFileInspector: SpoolRecordInspector {
         info(try EventFile.parse(bytes, fileName: fileName))
     }
 
-    func info(_ event: EventFile) -> SpoolRecordInfo {
+    /// The id and fingerprint of an event already parsed.
+    public func info(_ event: EventFile) -> SpoolRecordInfo {
         SpoolRecordInfo(id: event.id, fingerprint: event.fingerprint(by: fingerprintRules[event.source] ?? .allFields))
     }
 }

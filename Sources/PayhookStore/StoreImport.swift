@@ -31,18 +31,15 @@ public struct ImportedEvent: Sendable, Equatable {
     /// `received_at` as the event states it (RFC 3339).
     public var receivedAt: String
     public var state: State
-    public var attempts: Int
-    /// The last failure (a ``QueueFailure`` as JSON), for dead letters and retried events.
-    public var lastError: String?
-    /// When it became a dead letter (RFC 3339).
-    public var deadAt: String?
+    /// Its attempts bookkeeping (failed attempts, the last failure, when it became a dead letter), if any.
+    public var record: QueueAttemptRecord?
     /// When its dedupe entry was written: the start of its retention once acknowledged.
     public var ledgerTime: Date
 
     public init(
         id: String, dedupeKey: String, source: String, tenant: String, orderRef: String, status: String, amount: Int64,
-        currency: String, fingerprint: String, bytes: [UInt8], receivedAt: String, state: State, attempts: Int = 0,
-        lastError: String? = nil, deadAt: String? = nil, ledgerTime: Date
+        currency: String, fingerprint: String, bytes: [UInt8], receivedAt: String, state: State,
+        record: QueueAttemptRecord? = nil, ledgerTime: Date
     ) {
         self.id = id
         self.dedupeKey = dedupeKey
@@ -56,9 +53,7 @@ public struct ImportedEvent: Sendable, Equatable {
         self.bytes = bytes
         self.receivedAt = receivedAt
         self.state = state
-        self.attempts = attempts
-        self.lastError = lastError
-        self.deadAt = deadAt
+        self.record = record
         self.ledgerTime = ledgerTime
     }
 }
