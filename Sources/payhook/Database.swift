@@ -25,13 +25,7 @@ struct DatabaseConfigOption: ParsableArguments {
     /// The loaded config and its database settings; exits 1 with the config's errors, or when its store is the
     /// spool.
     func load() throws -> (config: Config, database: DatabaseSettings) {
-        let loaded: ConfigLoader.Loaded
-        do {
-            loaded = try ConfigFile.load(path: config)
-        } catch {
-            for issue in error.issues { Output.err("error: \(issue)") }
-            throw ExitCode(1)
-        }
+        let loaded = try ConfigFile.loadOrExit(config)
         guard case .postgres(let database) = loaded.config.store else {
             Output.err("error: \(config) keeps events in the spool directory: set [store] kind = \"postgres\" to use a database")
             throw ExitCode(1)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PayhookConfig
 import PayhookServer
 
 /// payhook's command line (docs/contract.md §1). Exit codes: 0 ok, 1 bad input or failed check, 2 usage.
@@ -44,5 +45,18 @@ enum Output {
 
     static func err(_ line: String) {
         FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+extension ConfigFile {
+    /// The config at `path`, or each of its problems on stderr as `error: file:line: message` and exit status 1:
+    /// what every command that reads a config does with a broken one (docs/contract.md §1).
+    static func loadOrExit(_ path: String) throws -> ConfigLoader.Loaded {
+        do {
+            return try load(path: path)
+        } catch {
+            for issue in error.issues { Output.err("error: \(issue)") }
+            throw ExitCode(1)
+        }
     }
 }

@@ -4,6 +4,7 @@ import PayhookConfig
 import PayhookCore
 import PayhookPostgres
 import PayhookQueue
+import PayhookServer
 import PayhookSpoolFormat
 import PayhookStore
 
@@ -71,13 +72,7 @@ struct QueueSpoolOption: ParsableArguments {
     func open(maxAttempts: Int? = nil, leaseSeconds: Double? = nil, keepTakenFiles: Bool = false) throws -> any EventQueue {
         if let spool { return try QueueCLI.attempt(QueueDirectory(spool)) }
         guard let path = configPath else { throw ExitCode(2) }
-        let loaded: ConfigLoader.Loaded
-        do {
-            loaded = try ConfigFile.load(path: path)
-        } catch {
-            for issue in error.issues { Output.err("error: \(issue)") }
-            throw ExitCode(1)
-        }
+        let loaded = try ConfigFile.loadOrExit(path)
         switch loaded.config.store {
         case .spool:
             return try QueueCLI.attempt(QueueDirectory(loaded.config.spool))
@@ -86,8 +81,7 @@ struct QueueSpoolOption: ParsableArguments {
                 conninfo: database.url.value, connections: database.connections ?? 8,
                 statementTimeoutSeconds: Double(database.timeoutSeconds),
                 acquireTimeoutSeconds: Double(database.timeoutSeconds), applicationName: "payhook queue")
-            let instance = database.instance
-                ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+            let instance = database.instance ?? PayhookServer.defaultInstance()
             return try QueueCLI.attempt(
                 PostgresEventQueue(
                     settings: settings, instance: instance, leaseSeconds: leaseSeconds ?? 60, maxAttempts: maxAttempts ?? 5,

@@ -53,13 +53,7 @@ struct Serve: ParsableCommand {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        var loaded: ConfigLoader.Loaded
-        do {
-            loaded = try ConfigFile.load(path: config)
-        } catch {
-            for issue in error.issues { Output.err("error: \(issue)") }
-            throw ExitCode(1)
-        }
+        var loaded = try ConfigFile.loadOrExit(config)
         if let listen { loaded.config.listen = listen }
         if let spool { loaded.config.spool = spool }
         let level = Logger.Level(rawValue: logLevel ?? loaded.config.logLevel) ?? .info

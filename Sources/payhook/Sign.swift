@@ -107,13 +107,7 @@ struct CallbackOptions: ParsableArguments {
     }
 
     func build() throws -> CallbackBuilder.Built {
-        let loaded: ConfigLoader.Loaded
-        do {
-            loaded = try ConfigFile.load(path: config)
-        } catch {
-            for issue in error.issues { Output.err("error: \(issue)") }
-            throw ExitCode(1)
-        }
+        let loaded = try ConfigFile.loadOrExit(config)
         var spec = spec()
         if let privateKey {
             // Read here and handed on as a Secret; no message below quotes the file's content.

@@ -37,13 +37,7 @@ struct Verify: ParsableCommand {
     var capture: String
 
     func run() throws {
-        let loaded: ConfigLoader.Loaded
-        do {
-            loaded = try ConfigFile.load(path: config)
-        } catch {
-            for issue in error.issues { Output.err("error: \(issue)") }
-            throw ExitCode(1)
-        }
+        let loaded = try ConfigFile.loadOrExit(config)
         let input: [UInt8]
         do {
             input = capture == "-" ? Explainer.readStandardInput() : try ConfigFile.readFile(capture)
