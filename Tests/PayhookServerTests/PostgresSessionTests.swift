@@ -1,3 +1,6 @@
+import Foundation
+import PayhookConfig
+import PayhookCore
 import PayhookTestSupport
 import Testing
 
@@ -59,5 +62,42 @@ import Testing
             try connection.select("SELECT 1", deadline: pool.deadline())
         }
         #expect(rows.rows.first == ["1"])
+    }
+
+    /// The pool is sized to the listener: one session per listener thread (`threads`) unless `[store]
+    /// connections` says otherwise. Every store is slowed by a trigger, so forty callbacks at once keep every
+    /// session the pool may open busy; the peak is read from `pg_stat_activity` (plus one: the session that sends
+    /// the consumers' NOTIFY).
+    @Test(arguments: [(threads: 6, connections: nil as Int?, sessions: 6), (threads: 6, connections: 2, sessions: 2)])
+    func sessionsAreSizedToTheListener(threads: Int, connections: Int?, sessions: Int) throws {
+        let live = try LiveServer(store: .postgres) { config in
+            config.threads = threads
+            config.maxConnectionsPerIP = 64
+            if case .postgres(var database) = config.store {
+                database.connections = connections
+                config.store = .postgres(database)
+            }
+        }
+        defer { live.stop() }
+        _ = try live.sql(
+            """
+            CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$;
+            CREATE TRIGGER slow BEFORE INSERT ON payhook_ledger FOR EACH ROW EXECUTE FUNCTION slow();
+            """)
+        let target = try UnifiedLiveTests.target("success")
+        let senders = (0..<40).map { _ in Background { Result { try live.get(target) } } }
+        var peak = 0
+        var finished = false
+        while !finished {
+            let open = try live.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'payhook' AND datname = current_database()")
+            peak = max(peak, Int(open.first ?? "0") ?? 0)
+            finished = senders.allSatisfy { $0.join(timeout: .zero) != nil }
+            usleep(20_000)
+        }
+        for sender in senders {
+            #expect(try #require(sender.join(timeout: .seconds(30))).get().body == "success")
+        }
+        #expect(peak >= sessions)
+        #expect(peak <= sessions + 1)
     }
 }
