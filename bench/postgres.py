@@ -192,7 +192,7 @@ def merge_wrk(rundir, first, second):
 
 
 def store_toml(connections=None):
-    # connections: one session per listener thread (payhook's default) unless --pg-connections says otherwise;
+    # connections: payhook's default writer sessions (group commit) unless --pg-connections says otherwise;
     # timeout_s: the default.
     extra = f"connections = {connections}\n" if connections else ""
     return f'[store]\nkind = "postgres"\nurl_env = "{URL_ENV}"\n' + extra
@@ -358,7 +358,7 @@ def report(ctx, records, med):
              f"from Sources/PayhookPostgres/PostgresEventStore.swift (bench/postgres.py); p99 from its "
              f"per-transaction log")
     sessions = (f"`[store] connections = {ctx['args'].pg_connections}`" if ctx['args'].pg_connections
-                else "one session per listener thread")
+                else "the default two writer sessions (group commit)")
     L.append(f"- payhook: the spool workloads' wrk runs, `threads = {ctx['args'].payhook_threads}`, {sessions}; "
              f"after each run the ledger is exported and judged by check_spool.py")
     L.append("")

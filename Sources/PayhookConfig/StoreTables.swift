@@ -25,7 +25,7 @@ public struct DatabaseSettings: Sendable, Equatable {
     public var url: Secret
     /// The environment variable it came from, when it did (`url_env`).
     public var urlEnv: String?
-    /// Sessions per instance; nil: one per listener thread, so a thread never waits for one.
+    /// Writer sessions per instance, each committing batches of callbacks (docs/durability.md §11.3); nil: two.
     public var connections: Int?
     /// How long one store may wait for the database before the sender is told to try again.
     public var timeoutSeconds: Int

@@ -161,6 +161,124 @@ final class PGConnection: @unchecked Sendable {
         return rows
     }
 
+    /// Prepares `sql` under `name` on this session unless it already is.
+    func prepare(_ name: String, _ sql: String, deadline: ContinuousClock.Instant) throws(PGError) {
+        guard !prepared.contains(name) else { return }
+        try startAndWait(deadline: deadline) { PQsendPrepare(conn, name, sql, 0, nil) }
+        prepared.insert(name)
+    }
+
+    /// What became of a transaction sent by ``transaction(_:_:deadline:)``.
+    enum BatchOutcome {
+        /// COMMIT returned without a warning: every statement's rows, in the order sent.
+        case committed([PGRows])
+        /// The statement at `index` failed, so the transaction rolled back and nothing of it was written.
+        case rolledBack(index: Int, error: PGError)
+    }
+
+    /// Runs the prepared statement `name` (see ``prepare(_:_:deadline:)``) once per element of `batch`, all in
+    /// one transaction: `BEGIN`, the statements, `COMMIT` and one Sync sent in libpq's pipeline mode, so the whole
+    /// batch costs one round trip and one commit (one WAL flush, one wait for synchronous standbys).
+    ///
+    /// Throws when the outcome of the COMMIT is unknown or not good enough: the session broke or timed out (it
+    /// is then closed), or the server warned during the transaction (a cancelled wait for synchronous
+    /// replication arrives as a warning on the COMMIT). A statement the server refused rolls the whole
+    /// transaction back and is reported as ``BatchOutcome/rolledBack(index:error:)``.
+    func transaction(_ name: String, _ batch: [[PGValue]], deadline: ContinuousClock.Instant) throws(PGError) -> BatchOutcome {
+        guard usable else { throw PGError(.connection, "the database connection is closed") }
+        do {
+            return try pipelined(name, batch, deadline: deadline)
+        } catch {
+            // Left mid-pipeline (or warned): what the session still has queued is unknown, so it is not reused.
+            if error.kind != .warning { usable = false }
+            throw error
+        }
+    }
+
+    private func pipelined(_ name: String, _ batch: [[PGValue]], deadline: ContinuousClock.Instant) throws(PGError) -> BatchOutcome {
+        notices.reset()
+        guard PQenterPipelineMode(conn) == 1 else { throw broken() }
+        // Sent: BEGIN, the statements, COMMIT, then the Sync that ends the pipeline. Results come back in that
+        // order; after the first failure every later command reports PGRES_PIPELINE_ABORTED up to the Sync.
+        guard PQsendQueryParams(conn, "BEGIN", 0, nil, nil, nil, nil, 0) == 1 else { throw broken() }
+        for values in batch {
+            let sent = Self.withValues(values) { pointers, lengths, formats in
+                PQsendQueryPrepared(conn, name, Int32(values.count), pointers, lengths, formats, 0)
+            }
+            guard sent == 1 else { throw broken() }
+        }
+        guard PQsendQueryParams(conn, "COMMIT", 0, nil, nil, nil, nil, 0) == 1,
+            PQpipelineSync(conn) == 1
+        else { throw broken() }
+        while true {
+            let flushed = PQflush(conn)
+            if flushed == 0 { break }
+            if flushed < 0 { throw broken() }
+            try wait(for: Int16(POLLOUT | POLLIN), until: deadline)
+            guard PQconsumeInput(conn) == 1 else { throw broken() }
+        }
+        // One entry per command sent (BEGIN, each statement, COMMIT): its rows, or why it failed.
+        var rows: [PGRows] = []
+        rows.reserveCapacity(batch.count)
+        var failure: (index: Int, error: PGError)?
+        var command = 0
+        var endsSeen = 0
+        var synced = false
+        while !synced {
+            while PQisBusy(conn) == 1 {
+                try wait(for: Int16(POLLIN), until: deadline)
+                guard PQconsumeInput(conn) == 1 else { throw broken() }
+            }
+            guard let result = PQgetResult(conn) else {
+                // The end of one command's results. More ends than commands sent means libpq has nothing more
+                // to give: the session is gone.
+                endsSeen += 1
+                if endsSeen > batch.count + 2 || PQstatus(conn) != CONNECTION_OK { throw broken() }
+                continue
+            }
+            defer { PQclear(result) }
+            let statement = command - 1  // BEGIN is command 0
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_SYNC:
+                synced = true
+            case PGRES_TUPLES_OK:
+                if statement >= 0 && statement < batch.count { rows.append(Self.rows(result)) }
+                command += 1
+            case PGRES_COMMAND_OK:
+                if statement >= 0 && statement < batch.count { rows.append(PGRows(rows: [])) }
+                command += 1
+            case PGRES_PIPELINE_ABORTED:
+                command += 1
+            default:
+                if failure == nil {
+                    let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+                    let message = Self.firstLine(String(cString: PQresultErrorMessage(result)))
+                    let ended = state.map { $0.hasPrefix("08") || $0.hasPrefix("57P") } ?? true
+                    let error = PGError(ended ? .connection : .statement, "the database refused: \(message)", sqlState: state)
+                    if ended { usable = false }
+                    // A failed BEGIN or COMMIT is no single statement's fault: the whole batch failed.
+                    if statement < 0 || statement >= batch.count { throw error }
+                    failure = (statement, error)
+                }
+                command += 1
+            }
+        }
+        guard PQexitPipelineMode(conn) == 1 else { throw broken() }
+        if PQstatus(conn) != CONNECTION_OK { usable = false }
+        if let failure {
+            // The server skipped the rest up to the Sync, COMMIT included, so the explicit transaction is still
+            // open (and failed): end it before the session is used again.
+            if PQtransactionStatus(conn) != PQTRANS_IDLE { try run("ROLLBACK", deadline: deadline) }
+            return .rolledBack(index: failure.index, error: failure.error)
+        }
+        guard command == batch.count + 2, rows.count == batch.count else {
+            usable = false
+            throw PGError(.connection, "the database sent \(command) results for \(batch.count + 2) commands")
+        }
+        if let warning = notices.warning { throw warning }
+        return .committed(rows)
+    }
+
     /// Runs a statement that takes no parameters and returns rows, without preparing it.
     func select(_ sql: String, deadline: ContinuousClock.Instant) throws(PGError) -> PGRows {
         var rows = PGRows(rows: [])

@@ -29,24 +29,41 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     }
     private let counters = Locked(Counters())
     private let waker: PostgresWaker
+    private let writer: PostgresGroupCommit
 
     /// Connects, checks that the schema is the one this payhook knows, and sets up the pool. Throws when the
     /// database cannot be reached or its schema is missing, older or newer (`payhook db migrate` fixes the
     /// first two).
+    ///
+    /// `settings.connections` is the number of writer sessions (group commit, below); `maxBatch` the most
+    /// callbacks one transaction carries, at most one per listener thread since each waits for its own.
     public init(
-        settings: PGSettings, instance: String, maxConflictsPerEvent: Int = ConflictCaps.defaultPerEvent,
+        settings: PGSettings, instance: String, maxBatch: Int = 64, maxConflictsPerEvent: Int = ConflictCaps.defaultPerEvent,
         maxConflicts: Int = ConflictCaps.defaultTotal, logger: Logger
     ) throws(PGError) {
-        pool = PGPool(settings, setUp: PostgresSession.setUp)
+        // Health probes, metrics and the retention record share two sessions of their own; stores go through the
+        // writers' sessions, so a slow probe never delays a callback.
+        var side = settings
+        side.connections = min(2, settings.connections)
+        pool = PGPool(side, setUp: PostgresSession.setUp)
         self.instance = instance
         self.maxConflictsPerEvent = maxConflictsPerEvent
         self.maxConflicts = maxConflicts
         self.logger = logger
         waker = PostgresWaker(pool: pool)
+        writer = PostgresGroupCommit(
+            pool: pool, writers: settings.connections, maxBatch: maxBatch, statementName: "payhook_store",
+            statement: Self.storeStatement, logger: logger)
         try pool.withConnection { (connection) throws(PGError) in
             try PostgresSchema.check(connection, deadline: pool.deadline())
         }
+        writer.start()
     }
+
+    /// Writers when `[store] connections` is not set: two, so that one batch is being built and sent while the
+    /// other waits for its commit (bench/README.md, "PostgreSQL, measured").
+    public static func defaultWriters(threads: Int) -> Int { min(2, max(1, threads)) }
+
 
     static let storeStatement = """
         WITH up AS (
@@ -89,12 +106,9 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
             .text(String(maxConflictsPerEvent)), .text(String(maxConflicts)),
         ]
         let rows: PGRows
-        do {
-            rows = try pool.withConnection { (connection) throws(PGError) in
-                try connection.query("payhook_store", Self.storeStatement, values, deadline: pool.deadline())
-            }
-        } catch {
-            throw failed(error)
+        switch writer.submit(key: id, values: values) {
+        case .success(let result): rows = result
+        case .failure(let error): throw failed(error)
         }
         guard rows.count == 1, let outcome = rows[0, 0] else {
             throw failed(PGError(.statement, "the store statement returned no row"))
@@ -139,7 +153,8 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     public var unhealthyReason: String? { nil }
 
     public func counts() -> StoreCounts {
-        counters.withLock { StoreCounts(failures: $0.failures, conflicts: $0.conflicts) }
+        let batches = writer.histogram
+        return counters.withLock { StoreCounts(failures: $0.failures, conflicts: $0.conflicts, batchSizes: batches) }
     }
 
     /// Events per state under the spool's folder names, and the conflicts kept; nil when the database does not
@@ -181,6 +196,7 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     }
 
     public func close() {
+        writer.stop()
         pool.close()
         waker.close()
     }

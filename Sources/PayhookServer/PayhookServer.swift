@@ -40,9 +40,9 @@ public final class PayhookServer: Sendable {
             do {
                 store = try PostgresEventStore(
                     settings: PGSettings(
-                        conninfo: database.url.value, connections: database.connections ?? config.threads,
+                        conninfo: database.url.value, connections: database.connections ?? PostgresEventStore.defaultWriters(threads: config.threads),
                         statementTimeoutSeconds: Double(database.timeoutSeconds)),
-                    instance: database.instance ?? Self.defaultInstance(),
+                    instance: database.instance ?? Self.defaultInstance(), maxBatch: config.threads,
                     maxConflictsPerEvent: config.maxConflictsPerEvent, maxConflicts: config.maxConflicts, logger: logger)
             } catch {
                 throw StartError(description: "cannot open the database store (\(database.origin)): \(error)")
@@ -145,7 +145,7 @@ public final class PayhookServer: Sendable {
         }
         metrics.histogram(
             "payhook_spool_commit_batch_size",
-            help: "Stores published together by one group commit (sharing one fsync of new/ and one of ids/).",
+            help: "Stores committed together by one group commit: on the spool one fsync of new/ and one of ids/, on PostgreSQL one transaction.",
             bounds: [1, 2, 4, 8, 16, 32, 64, 128]
         ) { store.counts().batchSizes }
         metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {

@@ -64,12 +64,13 @@ import Testing
         #expect(rows.rows.first == ["1"])
     }
 
-    /// The pool is sized to the listener: one session per listener thread (`threads`) unless `[store]
-    /// connections` says otherwise. Every store is slowed by a trigger, so forty callbacks at once keep every
-    /// session the pool may open busy; the peak is read from `pg_stat_activity` (plus one: the session that sends
-    /// the consumers' NOTIFY).
-    @Test(arguments: [(threads: 6, connections: nil as Int?, sessions: 6), (threads: 6, connections: 2, sessions: 2)])
-    func sessionsAreSizedToTheListener(threads: Int, connections: Int?, sessions: Int) throws {
+    /// Stores go through the group commit's writer sessions: two unless `[store] connections` says otherwise,
+    /// each transaction carrying at most one callback per listener thread (`threads`, since each waits for its
+    /// own). Every store is slowed by a trigger that records its transaction and backend, so forty callbacks at
+    /// once keep every writer busy; the server's sessions are counted in `pg_stat_activity` as well (writers,
+    /// at most two for health probes and metrics, one for the consumers' NOTIFY).
+    @Test(arguments: [(threads: 6, connections: nil as Int?, writers: 2), (threads: 6, connections: 3, writers: 3)])
+    func storesShareTransactionsOnTheWriterSessions(threads: Int, connections: Int?, writers: Int) throws {
         let live = try LiveServer(store: .postgres) { config in
             config.threads = threads
             config.maxConnectionsPerIP = 64
@@ -81,9 +82,13 @@ import Testing
         defer { live.stop() }
         _ = try live.sql(
             """
-            CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$;
+            CREATE TABLE written (txid bigint, pid int);
+            CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(0.05); INSERT INTO written VALUES (txid_current(), pg_backend_pid()); RETURN NEW; END $$;
             CREATE TRIGGER slow BEFORE INSERT ON payhook_ledger FOR EACH ROW EXECUTE FUNCTION slow();
             """)
+        // One callback forty times: the first is stored, the rest are duplicates, and each commits (so that a
+        // duplicate's answer waits for replication like the original's).
         let target = try UnifiedLiveTests.target("success")
         let senders = (0..<40).map { _ in Background { Result { try live.get(target) } } }
         var peak = 0
@@ -97,7 +102,12 @@ import Testing
         for sender in senders {
             #expect(try #require(sender.join(timeout: .seconds(30))).get().body == "success")
         }
-        #expect(peak >= sessions)
-        #expect(peak <= sessions + 1)
+        #expect(try live.sql("SELECT count(DISTINCT pid) FROM written") == ["\(writers)"])
+        let perTransaction = try live.sql("SELECT count(*) FROM written GROUP BY txid ORDER BY 1 DESC").compactMap { Int($0) }
+        #expect(perTransaction.reduce(0, +) == 40)
+        #expect(perTransaction.count < 40, "no two callbacks shared a transaction")
+        #expect((perTransaction.first ?? 99) <= threads, "a transaction carried more callbacks than there are threads")
+        #expect(peak >= writers)
+        #expect(peak <= writers + 3)
     }
 }
