@@ -212,7 +212,7 @@ def measure_pg(ctx, run, rep, workload, conns):
     try:
         if workload in ("pgbench-unique", "pgbench-dup"):
             config = run.write_payhook_config(os.path.join(rundir, "cfg"), os.path.join(rundir, "unused-spool"),
-                                              args.payhook_threads, store=store_toml(args.pg_connections))
+                                              args.pg_threads, store=store_toml(args.pg_connections))
             rec.update(run_pgbench(cluster, config, rundir, workload == "pgbench-dup", conns, args.duration,
                                    args.dup_set))
             if rec["failed_tx"]:
@@ -220,13 +220,13 @@ def measure_pg(ctx, run, rep, workload, conns):
             return rec
         base = "dup" if workload == "pgdup" else "unique"
         config = run.write_payhook_config(os.path.join(rundir, "cfg"), os.path.join(rundir, "unused-spool"),
-                                          args.payhook_threads, store=store_toml(args.pg_connections))
+                                          args.pg_threads, store=store_toml(args.pg_connections))
         db = cluster.fresh_db(config)
         env = {URL_ENV: cluster.conninfo(db)}
         count = 2 if workload == "pgtwo" else 1
         for i in range(count):
             servers.append(run.Payhook(ctx["binary"], os.path.join(rundir, f"payhook-{i}"),
-                                       os.path.join(rundir, "unused-spool"), args.payhook_threads,
+                                       os.path.join(rundir, "unused-spool"), args.pg_threads,
                                        store=store_toml(args.pg_connections), env=env))
         if base == "dup":
             run.seed_duplicates(ctx, servers[0].port, "dup")
@@ -359,7 +359,9 @@ def report(ctx, records, med):
              f"per-transaction log")
     sessions = (f"`[store] connections = {ctx['args'].pg_connections}`" if ctx['args'].pg_connections
                 else "the default two writer sessions (group commit)")
-    L.append(f"- payhook: the spool workloads' wrk runs, `threads = {ctx['args'].payhook_threads}`, {sessions}; "
+    threads = (f"`threads = {ctx['args'].pg_threads}`" if ctx['args'].pg_threads
+               else "`threads` unset (payhook's default on PostgreSQL, 64)")
+    L.append(f"- payhook: the spool workloads' wrk runs, {threads}, {sessions}; "
              f"after each run the ledger is exported and judged by check_spool.py")
     L.append("")
     L.append("| run, 64 connections | req/s median (min–max) | p99 ms | ratio (median of per-repetition ratios) | target | met |")

@@ -389,7 +389,7 @@ def write_payhook_config(rundir, spool, threads, v3=False, alipay=False, jeepay=
 spool = "{spool}"
 max_connections = 1024
 max_connections_per_ip = 1024   # all the load comes from 127.0.0.1
-threads = {threads}
+{f"threads = {threads}" if threads else "# threads: payhook's default for the store"}
 log_level = "warning"
 shutdown_grace_s = 5
 # The request sets carry fixed payment times (gen_requests.py), so the replay window must cover them.
@@ -1168,6 +1168,8 @@ def main():
     ap.add_argument("--v3-dup-set", type=int, default=1,
                     help="distinct v3 notifications the v3dup workload cycles over (default 1: one notification)")
     ap.add_argument("--payhook-threads", type=int, default=32)
+    ap.add_argument("--pg-threads", type=int,
+                    help="threads of the payhook on postgres (default: payhook's own default for that store, 64)")
     ap.add_argument("--pg-connections", type=int,
                     help="[store] connections for the PostgreSQL workloads (default: payhook's, one per listener thread)")
     ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")

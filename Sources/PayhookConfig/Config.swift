@@ -22,7 +22,7 @@ public struct Config: Sendable, Equatable {
     public var requestDeadlineSeconds: Int
     /// A request line and headers not complete within this are cut (slowloris on the head).
     public var headerDeadlineSeconds: Int
-    /// Listener threads; why the default is what it is, in ``HTTPLimits/threads``.
+    /// Listener threads; why the default is what it is, in ``HTTPLimits/threads`` and ``defaultThreads(for:)``.
     public var threads: Int
     public var shutdownGraceSeconds: Int
     /// Below this much free space in the spool's file system, callbacks are refused with 503 before
@@ -55,6 +55,18 @@ public struct Config: Sendable, Equatable {
     /// The listener's own defaults, which are the config file's for the keys that set them: one home for
     /// each number, in PayhookHTTP, where the reasons for them are.
     public static let listenerDefaults = HTTPLimits()
+
+    /// `threads` when the file does not set it: the listener's default on the spool, 64 on PostgreSQL.
+    ///
+    /// On PostgreSQL a store waits for a commit that one of the writer sessions makes (docs/durability.md
+    /// §11.3), so a listener thread spends that time idle, and a connection that shares its thread with
+    /// another waits for the other's commit too. One thread per connection up to 64 removes that wait:
+    /// measured at 64 connections on the bench VM, p99 25–48 ms with 64 threads against 38–108 ms with 32
+    /// (bench/README.md, "PostgreSQL, measured").
+    public static func defaultThreads(for store: StoreChoice) -> Int {
+        if case .postgres = store { return 64 }
+        return listenerDefaults.threads
+    }
     public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
 
     /// The oldest payment time a callback may carry under a retention of `retentionDays` (``ReplayWindow``,

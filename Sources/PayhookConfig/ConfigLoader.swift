@@ -152,15 +152,15 @@ public struct ConfigLoader: Sendable {
             }
             item.set(&config, Int(value))
         }
+        config.store = readStore(root, &c)
         // The listener divides its connection limit among its threads, so each needs at least one. An unset
         // `threads` follows a smaller `max_connections` down (to the minimum of 2) instead of failing on it.
         if root["threads"] == nil {
-            config.threads = min(Config.listenerDefaults.threads, max(2, config.maxConnections))
+            config.threads = min(Config.defaultThreads(for: config.store), max(2, config.maxConnections))
         }
         if config.maxConnections < config.threads {
             c.error(root["max_connections"]?.line ?? root["threads"]?.line, "max_connections (\(config.maxConnections)) must be at least threads (\(config.threads))")
         }
-        config.store = readStore(root, &c)
         for kind in Self.tenantTables {
             for table in tables(root, kind.name, &c) { kind.read(self, table, &c, &config) }
         }

@@ -43,6 +43,19 @@ import Testing
         #expect(database.origin == "the URL in $DB")
     }
 
+    /// An unset `threads` is 64 on PostgreSQL (a listener thread only waits for a writer's commit there, and a
+    /// connection sharing a thread waits for its neighbour's commit too) and the listener's 32 on the spool;
+    /// a smaller `max_connections` still lowers it, and a `threads` the file sets is kept.
+    @Test(arguments: [
+        ("", 32), ("threads = 16\n", 16), ("max_connections = 20\n", 20),
+        ("[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 64),
+        ("max_connections = 48\n[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 48),
+        ("threads = 8\n[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 8),
+    ])
+    func threadsDefaultFollowsTheStore(text: String, threads: Int) throws {
+        #expect(try Self.load(text).threads == threads)
+    }
+
     @Test func postgresInlineWithoutAPasswordIsAccepted() throws {
         let config = try Self.load("[store]\nkind = \"postgres\"\nurl = \"postgresql:///payhook?host=/run/postgresql\"\n")
         guard case .postgres(let database) = config.store else {
