@@ -174,9 +174,9 @@ def export_ledger(cluster, db, spool):
 
 
 def merge_wrk(rundir, first, second):
-    """The two instances' wrk accounting as one run of four threads over the whole line set (see measure_pg):
-    the second run's threads 0 and 1 become threads 2 and 3, which is what check_spool.py reads thread k of
-    T = 4 to have sent (lines k, k + 4, ...)."""
+    """The two instances' wrk accounting as one run of two threads over the whole line set (see measure_pg):
+    the second run's thread 0 becomes thread 1, which is what check_spool.py reads thread k of T = 2 to have
+    sent (lines k, k + 2, ...)."""
     out = os.path.join(rundir, "wrk-result-merged.txt")
     with open(out, "w") as w:
         for n, path in enumerate((first, second)):
@@ -184,7 +184,7 @@ def merge_wrk(rundir, first, second):
                 for line in f:
                     parts = line.split()
                     if parts and parts[0] == "thread":
-                        parts[1] = str(int(parts[1]) + 2 * n)
+                        parts[1] = str(int(parts[1]) + n)
                         w.write(" ".join(parts) + "\n")
                     elif n == 0 and parts:
                         w.write(line)
@@ -233,11 +233,13 @@ def measure_pg(ctx, run, rep, workload, conns):
         if count == 1:
             rec.update(run.run_wrk(ctx, servers[0], servers[0].port, base, conns, args.duration, rundir, ctx["lines"]))
         else:
-            # The unique lines shared out so that both instances store new events and the two wrk runs' accounting
-            # merges into one of four threads over the whole set (merge_wrk): line i goes to instance (i // 2) % 2,
-            # so instance i's wrk thread t (of 2) sends exactly the lines 4k + 2i + t of the set.
+            # The same client as for one instance: two wrk threads in all (one per instance, each with half the
+            # connections), so the client takes no more of the two cores than it does against one instance. The
+            # unique lines are shared out so that both instances store new events and the two wrk runs' accounting
+            # merges into one of two threads over the whole set (merge_wrk): line i goes to instance i % 2, so
+            # instance i's one wrk thread sends exactly the lines 2k + i of the set.
             with open(ctx["sets"]["unified"], encoding="utf-8") as f:
-                lines = [next(f) for _ in range(ctx["lines"] - ctx["lines"] % 4)]
+                lines = [next(f) for _ in range(ctx["lines"] - ctx["lines"] % 2)]
             half = len(lines) // 2
             results = [None, None]
 
@@ -246,10 +248,10 @@ def measure_pg(ctx, run, rep, workload, conns):
                 os.makedirs(d, exist_ok=True)
                 path = os.path.join(d, "lines.txt")
                 with open(path, "w", encoding="utf-8") as f:
-                    f.writelines(line for n, line in enumerate(lines) if (n // 2) % 2 == i)
+                    f.writelines(line for n, line in enumerate(lines) if n % 2 == i)
                 try:
                     results[i] = run.run_wrk(ctx, servers[i], servers[i].port, base, conns // 2, args.duration, d,
-                                             half, lines_path=path)
+                                             half, lines_path=path, wrk_threads=1)
                 except Exception as e:  # noqa: BLE001
                     results[i] = {"error": str(e)}
             threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
@@ -393,7 +395,7 @@ def report(ctx, records, med):
             f"**no** (ratio {judge(t[0], lambda x: x >= TARGET_DUP)}, p99 {judge(v, lambda x: x <= TARGET_P99_MS)})")
     if cells("pgtwo"):
         t = per_rep_ratio("pgtwo", "pgunique")
-        row("two payhook instances, one database: unique events (2 × 32 connections, summed)", "pgtwo",
+        row("two payhook instances, one database: unique events (2 × 32 connections, one wrk thread each, summed)", "pgtwo",
             ratio_text(t) + " of one instance", "two ≥ one", "yes" if (t[0] or 0) >= 1.0 else "**no**")
     for workload, name in (("unique", "unique"), ("dup", "duplicates")):
         for s in ("disk", "tmpfs"):

@@ -612,9 +612,9 @@ def parse_wrk_result(path):
     return threads, summary
 
 
-def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines, lines_path=None):
+def run_wrk(ctx, server, port, workload, conns, duration, rundir, max_lines, lines_path=None, wrk_threads=2):
     w = WORKLOADS[workload]
-    T = min(2, conns)  # two cores: more wrk threads only steal CPU from the server
+    T = min(wrk_threads, conns)  # two cores: more wrk threads only steal CPU from the server
     out = os.path.join(rundir, "wrk-result.txt")
     env = dict(os.environ, WORKLOAD=workload, LINES=lines_path or ctx["sets"][w["lines"]], WRK_THREADS=str(T),
                MAX_LINES=str(max_lines), DUP_SET=str(dup_set(ctx, workload)), EXPECT_BODY=w["expect"],
