@@ -40,14 +40,14 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
 
 /// One value sent with a statement. Text values go in libpq's text format, bytes in binary (bytea needs no
 /// escaping that way).
-enum PGValue {
+enum PGValue: Sendable {
     case text(String)
     case bytes([UInt8])
     case null
 }
 
 /// The rows a statement returned, in text format, read out of libpq's result at once.
-struct PGRows {
+struct PGRows: Sendable {
     var rows: [[String?]]
 
     var count: Int { rows.count }
@@ -210,13 +210,7 @@ final class PGConnection: @unchecked Sendable {
         guard PQsendQueryParams(conn, "COMMIT", 0, nil, nil, nil, nil, 0) == 1,
             PQpipelineSync(conn) == 1
         else { throw broken() }
-        while true {
-            let flushed = PQflush(conn)
-            if flushed == 0 { break }
-            if flushed < 0 { throw broken() }
-            try wait(for: Int16(POLLOUT | POLLIN), until: deadline)
-            guard PQconsumeInput(conn) == 1 else { throw broken() }
-        }
+        try flush(until: deadline)
         // One entry per command sent (BEGIN, each statement, COMMIT): its rows, or why it failed.
         var rows: [PGRows] = []
         rows.reserveCapacity(batch.count)
@@ -251,11 +245,8 @@ final class PGConnection: @unchecked Sendable {
                 command += 1
             default:
                 if failure == nil {
-                    let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-                    let message = Self.firstLine(String(cString: PQresultErrorMessage(result)))
-                    let ended = state.map { $0.hasPrefix("08") || $0.hasPrefix("57P") } ?? true
-                    let error = PGError(ended ? .connection : .statement, "the database refused: \(message)", sqlState: state)
-                    if ended { usable = false }
+                    let error = Self.refusal(result)
+                    if error.kind == .connection { usable = false }
                     // A failed BEGIN or COMMIT is no single statement's fault: the whole batch failed.
                     if statement < 0 || statement >= batch.count { throw error }
                     failure = (statement, error)
@@ -340,13 +331,7 @@ final class PGConnection: @unchecked Sendable {
         notices.reset()
         guard send() == 1 else { throw broken() }
         // Push the query out, then read until libpq has the whole answer.
-        while true {
-            let flushed = PQflush(conn)
-            if flushed == 0 { break }
-            if flushed < 0 { throw broken() }
-            try wait(for: Int16(POLLOUT | POLLIN), until: deadline)
-            guard PQconsumeInput(conn) == 1 else { throw broken() }
-        }
+        try flush(until: deadline)
         var failure: PGError?
         while true {
             while PQisBusy(conn) == 1 {
@@ -361,14 +346,7 @@ final class PGConnection: @unchecked Sendable {
             case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
                 break
             default:
-                if failure == nil {
-                    let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-                    let message = Self.firstLine(String(cString: PQresultErrorMessage(result)))
-                    // Class 08 (connection exception) and 57P (operator intervention: shutdown, crash) end the
-                    // session; the server said so, but the socket may not have closed yet.
-                    let ended = state.map { $0.hasPrefix("08") || $0.hasPrefix("57P") } ?? true
-                    failure = PGError(ended ? .connection : .statement, "the database refused: \(message)", sqlState: state)
-                }
+                if failure == nil { failure = Self.refusal(result) }
             }
         }
         if PQstatus(conn) != CONNECTION_OK { usable = false }
@@ -377,6 +355,26 @@ final class PGConnection: @unchecked Sendable {
             throw failure
         }
         if let warning = notices.warning { throw warning }
+    }
+
+    /// Sends what libpq has buffered, reading meanwhile so that a server busy writing its answer never blocks us.
+    private func flush(until deadline: ContinuousClock.Instant) throws(PGError) {
+        while true {
+            let flushed = PQflush(conn)
+            if flushed == 0 { return }
+            if flushed < 0 { throw broken() }
+            try wait(for: Int16(POLLOUT | POLLIN), until: deadline)
+            guard PQconsumeInput(conn) == 1 else { throw broken() }
+        }
+    }
+
+    /// The error a failed result reports. Class 08 (connection exception) and 57P (operator intervention:
+    /// shutdown, crash) end the session; the server said so, but the socket may not have closed yet.
+    private static func refusal(_ result: OpaquePointer) -> PGError {
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+        let message = firstLine(String(cString: PQresultErrorMessage(result)))
+        let ended = state.map { $0.hasPrefix("08") || $0.hasPrefix("57P") } ?? true
+        return PGError(ended ? .connection : .statement, "the database refused: \(message)", sqlState: state)
     }
 
     /// Waits until the socket is ready for `events` or the deadline passes (then the connection is given up).

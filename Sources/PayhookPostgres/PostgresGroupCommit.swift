@@ -32,8 +32,7 @@ final class PostgresGroupCommit: @unchecked Sendable {
         let key: [UInt8]
         let values: [PGValue]
         let deadline: ContinuousClock.Instant
-        private let result = Locked<Result<PGRows, PGError>?>(nil)
-        private let done = DispatchSemaphore(value: 0)
+        private let answer = Answer<Result<PGRows, PGError>>()
 
         init(key: [UInt8], values: [PGValue], deadline: ContinuousClock.Instant) {
             self.key = key
@@ -42,16 +41,11 @@ final class PostgresGroupCommit: @unchecked Sendable {
         }
 
         /// Whether an answer was given already (by its batch, or by the waiter giving up).
-        var answered: Bool { result.withLock { $0 != nil } }
+        var answered: Bool { answer.isGiven }
 
         /// The first answer counts; a later one (a batch that finished after its waiter gave up) is dropped.
         func complete(_ outcome: Result<PGRows, PGError>) {
-            let first = result.withLock { result -> Bool in
-                guard result == nil else { return false }
-                result = outcome
-                return true
-            }
-            if first { done.signal() }
+            answer.give(outcome)
         }
 
         /// Waits for the answer until shortly after the deadline: the writer bounds each transaction by the
@@ -59,10 +53,10 @@ final class PostgresGroupCommit: @unchecked Sendable {
         /// (all busy, or connecting to a server that does not answer).
         func wait() -> Result<PGRows, PGError> {
             let margin = DispatchTime.now() + .nanoseconds(Int(Self.nanoseconds(until: deadline) + 500_000_000))
-            if done.wait(timeout: margin) == .timedOut {
-                complete(.failure(PGError(.timeout, "the database did not answer in time")))
-            }
-            return result.withLock { $0 } ?? .failure(PGError(.timeout, "the database did not answer in time"))
+            if let given = answer.wait(until: margin) { return given }
+            // Given up: a batch that still commits it answers nobody, and the sender's retry is a duplicate.
+            answer.give(.failure(PGError(.timeout, "the database did not answer in time")))
+            return answer.wait()
         }
 
         private static func nanoseconds(until deadline: ContinuousClock.Instant) -> Int64 {

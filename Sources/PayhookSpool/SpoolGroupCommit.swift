@@ -47,25 +47,8 @@ final class SpoolGroupCommit: Sendable {
         var ledger: String { "ids/\(id)" }
     }
 
-    /// Where a waiting store gets its answer. Signalled exactly once.
-    final class Completion: Sendable {
-        private let result = Locked<Result<Void, SpoolError>?>(nil)
-        private let done = DispatchSemaphore(value: 0)
-
-        func complete(_ outcome: Result<Void, SpoolError>) {
-            let first = result.withLock { result -> Bool in
-                guard result == nil else { return false }
-                result = outcome
-                return true
-            }
-            if first { done.signal() }
-        }
-
-        func wait() -> Result<Void, SpoolError> {
-            done.wait()
-            return result.withLock { $0 } ?? .failure(SpoolError(code: .io, message: "the spool writer gave no answer"))
-        }
-    }
+    /// Where a waiting store gets its answer.
+    typealias Completion = Answer<Result<Void, SpoolError>>
 
     private struct Queue {
         var pending: [(request: Request, completion: Completion)] = []
@@ -185,7 +168,7 @@ final class SpoolGroupCommit: Sendable {
             return (queue.pending.map(\.completion), queue.stopping, onWriter)
         }
         for completion in abandoned {
-            completion.complete(.failure(closedError()))
+            completion.give(.failure(closedError()))
         }
         guard !wasStopping else { return }
         wakeUp.signal()
@@ -249,7 +232,7 @@ final class SpoolGroupCommit: Sendable {
             // Each store that queued meanwhile signalled wakeUp, so the writer needs no extra wake-up here.
             let (outcomes, _) = publishClaimed(batch.map(\.request))
             for (entry, outcome) in zip(batch, outcomes) {
-                entry.completion.complete(outcome)
+                entry.completion.give(outcome)
             }
         }
     }

@@ -160,8 +160,8 @@ struct PostgresFaultTests {
         try cluster.psql("ALTER SYSTEM SET synchronous_standby_names = 'nonexistent'")
         try cluster.psql("SELECT pg_reload_conf()")
         defer {
-            try? cluster.psql("ALTER SYSTEM RESET synchronous_standby_names")
-            try? cluster.psql("SELECT pg_reload_conf()")
+            _ = try? cluster.psql("ALTER SYSTEM RESET synchronous_standby_names")
+            _ = try? cluster.psql("SELECT pg_reload_conf()")
         }
         let port = instance.port
         func waiting(_ condition: String) -> Int {
@@ -273,7 +273,7 @@ struct PostgresFaultTests {
             process.arguments = ["serve", "--config", dir.file("\(name).toml"), "--listen", "127.0.0.1:0"]
             let out = Pipe()
             process.standardOutput = out
-            FileManager.default.createFile(atPath: dir.file("\(name).log"), contents: nil)
+            _ = FileManager.default.createFile(atPath: dir.file("\(name).log"), contents: nil)
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.file("\(name).log")))
             try process.run()
             var line = Data()
