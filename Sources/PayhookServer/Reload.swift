@@ -80,6 +80,7 @@ extension PayhookServer {
     ///   new config as at start so that they do not read as changes.
     @discardableResult
     public func reload(overrides: (inout Config) -> Void = { _ in }) -> ReloadResult {
+        let started = ContinuousClock.now
         let current = reloadState.withLock { $0.config }
         let loaded: ConfigLoader.Loaded
         do {
@@ -112,7 +113,10 @@ extension PayhookServer {
                 "reload: these settings changed but need a restart; the running values are kept",
                 metadata: ["config": "\(current.file)", "settings": "\(ignored.joined(separator: ", "))"])
         }
-        logger.notice("reloaded", metadata: Self.tenantCounts(merged).merging(["config": "\(current.file)"]) { a, _ in a })
+        var metadata = Self.tenantCounts(merged)
+        metadata["config"] = "\(current.file)"
+        metadata["duration_ms"] = "\(String(format: "%.1f", (ContinuousClock.now - started) / .microseconds(1) / 1000))"
+        logger.notice("reloaded", metadata: metadata)
         return .applied(ignored: ignored)
     }
 
