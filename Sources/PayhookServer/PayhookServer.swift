@@ -3,6 +3,7 @@ public import Logging
 public import PayhookConfig
 import PayhookCore
 public import PayhookHTTP
+import PayhookLock
 import PayhookPostgres
 import PayhookSpool
 public import PayhookSpoolFormat
@@ -14,12 +15,17 @@ import PayhookXxPay
 
 /// A running payhook: store opened (the spool recovered), sources built from the config, listener serving.
 public final class PayhookServer: Sendable {
+    /// The config at start. Its tenants are replaced by a reload (SIGHUP, docs/reload.md); ``currentConfig`` is
+    /// the one in effect.
     public let config: Config
     /// Where accepted events go; the spool directory unless the caller passed another ``EventStore``.
     public let store: any EventStore
     public let http: HTTPServer
     public let metrics: Metrics
     let logger: Logger
+    /// Routes each request; a reload swaps its sources.
+    let router: Router
+    let reloadState: Locked<ReloadState>
 
     /// Why the server could not start; one sentence each.
     public struct StartError: Error, CustomStringConvertible {
@@ -102,6 +108,8 @@ public final class PayhookServer: Sendable {
         let metrics = Metrics()
         self.metrics = metrics
         let router = Router(sources: Self.sources(config), store: store, logger: logger, metrics: metrics, clock: clock)
+        self.router = router
+        reloadState = Locked(ReloadState(config: config))
         do {
             http = try HTTPServer(listen: listen, limits: config.listenerLimits, handler: router, logger: logger)
         } catch {
@@ -109,6 +117,7 @@ public final class PayhookServer: Sendable {
             throw StartError(description: "\(error)")
         }
         registerGauges(config: config)
+        registerReloadMetrics()
         logger.notice(
             "serving",
             metadata: [

@@ -2,6 +2,7 @@ import Foundation
 public import Logging
 public import PayhookCore
 public import PayhookHTTP
+import PayhookLock
 public import PayhookStore
 
 /// Maps each request to a source, stores what the source accepts, and answers in the sender's format.
@@ -12,7 +13,9 @@ public final class Router: HTTPHandler {
     public static let healthPath = "/healthz"
     public static let metricsPath = "/metrics"
 
-    let sources: [String: any CallbackSource]
+    /// The sources by path. SIGHUP replaces the whole table at once (``replaceSources(_:)``, docs/reload.md):
+    /// each request reads it once, so a request in flight finishes with the sources it started with.
+    private let table: Locked<[String: any CallbackSource]>
     let store: any EventStore
     let logger: Logger
     let metrics: Metrics
@@ -23,11 +26,19 @@ public final class Router: HTTPHandler {
         sources: [String: any CallbackSource], store: any EventStore, logger: Logger, metrics: Metrics = Metrics(),
         clock: @escaping @Sendable () -> Int64 = Router.wallClock
     ) {
-        self.sources = sources
+        self.table = Locked(sources)
         self.store = store
         self.logger = logger
         self.metrics = metrics
         self.clock = clock
+    }
+
+    /// The sources now in use.
+    public var sources: [String: any CallbackSource] { table.withLock { $0 } }
+
+    /// Swaps in a new table of sources: the next request uses it, requests in flight keep the old one.
+    public func replaceSources(_ sources: [String: any CallbackSource]) {
+        table.withLock { $0 = sources }
     }
 
     public static let wallClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
@@ -64,9 +75,10 @@ public final class Router: HTTPHandler {
             default: ("refused", "refused by the listener")
             }
         log(head, outcome: outcome, status: status, level: .notice, reason: reason)
-        let kind = sources[head.path]?.kind ?? ""
+        let source = sources[head.path]
+        let kind = source?.kind ?? ""
         metrics.request(source: kind, tenant: "", outcome: outcome, route: kind, seconds: Self.seconds(since: head))
-        if let source = sources[head.path] {
+        if let source {
             return Self.response(source.failureAnswer(status: status, reason: Self.answerReason(status)))
         }
         return Self.plain(status, Self.answerReason(status) + "\n")

@@ -7,10 +7,11 @@ import PayhookHTTP
 import PayhookServer
 
 /// `payhook serve --config FILE`: runs until SIGTERM or SIGINT, then stops accepting, finishes the
-/// requests in flight and exits 0.
+/// requests in flight and exits 0. SIGHUP reloads the tenants' secrets and keys, SIGUSR1 logs a status line,
+/// SIGUSR2 and SIGPIPE are ignored (docs/reload.md).
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the listener until SIGTERM/SIGINT."
+        abstract: "Run the listener until SIGTERM/SIGINT; SIGHUP reloads secrets and keys."
     )
 
     @Option(name: .long, help: "The TOML config file.")
@@ -45,13 +46,16 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        // Block the stop signals before any thread exists, so every thread inherits the mask and the
-        // signals wait for sigwait(3) below instead of killing the process mid-request.
+        // Block the signals payhook acts on before any thread exists, so every thread inherits the mask and the
+        // signals wait for sigtimedwait(2) below instead of killing the process mid-request: SIGTERM/SIGINT
+        // stop, SIGHUP reloads, SIGUSR1 logs a status line, SIGUSR2 is ignored (each would otherwise kill by
+        // default; docs/reload.md). SIGPIPE is ignored outright: a write to a connection the peer closed must
+        // fail with EPIPE on that connection, not end the process.
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+        Foundation.signal(SIGPIPE, SIG_IGN)
 
         var loaded = try ConfigFile.loadOrExit(config)
         if let listen { loaded.config.listen = listen }
@@ -86,10 +90,30 @@ struct Serve: ParsableCommand {
             Output.out("payhook listening on \(server.http.boundAddress) spool \(loaded.config.spool)")
         }
 
+        // A reload applies what the command line set over the file again, so that it does not read as a change.
+        let overrides: (inout Config) -> Void = { [listen, spool] config in
+            if let listen { config.listen = listen }
+            if let spool { config.spool = spool }
+        }
         let reason = server.waitForStop { timeout in
             var limit = timespec(tv_sec: Int(timeout.components.seconds), tv_nsec: Int(timeout.components.attoseconds / 1_000_000_000))
             let signal = sigtimedwait(&signals, nil, &limit)
-            return signal > 0 ? signal : nil
+            switch signal {
+            case SIGTERM, SIGINT:
+                return signal
+            case SIGHUP:
+                // On this thread, between two waits: one reload at a time, and a SIGHUP sent during a reload
+                // stays pending and runs the next one.
+                logger.notice("reloading", metadata: ["signal": "SIGHUP"])
+                server.reload(overrides: overrides)
+            case SIGUSR1:
+                server.logStatus()
+            case SIGUSR2:
+                logger.info("ignored", metadata: ["signal": "SIGUSR2"])
+            default:
+                break
+            }
+            return nil
         }
         switch reason {
         case .signal(let signal):
