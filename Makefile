@@ -57,7 +57,7 @@ run: build
 # it declares and no file holds a machine's path (.ci/check-manifest.py); every suite, in parallel, except
 # that the suites measuring time, memory or processes run one at a time
 # (MeasuringSuites, Tests/PayhookTestSupport/Suites.swift); then the crash harness and each fuzz target in
-# short configurations.
+# short configurations; last the release build, `make install`, the unit and the Debian package (docs/deploy.md).
 test: test-deps
 	python3 .ci/check-citations.py
 	python3 .ci/check-manifest.py
@@ -68,6 +68,7 @@ test: test-deps
 	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_SHORT_ARGS)
 	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_SHORT_ARGS)
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SMOKE_SECONDS)
+	python3 Tests/packaging/package_test.py
 
 # Crash harness (Tests/crash/README.md; docs/durability.md §10.2, §8): SIGKILL and SIGTERM under load, then an
 # ALICE-style check of the spool against what was acknowledged.
