@@ -160,13 +160,15 @@ install:
 # completion folder is Debian's own. Maintainer scripts and control file in packaging/debian/.
 VERSION := $(shell sed -n 's/.*static let current = "\(.*\)".*/\1/p' Sources/PayhookServer/Version.swift)
 DEB_ROOT := $(DIST)/deb-root
+# dpkg requires a Maintainer field: whoever builds and distributes the package (docs/deploy.md §2).
+DEB_MAINTAINER ?= payhook builder <root@localhost>
 deb: release
 	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/DEBIAN
 	$(MAKE) --no-print-directory install DESTDIR=$(DEB_ROOT) PREFIX=/usr ZSH_COMPLETION_DIR=/usr/share/zsh/vendor-completions
 	gzip -9n $(DEB_ROOT)/usr/share/man/man1/*.1
 	install -m 0644 packaging/debian/conffiles $(DEB_ROOT)/DEBIAN/conffiles
 	install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(DEB_ROOT)/DEBIAN/
-	sed -e 's|@VERSION@|$(VERSION)|' -e "s|@ARCH@|$$(dpkg --print-architecture)|" \
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@MAINTAINER@|$(DEB_MAINTAINER)|' -e "s|@ARCH@|$$(dpkg --print-architecture)|" \
 		-e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)|" packaging/debian/control.in > $(DEB_ROOT)/DEBIAN/control
 	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $(DIST)/payhook_$(VERSION)_$$(dpkg --print-architecture).deb
 
