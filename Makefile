@@ -7,7 +7,7 @@ APT_PACKAGES := libmicrohttpd-dev libssl-dev libpq-dev pkg-config
 TEST_APT_PACKAGES := postgresql postgresql-contrib
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test-deps build run test crash-test fuzz bench clean
+.PHONY: deps system-libs test-deps build run test crash-test fuzz bench clean release install deb
 
 # Installs the three C libraries' -dev packages (and pkg-config) when any is missing.
 deps:
@@ -32,7 +32,22 @@ test-deps: deps
 	fi
 	@python3 -c 'import jsonschema, wechatpy, cryptography' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check jsonschema wechatpy cryptography
 
-build: deps
+# On Debian `make deps` installs the libraries. Elsewhere there is no apt-get to ask (docs/deploy.md §5), so the
+# build stops with one sentence naming the libraries pkg-config cannot find, instead of a dpkg error.
+PKG_CONFIG_LIBS := libmicrohttpd libcrypto libpq
+system-libs:
+	@if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory deps; \
+	elif ! command -v pkg-config >/dev/null 2>&1; then \
+		echo "payhook needs pkg-config and the development files of $(PKG_CONFIG_LIBS), and pkg-config is not installed (docs/deploy.md §5 names the packages)." >&2; exit 1; \
+	else \
+		missing=""; for l in $(PKG_CONFIG_LIBS); do pkg-config --exists $$l || missing="$$missing $$l"; done; \
+		if [ -n "$$missing" ]; then \
+			echo "payhook needs the development files of$$missing, which pkg-config cannot find: install them with this system's package manager (docs/deploy.md §5 names the packages)." >&2; exit 1; \
+		fi; \
+	fi
+
+build: system-libs
 	$(SWIFT) build
 
 run: build
@@ -42,7 +57,7 @@ run: build
 # it declares and no file holds a machine's path (.ci/check-manifest.py); every suite, in parallel, except
 # that the suites measuring time, memory or processes run one at a time
 # (MeasuringSuites, Tests/PayhookTestSupport/Suites.swift); then the crash harness and each fuzz target in
-# short configurations.
+# short configurations; last the release build, `make install`, the unit and the Debian package (docs/deploy.md).
 test: test-deps
 	python3 .ci/check-citations.py
 	python3 .ci/check-manifest.py
@@ -53,6 +68,7 @@ test: test-deps
 	python3 Tests/crash/stop_storm.py --binary .build/debug/payhook $(STORM_SHORT_ARGS)
 	python3 Tests/crash/hostile_run.py --binary .build/debug/payhook $(HOSTILE_SHORT_ARGS)
 	SWIFTC=$(SWIFTC) Fuzz/fuzz.sh --seconds $(FUZZ_SMOKE_SECONDS)
+	python3 Tests/packaging/package_test.py
 
 # Crash harness (Tests/crash/README.md; docs/durability.md §10.2, §8): SIGKILL and SIGTERM under load, then an
 # ALICE-style check of the spool against what was acknowledged.
@@ -89,6 +105,72 @@ fuzz: deps
 BENCH_ARGS ?=
 bench: deps
 	SWIFT="$(SWIFT)" python3 bench/run.py $(BENCH_ARGS)
+
+# Release binary (docs/deploy.md §1): optimised, the Swift runtime and Foundation linked in statically so the
+# machine needs only Debian's libraries, stripped, in $(DIST). The commit and the day reach `payhook --version`
+# as C defines read by CPayhookShim; no tracked file changes. SOURCE_DATE_EPOCH, when set, fixes the day.
+DIST := .build/dist
+COMMIT := $(shell c=$$(git rev-parse --short=7 HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || c="$$c-dirty"; }; echo $${c:-unknown})
+BUILD_DATE := $(shell date -u -d "@$${SOURCE_DATE_EPOCH:-$$(date +%s)}" +%Y-%m-%d 2>/dev/null || echo unknown)
+RELEASE_FLAGS := -c release --static-swift-stdlib -Xcc '-DPAYHOOK_COMMIT="$(COMMIT)"' -Xcc '-DPAYHOOK_BUILD_DATE="$(BUILD_DATE)"'
+# The man pages come from swift-argument-parser's generate-manual, the tool behind its GenerateManual plugin,
+# run directly: `swift package generate-manual` would rebuild every product in release mode without these
+# flags, and the next `make release` would rebuild them all again.
+release: system-libs
+	$(SWIFT) build $(RELEASE_FLAGS) --product payhook
+	$(SWIFT) build $(RELEASE_FLAGS) --product generate-manual
+	mkdir -p $(DIST)
+	bin="$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)" && \
+	cp "$$bin/payhook" $(DIST)/payhook.tmp && \
+	strip --strip-all $(DIST)/payhook.tmp && \
+	mv $(DIST)/payhook.tmp $(DIST)/payhook && \
+	rm -rf $(DIST)/man && mkdir $(DIST)/man && \
+	"$$bin/generate-manual" $(DIST)/payhook --multi-page --date $(BUILD_DATE) --output-directory $(DIST)/man
+	@$(DIST)/payhook --version
+
+# `make install` (docs/deploy.md §1) copies what `make release` built, so `sudo make install` never builds as
+# root: the binary, one man page per command, completions for bash, zsh and fish, the systemd unit (pointing at
+# the installed binary), and the example config, also as /etc/payhook/payhook.toml unless that file exists.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/payhook
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+BASH_COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
+ZSH_COMPLETION_DIR ?= $(PREFIX)/share/zsh/site-functions
+FISH_COMPLETION_DIR ?= $(PREFIX)/share/fish/vendor_completions.d
+install:
+	@[ -x $(DIST)/payhook ] && [ -d $(DIST)/man ] || { echo "nothing to install: run make release first" >&2; exit 1; }
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(BASH_COMPLETION_DIR) $(DESTDIR)$(ZSH_COMPLETION_DIR) $(DESTDIR)$(FISH_COMPLETION_DIR) \
+		$(DESTDIR)$(SYSCONFDIR)/payhook
+	install -m 0755 $(DIST)/payhook $(DESTDIR)$(BINDIR)/payhook
+	install -m 0644 $(DIST)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	$(DIST)/payhook --generate-completion-script bash > $(DESTDIR)$(BASH_COMPLETION_DIR)/payhook
+	$(DIST)/payhook --generate-completion-script zsh > $(DESTDIR)$(ZSH_COMPLETION_DIR)/_payhook
+	$(DIST)/payhook --generate-completion-script fish > $(DESTDIR)$(FISH_COMPLETION_DIR)/payhook.fish
+	sed 's|@BINDIR@|$(BINDIR)|g' packaging/payhook.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/payhook.service
+	install -m 0644 packaging/payhook.example.toml $(DESTDIR)$(DOCDIR)/payhook.example.toml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/payhook/payhook.toml ] || \
+		install -m 0644 packaging/payhook.example.toml $(DESTDIR)$(SYSCONFDIR)/payhook/payhook.toml
+
+# The Debian package (docs/deploy.md §2), built from the tree `make install` stages with PREFIX=/usr; zsh's
+# completion folder is Debian's own. Maintainer scripts and control file in packaging/debian/.
+VERSION := $(shell sed -n 's/.*static let current = "\(.*\)".*/\1/p' Sources/PayhookServer/Version.swift)
+DEB_ROOT := $(DIST)/deb-root
+# dpkg requires a Maintainer field: whoever builds and distributes the package (docs/deploy.md §2).
+DEB_MAINTAINER ?= payhook builder <root@localhost>
+deb: release
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/DEBIAN
+	$(MAKE) --no-print-directory install DESTDIR=$(DEB_ROOT) PREFIX=/usr ZSH_COMPLETION_DIR=/usr/share/zsh/vendor-completions
+	gzip -9n $(DEB_ROOT)/usr/share/man/man1/*.1
+	install -m 0644 packaging/debian/conffiles $(DEB_ROOT)/DEBIAN/conffiles
+	install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(DEB_ROOT)/DEBIAN/
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@MAINTAINER@|$(DEB_MAINTAINER)|' -e "s|@ARCH@|$$(dpkg --print-architecture)|" \
+		-e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)|" packaging/debian/control.in > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $(DIST)/payhook_$(VERSION)_$$(dpkg --print-architecture).deb
 
 clean:
 	rm -rf .build .build-fuzz Fixtures/spool

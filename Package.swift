@@ -84,7 +84,7 @@ let package = Package(
         // Serving only: wires config, sources, store and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",
-            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookPostgres", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", logging, prometheus]
+            dependencies: ["CPayhookShim", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookPostgres", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", logging, prometheus]
         ),
         .executableTarget(
             name: "payhook",

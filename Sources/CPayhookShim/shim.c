@@ -32,3 +32,14 @@ int payhook_spawn_addclosefrom(void *actions, int from) {
     return ENOSYS;
 #endif
 }
+
+// Defaults for a build that does not go through the Makefile (docs/deploy.md): no tracked file holds a commit.
+#ifndef PAYHOOK_COMMIT
+#define PAYHOOK_COMMIT "unknown"
+#endif
+#ifndef PAYHOOK_BUILD_DATE
+#define PAYHOOK_BUILD_DATE "unknown"
+#endif
+
+const char *payhook_build_commit(void) { return PAYHOOK_COMMIT; }
+const char *payhook_build_date(void) { return PAYHOOK_BUILD_DATE; }

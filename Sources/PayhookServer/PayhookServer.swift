@@ -158,7 +158,7 @@ public final class PayhookServer: Sendable {
             bounds: [1, 2, 4, 8, 16, 32, 64, 128]
         ) { store.counts().batchSizes }
         metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
-            [([("version", PayhookVersion.current), ("schema", Event.schema)], 1)]
+            [([("version", PayhookVersion.current), ("commit", PayhookVersion.commit), ("schema", Event.schema)], 1)]
         }
     }
 

@@ -8,7 +8,7 @@ struct Payhook: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payhook",
         abstract: "Receives payment callbacks, verifies them, and queues each one durably, exactly once.",
-        version: PayhookVersion.current,
+        version: "payhook \(PayhookVersion.description)",
         subcommands: [Serve.self, CheckConfig.self, Sign.self, Simulate.self, Verify.self, Queue.self, Database.self]
     )
 }

@@ -29,7 +29,7 @@ struct MetricsTests {
         let success = try Paths.fixture("unified/success.query")
         let before = try Self.scrape(live)
         #expect(before["payhook_requests_total{source=\"unified\",tenant=\"demo\",outcome=\"accepted\"}"] == nil)
-        #expect(before["payhook_build_info{version=\"0.1.0\",schema=\"payhook.event.v1\"}"] == 1)
+        #expect(before["payhook_build_info{version=\"0.1.0\",commit=\"unknown\",schema=\"payhook.event.v1\"}"] == 1)
 
         _ = try live.get("/notify/unified?" + success)
         _ = try live.get("/notify/unified?" + success)

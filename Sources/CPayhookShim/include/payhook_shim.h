@@ -29,4 +29,10 @@ int payhook_wtermsig(int status);
 /// libraries get ENOSYS.
 int payhook_spawn_addclosefrom(void *actions, int from);
 
+/// The git commit and the build date (YYYY-MM-DD, UTC) of this binary, for `payhook --version` and
+/// `payhook_build_info`. `make release` passes them as `-DPAYHOOK_COMMIT="…"` and `-DPAYHOOK_BUILD_DATE="…"`
+/// (docs/deploy.md); a plain `swift build` leaves both "unknown".
+const char *payhook_build_commit(void);
+const char *payhook_build_date(void);
+
 #endif
