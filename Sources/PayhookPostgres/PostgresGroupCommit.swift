@@ -32,7 +32,7 @@ final class PostgresGroupCommit: @unchecked Sendable {
         let key: [UInt8]
         let values: [PGValue]
         let deadline: ContinuousClock.Instant
-        private let answer = Answer<Result<PGRows, PGError>>()
+        private let answer = Handoff<Result<PGRows, PGError>>()
 
         init(key: [UInt8], values: [PGValue], deadline: ContinuousClock.Instant) {
             self.key = key

@@ -48,7 +48,7 @@ final class SpoolGroupCommit: Sendable {
     }
 
     /// Where a waiting store gets its answer.
-    typealias Completion = Answer<Result<Void, SpoolError>>
+    typealias Completion = Handoff<Result<Void, SpoolError>>
 
     private struct Queue {
         var pending: [(request: Request, completion: Completion)] = []

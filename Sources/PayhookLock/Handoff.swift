@@ -3,7 +3,7 @@ public import Dispatch
 /// An answer given once by one thread and waited for by another: a group commit's writer answers each store
 /// of its batch through one (PayhookSpool/SpoolGroupCommit.swift, PayhookPostgres/PostgresGroupCommit.swift).
 /// The first answer counts; a later one (a batch that finished after its waiter gave up) is dropped.
-public final class Answer<Value: Sendable>: Sendable {
+public final class Handoff<Value: Sendable>: Sendable {
     private let value = Locked<Value?>(nil)
     private let given = DispatchSemaphore(value: 0)
 
