@@ -16,8 +16,8 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "The TOML config file.")
     var config: String
 
-    @Option(name: .long, help: "Listen address, overriding the config (host:port or [ipv6]:port; port 0 picks a free port).")
-    var listen: String?
+    @Option(name: .long, help: "Listen address, overriding the config's list (host:port or [ipv6]:port; port 0 picks a free port). Repeat it to listen on several.")
+    var listen: [String] = []
 
     @Option(name: .long, help: "Queue directory, overriding the config.")
     var spool: String?
@@ -35,9 +35,9 @@ struct Serve: ParsableCommand {
         if let logFormat, !ConfigLoader.logFormats.contains(logFormat) {
             throw ValidationError("--log-format must be text or json")
         }
-        if let listen {
+        for address in listen {
             do {
-                _ = try ListenAddress.parse(listen)
+                _ = try ListenAddress.parse(address)
             } catch {
                 throw ValidationError("--listen: \(error)")
             }
@@ -54,7 +54,10 @@ struct Serve: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         var loaded = try ConfigFile.loadOrExit(config)
-        if let listen { loaded.config.listen = listen }
+        if let first = listen.first {
+            loaded.config.listen = first
+            loaded.config.alsoListen = Array(listen.dropFirst())
+        }
         if let spool { loaded.config.spool = spool }
         let level = Logger.Level(rawValue: logLevel ?? loaded.config.logLevel) ?? .info
         let json = (logFormat ?? loaded.config.logFormat) == "json"
@@ -80,10 +83,13 @@ struct Serve: ParsableCommand {
         }
         // One line on stdout with the real address, so scripts (and tests using port 0) can find it.
         // Tests and the crash harness read the port from this line; for the database it names the store kind.
-        if case .postgres = loaded.config.store {
-            Output.out("payhook listening on \(server.http.boundAddress) store postgres")
-        } else {
-            Output.out("payhook listening on \(server.http.boundAddress) spool \(loaded.config.spool)")
+        // One line per address, the first address first, all in the same format (docs/proxy.md).
+        for address in server.http.boundAddresses {
+            if case .postgres = loaded.config.store {
+                Output.out("payhook listening on \(address) store postgres")
+            } else {
+                Output.out("payhook listening on \(address) spool \(loaded.config.spool)")
+            }
         }
 
         let reason = server.waitForStop { timeout in
