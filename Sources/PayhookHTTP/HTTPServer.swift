@@ -114,7 +114,7 @@ public final class HTTPServer: Sendable {
     /// daemons take the remainder), everything else as given. Each share keeps at least one thread and at
     /// least as many connections as threads, since both totals are at least `daemons` and
     /// maxConnections ≥ threads.
-    static func share(_ limits: HTTPLimits, daemons: Int, index: Int) -> HTTPLimits {
+    public static func share(_ limits: HTTPLimits, daemons: Int, index: Int) -> HTTPLimits {
         func part(_ total: Int) -> Int { total / daemons + (index < total % daemons ? 1 : 0) }
         var share = limits
         share.threads = part(limits.threads)
