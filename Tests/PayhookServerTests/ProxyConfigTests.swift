@@ -107,9 +107,13 @@ struct ProxyProcessTests {
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try process.run()
+        // Bounded: a missing line must fail the test, not hang it (poll(2) before each read).
         var text = ""
         let handle = out.fileHandleForReading
-        while text.filter({ $0 == "\n" }).count < count {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while text.filter({ $0 == "\n" }).count < count, ContinuousClock.now < deadline {
+            var descriptor = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 100) > 0 else { continue }
             let chunk = handle.availableData
             if chunk.isEmpty { break }
             text += String(decoding: chunk, as: UTF8.self)
