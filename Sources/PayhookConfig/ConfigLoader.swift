@@ -355,7 +355,8 @@ public struct ConfigLoader: Sendable {
                 return
             }
         default:
-            c.error(node.line, "listen must be a string or an array of strings")
+            // The single string is the usual form, and the sentence existing configs were checked with.
+            c.error(node.line, "listen must be a string")
             return
         }
         var seen: Set<String> = []
