@@ -16,8 +16,8 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "The TOML config file.")
     var config: String
 
-    @Option(name: .long, help: "Listen address, overriding the config's list (host:port or [ipv6]:port; port 0 picks a free port). Repeat it to listen on several.")
-    var listen: [String] = []
+    @Option(name: .long, help: "Listen address, overriding the config's whole list (host:port or [ipv6]:port; port 0 picks a free port).")
+    var listen: String?
 
     @Option(name: .long, help: "Queue directory, overriding the config.")
     var spool: String?
@@ -35,9 +35,9 @@ struct Serve: ParsableCommand {
         if let logFormat, !ConfigLoader.logFormats.contains(logFormat) {
             throw ValidationError("--log-format must be text or json")
         }
-        for address in listen {
+        if let listen {
             do {
-                _ = try ListenAddress.parse(address)
+                _ = try ListenAddress.parse(listen)
             } catch {
                 throw ValidationError("--listen: \(error)")
             }
@@ -54,9 +54,9 @@ struct Serve: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         var loaded = try ConfigFile.loadOrExit(config)
-        if let first = listen.first {
-            loaded.config.listen = first
-            loaded.config.alsoListen = Array(listen.dropFirst())
+        if let listen {
+            loaded.config.listen = listen
+            loaded.config.alsoListen = []
         }
         if let spool { loaded.config.spool = spool }
         let level = Logger.Level(rawValue: logLevel ?? loaded.config.logLevel) ?? .info
