@@ -4,6 +4,7 @@
 #   Fuzz/fuzz.sh [--seconds N] [--build-only] [--keep-corpus] [target…]
 #
 # Targets: query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify
+# conninfo forwarded
 # (default: all of them).
 # Exits non-zero if a build fails or any target finds a crash or property violation; the crash input's
 # path is printed (it is kept under .build-fuzz/artifacts/, which git ignores).
@@ -17,7 +18,7 @@ ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
-ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify conninfo)
+ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify conninfo forwarded)
 SECONDS_PER_TARGET=60
 BUILD_ONLY=0
 KEEP_CORPUS=0
@@ -51,6 +52,7 @@ target_source() {
         wechat-xml) echo WeChatXML ;; refund-decryptor) echo RefundDecryptor ;;
         event-file) echo EventFile ;; wechat-v3) echo WeChatV3 ;;
         alipay) echo Alipay ;; md5-notify) echo MD5Notify ;; conninfo) echo ConnInfo ;;
+        forwarded) echo Forwarded ;;
     esac
 }
 target_modules() {
@@ -63,6 +65,7 @@ target_modules() {
         alipay) echo PayhookAlipay PayhookCrypto PayhookCore ;;
         md5-notify) echo PayhookXxPay PayhookCrypto PayhookCore ;;
         conninfo) echo PayhookCore ;;
+        forwarded) echo PayhookHTTP PayhookCore ;;
     esac
 }
 # Longest input libFuzzer may generate. Real queries are about 300 bytes, so 1 KiB leaves room for
@@ -70,7 +73,7 @@ target_modules() {
 # enough for a 257th child.
 target_max_len() {
     case "$1" in
-        query-decoder|unified-verifier|md5-notify|conninfo) echo 1024 ;;
+        query-decoder|unified-verifier|md5-notify|conninfo|forwarded) echo 1024 ;;
         event-file) echo 8192 ;;
         *) echo 4096 ;;
     esac
@@ -84,6 +87,7 @@ target_dictionary() {
         alipay) echo "$ROOT/Fuzz/Dictionaries/alipay.dict" ;;
         md5-notify) echo "$ROOT/Fuzz/Dictionaries/md5-notify.dict" ;;
         conninfo) echo "$ROOT/Fuzz/Dictionaries/conninfo.dict" ;;
+        forwarded) echo "$ROOT/Fuzz/Dictionaries/forwarded.dict" ;;
     esac
 }
 
@@ -131,17 +135,28 @@ build_shim() {
     ar rcs "$lib" "$OUT/lib/shim.o"
 }
 
+# The Swift files a module is compiled from: all of Sources/<module>, except for PayhookHTTP, whose
+# forwarding rules (TrustedProxies.swift and the two files it uses) are compiled without the listener, which
+# needs libmicrohttpd and swift-log.
+module_sources() {
+    case "$1" in
+        PayhookHTTP) printf '%s\n' "$ROOT/Sources/PayhookHTTP/TrustedProxies.swift" "$ROOT/Sources/PayhookHTTP/ListenAddress.swift" "$ROOT/Sources/PayhookHTTP/LogText.swift" ;;
+        *) printf '%s\n' "$ROOT/Sources/$1"/*.swift ;;
+    esac
+}
+
 build_module() {
-    local module=$1 deps=() d
+    local module=$1 deps=() d sources=()
     read -r -a deps <<<"$(module_deps "$module")"
     local lib=$OUT/lib/lib$module.a inputs=("$ROOT/Sources/$module")
     for d in "${deps[@]}"; do [ -n "$d" ] && inputs+=("$OUT/lib/lib$d.a"); done
     stale "$lib" "${inputs[@]}" || return 0
     echo "fuzz.sh: compiling $module"
+    mapfile -t sources < <(module_sources "$module")
     "$SWIFTC" "${SWIFT_FLAGS[@]}" -wmo -num-threads 2 -module-name "$module" \
         -I "$OUT/modules" "${CRYPTO_INCLUDES[@]}" \
         -emit-module -emit-module-path "$OUT/modules/$module.swiftmodule" \
-        -emit-library -static -o "$lib" "$ROOT/Sources/$module"/*.swift
+        -emit-library -static -o "$lib" "${sources[@]}"
 }
 
 build_target() {
@@ -188,7 +203,7 @@ build_started=$(date +%s)
 # format on Core and the shim; targets on modules.
 layer=()
 has_module CPayhookShim && layer+=("build_shim")
-for m in PayhookCore PayhookCrypto; do has_module "$m" && layer+=("build_module $m"); done
+for m in PayhookCore PayhookCrypto PayhookHTTP; do has_module "$m" && layer+=("build_module $m"); done
 in_parallel "${layer[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 layer=()
 for m in PayhookUnified PayhookWeChat PayhookAlipay PayhookXxPay PayhookSpoolFormat; do has_module "$m" && layer+=("build_module $m"); done
@@ -269,6 +284,9 @@ seed_corpus() {
         conninfo)
             # Connection strings without a password, in both of libpq's forms (Fuzz/Seeds/conninfo).
             for f in "$ROOT"/Fuzz/Seeds/conninfo/*; do cp "$f" "$dir/"; done ;;
+        forwarded)
+            # Header lists as nginx sends them, addresses and CIDR blocks (Fuzz/Seeds/forwarded).
+            for f in "$ROOT"/Fuzz/Seeds/forwarded/*; do cp "$f" "$dir/"; done ;;
     esac
 }
 

@@ -62,10 +62,15 @@ typedef struct payhook_daemon_config {
  * microhttpd.h says it "should be specified as the first option, otherwise
  * some messages may be printed by standard MHD logger during daemon
  * startup". MHD_OPTION_NOTIFY_CONNECTION is "followed by TWO pointers":
- * the MHD_NotifyConnectionCallback and its closure.
+ * the MHD_NotifyConnectionCallback and its closure. `accept_policy` may be
+ * NULL (no accept policy callback); it is given only when payhook applies
+ * the per-IP limit itself (per_ip_connection_limit is then 0), because
+ * MHD_OPTION_PER_IP_CONNECTION_LIMIT is checked before the accept policy
+ * and cannot exempt a trusted proxy.
  */
 static inline struct MHD_Daemon *
 payhook_start_daemon(const payhook_daemon_config *config,
+                     MHD_AcceptPolicyCallback accept_policy,
                      MHD_AccessHandlerCallback access_handler,
                      MHD_RequestCompletedCallback request_completed,
                      payhook_uri_log_callback uri_log,
@@ -76,7 +81,7 @@ payhook_start_daemon(const payhook_daemon_config *config,
   return MHD_start_daemon(
       config->flags,
       (uint16_t) 0, /* ignored: MHD_OPTION_LISTEN_SOCKET is given */
-      NULL, NULL,   /* no accept policy callback */
+      accept_policy, cls,
       access_handler, cls,
       MHD_OPTION_EXTERNAL_LOGGER, logger, cls,
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket) config->listen_socket,

@@ -10,8 +10,14 @@ public import PayhookXxPay
 public struct Config: Sendable, Equatable {
     /// The file it was read from.
     public var file: String
-    /// `host:port` or `[ipv6]:port`.
+    /// `host:port` or `[ipv6]:port`: the first (or only) address of `listen`, the one `payhook serve`'s
+    /// first "listening on" line names.
     public var listen: String
+    /// The other addresses of `listen = [...]`, in the file's order (docs/proxy.md): `[::]` is IPv6-only,
+    /// so serving both families takes two.
+    public var alsoListen: [String] = []
+    /// `trusted_proxies`: the peers whose X-Forwarded-For / X-Real-IP name the client (docs/proxy.md).
+    public var trustedProxies = TrustedProxies()
     /// The queue directory, resolved against the config file's folder.
     public var spool: String
     public var maxBodyBytes: Int
@@ -107,6 +113,9 @@ public struct Config: Sendable, Equatable {
         self.jeepay = []
     }
 
+    /// Every listen address, the first one first.
+    public var listenAddresses: [String] { [listen] + alsoListen }
+
     /// The listener's limits under this config.
     public var listenerLimits: HTTPLimits {
         var limits = HTTPLimits()
@@ -118,6 +127,7 @@ public struct Config: Sendable, Equatable {
         limits.requestDeadlineSeconds = Double(requestDeadlineSeconds)
         limits.headerDeadlineSeconds = Double(headerDeadlineSeconds)
         limits.threads = threads
+        limits.trustedProxies = trustedProxies
         return limits
     }
 }

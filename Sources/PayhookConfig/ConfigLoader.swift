@@ -109,15 +109,15 @@ public struct ConfigLoader: Sendable {
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
         var config = Config(file: c.file, spool: Self.resolve("spool", against: c.baseDirectory))
-        let known = Set(["listen", "spool", "store", "log_level", "log_format"] + Self.tenantTables.map(\.name) + Self.topLevelIntegers.map(\.key))
+        let known = Set(["listen", "trusted_proxies", "spool", "store", "log_level", "log_format"] + Self.tenantTables.map(\.name) + Self.topLevelIntegers.map(\.key))
         for entry in root.entries where !known.contains(entry.key) {
             c.error(entry.keyLine, "unknown key '\(entry.key)'")
         }
-        if let node = root["listen"], let value = string(node, "listen", &c) {
-            if let problem = checkListen(value) {
-                c.error(node.line, problem)
-            }
-            config.listen = value
+        if let node = root["listen"] {
+            readListen(node, &c, &config)
+        }
+        if let node = root["trusted_proxies"] {
+            config.trustedProxies = readTrustedProxies(node, &c)
         }
         if let node = root["spool"], let value = string(node, "spool", &c) {
             if value.isEmpty {
@@ -157,6 +157,10 @@ public struct ConfigLoader: Sendable {
         // `threads` follows a smaller `max_connections` down (to the minimum of 2) instead of failing on it.
         if root["threads"] == nil {
             config.threads = min(Config.defaultThreads(for: config.store), max(2, config.maxConnections))
+        }
+        if config.listenAddresses.count > config.threads {
+            // One MHD daemon per address, each with at least one of the `threads` (docs/proxy.md).
+            c.error(root["listen"]?.line, "listen has \(config.listenAddresses.count) addresses but threads is \(config.threads): each address needs at least one thread")
         }
         if config.maxConnections < config.threads {
             c.error(root["max_connections"]?.line ?? root["threads"]?.line, "max_connections (\(config.maxConnections)) must be at least threads (\(config.threads))")
@@ -330,6 +334,63 @@ public struct ConfigLoader: Sendable {
             return nil
         }
         return value
+    }
+
+    /// `listen = "host:port"` or `listen = ["host:port", "[ipv6]:port", ...]`: at least one, no repeats.
+    private func readListen(_ node: TOMLNode, _ c: inout Context, _ config: inout Config) {
+        var items: [(line: Int, text: String)] = []
+        switch node.value {
+        case .string(let value):
+            items = [(node.line, value)]
+        case .array(let values):
+            for value in values {
+                guard case .string(let text) = value.value else {
+                    c.error(value.line, "listen must be a string or an array of strings")
+                    return
+                }
+                items.append((value.line, text))
+            }
+            if items.isEmpty {
+                c.error(node.line, "listen must name at least one address")
+                return
+            }
+        default:
+            // The single string is the usual form, and the sentence existing configs were checked with.
+            c.error(node.line, "listen must be a string")
+            return
+        }
+        var seen: Set<String> = []
+        for item in items {
+            if let problem = checkListen(item.text) {
+                c.error(item.line, problem)
+            }
+            if !seen.insert(item.text).inserted {
+                c.error(item.line, "listen: \"\(item.text)\" is given twice")
+            }
+        }
+        config.listen = items[0].text
+        config.alsoListen = items.dropFirst().map(\.text)
+    }
+
+    /// `trusted_proxies = ["127.0.0.1/32", "::1/128"]`: CIDR blocks, each checked with the line it is on.
+    private func readTrustedProxies(_ node: TOMLNode, _ c: inout Context) -> TrustedProxies {
+        guard case .array(let values) = node.value else {
+            c.error(node.line, "trusted_proxies must be an array of CIDR blocks, e.g. [\"127.0.0.1/32\", \"::1/128\"]")
+            return TrustedProxies()
+        }
+        var blocks: [CIDRBlock] = []
+        for value in values {
+            guard case .string(let text) = value.value else {
+                c.error(value.line, "trusted_proxies must be an array of CIDR blocks (strings)")
+                continue
+            }
+            do {
+                blocks.append(try CIDRBlock.parse(text))
+            } catch {
+                c.error(value.line, "trusted_proxies: \(error)")
+            }
+        }
+        return TrustedProxies(blocks)
     }
 
     func string(_ node: TOMLNode, _ key: String, _ c: inout Context) -> String? {

@@ -83,8 +83,11 @@ enum Callbacks {
         case .CONNECTION_NOTIFY_STARTED:
             let descriptor = payhook_connection_fd(connection)
             guard descriptor >= 0 else { return }
-            daemon.watchdog.opened(key(connection), descriptor: descriptor, remoteAddress: peerAddress(connection))
+            let peer = peerAddress(connection)
+            daemon.clients.opened(key(connection), peer: peer)
+            daemon.watchdog.opened(key(connection), descriptor: descriptor, remoteAddress: peer)
         case .CONNECTION_NOTIFY_CLOSED:
+            daemon.clients.closed(key(connection))
             daemon.watchdog.closed(key(connection))
             // MHD sends this after the completed callback of the
             // connection's last request, so a request still registered
@@ -110,6 +113,30 @@ enum Callbacks {
         var buffer = [CChar](repeating: 0, count: 64)
         guard payhook_connection_peer_ip(connection, &buffer, buffer.count) == 0 else { return "unknown" }
         return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    // MARK: Accept policy
+
+    /// MHD_AcceptPolicyCallback, installed only when payhook applies the per-address limit itself
+    /// (`ClientLimits.ownsPerAddressLimit`): refuses a direct peer that already has max_connections_per_ip
+    /// connections open, as MHD_OPTION_PER_IP_CONNECTION_LIMIT would, and never a trusted proxy.
+    static func acceptPolicy(_ cls: UnsafeMutableRawPointer?, _ address: UnsafePointer<sockaddr>?, _ length: socklen_t) -> MHD_Result {
+        guard let cls, let address else { return .NO }
+        let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
+        let bytes: [UInt8]
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET where Int(length) >= MemoryLayout<sockaddr_in>.size:
+            bytes = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
+                withUnsafeBytes(of: pointer.pointee.sin_addr) { Array($0) }
+            }
+        case AF_INET6 where Int(length) >= MemoryLayout<sockaddr_in6>.size:
+            bytes = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                withUnsafeBytes(of: pointer.pointee.sin6_addr) { Array($0) }
+            }
+        default:
+            return .YES
+        }
+        return daemon.clients.admits(IPAddress(bytes: bytes)) ? .YES : .NO
     }
 
     // MARK: Access handler
@@ -220,11 +247,28 @@ enum Callbacks {
         daemon: DaemonContext,
         expired: Bool
     ) -> MHD_Result {
+        let headers = requestHeaders(connection)
+        let peer = request.remoteAddress
+        let forwarded = daemon.clients.trusted.clientAddress(peer: peer, headers: headers)
+        var client = peer
+        switch forwarded {
+        case .forwarded(let address):
+            client = address.description
+        case .malformed(let header):
+            // Ignored: the request stays the proxy's own (docs/proxy.md). Logged once at warning, then
+            // only counted, so a client sending garbage cannot flood the log.
+            let level: Logger.Level = daemon.clients.countMalformed() ? .warning : .debug
+            daemon.logger.log(level: level, "unusable \(header) from a trusted proxy ignored; the peer's address is used",
+                              metadata: ["path": "\(LogText.path(request.target))", "peer": "\(peer)"])
+        case .direct, .absent:
+            break
+        }
         let head = HTTPRequestHead(
             method: method.map { String(cString: $0) } ?? "",
             target: request.target,
-            headers: requestHeaders(connection),
-            remoteAddress: request.remoteAddress,
+            headers: headers,
+            remoteAddress: client,
+            peerAddress: peer,
             receivedAt: request.receivedAt
         )
         request.state.withLock { $0.head = head }
@@ -259,6 +303,15 @@ enum Callbacks {
         }
         if let early = daemon.handler.head(head) {
             return queue(early, on: connection, daemon: daemon, closeAfter: false)
+        }
+        // Behind a trusted proxy every connection comes from the proxy, so max_connections_per_ip counts
+        // the requests in flight per client address instead (docs/proxy.md). The slot is given back when
+        // the request leaves `live` (DaemonContext.ended).
+        if forwarded != .direct {
+            guard daemon.clients.acquire(client) else {
+                return refuseTooMany(head, on: connection, daemon: daemon)
+            }
+            request.state.withLock { $0.limitSlot = client }
         }
         if case .length(let length) = declared, length > 0 {
             // Sized once, after the checks above, instead of growing piece by piece.
@@ -402,6 +455,17 @@ enum Callbacks {
         // The refusal's status is the server's decision, not the handler's.
         response.status = status
         return queue(response, on: connection, daemon: daemon, closeAfter: closeAfter)
+    }
+
+    /// 429 with Retry-After for a forwarded client over its limit. Not through `refuse`'s debug line alone:
+    /// the handler's refusal logs it like every other refused request.
+    static func refuseTooMany(_ head: HTTPRequestHead, on connection: OpaquePointer, daemon: DaemonContext) -> MHD_Result {
+        var response = daemon.handler.refusal(429, for: head)
+        response.status = 429
+        if !response.headers.contains(where: { $0.name.lowercased() == "retry-after" }) {
+            response.headers.append((name: "Retry-After", value: "1"))
+        }
+        return queue(response, on: connection, daemon: daemon, closeAfter: true)
     }
 
     static func internalError() -> HTTPResponse {

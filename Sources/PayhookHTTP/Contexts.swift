@@ -42,10 +42,13 @@ final class DaemonContext: Sendable {
     /// connection is closed instead of answered 413 (see `access`).
     let overflowAllowance: Int
     let watchdog: ConnectionWatchdog
+    /// Shared by every daemon of the server (see ClientLimits).
+    let clients: ClientLimits
     let state = Locked(State())
 
-    init(limits: HTTPLimits, handler: any HTTPHandler, logger: Logger) {
+    init(limits: HTTPLimits, handler: any HTTPHandler, logger: Logger, clients: ClientLimits) {
         self.limits = limits
+        self.clients = clients
         self.handler = handler
         self.logger = logger
         self.deadline = ConnectionWatchdog.duration(seconds: limits.requestDeadlineSeconds)
@@ -66,10 +69,21 @@ final class DaemonContext: Sendable {
         connection: Int,
         _ make: (_ draining: Bool) -> RequestContext
     ) -> (request: RequestContext, replaced: Bool) {
-        state.withLock { state in
+        let (request, previous) = state.withLock { state in
             let request = make(state.phase == .draining)
-            let previous = state.live.updateValue(request, forKey: connection)
-            return (request, previous != nil)
+            return (request, state.live.updateValue(request, forKey: connection))
+        }
+        if let previous { ended(previous) }
+        return (request, previous != nil)
+    }
+
+    /// A request left `live`: give back its forwarded-address slot, if it took one.
+    private func ended(_ request: RequestContext) {
+        if let slot = request.state.withLock({ state -> String? in
+            defer { state.limitSlot = nil }
+            return state.limitSlot
+        }) {
+            clients.release(slot)
         }
     }
 
@@ -78,27 +92,32 @@ final class DaemonContext: Sendable {
     /// request is removed, so a completion can never end another request,
     /// and a request already ended is not ended again.
     func requestCompleted(_ request: UnsafeMutableRawPointer, connection: Int) {
-        state.withLock { state in
-            guard let live = state.live[connection], Unmanaged.passUnretained(live).toOpaque() == request else { return }
-            state.live.removeValue(forKey: connection)
+        let removed = state.withLock { state -> RequestContext? in
+            guard let live = state.live[connection], Unmanaged.passUnretained(live).toOpaque() == request else { return nil }
+            return state.live.removeValue(forKey: connection)
         }
+        if let removed { ended(removed) }
     }
 
     /// Ends the request `connection` still has, if any
     /// (MHD_CONNECTION_NOTIFY_CLOSED). Returns the request when there was
     /// one: libmicrohttpd closed the connection without completing it.
     func connectionClosed(_ connection: Int) -> RequestContext? {
-        state.withLock { $0.live.removeValue(forKey: connection) }
+        let removed = state.withLock { $0.live.removeValue(forKey: connection) }
+        if let removed { ended(removed) }
+        return removed
     }
 
     /// Ends every request still registered; called once MHD_stop_daemon has
     /// returned, when no callback can reach them any more. Returns how many.
     func releaseAll() -> Int {
-        state.withLock { state in
-            let count = state.live.count
+        let removed = state.withLock { state in
+            let all = Array(state.live.values)
             state.live.removeAll()
-            return count
+            return all
         }
+        removed.forEach(ended)
+        return removed.count
     }
 
     /// Records MHD's own error log: kept for the startup error, then debug
@@ -147,6 +166,9 @@ final class RequestContext: Sendable {
         var bodyOverflowed = false
         /// Body bytes received past the cap, all dropped.
         var overflowBytes = 0
+        /// The forwarded client address whose slot (ClientLimits.acquire) this request holds until it
+        /// leaves `DaemonContext.State.live`.
+        var limitSlot: String?
     }
 
     let target: String

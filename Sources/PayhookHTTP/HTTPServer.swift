@@ -10,22 +10,32 @@ import Darwin
 #endif
 
 /// An HTTP/1.1 listener on libmicrohttpd with a thread pool and the limits of
-/// `HTTPLimits`. Serving starts in `init` and ends with `shutdown(grace:)`.
+/// `HTTPLimits`, on one or several addresses: one MHD daemon per address, all
+/// with the same handler. Serving starts in `init` and ends with `shutdown(grace:)`.
+///
+/// With several addresses, `threads` and `maxConnections` are totals for the
+/// whole server, split evenly among the daemons (see `share`), so the thread
+/// count and the database pool sized from it stay what the config says;
+/// `maxConnectionsPerIP` applies per daemon when libmicrohttpd enforces it,
+/// and to the whole server when payhook does (with `trustedProxies`).
 public final class HTTPServer: Sendable {
     /// The handles only the lifecycle code touches; raw pointers are not
     /// Sendable, and every access goes through `lifecycle`'s lock.
     struct Running: @unchecked Sendable {
         let daemon: OpaquePointer
         let context: Unmanaged<DaemonContext>
+        let address: ListenAddress
     }
 
     enum Lifecycle: Sendable {
-        case running(Running)
+        case running([Running])
         case stopping
         case stopped(allFinished: Bool)
     }
 
-    private let context: DaemonContext
+    private let contexts: [DaemonContext]
+    private let clients: ClientLimits
+    private let logger: Logger
     private let lifecycle: Locked<Lifecycle>
     /// Set once MHD_stop_daemon returned and the socket is closed; a class so
     /// that a background stop can outlive the server object.
@@ -35,28 +45,105 @@ public final class HTTPServer: Sendable {
 
     private let stopSignal = StopSignal()
 
-    /// The address actually bound, with the real port when 0 was asked for.
+    /// The first address actually bound, with the real port when 0 was asked for.
     public let boundAddress: ListenAddress
+    /// Every address bound, in the order given.
+    public let boundAddresses: [ListenAddress]
 
-    /// Creates the listening socket itself (getaddrinfo, SO_REUSEADDR, IPV6_V6ONLY for v6, bind, listen, close-on-exec) and passes it to MHD with MHD_OPTION_LISTEN_SOCKET, then starts serving.
-    public init(listen: ListenAddress, limits: HTTPLimits, handler: any HTTPHandler, logger: Logger) throws(HTTPServerError) {
-        try Self.validate(listen: listen, limits: limits)
-        let (descriptor, bound) = try ListenSocket.open(listen)
+    /// One address; see `init(listen:limits:handler:logger:)` with a list.
+    public convenience init(listen: ListenAddress, limits: HTTPLimits, handler: any HTTPHandler, logger: Logger) throws(HTTPServerError) {
+        try self.init(listen: [listen], limits: limits, handler: handler, logger: logger)
+    }
 
-        let context = DaemonContext(limits: limits, handler: handler, logger: logger)
-        // The retained reference becomes MHD's `cls`; see DaemonContext.
-        let retained = Unmanaged.passRetained(context)
+    /// Creates each listening socket itself (getaddrinfo, SO_REUSEADDR, IPV6_V6ONLY for v6, bind, listen, close-on-exec) and passes it to its own MHD daemon with MHD_OPTION_LISTEN_SOCKET, then starts serving. Every socket is bound before any daemon starts, so an address that cannot be bound leaves nothing running.
+    public init(listen: [ListenAddress], limits: HTTPLimits, handler: any HTTPHandler, logger: Logger) throws(HTTPServerError) {
+        if listen.isEmpty { throw HTTPServerError("cannot listen: no address given") }
+        for address in listen {
+            try Self.validate(listen: address, limits: limits)
+        }
+        if limits.threads < listen.count {
+            throw HTTPServerError("cannot listen on \(listen.count) addresses with \(limits.threads) threads: each address needs at least one")
+        }
+        var sockets: [(descriptor: Int32, bound: ListenAddress)] = []
+        for address in listen {
+            do {
+                sockets.append(try ListenSocket.open(address))
+            } catch {
+                for socket in sockets { _ = close(socket.descriptor) }
+                throw error
+            }
+        }
+
+        let clients = ClientLimits(trusted: limits.trustedProxies, perAddress: limits.maxConnectionsPerIP)
+        var started: [Running] = []
+        var contexts: [DaemonContext] = []
+        for (index, socket) in sockets.enumerated() {
+            let share = Self.share(limits, daemons: sockets.count, index: index)
+            let context = DaemonContext(limits: share, handler: handler, logger: logger, clients: clients)
+            do {
+                started.append(try Self.start(context, descriptor: socket.descriptor, bound: socket.bound))
+                contexts.append(context)
+            } catch {
+                // Stop what already serves and close the sockets no daemon took.
+                for running in started {
+                    running.context.takeUnretainedValue().watchdog.stop()
+                    MHD_stop_daemon(running.daemon)
+                    running.context.release()
+                }
+                for later in sockets[(index + 1)...] { _ = close(later.descriptor) }
+                throw error
+            }
+        }
+
+        self.contexts = contexts
+        self.clients = clients
+        self.logger = logger
+        self.boundAddress = sockets[0].bound
+        self.boundAddresses = sockets.map(\.bound)
+        self.lifecycle = Locked(.running(started))
+        for (index, context) in contexts.enumerated() {
+            logger.info("HTTP server listening", metadata: [
+                "address": "\(boundAddresses[index])", "threads": "\(context.limits.threads)",
+                "maxConnections": "\(context.limits.maxConnections)", "maxConnectionsPerIP": "\(limits.maxConnectionsPerIP)",
+                "trustedProxies": "\(limits.trustedProxies.blocks.map(\.description).joined(separator: ","))",
+            ])
+        }
+    }
+
+    /// The limits of daemon `index` of `daemons`: `threads` and `maxConnections` split evenly (the first
+    /// daemons take the remainder), everything else as given. Each share keeps at least one thread and at
+    /// least as many connections as threads, since both totals are at least `daemons` and
+    /// maxConnections ≥ threads.
+    public static func share(_ limits: HTTPLimits, daemons: Int, index: Int) -> HTTPLimits {
+        func part(_ total: Int) -> Int { total / daemons + (index < total % daemons ? 1 : 0) }
+        var share = limits
+        share.threads = part(limits.threads)
+        share.maxConnections = part(limits.maxConnections)
+        return share
+    }
+
+    /// Starts one daemon on `descriptor`; on failure the descriptor is closed and nothing is left running.
+    private static func start(_ context: DaemonContext, descriptor: Int32, bound: ListenAddress) throws(HTTPServerError) -> Running {
+        let limits = context.limits
+        let ownLimit = context.clients.ownsPerAddressLimit
         var config = payhook_daemon_config(
             flags: payhook_daemon_flags(),
             thread_pool_size: UInt32(limits.threads),
             connection_timeout_seconds: UInt32(limits.connectionTimeoutSeconds),
             connection_limit: UInt32(limits.maxConnections),
-            per_ip_connection_limit: UInt32(limits.maxConnectionsPerIP),
+            // With trusted proxies the accept policy below applies the limit, exempting the proxies.
+            per_ip_connection_limit: ownLimit ? 0 : UInt32(limits.maxConnectionsPerIP),
             connection_memory_limit: limits.connectionMemoryLimitBytes,
             listen_socket: descriptor
         )
+        let policy: MHD_AcceptPolicyCallback? = ownLimit
+            ? { cls, address, length in Callbacks.acceptPolicy(cls, address, length) }
+            : nil
+        // The retained reference becomes MHD's `cls`; see DaemonContext.
+        let retained = Unmanaged.passRetained(context)
         let daemon = payhook_start_daemon(
             &config,
+            policy,
             { cls, connection, _, method, version, uploadData, uploadDataSize, contextSlot in
                 Callbacks.access(cls, connection, method, version, uploadData, uploadDataSize, contextSlot)
             },
@@ -88,14 +175,8 @@ public final class HTTPServer: Sendable {
         }
         context.state.withLock { $0.phase = .serving }
         context.watchdog.start()
-
-        self.context = context
-        self.boundAddress = bound
-        self.lifecycle = Locked(.running(Running(daemon: daemon, context: retained)))
-        logger.info("HTTP server listening", metadata: [
-            "address": "\(bound)", "threads": "\(limits.threads)",
-            "maxConnections": "\(limits.maxConnections)", "maxConnectionsPerIP": "\(limits.maxConnectionsPerIP)",
-        ])
+        // `retained` stays MHD's reference until the daemon has stopped (drainAndStop).
+        return Running(daemon: daemon, context: retained, address: bound)
     }
 
     /// A server that is dropped without `shutdown` stops at once.
@@ -105,13 +186,24 @@ public final class HTTPServer: Sendable {
 
     /// Requests whose request line arrived and that are not completed.
     public var inFlight: Int {
-        context.inFlight
+        contexts.reduce(0) { $0 + $1.inFlight }
+    }
+
+    /// Requests in flight from `address` through a trusted proxy (what `maxConnectionsPerIP` is checked
+    /// against for forwarded clients).
+    public func forwardedInFlight(_ address: String) -> Int {
+        clients.forwardedCount(IPAddress.parse(address)?.description ?? address)
+    }
+
+    /// X-Forwarded-For / X-Real-IP values from trusted proxies that were unusable and ignored.
+    public var malformedForwardingHeaders: Int {
+        clients.malformedHeaders
     }
 
     /// Connections accepted and not yet closed (at most `maxConnections`;
     /// further ones wait in the kernel's listen queue).
     public var openConnections: Int {
-        context.watchdog.openConnections
+        contexts.reduce(0) { $0 + $1.watchdog.openConnections }
     }
 
     /// True once `shutdown(grace:)` has begun: no new connection is accepted.
@@ -129,7 +221,7 @@ public final class HTTPServer: Sendable {
         stopSignal.stopped.withLock { $0 }
     }
 
-    /// Stops accepting new connections at once (MHD_quiesce_daemon), waits up to `grace` for in-flight requests to finish, then stops the daemon and closes the socket. Returns true if every in-flight request finished in time. Safe to call twice.
+    /// Stops accepting new connections at once on every address (MHD_quiesce_daemon), waits up to `grace` for in-flight requests to finish, then stops the daemons and closes the sockets. Returns true if every in-flight request finished in time. Safe to call twice.
     ///
     /// Requests that arrive on already open connections after shutdown began
     /// are refused with 503, and every response sent from then on carries
@@ -139,7 +231,7 @@ public final class HTTPServer: Sendable {
     /// joins the pool threads and cannot interrupt a running access handler.
     public func shutdown(grace: Duration) -> Bool {
         enum Step {
-            case begin(Running)
+            case begin([Running])
             case waitForOtherCall
             case done(Bool)
         }
@@ -173,12 +265,14 @@ public final class HTTPServer: Sendable {
         }
     }
 
-    private func drainAndStop(_ running: Running, grace: Duration) -> Bool {
+    private func drainAndStop(_ daemons: [Running], grace: Duration) -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now + grace
-        context.state.withLock { $0.phase = .draining }
-        context.logger.notice("HTTP server shutting down", metadata: [
-            "address": "\(boundAddress)", "inFlight": "\(context.inFlight)",
+        for running in daemons {
+            running.context.takeUnretainedValue().state.withLock { $0.phase = .draining }
+        }
+        logger.notice("HTTP server shutting down", metadata: [
+            "address": "\(boundAddresses.map(\.description).joined(separator: " "))", "inFlight": "\(inFlight)",
         ])
 
         // After MHD_quiesce_daemon no pool thread accepts from the socket,
@@ -187,42 +281,48 @@ public final class HTTPServer: Sendable {
         // state, so new connections are refused (RST) instead of hanging.
         // The descriptor itself stays open: microhttpd.h says the quiesced
         // socket "must not be closed until AFTER MHD_stop_daemon".
-        let quiesced = MHD_quiesce_daemon(running.daemon)
-        if quiesced >= 0 {
-            stopListening(quiesced)
+        // Every daemon stops accepting before any request is waited for.
+        let quiesced = daemons.map { running -> Int32 in
+            let descriptor = MHD_quiesce_daemon(running.daemon)
+            if descriptor >= 0 {
+                stopListening(descriptor)
+            }
+            return descriptor
         }
 
-        while context.inFlight > 0, clock.now < deadline {
+        while inFlight > 0, clock.now < deadline {
             usleep(2_000)
         }
-        let allFinished = context.inFlight == 0
+        let allFinished = inFlight == 0
         if !allFinished {
-            context.logger.warning("shutdown grace period over with requests still in flight", metadata: [
-                "inFlight": "\(context.inFlight)",
+            logger.warning("shutdown grace period over with requests still in flight", metadata: [
+                "inFlight": "\(inFlight)",
             ])
         }
 
-        let finish: @Sendable () -> Void = { [stopSignal, context, address = boundAddress] in
-            let logger = context.logger
-            // No shutdown() on a connection socket from here on: MHD_stop_daemon closes them all.
-            context.watchdog.stop()
-            MHD_stop_daemon(running.daemon)
-            // MHD ends each request through the completed callback or the
-            // connection-closed notification while stopping; anything left
-            // can no longer be reached by a callback and is released here.
-            let leftover = context.releaseAll()
-            if leftover > 0 {
-                logger.warning("requests still registered after the HTTP server stopped", metadata: ["count": "\(leftover)"])
+        let finish: @Sendable () -> Void = { [stopSignal, logger] in
+            for (running, descriptor) in zip(daemons, quiesced) {
+                let context = running.context.takeUnretainedValue()
+                // No shutdown() on a connection socket from here on: MHD_stop_daemon closes them all.
+                context.watchdog.stop()
+                MHD_stop_daemon(running.daemon)
+                // MHD ends each request through the completed callback or the
+                // connection-closed notification while stopping; anything left
+                // can no longer be reached by a callback and is released here.
+                let leftover = context.releaseAll()
+                if leftover > 0 {
+                    logger.warning("requests still registered after the HTTP server stopped", metadata: ["count": "\(leftover)"])
+                }
+                // MHD closes the listen socket itself only if it was never
+                // quiesced; after a successful quiesce it belongs to the caller.
+                if descriptor >= 0 {
+                    _ = close(descriptor)
+                }
+                // No MHD thread is left that could call back: drop MHD's reference.
+                running.context.release()
+                logger.notice("HTTP server stopped", metadata: ["address": "\(running.address)"])
             }
-            // MHD closes the listen socket itself only if it was never
-            // quiesced; after a successful quiesce it belongs to the caller.
-            if quiesced >= 0 {
-                _ = close(quiesced)
-            }
-            // No MHD thread is left that could call back: drop MHD's reference.
-            running.context.release()
             stopSignal.stopped.withLock { $0 = true }
-            logger.notice("HTTP server stopped", metadata: ["address": "\(address)"])
         }
         if allFinished {
             finish()

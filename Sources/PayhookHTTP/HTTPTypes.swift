@@ -61,6 +61,12 @@ public struct HTTPLimits: Sendable, Equatable {
     /// 32, tens of milliseconds (README, "Performance"). It is also payhook's
     /// `threads` default.
     public var threads: Int = 32
+    /// Peers whose X-Forwarded-For / X-Real-IP give the client's address (docs/proxy.md). For a request
+    /// from one of them, `HTTPRequestHead.remoteAddress` is the forwarded client and `maxConnectionsPerIP`
+    /// counts concurrent requests per forwarded address (answered 429 past it) instead of connections per
+    /// peer, which all come from the proxy. Empty (the default): no header is believed and the per-IP
+    /// limit is libmicrohttpd's, at accept time.
+    public var trustedProxies = TrustedProxies()
 
     /// The defaults documented on each field.
     public init() {}
@@ -75,8 +81,11 @@ public struct HTTPRequestHead: Sendable {
     public let target: String
     /// Header fields in arrival order; names as sent by the client.
     public let headers: [(name: String, value: String)]
-    /// The peer's IP address without port, e.g. "127.0.0.1" or "::1".
+    /// The client's IP address without port, e.g. "127.0.0.1" or "::1": the peer's, or, when the peer is
+    /// one of `HTTPLimits.trustedProxies`, the address its X-Forwarded-For / X-Real-IP names.
     public let remoteAddress: String
+    /// The TCP peer's IP address; differs from `remoteAddress` only behind a trusted proxy.
+    public let peerAddress: String
     /// Wall-clock time at which the request line arrived.
     public let receivedAt: Date
 
@@ -86,12 +95,14 @@ public struct HTTPRequestHead: Sendable {
         target: String,
         headers: [(name: String, value: String)],
         remoteAddress: String,
+        peerAddress: String? = nil,
         receivedAt: Date
     ) {
         self.method = method
         self.target = target
         self.headers = headers
         self.remoteAddress = remoteAddress
+        self.peerAddress = peerAddress ?? remoteAddress
         self.receivedAt = receivedAt
         // Split once: routing, logging and metrics read the path several times per request.
         if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {

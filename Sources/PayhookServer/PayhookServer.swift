@@ -89,9 +89,9 @@ public final class PayhookServer: Sendable {
         self.config = config
         self.logger = logger
         self.store = store
-        let listen: ListenAddress
+        let listen: [ListenAddress]
         do {
-            listen = try ListenAddress.parse(config.listen)
+            listen = try config.listenAddresses.map { (text) throws(HTTPServerError) in try ListenAddress.parse(text) }
         } catch {
             store.close()
             throw StartError(description: "\(config.file): listen: \(error)")

@@ -163,6 +163,11 @@ public final class Router: HTTPHandler {
             "outcome": "\(outcome)",
             "remote": "\(head.remoteAddress)",
         ]
+        // Behind a trusted proxy `remote` is the forwarded client; the proxy that said so is kept beside it
+        // (docs/proxy.md).
+        if head.peerAddress != head.remoteAddress {
+            metadata["peer"] = "\(head.peerAddress)"
+        }
         if let event {
             metadata["source"] = "\(event.source)"
             metadata["tenant"] = "\(LogText.printable(event.tenant, limit: 64))"

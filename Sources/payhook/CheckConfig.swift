@@ -1,5 +1,6 @@
 import ArgumentParser
 import PayhookConfig
+import PayhookHTTP
 
 /// `payhook check-config --config FILE`: validates a config and lists every problem at once.
 struct CheckConfig: ParsableCommand {
@@ -33,6 +34,7 @@ struct CheckConfig: ParsableCommand {
         case .spool: store = "spool \(c.spool)"
         case .postgres(let database): store = "store postgres (\(database.origin))"
         }
-        Output.out("\(config): ok (listen \(c.listen), \(store), \(tenants) tenants)")
+        let proxies = c.trustedProxies.isEmpty ? "" : ", trusted_proxies \(c.trustedProxies.blocks.map(\.description).joined(separator: " "))"
+        Output.out("\(config): ok (listen \(c.listenAddresses.joined(separator: " ")), \(store)\(proxies), \(tenants) tenants)")
     }
 }

@@ -17,7 +17,7 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "The TOML config file.")
     var config: String
 
-    @Option(name: .long, help: "Listen address, overriding the config (host:port or [ipv6]:port; port 0 picks a free port).")
+    @Option(name: .long, help: "Listen address, overriding the config's whole list (host:port or [ipv6]:port; port 0 picks a free port).")
     var listen: String?
 
     @Option(name: .long, help: "Queue directory, overriding the config.")
@@ -58,7 +58,10 @@ struct Serve: ParsableCommand {
         Foundation.signal(SIGPIPE, SIG_IGN)
 
         var loaded = try ConfigFile.loadOrExit(config)
-        if let listen { loaded.config.listen = listen }
+        if let listen {
+            loaded.config.listen = listen
+            loaded.config.alsoListen = []
+        }
         if let spool { loaded.config.spool = spool }
         let level = Logger.Level(rawValue: logLevel ?? loaded.config.logLevel) ?? .info
         let json = (logFormat ?? loaded.config.logFormat) == "json"
@@ -84,10 +87,13 @@ struct Serve: ParsableCommand {
         }
         // One line on stdout with the real address, so scripts (and tests using port 0) can find it.
         // Tests and the crash harness read the port from this line; for the database it names the store kind.
-        if case .postgres = loaded.config.store {
-            Output.out("payhook listening on \(server.http.boundAddress) store postgres")
-        } else {
-            Output.out("payhook listening on \(server.http.boundAddress) spool \(loaded.config.spool)")
+        // One line per address, the first address first, all in the same format (docs/proxy.md).
+        for address in server.http.boundAddresses {
+            if case .postgres = loaded.config.store {
+                Output.out("payhook listening on \(address) store postgres")
+            } else {
+                Output.out("payhook listening on \(address) spool \(loaded.config.spool)")
+            }
         }
 
         // A reload applies what the command line set over the file again, so that it does not read as a change.
