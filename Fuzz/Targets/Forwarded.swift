@@ -8,7 +8,8 @@
 // 3. from an untrusted peer the headers are never read (`.direct`), whatever they hold;
 // 4. from a trusted peer the answer is exactly what an independent reading of the rules gives: the
 //    X-Forwarded-For fields in order as one comma list of bare addresses (spaces and tabs around each),
-//    right-most untrusted (else left-most) taken; without it, one X-Real-IP; anything unreadable: malformed.
+//    right-most untrusted (else left-most) taken, reading only as far as that one; without it, one X-Real-IP;
+//    anything unreadable that the reading reaches: malformed.
 
 import PayhookHTTP
 
@@ -64,22 +65,25 @@ private func reference(_ headers: [(name: String, value: String)], trusted: Trus
         return IPAddress.parse(String(decoding: slice, as: UTF8.self))
     }
     if !forwarded.isEmpty {
-        var list: [IPAddress] = []
+        // Every element, unparsed, in order; then read from the right only as far as the client.
+        var pieces: [[UInt8]] = []
         for value in forwarded {
             var piece: [UInt8] = []
             for byte in Array(value.utf8) + [0x2c] {
                 if byte == 0x2c {
-                    guard let address = element(piece) else { return .malformed(header: "X-Forwarded-For") }
-                    list.append(address)
+                    pieces.append(piece)
                     piece = []
                 } else {
                     piece.append(byte)
                 }
             }
         }
-        var index = list.count - 1
-        while index > 0, trusted.contains(list[index]) { index -= 1 }
-        return .forwarded(list[index])
+        var index = pieces.count - 1
+        while true {
+            guard let address = element(pieces[index]) else { return .malformed(header: "X-Forwarded-For") }
+            if !trusted.contains(address) || index == 0 { return .forwarded(address) }
+            index -= 1
+        }
     }
     if realIP.count == 1, let address = element(Array(realIP[0].utf8)) { return .forwarded(address) }
     return realIP.isEmpty ? .absent : .malformed(header: "X-Real-IP")

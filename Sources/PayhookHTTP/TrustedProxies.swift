@@ -140,8 +140,13 @@ public enum ForwardedAddress: Sendable, Equatable {
     /// The X-Forwarded-For rule (docs/proxy.md): every value of every X-Forwarded-For field, in order, is one
     /// comma-separated list of bare IP literals; walking it from the right, trusted addresses are skipped
     /// (they are proxies appending what they saw) and the first untrusted one is the client. If all are
-    /// trusted the left-most is taken. Without X-Forwarded-For a single X-Real-IP field is used. One
-    /// malformed element makes the whole header unusable: a list that cannot be read cannot be trusted in part.
+    /// trusted the left-most is taken. Without X-Forwarded-For a single X-Real-IP field is used.
+    ///
+    /// Only the elements up to the client are read. What lies left of it is whatever the client sent (nginx's
+    /// `$proxy_add_x_forwarded_for` appends to the client's own header), so garbage there must not make the
+    /// address the proxy saw unusable: that would let any client put its requests under the proxy's address
+    /// and out of the per-client limit. A malformed element the walk reaches (one a trusted proxy wrote, or
+    /// the client's own when every proxy is trusted) makes the header unusable.
     static func resolve(headers: [(name: String, value: String)], trusted: TrustedProxies) -> ForwardedAddress {
         var forwarded: [String] = []
         var realIP: [String] = []
@@ -155,16 +160,16 @@ public enum ForwardedAddress: Sendable, Equatable {
             }
         }
         if !forwarded.isEmpty {
-            var addresses: [IPAddress] = []
-            for value in forwarded {
-                for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            var leftMost: IPAddress?
+            for value in forwarded.reversed() {
+                let elements = value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
+                for element in elements.reversed() {
                     guard let address = parseElement(element) else { return .malformed(header: "X-Forwarded-For") }
-                    addresses.append(address)
+                    if !trusted.contains(address) { return .forwarded(address) }
+                    leftMost = address
                 }
             }
-            if let client = addresses.last(where: { !trusted.contains($0) }) ?? addresses.first {
-                return .forwarded(client)
-            }
+            if let leftMost { return .forwarded(leftMost) }
             return .malformed(header: "X-Forwarded-For")
         }
         if !realIP.isEmpty {

@@ -135,6 +135,13 @@ public final class PayhookServer: Sendable {
         metrics.gauge("payhook_inflight_requests", help: "Requests whose first line arrived and that are not answered yet.") {
             [([], Double(http.inFlight))]
         }
+        metrics.gauge(
+            "payhook_forwarding_headers_ignored_total",
+            help: "X-Forwarded-For or X-Real-IP values from a trusted proxy ignored as malformed (docs/proxy.md).",
+            type: "counter"
+        ) {
+            [([], Double(http.malformedForwardingHeaders))]
+        }
         let store = self.store
         metrics.gauge("payhook_spool_files", help: "Files in the spool's folders: new (waiting), cur (taken), dead letters, conflicts, corrupt.") {
             (store.fileCounts() ?? [:]).sorted { $0.key < $1.key }.map { ([("folder", $0.key)], Double($0.value)) }

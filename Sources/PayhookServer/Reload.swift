@@ -30,7 +30,8 @@ extension PayhookServer {
     /// among them because the store records it for `payhook queue gc` at start (README, "Replays and the
     /// ledger's retention"), and the sources' replay window must match what was recorded.
     static let restartOnlySettings: [(key: String, differs: @Sendable (Config, Config) -> Bool)] = [
-        ("listen", { $0.listen != $1.listen }),
+        ("listen", { $0.listenAddresses != $1.listenAddresses }),
+        ("trusted_proxies", { $0.trustedProxies != $1.trustedProxies }),
         ("spool", { $0.spool != $1.spool }),
         ("store", { $0.store != $1.store }),
         ("threads", { $0.threads != $1.threads }),

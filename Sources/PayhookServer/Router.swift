@@ -71,6 +71,7 @@ public final class Router: HTTPHandler {
             case 413: ("too_large", "body larger than max_body_bytes")
             case 408: ("deadline", "request not complete within request_deadline_s")
             case 400: ("malformed", "malformed request framing (Content-Length, Transfer-Encoding or Host)")
+            case 429: ("too_many_requests", "more than max_connections_per_ip requests in flight from one forwarded address")
             case 503: ("shutting_down", "payhook is shutting down")
             default: ("refused", "refused by the listener")
             }

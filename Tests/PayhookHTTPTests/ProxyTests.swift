@@ -59,6 +59,19 @@ struct ForwardedAddressTests {
         #expect(client("127.0.0.1", []) == .absent)
     }
 
+    /// nginx appends the address it saw to whatever X-Forwarded-For the client sent, so the client controls
+    /// everything left of it. Garbage there is never read: otherwise a client could make the proxy's own entry
+    /// unusable, its request would count as the proxy's, and the per-client limit would not hold it.
+    @Test("what a client sent left of its own address is not read")
+    func clientGarbageLeftOfItsAddressIsNotRead() {
+        for garbage in ["nonsense", "", "203.0.113.9:443", "unknown", "[2001:db8::1]", "1.2.3.4 5.6.7.8"] {
+            #expect(client("127.0.0.1", [("X-Forwarded-For", "\(garbage), 198.51.100.7")])
+                == .forwarded(IPAddress.parse("198.51.100.7")!), "\(garbage)")
+            #expect(client("127.0.0.1", [("X-Forwarded-For", garbage), ("X-Forwarded-For", "198.51.100.7, 10.0.0.1")])
+                == .forwarded(IPAddress.parse("198.51.100.7")!), "\(garbage)")
+        }
+    }
+
     @Test("from any other peer both headers are ignored")
     func untrustedPeer() {
         #expect(client("192.0.2.50", [("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")]) == .direct)
@@ -66,12 +79,14 @@ struct ForwardedAddressTests {
         #expect(TrustedProxies().clientAddress(peer: "127.0.0.1", headers: [(name: "X-Forwarded-For", value: "203.0.113.9")]) == .direct)
     }
 
-    @Test("a malformed value is unusable as a whole")
+    @Test("a malformed element the right-to-left reading reaches makes the header unusable")
     func malformed() {
-        for value in ["", " ", "203.0.113.9,", ",203.0.113.9", "203.0.113.9:443", "[2001:db8::1]", "unknown", "203.0.113.9 198.51.100.1",
+        for value in ["", " ", "203.0.113.9,", "10.0.0.1, ,10.0.0.2", "203.0.113.9:443", "[2001:db8::1]", "unknown", "203.0.113.9 198.51.100.1",
                       "203.0.113.256", "fe80::1%eth0", "203.0.113.9;for=x", String(repeating: "1", count: 60), "١٢٣.0.0.1"] {
             #expect(client("127.0.0.1", [("X-Forwarded-For", value)]) == .malformed(header: "X-Forwarded-For"), "\(value)")
         }
+        // Garbage between the proxies' hops is reached: unusable.
+        #expect(client("127.0.0.1", [("X-Forwarded-For", "nonsense, 10.0.0.1")]) == .malformed(header: "X-Forwarded-For"))
         #expect(client("127.0.0.1", [("X-Real-IP", "203.0.113.9, 198.51.100.1")]) == .malformed(header: "X-Real-IP"))
         #expect(client("127.0.0.1", [("X-Real-IP", "203.0.113.9"), ("X-Real-IP", "198.51.100.1")]) == .malformed(header: "X-Real-IP"))
     }

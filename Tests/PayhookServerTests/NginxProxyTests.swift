@@ -272,6 +272,10 @@ struct NginxProxyTests {
         #expect(held.map { $0.finish() } == [200, 200])
         // The slots are back: the same client gets through again.
         #expect(try Self.curl(url, source: "127.0.0.7").status == 200)
+        // The refusal is counted under its own outcome, so an operator can tell it from other refusals.
+        let metrics = try HTTPReply.exchange("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: upstream).body
+        #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("payhook_requests_total{") && $0.contains("outcome=\"too_many_requests\"") && $0.hasSuffix(" 1") })
+        #expect(metrics.contains("payhook_forwarding_headers_ignored_total 0"))
     }
 }
 }
