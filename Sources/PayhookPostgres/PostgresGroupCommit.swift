@@ -104,19 +104,10 @@ final class PostgresGroupCommit: @unchecked Sendable {
     /// the database for as long as it takes.
     func start() {
         for index in 0..<writers {
-            let body = WriterBody { [self] in self.run() }
-            let argument = Unmanaged.passRetained(body).toOpaque()
-            var thread = pthread_t()
-            let started = pthread_create(&thread, nil, { argument in
-                guard let argument else { return nil }
-                Unmanaged<WriterBody>.fromOpaque(argument).takeRetainedValue().run()
-                return nil
-            }, argument)
-            if started == 0 {
-                pthread_detach(thread)
-            } else {
-                Unmanaged<WriterBody>.fromOpaque(argument).release()
-                logger.critical("cannot start database writer \(index + 1) of \(writers) (error \(started))")
+            do {
+                _ = try startDetachedThread { [self] in self.run() }
+            } catch {
+                logger.critical("cannot start database writer \(index + 1) of \(writers) (error \(error.code))")
                 exited.signal()
             }
         }
@@ -246,14 +237,5 @@ final class PostgresGroupCommit: @unchecked Sendable {
         try fresh.prepare(statementName, statement, deadline: pool.deadline())
         connection = fresh
         return fresh
-    }
-}
-
-/// A writer's entry point, passed through pthread_create's context pointer.
-private final class WriterBody: @unchecked Sendable {
-    let run: () -> Void
-
-    init(_ run: @escaping () -> Void) {
-        self.run = run
     }
 }

@@ -88,19 +88,13 @@ final class SpoolGroupCommit: Sendable {
     /// its deinit, which stops the writer.
     func start() {
         status.set(running: true)
-        let body = WriterBody { [self] in self.run() }
-        let argument = Unmanaged.passRetained(body).toOpaque()
-        var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            Unmanaged<WriterBody>.fromOpaque(argument).takeRetainedValue().run()
-            return nil
-        }, argument)
-        guard started == 0 else {
+        let thread: pthread_t
+        do {
+            thread = try startDetachedThread { [self] in self.run() }
+        } catch {
             // Without a thread no store could ever be answered; fail them instead of blocking them forever.
-            Unmanaged<WriterBody>.fromOpaque(argument).release()
             context.logger.critical(
-                "cannot start the spool writer thread: \(SpoolErrno(started))",
+                "cannot start the spool writer thread: \(SpoolErrno(error.code))",
                 metadata: ["spool": "\(context.root)"]
             )
             queue.withLock { $0.stopping = true }
@@ -108,8 +102,7 @@ final class SpoolGroupCommit: Sendable {
             exited.signal()
             return
         }
-        // Detached: nobody joins it; stop() waits for `exited` instead, and the thread's resources go with it.
-        pthread_detach(thread)
+        // Nobody joins it: stop() waits for `exited` instead.
         queue.withLock { $0.writer = thread }
     }
 
@@ -396,15 +389,6 @@ final class SpoolGroupCommit: Sendable {
                 + "recovery at the next start enters it"
             context.logger.error("\(message)", metadata: ["spool": "\(context.root)"])
         }
-    }
-}
-
-/// The writer's entry point, passed through pthread_create's context pointer.
-private final class WriterBody: Sendable {
-    let run: @Sendable () -> Void
-
-    init(_ run: @escaping @Sendable () -> Void) {
-        self.run = run
     }
 }
 
