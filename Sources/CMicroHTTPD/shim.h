@@ -54,7 +54,20 @@ typedef struct payhook_daemon_config {
   unsigned int per_ip_connection_limit;
   size_t connection_memory_limit;
   int listen_socket;
+  /* NUL-terminated PEM texts and a GnuTLS priority string, all three given
+   * or all three NULL (plain HTTP). They must stay valid until the daemon
+   * has stopped: microhttpd.h does not say that MHD copies them. */
+  const char *tls_cert_pem;
+  const char *tls_key_pem;
+  const char *tls_priorities;
 } payhook_daemon_config;
+
+/* 1 when this libmicrohttpd was built with HTTPS support (GnuTLS), else 0. */
+static inline int
+payhook_tls_supported(void)
+{
+  return MHD_YES == MHD_is_feature_supported(MHD_FEATURE_TLS) ? 1 : 0;
+}
 
 /*
  * Starts a daemon on an already listening socket. The same `cls` is handed
@@ -78,8 +91,33 @@ payhook_start_daemon(const payhook_daemon_config *config,
                      MHD_LogCallback logger,
                      void *cls)
 {
+  /* The TLS options go through MHD_OPTION_ARRAY so that one call serves both
+   * plain HTTP and HTTPS; microhttpd.h: pointer options take `ptr_value`,
+   * and the array ends with MHD_OPTION_END. */
+  struct MHD_OptionItem tls_options[4];
+  unsigned int flags = config->flags;
+  size_t count = 0;
+  if (NULL != config->tls_cert_pem && NULL != config->tls_key_pem &&
+      NULL != config->tls_priorities) {
+    flags |= (unsigned int) MHD_USE_TLS;
+    tls_options[count].option = MHD_OPTION_HTTPS_MEM_CERT;
+    tls_options[count].value = 0;
+    tls_options[count].ptr_value = (void *) config->tls_cert_pem;
+    count++;
+    tls_options[count].option = MHD_OPTION_HTTPS_MEM_KEY;
+    tls_options[count].value = 0;
+    tls_options[count].ptr_value = (void *) config->tls_key_pem;
+    count++;
+    tls_options[count].option = MHD_OPTION_HTTPS_PRIORITIES;
+    tls_options[count].value = 0;
+    tls_options[count].ptr_value = (void *) config->tls_priorities;
+    count++;
+  }
+  tls_options[count].option = MHD_OPTION_END;
+  tls_options[count].value = 0;
+  tls_options[count].ptr_value = NULL;
   return MHD_start_daemon(
-      config->flags,
+      flags,
       (uint16_t) 0, /* ignored: MHD_OPTION_LISTEN_SOCKET is given */
       accept_policy, cls,
       access_handler, cls,
@@ -93,6 +131,7 @@ payhook_start_daemon(const payhook_daemon_config *config,
       MHD_OPTION_URI_LOG_CALLBACK, uri_log, cls,
       MHD_OPTION_NOTIFY_COMPLETED, request_completed, cls,
       MHD_OPTION_NOTIFY_CONNECTION, notify_connection, cls,
+      MHD_OPTION_ARRAY, tls_options,
       MHD_OPTION_END);
 }
 

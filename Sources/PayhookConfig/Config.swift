@@ -18,6 +18,12 @@ public struct Config: Sendable, Equatable {
     public var alsoListen: [String] = []
     /// `trusted_proxies`: the peers whose X-Forwarded-For / X-Real-IP name the client (docs/proxy.md).
     public var trustedProxies = TrustedProxies()
+    /// `tls_cert_file` and `tls_key_file`, resolved against the config file's folder: both or neither
+    /// (docs/proxy.md, "Alone, with native TLS").
+    public var tlsCertFile: String? = nil
+    public var tlsKeyFile: String? = nil
+    /// Their contents, read when the config is loaded; nil serves plain HTTP.
+    public var tls: TLSCredentials? = nil
     /// The queue directory, resolved against the config file's folder.
     public var spool: String
     public var maxBodyBytes: Int
@@ -128,6 +134,7 @@ public struct Config: Sendable, Equatable {
         limits.headerDeadlineSeconds = Double(headerDeadlineSeconds)
         limits.threads = threads
         limits.trustedProxies = trustedProxies
+        limits.tls = tls
         return limits
     }
 }

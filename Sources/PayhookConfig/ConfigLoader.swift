@@ -109,7 +109,7 @@ public struct ConfigLoader: Sendable {
 
     private func build(_ root: TOMLTable, _ c: inout Context) -> Config {
         var config = Config(file: c.file, spool: Self.resolve("spool", against: c.baseDirectory))
-        let known = Set(["listen", "trusted_proxies", "spool", "store", "log_level", "log_format"] + Self.tenantTables.map(\.name) + Self.topLevelIntegers.map(\.key))
+        let known = Set(["listen", "trusted_proxies", "tls_cert_file", "tls_key_file", "spool", "store", "log_level", "log_format"] + Self.tenantTables.map(\.name) + Self.topLevelIntegers.map(\.key))
         for entry in root.entries where !known.contains(entry.key) {
             c.error(entry.keyLine, "unknown key '\(entry.key)'")
         }
@@ -119,6 +119,7 @@ public struct ConfigLoader: Sendable {
         if let node = root["trusted_proxies"] {
             config.trustedProxies = readTrustedProxies(node, &c)
         }
+        readTLS(root, &c, &config)
         if let node = root["spool"], let value = string(node, "spool", &c) {
             if value.isEmpty {
                 c.error(node.line, "spool must not be empty")
@@ -391,6 +392,45 @@ public struct ConfigLoader: Sendable {
             }
         }
         return TrustedProxies(blocks)
+    }
+
+    /// `tls_cert_file` and `tls_key_file` (docs/proxy.md, "Alone, with native TLS"): both or neither, each
+    /// a readable PEM file of the right kind. Only the file names reach an error, never their contents.
+    private func readTLS(_ root: TOMLTable, _ c: inout Context, _ config: inout Config) {
+        let cert = root["tls_cert_file"]
+        let key = root["tls_key_file"]
+        if cert == nil && key == nil { return }
+        guard let cert, let key else {
+            let (given, missing) = cert != nil ? ("tls_cert_file", "tls_key_file") : ("tls_key_file", "tls_cert_file")
+            c.error((cert ?? key)?.line, "\(given) is set but \(missing) is not: native TLS needs both, or neither for plain HTTP")
+            return
+        }
+        var texts: [String] = []
+        for (node, name, marker) in [(cert, "tls_cert_file", "CERTIFICATE-----"), (key, "tls_key_file", "PRIVATE KEY-----")] {
+            guard let value = string(node, name, &c) else { continue }
+            if value.isEmpty {
+                c.error(node.line, "\(name) must not be empty")
+                continue
+            }
+            let path = Self.resolve(value, against: c.baseDirectory)
+            if name == "tls_cert_file" { config.tlsCertFile = path } else { config.tlsKeyFile = path }
+            let bytes: [UInt8]
+            do {
+                bytes = try readFile(path)
+            } catch {
+                c.error(node.line, "\(name): cannot read \(path): \(error)")
+                continue
+            }
+            guard let text = String(validating: bytes, as: UTF8.self), text.contains("-----BEGIN "), text.contains(marker) else {
+                let kind = name == "tls_cert_file" ? "a PEM certificate" : "a PEM private key"
+                c.error(node.line, "\(name): \(path) is not \(kind)")
+                continue
+            }
+            texts.append(text)
+        }
+        if texts.count == 2 {
+            config.tls = TLSCredentials(certificatePEM: texts[0], keyPEM: texts[1])
+        }
     }
 
     func string(_ node: TOMLNode, _ key: String, _ c: inout Context) -> String? {

@@ -122,6 +122,10 @@ public final class HTTPServer: Sendable {
         return share
     }
 
+    /// The GnuTLS priority string of the HTTPS listener: GnuTLS's defaults, TLS 1.2 and 1.3 only
+    /// (docs/proxy.md, "Alone, with native TLS").
+    static let tlsPriorities = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
     /// Starts one daemon on `descriptor`; on failure the descriptor is closed and nothing is left running.
     private static func start(_ context: DaemonContext, descriptor: Int32, bound: ListenAddress) throws(HTTPServerError) -> Running {
         let limits = context.limits
@@ -134,8 +138,15 @@ public final class HTTPServer: Sendable {
             // With trusted proxies the accept policy below applies the limit, exempting the proxies.
             per_ip_connection_limit: ownLimit ? 0 : UInt32(limits.maxConnectionsPerIP),
             connection_memory_limit: limits.connectionMemoryLimitBytes,
-            listen_socket: descriptor
+            listen_socket: descriptor,
+            tls_cert_pem: context.tlsMemory.map { UnsafePointer($0.certificate) },
+            tls_key_pem: context.tlsMemory.map { UnsafePointer($0.key) },
+            tls_priorities: context.tlsMemory.map { UnsafePointer($0.priorities) }
         )
+        if context.tlsMemory != nil, payhook_tls_supported() == 0 {
+            _ = close(descriptor)
+            throw HTTPServerError("cannot serve HTTPS on \(bound): this libmicrohttpd was built without TLS support (GnuTLS)")
+        }
         let policy: MHD_AcceptPolicyCallback? = ownLimit
             ? { cls, address, length in Callbacks.acceptPolicy(cls, address, length) }
             : nil

@@ -3,6 +3,9 @@ public import Foundation
 /// The limits the listener enforces. Every field maps to a libmicrohttpd option
 /// or to a check made in the access handler.
 public struct HTTPLimits: Sendable, Equatable {
+    /// When set, every daemon serves HTTPS only with this certificate and key (docs/proxy.md, "Alone, with
+    /// native TLS").
+    public var tls: TLSCredentials? = nil
     /// Seconds of inactivity after which a connection is closed
     /// (MHD_OPTION_CONNECTION_TIMEOUT). It is reset by every byte read or
     /// written, so on its own it does not bound a slowly trickled request;
@@ -189,4 +192,18 @@ public protocol HTTPHandler: Sendable {
     /// and 503 for a request that arrives on a kept-alive connection after
     /// `HTTPServer.shutdown` began.
     func refusal(_ status: Int, for head: HTTPRequestHead) -> HTTPResponse
+}
+
+/// A PEM certificate (chain) and its PEM private key, as read from `tls_cert_file` and `tls_key_file`.
+/// The description never shows the key.
+public struct TLSCredentials: Sendable, Equatable, CustomStringConvertible {
+    public var certificatePEM: String
+    public var keyPEM: String
+
+    public init(certificatePEM: String, keyPEM: String) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+    }
+
+    public var description: String { "TLSCredentials(certificate: \(certificatePEM.utf8.count) bytes, key: redacted)" }
 }

@@ -32,6 +32,10 @@ extension PayhookServer {
     static let restartOnlySettings: [(key: String, differs: @Sendable (Config, Config) -> Bool)] = [
         ("listen", { $0.listenAddresses != $1.listenAddresses }),
         ("trusted_proxies", { $0.trustedProxies != $1.trustedProxies }),
+        // The listener's certificate is loaded into its daemons at start (docs/proxy.md, "Alone, with native
+        // TLS"); a changed path or changed file contents are reported, the running pair is kept.
+        ("tls_cert_file", { $0.tlsCertFile != $1.tlsCertFile || $0.tls?.certificatePEM != $1.tls?.certificatePEM }),
+        ("tls_key_file", { $0.tlsKeyFile != $1.tlsKeyFile || $0.tls?.keyPEM != $1.tls?.keyPEM }),
         ("spool", { $0.spool != $1.spool }),
         ("store", { $0.store != $1.store }),
         ("threads", { $0.threads != $1.threads }),
