@@ -1,7 +1,7 @@
 # payhook: `make run` and `make test` do all set-up on a fresh Debian machine with Swift.
 SWIFT ?= swift
 CONFIG ?= Fixtures/demo.toml
-APT_PACKAGES := libmicrohttpd-dev libssl-dev libpq-dev pkg-config
+APT_PACKAGES := libmicrohttpd-dev libgnutls28-dev libssl-dev libpq-dev pkg-config
 # The tests start a private PostgreSQL cluster of their own (Tests/PayhookTestSupport/TestPostgres.swift):
 # the server's package, without the cluster Debian would create and start for it.
 TEST_APT_PACKAGES := postgresql postgresql-contrib nginx
@@ -34,7 +34,7 @@ test-deps: deps
 
 # On Debian `make deps` installs the libraries. Elsewhere there is no apt-get to ask (docs/deploy.md §5), so the
 # build stops with one sentence naming the libraries pkg-config cannot find, instead of a dpkg error.
-PKG_CONFIG_LIBS := libmicrohttpd libcrypto libpq
+PKG_CONFIG_LIBS := libmicrohttpd gnutls libcrypto libpq
 system-libs:
 	@if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory deps; \

@@ -428,9 +428,19 @@ public struct ConfigLoader: Sendable {
             }
             texts.append(text)
         }
-        if texts.count == 2 {
-            config.tls = TLSCredentials(certificatePEM: texts[0], keyPEM: texts[1])
+        guard texts.count == 2, let certPath = config.tlsCertFile, let keyPath = config.tlsKeyFile else { return }
+        let credentials = TLSCredentials(certificatePEM: texts[0], keyPEM: texts[1])
+        // GnuTLS reads the pair here as the listener will, so that check-config and a reload refuse what the
+        // listener could not present (docs/reload.md, "Certificates").
+        if let refused = TLSCertificates.problem(with: credentials) {
+            switch refused.part {
+            case .certificate: c.error(cert.line, "tls_cert_file: \(certPath): no usable certificate: \(refused.reason)")
+            case .key: c.error(key.line, "tls_key_file: \(keyPath): no usable private key (an encrypted key is not supported): \(refused.reason)")
+            case .pair: c.error(key.line, "tls_key_file: the key in \(keyPath) does not belong to the certificate in \(certPath): \(refused.reason)")
+            }
+            return
         }
+        config.tls = credentials
     }
 
     func string(_ node: TOMLNode, _ key: String, _ c: inout Context) -> String? {

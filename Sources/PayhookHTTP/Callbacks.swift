@@ -72,15 +72,23 @@ enum Callbacks {
     /// the watchdog (with its socket, from MHD_CONNECTION_INFO_CONNECTION_FD)
     /// and forgets it when MHD closes it. Connections refused by the per-IP
     /// limit are closed before MHD creates them and never appear here.
+    ///
+    /// On HTTPS the connection's socket context becomes the server's certificate store, which the handshake's
+    /// certificate callback reads (Sources/CMicroHTTPD/shim.h, payhook_tls_retrieve); MHD notifies a
+    /// connection's start before it reads a byte from it, so before its handshake.
     static func connectionChanged(
         _ cls: UnsafeMutableRawPointer?,
         _ connection: OpaquePointer?,
+        _ socketContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
         _ code: MHD_ConnectionNotificationCode
     ) {
         guard let cls, let connection else { return }
         let daemon = Unmanaged<DaemonContext>.fromOpaque(cls).takeUnretainedValue()
         switch code {
         case .CONNECTION_NOTIFY_STARTED:
+            if let certificates = daemon.certificates, let socketContext {
+                socketContext.pointee = UnsafeMutableRawPointer(certificates.store)
+            }
             let descriptor = payhook_connection_fd(connection)
             guard descriptor >= 0 else { return }
             let peer = peerAddress(connection)

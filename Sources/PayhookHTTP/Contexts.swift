@@ -45,12 +45,13 @@ final class DaemonContext: Sendable {
     /// Shared by every daemon of the server (see ClientLimits).
     let clients: ClientLimits
     let state = Locked(State())
-    /// C copies of the TLS texts handed to MHD, kept as long as the daemon may read them (this context
-    /// outlives its daemon).
-    let tlsMemory: TLSMemory?
+    /// The certificate and key presented on HTTPS, shared by every daemon of the server; held here too
+    /// because MHD's certificate callback reads it until the daemon has stopped, and this context outlives
+    /// its daemon.
+    let certificates: TLSCertificates?
 
-    init(limits: HTTPLimits, handler: any HTTPHandler, logger: Logger, clients: ClientLimits) {
-        self.tlsMemory = limits.tls.map(TLSMemory.init)
+    init(limits: HTTPLimits, handler: any HTTPHandler, logger: Logger, clients: ClientLimits, certificates: TLSCertificates?) {
+        self.certificates = certificates
         self.limits = limits
         self.clients = clients
         self.handler = handler
@@ -189,26 +190,5 @@ final class RequestContext: Sendable {
         self.receivedAt = Date()
         self.started = ContinuousClock.now
         self.arrivedWhileDraining = arrivedWhileDraining
-    }
-}
-
-/// strdup'd copies of a certificate, a key and the priority string, freed when the owning context goes.
-/// The key's copy is zeroed before it is freed.
-final class TLSMemory: @unchecked Sendable {
-    let certificate: UnsafeMutablePointer<CChar>
-    let key: UnsafeMutablePointer<CChar>
-    let priorities: UnsafeMutablePointer<CChar>
-
-    init(_ credentials: TLSCredentials) {
-        certificate = strdup(credentials.certificatePEM)
-        key = strdup(credentials.keyPEM)
-        priorities = strdup(HTTPServer.tlsPriorities)
-    }
-
-    deinit {
-        memset(key, 0, strlen(key))
-        free(certificate)
-        free(key)
-        free(priorities)
     }
 }

@@ -34,6 +34,7 @@ public final class HTTPServer: Sendable {
     }
 
     private let contexts: [DaemonContext]
+    private let certificates: TLSCertificates?
     private let clients: ClientLimits
     private let logger: Logger
     private let lifecycle: Locked<Lifecycle>
@@ -75,11 +76,18 @@ public final class HTTPServer: Sendable {
         }
 
         let clients = ClientLimits(trusted: limits.trustedProxies, perAddress: limits.maxConnectionsPerIP)
+        let certificates: TLSCertificates?
+        do {
+            certificates = try limits.tls.map { credentials throws(TLSCredentialsError) in try TLSCertificates(credentials) }
+        } catch {
+            for socket in sockets { _ = close(socket.descriptor) }
+            throw HTTPServerError("cannot serve HTTPS: the certificate and key were refused: \(error)")
+        }
         var started: [Running] = []
         var contexts: [DaemonContext] = []
         for (index, socket) in sockets.enumerated() {
             let share = Self.share(limits, daemons: sockets.count, index: index)
-            let context = DaemonContext(limits: share, handler: handler, logger: logger, clients: clients)
+            let context = DaemonContext(limits: share, handler: handler, logger: logger, clients: clients, certificates: certificates)
             do {
                 started.append(try Self.start(context, descriptor: socket.descriptor, bound: socket.bound))
                 contexts.append(context)
@@ -96,6 +104,7 @@ public final class HTTPServer: Sendable {
         }
 
         self.contexts = contexts
+        self.certificates = certificates
         self.clients = clients
         self.logger = logger
         self.boundAddress = sockets[0].bound
@@ -139,11 +148,9 @@ public final class HTTPServer: Sendable {
             per_ip_connection_limit: ownLimit ? 0 : UInt32(limits.maxConnectionsPerIP),
             connection_memory_limit: limits.connectionMemoryLimitBytes,
             listen_socket: descriptor,
-            tls_cert_pem: context.tlsMemory.map { UnsafePointer($0.certificate) },
-            tls_key_pem: context.tlsMemory.map { UnsafePointer($0.key) },
-            tls_priorities: context.tlsMemory.map { UnsafePointer($0.priorities) }
+            tls_priorities: context.certificates.map { UnsafePointer($0.priorities) }
         )
-        if context.tlsMemory != nil, payhook_tls_supported() == 0 {
+        if context.certificates != nil, payhook_tls_supported() == 0 {
             _ = close(descriptor)
             throw HTTPServerError("cannot serve HTTPS on \(bound): this libmicrohttpd was built without TLS support (GnuTLS)")
         }
@@ -164,8 +171,8 @@ public final class HTTPServer: Sendable {
             { cls, uri, connection in
                 Callbacks.uriArrived(cls, uri, connection)
             },
-            { cls, connection, _, code in
-                Callbacks.connectionChanged(cls, connection, code)
+            { cls, connection, socketContext, code in
+                Callbacks.connectionChanged(cls, connection, socketContext, code)
             },
             { cls, format, arguments in
                 Callbacks.log(cls, format, arguments)
@@ -189,6 +196,26 @@ public final class HTTPServer: Sendable {
         // `retained` stays MHD's reference until the daemon has stopped (drainAndStop).
         return Running(daemon: daemon, context: retained, address: bound)
     }
+
+    /// Presents `credentials` on every listen address from the next TLS handshake on (SIGHUP, docs/reload.md,
+    /// "Certificates"). Connections already open keep the certificate they were given; nothing is dropped. On
+    /// error the running pair stays and the error gives GnuTLS's reason.
+    public func replaceCertificates(with credentials: TLSCredentials) throws(HTTPServerError) {
+        guard let certificates else {
+            throw HTTPServerError("cannot replace the certificate: this server was started without TLS")
+        }
+        do {
+            try certificates.replace(with: credentials)
+        } catch {
+            throw HTTPServerError("the new certificate and key were refused, the running pair is kept: \(error)")
+        }
+    }
+
+    /// The SHA-256 fingerprint (hex) of the certificate presented now; nil on plain HTTP.
+    public var certificateFingerprint: String? { certificates?.fingerprint }
+
+    /// The notAfter (Unix seconds) of the certificate presented now; nil on plain HTTP.
+    public var certificateNotAfter: Int64? { certificates?.notAfter }
 
     /// A server that is dropped without `shutdown` stops at once.
     deinit {

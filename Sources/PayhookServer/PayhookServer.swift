@@ -126,6 +126,7 @@ public final class PayhookServer: Sendable {
                 "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
                 "wechat_v3.tenants": "\(config.wechatV3.count)", "alipay.tenants": "\(config.alipay.count)",
                 "xxpay.tenants": "\(config.xxpay.count)", "jeepay.tenants": "\(config.jeepay.count)",
+                "tls.sha256": "\(http.certificateFingerprint ?? "-")",
             ])
     }
 
@@ -141,6 +142,14 @@ public final class PayhookServer: Sendable {
             type: "counter"
         ) {
             [([], Double(http.malformedForwardingHeaders))]
+        }
+        if config.tls != nil {
+            metrics.gauge(
+                "payhook_tls_certificate_expiry_timestamp_seconds",
+                help: "notAfter of the certificate the listener presents now (Unix time); follows reloads (docs/reload.md)."
+            ) {
+                http.certificateNotAfter.map { [([], Double($0))] } ?? []
+            }
         }
         let store = self.store
         metrics.gauge("payhook_spool_files", help: "Files in the spool's folders: new (waiting), cur (taken), dead letters, conflicts, corrupt.") {

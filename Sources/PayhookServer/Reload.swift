@@ -32,10 +32,10 @@ extension PayhookServer {
     static let restartOnlySettings: [(key: String, differs: @Sendable (Config, Config) -> Bool)] = [
         ("listen", { $0.listenAddresses != $1.listenAddresses }),
         ("trusted_proxies", { $0.trustedProxies != $1.trustedProxies }),
-        // The listener's certificate is loaded into its daemons at start (docs/proxy.md, "Alone, with native
-        // TLS"); a changed path or changed file contents are reported, the running pair is kept.
-        ("tls_cert_file", { $0.tlsCertFile != $1.tlsCertFile || $0.tls?.certificatePEM != $1.tls?.certificatePEM }),
-        ("tls_key_file", { $0.tlsKeyFile != $1.tlsKeyFile || $0.tls?.keyPEM != $1.tls?.keyPEM }),
+        // A new certificate and key are presented from the next handshake on (docs/reload.md, "Certificates");
+        // turning TLS on or off changes what the listener speaks, which only a restart does.
+        ("tls_cert_file", { ($0.tls == nil) != ($1.tls == nil) }),
+        ("tls_key_file", { ($0.tls == nil) != ($1.tls == nil) }),
         ("spool", { $0.spool != $1.spool }),
         ("store", { $0.store != $1.store }),
         ("threads", { $0.threads != $1.threads }),
@@ -55,8 +55,9 @@ extension PayhookServer {
         ("max_conflicts", { $0.maxConflicts != $1.maxConflicts }),
     ]
 
-    /// `current` with the tenant tables of `loaded`: every tenant table is reloadable, nothing else is.
-    static func withTenants(of loaded: Config, _ current: Config) -> Config {
+    /// `current` with what a reload can change taken from `loaded`: every tenant table, and the listener's
+    /// certificate and key while TLS stays on. Nothing else.
+    static func withReloadable(of loaded: Config, _ current: Config) -> Config {
         var merged = current
         merged.unified = loaded.unified
         merged.wechat = loaded.wechat
@@ -64,22 +65,28 @@ extension PayhookServer {
         merged.alipay = loaded.alipay
         merged.xxpay = loaded.xxpay
         merged.jeepay = loaded.jeepay
+        if current.tls != nil, loaded.tls != nil {
+            merged.tls = loaded.tls
+            merged.tlsCertFile = loaded.tlsCertFile
+            merged.tlsKeyFile = loaded.tlsKeyFile
+        }
         return merged
     }
 
     /// The restart-only settings that differ between the config in effect and a freshly loaded one, by key.
     static func ignoredChanges(current: Config, loaded: Config) -> [String] {
         var keys = restartOnlySettings.filter { $0.differs(current, loaded) }.map(\.key)
-        // A setting added to Config later and not yet listed above is still never applied (``withTenants``
-        // copies only the tenant tables); it is reported under one name rather than silently.
-        if keys.isEmpty && withTenants(of: current, loaded) != current { keys.append("other settings") }
+        // A setting added to Config later and not yet listed above is still never applied (``withReloadable``
+        // copies only what it names); it is reported under one name rather than silently.
+        if keys.isEmpty && withReloadable(of: current, loaded) != current { keys.append("other settings") }
         return keys
     }
 
     /// SIGHUP (docs/reload.md): reads the config file again, with every secret, key and certificate file it
-    /// names, builds new sources and swaps them into the router in one step. Requests in flight finish with the
-    /// old sources; connections and the listener are untouched. When anything fails the old sources stay in
-    /// use, whole, and the reason is logged at error level.
+    /// names, builds new sources and swaps them into the router in one step, and hands a new TLS certificate
+    /// and key to the listener. Requests in flight finish with the old sources; connections and the listener
+    /// are untouched, and an open TLS connection keeps the certificate it was given. When anything fails the
+    /// old sources and certificate stay in use, whole, and the reason is logged at error level.
     ///
     /// - Parameter overrides: what the command line set over the file (`--listen`, `--spool`), applied to the
     ///   new config as at start so that they do not read as changes.
@@ -104,7 +111,20 @@ extension PayhookServer {
         var fresh = loaded.config
         overrides(&fresh)
         let ignored = Self.ignoredChanges(current: current, loaded: fresh)
-        let merged = Self.withTenants(of: fresh, current)
+        let merged = Self.withReloadable(of: fresh, current)
+        // The certificate first: it is the one step that can still fail, and nothing has changed yet.
+        if let tls = merged.tls, tls != current.tls {
+            do {
+                try http.replaceCertificates(with: tls)
+            } catch {
+                let reason = error.description
+                reloadState.withLock { $0.failed += 1 }
+                logger.error(
+                    "reload failed, still serving with the previous tenants, keys and certificate",
+                    metadata: ["config": "\(current.file)", "reason": "\(reason)"])
+                return .failed(reason: reason)
+            }
+        }
         // Building the sources cannot fail: the loader has read and checked every secret, key and certificate.
         router.replaceSources(Self.sources(merged))
         let now = Date().timeIntervalSince1970
@@ -120,6 +140,7 @@ extension PayhookServer {
         }
         var metadata = Self.tenantCounts(merged)
         metadata["config"] = "\(current.file)"
+        if let fingerprint = http.certificateFingerprint { metadata["tls.sha256"] = "\(fingerprint)" }
         metadata["duration_ms"] = "\(String(format: "%.1f", (ContinuousClock.now - started) / .microseconds(1) / 1000))"
         logger.notice("reloaded", metadata: metadata)
         return .applied(ignored: ignored)

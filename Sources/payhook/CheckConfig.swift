@@ -35,6 +35,8 @@ struct CheckConfig: ParsableCommand {
         case .postgres(let database): store = "store postgres (\(database.origin))"
         }
         let proxies = c.trustedProxies.isEmpty ? "" : ", trusted_proxies \(c.trustedProxies.blocks.map(\.description).joined(separator: " "))"
-        Output.out("\(config): ok (listen \(c.listenAddresses.joined(separator: " ")), \(store)\(proxies), \(tenants) tenants)")
+        // The certificate's path only: its fingerprint is logged by serve, and the key is never shown.
+        let tls = c.tlsCertFile.map { ", tls \($0)" } ?? ""
+        Output.out("\(config): ok (listen \(c.listenAddresses.joined(separator: " ")), \(store)\(proxies)\(tls), \(tenants) tenants)")
     }
 }

@@ -39,11 +39,12 @@ UNIT_INSTALLED = "/usr/lib/systemd/system/payhook.service"
 SECRET = "/etc/payhook/unified.secret"
 
 # What the binary may name in its dynamic section (readelf's NEEDED): the C library and its parts, the C++ and
-# GCC runtime the static Swift runtime needs, and the three C libraries of docs/architecture.md §1.
+# GCC runtime the static Swift runtime needs, and the C libraries of docs/architecture.md §1 (GnuTLS for the
+# listener's certificate callback).
 ALLOWED_NEEDED = {
     "libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libutil.so.1",
     "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "libstdc++.so.6", "libgcc_s.so.1",
-    "libmicrohttpd.so.12", "libcrypto.so.3", "libpq.so.5",
+    "libmicrohttpd.so.12", "libgnutls.so.30", "libcrypto.so.3", "libpq.so.5",
 }
 # Lines the unit must hold (docs/deploy.md §3); ExecStart is checked on its own.
 UNIT_LINES = [
@@ -130,7 +131,7 @@ def check_release(skip_build):
 
     dynamic = run(["readelf", "-d", BINARY], check=True).stdout
     needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic))
-    report("it links only the C library, the C++ runtime, libmicrohttpd, libcrypto and libpq",
+    report("it links only the C library, the C++ runtime, libmicrohttpd, GnuTLS, libcrypto and libpq",
            bool(needed) and needed <= ALLOWED_NEEDED, f"NEEDED: {' '.join(sorted(needed))}")
     # SwiftPM always adds $ORIGIN (the binary's own folder); nothing else, and never a build or toolchain folder.
     runpaths = re.findall(r"\((?:RPATH|RUNPATH)\)\s+Library r(?:un)?path: \[([^\]]*)\]", dynamic)
@@ -276,8 +277,8 @@ def check_deb(temp):
         deb = os.path.join(DIST, f"payhook_{source_version()}_{run(['dpkg', '--print-architecture']).stdout.strip()}.deb")
         report("deb: make deb built the package", os.path.isfile(deb), " ".join(debs))
         info = run(["dpkg-deb", "--field", deb, "Depends"]).stdout
-        report("deb: Depends names libc6, libmicrohttpd12, libssl3 and libpq5",
-               all(re.search(rf"\b{name}\b", info) for name in ("libc6", "libmicrohttpd12", "libssl3", "libpq5")), info.strip())
+        report("deb: Depends names libc6, libmicrohttpd12, libgnutls30, libssl3 and libpq5",
+               all(re.search(rf"\b{name}\b", info) for name in ("libc6", "libmicrohttpd12", "libgnutls30", "libssl3", "libpq5")), info.strip())
         conffiles = run(["dpkg-deb", "--ctrl-tarfile", deb], text=False).stdout
         report("deb: /etc/payhook/payhook.toml is a conffile", b"/etc/payhook/payhook.toml" in conffiles)
         contents = run(["dpkg-deb", "--contents", deb], check=True).stdout
@@ -389,7 +390,7 @@ def check_non_debian(temp):
         result = make(target, env=env, check=False)
         message = result.stderr.strip()
         report(f"no apt-get/dpkg, no libraries: make {target} fails with one sentence naming them",
-               result.returncode != 0 and "libmicrohttpd libcrypto libpq" in message and "pkg-config" in message
+               result.returncode != 0 and "libmicrohttpd gnutls libcrypto libpq" in message and "pkg-config" in message
                and "dpkg" not in message and "apt" not in message.replace("docs/deploy.md", "")
                and message.count("\n") <= 1, message[:300])
     env_found = dict(env, PKG_CONFIG_LIBDIR="")
