@@ -16,11 +16,15 @@ final class ServeChild {
     let pid: pid_t
     let port: Int
     let logFile: String
+    /// On an HTTPS listener (native TLS) /metrics is read with curl, which accepts any certificate: the tests
+    /// check which certificate is served by its fingerprint instead.
+    let https: Bool
     private let stdout: Int32
     private var status: Int32?
 
-    init(config: String, log: String) throws {
+    init(config: String, log: String, https: Bool = false) throws {
         logFile = log
+        self.https = https
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw TestFailure("pipe: \(String(cString: strerror(errno)))") }
         // Close-on-exec, so that no other child the tests start holds the pipe open (dup2 clears it on fd 1).
@@ -94,7 +98,12 @@ final class ServeChild {
     var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
 
     func metrics() throws -> String {
-        try HTTPReply.exchange("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port).body
+        if https {
+            let curl = try MeasuringSuites.TLSProcessTests.run(["curl", "-sSk", "--max-time", "10", "https://127.0.0.1:\(port)/metrics"])
+            guard curl.status == 0 else { throw TestFailure("curl /metrics: \(curl.output)") }
+            return curl.output
+        }
+        return try HTTPReply.exchange("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port).body
     }
 
     /// Sends SIGHUP and waits until `payhook_reloads_total` shows one more reload than before, of either result.

@@ -26,12 +26,14 @@ import Darwin
 
     @Test("both keys: paths resolved against the config's folder, contents reach the listener")
     func both() throws {
+        let dir = try TemporaryDirectory()
+        let pair = try TestCertificate.make(in: dir, name: "a")
         let config = try Self.load("tls_cert_file = \"cert.pem\"\ntls_key_file = \"/k/key.pem\"",
-                                   files: ["/etc/payhook/cert.pem": Self.certificate, "/k/key.pem": Self.key]).get()
+                                   files: ["/etc/payhook/cert.pem": pair.certificatePEM, "/k/key.pem": pair.keyPEM]).get()
         #expect(config.tlsCertFile == "/etc/payhook/cert.pem")
         #expect(config.tlsKeyFile == "/k/key.pem")
-        #expect(config.listenerLimits.tls?.certificatePEM == Self.certificate)
-        #expect(config.listenerLimits.tls?.keyPEM == Self.key)
+        #expect(config.listenerLimits.tls?.certificatePEM == pair.certificatePEM)
+        #expect(config.listenerLimits.tls?.keyPEM == pair.keyPEM)
         let plain = try Self.load("", files: [:]).get()
         #expect(plain.listenerLimits.tls == nil)
     }
@@ -58,6 +60,34 @@ import Darwin
             """)
         #expect(!swapped.description.contains("SECRETKEYMATERIAL"))
         #expect(!"\(TLSConfigTests.credentials)".contains("SECRETKEYMATERIAL"))
+    }
+
+    @Test("GnuTLS reads the pair as the listener will: a broken certificate, a broken or encrypted key, another certificate's key, each named with its file")
+    func gnutlsRefuses() throws {
+        let dir = try TemporaryDirectory()
+        let a = try TestCertificate.make(in: dir, name: "a")
+        let b = try TestCertificate.make(in: dir, name: "b")
+        let encrypted = try MeasuringSuites.TLSProcessTests.run(["openssl", "pkey", "-in", dir.file("a.key"), "-aes256", "-passout", "pass:test-only-pass"])
+        try #require(encrypted.status == 0 && encrypted.output.contains("ENCRYPTED PRIVATE KEY"), "\(encrypted.output)")
+        let text = "tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\""
+        func refusal(certificate: String, key: String) throws -> String {
+            guard case .failure(let error) = Self.load(text, files: ["/etc/payhook/c.pem": certificate, "/etc/payhook/k.pem": key]) else {
+                throw TestFailure("accepted")
+            }
+            #expect(error.issues.count == 1, "\(error)")
+            #expect(!error.description.contains(a.keyLine) && !error.description.contains(b.keyLine), "key material in \(error)")
+            return error.description
+        }
+        #expect(try refusal(certificate: Self.certificate, key: a.keyPEM)
+            .hasPrefix("/etc/payhook/p.toml:1: tls_cert_file: /etc/payhook/c.pem: no usable certificate: "))
+        #expect(try refusal(certificate: a.certificatePEM, key: Self.key)
+            .hasPrefix("/etc/payhook/p.toml:2: tls_key_file: /etc/payhook/k.pem: no usable private key"))
+        #expect(try refusal(certificate: a.certificatePEM, key: encrypted.output)
+            .hasPrefix("/etc/payhook/p.toml:2: tls_key_file: /etc/payhook/k.pem: no usable private key (an encrypted key is not supported)"))
+        #expect(try refusal(certificate: a.certificatePEM, key: b.keyPEM)
+            .hasPrefix("/etc/payhook/p.toml:2: tls_key_file: the key in /etc/payhook/k.pem does not belong to the certificate in /etc/payhook/c.pem: "))
+        // A chain (leaf first, then another certificate) is accepted with the leaf's key.
+        #expect((try? Self.load(text, files: ["/etc/payhook/c.pem": a.certificatePEM + b.certificatePEM, "/etc/payhook/k.pem": a.keyPEM]).get()) != nil)
     }
 
     static var credentials: Any {
