@@ -96,6 +96,11 @@ struct Serve: ParsableCommand {
             }
         }
 
+        // systemd's Type=notify: started once every address serves (docs/deploy.md §3).
+        let notifier = ServiceNotifier(environment: ProcessInfo.processInfo.environment)
+        let serving = "serving on \(server.http.boundAddresses.map(\.description).joined(separator: " "))"
+        notifier.ready(status: serving)
+
         // A reload applies what the command line set over the file again, so that it does not read as a change.
         let overrides: (inout Config) -> Void = { [listen, spool] config in
             if let listen { config.listen = listen }
@@ -111,7 +116,11 @@ struct Serve: ParsableCommand {
                 // On this thread, between two waits: one reload at a time, and a SIGHUP sent during a reload
                 // stays pending and runs the next one.
                 logger.notice("reloading", metadata: ["signal": "SIGHUP"])
-                server.reload(overrides: overrides)
+                notifier.reloading()
+                switch server.reload(overrides: overrides) {
+                case .applied: notifier.ready(status: serving)
+                case .failed: notifier.ready(status: "\(serving); the last reload failed, the previous keys stay (see the log)")
+                }
             case SIGUSR1:
                 server.logStatus()
             case SIGUSR2:
@@ -124,11 +133,13 @@ struct Serve: ParsableCommand {
         switch reason {
         case .signal(let signal):
             logger.notice("stopping", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            notifier.stopping(status: "stopping: finishing the requests in flight")
             server.shutdown()
         case .unhealthy(let why):
             // Everything is already answered 503; stop, and let the supervisor restart payhook so that
             // recovery re-checks what is durable (docs/durability.md §6).
             logger.critical("spool unhealthy, exiting for a restart", metadata: ["reason": "\(why)"])
+            notifier.stopping(status: "the spool is unhealthy, exiting for a restart")
             server.shutdown()
             Output.err("payhook: the spool is unhealthy (\(why)); restart payhook so that recovery re-checks it")
             throw ExitCode(1)

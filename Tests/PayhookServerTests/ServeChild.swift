@@ -22,7 +22,8 @@ final class ServeChild {
     private let stdout: Int32
     private var status: Int32?
 
-    init(config: String, log: String, https: Bool = false) throws {
+    /// `environment` is added to the test process's own.
+    init(config: String, log: String, https: Bool = false, environment: [String: String] = [:]) throws {
         logFile = log
         self.https = https
         var pipeEnds: [Int32] = [0, 0]
@@ -49,7 +50,11 @@ final class ServeChild {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var child: pid_t = 0
-        let spawned = posix_spawn(&child, arguments[0], &actions, &attributes, &argv, environ)
+        var variables = ProcessInfo.processInfo.environment
+        variables.merge(environment) { _, added in added }
+        var envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in envp { free(pointer) } }
+        let spawned = posix_spawn(&child, arguments[0], &actions, &attributes, &argv, &envp)
         close(pipeEnds[1])
         guard spawned == 0 else {
             close(pipeEnds[0])

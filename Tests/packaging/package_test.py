@@ -48,7 +48,7 @@ ALLOWED_NEEDED = {
 }
 # Lines the unit must hold (docs/deploy.md §3); ExecStart is checked on its own.
 UNIT_LINES = [
-    "Type=simple", "Restart=on-failure", "User=payhook", "StateDirectory=payhook",
+    "Type=notify", "NotifyAccess=main", "Restart=on-failure", "User=payhook", "StateDirectory=payhook",
     "ExecReload=/bin/kill -HUP $MAINPID", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
     "NoNewPrivileges=yes", "ProtectKernelTunables=yes", "ProtectControlGroups=yes",
     "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "CapabilityBoundingSet=",
