@@ -354,7 +354,9 @@ payhook_start_daemon(const payhook_daemon_config *config,
 }
 
 /* The daemon flags this server always uses; MHD_USE_ITC is required by
- * MHD_quiesce_daemon when MHD runs its own threads (see microhttpd.h).
+ * MHD_quiesce_daemon when MHD runs its own threads (see microhttpd.h), and
+ * MHD_ALLOW_SUSPEND_RESUME by MHD_suspend_connection: a request waiting for
+ * its store's commit parks its connection instead of its thread.
  * poll(2), not epoll: with MHD_USE_EPOLL and a thread pool, 0.9.75's
  * MHD_quiesce_daemon removes the listen socket from each worker's epoll set
  * while the worker may be doing the same (it drops the socket when its
@@ -366,7 +368,8 @@ static inline unsigned int
 payhook_daemon_flags(void)
 {
   return (unsigned int) (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                         MHD_USE_ITC | MHD_USE_ERROR_LOG);
+                         MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                         MHD_ALLOW_SUSPEND_RESUME);
 }
 
 /*

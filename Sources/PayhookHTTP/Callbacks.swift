@@ -226,7 +226,13 @@ enum Callbacks {
             return .YES
         }
 
-        // The whole request is in.
+        // The whole request is in. Called again after a resume: the handler's answer is waiting.
+        if let answer = request.state.withLock({ state -> HTTPAnswer? in
+            defer { state.answer = nil }
+            return state.answer
+        }) {
+            return queue(answer(), on: connection, daemon: daemon, closeAfter: false)
+        }
         if expired {
             return refuse(408, head: head, on: connection, daemon: daemon, closeAfter: true)
         }
@@ -241,8 +247,36 @@ enum Callbacks {
         // From here on the watchdog leaves the connection alone; if it cut
         // the connection off first, the request goes no further.
         guard daemon.watchdog.beginHandling(key(connection)) else { return .NO }
-        let response = daemon.handler.handle(HTTPRequest(head: head, body: body))
-        return queue(response, on: connection, daemon: daemon, closeAfter: false)
+        // MHD's connection handle, carried as a number: it stays valid while the connection is suspended,
+        // since MHD frees a connection only after it was resumed and closed.
+        let handle = Int(bitPattern: UnsafeRawPointer(connection))
+        daemon.handler.handle(HTTPRequest(head: head, body: body)) { answer in
+            // Any thread, once. Resumes the connection only if it was suspended below; an answer given before
+            // that (inline, or by a fast writer) is found by the access handler itself.
+            let resume = request.state.withLock { state -> Bool in
+                guard !state.answered else { return false }
+                state.answered = true
+                state.answer = answer
+                defer { state.parked = false }
+                return state.parked
+            }
+            if resume, let suspended = OpaquePointer(bitPattern: handle) { MHD_resume_connection(suspended) }
+        }
+        let answered = request.state.withLock { state -> HTTPAnswer? in
+            if let answer = state.answer {
+                state.answer = nil
+                return answer
+            }
+            // Suspended under the request's lock, so the answer cannot try to resume the connection before
+            // it is suspended (microhttpd.h: resuming a connection that is not suspended is undefined).
+            state.parked = true
+            MHD_suspend_connection(connection)
+            return nil
+        }
+        if let answered {
+            return queue(answered(), on: connection, daemon: daemon, closeAfter: false)
+        }
+        return .YES
     }
 
     /// The first access-handler call: build the head and decide whether the

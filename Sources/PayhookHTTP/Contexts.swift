@@ -1,3 +1,4 @@
+import CMicroHTTPD
 import Foundation
 import Logging
 import PayhookLock
@@ -113,6 +114,29 @@ final class DaemonContext: Sendable {
         return removed
     }
 
+    /// Answers every request whose connection is suspended waiting for its handler with `refusal` (503) and
+    /// resumes its connection: MHD_stop_daemon must not find a suspended connection (it aborts the process,
+    /// daemon.c "called while we have suspended connections"). A handler answering later is ignored.
+    /// Returns how many.
+    func resumeParked(_ refusal: @escaping @Sendable (HTTPRequestHead) -> HTTPResponse) -> Int {
+        let all = state.withLock { $0.live }
+        var count = 0
+        for (connection, request) in all {
+            let resume = request.state.withLock { state -> Bool in
+                guard state.parked, !state.answered, let head = state.head else { return false }
+                state.answered = true
+                state.parked = false
+                state.answer = { refusal(head) }
+                return true
+            }
+            if resume, let pointer = OpaquePointer(bitPattern: connection) {
+                MHD_resume_connection(pointer)
+                count += 1
+            }
+        }
+        return count
+    }
+
     /// Ends every request still registered; called once MHD_stop_daemon has
     /// returned, when no callback can reach them any more. Returns how many.
     func releaseAll() -> Int {
@@ -174,6 +198,12 @@ final class RequestContext: Sendable {
         /// The forwarded client address whose slot (ClientLimits.acquire) this request holds until it
         /// leaves `DaemonContext.State.live`.
         var limitSlot: String?
+        /// The handler's answer, once given (HTTPHandler.handle(_:answer:)), until the access handler queues it.
+        var answer: HTTPAnswer?
+        /// Whether the answer was given; a second one is ignored.
+        var answered = false
+        /// The connection is suspended waiting for the answer; whoever gives it resumes the connection.
+        var parked = false
     }
 
     let target: String

@@ -343,6 +343,11 @@ public final class HTTPServer: Sendable {
                 let context = running.context.takeUnretainedValue()
                 // No shutdown() on a connection socket from here on: MHD_stop_daemon closes them all.
                 context.watchdog.stop()
+                let handler = context.handler
+                let parked = context.resumeParked { head in handler.refusal(503, for: head) }
+                if parked > 0 {
+                    logger.warning("requests still waiting for their store answered 503 at stop", metadata: ["count": "\(parked)"])
+                }
                 MHD_stop_daemon(running.daemon)
                 // MHD ends each request through the completed callback or the
                 // connection-closed notification while stopping; anything left

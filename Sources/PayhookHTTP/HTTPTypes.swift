@@ -184,6 +184,13 @@ public protocol HTTPHandler: Sendable {
     func head(_ head: HTTPRequestHead) -> HTTPResponse?
     /// Called with the complete request; may block (it waits for an fsync), so it runs on an MHD pool thread.
     func handle(_ request: HTTPRequest) -> HTTPResponse
+    /// Called with the complete request instead of ``handle(_:)``: `answer` is called exactly once, on any
+    /// thread, now or later, with what makes the response. When it comes later the connection is suspended
+    /// meanwhile (MHD_suspend_connection), so the listener thread serves its other connections instead of
+    /// waiting (docs/architecture.md, "Waiting without a thread"), and the maker runs on a listener thread
+    /// once the connection is resumed: whoever calls `answer` (a store's writer thread) only hands it over.
+    /// The default calls ``handle(_:)`` and answers at once.
+    func handle(_ request: HTTPRequest, answer: @escaping @Sendable (@escaping HTTPAnswer) -> Void)
     /// The answer for a request the server itself refuses: 413 (body over
     /// maxBodyBytes) or 408 (deadline passed); also 400 for a request whose
     /// framing is unusable (a malformed `Content-Length`, `Content-Length`
@@ -192,6 +199,16 @@ public protocol HTTPHandler: Sendable {
     /// and 503 for a request that arrives on a kept-alive connection after
     /// `HTTPServer.shutdown` began.
     func refusal(_ status: Int, for head: HTTPRequestHead) -> HTTPResponse
+}
+
+/// Makes the response of a request whose handling finished (see ``HTTPHandler/handle(_:answer:)``).
+public typealias HTTPAnswer = @Sendable () -> HTTPResponse
+
+extension HTTPHandler {
+    public func handle(_ request: HTTPRequest, answer: @escaping @Sendable (@escaping HTTPAnswer) -> Void) {
+        let response = handle(request)
+        answer { response }
+    }
 }
 
 /// A PEM certificate (chain) and its PEM private key, as read from `tls_cert_file` and `tls_key_file`.

@@ -96,17 +96,42 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
         """
 
     public func store(_ event: Event) throws(StoreError) -> StoreOutcome {
+        let (id, values) = try statement(for: event)
+        return try outcome(writer.submit(key: id, values: values))
+    }
+
+    /// The same, answered from the writer thread once the batch committed: the caller's thread is not held
+    /// (docs/architecture.md, "Waiting without a thread").
+    public func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
+        let id: [UInt8], values: [PGValue]
+        do {
+            (id, values) = try statement(for: event)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        writer.submit(key: id, values: values) { [self] result in
+            completion(Result { () throws(StoreError) in try outcome(result) })
+        }
+    }
+
+    /// The store statement's key (the id's bytes, for the batch's lock order) and its parameters.
+    private func statement(for event: Event) throws(StoreError) -> ([UInt8], [PGValue]) {
         guard let id = EventKey.bytes(event.id) else {
             throw StoreError("the event id is not 64 hex digits")
         }
-        let values: [PGValue] = [
+        return (id, [
             .bytes(id), .text(event.dedupeKey.text), .text(event.source), .text(event.tenant), .text(event.orderRef),
             .text(event.status), .text(String(event.amount)), .text(event.currency), .bytes(Array(event.fingerprint.utf8)),
             .bytes(event.jsonBytes()), .text(String(event.receivedAtMilliseconds)), .text(instance),
             .text(String(maxConflictsPerEvent)), .text(String(maxConflicts)),
-        ]
+        ])
+    }
+
+    /// What the statement's one row says became of the event.
+    private func outcome(_ result: Result<PGRows, PGError>) throws(StoreError) -> StoreOutcome {
         let rows: PGRows
-        switch writer.submit(key: id, values: values) {
+        switch result {
         case .success(let result): rows = result
         case .failure(let error): throw failed(error)
         }

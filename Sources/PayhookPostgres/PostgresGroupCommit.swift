@@ -33,11 +33,15 @@ final class PostgresGroupCommit: @unchecked Sendable {
         let values: [PGValue]
         let deadline: ContinuousClock.Instant
         private let answer = Handoff<Result<PGRows, PGError>>()
+        /// Called with the first answer, when the caller asked not to wait (``submit(key:values:completion:)``).
+        private let completion: (@Sendable (Result<PGRows, PGError>) -> Void)?
 
-        init(key: [UInt8], values: [PGValue], deadline: ContinuousClock.Instant) {
+        init(key: [UInt8], values: [PGValue], deadline: ContinuousClock.Instant,
+             completion: (@Sendable (Result<PGRows, PGError>) -> Void)? = nil) {
             self.key = key
             self.values = values
             self.deadline = deadline
+            self.completion = completion
         }
 
         /// Whether an answer was given already (by its batch, or by the waiter giving up).
@@ -45,15 +49,20 @@ final class PostgresGroupCommit: @unchecked Sendable {
 
         /// The first answer counts; a later one (a batch that finished after its waiter gave up) is dropped.
         func complete(_ outcome: Result<PGRows, PGError>) {
-            answer.give(outcome)
+            if answer.give(outcome) { completion?(outcome) }
+        }
+
+        /// The time after which nobody waits for this request any more: shortly after its deadline, since the
+        /// writer bounds each transaction by the oldest deadline in it.
+        var givenUpAt: DispatchTime {
+            DispatchTime.now() + .nanoseconds(Int(Self.nanoseconds(until: deadline) + 500_000_000))
         }
 
         /// Waits for the answer until shortly after the deadline: the writer bounds each transaction by the
         /// oldest deadline in it, so this only ends early when the writer could not even start one in time
         /// (all busy, or connecting to a server that does not answer).
         func wait() -> Result<PGRows, PGError> {
-            let margin = DispatchTime.now() + .nanoseconds(Int(Self.nanoseconds(until: deadline) + 500_000_000))
-            if let given = answer.wait(until: margin) { return given }
+            if let given = answer.wait(until: givenUpAt) { return given }
             // Given up: a batch that still commits it answers nobody, and the sender's retry is a duplicate.
             answer.give(.failure(PGError(.timeout, "the database did not answer in time")))
             return answer.wait()
@@ -116,6 +125,26 @@ final class PostgresGroupCommit: @unchecked Sendable {
     /// Hands one statement to the writers and blocks until its transaction committed or failed.
     func submit(key: [UInt8], values: [PGValue]) -> Result<PGRows, PGError> {
         let request = Request(key: key, values: values, deadline: pool.deadline())
+        if let refused = enqueue(request) { return .failure(refused) }
+        return request.wait()
+    }
+
+    /// Hands one statement to the writers without waiting: `completion` gets the answer once, from the writer
+    /// that committed it, or a timeout shortly after the deadline when no writer could take it in time (the
+    /// answer the blocking ``submit(key:values:)`` gives then too).
+    func submit(key: [UInt8], values: [PGValue], completion: @escaping @Sendable (Result<PGRows, PGError>) -> Void) {
+        let request = Request(key: key, values: values, deadline: pool.deadline(), completion: completion)
+        if let refused = enqueue(request) {
+            request.complete(.failure(refused))
+            return
+        }
+        DispatchQueue.global().asyncAfter(deadline: request.givenUpAt) {
+            request.complete(.failure(PGError(.timeout, "the database did not answer in time")))
+        }
+    }
+
+    /// Queues `request` and wakes an idle writer; the error when the store is closed.
+    private func enqueue(_ request: Request) -> PGError? {
         let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
             guard !queue.stopping else { return (false, false) }
             queue.pending.append(request)
@@ -123,9 +152,9 @@ final class PostgresGroupCommit: @unchecked Sendable {
             queue.woken += 1
             return (true, true)
         }
-        guard accepted else { return .failure(PGError(.connection, "the database store is closed")) }
+        guard accepted else { return PGError(.connection, "the database store is closed") }
         if wake { wakeUp.signal() }
-        return request.wait()
+        return nil
     }
 
     /// Batch size → count, since the start (tests read it to see that batches form).

@@ -86,20 +86,37 @@ public final class Router: HTTPHandler {
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let response = Handoff<HTTPAnswer>()
+        handle(request) { response.give($0) }
+        return response.wait()()
+    }
+
+    /// The store's answer may come later, from its writer thread (a database's group commit): the listener
+    /// thread is then free for other connections meanwhile, and what follows the store (metrics, the log line,
+    /// the answer's bytes) runs when the answer is made, on a listener thread again (HTTPHandler).
+    public func handle(_ request: HTTPRequest, answer: @escaping @Sendable (@escaping HTTPAnswer) -> Void) {
         let head = request.head
         if head.path == Self.healthPath {
+            let response: HTTPResponse
             do {
                 try store.probe()
-                return Self.plain(200, "ok")
+                response = Self.plain(200, "ok")
             } catch {
                 logger.error("health probe failed", metadata: ["error": "\(error)"])
-                return Self.plain(503, "spool not writable\n", retryAfter: true)
+                response = Self.plain(503, "spool not writable\n", retryAfter: true)
             }
+            answer { response }
+            return
         }
         if head.path == Self.metricsPath {
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+            let response = HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+            answer { response }
+            return
         }
-        guard let source = sources[head.path] else { return Self.plain(404, "not found\n") }
+        guard let source = sources[head.path] else {
+            answer { Self.plain(404, "not found\n") }
+            return
+        }
         let started = ContinuousClock.now
         let callback = CallbackRequest(
             method: head.method, target: head.target, query: head.query, headers: head.headers, body: request.body,
@@ -113,41 +130,54 @@ public final class Router: HTTPHandler {
         case .refused(let refusal):
             log(head, outcome: refusal.outcome, status: refusal.status, level: .warning, started: started, reason: refusal.reason)
             metrics.request(source: verdict.source, tenant: verdict.tenant ?? "", outcome: refusal.outcome, route: source.kind, seconds: Self.seconds(since: head))
-            return Self.response(source.failureAnswer(status: refusal.status, reason: Self.answerReason(refusal.status)))
+            let response = Self.response(source.failureAnswer(status: refusal.status, reason: Self.answerReason(refusal.status)))
+            answer { response }
         case .acknowledged(let reason):
             log(head, outcome: "acknowledged", status: 200, level: .notice, started: started, reason: reason)
             metrics.request(source: verdict.source, tenant: verdict.tenant ?? "", outcome: "acknowledged", route: source.kind, seconds: Self.seconds(since: head))
-            return Self.response(source.successAnswer)
+            let response = Self.response(source.successAnswer)
+            answer { response }
         case .accepted(let event):
-            do {
-                let outcome = try store.store(event)
-                // Invariant 5: a conflict is never delivered again. Whether its audit copy is written now, was
-                // written before, or is dropped over the caps, the stored event is the one that counts and the
-                // sender is told success; only a new copy is worth an error line, since a flood of validly
-                // signed variants must not flood the log either (README, "Defences against attacks").
-                let (label, level, reason): (String, Logger.Level, String?)
-                switch outcome {
-                case .stored: (label, level, reason) = ("accepted", .info, nil)
-                case .duplicate: (label, level, reason) = ("duplicate", .info, nil)
-                case .conflict(let auditFile, .kept):
-                    (label, level, reason) = ("conflict", .error, "same dedupe key, different verified fields; kept as \(auditFile ?? "?"), not delivered")
-                case .conflict(let auditFile, .repeated):
-                    (label, level, reason) = ("conflict_repeated", .info, "same conflicting content as \(auditFile ?? "?"); not delivered")
-                case .conflict(_, .dropped):
-                    (label, level, reason) = ("conflict_dropped", .notice, "conflict over max_conflicts_per_event or max_conflicts; counted, not kept, not delivered")
-                }
-                metrics.request(source: event.source, tenant: event.tenant, outcome: label, route: source.kind, seconds: Self.seconds(since: head))
-                if let position = event.secretPosition { metrics.verified(source: event.source, tenant: event.tenant, position: position) }
-                log(head, outcome: label, status: 200, level: level, event: event, started: started, reason: reason)
-                return Self.response(source.successAnswer)
-            } catch {
-                log(head, outcome: "storage_error", status: 503, level: .error, event: event, started: started, reason: "\(error)")
-                metrics.request(source: event.source, tenant: event.tenant, outcome: "storage_error", route: source.kind, seconds: Self.seconds(since: head))
-                metrics.storageError(Self.errnoName(error.errno))
-                var response = Self.response(source.failureAnswer(status: 503, reason: Self.answerReason(503)))
-                response.headers.append((name: "Retry-After", value: "30"))
-                return response
+            store.store(event) { [self] result in
+                answer { self.stored(result, event: event, head: head, source: source, started: started) }
             }
+        }
+    }
+
+    /// The answer to a verified event once its store finished: success only for a stored event (or a duplicate
+    /// or conflict of one), 503 with Retry-After when it may not be durable.
+    private func stored(
+        _ result: Result<StoreOutcome, StoreError>, event: Event, head: HTTPRequestHead, source: any CallbackSource,
+        started: ContinuousClock.Instant
+    ) -> HTTPResponse {
+        switch result {
+        case .success(let outcome):
+            // Invariant 5: a conflict is never delivered again. Whether its audit copy is written now, was
+            // written before, or is dropped over the caps, the stored event is the one that counts and the
+            // sender is told success; only a new copy is worth an error line, since a flood of validly
+            // signed variants must not flood the log either (README, "Defences against attacks").
+            let (label, level, reason): (String, Logger.Level, String?)
+            switch outcome {
+            case .stored: (label, level, reason) = ("accepted", .info, nil)
+            case .duplicate: (label, level, reason) = ("duplicate", .info, nil)
+            case .conflict(let auditFile, .kept):
+                (label, level, reason) = ("conflict", .error, "same dedupe key, different verified fields; kept as \(auditFile ?? "?"), not delivered")
+            case .conflict(let auditFile, .repeated):
+                (label, level, reason) = ("conflict_repeated", .info, "same conflicting content as \(auditFile ?? "?"); not delivered")
+            case .conflict(_, .dropped):
+                (label, level, reason) = ("conflict_dropped", .notice, "conflict over max_conflicts_per_event or max_conflicts; counted, not kept, not delivered")
+            }
+            metrics.request(source: event.source, tenant: event.tenant, outcome: label, route: source.kind, seconds: Self.seconds(since: head))
+            if let position = event.secretPosition { metrics.verified(source: event.source, tenant: event.tenant, position: position) }
+            log(head, outcome: label, status: 200, level: level, event: event, started: started, reason: reason)
+            return Self.response(source.successAnswer)
+        case .failure(let error):
+            log(head, outcome: "storage_error", status: 503, level: .error, event: event, started: started, reason: "\(error)")
+            metrics.request(source: event.source, tenant: event.tenant, outcome: "storage_error", route: source.kind, seconds: Self.seconds(since: head))
+            metrics.storageError(Self.errnoName(error.errno))
+            var response = Self.response(source.failureAnswer(status: 503, reason: Self.answerReason(503)))
+            response.headers.append((name: "Retry-After", value: "30"))
+            return response
         }
     }
 

@@ -15,6 +15,11 @@ public protocol EventStore: Sendable {
     /// - Throws: when the event may not be durable; the caller answers "try again".
     func store(_ event: Event) throws(StoreError) -> StoreOutcome
 
+    /// ``store(_:)`` whose result is handed to `completion` exactly once, on any thread, now or later. A store
+    /// whose writes wait for a batch (a database's group commit) answers from its writer, so that the caller's
+    /// thread is not held meanwhile. The default stores at once and calls `completion` before returning.
+    func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void)
+
     /// Checks that a store would succeed now (for `/healthz`), without storing anything.
     func probe() throws(StoreError)
 
@@ -35,6 +40,12 @@ public protocol EventStore: Sendable {
 
     /// Ends every write; later calls throw. Safe to call twice.
     func close()
+}
+
+extension EventStore {
+    public func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
+        completion(Result { () throws(StoreError) in try store(event) })
+    }
 }
 
 /// The caps on audit copies of conflicting variants, the same for every store: a flood of validly signed variants
