@@ -1169,7 +1169,7 @@ def main():
                     help="distinct v3 notifications the v3dup workload cycles over (default 1: one notification)")
     ap.add_argument("--payhook-threads", type=int, default=32)
     ap.add_argument("--pg-threads", type=int,
-                    help="threads of the payhook on postgres (default: payhook's own default for that store, 64)")
+                    help="threads of the payhook on postgres (default: payhook's own default for that store: two per core, 8 to 64)")
     ap.add_argument("--pg-connections", type=int,
                     help="[store] connections for the PostgreSQL workloads (default: payhook's, one per listener thread)")
     ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")

@@ -1,3 +1,4 @@
+import Foundation
 import PayhookCore
 public import PayhookHTTP
 import PayhookStore
@@ -68,15 +69,20 @@ public struct Config: Sendable, Equatable {
     /// each number, in PayhookHTTP, where the reasons for them are.
     public static let listenerDefaults = HTTPLimits()
 
-    /// `threads` when the file does not set it: the listener's default on the spool, 64 on PostgreSQL.
+    /// `threads` when the file does not set it: the listener's default on the spool; on PostgreSQL two per
+    /// core of this machine, at least 8 and at most 64.
     ///
-    /// On PostgreSQL a store waits for a commit that one of the writer sessions makes (docs/durability.md
-    /// §11.3), so a listener thread spends that time idle, and a connection that shares its thread with
-    /// another waits for the other's commit too. One thread per connection up to 64 removes that wait:
-    /// measured at 64 connections on the bench VM, p99 25–48 ms with 64 threads against 38–108 ms with 32
-    /// (bench/README.md, "PostgreSQL, measured").
+    /// On PostgreSQL a request waiting for its group commit parks its connection, not its thread
+    /// (docs/architecture.md, "Waiting without a thread"), so threads only do work: parsing, verifying,
+    /// answering. More of them than the cores can run only adds context switches; on the 2-core bench VM 4, 8,
+    /// 16 and 64 threads all held p99 under 50 ms at 64 connections (bench/README.md, "PostgreSQL, measured").
     public static func defaultThreads(for store: StoreChoice) -> Int {
-        if case .postgres = store { return 64 }
+        defaultThreads(for: store, cores: ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// ``defaultThreads(for:)`` on a machine with `cores` cores.
+    public static func defaultThreads(for store: StoreChoice, cores: Int) -> Int {
+        if case .postgres = store { return min(64, max(8, 2 * cores)) }
         return listenerDefaults.threads
     }
     public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
