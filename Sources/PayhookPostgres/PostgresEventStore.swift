@@ -36,7 +36,7 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     /// first two).
     ///
     /// `settings.connections` is the number of writer sessions (group commit, below); `maxBatch` the most
-    /// callbacks one transaction carries, at most one per listener thread since each waits for its own.
+    /// callbacks one transaction carries (``maxBatch(connections:)``).
     public init(
         settings: PGSettings, instance: String, maxBatch: Int = 64, maxConflictsPerEvent: Int = ConflictCaps.defaultPerEvent,
         maxConflicts: Int = ConflictCaps.defaultTotal, logger: Logger
@@ -63,6 +63,11 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     /// Writers when `[store] connections` is not set: two, so that one batch is being built and sent while the
     /// other waits for its commit (bench/README.md, "PostgreSQL, measured").
     public static func defaultWriters(threads: Int) -> Int { min(2, max(1, threads)) }
+
+    /// The most callbacks one transaction carries: one per open connection can be waiting (a waiting request
+    /// parks its connection, not its thread: docs/architecture.md, "Waiting without a thread"), up to 128, the
+    /// spool's batch too; a larger batch only makes one transaction's locks and WAL longer.
+    public static func maxBatch(connections: Int) -> Int { min(128, max(1, connections)) }
 
 
     static let storeStatement = """

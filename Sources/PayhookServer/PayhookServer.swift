@@ -48,7 +48,8 @@ public final class PayhookServer: Sendable {
                     settings: PGSettings(
                         conninfo: database.url.value, connections: database.connections ?? PostgresEventStore.defaultWriters(threads: config.threads),
                         statementTimeoutSeconds: Double(database.timeoutSeconds)),
-                    instance: database.instance ?? Self.defaultInstance(), maxBatch: config.threads,
+                    instance: database.instance ?? Self.defaultInstance(),
+                    maxBatch: PostgresEventStore.maxBatch(connections: config.maxConnections),
                     maxConflictsPerEvent: config.maxConflictsPerEvent, maxConflicts: config.maxConflicts, logger: logger)
             } catch {
                 throw StartError(description: "cannot open the database store (\(database.origin)): \(error)")
