@@ -94,18 +94,20 @@ extension PayhookServer {
     public func reload(overrides: (inout Config) -> Void = { _ in }) -> ReloadResult {
         let started = ContinuousClock.now
         let current = reloadState.withLock { $0.config }
+        // The reasons name the file, the line and the problem; they never quote a secret (check-config prints
+        // the loader's sentences, README "Configuration"; GnuTLS's never show the files).
+        func failed(_ reason: String) -> ReloadResult {
+            reloadState.withLock { $0.failed += 1 }
+            logger.error(
+                "reload failed, still serving with the previous tenants, keys and certificate",
+                metadata: ["config": "\(current.file)", "reason": "\(reason)"])
+            return .failed(reason: reason)
+        }
         let loaded: ConfigLoader.Loaded
         do {
             loaded = try ConfigFile.load(path: current.file)
         } catch {
-            // The loader's messages name the file, the line and the problem; they never quote a secret
-            // (check-config prints the same sentences, README "Configuration").
-            let reason = error.description
-            reloadState.withLock { $0.failed += 1 }
-            logger.error(
-                "reload failed, still serving with the previous tenants and keys",
-                metadata: ["config": "\(current.file)", "reason": "\(reason)"])
-            return .failed(reason: reason)
+            return failed(error.description)
         }
         for warning in loaded.warnings { logger.warning("\(warning)") }
         var fresh = loaded.config
@@ -117,12 +119,7 @@ extension PayhookServer {
             do {
                 try http.replaceCertificates(with: tls)
             } catch {
-                let reason = error.description
-                reloadState.withLock { $0.failed += 1 }
-                logger.error(
-                    "reload failed, still serving with the previous tenants, keys and certificate",
-                    metadata: ["config": "\(current.file)", "reason": "\(reason)"])
-                return .failed(reason: reason)
+                return failed(error.description)
             }
         }
         // Building the sources cannot fail: the loader has read and checked every secret, key and certificate.
