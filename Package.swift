@@ -107,7 +107,7 @@ let package = Package(
         // "payhook" is not imported: it is here so that `swift test` builds the binary the process tests run.
         .testTarget(
             name: "PayhookServerTests",
-            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookPostgres", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
+            dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpool", "PayhookStore", "PayhookHTTP", "PayhookPostgres", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", "PayhookLock", "PayhookTestSupport", "payhook", logging, inMemoryLogging]
         ),
     ]
 )

@@ -58,6 +58,9 @@ final class PostgresGroupCommit: @unchecked Sendable {
             DispatchTime.now() + .nanoseconds(Int(Self.nanoseconds(until: deadline) + 500_000_000))
         }
 
+        /// Whether ``givenUpAt`` has passed.
+        var givenUp: Bool { ContinuousClock.now > deadline + .milliseconds(500) }
+
         /// Waits for the answer until shortly after the deadline: the writer bounds each transaction by the
         /// oldest deadline in it, so this only ends early when the writer could not even start one in time
         /// (all busy, or connecting to a server that does not answer).
@@ -77,6 +80,9 @@ final class PostgresGroupCommit: @unchecked Sendable {
 
     private struct Queue {
         var pending: [Request] = []
+        /// Requests submitted without waiting and not answered yet, pending or in a batch: the sweeper answers
+        /// those whose time is up (``submit(key:values:completion:)``).
+        var unwaited: [Request] = []
         var stopping = false
         /// Writers waiting for work, and the wake-ups sent to them and not yet taken: a store wakes a writer only
         /// when one is idle and not already woken, so a batch of k costs one wake-up, not k (on a loaded 2-core
@@ -98,6 +104,10 @@ final class PostgresGroupCommit: @unchecked Sendable {
     private let wakeUp = DispatchSemaphore(value: 0)
     /// Signalled by each writer when it exits.
     private let exited = DispatchSemaphore(value: 0)
+    /// Signalled at stop, to end the sweeper.
+    private let sweeperStop = DispatchSemaphore(value: 0)
+    /// How often the sweeper looks for requests whose time is up.
+    static let sweepInterval = DispatchTimeInterval.milliseconds(250)
 
     /// `pool` opens the writers' sessions (set up like every other payhook session) and gives the deadlines.
     init(pool: PGPool, writers: Int, maxBatch: Int, statementName: String, statement: String, logger: Logger) {
@@ -120,6 +130,27 @@ final class PostgresGroupCommit: @unchecked Sendable {
                 exited.signal()
             }
         }
+        do {
+            _ = try startDetachedThread { [self] in
+                while sweeperStop.wait(timeout: .now() + Self.sweepInterval) == .timedOut { sweep() }
+            }
+        } catch {
+            logger.critical("cannot start the database writers' sweeper (error \(error.code)): a store nobody takes waits until the writers come back")
+        }
+    }
+
+    /// Answers "try again" to every unwaited request whose time is up, and forgets the answered ones. One
+    /// thread for all of them rather than a timer per request: a timer would keep its request's statement
+    /// (the event's bytes) alive until it fired, seconds after the answer, which at thousands of callbacks
+    /// per second is tens of megabytes.
+    func sweep() {
+        let expired = queue.withLock { queue -> [Request] in
+            queue.unwaited.removeAll { $0.answered }
+            return queue.unwaited.filter(\.givenUp)
+        }
+        for request in expired {
+            request.complete(.failure(PGError(.timeout, "the database did not answer in time")))
+        }
     }
 
     /// Hands one statement to the writers and blocks until its transaction committed or failed.
@@ -134,20 +165,17 @@ final class PostgresGroupCommit: @unchecked Sendable {
     /// answer the blocking ``submit(key:values:)`` gives then too).
     func submit(key: [UInt8], values: [PGValue], completion: @escaping @Sendable (Result<PGRows, PGError>) -> Void) {
         let request = Request(key: key, values: values, deadline: pool.deadline(), completion: completion)
-        if let refused = enqueue(request) {
+        if let refused = enqueue(request, unwaited: true) {
             request.complete(.failure(refused))
-            return
-        }
-        DispatchQueue.global().asyncAfter(deadline: request.givenUpAt) {
-            request.complete(.failure(PGError(.timeout, "the database did not answer in time")))
         }
     }
 
     /// Queues `request` and wakes an idle writer; the error when the store is closed.
-    private func enqueue(_ request: Request) -> PGError? {
+    private func enqueue(_ request: Request, unwaited: Bool = false) -> PGError? {
         let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
             guard !queue.stopping else { return (false, false) }
             queue.pending.append(request)
+            if unwaited { queue.unwaited.append(request) }
             guard queue.idle > queue.woken else { return (true, false) }
             queue.woken += 1
             return (true, true)
@@ -156,6 +184,9 @@ final class PostgresGroupCommit: @unchecked Sendable {
         if wake { wakeUp.signal() }
         return nil
     }
+
+    /// Unwaited requests the sweeper still holds (tests read it: answered ones are forgotten at the next sweep).
+    var unwaitedCount: Int { queue.withLock { $0.unwaited.count } }
 
     /// Batch size → count, since the start (tests read it to see that batches form).
     var histogram: [Int: Int] { queue.withLock { $0.histogram } }
@@ -174,6 +205,7 @@ final class PostgresGroupCommit: @unchecked Sendable {
             request.complete(.failure(PGError(.connection, "the database store is closed")))
         }
         guard !wasStopping else { return }
+        sweeperStop.signal()
         for _ in 0..<writers { wakeUp.signal() }
         let until = DispatchTime.now() + .nanoseconds(Int(pool.settings.statementTimeoutSeconds * 1e9) + 1_000_000_000)
         for _ in 0..<writers where exited.wait(timeout: until) == .timedOut {

@@ -1,6 +1,8 @@
 import Foundation
 import PayhookConfig
 import PayhookCore
+import Logging
+import PayhookLock
 import PayhookTestSupport
 import Testing
 
@@ -12,6 +14,28 @@ import Testing
     static func database(_ cluster: PostgresCluster, _ prefix: String) throws -> (conninfo: String, name: String) {
         let conninfo = try cluster.createDatabase(prefix)
         return (conninfo, String(conninfo.split(separator: "=").last!))
+    }
+
+    /// A store submitted without waiting that no writer takes in time (here: no writer runs at all) is answered
+    /// "try again" by the sweeper once its deadline and half a second have passed, not before; the sweeper then
+    /// forgets it, so nothing keeps its statement alive.
+    @Test func anUntakenUnwaitedStoreTimesOutAtItsDeadline() throws {
+        let pool = PGPool(PGSettings(conninfo: "host=/nonexistent dbname=none", connections: 1, statementTimeoutSeconds: 0.2),
+                          setUp: PostgresSession.setUp)
+        let commit = PostgresGroupCommit(pool: pool, writers: 1, maxBatch: 8, statementName: "s", statement: "SELECT 1", logger: .init(label: "test"))
+        let answer = Locked<Result<PGRows, PGError>?>(nil)
+        commit.submit(key: [1], values: []) { result in answer.withLock { $0 = result } }
+        commit.sweep()
+        #expect(answer.withLock { $0 } == nil, "answered before its deadline")
+        #expect(commit.unwaitedCount == 1)
+        usleep(800_000)
+        commit.sweep()
+        guard case .failure(let error) = try #require(answer.withLock { $0 }) else {
+            Issue.record("answered with rows"); return
+        }
+        #expect(error.kind == .timeout)
+        commit.sweep()
+        #expect(commit.unwaitedCount == 0)
     }
 
     /// A database default that could cancel a commit's wait (`statement_timeout`) or return before the commit is
