@@ -1171,7 +1171,7 @@ def main():
     ap.add_argument("--pg-threads", type=int,
                     help="threads of the payhook on postgres (default: payhook's own default for that store: two per core, 8 to 64)")
     ap.add_argument("--pg-connections", type=int,
-                    help="[store] connections for the PostgreSQL workloads (default: payhook's, one per listener thread)")
+                    help="[store] connections for the PostgreSQL workloads (default: payhook's, two writer sessions)")
     ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")
     ap.add_argument("--rate-duration", type=int, help="seconds per fixed-rate run (full 6, quick 3)")
     ap.add_argument("--rate-conns", type=int, default=64)
