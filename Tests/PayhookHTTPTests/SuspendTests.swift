@@ -59,7 +59,7 @@ struct SuspendTests {
         let handler = LaterHandler()
         var limits = HTTPLimits.test
         limits.threads = 1
-        let server = try HTTPServer(listen: ListenAddress(host: "127.0.0.1", port: 0), limits: limits, handler: handler, logger: testLogger)
+        let server = try startServer(limits: limits, handler: handler)
         let port = server.boundAddress.port
 
         let waiting = try RawClient(port: port)
@@ -86,7 +86,7 @@ struct SuspendTests {
     @Test("30 parked at once on two threads, answered together: every connection gets its own answer")
     func manyParked() throws {
         let handler = LaterHandler()
-        let parkedServer = try HTTPServer(listen: ListenAddress(host: "127.0.0.1", port: 0), limits: .test, handler: handler, logger: testLogger)
+        let parkedServer = try startServer(handler: handler)
         let port = parkedServer.boundAddress.port
         let clients = try (0..<30).map { _ in try RawClient(port: port) }
         for client in clients { client.send("GET /later HTTP/1.1\r\nHost: x\r\n\r\n") }
@@ -102,7 +102,7 @@ struct SuspendTests {
     @Test("stopping with a request still parked past the grace: answered 503 or closed, no abort, and the late answer is dropped")
     func stopWithAParkedRequest() throws {
         let handler = LaterHandler()
-        let server = try HTTPServer(listen: ListenAddress(host: "127.0.0.1", port: 0), limits: .test, handler: handler, logger: testLogger)
+        let server = try startServer(handler: handler)
         let port = server.boundAddress.port
         let waiting = try RawClient(port: port)
         waiting.send("GET /later HTTP/1.1\r\nHost: x\r\n\r\n")

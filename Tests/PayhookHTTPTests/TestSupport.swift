@@ -83,7 +83,7 @@ extension HTTPLimits {
 func startServer(
     host: String = "127.0.0.1",
     limits: HTTPLimits = .test,
-    handler: TestHandler = TestHandler()
+    handler: any HTTPHandler = TestHandler()
 ) throws -> HTTPServer {
     try HTTPServer(listen: ListenAddress(host: host, port: 0), limits: limits, handler: handler, logger: testLogger)
 }
