@@ -51,6 +51,9 @@ build: system-libs
 	$(SWIFT) build
 
 run: build
+	@# git keeps no permission bits but x: the demo's secret files are checked out readable by everyone, which
+	@# check-config and serve warn about (docs/deploy.md §1).
+	chmod go-rwx Fixtures/secrets/*
 	$(SWIFT) run payhook serve --config $(CONFIG)
 
 # Every cited document is a file of the repository (.ci/check-citations.py), every target imports exactly what

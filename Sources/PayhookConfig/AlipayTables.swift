@@ -10,7 +10,6 @@ extension TenantTables {
         read: { loader, table, c, config in
             if let tenant = loader.alipayTenant(table, &c) { config.alipay.append(tenant) }
         },
-        routes: { config in config.alipay.map { Route(path: $0.path, key: $0.appID, line: $0.line) } },
         check: { _, _ in })
 }
 

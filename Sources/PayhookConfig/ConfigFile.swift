@@ -3,7 +3,14 @@ public import Foundation
 /// Reads a config file from disk with the process environment: the I/O half of `ConfigLoader`.
 public enum ConfigFile {
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> ConfigLoader.Loaded {
-        try ConfigLoader(readFile: readFile, environment: environment).load(path: path)
+        try ConfigLoader(readFile: readFile, environment: environment, fileMode: fileMode).load(path: path)
+    }
+
+    /// A file's permission bits from stat(2), or nil when it cannot be examined.
+    @Sendable public static func fileMode(_ path: String) -> UInt32? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt32(info.st_mode) & 0o7777
     }
 
     /// Reads a whole file; the error is the system's sentence ("No such file or directory", "Is a

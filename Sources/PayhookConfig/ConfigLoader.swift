@@ -17,16 +17,29 @@ public struct ConfigLoader: Sendable {
     /// The time now, Unix seconds: what a certificate's validity period is judged against when the config is
     /// loaded. The system's clock by default (``ConfigLoader/systemNow()``); tests pass a fixed one.
     public var now: @Sendable () -> Int64
+    /// The permission bits of a file (`st_mode & 0o7777`), or nil when they cannot be known: a secret file that
+    /// every user may read is warned about. ``ConfigFile`` passes stat(2)'s; by default nothing is known.
+    public var fileMode: @Sendable (String) -> UInt32?
 
     public init(
         readFile: @escaping @Sendable (String) throws -> [UInt8], environment: [String: String],
         checkListen: @escaping @Sendable (String) -> String? = ConfigLoader.listenAddressProblem,
-        now: @escaping @Sendable () -> Int64 = ConfigLoader.systemNow
+        now: @escaping @Sendable () -> Int64 = ConfigLoader.systemNow,
+        fileMode: @escaping @Sendable (String) -> UInt32? = { _ in nil }
     ) {
         self.readFile = readFile
         self.environment = environment
         self.checkListen = checkListen
         self.now = now
+        self.fileMode = fileMode
+    }
+
+    /// Warns when the secret file `path` (named by `key`) can be read by other users than its owner and group:
+    /// anyone with a shell on the host could then forge callbacks that payhook accepts (docs/deploy.md §1, secret files).
+    func warnIfOthersCanRead(_ path: String, key: String, line: Int?, _ c: inout Context) {
+        guard let mode = fileMode(path), mode & 0o004 != 0 else { return }
+        let octal = String(mode & 0o777, radix: 8)
+        c.warn(line, "\(key) \(path) can be read by every user on this host (mode 0\(octal)); chmod o-r it (0600, or 0640 with payhook's group)")
     }
 
     /// Why the listener would refuse `text` as a `listen` address, or nil.
@@ -166,14 +179,18 @@ public struct ConfigLoader: Sendable {
         if config.maxConnections < config.threads {
             c.error(root["max_connections"]?.line ?? root["threads"]?.line, "max_connections (\(config.maxConnections)) must be at least threads (\(config.threads))")
         }
+        var routes: [(kind: TenantTables, routes: [TenantTables.Route])] = []
         for kind in Self.tenantTables {
-            for table in tables(root, kind.name, &c) { kind.read(self, table, &c, &config) }
+            let found = tables(root, kind.name, &c)
+            for table in found { kind.read(self, table, &c, &config) }
+            routes.append((kind, found.compactMap { Self.route(of: $0, routingKey: kind.routingKey) }))
         }
         if !Self.tenantTables.contains(where: { root.keys.contains($0.name) }) {
             let names = Self.tenantTables.map { "[[\($0.name)]]" }.joined(separator: " or ")
             c.error(nil, "no \(names) table: payhook would have nothing to receive")
         }
-        checkRoutes(config, &c)
+        checkRoutes(routes, &c)
+        for kind in Self.tenantTables { kind.check(config, &c) }
         return config
     }
 
@@ -237,6 +254,7 @@ public struct ConfigLoader: Sendable {
                 c.error(node.line, "\(names.file) \(path) is not UTF-8 text")
                 return nil
             }
+            warnIfOthersCanRead(path, key: names.file, line: node.line, &c)
             text = decoded
         default:
             origin = "\(names.env) \(value)"
@@ -297,11 +315,20 @@ public struct ConfigLoader: Sendable {
         }
     }
 
-    private func checkRoutes(_ config: Config, _ c: inout Context) {
+    /// Where a table claims to be reached, read from the table itself rather than from the tenant it became:
+    /// a table with an error elsewhere (a bad key, a typo) still claims its path, and `check-config` shows a
+    /// clash with another table together with that error instead of only after it is fixed. nil when the path
+    /// or the routing value is not a string; that is reported by the table's own reader.
+    static func route(of table: TOMLTable, routingKey: String) -> TenantTables.Route? {
+        guard case .string(let path)? = table["path"]?.value, case .string(let key)? = table[routingKey]?.value else { return nil }
+        return TenantTables.Route(path: path, key: key, line: table.line)
+    }
+
+    private func checkRoutes(_ all: [(kind: TenantTables, routes: [TenantTables.Route])], _ c: inout Context) {
         // One tenant per path and routing value: the request's routing field picks exactly one table.
-        for kind in Self.tenantTables {
+        for (kind, routes) in all {
             var seen: [String: Int] = [:]
-            for route in kind.routes(config) {
+            for route in routes {
                 let key = route.path + "\u{0}" + route.key
                 if let first = seen[key] {
                     c.error(route.line, "[[\(kind.name)]] path '\(route.path)' with \(kind.routingKey) '\(route.key)' is already claimed by the table at line \(first)")
@@ -309,12 +336,10 @@ public struct ConfigLoader: Sendable {
                     seen[key] = route.line
                 }
             }
-            kind.check(config, &c)
         }
         // One path, one kind of sender: the answer format and method depend on it.
         var claimed: [String: (kind: String, line: Int)] = [:]
-        for kind in Self.tenantTables {
-            let routes = kind.routes(config)
+        for (kind, routes) in all {
             for route in routes {
                 if let first = claimed[route.path], first.kind != kind.name {
                     c.error(route.line, "[[\(kind.name)]] path '\(route.path)' is already used by the [[\(first.kind)]] table at line \(first.line)")
@@ -426,6 +451,7 @@ public struct ConfigLoader: Sendable {
                 c.error(node.line, "\(name): \(path) is not \(kind)")
                 continue
             }
+            if name == "tls_key_file" { warnIfOthersCanRead(path, key: name, line: node.line, &c) }
             texts.append(text)
         }
         guard texts.count == 2, let certPath = config.tlsCertFile, let keyPath = config.tlsKeyFile else { return }

@@ -15,11 +15,10 @@ struct TenantTables: Sendable {
 
     /// The table name: `[[name]]`.
     let name: String
-    /// The config key holding the routing value, for messages.
+    /// The config key holding the routing value: read from each table for the route checks, and named in their messages.
     let routingKey: String
     /// Reads one table into `config`, or reports why it cannot.
     let read: @Sendable (ConfigLoader, TOMLTable, inout ConfigLoader.Context, inout Config) -> Void
-    let routes: @Sendable (Config) -> [Route]
     /// Checks that need every tenant of this kind at once.
     let check: @Sendable (Config, inout ConfigLoader.Context) -> Void
 }

@@ -9,7 +9,6 @@ extension TenantTables {
         read: { loader, table, c, config in
             if let tenant = loader.unifiedTenant(table, &c) { config.unified.append(tenant) }
         },
-        routes: { config in config.unified.map { Route(path: $0.path, key: $0.domainCode, line: $0.line) } },
         check: { _, _ in })
 }
 

@@ -9,7 +9,6 @@ extension TenantTables {
         read: { loader, table, c, config in
             if let tenant = loader.wechatTenant(table, &c) { config.wechat.append(tenant) }
         },
-        routes: { config in config.wechat.map { Route(path: $0.path, key: $0.mchID, line: $0.line) } },
         check: { config, c in ConfigLoader.checkSharedKeys(config.wechat, &c) })
 }
 
@@ -26,7 +25,13 @@ extension ConfigLoader {
         let signTypes = names(
             table, "sign_types", default: Set(WeChatSignType.allCases), parse: { WeChatSignType(rawValue: $0) },
             allowed: WeChatSignType.allCases.map(\.rawValue), &c)
-        let keys = loadSecrets(table, names: ("api_key", "api_key_file", "api_key_env"), what: "[[wechat]]", &c)
+        // An APIv2 key is always 32 characters (docs/protocols.md §4, the signing steps). Any other
+        // length is a paste gone wrong (a quote, a prefix, half a key), and every notification would fail its
+        // signature; the message names the line of the key, never its length or content.
+        let keys = loadSecrets(
+            table, names: ("api_key", "api_key_file", "api_key_env"), what: "[[wechat]]",
+            check: { $0.unicodeScalars.count == 32 ? nil : "an APIv2 key is 32 characters long and this one is not, so every notification would fail its signature" },
+            &c)
         guard c.issues.count == before, let path, let mchID, let keys, let signTypes else { return nil }
         return WeChatTenant(path: path, mchID: mchID, appID: appID, keys: keys, signTypes: signTypes, line: table.line)
     }

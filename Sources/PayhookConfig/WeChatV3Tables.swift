@@ -12,7 +12,6 @@ extension TenantTables {
         read: { loader, table, c, config in
             if let tenant = loader.wechatV3Tenant(table, &c) { config.wechatV3.append(tenant) }
         },
-        routes: { config in config.wechatV3.map { Route(path: $0.path, key: $0.mchID, line: $0.line) } },
         check: { _, _ in })
 }
 

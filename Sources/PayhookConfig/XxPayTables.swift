@@ -9,7 +9,6 @@ extension TenantTables {
         read: { loader, table, c, config in
             if let tenant = loader.xxpayTenant(table, &c) { config.xxpay.append(tenant) }
         },
-        routes: { config in config.xxpay.map { Route(path: $0.path, key: $0.mchID, line: $0.line) } },
         check: { _, _ in })
 
     /// `[[jeepay]]`: apps of Jeepay merchants, routed by the notification's `appId` (docs/contract.md §3.5).
@@ -18,7 +17,6 @@ extension TenantTables {
         read: { loader, table, c, config in
             if let tenant = loader.jeepayTenant(table, &c) { config.jeepay.append(tenant) }
         },
-        routes: { config in config.jeepay.map { Route(path: $0.path, key: $0.appID, line: $0.line) } },
         check: { _, _ in })
 }
 

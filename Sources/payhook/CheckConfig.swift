@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PayhookConfig
 import PayhookHTTP
 
@@ -31,12 +32,22 @@ struct CheckConfig: ParsableCommand {
         // The database's URL is a secret: only where it comes from is shown.
         let store: String
         switch c.store {
-        case .spool: store = "spool \(c.spool)"
+        case .spool: store = "spool \(Self.absolute(c.spool))"
         case .postgres(let database): store = "store postgres (\(database.origin))"
         }
         let proxies = c.trustedProxies.isEmpty ? "" : ", trusted_proxies \(c.trustedProxies.blocks.map(\.description).joined(separator: " "))"
         // The certificate's path only: its fingerprint is logged by serve, and the key is never shown.
         let tls = c.tlsCertFile.map { ", tls \($0)" } ?? ""
         Output.out("\(config): ok (listen \(c.listenAddresses.joined(separator: " ")), \(store)\(proxies)\(tls), \(tenants) tenants)")
+    }
+
+    /// The spool as serve will open it from this folder: a relative `spool` is relative to the config file's
+    /// folder (docs/contract.md §2), and that folder relative to where payhook starts; printed whole, so an
+    /// operator sees the very folder a consumer must be given.
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        let here = FileManager.default.currentDirectoryPath
+        let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        return here.hasSuffix("/") ? here + relative : here + "/" + relative
     }
 }

@@ -319,7 +319,11 @@ import Testing
         tables.map { "[[wechat]]\npath = \"\($0.path)\"\nmch_id = \"\($0.mchID)\"\napi_key_env = \"\($0.key)\"\n" }.joined(separator: "\n")
     }
 
-    static let env = ["KEY_A": "aaaa\nshared-key", "KEY_B": "shared-key", "KEY_C": "cccc"]
+    // APIv2 keys are 32 characters (ConfigLoader refuses others).
+    static let env = [
+        "KEY_A": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nshared-key-0123456789abcdefghijk", "KEY_B": "shared-key-0123456789abcdefghijk",
+        "KEY_C": "cccccccccccccccccccccccccccccccc",
+    ]
 
     static func load(_ text: String) throws(ConfigError) -> ConfigLoader.Loaded {
         try ConfigLoaderTests.loader(env: Self.env).load(text: text, path: "/etc/payhook/p.toml")

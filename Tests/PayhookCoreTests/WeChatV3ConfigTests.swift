@@ -403,10 +403,12 @@ import Testing
 
     @Test func theDemoConfigLoadsWithItsV3Table() throws {
         let loaded = try ConfigFile.load(path: repositoryRoot + "/Fixtures/demo.toml", environment: [:])
-        // The one warning is the Alipay sandbox certificate of vector A-3, expired since 2024 and kept on purpose
-        // (Fixtures/alipay/README.md).
-        #expect(loaded.warnings.count == 1)
-        #expect(loaded.warnings.allSatisfy { $0.description.contains("a3-alipay-public-cert.crt") && $0.description.contains("is expired") })
+        // The one warning about the config itself is the Alipay sandbox certificate of vector A-3, expired since
+        // 2024 and kept on purpose (Fixtures/alipay/README.md). Whether the demo's secret files are warned about
+        // as readable by everyone depends on the checkout's umask (`make run` makes them private).
+        let warnings = loaded.warnings.filter { !$0.message.contains("can be read by every user") }
+        #expect(warnings.count == 1)
+        #expect(warnings.allSatisfy { $0.description.contains("a3-alipay-public-cert.crt") && $0.description.contains("is expired") })
         let c = loaded.config
         #expect(c.unified.count == 2 && c.wechat.count == 1)
         let t = try #require(c.wechatV3.first)

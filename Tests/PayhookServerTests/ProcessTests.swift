@@ -13,10 +13,11 @@ struct ProcessTests {
         var stderr: String
     }
 
-    static func run(_ arguments: [String], timeout: TimeInterval = 30) throws -> Run {
+    static func run(_ arguments: [String], timeout: TimeInterval = 30, directory: String? = nil) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try payhookBinary())
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
@@ -153,7 +154,8 @@ struct ProcessTests {
             "\(file):7: platform certificate \(keys)/go-sdk/wechatpay_certificate.pem has serial D7CE59D1F522D701, as \(keys)/go-sdk/wechatpay_certificate.pem does",
             "\(file):13: api_v3_key_file \(dir.path)/v3.key, line 2: not 32 bytes",
             "\(file):10: [[wechat_v3]] needs public_key_file + public_key_id, platform_cert_files, or both",
-            "\(file): 7 problems found",
+            "\(file):10: [[wechat_v3]] path '/notify/wechatpay' with mch_id '1900000100' is already claimed by the table at line 1",
+            "\(file): 8 problems found",
         ]
         for line in expected {
             #expect(result.stderr.contains(line), "missing: \(line)\n\(result.stderr)")
