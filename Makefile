@@ -7,7 +7,7 @@ APT_PACKAGES := libmicrohttpd-dev libgnutls28-dev libssl-dev libpq-dev pkg-confi
 TEST_APT_PACKAGES := postgresql postgresql-contrib nginx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps system-libs test-deps build run test crash-test fuzz bench clean release install deb
+.PHONY: deps system-libs test-deps build run test crash-test fuzz bench clean distclean release install deb
 
 # Installs the three C libraries' -dev packages (and pkg-config) when any is missing.
 deps:
@@ -175,5 +175,10 @@ deb: release
 		-e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)|" packaging/debian/control.in > $(DEB_ROOT)/DEBIAN/control
 	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $(DIST)/payhook_$(VERSION)_$$(dpkg --print-architecture).deb
 
+# clean removes what running payhook left in the working tree (the demo spool, bench data) and keeps the
+# build, which takes minutes to redo; distclean removes the builds too.
 clean:
-	rm -rf .build .build-fuzz Fixtures/spool
+	rm -rf Fixtures/spool bench/.data
+
+distclean: clean
+	rm -rf .build .build-fuzz

@@ -80,7 +80,7 @@ let package = Package(
         .target(name: "PayhookQueue", dependencies: ["CPayhookShim", "PayhookSpoolFormat", "PayhookStore", logging]),
         // What `payhook sign`, `simulate` and `verify` do: build signed callbacks, send them, explain a capture.
         // Serves nothing; it runs each source's own checks offline.
-        .target(name: "PayhookTools", dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay"]),
+        .target(name: "PayhookTools", dependencies: ["PayhookConfig", "PayhookCore", "PayhookCrypto", "PayhookHTTP", "PayhookSpoolFormat", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay"]),
         // Serving only: wires config, sources, store and listener together; the HTTP answers live here.
         .target(
             name: "PayhookServer",

@@ -39,7 +39,7 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses "host:port" or "[ipv6]:port".
     ///
-    /// Throws, with a sentence naming the input, on a missing port, a port
+    /// Throws, with a sentence naming the input, on a missing host or port, a port
     /// outside 0...65535, an unbracketed IPv6 address, an empty host or a host
     /// that is neither an IP literal nor a plausible host name.
     public static func parse(_ text: String) throws(HTTPServerError) -> ListenAddress {
@@ -73,6 +73,10 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
             portText = rest.dropFirst()
         } else {
             guard let colon = text.lastIndex(of: ":") else {
+                // "8080" alone: the port is there, the host is not.
+                if text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+                    throw invalid("missing host; write 127.0.0.1:\(text) (this host only), 0.0.0.0:\(text) (every IPv4 address) or [::]:\(text) (every IPv6 address)")
+                }
                 throw invalid("missing port; expected host:port or [ipv6]:port")
             }
             let hostPart = text[..<colon]

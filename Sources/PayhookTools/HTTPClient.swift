@@ -1,7 +1,9 @@
 public import Foundation
+import PayhookHTTP
 
 /// A small blocking HTTP/1.1 client for `payhook simulate`: one request per connection
-/// (`Connection: close`), the response read to the end. Sends exactly the bytes it is given.
+/// (`Connection: close`), the response read to the end. Sends exactly the bytes it is given, over plain TCP
+/// or, for an `https://` target, over TLS (``TLSClientSession``).
 public enum HTTPClient {
     public struct Response: Sendable {
         public var status: Int
@@ -13,37 +15,57 @@ public enum HTTPClient {
         public let description: String
     }
 
-    /// `http://host:port/path` split into its parts; only plain http.
+    /// `http://host:port/path` or `https://host:port/path` split into its parts.
     public struct Target: Sendable {
         public var host: String
         public var port: Int
         public var path: String
+        /// An `https://` URL: the request goes over TLS.
+        public var tls: Bool
 
         public init(url: String) throws(Failure) {
-            guard url.hasPrefix("http://") else { throw Failure(description: "only http:// URLs are supported: \(url)") }
-            let rest = url.dropFirst("http://".count)
+            let scheme: String
+            if url.hasPrefix("http://") {
+                scheme = "http://"
+                tls = false
+            } else if url.hasPrefix("https://") {
+                scheme = "https://"
+                tls = true
+            } else {
+                throw Failure(description: "the URL must start with http:// or https://: \(url)")
+            }
+            let defaultPort = tls ? 443 : 80
+            let rest = url.dropFirst(scheme.count)
             let authority = rest.prefix { $0 != "/" }
             path = rest.count > authority.count ? String(rest.dropFirst(authority.count)) : "/"
             if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
                 host = String(authority[authority.index(after: authority.startIndex)..<close])
                 let after = authority[authority.index(after: close)...]
-                port = after.hasPrefix(":") ? Int(after.dropFirst()) ?? -1 : 80
+                port = after.hasPrefix(":") ? Int(after.dropFirst()) ?? -1 : defaultPort
             } else if let colon = authority.lastIndex(of: ":") {
                 host = String(authority[..<colon])
                 port = Int(authority[authority.index(after: colon)...]) ?? -1
             } else {
                 host = String(authority)
-                port = 80
+                port = defaultPort
             }
             guard !host.isEmpty, (1...65535).contains(port) else { throw Failure(description: "bad host or port in \(url)") }
         }
 
         /// The Host header value.
-        public var authority: String { (host.contains(":") ? "[\(host)]" : host) + (port == 80 ? "" : ":\(port)") }
+        public var authority: String { (host.contains(":") ? "[\(host)]" : host) + (port == (tls ? 443 : 80) ? "" : ":\(port)") }
+    }
+
+    /// Sends `request` (complete HTTP bytes) to `target` and parses the answer. Over TLS the server's certificate
+    /// is checked against `trustFile` (PEM) when given, else against the system's trusted authorities.
+    public static func exchange(_ request: [UInt8], to target: Target, trustFile: String? = nil, timeout: TimeInterval = 30) throws(Failure) -> Response {
+        try exchange(request, host: target.host, port: target.port, tls: target.tls, trustFile: trustFile, timeout: timeout)
     }
 
     /// Sends `request` (complete HTTP bytes) to host:port and parses the answer.
-    public static func exchange(_ request: [UInt8], host: String, port: Int, timeout: TimeInterval = 30) throws(Failure) -> Response {
+    public static func exchange(
+        _ request: [UInt8], host: String, port: Int, tls: Bool = false, trustFile: String? = nil, timeout: TimeInterval = 30
+    ) throws(Failure) -> Response {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
@@ -60,6 +82,19 @@ public enum HTTPClient {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         guard connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
             throw Failure(description: "connect to \(host):\(port): \(String(cString: strerror(errno)))")
+        }
+        if tls {
+            do {
+                let session = try TLSClientSession(socket: fd, host: host, trustFile: trustFile)
+                try session.send(request)
+                return try parse(try session.receiveAll())
+            } catch let failure as TLSClientSession.Failure {
+                throw Failure(description: "https://\(host):\(port): \(failure)")
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure(description: "\(error)")
+            }
         }
         var offset = 0
         while offset < request.count {

@@ -90,8 +90,11 @@ struct QueueSpoolOption: ParsableArguments {
     }
 }
 
-/// A duration option or argument: `90s`, `15m`, `2h`, `7d`, `1h30m`, `500ms`.
-struct QueueDuration: ExpressibleByArgument, Sendable {
+/// A duration option or argument: `90s`, `15m`, `2h`, `7d`, `1h30m`, `500ms`. Options declare
+/// `transform: QueueDuration.parse`, so that a refused value says why (a number without its unit, most often)
+/// and which units exist, instead of only that it is invalid. With a transform the parser prints no default,
+/// so an option that has one names it in its help.
+struct QueueDuration: ExpressibleByArgument, CustomStringConvertible, Sendable {
     var seconds: Double
     var text: String
 
@@ -107,6 +110,19 @@ struct QueueDuration: ExpressibleByArgument, Sendable {
     }
 
     var defaultValueDescription: String { text }
+    var description: String { text }
+
+    /// The units a duration may use, for messages.
+    static let units = "ms, s, m, h or d (500ms, 90s, 15m, 2h, 7d, 1h30m)"
+
+    /// Parses a duration option's value, or says what is wrong with it.
+    static func parse(_ text: String) throws -> QueueDuration {
+        if let duration = QueueDuration(argument: text) { return duration }
+        if !text.isEmpty, Double(text) != nil {
+            throw ValidationError("\(EventID.quoted(text)) has no unit; a duration is a number with one of \(units)")
+        }
+        throw ValidationError("\(EventID.quoted(text)) is not a duration; write a number with one of \(units)")
+    }
 }
 
 /// Helpers shared by the queue subcommands.

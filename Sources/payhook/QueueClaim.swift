@@ -26,7 +26,7 @@ struct QueueTake: ParsableCommand {
     @Flag(name: .long, help: "Block until an event arrives (inotify, no polling).")
     var wait = false
 
-    @Option(name: .long, help: ArgumentHelp("Wait at most this long (implies --wait), e.g. 30s, 5m.", valueName: "duration"))
+    @Option(name: .long, help: ArgumentHelp("Wait at most this long (implies --wait), e.g. 30s, 5m.", valueName: "duration"), transform: QueueDuration.parse)
     var timeout: QueueDuration?
 
     @Option(name: .long, help: "What to print: json (the event file as stored), id, or path (its file in cur/).")
@@ -132,7 +132,7 @@ struct QueueRequeue: ParsableCommand {
 
     @OptionGroup var spool: QueueSpoolOption
 
-    @Option(name: .customLong("older-than"), help: ArgumentHelp("Minimum time in cur/, e.g. 10m, 2h; 0 for all.", valueName: "duration"))
+    @Option(name: .customLong("older-than"), help: ArgumentHelp("Minimum time in cur/, e.g. 10m, 2h; 0 for all.", valueName: "duration"), transform: QueueDuration.parse)
     var olderThan: QueueDuration
 
     func run() throws {

@@ -31,23 +31,23 @@ struct QueueConsume: ParsableCommand {
     @Option(name: .customLong("max-attempts"), help: "Failed attempts before an event goes to dead/.")
     var maxAttempts = 5
 
-    @Option(name: .long, help: ArgumentHelp("Wait after the first failure; doubles after each further one.", valueName: "duration"))
+    @Option(name: .long, help: ArgumentHelp("Wait after the first failure; doubles after each further one. (default: 1s)", valueName: "duration"), transform: QueueDuration.parse)
     var backoff = QueueDuration(seconds: 1, text: "1s")
 
-    @Option(name: .customLong("max-backoff"), help: ArgumentHelp("Longest wait between attempts.", valueName: "duration"))
+    @Option(name: .customLong("max-backoff"), help: ArgumentHelp("Longest wait between attempts. (default: 5m)", valueName: "duration"), transform: QueueDuration.parse)
     var maxBackoff = QueueDuration(seconds: 300, text: "5m")
 
-    @Option(name: .customLong("command-timeout"), help: ArgumentHelp("Kill a command running longer (a failed attempt).", valueName: "duration"))
+    @Option(name: .customLong("command-timeout"), help: ArgumentHelp("Kill a command running longer (a failed attempt).", valueName: "duration"), transform: QueueDuration.parse)
     var commandTimeout: QueueDuration?
 
-    @Option(name: .long, help: ArgumentHelp("On SIGTERM, how long commands in flight may still run.", valueName: "duration"))
+    @Option(name: .long, help: ArgumentHelp("On SIGTERM, how long commands in flight may still run. (default: 30s)", valueName: "duration"), transform: QueueDuration.parse)
     var grace = QueueDuration(seconds: 30, text: "30s")
 
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "With a database: how long an event stays leased to a worker that stops renewing it (a killed one) before another may take it.",
-            valueName: "duration"))
+            "With a database: how long an event stays leased to a worker that stops renewing it (a killed one) before another may take it. (default: 60s)",
+            valueName: "duration"), transform: QueueDuration.parse)
     var lease = QueueDuration(seconds: 60, text: "60s")
 
     @Flag(name: .long, help: "Exit 0 once new/ is empty instead of waiting for more events.")

@@ -23,10 +23,10 @@ struct QueueGC: ParsableCommand {
 
     @OptionGroup var spool: QueueSpoolOption
 
-    @Option(name: .customLong("older-than"), help: ArgumentHelp("Ledger retention; default and minimum: the server's, from SPOOL/.retention (7d without it).", valueName: "duration"))
+    @Option(name: .customLong("older-than"), help: ArgumentHelp("Ledger retention; default and minimum: the server's, from SPOOL/.retention (7d without it).", valueName: "duration"), transform: QueueDuration.parse)
     var olderThan: QueueDuration?
 
-    @Option(name: .customLong("tmp-older-than"), help: ArgumentHelp("Minimum age of a tmp/ file to remove (at least 1m).", valueName: "duration"))
+    @Option(name: .customLong("tmp-older-than"), help: ArgumentHelp("Minimum age of a tmp/ file to remove (at least 1m). (default: 1h)", valueName: "duration"), transform: QueueDuration.parse)
     var tmpOlderThan = QueueDuration(seconds: 3600, text: "1h")
 
     @Flag(name: .customLong("dry-run"), help: "Print what would be removed; remove nothing.")

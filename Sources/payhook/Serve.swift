@@ -11,22 +11,32 @@ import PayhookServer
 /// SIGUSR2 and SIGPIPE are ignored (docs/reload.md).
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the listener until SIGTERM/SIGINT; SIGHUP reloads secrets and keys."
+        abstract: "Run the listener until SIGTERM/SIGINT; SIGHUP reloads secrets and keys.",
+        discussion: """
+            Prints "payhook listening on ADDRESS spool DIR" (or "store postgres") once per address when it \
+            serves, then logs to standard error. Signals: SIGTERM or SIGINT stop accepting, finish the requests \
+            in flight (up to shutdown_grace_s) and exit 0; SIGHUP re-reads the config's secrets, keys and \
+            certificates, keeping the old ones if that fails; SIGUSR1 logs a status line; SIGUSR2 and SIGPIPE \
+            are ignored. Exit 1: the config is invalid (every problem is listed, as by check-config), an address \
+            cannot be bound, or the store is unusable at start or turns unhealthy (a restart re-checks it). \
+            Exit 2: a bad option. The options below override the config file for this run only; a reload keeps \
+            them.
+            """
     )
 
-    @Option(name: .long, help: "The TOML config file.")
+    @Option(name: .long, help: ArgumentHelp("The TOML config file: listeners, store, tenants and their secrets.", valueName: "file"))
     var config: String
 
-    @Option(name: .long, help: "Listen address, overriding the config's whole list (host:port or [ipv6]:port; port 0 picks a free port).")
+    @Option(name: .long, help: ArgumentHelp("Listen on this one address instead of the config's whole listen list: host:port or [ipv6]:port, e.g. 127.0.0.1:8080, 0.0.0.0:8080, [::]:8080; port 0 picks a free port, printed at start.", valueName: "host:port"))
     var listen: String?
 
-    @Option(name: .long, help: "Queue directory, overriding the config.")
+    @Option(name: .long, help: ArgumentHelp("The spool (queue directory) to store events in, instead of the config's spool; not used with [store] kind = \"postgres\".", valueName: "dir"))
     var spool: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("The least severe log lines written, instead of the config's log_level: trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String?
 
-    @Option(name: .customLong("log-format"), help: "text or json (one JSON object per line).")
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("Log lines as text (key=value, the default) or json (one JSON object per line), instead of the config's log_format.", valueName: "format"))
     var logFormat: String?
 
     func validate() throws {

@@ -134,22 +134,40 @@ struct CallbackOptions: ParsableArguments {
 struct Sign: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a correctly signed callback: a unified query string, a WeChat XML body, a WeChat Pay v3 notification, or an Alipay, XxPay or Jeepay notification.",
+        // The examples are short lines of their own so that the help's line wrapping never splits one: each can
+        // be pasted into a shell as printed (CommandLineTests runs them all against a real server).
         discussion: """
-            unified prints the query string: curl "http://127.0.0.1:8080/notify/unified?$(payhook sign unified --config C)"
-            wechat-pay and wechat-refund print the XML body: payhook sign wechat-pay --config C | curl --data-binary @- URL
+            unified and xxpay print the query string (XxPay puts it on a POST with an empty body); wechat-pay and \
+            wechat-refund print the XML body; alipay and jeepay print the form body they POST (alipay signs with \
+            the RSA private key given, in Alipay's place, never printed).
 
             wechat-v3-pay and wechat-v3-refund print the signed headers, one "Name: value" line each \
             (Wechatpay-Timestamp, -Nonce, -Signature, -Serial, -Signature-Type), an empty line, then the JSON body \
             exactly as signed. The body has no line break of its own: the one final line break printed after it is \
             not part of it, and payhook verify, given this output, takes exactly that one line break off. \
-            payhook simulate sends such a notification straight to a URL; to look at one and check it: \
-            payhook sign wechat-v3-pay --config C --private-key K > n.txt && payhook verify --config C n.txt
+            payhook simulate sends such a notification straight to a URL. payhook verify --config C FILE checks \
+            any of them.
 
-            alipay and jeepay print the form body they POST: \
-            payhook sign alipay --config C --private-key K | curl --data @- http://127.0.0.1:8080/notify/alipay \
-            (alipay signs with the RSA private key given, in Alipay's place, never printed). xxpay prints the query \
-            string XxPay puts on a POST with an empty body: curl -X POST "http://127.0.0.1:8080/notify/xxpay?$(payhook sign xxpay --config C)". \
-            payhook verify --config C FILE checks any of them.
+            Examples, from the repository's root while make run serves the demo config on 127.0.0.1:8080; each \
+            line pastes into a shell as it is:
+              q=$(payhook sign unified --config Fixtures/demo.toml --tenant demo)
+              curl "http://127.0.0.1:8080/notify/unified?$q"
+              payhook sign wechat-pay --config Fixtures/demo.toml > pay.xml
+              curl --data-binary @pay.xml http://127.0.0.1:8080/notify/wechat
+              payhook sign alipay --config Fixtures/demo.toml --tenant 2021000000000001 \\
+                --private-key Fixtures/alipay/test-only-alipay-private-key.pem > a.form
+              curl --data @a.form http://127.0.0.1:8080/notify/alipay
+              q=$(payhook sign xxpay --config Fixtures/demo.toml)
+              curl -X POST "http://127.0.0.1:8080/notify/xxpay?$q"
+              payhook sign jeepay --config Fixtures/demo.toml \\
+                --tenant 65a0b1c2d3e4f5a6b7c8d9e0 > j.form
+              curl --data @j.form http://127.0.0.1:8080/notify/jeepay
+              payhook sign wechat-v3-pay --config Fixtures/demo.toml \\
+                --private-key Fixtures/wechat-v3/wechat_pay_private_key.pem > n.txt
+              payhook verify --config Fixtures/demo.toml n.txt
+              payhook simulate wechat-v3-pay --config Fixtures/demo.toml \\
+                --private-key Fixtures/wechat-v3/wechat_pay_private_key.pem \\
+                --url http://127.0.0.1:8080/notify/wechatpay
             """
     )
 
@@ -173,8 +191,11 @@ struct Simulate: ParsableCommand {
 
     @OptionGroup var callback: CallbackOptions
 
-    @Option(name: .long, help: "Where to send it, e.g. http://127.0.0.1:8080/notify/unified (default path: the tenant's).")
+    @Option(name: .long, help: "Where to send it, e.g. http://127.0.0.1:8080/notify/unified or https://pay.example.com/notify/unified (default path: the tenant's).")
     var url: String
+
+    @Option(name: .long, help: ArgumentHelp("For an https:// URL: trust only the certificates in this PEM file (a private CA, or the server's self-signed certificate) instead of the system's.", valueName: "file"))
+    var cacert: String?
 
     @Option(name: .long, help: "Send the same callback this many times (duplicates).")
     var count: Int = 1
@@ -196,6 +217,10 @@ struct Simulate: ParsableCommand {
             Output.err("payhook: \(error)")
             throw ExitCode(1)
         }
+        if cacert != nil && !target.tls {
+            Output.err("payhook: --cacert is for https:// URLs; \(url) is plain HTTP")
+            throw ExitCode(2)
+        }
         let request = built.request(authority: target.authority, path: target.path == "/" ? built.path : target.path)
         let results = Mutex<[Int: String]>([:])
         let failures = Atomic<Int>(0)
@@ -206,7 +231,7 @@ struct Simulate: ParsableCommand {
                 if number > count { return }
                 let line: String
                 do {
-                    let response = try HTTPClient.exchange(request, host: target.host, port: target.port)
+                    let response = try HTTPClient.exchange(request, to: target, trustFile: cacert)
                     let body = String(decoding: response.body, as: UTF8.self)
                     if !built.isSuccess(status: response.status, body: response.body) { failures.add(1, ordering: .relaxed) }
                     // A v3 success is 204 with no body: the line is then the status alone.

@@ -48,6 +48,8 @@ struct AddressTests {
             }
         }
         #expect(message("127.0.0.1") == "invalid listen address \"127.0.0.1\": missing port; expected host:port or [ipv6]:port")
+        // A port alone names the host that is missing, with the three usual ones.
+        #expect(message("8080") == "invalid listen address \"8080\": missing host; write 127.0.0.1:8080 (this host only), 0.0.0.0:8080 (every IPv4 address) or [::]:8080 (every IPv6 address)")
         #expect(message("::1:80").contains("must be written in brackets"))
         #expect(message("127.0.0.1:70000").contains("not a number in 0...65535"))
         #expect(message(":80").contains("the host is empty"))

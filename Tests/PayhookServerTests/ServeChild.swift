@@ -22,8 +22,8 @@ final class ServeChild {
     private let stdout: Int32
     private var status: Int32?
 
-    /// `environment` is added to the test process's own.
-    init(config: String, log: String, https: Bool = false, environment: [String: String] = [:]) throws {
+    /// `environment` is added to the test process's own; `arguments` follow `serve --config FILE`.
+    init(config: String, log: String, https: Bool = false, environment: [String: String] = [:], arguments extra: [String] = []) throws {
         logFile = log
         self.https = https
         var pipeEnds: [Int32] = [0, 0]
@@ -46,7 +46,7 @@ final class ServeChild {
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let arguments = [try payhookBinary(), "serve", "--config", config]
+        let arguments = [try payhookBinary(), "serve", "--config", config] + extra
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var child: pid_t = 0
