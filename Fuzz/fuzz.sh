@@ -4,7 +4,7 @@
 #   Fuzz/fuzz.sh [--seconds N] [--build-only] [--keep-corpus] [target…]
 #
 # Targets: query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify
-# conninfo forwarded
+# conninfo forwarded queue-time
 # (default: all of them).
 # Exits non-zero if a build fails or any target finds a crash or property violation; the crash input's
 # path is printed (it is kept under .build-fuzz/artifacts/, which git ignores).
@@ -18,7 +18,7 @@ ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 SWIFTC=${SWIFTC:-swiftc}
 
-ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify conninfo forwarded)
+ALL_TARGETS=(query-decoder unified-verifier wechat-xml refund-decryptor event-file wechat-v3 alipay md5-notify conninfo forwarded queue-time)
 SECONDS_PER_TARGET=60
 BUILD_ONLY=0
 KEEP_CORPUS=0
@@ -52,7 +52,7 @@ target_source() {
         wechat-xml) echo WeChatXML ;; refund-decryptor) echo RefundDecryptor ;;
         event-file) echo EventFile ;; wechat-v3) echo WeChatV3 ;;
         alipay) echo Alipay ;; md5-notify) echo MD5Notify ;; conninfo) echo ConnInfo ;;
-        forwarded) echo Forwarded ;;
+        forwarded) echo Forwarded ;; queue-time) echo QueueTime ;;
     esac
 }
 target_modules() {
@@ -66,6 +66,7 @@ target_modules() {
         md5-notify) echo PayhookXxPay PayhookCrypto PayhookCore ;;
         conninfo) echo PayhookCore ;;
         forwarded) echo PayhookHTTP PayhookCore ;;
+        queue-time) echo PayhookStore PayhookCore ;;
     esac
 }
 # Longest input libFuzzer may generate. Real queries are about 300 bytes, so 1 KiB leaves room for
@@ -74,6 +75,7 @@ target_modules() {
 target_max_len() {
     case "$1" in
         query-decoder|unified-verifier|md5-notify|conninfo|forwarded) echo 1024 ;;
+        queue-time) echo 64 ;;
         event-file) echo 8192 ;;
         *) echo 4096 ;;
     esac
@@ -88,6 +90,7 @@ target_dictionary() {
         md5-notify) echo "$ROOT/Fuzz/Dictionaries/md5-notify.dict" ;;
         conninfo) echo "$ROOT/Fuzz/Dictionaries/conninfo.dict" ;;
         forwarded) echo "$ROOT/Fuzz/Dictionaries/forwarded.dict" ;;
+        queue-time) echo "$ROOT/Fuzz/Dictionaries/queue-time.dict" ;;
     esac
 }
 
@@ -114,6 +117,7 @@ module_deps() {
         PayhookCore|PayhookCrypto) ;;
         PayhookUnified|PayhookWeChat|PayhookAlipay|PayhookXxPay) echo PayhookCore PayhookCrypto ;;
         PayhookSpoolFormat) echo PayhookCore CPayhookShim ;;
+        PayhookStore) echo PayhookCore ;;
     esac
 }
 
@@ -206,7 +210,7 @@ has_module CPayhookShim && layer+=("build_shim")
 for m in PayhookCore PayhookCrypto PayhookHTTP; do has_module "$m" && layer+=("build_module $m"); done
 in_parallel "${layer[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 layer=()
-for m in PayhookUnified PayhookWeChat PayhookAlipay PayhookXxPay PayhookSpoolFormat; do has_module "$m" && layer+=("build_module $m"); done
+for m in PayhookUnified PayhookWeChat PayhookAlipay PayhookXxPay PayhookSpoolFormat PayhookStore; do has_module "$m" && layer+=("build_module $m"); done
 [ ${#layer[@]} -eq 0 ] || in_parallel "${layer[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 layer=()
 for t in "${TARGETS[@]}"; do layer+=("build_target $t"); done
@@ -287,6 +291,10 @@ seed_corpus() {
         forwarded)
             # Header lists as nginx sends them, addresses and CIDR blocks (Fuzz/Seeds/forwarded).
             for f in "$ROOT"/Fuzz/Seeds/forwarded/*; do cp "$f" "$dir/"; done ;;
+        queue-time)
+            # Dates, date-times, RFC 3339 times and durations as operators type them, a DST gap and a 29 February
+            # that does not exist (Fuzz/Seeds/queue-time).
+            for f in "$ROOT"/Fuzz/Seeds/queue-time/*; do cp "$f" "$dir/"; done ;;
     esac
 }
 

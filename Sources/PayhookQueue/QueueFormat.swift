@@ -10,22 +10,21 @@ public enum QueueFormat {
 
     /// A table with a header line; columns LOCATION, RECEIVED_AT, SOURCE, TENANT, ORDER_REF, STATUS, AMOUNT,
     /// ATTEMPTS and ID (last, so that a long id does not push the others about). Missing values show as "-".
+    /// Times are local (``QueueTime/formatLocal(_:)``) and amounts in their unit (``amount(_:currency:)``): the
+    /// table is for people; `--json` keeps UTC and fen.
     public static func table(_ entries: [QueueEntry]) -> String {
         let header = ["LOCATION", "RECEIVED_AT", "SOURCE", "TENANT", "ORDER_REF", "STATUS", "AMOUNT", "ATTEMPTS", "ID"]
         var rows = [header]
         for entry in entries {
             let event = entry.event
-            let amount = event.amount.map { amount in
-                event.currency.map { "\(amount) \(printable($0))" } ?? "\(amount)"
-            }
             rows.append([
                 entry.location.rawValue,
-                event.receivedAtText.map(printable) ?? "-",
+                event.receivedAt.map(QueueTime.formatLocal) ?? event.receivedAtText.map(printable) ?? "-",
                 event.source.map(printable) ?? "-",
                 event.tenant.map(printable) ?? "-",
                 event.orderRef.map(printable) ?? "-",
                 event.status.map(printable) ?? "-",
-                amount ?? "-",
+                event.amount.map { amount($0, currency: event.currency) } ?? "-",
                 String(entry.attempts),
                 entry.id,
             ])
@@ -106,6 +105,10 @@ public enum QueueFormat {
                 for key in nested.keys.sorted() {
                     line(printable(key), display(nested[key] ?? NSNull()), indent: 2)
                 }
+            } else if name == "amount", let minor = entry.event.amount {
+                line(name, amount(minor, currency: entry.event.currency))
+            } else if name == "received_at", let text = value as? String {
+                line(name, local(text))
             } else {
                 line(name, display(value))
             }
@@ -113,9 +116,9 @@ public enum QueueFormat {
         if let record = entry.record {
             let noun = record.attempts == 1 ? "failed attempt" : "failed attempts"
             line("attempts", "\(record.attempts) \(noun)")
-            if let deadAt = record.deadAt { line("dead_at", deadAt) }
+            if let deadAt = record.deadAt { line("dead_at", local(deadAt)) }
             if let last = record.lastError {
-                line("last_error", "\(printable(last.reason)) at \(last.at)")
+                line("last_error", "\(printable(last.reason)) at \(local(last.at))")
                 if let tail = last.stderrTail, !tail.isEmpty {
                     lines.append("last stderr:")
                     for text in tail.split(separator: "\n", omittingEmptySubsequences: false).suffix(20) {
@@ -127,6 +130,36 @@ public enum QueueFormat {
             line("attempts", "0 failed attempts")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// ISO 4217 exponents other than 2: how many digits of an amount are the minor unit.
+    static let exponents: [String: Int] = [
+        "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0, "UGX": 0,
+        "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+        "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    ]
+
+    /// An amount for people, from the event's integer `amount` in the currency's smallest unit (docs/contract.md
+    /// §3: fen for CNY): `¥1.00 (100 fen)`, `12.34 USD (1234 minor units)`, `500 JPY`; without a currency,
+    /// `100 (smallest unit)`. The integer stays visible, since it is what the event and `--json` carry.
+    public static func amount(_ minor: Int64, currency: String?) -> String {
+        guard let currency else { return "\(minor) (smallest unit)" }
+        let exponent = exponents[currency] ?? 2
+        if exponent == 0 { return "\(minor) \(printable(currency))" }
+        var digits = String(minor.magnitude)
+        if digits.count <= exponent { digits = String(repeating: "0", count: exponent + 1 - digits.count) + digits }
+        let major = "\(minor < 0 ? "-" : "")\(digits.dropLast(exponent)).\(digits.suffix(exponent))"
+        if currency == "CNY" {
+            return "\(minor < 0 ? "-" : "")¥\(major.drop { $0 == "-" }) (\(minor) fen)"
+        }
+        return "\(major) \(printable(currency)) (\(minor) minor units)"
+    }
+
+    /// An RFC 3339 time for people: local, then as written (`2026-11-22 10:34:50 +08:00 (2026-11-22T02:34:50.123Z)`);
+    /// text that is not one is shown as it is, escaped.
+    static func local(_ text: String) -> String {
+        guard let date = QueueTime.parseRFC3339(text) else { return printable(text) }
+        return "\(QueueTime.formatLocal(date)) (\(printable(text)))"
     }
 
     /// A JSON value for people: strings bare (control characters escaped), everything else as compact JSON.

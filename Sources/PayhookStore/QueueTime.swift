@@ -145,10 +145,91 @@ public enum QueueTime {
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
     }
 
-    /// An instant for `--since`/`--until`: an RFC 3339 time, or a duration meaning that long before `now`.
-    public static func parseInstant(_ text: String, now: Date) -> Date? {
+    /// An instant for `--since`/`--until`: an RFC 3339 time, a local date or date-time (``parseLocal(_:endOfDay:)``),
+    /// or a duration meaning that long before `now`. `endOfDay` is for `--until`: a date alone then means the
+    /// end of that day, so that `--since 2026-11-01 --until 2026-11-30` covers the whole of November.
+    public static func parseInstant(_ text: String, now: Date, endOfDay: Bool = false) -> Date? {
         if let date = parseRFC3339(text) { return date }
+        if let date = parseLocal(text, endOfDay: endOfDay) { return date }
         if let seconds = parseDuration(text) { return now.addingTimeInterval(-seconds) }
         return nil
+    }
+
+    /// What `--since`/`--until` accept, for messages.
+    public static let instantForms =
+        "a local date (2026-11-22) or date-time (2026-11-22 10:30, 2026-11-22T10:30:15), an RFC 3339 time (2026-11-22T02:30:00Z) or a duration meaning that long ago (90m, 2h, 7d)"
+
+    /// Parses a date or date-time in the local time zone (`TZ`, else the system's), as people type them:
+    /// `2026-11-22` (that day's first instant, or with `endOfDay` its last millisecond), `2026-11-22 10:30`,
+    /// `2026-11-22 10:30:15`, with `T` instead of the space too. A time that the zone skips (a DST change) is
+    /// refused; nil for anything else.
+    public static func parseLocal(_ text: String, endOfDay: Bool = false) -> Date? {
+        let b = Array(text.utf8)
+        func digits(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
+            var value = 0
+            for byte in b[from..<(from + count)] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard b.count == 10 || b.count == 16 || b.count == 19,
+            let year = digits(0, 4), b[4] == UInt8(ascii: "-"),
+            let month = digits(5, 2), b[7] == UInt8(ascii: "-"),
+            let day = digits(8, 2), (1...12).contains(month), (1...31).contains(day), year >= 1970
+        else { return nil }
+        var hour = 0, minute = 0, second = 0
+        if b.count > 10 {
+            guard b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T"),
+                let h = digits(11, 2), b[13] == UInt8(ascii: ":"), let m = digits(14, 2), h < 24, m < 60
+            else { return nil }
+            hour = h
+            minute = m
+            if b.count == 19 {
+                guard b[16] == UInt8(ascii: ":"), let s = digits(17, 2), s < 60 else { return nil }
+                second = s
+            }
+        }
+        tzset()
+        func local(day: Int) -> (epoch: time_t, parts: tm) {
+            var parts = tm()
+            parts.tm_year = Int32(year - 1900)
+            parts.tm_mon = Int32(month - 1)
+            parts.tm_mday = Int32(day)
+            parts.tm_hour = Int32(hour)
+            parts.tm_min = Int32(minute)
+            parts.tm_sec = Int32(second)
+            parts.tm_isdst = -1
+            let epoch = mktime(&parts)
+            return (epoch, parts)
+        }
+        let (epoch, parts) = local(day: day)
+        // mktime(3) normalizes: Feb 30 becomes Mar 2, and a time skipped by a DST change moves by an hour.
+        guard parts.tm_mday == Int32(day), parts.tm_mon == Int32(month - 1), parts.tm_hour == Int32(hour),
+            parts.tm_min == Int32(minute)
+        else { return nil }
+        if endOfDay && b.count == 10 {
+            // The next day's first instant (mktime carries into the next month), less a millisecond.
+            return Date(timeIntervalSince1970: Double(local(day: day + 1).epoch) - 0.001)
+        }
+        return Date(timeIntervalSince1970: Double(epoch))
+    }
+
+    /// An instant in the local time zone (`TZ`, else the system's) for people: `2026-11-22 10:34:50 +08:00`.
+    public static func formatLocal(_ date: Date) -> String {
+        tzset()
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func pad(_ value: Int, _ width: Int = 2) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        let offset = Int(parts.tm_gmtoff)
+        let sign = offset < 0 ? "-" : "+"
+        let zone = "\(sign)\(pad(abs(offset) / 3600)):\(pad(abs(offset) % 3600 / 60))"
+        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1))-\(pad(Int(parts.tm_mday))) "
+            + "\(pad(Int(parts.tm_hour))):\(pad(Int(parts.tm_min))):\(pad(Int(parts.tm_sec))) \(zone)"
     }
 }

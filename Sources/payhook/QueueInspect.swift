@@ -10,9 +10,12 @@ struct QueueList: ParsableCommand {
         commandName: "list",
         abstract: "List the events in new/, cur/ and dead/, oldest first (the order take follows).",
         discussion: """
-            Filters combine with AND; a repeated filter matches any of its values. --since and --until take an \
-            RFC 3339 time (2026-11-22T02:34:50Z) or a duration meaning that long ago (2h, 7d). Exit 1 when a \
-            file was not a valid event (it is moved to corrupt/ and named on stderr; the list is still printed).
+            Filters combine with AND; a repeated filter matches any of its values. --since and --until take a \
+            local date (2026-11-22; for --until, to the end of that day) or date-time (2026-11-22 10:30), in the \
+            zone TZ names, an RFC 3339 time (2026-11-22T02:34:50Z) or a duration meaning that long ago (2h, 7d). \
+            The table shows times in that local zone and amounts in their unit (¥1.00 (100 fen)); --json keeps \
+            UTC and fen. Exit 1 when a file was not a valid event (it is moved to corrupt/ and named on stderr; \
+            the list is still printed).
             """
     )
 
@@ -33,10 +36,10 @@ struct QueueList: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only events in this folder: new, cur or dead; repeatable.", valueName: "folder"))
     var location: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Only events received at or after this time or this long ago.", valueName: "time"))
+    @Option(name: .long, help: ArgumentHelp("Only events received at or after this local date or time, RFC 3339 time, or this long ago.", valueName: "time"))
     var since: String?
 
-    @Option(name: .long, help: ArgumentHelp("Only events received at or before this time or this long ago.", valueName: "time"))
+    @Option(name: .long, help: ArgumentHelp("Only events received at or before this local date (its end) or time, RFC 3339 time, or this long ago.", valueName: "time"))
     var until: String?
 
     func validate() throws {
@@ -45,9 +48,7 @@ struct QueueList: ParsableCommand {
         }
         for (name, value) in [("--since", since), ("--until", until)] {
             if let value, QueueTime.parseInstant(value, now: Date()) == nil {
-                throw ValidationError(
-                    "\(name) must be an RFC 3339 time (2026-11-22T02:34:50Z) or a duration (2h, 7d); got \(EventID.quoted(value))"
-                )
+                throw ValidationError("\(name) must be \(QueueTime.instantForms); got \(EventID.quoted(value))")
             }
         }
     }
@@ -61,7 +62,7 @@ struct QueueList: ParsableCommand {
         filter.statuses = Set(status)
         if !location.isEmpty { filter.locations = Set(location.compactMap(QueueLocation.init(rawValue:))) }
         filter.since = since.flatMap { QueueTime.parseInstant($0, now: now) }
-        filter.until = until.flatMap { QueueTime.parseInstant($0, now: now) }
+        filter.until = until.flatMap { QueueTime.parseInstant($0, now: now, endOfDay: true) }
         let listing = try QueueCLI.attempt(queue.list(filter))
         if json {
             Output.out(QueueFormat.json(listing.entries))

@@ -40,7 +40,7 @@ struct QueueCLITests {
         let spool = try TestSpool()
         let since = try payhook("queue", "list", "--spool", spool.root, "--since", "yesterday")
         #expect(since.status == 2)
-        #expect(since.stderr.contains("--since must be an RFC 3339 time"))
+        #expect(since.stderr.contains("--since must be a local date (2026-11-22) or date-time"), "\(since.stderr)")
         #expect(try payhook("queue", "list", "--spool", spool.root, "--location", "tmp").status == 2)
         #expect(try payhook("queue", "requeue", "--spool", spool.root, "--older-than", "soon").status == 2)
         #expect(try payhook("queue", "gc", "--spool", spool.root, "--tmp-older-than", "5s").status == 2)
