@@ -144,12 +144,14 @@ public enum QueueFormat {
     /// `100 (smallest unit)`. The integer stays visible, since it is what the event and `--json` carry.
     public static func amount(_ minor: Int64, currency: String?) -> String {
         guard let currency else { return "\(minor) (smallest unit)" }
-        let exponent = exponents[currency] ?? 2
+        // XxPay and Jeepay write `cny` (docs/consumers.md): codes are matched in any case.
+        let code = currency.uppercased()
+        let exponent = exponents[code] ?? 2
         if exponent == 0 { return "\(minor) \(printable(currency))" }
         var digits = String(minor.magnitude)
         if digits.count <= exponent { digits = String(repeating: "0", count: exponent + 1 - digits.count) + digits }
         let major = "\(minor < 0 ? "-" : "")\(digits.dropLast(exponent)).\(digits.suffix(exponent))"
-        if currency == "CNY" {
+        if code == "CNY" {
             return "\(minor < 0 ? "-" : "")¥\(major.drop { $0 == "-" }) (\(minor) fen)"
         }
         return "\(major) \(printable(currency)) (\(minor) minor units)"
