@@ -157,6 +157,9 @@ public final class HTTPServer: Sendable {
         let policy: MHD_AcceptPolicyCallback? = ownLimit
             ? { cls, address, length in Callbacks.acceptPolicy(cls, address, length) }
             : nil
+        // The socket's identity, to tell after a failed start whether the descriptor number still names it.
+        var identity = stat()
+        let identified = fstat(descriptor, &identity) == 0
         // The retained reference becomes MHD's `cls`; see DaemonContext.
         let retained = Unmanaged.passRetained(context)
         let daemon = payhook_start_daemon(
@@ -183,9 +186,12 @@ public final class HTTPServer: Sendable {
             let messages = context.state.withLock { $0.startupMessages }
             // MHD has not started a thread, so nothing can call back any more.
             retained.release()
-            // Whether a failed MHD_start_daemon closed the given socket is not
-            // documented; close it only if it is still open.
-            if fcntl(descriptor, F_GETFD) != -1 {
+            // Whether a failed MHD_start_daemon closed the given socket is not documented. Close it only if the
+            // number still names the same socket: if MHD closed it, another thread of this process may already
+            // have been given the number for a socket of its own, and closing that would cut off someone else's
+            // listener or connection.
+            var now = stat()
+            if identified, fstat(descriptor, &now) == 0, now.st_dev == identity.st_dev, now.st_ino == identity.st_ino {
                 _ = close(descriptor)
             }
             let detail = messages.last.map { ": \($0)" } ?? ""

@@ -62,7 +62,8 @@ struct ShutdownTests {
         // worker thread only reaches it after the drain ended, a close);
         // it never reaches handle().
         keptAlive.send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
-        if let late = keptAlive.readResponse(timeout: .seconds(2)) {
+        let lateAnswer = keptAlive.readResponse(timeout: .seconds(2))
+        if let late = lateAnswer {
             #expect(late.status == 503)
             #expect(late.header("X-Refusal") == "503")
             #expect(late.header("Connection")?.lowercased() == "close")
@@ -75,7 +76,8 @@ struct ShutdownTests {
         #expect(slowResponse.status == 200)
         #expect(slowResponse.text == "slow done")
         #expect(slowResponse.header("Connection")?.lowercased() == "close")
-        #expect(handler.log.withLock { $0.requests.map(\.head.path) } == ["/first", "/slow"])
+        #expect(handler.log.withLock { $0.requests.map(\.head.path) } == ["/first", "/slow"],
+                "heads: \(handler.log.withLock { $0.heads.map(\.path) }), refusals: \(handler.refusals), late answer: \(lateAnswer.map { "\($0.status)" } ?? "none"), refused with: \(String(describing: refusal))")
         #expect(server.isStopped)
         #expect(server.inFlight == 0)
 
