@@ -70,15 +70,7 @@ public enum QueueTime {
     /// space separator as RFC 3339 §5.6 allows). Returns nil for anything else.
     public static func parseRFC3339(_ text: String) -> Date? {
         let b = Array(text.utf8)
-        func digits(_ from: Int, _ count: Int) -> Int? {
-            guard from + count <= b.count else { return nil }
-            var value = 0
-            for byte in b[from..<(from + count)] {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                value = value * 10 + Int(byte - UInt8(ascii: "0"))
-            }
-            return value
-        }
+        func digits(_ from: Int, _ count: Int) -> Int? { decimal(b, from, count) }
         guard b.count >= 20,
             let year = digits(0, 4), b[4] == UInt8(ascii: "-"),
             let month = digits(5, 2), b[7] == UInt8(ascii: "-"),
@@ -165,15 +157,7 @@ public enum QueueTime {
     /// refused; nil for anything else.
     public static func parseLocal(_ text: String, endOfDay: Bool = false) -> Date? {
         let b = Array(text.utf8)
-        func digits(_ from: Int, _ count: Int) -> Int? {
-            guard from + count <= b.count else { return nil }
-            var value = 0
-            for byte in b[from..<(from + count)] {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                value = value * 10 + Int(byte - UInt8(ascii: "0"))
-            }
-            return value
-        }
+        func digits(_ from: Int, _ count: Int) -> Int? { decimal(b, from, count) }
         guard b.count == 10 || b.count == 16 || b.count == 19,
             let year = digits(0, 4), b[4] == UInt8(ascii: "-"),
             let month = digits(5, 2), b[7] == UInt8(ascii: "-"),
@@ -231,5 +215,17 @@ public enum QueueTime {
         let zone = "\(sign)\(pad(abs(offset) / 3600)):\(pad(abs(offset) % 3600 / 60))"
         return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1))-\(pad(Int(parts.tm_mday))) "
             + "\(pad(Int(parts.tm_hour))):\(pad(Int(parts.tm_min))):\(pad(Int(parts.tm_sec))) \(zone)"
+    }
+
+    /// The decimal number in `count` bytes of `b` from `from`, or nil when they run past its end or one is not
+    /// an ASCII digit.
+    static func decimal(_ b: [UInt8], _ from: Int, _ count: Int) -> Int? {
+        guard from >= 0, from + count <= b.count else { return nil }
+        var value = 0
+        for byte in b[from..<(from + count)] {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
     }
 }

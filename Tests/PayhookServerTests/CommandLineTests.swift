@@ -12,21 +12,9 @@ import Glibc
 @Suite struct CommandLineTests {
     /// Runs `command` with bash in `directory`, the payhook binary first on the PATH.
     static func shell(_ command: String, in directory: String) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", command]
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        var environment = ProcessInfo.processInfo.environment
         let binaryFolder = URL(fileURLWithPath: try payhookBinary()).deletingLastPathComponent().path
-        environment["PATH"] = binaryFolder + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let path = binaryFolder + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        return try runCommand(["bash", "-c", command], directory: directory, environment: ["PATH": path])
     }
 
     @Test("--listen 8080 says the host is missing and shows the usual three")

@@ -22,16 +22,7 @@ struct SchemaTests {
         """
 
     static func validate(_ files: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", validator, Paths.root.appendingPathComponent("schema/event.v1.schema.json").path] + files
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runCommand(["python3", "-c", validator, Paths.root.appendingPathComponent("schema/event.v1.schema.json").path] + files)
     }
 
     @Test func realEventFilesMatchTheSchema() throws {

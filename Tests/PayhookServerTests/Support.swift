@@ -195,3 +195,28 @@ struct HTTPReply {
         return HTTPReply(response)
     }
 }
+
+/// Runs `arguments` (found on the PATH) with `input` on stdin, in `directory` when given, with `environment`
+/// added to this process's own; its exit status and stdout and stderr together.
+func runCommand(
+    _ arguments: [String], input: String = "", directory: String? = nil, environment: [String: String] = [:]
+) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, added in added }
+    }
+    let out = Pipe()
+    let inp = Pipe()
+    process.standardOutput = out
+    process.standardError = out
+    process.standardInput = inp
+    try process.run()
+    inp.fileHandleForWriting.write(Data(input.utf8))
+    try inp.fileHandleForWriting.close()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}

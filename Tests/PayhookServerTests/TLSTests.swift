@@ -101,20 +101,7 @@ extension MeasuringSuites {
 struct TLSProcessTests {
     /// Runs `arguments` with `input` on stdin; its exit status and stdout+stderr.
     static func run(_ arguments: [String], input: String = "") throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let out = Pipe()
-        let inp = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        process.standardInput = inp
-        try process.run()
-        inp.fileHandleForWriting.write(Data(input.utf8))
-        try inp.fileHandleForWriting.close()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runCommand(arguments, input: input)
     }
 
     @Test("HTTPS only: a callback through curl --cacert is answered 200 and stored; TLS 1.1 refused, 1.2 and 1.3 served; plain HTTP gets no payhook answer")
