@@ -252,6 +252,27 @@ struct QueueFindCLITests {
         #expect(try payhook("queue", "list", "--spool", empty.root, "--location", "ids").status == 2)
     }
 
+    /// The ledger and conflicts/ are the server's: a search reads them as the queue reads events (no link
+    /// followed, no FIFO waited on) and moves nothing there.
+    @Test func findReadsTheLedgerAndConflictsWithoutFollowingLinksOrBlocking() throws {
+        let spool = try TestSpool()
+        let id = try spool.add(orderRef: "order-1")
+        try Self.move(spool, "new/\(id).json", "cur/\(id).json")
+        try payhook("queue", "ack", "--spool", spool.root, id)
+        let secret = spool.base + "/outside.json"
+        try TestSpool.eventJSON(id: String(repeating: "f", count: 64), orderRef: "order-1").write(toFile: secret, atomically: true, encoding: .utf8)
+        let linked = spool.makeID("f")
+        try spool.symlink("ids/\(linked)", to: secret)
+        try spool.fifo("conflicts/\(id).1.json")
+        let run = try payhook("queue", "find", "--spool", spool.root, "--order-ref", "order-1", within: 10)
+        #expect(run.status == 1)
+        #expect(run.stdout.split(separator: "\n").count == 2 && run.stdout.hasSuffix(id + "\n"))
+        #expect(run.stderr.contains("error: ids/\(linked) is not a valid event (it is a symbolic link"))
+        #expect(run.stderr.contains("error: conflicts/\(id).1.json is not a valid event (it is a named pipe (FIFO), not a regular file); left in place"))
+        #expect(spool.lstatKind("ids/\(linked)") == S_IFLNK && spool.lstatKind("conflicts/\(id).1.json") == S_IFIFO)
+        #expect(spool.list("corrupt").isEmpty)
+    }
+
     @Test func exportWritesEachStoredEventOfTheWindowOnce() throws {
         let spool = try TestSpool()
         // Beijing days (TZ below): 2026-11-01 starts at 2026-10-31T16:00:00Z, 2026-11-30 ends at 2026-11-30T16:00:00Z.
