@@ -63,6 +63,7 @@ public struct QueueStoredEvent: Sendable, Equatable {
     /// longer has it). nil for everything else.
     public let conflictsWith: QueuePlace?
 
+    /// A search result; the last four apply only where the doc of each says.
     public init(
         event: QueueEvent, place: QueuePlace, path: String, record: QueueAttemptRecord? = nil, acknowledgedAt: Date? = nil,
         conflictName: String? = nil, conflictsWith: QueuePlace? = nil
@@ -106,10 +107,14 @@ public struct QueueStoredEvent: Sendable, Equatable {
 /// A span of `received_at` times: from `since` (inclusive) to `until`, inclusive, or exclusive when
 /// `untilExclusive` (a day given as a date ends where the next one starts). nil ends are open.
 public struct QueueWindow: Sendable, Equatable {
+    /// The first instant in the window; nil: no lower bound.
     public var since: Date?
+    /// The end of the window; nil: no upper bound.
     public var until: Date?
+    /// Whether `until` itself is outside the window (the next local midnight after a date).
     public var untilExclusive: Bool
 
+    /// A window from `since` to `until`.
     public init(since: Date? = nil, until: Date? = nil, untilExclusive: Bool = false) {
         self.since = since
         self.until = until
@@ -177,6 +182,7 @@ public struct QueueSkipped: Sendable, Equatable, CustomStringConvertible {
     /// Why, one clause: "it is not valid JSON".
     public let reason: String
 
+    /// Something left in place at `path`, for `reason`.
     public init(path: String, reason: String) {
         self.path = path
         self.reason = reason
@@ -196,6 +202,7 @@ public struct QueueSearchResult: Sendable {
     /// Ledger entries and conflict copies that could not be read as events, left in place.
     public var skipped: [QueueSkipped]
 
+    /// A result holding these.
     public init(items: [QueueStoredEvent] = [], quarantined: [QueueQuarantine] = [], skipped: [QueueSkipped] = []) {
         self.items = items
         self.quarantined = quarantined
