@@ -264,6 +264,14 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
         return QueueEntry(event: entry.event, location: entry.location, path: "\(folder)/\(entry.id).json", record: entry.record)
     }
 
+    /// The file this instance wrote for a taken event it still holds, if any (what `list` shows as its path).
+    func takenFile(_ id: String) -> String? {
+        state.withLock { state in
+            guard state.leases[id] != nil, let folder = state.folder else { return nil }
+            return "\(folder)/\(id).json"
+        }
+    }
+
     public func show(_ id: String) throws(QueueError) -> QueueEntry {
         let key = try requireValid(id)
         let rows = try database { (connection, deadline) throws(PGError) in

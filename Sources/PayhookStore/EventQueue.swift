@@ -36,6 +36,17 @@ public protocol EventQueue: Sendable {
     /// event (it is set aside).
     func show(_ id: String) throws(QueueError) -> QueueEntry
 
+    /// Every stored event and conflict copy that passes `query`, wherever it is: waiting, taken, dead,
+    /// acknowledged (kept by the dedupe ledger until `gc`) or a conflict copy, each event once per place, in
+    /// ``QueueStoredEvent/precedes(_:_:)`` order. What `queue find`, `show` of an acknowledged event,
+    /// `list --location conflicts` and `export` read. Files of new/, cur/ and dead/ that are not valid events are
+    /// set aside as `list` sets them aside; ledger entries and conflict copies are only read, never moved.
+    func search(_ query: QueueSearch) throws(QueueError) -> QueueSearchResult
+
+    /// The ids of stored events and conflict copies that start with `prefix` (lowercase hex), sorted, at most
+    /// `limit`: how `queue show` resolves an abbreviated id.
+    func ids(startingWith prefix: String, limit: Int) throws(QueueError) -> [String]
+
     /// Claims the oldest waiting event for the caller. Without `wait`, ends `.empty` at once when none waits; with
     /// it, blocks until one arrives, `timeout` seconds pass (`.timedOut`) or `stop` is triggered (`.stopped`).
     func take(wait: Bool, timeout: Double?, stop: (any QueueStop)?) throws(QueueError) -> QueueTakeResult

@@ -97,6 +97,29 @@ public enum Explainer {
         return unified(query ?? "", path: path ?? queryPath, config: config, now: nowMilliseconds, report)
     }
 
+    /// `explain` of a file whose name says it is a conflict copy of the event `copyID` (`<id>.<tag>.json`, as
+    /// the spool names the files in conflicts/ and `payhook queue show` the database's copies): payhook answered
+    /// such a callback success but never queued it, since the event stored under that id holds other content, so
+    /// "stores it once" would be wrong. The verdict says what the copy is instead; the checks are the same.
+    public static func explain(
+        _ input: [UInt8], config: Config, path: String? = nil, conflictCopyOf copyID: String,
+        nowMilliseconds: Int64 = WallClock.milliseconds()
+    ) -> Report {
+        var report = explain(input, config: config, path: path, nowMilliseconds: nowMilliseconds)
+        guard let event = try? EventFile.parse(input) else { return report }
+        guard SpoolBytes.same(event.id, copyID) else {
+            report.add("note: the file's name says it is a conflict copy of event \(LogText.printable(copyID, limit: 64)), but it holds event \(LogText.printable(event.id, limit: 64))")
+            return report
+        }
+        if report.verified, let last = report.lines.indices.last, report.lines[last].hasPrefix("verdict: VERIFIED") {
+            report.lines[last] = "verdict: VERIFIED, but this is a conflict copy of event \(event.id): a correctly signed "
+                + "callback whose id payhook had already stored with other content; payhook answered success and kept "
+                + "this copy for audit (conflicts/), never queued it. The stored event is the one `payhook queue show "
+                + "\(event.id)` prints; compare the two."
+        }
+        return report
+    }
+
     static func isWhitespace(_ byte: UInt8) -> Bool {
         byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
     }

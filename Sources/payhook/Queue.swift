@@ -11,21 +11,25 @@ import PayhookStore
 /// `payhook queue …`: the consumer's tools over the spool (docs/contract.md §5; docs/consumers.md).
 ///
 /// Exit codes, as for every payhook command: 0 ok; 1 bad input or a failed check (no such spool, unknown id,
-/// an event not where the operation needs it, a corrupt event file, a second `consume`, nothing to take);
-/// 2 usage (unknown option, a malformed ID or duration).
+/// an ambiguous id prefix, an event not where the operation needs it, a corrupt event file, a second `consume`,
+/// nothing to take); 2 usage (unknown option, a malformed ID, id prefix, duration or day).
 struct Queue: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queue",
-        abstract: "Read and consume the spool: list, show, take, ack, nack, requeue, revive, consume, gc.",
+        abstract: "Read and consume the queue: list, show, find, export, take, ack, nack, requeue, revive, consume, gc.",
         discussion: """
             Every subcommand takes --spool DIR, the queue directory payhook serve writes, or --config FILE (else \
             $PAYHOOK_CONFIG), the config payhook serve runs with: its [store] names the spool or the PostgreSQL \
-            database. An ID is the event's id: 64 lowercase hex characters, also its file name without .json; \
-            anything else is a usage error (exit 2). See docs/consumers.md for the protocol and the files involved.
+            database. An ID is the event's id: 64 lowercase hex characters, or its file name <id>.json; show also \
+            takes a unique prefix of at least 8 of them and a conflict copy's name. Anything else is a usage \
+            error (exit 2). find answers "did the callback for this order arrive?" wherever its events are \
+            (queued, acknowledged in the ledger, or conflict copies); export writes every event of a window of \
+            days as CSV or JSON lines for reconciliation. See docs/consumers.md for the protocol and the files \
+            involved.
             """,
         subcommands: [
-            QueueList.self, QueueShow.self, QueueTake.self, QueueAck.self, QueueNack.self,
-            QueueRequeue.self, QueueRevive.self, QueueConsume.self, QueueGC.self,
+            QueueList.self, QueueShow.self, QueueFind.self, QueueExport.self, QueueTake.self, QueueAck.self,
+            QueueNack.self, QueueRequeue.self, QueueRevive.self, QueueConsume.self, QueueGC.self,
         ]
     )
 }
@@ -154,13 +158,22 @@ enum QueueCLI {
         return !quarantined.isEmpty
     }
 
-    /// The usage check for an ID argument (exit 2 through ArgumentParser's ValidationError).
+    /// The usage check for an ID argument (exit 2 through ArgumentParser's ValidationError): an event id, or its
+    /// file name `<id>.json` (what `ls` prints).
     static func validate(id: String) throws {
-        guard EventID.isValid(id) else {
+        do {
+            guard case .id = try QueueReference.parse(id) else { throw QueueReference.Problem.notHex }
+        } catch {
             throw ValidationError(
-                "ID must be an event id, 64 lowercase hex characters (the file name without .json); got \(EventID.quoted(id))"
+                "ID must be an event id, 64 lowercase hex characters, or its file name <id>.json; got \(EventID.quoted(id))"
             )
         }
+    }
+
+    /// The event id of an ID argument that passed ``validate(id:)``: `<id>.json` without `.json`.
+    static func eventID(_ argument: String) -> String {
+        if case .id(let id)? = try? QueueReference.parse(argument) { return id }
+        return argument
     }
 
     /// Blocks SIGTERM and SIGINT in this thread (and so in every thread started after), and starts a thread that
@@ -193,12 +206,15 @@ enum QueueCLI {
 }
 
 /// The ID argument of the commands that act on one event, checked before the spool is opened
-/// (a malformed id is a usage error, exit 2).
+/// (a malformed id is a usage error, exit 2). `<id>.json`, what `ls` prints, stands for the id.
 struct QueueEventID: ParsableArguments {
-    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters).", valueName: "id"))
-    var id: String
+    @Argument(help: ArgumentHelp("The event id (64 lowercase hex characters), or its file name <id>.json.", valueName: "id"))
+    var argument: String
+
+    /// The event id, `.json` taken off.
+    var id: String { QueueCLI.eventID(argument) }
 
     func validate() throws {
-        try QueueCLI.validate(id: id)
+        try QueueCLI.validate(id: argument)
     }
 }

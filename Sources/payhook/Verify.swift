@@ -1,5 +1,6 @@
 import ArgumentParser
 import PayhookConfig
+import PayhookStore
 import PayhookTools
 
 /// `payhook verify --config FILE CAPTURE`: checks one captured callback offline and explains the result.
@@ -16,7 +17,9 @@ struct Verify: ParsableCommand {
             empty line, then the body. With a Content-Length header the body is that many bytes; without one, \
             exactly one final line break is taken off (the one payhook sign prints after the body) and the \
             output says so. The clock window is checked against the wall clock; for an event file, against its \
-            received_at, so a stored notification verifies again later.
+            received_at, so a stored notification verifies again later. A file named as a conflict copy \
+            (<id>.<tag>.json, as in the spool's conflicts/ or saved from queue show of a copy) whose event has that \
+            id is said to be one: payhook answered it success but kept it for audit, never queued it.
 
             Alipay, XxPay and Jeepay notifications are told by their routing parameter (app_id, mchId, appId): \
             an Alipay or Jeepay form body or an XxPay query string as a file of its own, either inside a captured \
@@ -45,7 +48,14 @@ struct Verify: ParsableCommand {
             Output.err("payhook: cannot read \(capture): \(error)")
             throw ExitCode(1)
         }
-        let report = Explainer.explain(input, config: loaded.config, path: path)
+        // A conflict copy (conflicts/<id>.<tag>.json) verifies like its event, but was never queued: say so.
+        let name = capture.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? capture
+        let report: Explainer.Report
+        if let copy = QueueReference.conflictCopy(named: name) {
+            report = Explainer.explain(input, config: loaded.config, path: path, conflictCopyOf: copy.id)
+        } else {
+            report = Explainer.explain(input, config: loaded.config, path: path)
+        }
         for line in report.lines { Output.out(line) }
         if !report.verified { throw ExitCode(1) }
     }

@@ -21,6 +21,8 @@ final class InMemoryEventQueue: EventQueue {
 
     private struct State {
         var items: [String: Item] = [:]
+        /// Acknowledged events, as a ledger keeps them.
+        var acknowledged: [String: QueueEvent] = [:]
         var consumerLocked = false
     }
 
@@ -77,6 +79,22 @@ final class InMemoryEventQueue: EventQueue {
         return entry(item)
     }
 
+    func search(_ query: QueueSearch) throws(QueueError) -> QueueSearchResult {
+        let items = state.withLock { state in
+            let queued = state.items.values.map { QueueStoredEvent(entry($0)) }
+            let acknowledged = state.acknowledged.values.map {
+                QueueStoredEvent(event: $0, place: .acknowledged, path: "memory/acknowledged/\($0.id)")
+            }
+            return (queued + acknowledged).filter { query.places.contains($0.place) && query.admits($0.event) }
+        }
+        return QueueSearchResult(items: items.sorted(by: QueueStoredEvent.precedes))
+    }
+
+    func ids(startingWith prefix: String, limit: Int) throws(QueueError) -> [String] {
+        let ids = state.withLock { Set($0.items.keys).union($0.acknowledged.keys) }
+        return Array(ids.filter { $0.hasPrefix(prefix) }.sorted().prefix(limit))
+    }
+
     func take(wait: Bool, timeout: Double?, stop: (any QueueStop)?) throws(QueueError) -> QueueTakeResult {
         let deadline = timeout.map { Date().addingTimeInterval($0) }
         while true {
@@ -126,7 +144,7 @@ final class InMemoryEventQueue: EventQueue {
         try requireValid(id)
         let found: QueueLocation? = state.withLock { state in
             let location = state.items[id]?.location
-            if location == .cur { state.items[id] = nil }
+            if location == .cur { state.acknowledged[id] = state.items.removeValue(forKey: id)?.event }
             return location
         }
         switch found {

@@ -66,7 +66,10 @@ struct QueueCLITests {
             for bad in ["abc", String(repeating: "A", count: 64), String(repeating: "a", count: 63) + "/", "../../etc/passwd"] {
                 let run = try payhook("queue", command, "--spool", spool.root, bad)
                 #expect(run.status == 2, "\(command) \(bad)")
-                #expect(run.stderr.contains("ID must be an event id, 64 lowercase hex characters"))
+                // show also takes a prefix of 8 or more, and says which rule the text breaks.
+                let why = command != "show" ? "ID must be an event id, 64 lowercase hex characters"
+                    : bad == "abc" ? "is too short: an id prefix needs at least 8" : "is not lowercase hex"
+                #expect(run.stderr.contains(why), "\(command) \(bad)")
             }
         }
     }
