@@ -45,7 +45,8 @@ public enum BeijingTime {
         return compact ? String(date.replacing("-", with: "") + time.replacing(":", with: "")) : "\(date) \(time)"
     }
 
-    static func daysIn(month: Int64, year: Int64) -> Int64 {
+    /// The days of `month` (1...12) of `year` in the Gregorian calendar.
+    public static func daysIn(month: Int64, year: Int64) -> Int64 {
         switch month {
         case 2: return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
         case 4, 6, 9, 11: return 30

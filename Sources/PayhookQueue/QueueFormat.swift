@@ -13,23 +13,28 @@ public enum QueueFormat {
     /// Times are local (``QueueTime/formatLocal(_:)``) and amounts in their unit (``amount(_:currency:)``): the
     /// table is for people; `--json` keeps UTC and fen.
     public static func table(_ entries: [QueueEntry]) -> String {
-        let header = ["LOCATION", "RECEIVED_AT", "SOURCE", "TENANT", "ORDER_REF", "STATUS", "AMOUNT", "ATTEMPTS", "ID"]
-        var rows = [header]
-        for entry in entries {
-            let event = entry.event
-            rows.append([
-                entry.location.rawValue,
-                event.receivedAt.map(QueueTime.formatLocal) ?? event.receivedAtText.map(printable) ?? "-",
-                event.source.map(printable) ?? "-",
-                event.tenant.map(printable) ?? "-",
-                event.orderRef.map(printable) ?? "-",
-                event.status.map(printable) ?? "-",
-                event.amount.map { amount($0, currency: event.currency) } ?? "-",
-                String(entry.attempts),
-                entry.id,
-            ])
-        }
-        var widths = [Int](repeating: 0, count: header.count)
+        columns(header: "LOCATION", entries.map { entry in
+            [entry.location.rawValue] + eventCells(entry.event) + [String(entry.attempts), entry.id]
+        })
+    }
+
+    /// The cells RECEIVED_AT, SOURCE, TENANT, ORDER_REF, STATUS and AMOUNT of an event, as people read them.
+    static func eventCells(_ event: QueueEvent) -> [String] {
+        [
+            event.receivedAt.map(QueueTime.formatLocal) ?? event.receivedAtText.map(printable) ?? "-",
+            event.source.map(printable) ?? "-",
+            event.tenant.map(printable) ?? "-",
+            event.orderRef.map(printable) ?? "-",
+            event.status.map(printable) ?? "-",
+            event.amount.map { amount($0, currency: event.currency) } ?? "-",
+        ]
+    }
+
+    /// Rows under the header `first`, RECEIVED_AT, SOURCE, TENANT, ORDER_REF, STATUS, AMOUNT, ATTEMPTS, ID, each
+    /// column as wide as its widest cell; the last column is not padded.
+    static func columns(header first: String, _ body: [[String]]) -> String {
+        let rows = [[first, "RECEIVED_AT", "SOURCE", "TENANT", "ORDER_REF", "STATUS", "AMOUNT", "ATTEMPTS", "ID"]] + body
+        var widths = [Int](repeating: 0, count: rows[0].count)
         for row in rows {
             for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
         }

@@ -10,34 +10,10 @@ extension QueueFormat {
     /// the event it conflicts with) and says where that event is now. Missing values show as "-"; values from
     /// the callback are escaped (``printable(_:)``).
     public static func storedTable(_ items: [QueueStoredEvent]) -> String {
-        let header = ["LOCATION", "RECEIVED_AT", "SOURCE", "TENANT", "ORDER_REF", "STATUS", "AMOUNT", "ATTEMPTS", "ID"]
-        var rows = [header]
-        for item in items {
-            let event = item.event
-            let amount = event.amount.map { amount in
-                event.currency.map { "\(amount) \(printable($0))" } ?? "\(amount)"
-            }
-            rows.append([
-                item.place.rawValue,
-                event.receivedAtText.map(printable) ?? "-",
-                event.source.map(printable) ?? "-",
-                event.tenant.map(printable) ?? "-",
-                event.orderRef.map(printable) ?? "-",
-                event.status.map(printable) ?? "-",
-                amount ?? "-",
-                item.place.location == nil ? "-" : String(item.attempts),
-                identification(item),
-            ])
-        }
-        var widths = [Int](repeating: 0, count: header.count)
-        for row in rows {
-            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
-        }
-        return rows.map { row in
-            row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n")
+        columns(header: "LOCATION", items.map { item in
+            [item.place.rawValue] + eventCells(item.event)
+                + [item.place.location == nil ? "-" : String(item.attempts), identification(item)]
+        })
     }
 
     /// The ID cell: the id, or for a conflict copy its name and what it conflicts with.

@@ -13,9 +13,6 @@ public enum QueueDay: Sendable, Equatable {
     /// An instant.
     case instant(Date)
 
-    /// The earliest year a date may name: no event was received before 1970.
-    public static let firstYear = 1970
-
     /// Reads a DAY: exactly `YYYY-MM-DD` naming a real date (year 1970 to 9999), or an RFC 3339 time
     /// (``QueueTime/parseRFC3339(_:)``). nil for anything else.
     public static func parse(_ text: String) -> QueueDay? {
@@ -24,36 +21,15 @@ public enum QueueDay: Sendable, Equatable {
         return nil
     }
 
-    /// `YYYY-MM-DD`, ASCII digits only, a real day of a year from ``firstYear`` to 9999.
+    /// `YYYY-MM-DD` naming a real day (``QueueTime/localDate(_:)``, the reading `--since`/`--until` of `list` share).
     static func parseDate(_ text: String) -> (year: Int, month: Int, day: Int)? {
-        let b = Array(text.utf8)
-        guard b.count == 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-") else { return nil }
-        func number(_ range: Range<Int>) -> Int? {
-            var value = 0
-            for byte in b[range] {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                value = value * 10 + Int(byte - UInt8(ascii: "0"))
-            }
-            return value
-        }
-        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-            year >= firstYear, (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year)
-        else { return nil }
-        return (year, month, day)
-    }
-
-    static func daysIn(month: Int, year: Int) -> Int {
-        switch month {
-        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
+        QueueTime.localDate(text)
     }
 
     /// Where the bound starts: a date's local midnight (mktime(3), which follows `TZ`), or the instant.
     public var start: Date {
         switch self {
-        case .date(let year, let month, let day): return Self.localMidnight(year: year, month: month, day: day)
+        case .date(let year, let month, let day): return QueueTime.localMidnight(year: year, month: month, day: day)
         case .instant(let date): return date
         }
     }
@@ -62,7 +38,7 @@ public enum QueueDay: Sendable, Equatable {
     /// an instant, which is itself the (inclusive) end.
     public var endExclusive: Date? {
         switch self {
-        case .date(let year, let month, let day): return Self.localMidnight(year: year, month: month, day: day + 1)
+        case .date(let year, let month, let day): return QueueTime.localMidnight(year: year, month: month, day: day + 1)
         case .instant: return nil
         }
     }
@@ -77,16 +53,4 @@ public enum QueueDay: Sendable, Equatable {
         return until.start >= start ? QueueWindow(since: start, until: until.start) : nil
     }
 
-    /// Local midnight of a day; `day` may be one past the month's last (mktime normalizes it to the next
-    /// month's first). Where midnight does not exist (a daylight-saving change at 00:00), the first local time
-    /// of that day that does.
-    static func localMidnight(year: Int, month: Int, day: Int) -> Date {
-        var parts = tm()
-        parts.tm_year = Int32(year - 1900)
-        parts.tm_mon = Int32(month - 1)
-        parts.tm_mday = Int32(day)
-        parts.tm_isdst = -1
-        let seconds = mktime(&parts)
-        return Date(timeIntervalSince1970: Double(seconds))
-    }
 }

@@ -4,6 +4,7 @@ public import FoundationEssentials
 import Foundation
 #endif
 import Glibc
+import PayhookCore
 
 /// Times and durations as the queue tools read and write them: RFC 3339 instants and short durations.
 public enum QueueTime {
@@ -156,48 +157,57 @@ public enum QueueTime {
     /// `2026-11-22 10:30:15`, with `T` instead of the space too. A time that the zone skips (a DST change) is
     /// refused; nil for anything else.
     public static func parseLocal(_ text: String, endOfDay: Bool = false) -> Date? {
+        if let day = localDate(text) {
+            return endOfDay
+                ? localMidnight(year: day.year, month: day.month, day: day.day + 1).addingTimeInterval(-0.001)
+                : localMidnight(year: day.year, month: day.month, day: day.day)
+        }
         let b = Array(text.utf8)
-        func digits(_ from: Int, _ count: Int) -> Int? { decimal(b, from, count) }
-        guard b.count == 10 || b.count == 16 || b.count == 19,
-            let year = digits(0, 4), b[4] == UInt8(ascii: "-"),
-            let month = digits(5, 2), b[7] == UInt8(ascii: "-"),
-            let day = digits(8, 2), (1...12).contains(month), (1...31).contains(day), year >= 1970
+        guard b.count == 16 || b.count == 19, let day = localDate(String(decoding: b[0..<10], as: UTF8.self)),
+            b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T"),
+            let hour = decimal(b, 11, 2), b[13] == UInt8(ascii: ":"), let minute = decimal(b, 14, 2), hour < 24, minute < 60
         else { return nil }
-        var hour = 0, minute = 0, second = 0
-        if b.count > 10 {
-            guard b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T"),
-                let h = digits(11, 2), b[13] == UInt8(ascii: ":"), let m = digits(14, 2), h < 24, m < 60
-            else { return nil }
-            hour = h
-            minute = m
-            if b.count == 19 {
-                guard b[16] == UInt8(ascii: ":"), let s = digits(17, 2), s < 60 else { return nil }
-                second = s
-            }
+        var second = 0
+        if b.count == 19 {
+            guard b[16] == UInt8(ascii: ":"), let s = decimal(b, 17, 2), s < 60 else { return nil }
+            second = s
         }
         tzset()
-        func local(day: Int) -> (epoch: time_t, parts: tm) {
-            var parts = tm()
-            parts.tm_year = Int32(year - 1900)
-            parts.tm_mon = Int32(month - 1)
-            parts.tm_mday = Int32(day)
-            parts.tm_hour = Int32(hour)
-            parts.tm_min = Int32(minute)
-            parts.tm_sec = Int32(second)
-            parts.tm_isdst = -1
-            let epoch = mktime(&parts)
-            return (epoch, parts)
-        }
-        let (epoch, parts) = local(day: day)
-        // mktime(3) normalizes: Feb 30 becomes Mar 2, and a time skipped by a DST change moves by an hour.
-        guard parts.tm_mday == Int32(day), parts.tm_mon == Int32(month - 1), parts.tm_hour == Int32(hour),
-            parts.tm_min == Int32(minute)
-        else { return nil }
-        if endOfDay && b.count == 10 {
-            // The next day's first instant (mktime carries into the next month), less a millisecond.
-            return Date(timeIntervalSince1970: Double(local(day: day + 1).epoch) - 0.001)
-        }
+        var parts = tm()
+        parts.tm_year = Int32(day.year - 1900)
+        parts.tm_mon = Int32(day.month - 1)
+        parts.tm_mday = Int32(day.day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        parts.tm_isdst = -1
+        let epoch = mktime(&parts)
+        // A time a daylight-saving change skips is moved by mktime(3): it does not exist, and is refused.
+        guard parts.tm_mday == Int32(day.day), parts.tm_hour == Int32(hour), parts.tm_min == Int32(minute) else { return nil }
         return Date(timeIntervalSince1970: Double(epoch))
+    }
+
+    /// `YYYY-MM-DD`, ASCII digits only, naming a real day of a year from 1970 (no event is older) to 9999.
+    public static func localDate(_ text: String) -> (year: Int, month: Int, day: Int)? {
+        let b = Array(text.utf8)
+        guard b.count == 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
+            let year = decimal(b, 0, 4), let month = decimal(b, 5, 2), let day = decimal(b, 8, 2),
+            year >= 1970, (1...12).contains(month), day >= 1, day <= BeijingTime.daysIn(month: Int64(month), year: Int64(year))
+        else { return nil }
+        return (year, month, day)
+    }
+
+    /// The first instant of a day in the local time zone (`TZ`, else the system's); `day` may be one past the
+    /// month's last (mktime(3) carries it into the next month). Where midnight does not exist (a daylight-saving
+    /// change at 00:00), the day's first local time that does.
+    public static func localMidnight(year: Int, month: Int, day: Int) -> Date {
+        tzset()
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_isdst = -1
+        return Date(timeIntervalSince1970: Double(mktime(&parts)))
     }
 
     /// An instant in the local time zone (`TZ`, else the system's) for people: `2026-11-22 10:34:50 +08:00`.

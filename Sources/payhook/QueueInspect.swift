@@ -180,7 +180,7 @@ struct QueueShow: ParsableCommand {
             Output.out(QueueFormat.pretty(item))
             for copy in copies {
                 Output.out(
-                    "conflict copy   \(copy.conflictName ?? copy.path) (received \(copy.event.receivedAtText.map(QueueFormat.printable) ?? "-"))")
+                    "conflict copy   \(copy.conflictName ?? copy.path) (received \(copy.event.receivedAt.map(QueueTime.formatLocal) ?? copy.event.receivedAtText.map(QueueFormat.printable) ?? "-"))")
             }
         }
         if QueueCLI.report(result) { throw ExitCode(1) }

@@ -21,7 +21,8 @@ struct PostgresQueueCLITests {
         }
 
         /// The children's event files go into the test's folder (TMPDIR), removed with it: a killed consumer's too.
-        var environment: [String: String] { database.environment.merging(["TMPDIR": folder.path]) { $1 } }
+        /// TZ=UTC: the tables show local times, which the expectations give in UTC.
+        var environment: [String: String] { database.environment.merging(["TMPDIR": folder.path, "TZ": "UTC"]) { $1 } }
 
         func run(_ arguments: String..., within seconds: Double = 30) throws -> RunResult {
             try child(arguments).finish(within: seconds)

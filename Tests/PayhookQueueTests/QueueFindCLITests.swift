@@ -26,7 +26,10 @@ struct QueueFindCLITests {
 
     /// Runs `payhook queue COMMAND ARGS…` twice, once with `--spool` and once with `--config`, and expects the
     /// same outcome; returns the first.
-    static func both(_ spool: TestSpool, _ arguments: [String], environment: [String: String] = [:]) throws -> RunResult {
+    /// TZ=UTC unless `environment` names another zone: tables and `show` print local times, which the
+    /// expectations give in UTC.
+    static func both(_ spool: TestSpool, _ arguments: [String], environment given: [String: String] = [:]) throws -> RunResult {
+        let environment = ["TZ": "UTC"].merging(given) { $1 }
         let config = try config(for: spool)
         let bySpool = try Child(try payhookBinary(), ["queue"] + arguments + ["--spool", spool.root], environment: environment).finish()
         let byConfig = try Child(
@@ -98,10 +101,10 @@ struct QueueFindCLITests {
         try #require(lines.count == 6, "\(run.stdout)")
         #expect(lines[0].hasPrefix("LOCATION      RECEIVED_AT"))
         // Oldest first, each saying where it is; the conflict copy names itself and what it conflicts with.
-        #expect(lines[1].hasPrefix("acknowledged  2026-11-22T01:00:00.000Z") && lines[1].hasSuffix(order.acknowledged))
+        #expect(lines[1].hasPrefix("acknowledged  2026-11-22 01:00:00 +00:00") && lines[1].hasSuffix(order.acknowledged))
         #expect(lines[2].hasPrefix("cur ") && lines[2].hasSuffix(order.taken))
         #expect(lines[3].hasPrefix("dead ") && lines[3].hasSuffix(order.dead))
-        #expect(lines[4].hasPrefix("conflicts     2026-11-22T04:00:00.000Z"))
+        #expect(lines[4].hasPrefix("conflicts     2026-11-22 04:00:00 +00:00"))
         #expect(lines[4].hasSuffix("\(order.copy) (conflicts with the acknowledged event)"))
         #expect(lines[5].hasPrefix("new ") && lines[5].hasSuffix(order.waiting))
         #expect(!run.stdout.contains(order.otherTenant))
@@ -158,7 +161,7 @@ struct QueueFindCLITests {
         #expect(shown.stdout.contains("path            \(spool.path("ids/\(order.acknowledged)"))"))
         #expect(shown.stdout.contains("status          NOTPAY"))
         #expect(!shown.stdout.contains("attempts "))
-        #expect(shown.stdout.hasSuffix("conflict copy   \(order.copy) (received 2026-11-22T04:00:00.000Z)\n"))
+        #expect(shown.stdout.hasSuffix("conflict copy   \(order.copy) (received 2026-11-22 04:00:00 +00:00)\n"))
         // --json: the ledger entry's bytes exactly; the file name <id>.json works as well as the id.
         let raw = try Self.both(spool, ["show", "--json", order.acknowledged + ".json"])
         #expect(raw.stdout == (try spool.read("ids/\(order.acknowledged)")))
@@ -168,7 +171,7 @@ struct QueueFindCLITests {
         #expect(copy.status == 0)
         #expect(copy.stdout.hasPrefix("location        conflicts (an audit copy of a correctly signed callback with other content; never queued)\n"))
         #expect(copy.stdout.contains("conflicts_with  event \(order.acknowledged), acknowledged\n"))
-        #expect(copy.stdout.contains("amount          1\n"))
+        #expect(copy.stdout.contains("amount          ¥0.01 (1 fen)\n"))
         #expect(try Self.both(spool, ["show", "--json", order.copy]).stdout == (try spool.read("conflicts/\(order.copy)")))
         let gone = try Self.both(spool, ["show", "\(order.acknowledged).1.json"])
         #expect(gone.status == 1)
@@ -220,9 +223,9 @@ struct QueueFindCLITests {
         let lines = table.stdout.split(separator: "\n").map(String.init)
         try #require(lines.count == 3, "\(table.stdout)")
         #expect(lines[0].hasPrefix("LOCATION   RECEIVED_AT"))
-        #expect(lines[1].hasPrefix("conflicts  2026-11-22T04:00:00.000Z") && lines[1].hasSuffix("\(order.copy) (conflicts with the acknowledged event)"))
+        #expect(lines[1].hasPrefix("conflicts  2026-11-22 04:00:00 +00:00") && lines[1].hasSuffix("\(order.copy) (conflicts with the acknowledged event)"))
         #expect(lines[2].hasSuffix("\(second) (conflicts with the event waiting in new)"))
-        #expect(lines[2].contains("2 CNY"))
+        #expect(lines[2].contains("¥0.02 (2 fen)"))
 
         let json = try Self.both(spool, ["list", "--location", "conflicts", "--json", "--since", "2026-11-22T05:00:00Z"])
         let items = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
