@@ -119,16 +119,12 @@ public final class PayhookServer: Sendable {
         }
         registerGauges(config: config)
         registerReloadMetrics()
-        logger.notice(
-            "serving",
-            metadata: [
-                "listen": "\(http.boundAddress)", "store": "\(config.store.kind)",
-                "spool": "\(config.store == .spool ? config.spool : "-")",
-                "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
-                "wechat_v3.tenants": "\(config.wechatV3.count)", "alipay.tenants": "\(config.alipay.count)",
-                "xxpay.tenants": "\(config.xxpay.count)", "jeepay.tenants": "\(config.jeepay.count)",
-                "tls.sha256": "\(http.certificateFingerprint ?? "-")",
-            ])
+        var serving = Self.tenantCounts(config)
+        serving["listen"] = "\(http.boundAddress)"
+        serving["store"] = "\(config.store.kind)"
+        serving["spool"] = "\(config.store == .spool ? config.spool : "-")"
+        serving["tls.sha256"] = "\(http.certificateFingerprint ?? "-")"
+        logger.notice("serving", metadata: serving)
     }
 
     /// Gauges read at each scrape of /metrics.
@@ -233,7 +229,7 @@ public final class PayhookServer: Sendable {
     public func shutdown() -> Bool {
         let drained = http.shutdown(grace: .seconds(config.shutdownGraceSeconds))
         store.close()
-        logger.notice("stopped", metadata: ["drained": "\(drained)"])
+        logger.notice("stopped", metadata: ["drained": .stringConvertible(drained)])
         return drained
     }
 }
