@@ -149,9 +149,7 @@ public final class PayhookServer: Sendable {
             }
         }
         let store = self.store
-        metrics.gauge("payhook_spool_files", help: "Files in the spool's folders: new (waiting), cur (taken), dead letters, conflicts, corrupt.") {
-            (store.fileCounts() ?? [:]).sorted { $0.key < $1.key }.map { ([("folder", $0.key)], Double($0.value)) }
-        }
+        QueueGauges.register(on: metrics, files: true) { store.census() }
         metrics.gauge("payhook_spool_healthy", help: "1 while the spool accepts events; 0 after a failed directory fsync (restart needed).") {
             [([], store.unhealthyReason == nil ? 1 : 0)]
         }
@@ -170,9 +168,7 @@ public final class PayhookServer: Sendable {
             help: "Stores committed together by one group commit: on the spool one fsync of new/ and one of ids/, on PostgreSQL one transaction.",
             bounds: [1, 2, 4, 8, 16, 32, 64, 128]
         ) { store.counts().batchSizes }
-        metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
-            [([("version", PayhookVersion.current), ("commit", PayhookVersion.commit), ("schema", Event.schema)], 1)]
-        }
+        metrics.buildInfo()
     }
 
     /// One source per configured path.

@@ -1,6 +1,9 @@
 import Foundation
+import PayhookConfig
 import PayhookCore
+import PayhookHTTP
 import PayhookServer
+import PayhookTestSupport
 import PayhookTools
 import Synchronization
 import Testing
@@ -15,7 +18,7 @@ struct MetricsTests {
         var samples: [String: Double] = [:]
         for line in reply.body.split(separator: "\n") where !line.hasPrefix("#") {
             // name{labels} value, the exposition format's sample line.
-            let match = line.wholeMatch(of: #/([a-z_]+(?:\{[^}]*\})?) (-?[0-9.e+]+|\+Inf)/#)
+            let match = line.wholeMatch(of: #/([a-z_]+(?:\{[^}]*\})?) (-?[0-9.e+-]+|\+Inf|NaN)/#)
             #expect(match != nil, "not a sample line: \(line)")
             if let match { samples[String(match.1)] = Double(match.2) }
         }
@@ -76,6 +79,82 @@ struct MetricsTests {
         #expect(before["payhook_spool_commit_batch_size_count"] == 0)
         // Request text never becomes a label.
         #expect(!after.keys.contains { $0.contains("attacker-chosen") })
+    }
+
+    /// The queue gauges: every folder's series from the first scrape, dead letters counted once however many
+    /// files they have, and the age of the oldest waiting and taken event, which is what shows a stuck consumer.
+    @Test func queueSeriesArePresentFromStartAndFollowTheOldestEvent() throws {
+        let live = try LiveServer()
+        defer { live.stop() }
+        func files(_ samples: [String: Double], _ folder: String) -> Double? { samples["payhook_spool_files{folder=\"\(folder)\"}"] }
+        func age(_ samples: [String: Double], _ folder: String) -> Double? {
+            samples["payhook_queue_oldest_event_age_seconds{folder=\"\(folder)\"}"]
+        }
+        let start = try Self.scrape(live)
+        for folder in ["new", "cur", "dead", "conflicts", "corrupt"] { #expect(files(start, folder) == 0, "\(folder)") }
+        #expect(age(start, "new") == 0 && age(start, "cur") == 0)
+
+        _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query")))
+        _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query")))
+        let stored = live.events()
+        try #require(stored.count == 2)
+        // The first arrived an hour ago, as far as the spool can tell: its file was written then.
+        let old = stored[0]
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)], ofItemAtPath: live.spool + "/new/" + old)
+        let waiting = try Self.scrape(live)
+        #expect(files(waiting, "new") == 2)
+        #expect((3599...3660).contains(age(waiting, "new") ?? -1), "\(String(describing: age(waiting, "new")))")
+        #expect(age(waiting, "cur") == 0)
+
+        // A consumer takes it (rename keeps the file's time): new/ holds only the fresh one, cur/ the old one.
+        #expect(rename(live.spool + "/new/" + old, live.spool + "/cur/" + old) == 0)
+        let taken = try Self.scrape(live)
+        #expect((0..<60).contains(age(taken, "new") ?? -1))
+        #expect((3599...3660).contains(age(taken, "cur") ?? -1))
+
+        // It becomes a dead letter: the event and its error record, one event.
+        let id = String(old.dropLast(5))
+        try FileManager.default.createDirectory(atPath: live.spool + "/dead", withIntermediateDirectories: true)
+        #expect(rename(live.spool + "/cur/" + old, live.spool + "/dead/" + old) == 0)
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: live.spool + "/dead/\(id).error.json"))
+        let dead = try Self.scrape(live)
+        #expect(files(dead, "dead") == 1)
+        #expect(files(dead, "cur") == 0)
+        #expect(age(dead, "cur") == 0)
+        #expect(files(dead, "new") == 1)
+    }
+
+    /// The same gauges on PostgreSQL, from the queue's states and the ledger's `received_at`.
+    @Test func queueSeriesOnPostgres() throws {
+        let live = try LiveServer(store: .postgres)
+        defer { live.stop() }
+        func files(_ samples: [String: Double], _ folder: String) -> Double? { samples["payhook_spool_files{folder=\"\(folder)\"}"] }
+        func age(_ samples: [String: Double], _ folder: String) -> Double? {
+            samples["payhook_queue_oldest_event_age_seconds{folder=\"\(folder)\"}"]
+        }
+        let start = try Self.scrape(live)
+        for folder in ["new", "cur", "dead", "conflicts"] { #expect(files(start, folder) == 0, "\(folder)") }
+        #expect(age(start, "new") == 0 && age(start, "cur") == 0)
+
+        _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query")))
+        _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query")))
+        let ids = try live.sql("SELECT encode(id, 'hex') FROM payhook_queue ORDER BY 1")
+        try #require(ids.count == 2)
+        _ = try live.sql("UPDATE payhook_ledger SET received_at = now() - interval '1 hour' WHERE id = decode('\(ids[0])', 'hex')")
+        let waiting = try Self.scrape(live)
+        #expect(files(waiting, "new") == 2)
+        #expect((3599...3660).contains(age(waiting, "new") ?? -1), "\(String(describing: age(waiting, "new")))")
+        #expect(age(waiting, "cur") == 0)
+
+        _ = try live.sql("UPDATE payhook_queue SET state = 'cur' WHERE id = decode('\(ids[0])', 'hex')")
+        let taken = try Self.scrape(live)
+        #expect((0..<60).contains(age(taken, "new") ?? -1))
+        #expect((3599...3660).contains(age(taken, "cur") ?? -1))
+
+        _ = try live.sql("UPDATE payhook_queue SET state = 'dead' WHERE id = decode('\(ids[0])', 'hex')")
+        let dead = try Self.scrape(live)
+        #expect(files(dead, "dead") == 1)
+        #expect(age(dead, "cur") == 0)
     }
 
     @Test func semanticRejectionsAreCountedApart() throws {
