@@ -236,3 +236,122 @@ struct MetricsTests {
         #expect(after["payhook_test_failures"] == "2")
     }
 }
+
+/// docs/metrics.md against what runs: every metric family a running `payhook serve` and a running `payhook queue
+/// consume --metrics-listen` expose has a row there with its type and process, and every row is exposed by the
+/// processes it names. An undocumented metric, or a row for one that is gone, fails.
+@Suite(.timeLimit(.minutes(2)))
+struct MetricsDocumentationTests {
+    struct Row: Equatable {
+        var type: String
+        var exposedBy: Set<String>
+    }
+
+    /// The rows of docs/metrics.md's tables, by metric name.
+    static func documented() throws -> [String: Row] {
+        let text = try String(contentsOfFile: URL(fileURLWithPath: repositoryRoot).appendingPathComponent("docs/metrics.md").path, encoding: .utf8)
+        var rows: [String: Row] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("| `payhook_") {
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            try #require(cells.count >= 6, "docs/metrics.md: a row without its six cells: \(line)")
+            let name = String(cells[0].dropFirst().prefix { $0 != "`" && $0 != "{" })
+            #expect(rows[name] == nil, "docs/metrics.md: \(name) has two rows")
+            rows[name] = Row(
+                type: cells[1], exposedBy: Set(cells[3].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
+        }
+        return rows
+    }
+
+    /// The metric families of an exposition with their types, from its `# TYPE` lines; every sample line must
+    /// belong to one of them.
+    static func families(_ exposition: String) -> [String: String] {
+        var types: [String: String] = [:]
+        for line in exposition.split(separator: "\n") where line.hasPrefix("# TYPE ") {
+            let parts = line.split(separator: " ")
+            if parts.count == 4 { types[String(parts[2])] = String(parts[3]) }
+        }
+        for line in exposition.split(separator: "\n") where !line.hasPrefix("#") {
+            let name = String(line.prefix { $0 != "{" && $0 != " " })
+            let family = ["_bucket", "_sum", "_count"].reduce(name) { name, suffix in
+                types[name] == nil && name.hasSuffix(suffix) ? String(name.dropLast(suffix.count)) : name
+            }
+            #expect(types[family] != nil, "a sample without its # TYPE line: \(line)")
+        }
+        return types
+    }
+
+    /// Compares what `process` exposes with the rows that name it, both ways, and the types.
+    static func compare(_ exposed: [String: String], process: String, documented: [String: Row]) {
+        let expected = Set(documented.filter { $0.value.exposedBy.contains(process) }.keys)
+        let names = Set(exposed.keys)
+        #expect(names.subtracting(expected).isEmpty, "\(process) exposes metrics docs/metrics.md does not list for it: \(names.subtracting(expected).sorted())")
+        #expect(expected.subtracting(names).isEmpty, "docs/metrics.md lists metrics \(process) did not expose: \(expected.subtracting(names).sorted())")
+        for (name, type) in exposed {
+            if let row = documented[name] { #expect(row.type == type, "\(name) is a \(type), documented as \(row.type)") }
+        }
+    }
+
+    @Test func everyMetricOfServeIsDocumented() throws {
+        let documented = try Self.documented()
+        // A server driven until every family it can have exists: an accepted callback (requests, latency, secret
+        // position), a failed store (storage errors), WeChat Pay v3 notifications (key checks, clock skew, a
+        // SIGNTEST probe, an unknown serial).
+        let disk = FailingDisk()
+        let vectors = try WeChatV3LiveTests.vectors()
+        let clock = WeChatV3LiveTests.Clock()
+        clock.set(Router.wallClock())
+        let tenants = try WeChatV3LiveTests.tenants()
+        let live = try LiveServer(fileSystem: disk, configure: { $0.wechatV3 = tenants }, clock: { clock.now })
+        defer { live.stop() }
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query"))).status == 200)
+        disk.failure.withLock { $0 = ENOSPC }
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query"))).status == 503)
+        disk.failure.withLock { $0 = nil }
+        let v4 = try #require(vectors["V3-4"])
+        clock.set(WeChatV3LiveTests.signedAt(v4) + 7_000)
+        #expect(try WeChatV3LiveTests.post(live, v4).status == 204)
+        let probe = v4.headers.merging(["Wechatpay-Signature": "WECHATPAY/SIGNTEST/" + v4.headers["Wechatpay-Signature"]!]) { $1 }
+        #expect(try WeChatV3LiveTests.post(live, v4, headers: probe).status == 401)
+        #expect(try WeChatV3LiveTests.post(live, v4, headers: v4.headers.merging(["Wechatpay-Serial": "1234ABCD"]) { $1 }).status == 401)
+        var exposed = Self.families(try live.get("/metrics").body)
+
+        // Native TLS adds the certificate's expiry: a server with a certificate, read in process (it speaks HTTPS only).
+        let dir = try TemporaryDirectory()
+        let certificate = try TestCertificate.make(in: dir, name: "metrics")
+        let tls = try LiveServer(configure: { $0.tls = TLSCredentials(certificatePEM: certificate.certificatePEM, keyPEM: certificate.keyPEM) })
+        defer { tls.stop() }
+        exposed.merge(Self.families(tls.server.metrics.render())) { first, _ in first }
+        Self.compare(exposed, process: "serve", documented: documented)
+    }
+
+    @Test func everyMetricOfConsumeIsDocumented() throws {
+        let documented = try Self.documented()
+        let live = try LiveServer()
+        defer { live.stop() }
+        #expect(try live.get("/notify/unified?" + (try Paths.fixture("unified/success.query"))).status == 200)
+        let dir = try TemporaryDirectory()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try payhookBinary())
+        process.arguments = ["queue", "consume", "--spool", live.spool, "--exec", "true", "--metrics-listen", "127.0.0.1:0"]
+        _ = FileManager.default.createFile(atPath: dir.file("stdout"), contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: dir.file("stdout"))
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
+        var port: Int?
+        #expect(waitUntil(timeout: .seconds(10)) {
+            let out = (try? String(contentsOfFile: dir.file("stdout"), encoding: .utf8)) ?? ""
+            port = out.firstMatch(of: #/metrics on 127\.0\.0\.1:(\d+)\n/#).flatMap { Int($0.1) }
+            return port != nil
+        })
+        let reply = try HTTPReply.exchange(
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", port: try #require(port))
+        #expect(reply.status == 200)
+        Self.compare(Self.families(reply.body), process: "consume", documented: documented)
+    }
+}
