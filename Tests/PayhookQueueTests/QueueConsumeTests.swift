@@ -265,9 +265,11 @@ struct QueueConsumeTests {
             spool, command, ["--max-attempts", "2", "--backoff", "20ms", "--metrics-listen", "127.0.0.1:0"])
         let port = try #require(Self.metricsPort(worker), "\(worker.stderr)")
         var samples: [String: Double] = [:]
-        #expect(try eventually {
+        #expect(try eventually(within: 35) {
             samples = try Self.scrape(port)
+            // The counters are live; the queue's census may lag a slow one behind (QueueGauges).
             return samples["payhook_consume_processed_total"] == 2 && samples["payhook_consume_dead_lettered_total"] == 1
+                && samples["payhook_queue_oldest_event_age_seconds{folder=\"new\"}"] == 0
         }, "\(samples)")
         #expect(spool.list("dead") == ["\(poison).error.json", "\(poison).json"])
         #expect(samples["payhook_consume_failed_attempts_total"] == 2)
@@ -287,13 +289,22 @@ struct QueueConsumeTests {
         #expect(link(temporary, spool.path("ids/\(slow)")) == 0)
         #expect(rename(temporary, spool.path("new/\(slow).json")) == 0)
         #expect(eventually { FileManager.default.fileExists(atPath: spool.base + "/d/started") })
-        let running = try Self.scrape(port)
+        // A census may be reused for a while after a slow one (QueueGauges): scrape until it shows the take.
+        var running: [String: Double] = [:]
+        _ = try eventually(within: 35) {
+            running = try Self.scrape(port)
+            return running["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] ?? 0 > 0
+        }
         #expect(running["payhook_consume_current_attempt{worker=\"0\"}"] == 1)
         #expect((3599...3660).contains(running["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] ?? -1), "\(running)")
         #expect(running["payhook_queue_oldest_event_age_seconds{folder=\"new\"}"] == 0)
         _ = FileManager.default.createFile(atPath: spool.base + "/d/release", contents: nil)
-        #expect(try eventually { try Self.scrape(port)["payhook_consume_processed_total"] == 3 })
-        let done = try Self.scrape(port)
+        var done: [String: Double] = [:]
+        _ = try eventually(within: 35) {
+            done = try Self.scrape(port)
+            return done["payhook_consume_processed_total"] == 3 && done["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] == 0
+        }
+        #expect(done["payhook_consume_processed_total"] == 3)
         #expect(done["payhook_consume_current_attempt{worker=\"0\"}"] == 0)
         #expect(done["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] == 0)
         #expect((done["payhook_consume_last_success_timestamp_seconds"] ?? 0) >= success)

@@ -25,6 +25,18 @@ struct MetricsTests {
         return samples
     }
 
+    /// Scrapes until `condition` holds (a queue census may be reused for a while after a slow one: QueueGauges),
+    /// at most 35 s; returns the last scrape, which the caller's expectations then check.
+    static func scrape(_ live: LiveServer, until condition: ([String: Double]) -> Bool) throws -> [String: Double] {
+        var samples = try scrape(live)
+        let deadline = ContinuousClock.now + .seconds(35)
+        while !condition(samples), ContinuousClock.now < deadline {
+            usleep(20_000)
+            samples = try scrape(live)
+        }
+        return samples
+    }
+
     @Test func countersMoveWithEachOutcome() throws {
         let disk = FailingDisk()
         let live = try LiveServer(fileSystem: disk)
@@ -46,7 +58,7 @@ struct MetricsTests {
         _ = try live.get("/notify/unified?" + (try Paths.fixture("unified/refund.query")))
         disk.failure.withLock { $0 = nil }
 
-        let after = try Self.scrape(live)
+        let after = try Self.scrape(live) { $0["payhook_spool_files{folder=\"new\"}"] == 2 }
         func requests(_ source: String, _ tenant: String, _ outcome: String) -> Double? {
             after["payhook_requests_total{source=\"\(source)\",tenant=\"\(tenant)\",outcome=\"\(outcome)\"}"]
         }
@@ -101,14 +113,14 @@ struct MetricsTests {
         // The first arrived an hour ago, as far as the spool can tell: its file was written then.
         let old = stored[0]
         try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)], ofItemAtPath: live.spool + "/new/" + old)
-        let waiting = try Self.scrape(live)
+        let waiting = try Self.scrape(live) { age($0, "new") ?? 0 > 3000 }
         #expect(files(waiting, "new") == 2)
         #expect((3599...3660).contains(age(waiting, "new") ?? -1), "\(String(describing: age(waiting, "new")))")
         #expect(age(waiting, "cur") == 0)
 
         // A consumer takes it (rename keeps the file's time): new/ holds only the fresh one, cur/ the old one.
         #expect(rename(live.spool + "/new/" + old, live.spool + "/cur/" + old) == 0)
-        let taken = try Self.scrape(live)
+        let taken = try Self.scrape(live) { files($0, "cur") == 1 }
         #expect((0..<60).contains(age(taken, "new") ?? -1))
         #expect((3599...3660).contains(age(taken, "cur") ?? -1))
 
@@ -117,7 +129,7 @@ struct MetricsTests {
         try FileManager.default.createDirectory(atPath: live.spool + "/dead", withIntermediateDirectories: true)
         #expect(rename(live.spool + "/cur/" + old, live.spool + "/dead/" + old) == 0)
         try Data("{}".utf8).write(to: URL(fileURLWithPath: live.spool + "/dead/\(id).error.json"))
-        let dead = try Self.scrape(live)
+        let dead = try Self.scrape(live) { files($0, "cur") == 0 }
         #expect(files(dead, "dead") == 1)
         #expect(files(dead, "cur") == 0)
         #expect(age(dead, "cur") == 0)
@@ -141,18 +153,18 @@ struct MetricsTests {
         let ids = try live.sql("SELECT encode(id, 'hex') FROM payhook_queue ORDER BY 1")
         try #require(ids.count == 2)
         _ = try live.sql("UPDATE payhook_ledger SET received_at = now() - interval '1 hour' WHERE id = decode('\(ids[0])', 'hex')")
-        let waiting = try Self.scrape(live)
+        let waiting = try Self.scrape(live) { age($0, "new") ?? 0 > 3000 }
         #expect(files(waiting, "new") == 2)
         #expect((3599...3660).contains(age(waiting, "new") ?? -1), "\(String(describing: age(waiting, "new")))")
         #expect(age(waiting, "cur") == 0)
 
         _ = try live.sql("UPDATE payhook_queue SET state = 'cur' WHERE id = decode('\(ids[0])', 'hex')")
-        let taken = try Self.scrape(live)
+        let taken = try Self.scrape(live) { files($0, "cur") == 1 }
         #expect((0..<60).contains(age(taken, "new") ?? -1))
         #expect((3599...3660).contains(age(taken, "cur") ?? -1))
 
         _ = try live.sql("UPDATE payhook_queue SET state = 'dead' WHERE id = decode('\(ids[0])', 'hex')")
-        let dead = try Self.scrape(live)
+        let dead = try Self.scrape(live) { files($0, "cur") == 0 }
         #expect(files(dead, "dead") == 1)
         #expect(age(dead, "cur") == 0)
     }
