@@ -4,7 +4,7 @@ CONFIG ?= Fixtures/demo.toml
 APT_PACKAGES := libmicrohttpd-dev libgnutls28-dev libssl-dev libpq-dev pkg-config
 # The tests start a private PostgreSQL cluster of their own (Tests/PayhookTestSupport/TestPostgres.swift):
 # the server's package, without the cluster Debian would create and start for it.
-TEST_APT_PACKAGES := postgresql postgresql-contrib nginx
+TEST_APT_PACKAGES := postgresql postgresql-contrib nginx prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps system-libs test-deps build run test crash-test fuzz bench clean distclean release install deb

@@ -533,7 +533,7 @@ enum Callbacks {
             return result
         }
         daemon.logger.error("handler produced a response that cannot be sent; answering 500 instead",
-                            metadata: ["status": "\(response.status)"])
+                            metadata: ["status": .stringConvertible(response.status)])
         let fallback = internalError()
         guard let built = build(fallback, close: close) else { return .NO }
         let result = MHD_queue_response(connection, UInt32(fallback.status), built)

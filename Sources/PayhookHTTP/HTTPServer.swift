@@ -112,8 +112,9 @@ public final class HTTPServer: Sendable {
         self.lifecycle = Locked(.running(started))
         for (index, context) in contexts.enumerated() {
             logger.info("HTTP server listening", metadata: [
-                "address": "\(boundAddresses[index])", "threads": "\(context.limits.threads)",
-                "maxConnections": "\(context.limits.maxConnections)", "maxConnectionsPerIP": "\(limits.maxConnectionsPerIP)",
+                "address": "\(boundAddresses[index])", "threads": .stringConvertible(context.limits.threads),
+                "maxConnections": .stringConvertible(context.limits.maxConnections),
+                "maxConnectionsPerIP": .stringConvertible(limits.maxConnectionsPerIP),
                 "trustedProxies": "\(limits.trustedProxies.blocks.map(\.description).joined(separator: ","))",
             ])
         }
@@ -316,7 +317,7 @@ public final class HTTPServer: Sendable {
             running.context.takeUnretainedValue().state.withLock { $0.phase = .draining }
         }
         logger.notice("HTTP server shutting down", metadata: [
-            "address": "\(boundAddresses.map(\.description).joined(separator: " "))", "inFlight": "\(inFlight)",
+            "address": "\(boundAddresses.map(\.description).joined(separator: " "))", "inFlight": .stringConvertible(inFlight),
         ])
 
         // After MHD_quiesce_daemon no pool thread accepts from the socket,
@@ -340,7 +341,7 @@ public final class HTTPServer: Sendable {
         let allFinished = inFlight == 0
         if !allFinished {
             logger.warning("shutdown grace period over with requests still in flight", metadata: [
-                "inFlight": "\(inFlight)",
+                "inFlight": .stringConvertible(inFlight),
             ])
         }
 
@@ -352,7 +353,7 @@ public final class HTTPServer: Sendable {
                 let handler = context.handler
                 let parked = context.resumeParked { head in handler.refusal(503, for: head) }
                 if parked > 0 {
-                    logger.warning("requests still waiting for their store answered 503 at stop", metadata: ["count": "\(parked)"])
+                    logger.warning("requests still waiting for their store answered 503 at stop", metadata: ["count": .stringConvertible(parked)])
                 }
                 MHD_stop_daemon(running.daemon)
                 // MHD ends each request through the completed callback or the
@@ -360,7 +361,7 @@ public final class HTTPServer: Sendable {
                 // can no longer be reached by a callback and is released here.
                 let leftover = context.releaseAll()
                 if leftover > 0 {
-                    logger.warning("requests still registered after the HTTP server stopped", metadata: ["count": "\(leftover)"])
+                    logger.warning("requests still registered after the HTTP server stopped", metadata: ["count": .stringConvertible(leftover)])
                 }
                 // MHD closes the listen socket itself only if it was never
                 // quiesced; after a successful quiesce it belongs to the caller.

@@ -187,26 +187,10 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
         return counters.withLock { StoreCounts(failures: $0.failures, conflicts: $0.conflicts, batchSizes: batches) }
     }
 
-    /// Events per state under the spool's folder names, and the conflicts kept; nil when the database does not
-    /// answer.
-    public func fileCounts() -> [String: Int]? {
-        do {
-            let rows = try pool.withConnection { (connection) throws(PGError) in
-                try connection.select(
-                    """
-                    SELECT 'new', count(*) FILTER (WHERE state = 'new'), 'cur', count(*) FILTER (WHERE state = 'cur'),
-                           'dead', count(*) FILTER (WHERE state = 'dead'), 'conflicts', (SELECT count(*) FROM payhook_conflict)
-                      FROM payhook_queue
-                    """, deadline: pool.deadline())
-            }
-            var counts: [String: Int] = [:]
-            for column in stride(from: 0, to: 8, by: 2) {
-                if let name = rows[0, column], let count = rows.int(0, column + 1) { counts[name] = Int(count) }
-            }
-            return counts
-        } catch {
-            return nil
-        }
+    /// Events per state under the spool's folder names, the conflicts kept, and the oldest waiting and taken
+    /// events' arrival (``PostgresCensus``); nil when the database does not answer in time.
+    public func census() -> QueueCensus? {
+        PostgresCensus.read(pool)
     }
 
     /// Records the retention for `payhook queue gc` in `payhook_settings`.

@@ -59,6 +59,24 @@ public struct QueueConsumeSummary: Sendable, Equatable {
     public init() {}
 }
 
+/// What a running `consume` has done so far and is doing now, for its metrics (`--metrics-listen`,
+/// docs/metrics.md).
+public struct QueueConsumeProgress: Sendable, Equatable {
+    /// The counts so far, as ``QueueConsumer/run()`` returns them at the end.
+    public var summary = QueueConsumeSummary()
+    /// By worker (0, 1, …): the attempt the worker is on (1 on an event's first try, counting earlier failures),
+    /// from the start of its command until the event is acknowledged, dead-lettered or returned (during a
+    /// backoff, the attempt that failed); 0 while it holds no event.
+    public var attempts: [Int]
+    /// When the last event was acknowledged, in Unix seconds; nil before the first.
+    public var lastSuccess: Double?
+
+    /// Nothing done yet, `workers` idle workers.
+    public init(workers: Int) {
+        attempts = Array(repeating: 0, count: max(0, workers))
+    }
+}
+
 /// The long-running worker behind `payhook queue consume --exec CMD`.
 ///
 /// It takes events one at a time per worker thread (`concurrency` threads), runs the command with the event
@@ -75,7 +93,7 @@ public final class QueueConsumer: Sendable {
     public let options: QueueConsumeOptions
     private let logger: Logger
     private let stop: QueueStopSignal
-    private let tally = Mutex(QueueConsumeSummary())
+    private let tally: Mutex<QueueConsumeProgress>
     private let failure = Mutex<QueueError?>(nil)
 
     /// Creates a consumer; ``run()`` starts it. `stop` ends it: triggered, it stops taking events and lets
@@ -85,6 +103,12 @@ public final class QueueConsumer: Sendable {
         self.options = options
         self.logger = logger
         self.stop = stop
+        tally = Mutex(QueueConsumeProgress(workers: options.concurrency))
+    }
+
+    /// What it has done so far and each worker's attempt now; read from any thread.
+    public var progress: QueueConsumeProgress {
+        tally.withLock { $0 }
     }
 
     /// A consumer of the spool `directory`.
@@ -123,7 +147,7 @@ public final class QueueConsumer: Sendable {
         }
         group.wait()
         if let error = failure.withLock({ $0 }) { throw error }
-        let summary = tally.withLock { $0 }
+        let summary = tally.withLock { $0.summary }
         let line = "stopped: \(summary.acknowledged) acknowledged, \(summary.failures) failed attempts, "
             + "\(summary.deadLettered) dead-lettered, \(summary.released) returned to new/"
         logger.info("\(line)", metadata: ["spool": "\(queue.name)"])
@@ -135,22 +159,24 @@ public final class QueueConsumer: Sendable {
             // Without drain, the take waits for an event (or the stop); with it, an empty queue ends the worker.
             let result = try queue.take(wait: !options.drain, timeout: nil, stop: stop)
             for moved in result.quarantined {
-                tally.withLock { $0.quarantined += 1 }
+                tally.withLock { $0.summary.quarantined += 1 }
                 logger.error("\(moved)", metadata: ["spool": "\(queue.name)"])
             }
             guard let entry = result.entry else {
                 if result.outcome == .empty { return }
                 continue
             }
-            try process(entry)
+            try process(entry, worker: index)
         }
     }
 
     /// Runs the command for one taken event until it is acknowledged, dead-lettered or released.
-    private func process(_ entry: QueueEntry) throws(QueueError) {
+    private func process(_ entry: QueueEntry, worker: Int) throws(QueueError) {
         let id = entry.id
-        // The id is in every message; the queue in the metadata.
-        let metadata: Logger.Metadata = ["spool": "\(queue.name)"]
+        // The id is in every message, and with the queue and the attempt in the metadata (numbers as numbers in
+        // JSON logs).
+        var metadata: Logger.Metadata = ["spool": "\(queue.name)", "event.id": "\(id)", "worker": .stringConvertible(worker)]
+        defer { tally.withLock { $0.attempts[worker] = 0 } }
         // While the event is in hand the queue knows it is (for the spool, its file is flock(2)ed, QueueEventHold):
         // `requeue` leaves it alone however long the command runs, and not once this process is gone.
         let hold = queue.hold(entry)
@@ -159,17 +185,23 @@ public final class QueueConsumer: Sendable {
         var failures = entry.attempts
         while true {
             let attempt = failures + 1
+            metadata["attempt"] = .stringConvertible(attempt)
+            tally.withLock { $0.attempts[worker] = attempt }
             logger.info("running attempt \(attempt) of \(id)", metadata: metadata)
             let outcome = QueueCommandRunner.run(request(for: entry, attempt: attempt), stop: stop)
             if outcome.interrupted {
                 try settle(id, metadata) { () throws(QueueError) in try queue.release(id) }
-                tally.withLock { $0.released += 1 }
+                tally.withLock { $0.summary.released += 1 }
                 logger.notice("stopping: \(id) returned to new/ unprocessed (its command was killed)", metadata: metadata)
                 return
             }
             if outcome.succeeded {
                 try settle(id, metadata) { () throws(QueueError) in try queue.ack(id) }
-                tally.withLock { $0.acknowledged += 1 }
+                let now = Date().timeIntervalSince1970
+                tally.withLock {
+                    $0.summary.acknowledged += 1
+                    $0.lastSuccess = now
+                }
                 logger.info("acknowledged \(id)", metadata: metadata)
                 return
             }
@@ -182,10 +214,10 @@ public final class QueueConsumer: Sendable {
             )
             let record = try queue.recordFailure(id, failure)
             failures = record.attempts
-            tally.withLock { $0.failures += 1 }
+            tally.withLock { $0.summary.failures += 1 }
             if failures >= options.maxAttempts {
                 try settle(id, metadata) { () throws(QueueError) in try queue.deadLetter(id, record: record) }
-                tally.withLock { $0.deadLettered += 1 }
+                tally.withLock { $0.summary.deadLettered += 1 }
                 logger.error(
                     "\(id) moved to dead/ after \(failures) failed attempts; last: \(failure.reason)", metadata: metadata)
                 return
@@ -199,7 +231,7 @@ public final class QueueConsumer: Sendable {
             }
             if stop.sleep(delay) {
                 try settle(id, metadata) { () throws(QueueError) in try queue.release(id) }
-                tally.withLock { $0.released += 1 }
+                tally.withLock { $0.summary.released += 1 }
                 logger.notice(
                     "stopping: \(id) returned to new/ after \(failures) failed attempt\(failures == 1 ? "" : "s")",
                     metadata: metadata)
@@ -217,7 +249,7 @@ public final class QueueConsumer: Sendable {
             try step()
         } catch {
             if error.kind == .corrupt {
-                tally.withLock { $0.quarantined += 1 }
+                tally.withLock { $0.summary.quarantined += 1 }
                 logger.error("\(error)", metadata: metadata)
                 return
             }

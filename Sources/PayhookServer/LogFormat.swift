@@ -40,6 +40,21 @@ public typealias JSONLineLogHandler = LineLogHandler<JSONLineFormat>
 /// `log_format = "text"`, the default (``TextLineFormat``).
 public typealias TextLineLogHandler = LineLogHandler<TextLineFormat>
 
+/// The handler `--log-format` / `log_format` names: `json` or `text`; anything else is text.
+public func lineLogHandler(format: String, label: String, level: Logger.Level) -> any LogHandler {
+    if format == "json" {
+        var handler = JSONLineLogHandler(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    var handler = TextLineLogHandler(label: label)
+    handler.logLevel = level
+    return handler
+}
+
+/// One JSON object per line, with typed values: a number logged as a number
+/// (`"http.status": .stringConvertible(200)`) is a JSON number, a `Bool` a JSON boolean, an array or a dictionary
+/// a JSON array or object; every other value is a JSON string, escaped (RFC 8259 §7).
 public enum JSONLineFormat: LogLineFormat {
     /// One line of JSON, keys in a fixed order then metadata sorted by key, ending in a newline.
     public static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, milliseconds: Int64) -> String {
@@ -56,10 +71,53 @@ public enum JSONLineFormat: LogLineFormat {
             j.raw(",")
             j.string(key)
             j.raw(":")
-            j.string("\(value)")
+            append(value, to: &j)
         }
         j.raw("}\n")
         return String(decoding: j.bytes, as: UTF8.self)
+    }
+
+    /// `value` as JSON: see the type's description.
+    static func append(_ value: Logger.MetadataValue, to j: inout JSONText) {
+        switch value {
+        case .string(let text):
+            j.string(text)
+        case .stringConvertible(let convertible):
+            if let number = number(convertible) {
+                j.raw(number)
+            } else {
+                j.string(convertible.description)
+            }
+        case .array(let items):
+            j.raw("[")
+            for (index, item) in items.enumerated() {
+                if index > 0 { j.raw(",") }
+                append(item, to: &j)
+            }
+            j.raw("]")
+        case .dictionary(let members):
+            j.raw("{")
+            for (index, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { j.raw(",") }
+                j.string(member.key)
+                j.raw(":")
+                append(member.value, to: &j)
+            }
+            j.raw("}")
+        }
+    }
+
+    /// The JSON spelling of a boolean or a finite number, nil for anything else. Swift prints a `Double` as the
+    /// shortest digits that read back as it ("0.25", "1e-05", "5e+20"): each is a JSON number (RFC 8259 §6).
+    /// NaN and the infinities have no JSON spelling and stay strings.
+    static func number(_ value: any CustomStringConvertible) -> String? {
+        switch value {
+        case let flag as Bool: return flag ? "true" : "false"
+        case let integer as any BinaryInteger: return "\(integer)"
+        case let double as Double: return double.isFinite ? "\(double)" : nil
+        case let float as Float: return float.isFinite ? "\(Double(float))" : nil
+        default: return nil
+        }
     }
 }
 
@@ -81,23 +139,25 @@ enum LogLineWriter {
     }
 }
 
-/// The text log format: `<ts> <level> <label>: <msg> key=value key="quoted value" …`, one request per line.
+/// The text log format, logfmt: every line is `key=value` pairs, `ts=… level=… label=… msg=…` first, then the
+/// metadata sorted by key, so that a logfmt parser (Loki's, Grafana's, `hl`, …) reads every field back:
+///
+///     ts=2026-11-22T02:34:50.123Z level=info label=payhook msg=request event.id=7f99… http.status=200 outcome=accepted
 ///
 /// Values come from requests (paths, tenants, reasons naming fields), so none may read as another field or
 /// another line: a value made only of `A-Z a-z 0-9 . _ : / @ + , -` (and `[`, `]` for IPv6 peers) stands bare;
-/// any other is quoted, with `"` and `\` escaped and every byte outside printable ASCII written as `\xNN`.
-/// `reason=x outcome=accepted` inside a value therefore shows as `reason="x outcome=accepted"`.
+/// any other (one holding a space, `=`, `"`, a control character or anything outside printable ASCII) is quoted,
+/// with `"` and `\` escaped and every byte outside printable ASCII written as `\xNN` (the listener's escaping,
+/// `PayhookHTTP.LogText.escape`). `reason=x outcome=accepted` inside a value therefore shows as
+/// `reason="x outcome=accepted"`, and a line break as `\x0a`. Keys are payhook's own; a character in one that is
+/// not safe bare becomes `_`.
 public enum TextLineFormat: LogLineFormat {
-    /// One line: timestamp, level, label, message (escaped; quoted when it holds `=` or `"`), then the metadata
-    /// sorted by key, ending in a newline.
+    /// One line of `key=value` pairs ending in a newline.
     public static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, milliseconds: Int64) -> String {
-        // A message is our own sentence, but some carry text from elsewhere (libmicrohttpd's): one holding `=` or
-        // a quote is quoted, so that it cannot pass for fields either.
-        let text = message.utf8.contains { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") }
-            ? "\"" + escape(message) + "\"" : escape(message)
-        var out = Timestamp.rfc3339(milliseconds: milliseconds) + " " + level.rawValue + " " + quote(label) + ": " + text
+        var out = "ts=" + Timestamp.rfc3339(milliseconds: milliseconds) + " level=" + level.rawValue + " label=" + quote(label)
+            + " msg=" + quote(message)
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
-            out += " " + quote(key) + "=" + quote("\(value)")
+            out += " " + self.key(key) + "=" + quote("\(value)")
         }
         return out + "\n"
     }
@@ -108,16 +168,24 @@ public enum TextLineFormat: LogLineFormat {
         PayhookHTTP.LogText.escape(text.utf8)
     }
 
+    static func isSafe(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "._:/@+,-[]".utf8.contains(byte)
+        }
+    }
+
     /// The value bare when it is made of safe characters only, else in quotes with everything else escaped.
     static func quote(_ value: String) -> String {
-        let safe = !value.isEmpty && value.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                return true
-            default:
-                return "._:/@+,-[]".utf8.contains(byte)
-            }
-        }
+        let safe = !value.isEmpty && value.utf8.allSatisfy(isSafe)
         return safe ? value : "\"" + escape(value) + "\""
+    }
+
+    /// A key as logfmt allows it: never quoted, so any character that is not safe bare becomes `_`.
+    static func key(_ key: String) -> String {
+        if !key.isEmpty, key.utf8.allSatisfy(isSafe) { return key }
+        return key.isEmpty ? "_" : String(decoding: key.utf8.map { isSafe($0) ? $0 : UInt8(ascii: "_") }, as: UTF8.self)
     }
 }

@@ -88,6 +88,9 @@ public final class Metrics: Sendable {
     /// interleaved could emit a counter between another's reset and its increment.
     private let readingSeries = Locked<[ReadingKey: ReadingSeries]>([:])
 
+    /// Run at the start of each scrape, before any reading: work that several readings share (the queue census).
+    private let scrapeHooks = Locked<[@Sendable () -> Void]>([])
+
     /// Histograms kept by someone else, read at scrape time as value → how many observations had it.
     private let externalHistograms: Locked<[(name: String, help: String, bounds: [Double], read: @Sendable () -> [Int: Int])]> = Locked([])
 
@@ -196,6 +199,19 @@ public final class Metrics: Sendable {
         readings.withLock { $0.append(Reading(name: name, help: help, isCounter: type == "counter", read: read)) }
     }
 
+    /// Registers work to do once at the start of every scrape, before the readings are read, one scrape at a
+    /// time: what several readings share is fetched there once.
+    public func onScrape(_ hook: @escaping @Sendable () -> Void) {
+        scrapeHooks.withLock { $0.append(hook) }
+    }
+
+    /// Registers `payhook_build_info`, always 1, whose labels say what is running.
+    public func buildInfo() {
+        gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
+            [([("version", PayhookVersion.current), ("commit", PayhookVersion.commit), ("schema", Event.schema)], 1)]
+        }
+    }
+
     /// Registers a histogram kept by someone else (e.g. the spool's commit batch sizes), rendered with the
     /// cumulative `le` buckets of `bounds` plus +Inf, `_sum` and `_count`.
     public func histogram(_ name: String, help: String, bounds: [Double], read: @escaping @Sendable () -> [Int: Int]) {
@@ -206,7 +222,9 @@ public final class Metrics: Sendable {
     public func render() -> String {
         let readings = self.readings.withLock { $0 }
         let external = externalHistograms.withLock { $0 }
+        let hooks = scrapeHooks.withLock { $0 }
         var out = readingSeries.withLock { series in
+            for hook in hooks { hook() }
             var seen = Set<ReadingKey>()
             for reading in readings {
                 for sample in reading.read() {

@@ -119,16 +119,12 @@ public final class PayhookServer: Sendable {
         }
         registerGauges(config: config)
         registerReloadMetrics()
-        logger.notice(
-            "serving",
-            metadata: [
-                "listen": "\(http.boundAddress)", "store": "\(config.store.kind)",
-                "spool": "\(config.store == .spool ? config.spool : "-")",
-                "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
-                "wechat_v3.tenants": "\(config.wechatV3.count)", "alipay.tenants": "\(config.alipay.count)",
-                "xxpay.tenants": "\(config.xxpay.count)", "jeepay.tenants": "\(config.jeepay.count)",
-                "tls.sha256": "\(http.certificateFingerprint ?? "-")",
-            ])
+        var serving = Self.tenantCounts(config)
+        serving["listen"] = "\(http.boundAddress)"
+        serving["store"] = "\(config.store.kind)"
+        serving["spool"] = "\(config.store == .spool ? config.spool : "-")"
+        serving["tls.sha256"] = "\(http.certificateFingerprint ?? "-")"
+        logger.notice("serving", metadata: serving)
     }
 
     /// Gauges read at each scrape of /metrics.
@@ -153,9 +149,7 @@ public final class PayhookServer: Sendable {
             }
         }
         let store = self.store
-        metrics.gauge("payhook_spool_files", help: "Files in the spool's folders: new (waiting), cur (taken), dead letters, conflicts, corrupt.") {
-            (store.fileCounts() ?? [:]).sorted { $0.key < $1.key }.map { ([("folder", $0.key)], Double($0.value)) }
-        }
+        QueueGauges.register(on: metrics, files: true) { store.census() }
         metrics.gauge("payhook_spool_healthy", help: "1 while the spool accepts events; 0 after a failed directory fsync (restart needed).") {
             [([], store.unhealthyReason == nil ? 1 : 0)]
         }
@@ -174,9 +168,7 @@ public final class PayhookServer: Sendable {
             help: "Stores committed together by one group commit: on the spool one fsync of new/ and one of ids/, on PostgreSQL one transaction.",
             bounds: [1, 2, 4, 8, 16, 32, 64, 128]
         ) { store.counts().batchSizes }
-        metrics.gauge("payhook_build_info", help: "Always 1; the labels say what is running.") {
-            [([("version", PayhookVersion.current), ("commit", PayhookVersion.commit), ("schema", Event.schema)], 1)]
-        }
+        metrics.buildInfo()
     }
 
     /// One source per configured path.
@@ -233,7 +225,7 @@ public final class PayhookServer: Sendable {
     public func shutdown() -> Bool {
         let drained = http.shutdown(grace: .seconds(config.shutdownGraceSeconds))
         store.close()
-        logger.notice("stopped", metadata: ["drained": "\(drained)"])
+        logger.notice("stopped", metadata: ["drained": .stringConvertible(drained)])
         return drained
     }
 }

@@ -138,7 +138,7 @@ extension PayhookServer {
         var metadata = Self.tenantCounts(merged)
         metadata["config"] = "\(current.file)"
         if let fingerprint = http.certificateFingerprint { metadata["tls.sha256"] = "\(fingerprint)" }
-        metadata["duration_ms"] = "\(String(format: "%.1f", (ContinuousClock.now - started) / .microseconds(1) / 1000))"
+        metadata["duration_ms"] = .stringConvertible(((ContinuousClock.now - started) / .microseconds(100)).rounded() / 10)
         logger.notice("reloaded", metadata: metadata)
         return .applied(ignored: ignored)
     }
@@ -152,9 +152,9 @@ extension PayhookServer {
     /// How many tenants of each kind, as the "serving" and "reloaded" lines give them.
     static func tenantCounts(_ config: Config) -> Logger.Metadata {
         [
-            "unified.tenants": "\(config.unified.count)", "wechat.tenants": "\(config.wechat.count)",
-            "wechat_v3.tenants": "\(config.wechatV3.count)", "alipay.tenants": "\(config.alipay.count)",
-            "xxpay.tenants": "\(config.xxpay.count)", "jeepay.tenants": "\(config.jeepay.count)",
+            "unified.tenants": .stringConvertible(config.unified.count), "wechat.tenants": .stringConvertible(config.wechat.count),
+            "wechat_v3.tenants": .stringConvertible(config.wechatV3.count), "alipay.tenants": .stringConvertible(config.alipay.count),
+            "xxpay.tenants": .stringConvertible(config.xxpay.count), "jeepay.tenants": .stringConvertible(config.jeepay.count),
         ]
     }
 
@@ -163,10 +163,10 @@ extension PayhookServer {
         let counts = reloadCounts
         var metadata = Self.tenantCounts(currentConfig)
         metadata["listen"] = "\(http.boundAddress)"
-        metadata["inflight"] = "\(http.inFlight)"
-        metadata["store.healthy"] = "\(store.unhealthyReason == nil)"
-        metadata["reloads.ok"] = "\(counts.succeeded)"
-        metadata["reloads.failed"] = "\(counts.failed)"
+        metadata["inflight"] = .stringConvertible(http.inFlight)
+        metadata["store.healthy"] = .stringConvertible(store.unhealthyReason == nil)
+        metadata["reloads.ok"] = .stringConvertible(counts.succeeded)
+        metadata["reloads.failed"] = .stringConvertible(counts.failed)
         logger.notice("status", metadata: metadata)
     }
 

@@ -190,7 +190,7 @@ public final class Router: HTTPHandler {
         var metadata: Logger.Metadata = [
             "http.method": "\(LogText.printable(head.method, limit: 16))",
             "http.path": "\(LogText.printable(head.path, limit: 128))",
-            "http.status": "\(status)",
+            "http.status": .stringConvertible(status),
             "outcome": "\(outcome)",
             "remote": "\(head.remoteAddress)",
         ]
@@ -205,8 +205,9 @@ public final class Router: HTTPHandler {
             metadata["event.id"] = "\(event.id)"
         }
         if let started {
+            // Milliseconds to the microsecond, a number in JSON logs.
             let elapsed = (ContinuousClock.now - started) / .microseconds(1)
-            metadata["latency_ms"] = "\(String(format: "%.3f", elapsed / 1000))"
+            metadata["latency_ms"] = .stringConvertible(elapsed.rounded() / 1000)
         }
         if let reason { metadata["reason"] = "\(reason)" }
         logger.log(level: level, "request", metadata: metadata)

@@ -1,6 +1,6 @@
-import Foundation
 public import PayhookCore
 public import PayhookStore
+import PayhookSpoolFormat
 
 /// The spool directory as the receiving side's ``EventStore``: the router stores through this and knows
 /// nothing of folders, fsyncs or the ledger (docs/architecture.md).
@@ -53,17 +53,12 @@ public struct SpoolEventStore: EventStore {
         spool.close()
     }
 
-    /// Files per folder a consumer or an operator looks at; dot names (in-progress and internal files) are not
-    /// events. A folder that cannot be listed is left out.
-    public func fileCounts() -> [String: Int]? {
-        var counts: [String: Int] = [:]
-        for folder in ["new", "cur", "dead", "conflicts", "corrupt"] {
-            guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool.directory + "/" + folder) else {
-                continue
-            }
-            counts[folder] = names.filter { !$0.hasPrefix(".") }.count
-        }
-        return counts
+    /// The spool's folders as ``SpoolCensus`` reads them: one readdir(3) pass per folder and one fstatat(2) per
+    /// event in new/ and cur/. The oldest event's arrival is its file's modification time, which the server sets
+    /// when it writes the event (within milliseconds of its `received_at`) and no take, nack or requeue changes.
+    public func census() -> QueueCensus? {
+        let census = SpoolCensus.take(spool.directory)
+        return QueueCensus(counts: census.counts, oldestReceived: census.oldestWritten)
     }
 
     static func disposition(_ disposition: SpoolConflictDisposition) -> ConflictDisposition {

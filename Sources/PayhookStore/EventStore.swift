@@ -30,10 +30,12 @@ public protocol EventStore: Sendable {
     /// Counters for `/metrics`, read at each scrape; cheap, from memory.
     func counts() -> StoreCounts
 
-    /// Events waiting, taken, dead-lettered, kept as conflicts or quarantined, by folder name
-    /// (`payhook_spool_files`), or nil when they cannot be counted. Apart from ``counts()`` because counting may
-    /// read the disk: the one gauge that needs it asks for it once per scrape.
-    func fileCounts() -> [String: Int]?
+    /// Events waiting, taken and dead-lettered, conflict copies and quarantined files, by folder name, and when
+    /// the oldest waiting and taken events arrived (`payhook_spool_files`, `payhook_queue_oldest_event_age_seconds`);
+    /// nil when they cannot be read now (a database that does not answer). Apart from ``counts()`` because it
+    /// reads the disk or the database: `/metrics` asks for it at most once per scrape, less often when it is slow
+    /// (docs/metrics.md, "Cost").
+    func census() -> QueueCensus?
 
     /// Tells the consumer side (its gc) the shortest time a dedupe entry must be kept.
     func recordRetention(seconds: Int) throws(StoreError)

@@ -1,7 +1,14 @@
 import ArgumentParser
 import Foundation
 import Logging
+import PayhookConfig
+import PayhookCore
+import PayhookHTTP
+import PayhookPostgres
 import PayhookQueue
+import PayhookServer
+import PayhookSpoolFormat
+import PayhookStore
 
 /// `payhook queue consume --exec CMD`: the long-running worker.
 struct QueueConsume: ParsableCommand {
@@ -16,7 +23,8 @@ struct QueueConsume: ParsableCommand {
             error in dead/<id>.error.json. SIGTERM or SIGINT: no new event is taken, commands in flight may \
             finish within --grace (then they are killed and their events returned to new/), exit 0; a second \
             signal kills them at once. One consume per spool (.consume.lock); a second one exits 1. With a \
-            database ([store] kind = "postgres") any number may run, on any hosts: each event is leased to one.
+            database ([store] kind = "postgres") any number may run, on any hosts: each event is leased to one. \
+            --metrics-listen serves its counters and the queue's oldest-event age at /metrics (docs/metrics.md).
             """
     )
 
@@ -56,11 +64,29 @@ struct QueueConsume: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(name: .customLong("log-format"), help: "text (key=value pairs, logfmt) or json (one JSON object per line), as payhook serve writes.")
+    var logFormat = "text"
+
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://ADDRESS/metrics: events processed, failed attempts, dead letters, each worker's attempt, the last success, the queue's oldest-event age (host:port or [ipv6]:port; port 0 picks a free port, printed on stdout).",
+            valueName: "address"))
+    var metricsListen: String?
+
     func validate() throws {
         guard concurrency >= 1, concurrency <= 256 else { throw ValidationError("--concurrency must be between 1 and 256") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard ConfigLoader.logFormats.contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
+        if let metricsListen {
+            do {
+                _ = try ListenAddress.parse(metricsListen)
+            } catch {
+                throw ValidationError("--metrics-listen: \(error)")
+            }
         }
         guard lease.seconds >= 1 else { throw ValidationError("--lease must be at least 1s") }
         if let commandTimeout, commandTimeout.seconds <= 0 {
@@ -73,8 +99,8 @@ struct QueueConsume: ParsableCommand {
         let queue = try spool.open(maxAttempts: maxAttempts, leaseSeconds: lease.seconds)
         let stop = try QueueCLI.attempt(QueueStopSignal())
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        var logger = Logger(label: "payhook.queue") { label in StreamLogHandler.standardError(label: label) }
-        logger.logLevel = level
+        let format = logFormat
+        let logger = Logger(label: "payhook.queue") { label in lineLogHandler(format: format, label: label, level: level) }
         // Before any thread exists: no descriptor can be opened or closed meanwhile, and every worker thread
         // inherits the blocked signal mask.
         QueueConsumer.keepInheritedDescriptorsFromCommands()
@@ -97,6 +123,77 @@ struct QueueConsume: ParsableCommand {
         options.grace = grace.seconds
         options.drain = drain
         let consumer = QueueConsumer(queue: queue, options: options, logger: logger, stop: stop)
+        let metrics = try metricsListen.map { address in
+            try serveMetrics(consumer, on: address, census: try census(of: queue), logger: logger)
+        }
+        defer { metrics?.stop() }
         _ = try QueueCLI.attempt(consumer.run())
+    }
+
+    /// How the metrics read the queue's census (docs/metrics.md): the spool's folders, or the database through
+    /// a session of its own, named by the same config `--config` gave.
+    private func census(of queue: any EventQueue) throws -> @Sendable () -> QueueCensus? {
+        if let directory = queue as? QueueDirectory {
+            let root = directory.root
+            return {
+                let census = SpoolCensus.take(root)
+                return QueueCensus(counts: census.counts, oldestReceived: census.oldestWritten)
+            }
+        }
+        guard let path = spool.configPath, case .postgres(let database) = try ConfigFile.loadOrExit(path).config.store else {
+            return { nil }
+        }
+        let reader = PostgresCensusReader(
+            settings: PGSettings(
+                conninfo: database.url.value, connections: 1, statementTimeoutSeconds: Double(database.timeoutSeconds),
+                applicationName: "payhook queue metrics"))
+        return { reader.census() }
+    }
+
+    /// A running `--metrics-listen` listener.
+    private struct MetricsListener {
+        let http: HTTPServer
+        func stop() { _ = http.shutdown(grace: .seconds(1)) }
+    }
+
+    /// Starts the metrics listener on `address`, prints where it listens on stdout (port 0 picks one), and
+    /// registers the consumer's metrics. A listener that cannot start is a one-sentence error, exit 1.
+    private func serveMetrics(
+        _ consumer: QueueConsumer, on address: String, census: @escaping @Sendable () -> QueueCensus?, logger: Logger
+    ) throws -> MetricsListener {
+        let metrics = Metrics()
+        metrics.gauge(
+            "payhook_consume_processed_total", help: "Events whose command exited 0, acknowledged.", type: "counter"
+        ) { [([], Double(consumer.progress.summary.acknowledged))] }
+        metrics.gauge(
+            "payhook_consume_failed_attempts_total",
+            help: "Failed attempts: a command that exited non-zero, was killed or ran past --command-timeout.", type: "counter"
+        ) { [([], Double(consumer.progress.summary.failures))] }
+        metrics.gauge(
+            "payhook_consume_dead_lettered_total", help: "Events moved to dead/ after --max-attempts failures.", type: "counter"
+        ) { [([], Double(consumer.progress.summary.deadLettered))] }
+        metrics.gauge(
+            "payhook_consume_current_attempt",
+            help: "By worker: the attempt it is on (1 on an event's first try), 0 while it holds no event."
+        ) { consumer.progress.attempts.enumerated().map { ([("worker", String($0.offset))], Double($0.element)) } }
+        metrics.gauge(
+            "payhook_consume_last_success_timestamp_seconds", help: "When the last event was acknowledged (Unix time); 0 before the first."
+        ) { [([], consumer.progress.lastSuccess ?? 0)] }
+        QueueGauges.register(on: metrics, files: false, fetch: census)
+        metrics.buildInfo()
+        let http: HTTPServer
+        do {
+            var limits = HTTPLimits()
+            limits.threads = 2
+            limits.maxConnections = 16
+            limits.maxConnectionsPerIP = 8
+            http = try HTTPServer(
+                listen: [try ListenAddress.parse(address)], limits: limits, handler: MetricsEndpoint(metrics: metrics), logger: logger)
+        } catch {
+            Output.err("error: cannot serve metrics on \(address): \(error)")
+            throw ExitCode(1)
+        }
+        Output.out("payhook queue consume metrics on \(http.boundAddress)")
+        return MetricsListener(http: http)
     }
 }

@@ -74,17 +74,8 @@ struct Serve: ParsableCommand {
         }
         if let spool { loaded.config.spool = spool }
         let level = Logger.Level(rawValue: logLevel ?? loaded.config.logLevel) ?? .info
-        let json = (logFormat ?? loaded.config.logFormat) == "json"
-        LoggingSystem.bootstrap { label in
-            if json {
-                var handler = JSONLineLogHandler(label: label)
-                handler.logLevel = level
-                return handler
-            }
-            var handler = TextLineLogHandler(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let format = logFormat ?? loaded.config.logFormat
+        LoggingSystem.bootstrap { label in lineLogHandler(format: format, label: label, level: level) }
         let logger = Logger(label: "payhook")
         for warning in loaded.warnings { logger.warning("\(warning)") }
 

@@ -225,6 +225,152 @@ struct QueueConsumeTests {
         #expect(try worker.finish(within: 10).status == 0)
     }
 
+    /// The port a worker started with `--metrics-listen 127.0.0.1:0` prints on stdout.
+    static func metricsPort(_ worker: Child) -> Int? {
+        var port: Int?
+        _ = eventually {
+            port = worker.stdout.firstMatch(of: #/payhook queue consume metrics on 127\.0\.0\.1:(\d+)\n/#).flatMap { Int($0.1) }
+            return port != nil || !worker.process.isRunning
+        }
+        return port
+    }
+
+    /// The samples of one scrape of `/metrics`, `name{labels}` → value.
+    static func scrape(_ port: Int) throws -> [String: Double] {
+        let reply = try #require(exchange(port: port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+        #expect(reply.status == 200)
+        #expect(reply.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        var samples: [String: Double] = [:]
+        for line in reply.text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " ") else { continue }
+            samples[String(line[..<space])] = Double(line[line.index(after: space)...])
+        }
+        return samples
+    }
+
+    /// `--metrics-listen`: the worker's counters, each worker's attempt, the last success, and the queue's oldest
+    /// waiting and taken events, scraped from a running worker.
+    @Test func metricsListenServesTheWorkersCountersAndTheQueueAge() throws {
+        let spool = try TestSpool()
+        _ = try spool.addMany(2)
+        let poison = try spool.add(id: spool.makeID("b"), orderRef: "poison")
+        let command = """
+            input=$(cat)
+            case "$input" in *poison*) exit 3 ;; esac
+            case "$input" in *slow*) touch "$D/started"; while [ ! -e "$D/release" ]; do sleep 0.05; done ;; esac
+            exit 0
+            """
+        let started = Date().timeIntervalSince1970
+        let worker = try Self.consume(
+            spool, command, ["--max-attempts", "2", "--backoff", "20ms", "--metrics-listen", "127.0.0.1:0"])
+        let port = try #require(Self.metricsPort(worker), "\(worker.stderr)")
+        var samples: [String: Double] = [:]
+        #expect(try eventually(within: 35) {
+            samples = try Self.scrape(port)
+            // The counters are live; the queue's census may lag a slow one behind (QueueGauges).
+            return samples["payhook_consume_processed_total"] == 2 && samples["payhook_consume_dead_lettered_total"] == 1
+                && samples["payhook_queue_oldest_event_age_seconds{folder=\"new\"}"] == 0
+        }, "\(samples)")
+        #expect(spool.list("dead") == ["\(poison).error.json", "\(poison).json"])
+        #expect(samples["payhook_consume_failed_attempts_total"] == 2)
+        #expect(samples["payhook_consume_current_attempt{worker=\"0\"}"] == 0)
+        let success = try #require(samples["payhook_consume_last_success_timestamp_seconds"])
+        #expect(success >= started - 1 && success <= Date().timeIntervalSince1970 + 1)
+        #expect(samples["payhook_queue_oldest_event_age_seconds{folder=\"new\"}"] == 0)
+        #expect(samples["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] == 0)
+        #expect(samples.keys.contains { $0.hasPrefix("payhook_build_info{") })
+
+        // An event that arrived an hour ago (its file written then) and whose command takes a while: while it
+        // runs, the worker is on attempt 1 and cur/'s oldest event is an hour old.
+        let slow = spool.makeID("c")
+        let temporary = spool.path("tmp/\(slow).1")
+        try Data(TestSpool.eventJSON(id: slow, orderRef: "slow").utf8).write(to: URL(fileURLWithPath: temporary))
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)], ofItemAtPath: temporary)
+        #expect(link(temporary, spool.path("ids/\(slow)")) == 0)
+        #expect(rename(temporary, spool.path("new/\(slow).json")) == 0)
+        #expect(eventually { FileManager.default.fileExists(atPath: spool.base + "/d/started") })
+        // A census may be reused for a while after a slow one (QueueGauges): scrape until it shows the take.
+        var running: [String: Double] = [:]
+        _ = try eventually(within: 35) {
+            running = try Self.scrape(port)
+            return running["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] ?? 0 > 0
+        }
+        #expect(running["payhook_consume_current_attempt{worker=\"0\"}"] == 1)
+        #expect((3599...3660).contains(running["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] ?? -1), "\(running)")
+        #expect(running["payhook_queue_oldest_event_age_seconds{folder=\"new\"}"] == 0)
+        _ = FileManager.default.createFile(atPath: spool.base + "/d/release", contents: nil)
+        var done: [String: Double] = [:]
+        _ = try eventually(within: 35) {
+            done = try Self.scrape(port)
+            return done["payhook_consume_processed_total"] == 3 && done["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] == 0
+        }
+        #expect(done["payhook_consume_processed_total"] == 3)
+        #expect(done["payhook_consume_current_attempt{worker=\"0\"}"] == 0)
+        #expect(done["payhook_queue_oldest_event_age_seconds{folder=\"cur\"}"] == 0)
+        #expect((done["payhook_consume_last_success_timestamp_seconds"] ?? 0) >= success)
+
+        kill(worker.pid, SIGTERM)
+        let run = try worker.finish(within: 10)
+        #expect(run.status == 0, "\(run.stderr)")
+        // The listener is gone with the worker.
+        #expect(exchange(port: port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") == nil)
+    }
+
+    /// `--log-format json`: every line the worker writes is a JSON object, the attempt and the worker a number.
+    @Test func logFormatJSONWritesTypedLines() throws {
+        struct Attempt: Decodable {
+            let msg: String
+            let level: String
+            let attempt: Int
+            let worker: Int
+            let id: String
+            enum CodingKeys: String, CodingKey {
+                case msg, level, attempt, worker
+                case id = "event.id"
+            }
+        }
+        let spool = try TestSpool()
+        let id = try spool.add()
+        let command = #"[ "$PAYHOOK_EVENT_ATTEMPT" -ge 2 ]"#
+        let run = try Self.consume(spool, command, ["--drain", "--backoff", "10ms", "--log-format", "json"]).finish()
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = run.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count >= 5)
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["ts"] is String && object?["msg"] is String, "not a JSON log line: \(line)")
+        }
+        let attempts = lines.filter { $0.contains("running attempt") }.compactMap { try? JSONDecoder().decode(Attempt.self, from: Data($0.utf8)) }
+        #expect(attempts.map(\.attempt) == [1, 2])
+        #expect(attempts.allSatisfy { $0.id == id && $0.worker == 0 && $0.level == "info" })
+        #expect(lines.contains { $0.contains(#""msg":"attempt 1 of \#(id) failed (exit status 1); retrying in 10ms""#) })
+    }
+
+    /// The text format is the same logfmt as `payhook serve`'s; bad values are usage errors; a metrics address
+    /// that cannot be bound is a one-sentence error, exit 1, before any event is taken.
+    @Test func logFormatAndMetricsListenAreChecked() throws {
+        let spool = try TestSpool()
+        let id = try spool.add()
+        let text = try Self.consume(spool, "true", ["--drain"]).finish()
+        #expect(text.status == 0)
+        #expect(text.stderr.contains(" level=info label=payhook.queue msg=\"acknowledged \(id)\" attempt=1 event.id=\(id) spool="), "\(text.stderr)")
+        #expect(try payhook("queue", "consume", "--spool", spool.root, "--exec", "true", "--log-format", "xml").status == 2)
+        let malformed = try payhook("queue", "consume", "--spool", spool.root, "--exec", "true", "--metrics-listen", "nowhere")
+        #expect(malformed.status == 2)
+        #expect(malformed.stderr.contains("--metrics-listen"), "\(malformed.stderr)")
+
+        let first = try Self.consume(spool, "true", ["--metrics-listen", "127.0.0.1:0"])
+        defer { kill(first.pid, SIGKILL) }
+        let port = try #require(Self.metricsPort(first), "\(first.stderr)")
+        let other = try TestSpool()
+        let waiting = try other.add()
+        let taken = try payhook("queue", "consume", "--spool", other.root, "--exec", "true", "--drain", "--metrics-listen", "127.0.0.1:\(port)")
+        #expect(taken.status == 1)
+        #expect(taken.stderr.hasPrefix("error: cannot serve metrics on 127.0.0.1:\(port): "), "\(taken.stderr)")
+        #expect(taken.stderr.split(separator: "\n").count == 1, "\(taken.stderr)")
+        #expect(other.list("new") == ["\(waiting).json"])
+    }
+
     @Test func concurrencyRunsCommandsInParallel() throws {
         let spool = try TestSpool()
         _ = try spool.addMany(4)

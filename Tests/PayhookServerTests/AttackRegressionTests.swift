@@ -121,50 +121,9 @@ enum PayhookServerSources {
     }
 }
 
-/// Text log lines: request text can never read as another field or another line.
+/// Text log lines: request text can never read as another field or another line, and every line is logfmt.
 @Suite struct TextLogTests {
-    /// Splits a line's fields the way a log shipper's `key=value` parser does: bare values end at a space,
-    /// quoted ones at the next unescaped quote.
-    static func fields(_ line: String) -> [String: String] {
-        var result: [String: String] = [:]
-        var rest = Substring(line)
-        guard let colon = rest.range(of: ": ") else { return result }
-        rest = rest[colon.upperBound...]
-        // Skip the message (quoted or up to the first " key=").
-        if rest.first == "\"" {
-            var i = rest.index(after: rest.startIndex)
-            while i < rest.endIndex, rest[i] != "\"" { i = rest[i] == "\\" ? rest.index(i, offsetBy: 2) : rest.index(after: i) }
-            rest = rest[rest.index(after: i)...]
-        } else if let space = rest.firstIndex(of: " ") {
-            rest = rest[space...]
-        } else {
-            return result
-        }
-        while let start = rest.firstIndex(where: { $0 != " " && $0 != "\n" }) {
-            rest = rest[start...]
-            guard let equals = rest.firstIndex(of: "=") else { break }
-            let key = String(rest[..<equals])
-            rest = rest[rest.index(after: equals)...]
-            if rest.first == "\"" {
-                var value = ""
-                var i = rest.index(after: rest.startIndex)
-                while i < rest.endIndex, rest[i] != "\"" {
-                    if rest[i] == "\\" { i = rest.index(after: i) }
-                    value.append(rest[i])
-                    i = rest.index(after: i)
-                }
-                result[key] = value
-                rest = rest[rest.index(after: i)...]
-            } else {
-                let end = rest.firstIndex { $0 == " " || $0 == "\n" } ?? rest.endIndex
-                result[key] = String(rest[..<end])
-                rest = rest[end...]
-            }
-        }
-        return result
-    }
-
-    @Test func aHostileReasonStaysOneField() {
+    @Test func aHostileReasonStaysOneField() throws {
         let hostile = "mch_id 'x' outcome=accepted http.status=200\nforged line level=info reason=\"a\\\"b\""
         let line = TextLineFormat.line(
             level: .warning, label: "payhook", message: "request",
@@ -172,22 +131,29 @@ enum PayhookServerSources {
             milliseconds: 0)
         #expect(line.filter { $0 == "\n" }.count == 1 && line.hasSuffix("\n"))
         #expect(!line.contains("\u{7}"))
-        let fields = Self.fields(line)
+        let fields = try #require(Logfmt.fields(line), "not logfmt: \(line)")
         #expect(fields["outcome"] == "unknown_tenant")
         #expect(fields["http.status"] == "401")
-        // (This parser drops the backslash of an escape, so `\x0a` reads as `x0a`.)
-        #expect(fields["reason"]?.hasPrefix("mch_id 'x' outcome=accepted http.status=200x0aforged") == true)
-        #expect(fields["http.path"] == "/a bx07")
-        #expect(fields.count == 4)
+        // Escaped, not lost: the reader gets the value back byte for byte.
+        #expect(fields["reason"] == hostile)
+        #expect(fields["http.path"] == "/a b\u{7}")
+        #expect(fields["msg"] == "request")
+        #expect(fields["level"] == "warning")
+        #expect(fields.count == 8)
     }
 
     @Test func plainValuesStayBareAndTextIsEscaped() {
         let line = TextLineFormat.line(
             level: .info, label: "payhook", message: "request",
-            metadata: ["remote": "[::1]", "event.id": "abc123", "tenant": "微信", "empty": ""], milliseconds: 0)
-        #expect(line == "1970-01-01T00:00:00.000Z info payhook: request empty=\"\" event.id=abc123 remote=[::1] tenant=\"\\xe5\\xbe\\xae\\xe4\\xbf\\xa1\"\n")
+            metadata: ["remote": "[::1]", "event.id": "abc123", "tenant": "微信", "empty": "", "http.status": .stringConvertible(200)],
+            milliseconds: 0)
+        #expect(line == "ts=1970-01-01T00:00:00.000Z level=info label=payhook msg=request empty=\"\" event.id=abc123 http.status=200 remote=[::1] tenant=\"\\xe5\\xbe\\xae\\xe4\\xbf\\xa1\"\n")
+        #expect(Logfmt.fields(line)?["tenant"] == "微信")
         let quoted = TextLineFormat.line(level: .notice, label: "payhook", message: "libmicrohttpd: a=b", metadata: [:], milliseconds: 0)
-        #expect(quoted == "1970-01-01T00:00:00.000Z notice payhook: \"libmicrohttpd: a=b\"\n")
+        #expect(quoted == "ts=1970-01-01T00:00:00.000Z level=notice label=payhook msg=\"libmicrohttpd: a=b\"\n")
+        // A key is payhook's own; one that could not stand bare is made safe rather than quoted.
+        let key = TextLineFormat.line(level: .info, label: "payhook", message: "m", metadata: ["a b=c": "1"], milliseconds: 0)
+        #expect(key == "ts=1970-01-01T00:00:00.000Z level=info label=payhook msg=m a_b_c=1\n")
     }
 }
 
@@ -196,9 +162,10 @@ extension LogTests {
         // An unknown domainCode is quoted into the refusal's reason; here it tries to end the field early.
         let forged = "x%20outcome%3Daccepted%20http.status%3D200%0Areason%3Dnone"
         let lines = try Self.serveAndCollect(["--log-format", "text"], targets: ["/notify/unified?domainCode=\(forged)&sign=0"])
-        let requests = lines.filter { $0.contains(" request ") }
+        let requests = lines.filter { $0.contains(" msg=request ") }
         #expect(requests.count == 1)
-        let fields = TextLogTests.fields(try #require(requests.first) + "\n")
+        let request = try #require(requests.first)
+        let fields = try #require(Logfmt.fields(request), "not logfmt: \(request)")
         #expect(fields["outcome"] == "unknown_tenant")
         #expect(fields["http.status"] == "401")
         #expect(fields["reason"]?.contains("outcome=accepted") == true)

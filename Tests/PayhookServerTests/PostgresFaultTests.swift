@@ -202,6 +202,68 @@ struct PostgresFaultTests {
 
     // MARK: - Support
 
+    /// /metrics while the database is stopped, then hung (every process of the cluster stopped with SIGSTOP, so
+    /// that connections and statements get no answer at all): each scrape answers within the census's deadline
+    /// plus a connection attempt, without the queue series (docs/metrics.md, "On PostgreSQL"); /healthz says why;
+    /// the series come back by themselves once the database answers again.
+    @Test func queueSeriesAreLeftOutWhileTheDatabaseDoesNotAnswer() throws {
+        let cluster = try PostgresCluster()
+        defer { cluster.destroy() }
+        let live = try LiveServer(store: .postgres, database: try migratedTestDatabase(cluster))
+        defer { live.stop() }
+        func queueSeries(_ body: String) -> [String] {
+            body.split(separator: "\n").map(String.init).filter {
+                $0.hasPrefix("payhook_queue_oldest_event_age_seconds{") || $0.hasPrefix("payhook_spool_files{")
+            }
+        }
+        #expect(queueSeries(try live.get("/metrics").body).count == 6)
+
+        try cluster.stop(mode: "fast")
+        let refused = ContinuousClock.now
+        let down = try live.get("/metrics")
+        #expect(refused.duration(to: .now) < .seconds(3))
+        #expect(down.status == 200)
+        #expect(queueSeries(down.body).isEmpty, "\(down.body)")
+        #expect(down.body.contains("payhook_build_info{"))
+        #expect(try HTTPReply.exchange(Self.healthz, port: live.port).status == 503)
+
+        try cluster.start()
+        #expect(waitUntil(timeout: .seconds(15)) { (try? queueSeries(live.get("/metrics").body).count) == 6 })
+        // A census is reused for ten times as long as it took (QueueGauges); one that opened a new session takes
+        // tens of milliseconds, so after this pause the next scrape asks the database again.
+        usleep(3_000_000)
+
+        let stopped = try Self.stopAll(cluster)
+        defer { for pid in stopped { kill(pid, SIGCONT) } }
+        let hung = ContinuousClock.now
+        let silent = try live.get("/metrics")
+        let took = hung.duration(to: .now)
+        #expect(took < .seconds(8), "a scrape waited \(took) for a database that does not answer")
+        #expect(silent.status == 200)
+        #expect(queueSeries(silent.body).isEmpty, "\(silent.body)")
+        // The census that timed out is not tried again at once: the next scrape does not wait.
+        let again = ContinuousClock.now
+        #expect(queueSeries(try live.get("/metrics").body).isEmpty)
+        #expect(again.duration(to: .now) < .seconds(1))
+    }
+
+    /// SIGSTOP to the cluster's postmaster and every process it started (its children, from /proc); returns them.
+    static func stopAll(_ cluster: PostgresCluster) throws -> [pid_t] {
+        let pidFile = try String(contentsOfFile: cluster.directory + "/data/postmaster.pid", encoding: .utf8)
+        let postmaster = try #require(pidFile.split(separator: "\n").first.flatMap { pid_t($0) })
+        var pids = [postmaster]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // "pid (comm) state ppid …": the parent is the second field after the command's closing parenthesis.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == postmaster { pids.append(pid) }
+        }
+        for pid in pids { kill(pid, SIGSTOP) }
+        return pids
+    }
+
     static let healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
     /// Every id in `ids` has its ledger row; the queue has a row for each ledger row and none without one. With

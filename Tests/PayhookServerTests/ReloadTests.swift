@@ -111,7 +111,7 @@ struct ReloadTests {
         #expect(try child.reloads() == (ok: 0, failed: 1))
         #expect(try Self.send(try Self.unified("1", secret: Self.oldSecret, close: true), to: child).status == 200)
         let missing = child.log.split(separator: "\n").first { $0.contains("reload failed") }
-        #expect(missing?.contains(" error ") == true, "\(child.log)")
+        #expect(missing?.contains(" level=error ") == true, "\(child.log)")
         #expect(missing?.contains("cannot read secret_file \(dir.file("tenant.secret")): No such file or directory") == true, "\(child.log)")
 
         try dir.write("tenant.secret", Self.newSecret + "\n")

@@ -55,7 +55,7 @@ final class MemoryEventStore: EventStore {
         }
     }
 
-    func fileCounts() -> [String: Int]? { state.withLock { ["new": $0.events.count] } }
+    func census() -> QueueCensus? { state.withLock { QueueCensus(counts: ["new": $0.events.count], oldestReceived: [:]) } }
 
     func recordRetention(seconds: Int) throws(StoreError) {
         state.withLock { $0.retentionSeconds = seconds }

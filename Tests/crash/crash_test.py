@@ -90,6 +90,24 @@ REQUEST_TIMEOUT_S = 10.0
 MAX_SHOWN = 5
 
 
+
+LOGFMT_PAIR = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def logfmt_fields(line):
+    """The key=value pairs of one of payhook's text log lines (logfmt, README "Operating it"): quoted values
+    unescaped (\\" and \\\\, and \\xNN for every byte outside printable ASCII)."""
+    fields = {}
+    for key, value in LOGFMT_PAIR.findall(line):
+        if value.startswith('"'):
+            raw = value[1:-1].encode("ascii", "replace")
+            value = re.sub(rb"\\(x[0-9a-f]{2}|.)",
+                           lambda m: bytes([int(m.group(1)[1:], 16)]) if len(m.group(1)) == 3 else m.group(1), raw)
+            value = value.decode("utf-8", "replace")
+        fields[key] = value
+    return fields
+
+
 class HarnessError(Exception):
     """The harness could not do its job (not a finding about payhook)."""
 
@@ -1570,12 +1588,13 @@ class Harness:
                            f"{len(relink)} ledger entr(y/ies)), the server logged {len(lines)}: {lines[:3]}")
             return
         line = lines[0]
-        self.recovery_seen.append(line.split("spool recovery:", 1)[1].strip())
+        fields = logfmt_fields(line)
+        self.recovery_seen.append(fields.get("msg", line).split("spool recovery:", 1)[-1].strip())
         m_removed = re.search(r"removed (\d+) temporary files?", line)
         m_relinked = re.search(r"relinked (\d+) ledger entr", line)
         got_removed = int(m_removed.group(1)) if m_removed else 0
         got_relinked = int(m_relinked.group(1)) if m_relinked else 0
-        if " notice " not in line:
+        if fields.get("level") != "notice":
             self.violation(f"{where}: the recovery summary is not logged at notice level: {line!r}")
         if "quarantined" in line:
             self.violation(f"{where}: recovery quarantined files after a process crash: {line!r}")
