@@ -1,5 +1,5 @@
 public import PayhookCore
-public import PayhookCrypto
+import PayhookCrypto
 
 /// The string Alipay signs and how it is checked (docs/protocols.md §9.2).
 ///

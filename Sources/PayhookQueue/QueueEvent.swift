@@ -1,5 +1,5 @@
 import Foundation
-public import PayhookSpoolFormat
+import PayhookSpoolFormat
 import PayhookStore
 
 /// An event of the spool: a file is one exactly when PayhookSpoolFormat's `EventFile` accepts it under its name,

@@ -1,4 +1,4 @@
-public import PayhookCore
+import PayhookCore
 import PayhookCrypto
 
 /// Reads the parameters of an XxPay or Jeepay notification, strictly (FormQuery's rules: UTF-8, no repeated

@@ -138,7 +138,7 @@ public final class PostgresCluster: Sendable {
         var template = Array("/tmp/payhook-pg-out-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else { throw TestFailure("mkstemp: \(String(cString: strerror(errno)))") }
-        let outputPath = String(cString: template)
+        let outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer { unlink(outputPath) }
         let output = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         let process = Process()
