@@ -53,7 +53,9 @@ struct QueueDirectoryTests {
         let lines = table.split(separator: "\n")
         try #require(lines.count == 4)
         #expect(lines[0].hasPrefix("LOCATION  RECEIVED_AT"))
-        #expect(lines[2].hasPrefix("dead      2026-11-22T02:00:00.000Z  unified  demo"))
+        // Local time, whatever zone this process runs in (QueueReadableTests pins one through the binary).
+        let received = try #require(QueueTime.parseRFC3339("2026-11-22T02:00:00.000Z"))
+        #expect(lines[2].hasPrefix("dead      \(QueueTime.formatLocal(received))  unified  demo"))
         #expect(lines[2].hasSuffix(middle))
 
         let json = try #require(
@@ -103,7 +105,7 @@ struct QueueDirectoryTests {
         #expect(entry.event.bytes == Array(try spool.read("cur/\(id).json").utf8))
         let pretty = QueueFormat.pretty(entry)
         #expect(pretty.contains("location        cur/ (taken, not yet acknowledged)"))
-        #expect(pretty.contains("amount          250"))
+        #expect(pretty.contains("amount          ¥2.50 (250 fen)"))
         // Control characters from a callback are escaped, never printed raw.
         #expect(pretty.contains("order_ref       order\\n42"))
         #expect(pretty.contains("  payTypeName   微信支付"))

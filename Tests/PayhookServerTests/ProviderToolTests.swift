@@ -506,6 +506,6 @@ struct ProviderToolTests {
         #expect(text.contains("for alipay, makes a refund notification: out_biz_no is this, refund_fee (all refunded so far) is --amount as yuan"))
         #expect(text.contains("alipay: RSA2 (SHA256withRSA, the default) or RSA (SHA1withRSA)"))
         #expect(text.contains("100 is total_amount=1.00"))
-        #expect(text.contains("xxpay prints the query string XxPay puts on a POST with an empty body"))
+        #expect(text.contains("unified and xxpay print the query string (XxPay puts it on a POST with an empty body)"))
     }
 }
