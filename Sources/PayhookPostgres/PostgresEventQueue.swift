@@ -186,16 +186,18 @@ public final class PostgresEventQueue: EventQueue, @unchecked Sendable {
             id: id, bytes: bytes, source: rows[row, 2], tenant: rows[row, 3], orderRef: rows[row, 4], status: rows[row, 5],
             amount: rows.int(row, 6), currency: rows[row, 7], receivedAtText: received.map(QueueTime.formatRFC3339),
             receivedAt: received)
+        return QueueEntry(event: event, location: location, path: path ?? "payhook_queue/\(id)", record: Self.record(rows, row, id: id))
+    }
+
+    /// The attempts bookkeeping of a queue row (columns 10 to 13: attempts, last error, updated, dead at), or nil
+    /// when nothing failed yet: as the spool, which writes none until then (a revived event starts afresh).
+    static func record(_ rows: PGRows, _ row: Int, id: String) -> QueueAttemptRecord? {
         let attempts = Int(rows.int(row, 10) ?? 0)
         let lastError = rows[row, 11].flatMap(Self.decodeFailure)
         let deadAt = rows.int(row, 13).map { Date(timeIntervalSince1970: Double($0) / 1000) }
-        // As the spool: no bookkeeping until something failed (a revived event starts afresh).
-        var record: QueueAttemptRecord?
-        if attempts > 0 || lastError != nil || deadAt != nil {
-            let updated = rows.int(row, 12).map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
-            record = QueueAttemptRecord(id: id, attempts: attempts, updatedAt: updated, deadAt: deadAt, lastError: lastError)
-        }
-        return QueueEntry(event: event, location: location, path: path ?? "payhook_queue/\(id)", record: record)
+        guard attempts > 0 || lastError != nil || deadAt != nil else { return nil }
+        let updated = rows.int(row, 12).map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
+        return QueueAttemptRecord(id: id, attempts: attempts, updatedAt: updated, deadAt: deadAt, lastError: lastError)
     }
 
     /// `last_error`: a ``QueueFailure`` as JSON, the shape the spool's records use (docs/consumers.md §6).

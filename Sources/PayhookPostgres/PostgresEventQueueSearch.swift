@@ -118,14 +118,7 @@ extension PostgresEventQueue {
             let acked = rows.int(row, 14).map { Date(timeIntervalSince1970: Double($0) / 1000) }
             return QueueStoredEvent(event: event, place: .acknowledged, path: "payhook_ledger/\(id)", acknowledgedAt: acked)
         }
-        let attempts = Int(rows.int(row, 10) ?? 0)
-        let lastError = rows[row, 11].flatMap(Self.decodeFailure)
-        let deadAt = rows.int(row, 13).map { Date(timeIntervalSince1970: Double($0) / 1000) }
-        var record: QueueAttemptRecord?
-        if attempts > 0 || lastError != nil || deadAt != nil {
-            let updated = rows.int(row, 12).map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
-            record = QueueAttemptRecord(id: id, attempts: attempts, updatedAt: updated, deadAt: deadAt, lastError: lastError)
-        }
+        let record = Self.record(rows, row, id: id)
         // As list shows it: an event this instance took names the file it wrote.
         let path = location == .cur ? takenFile(id) ?? "payhook_queue/\(id)" : "payhook_queue/\(id)"
         return QueueStoredEvent(event: event, place: place, path: path, record: record)

@@ -49,15 +49,28 @@ public enum QueueFormat {
     /// `source`, `tenant`, `order_ref`, `status`, `amount`, `currency`, `received_at`, `attempts`,
     /// `last_error` (null when none) and `dead_at` (null unless a dead letter). Missing event fields are null.
     public static func json(_ entries: [QueueEntry]) -> String {
-        let items = entries.map(ListItem.init)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(items) else { return "[]" }
-        return String(decoding: data, as: UTF8.self)
+        encode(entries.map { entry in
+            JSONItem(id: entry.id, location: entry.location.rawValue, path: entry.path, event: entry.event,
+                     attempts: entry.attempts, record: entry.record, search: nil)
+        })
     }
 
-    private struct ListItem: Encodable {
-        let entry: QueueEntry
+    /// One object of a JSON listing: `list --json`'s keys, and with `search` those only a search has
+    /// (``storedJSON(_:)``).
+    struct JSONItem: Encodable {
+        struct Search {
+            var acknowledgedAt: String?
+            var conflictCopy: String?
+            var conflictsWith: String?
+        }
+
+        var id: String
+        var location: String
+        var path: String
+        var event: QueueEvent
+        var attempts: Int
+        var record: QueueAttemptRecord?
+        var search: Search?
 
         enum Keys: String, CodingKey {
             case id, location, path, source, tenant, status, amount, currency, attempts
@@ -65,15 +78,17 @@ public enum QueueFormat {
             case receivedAt = "received_at"
             case lastError = "last_error"
             case deadAt = "dead_at"
+            case acknowledgedAt = "acknowledged_at"
+            case conflictCopy = "conflict_copy"
+            case conflictsWith = "conflicts_with"
         }
 
         func encode(to encoder: any Encoder) throws {
             // encode(_:forKey:) of an Optional writes null, so every object has the same keys.
             var container = encoder.container(keyedBy: Keys.self)
-            let event = entry.event
-            try container.encode(entry.id, forKey: .id)
-            try container.encode(entry.location.rawValue, forKey: .location)
-            try container.encode(entry.path, forKey: .path)
+            try container.encode(id, forKey: .id)
+            try container.encode(location, forKey: .location)
+            try container.encode(path, forKey: .path)
             try container.encode(event.source, forKey: .source)
             try container.encode(event.tenant, forKey: .tenant)
             try container.encode(event.orderRef, forKey: .orderRef)
@@ -81,10 +96,22 @@ public enum QueueFormat {
             try container.encode(event.amount, forKey: .amount)
             try container.encode(event.currency, forKey: .currency)
             try container.encode(event.receivedAtText, forKey: .receivedAt)
-            try container.encode(entry.attempts, forKey: .attempts)
-            try container.encode(entry.record?.lastError, forKey: .lastError)
-            try container.encode(entry.record?.deadAt, forKey: .deadAt)
+            try container.encode(attempts, forKey: .attempts)
+            try container.encode(record?.lastError, forKey: .lastError)
+            try container.encode(record?.deadAt, forKey: .deadAt)
+            guard let search else { return }
+            try container.encode(search.acknowledgedAt, forKey: .acknowledgedAt)
+            try container.encode(search.conflictCopy, forKey: .conflictCopy)
+            try container.encode(search.conflictsWith, forKey: .conflictsWith)
         }
+    }
+
+    /// A JSON array of `items`, pretty, keys sorted.
+    static func encode(_ items: [JSONItem]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(items) else { return "[]" }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// The event for people: where it is, each top-level member on its own line (schema order, then any

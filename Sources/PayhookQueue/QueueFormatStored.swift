@@ -38,47 +38,14 @@ extension QueueFormat {
     /// records it: the database), `conflict_copy` (a copy's name, else null) and `conflicts_with` (for a copy,
     /// where the event of its id is now: `new`, `cur`, `dead`, `acknowledged`, or null when gone).
     public static func storedJSON(_ items: [QueueStoredEvent]) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(items.map(StoredItem.init)) else { return "[]" }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    private struct StoredItem: Encodable {
-        let item: QueueStoredEvent
-
-        enum Keys: String, CodingKey {
-            case id, location, path, source, tenant, status, amount, currency, attempts
-            case orderRef = "order_ref"
-            case receivedAt = "received_at"
-            case lastError = "last_error"
-            case deadAt = "dead_at"
-            case acknowledgedAt = "acknowledged_at"
-            case conflictCopy = "conflict_copy"
-            case conflictsWith = "conflicts_with"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            // encode(_:forKey:) of an Optional writes null, so every object has the same keys.
-            var container = encoder.container(keyedBy: Keys.self)
-            let event = item.event
-            try container.encode(item.id, forKey: .id)
-            try container.encode(item.place.rawValue, forKey: .location)
-            try container.encode(item.path, forKey: .path)
-            try container.encode(event.source, forKey: .source)
-            try container.encode(event.tenant, forKey: .tenant)
-            try container.encode(event.orderRef, forKey: .orderRef)
-            try container.encode(event.status, forKey: .status)
-            try container.encode(event.amount, forKey: .amount)
-            try container.encode(event.currency, forKey: .currency)
-            try container.encode(event.receivedAtText, forKey: .receivedAt)
-            try container.encode(item.attempts, forKey: .attempts)
-            try container.encode(item.record?.lastError, forKey: .lastError)
-            try container.encode(item.record?.deadAt, forKey: .deadAt)
-            try container.encode(item.acknowledgedAt.map(QueueTime.formatRFC3339), forKey: .acknowledgedAt)
-            try container.encode(item.conflictName, forKey: .conflictCopy)
-            try container.encode(item.conflictsWith?.rawValue, forKey: .conflictsWith)
-        }
+        encode(items.map { item in
+            JSONItem(
+                id: item.id, location: item.place.rawValue, path: item.path, event: item.event, attempts: item.attempts,
+                record: item.record,
+                search: JSONItem.Search(
+                    acknowledgedAt: item.acknowledgedAt.map(QueueTime.formatRFC3339), conflictCopy: item.conflictName,
+                    conflictsWith: item.conflictsWith?.rawValue))
+        })
     }
 
     /// One search result for people. An event of new/, cur/ or dead/ is shown exactly as ``pretty(_:now:)`` shows
@@ -96,7 +63,7 @@ extension QueueFormat {
         switch item.place {
         case .acknowledged:
             head.append(label("location") + "acknowledged (only the dedupe ledger keeps it, until gc)")
-            if let at = item.acknowledgedAt { head.append(label("acknowledged_at") + QueueTime.formatRFC3339(at)) }
+            if let at = item.acknowledgedAt { head.append(label("acknowledged_at") + local(QueueTime.formatRFC3339(at))) }
         default:
             head.append(label("location") + "conflicts (an audit copy of a correctly signed callback with other content; never queued)")
             head.append(label("conflict_copy") + (item.conflictName ?? "-"))
