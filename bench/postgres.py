@@ -362,7 +362,7 @@ def report(ctx, records, med):
     sessions = (f"`[store] connections = {ctx['args'].pg_connections}`" if ctx['args'].pg_connections
                 else "the default two writer sessions (group commit)")
     threads = (f"`threads = {ctx['args'].pg_threads}`" if ctx['args'].pg_threads
-               else "`threads` unset (payhook's default on PostgreSQL, 64)")
+               else "`threads` unset (payhook's default on PostgreSQL: two per core, 8 to 64)")
     L.append(f"- payhook: the spool workloads' wrk runs, {threads}, {sessions}; "
              f"after each run the ledger is exported and judged by check_spool.py")
     L.append("")
