@@ -104,19 +104,23 @@ public final class QueueDirectory: Sendable {
         return QueueEntry(event: event, location: location, path: path(relative), record: record)
     }
 
+    /// A spool file's contents (`SpoolPosix.readRegular`, at most ``maximumFileSize``), or nil when it is gone.
+    /// A file that cannot be read is not known to be corrupt: that is an error, never a reason to set it aside.
+    func readRegularFile(_ relative: String) throws(QueueError) -> SpoolFileContent? {
+        do {
+            return try SpoolPosix.readRegular(path(relative), limit: Self.maximumFileSize)
+        } catch {
+            if error.code == ENOENT { return nil }
+            throw .io("read", relative, error.code)
+        }
+    }
+
     /// Reads a file of new/, cur/, dead/ or attempts/ whole, if it is a regular file of at most
     /// ``maximumFileSize`` (`SpoolPosix.readRegular`: never following a symbolic link, never blocking on a FIFO).
     /// Anything else there (a symbolic link, FIFO, socket, device, directory, or a file too large) is moved
     /// to corrupt/ as it is, reported through `quarantined`, and nil returned; nil too when the file is gone.
     func readSpoolFile(_ relative: String, quarantined: inout [QueueQuarantine]) throws(QueueError) -> [UInt8]? {
-        let content: SpoolFileContent
-        do {
-            content = try SpoolPosix.readRegular(path(relative), limit: Self.maximumFileSize)
-        } catch {
-            if error.code == ENOENT { return nil }
-            // A file that cannot be read is not known to be corrupt: stop rather than move a good event aside.
-            throw .io("read", relative, error.code)
-        }
+        guard let content = try readRegularFile(relative) else { return nil }
         switch content {
         case .bytes(let bytes):
             return bytes

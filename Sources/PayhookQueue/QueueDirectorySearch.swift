@@ -66,13 +66,7 @@ extension QueueDirectory {
     fileprivate func readKept(
         _ relative: String, expectedID: String, into result: inout QueueSearchResult
     ) throws(QueueError) -> (file: EventFile, bytes: [UInt8])? {
-        let content: SpoolFileContent
-        do {
-            content = try SpoolPosix.readRegular(path(relative), limit: Self.maximumFileSize)
-        } catch {
-            if error.code == ENOENT { return nil }
-            throw .io("read", relative, error.code)
-        }
+        guard let content = try readRegularFile(relative) else { return nil }
         switch content {
         case .refused(let reason):
             result.skipped.append(QueueSkipped(path: relative, reason: reason))
