@@ -69,21 +69,22 @@ public struct Config: Sendable, Equatable {
     /// each number, in PayhookHTTP, where the reasons for them are.
     public static let listenerDefaults = HTTPLimits()
 
-    /// `threads` when the file does not set it: the listener's default on the spool; on PostgreSQL two per
-    /// core of this machine, at least 8 and at most 64.
+    /// `threads` when the file does not set it: two per core of this machine, at least 8 and at most 64, on
+    /// either store.
     ///
-    /// On PostgreSQL a request waiting for its group commit parks its connection, not its thread
-    /// (docs/architecture.md, "Waiting without a thread"), so threads only do work: parsing, verifying,
-    /// answering. More of them than the cores can run only adds context switches; on the 2-core bench VM 4, 8,
-    /// 16 and 64 threads all held p99 under 50 ms at 64 connections (bench/README.md, "PostgreSQL, measured").
+    /// A callback waiting for its store parks its connection, not its thread (docs/architecture.md, "Waiting
+    /// without a thread"): on PostgreSQL while its group commit runs, on the spool while a store thread writes
+    /// and fsyncs it. So listener threads only do work: parsing, verifying, answering. More of them than the
+    /// cores can run only adds context switches; duplicates on the 2-core bench VM, 64 connections, one run:
+    /// 2 threads 21,478/s, 4 22,746/s, 8 26,333/s, 32 25,855/s (bench/README.md). On PostgreSQL 4, 8, 16 and 64
+    /// threads all held p99 under 50 ms at 64 connections ("PostgreSQL, measured").
     public static func defaultThreads(for store: StoreChoice) -> Int {
         defaultThreads(for: store, cores: ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// ``defaultThreads(for:)`` on a machine with `cores` cores.
     public static func defaultThreads(for store: StoreChoice, cores: Int) -> Int {
-        if case .postgres = store { return min(64, max(8, 2 * cores)) }
-        return listenerDefaults.threads
+        min(64, max(8, 2 * cores))
     }
     public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
 

@@ -57,13 +57,12 @@ public struct HTTPLimits: Sendable, Equatable {
     /// Threads in libmicrohttpd's pool (MHD_OPTION_THREAD_POOL_SIZE); each one
     /// polls its own connections and runs their handlers.
     ///
-    /// A thread whose handler waits for the disk stalls every connection it
-    /// serves, and a group commit can only share its directory fsyncs among
-    /// stores that wait at once, so this is sized for the disk's latency
-    /// rather than for the cores: with 4, the fixed-rate p99 was 1–4 s; with
-    /// 32, tens of milliseconds (README, "Performance"). It is also payhook's
-    /// `threads` default.
-    public var threads: Int = 32
+    /// A handler that would wait (for a disk, a database) answers later
+    /// through ``HTTPHandler/handle(_:answer:)`` and its connection is
+    /// suspended meanwhile, so threads only do work and need not cover the
+    /// connections that wait. payhook's own default follows the cores
+    /// (`Config.defaultThreads`); this one is for a listener used alone.
+    public var threads: Int = 8
     /// Peers whose X-Forwarded-For / X-Real-IP give the client's address (docs/proxy.md). For a request
     /// from one of them, `HTTPRequestHead.remoteAddress` is the forwarded client and `maxConnectionsPerIP`
     /// counts concurrent requests per forwarded address (answered 429 past it) instead of connections per

@@ -39,6 +39,9 @@ public final class Spool: Sendable {
     private let state: Locked<State>
     /// The writer that publishes stores in batches (docs/durability.md §5).
     private let committer: SpoolGroupCommit
+    /// Where ``store(id:fingerprint:bytes:completion:)`` runs the stores that write: each blocks in its file's
+    /// fsync and in its batch's, and the caller's thread must not.
+    private let storeThreads: WorkerThreads
     /// What is in conflicts/, so that each conflicting content is kept once and within the caps.
     private let conflicts: SpoolConflictIndex
 
@@ -85,6 +88,10 @@ public final class Spool: Sendable {
     ///   - conflictLimits: How many audit copies of conflicting records conflicts/ may hold, per record id and in
     ///     all. Each distinct content is kept once; beyond a cap nothing is written (see ``SpoolOutcome``).
     ///     conflicts/ is listed at open to count what is there.
+    ///   - storeThreads: The most stores ``store(id:fingerprint:bytes:completion:)`` runs at once, each on a
+    ///     thread of its own that waits for the disk; more wait for a thread. Stores in flight bound durable
+    ///     throughput (Little's law: stores in flight ÷ the time one takes), so this is set above the number of
+    ///     stores a batch usually gathers. Threads are started as stores need them.
     public init(
         directory: String,
         inspector: any SpoolRecordInspector,
@@ -93,7 +100,8 @@ public final class Spool: Sendable {
         minimumFreeBytes: UInt64 = 0,
         maxBatch: Int = 128,
         onBatch: (@Sendable (Int) -> Void)? = nil,
-        conflictLimits: SpoolConflictLimits = SpoolConflictLimits()
+        conflictLimits: SpoolConflictLimits = SpoolConflictLimits(),
+        storeThreads: Int = 64
     ) throws(SpoolError) {
         let root = SpoolFormat.normalize(directory)
         guard !root.isEmpty else {
@@ -127,6 +135,7 @@ public final class Spool: Sendable {
         self.conflicts = conflicts
         self.state = Locked(State(lockDescriptor: lockDescriptor))
         self.committer = SpoolGroupCommit(context: context, maxBatch: maxBatch, onBatch: onBatch)
+        self.storeThreads = WorkerThreads(limit: storeThreads)
         committer.start()
         if !report.isEmpty {
             logger.notice("spool recovery: \(report)", metadata: ["spool": "\(root)"])
@@ -200,6 +209,12 @@ public final class Spool: Sendable {
         committer.pendingCount
     }
 
+    /// Test hook: the store threads started, and how many of them wait for a store.
+    @_spi(Testing)
+    public var storeThreadCount: (started: Int, idle: Int) {
+        (storeThreads.threadCount, storeThreads.idleCount)
+    }
+
     /// Conflicting records since this spool was opened, by what became of them, keyed by
     /// ``SpoolConflictDisposition/rawValue``: "kept" (a new audit copy), "repeated" (its content was kept
     /// already), "dropped" (over a cap). Every key is present, at 0 until it happens. Thread-safe; for metrics.
@@ -244,6 +259,8 @@ public final class Spool: Sendable {
         // Before the lock goes: another process may open the spool as soon as it is released, and its recovery
         // must not run while this writer still links.
         committer.stop()
+        // Stores not started yet still run, and throw .closed.
+        storeThreads.stop()
         // Closing the descriptor releases the flock; the explicit unlock also covers a copy of the descriptor
         // that a fork without exec would still hold.
         try? context.fileSystem.flock(descriptor, operation: LOCK_UN)
@@ -279,6 +296,58 @@ public final class Spool: Sendable {
     public func store(id: String, fingerprint: String, bytes: () -> [UInt8]) throws(SpoolError) -> SpoolOutcome {
         try validateID(id)
         return try store(id: id, fingerprint: fingerprint, bytesChecked: false, bytes: bytes)
+    }
+
+    /// ``store(id:fingerprint:bytes:)`` that does not hold the calling thread while the disk works: the outcome
+    /// goes to `completion`, exactly once. A duplicate the ledger already holds durably is answered on the
+    /// calling thread before this returns (one stat(2)); every other store runs on one of the spool's store
+    /// threads, which write, fsync and wait for the batch's directory fsyncs, and call `completion` from there
+    /// once the outcome is durable. So a listener thread serving callbacks never waits for the disk, and a slow
+    /// disk holds up only the stores that write (docs/architecture.md, "Waiting without a thread").
+    public func store(
+        id: String, fingerprint: String, bytes: @escaping @Sendable () -> [UInt8],
+        completion: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
+    ) {
+        do throws(SpoolError) {
+            if try durableDuplicate(id: id, fingerprint: fingerprint) {
+                completion(.success(.duplicate))
+                return
+            }
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        let submitted = storeThreads.submit { [self] in
+            completion(Result { () throws(SpoolError) in try store(id: id, fingerprint: fingerprint, bytes: bytes) })
+        }
+        // Closed (the store throws .closed), or no thread could be started: the caller's thread stores.
+        if !submitted {
+            completion(Result { () throws(SpoolError) in try store(id: id, fingerprint: fingerprint, bytes: bytes) })
+        }
+    }
+
+    /// Whether the ledger holds `id` with this fingerprint durably, read without the id's gate, so that a retry
+    /// storm's duplicates never wait for a thread or for one another. False sends the store down the full path.
+    ///
+    /// An entry is linked into ids/ before its batch's fsync(ids/) returns, and only by a store holding the
+    /// id's gate (storeChecked, SpoolGroupCommit.enterInLedger). So the entry is read first and the gates looked
+    /// at after: if no store of this id is in flight then, whichever store linked the entry has left its gate,
+    /// after its fsync(ids/) returned; had that fsync failed, the spool is unhealthy, which is checked last.
+    private func durableDuplicate(id: String, fingerprint: String) throws(SpoolError) -> Bool {
+        try validateID(id)
+        try requireUsable()
+        do throws(SpoolError) {
+            guard case .present(fingerprint: let known?) = try ledgerEntry(id), SpoolBytes.same(known, fingerprint),
+                  state.withLock({ $0.inFlight[id] == nil })
+            else { return false }
+            try requireHealthy()
+        } catch {
+            context.monitor.storeEnded(.failed(error))
+            throw error
+        }
+        context.monitor.storeEnded(.wroteNothing)
+        context.logger.debug("duplicate of ids/\(id)", metadata: ["spool": "\(directory)"])
+        return true
     }
 
     private func store(

@@ -13,14 +13,17 @@ public struct SpoolEventStore: EventStore {
 
     public func store(_ event: Event) throws(StoreError) -> StoreOutcome {
         do {
-            switch try spool.store(id: event.id, fingerprint: event.fingerprint, bytes: event.jsonBytes) {
-            case .stored: return .stored
-            case .duplicate: return .duplicate
-            case .conflict(let auditFile, let disposition):
-                return .conflict(auditCopy: auditFile, disposition: Self.disposition(disposition))
-            }
+            return Self.outcome(try spool.store(id: event.id, fingerprint: event.fingerprint, bytes: event.jsonBytes))
         } catch {
             throw StoreError(error)
+        }
+    }
+
+    /// Stores without holding the caller's thread while the disk works (``Spool/store(id:fingerprint:bytes:completion:)``):
+    /// a duplicate is answered at once, anything that writes from one of the spool's store threads.
+    public func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
+        spool.store(id: event.id, fingerprint: event.fingerprint, bytes: { event.jsonBytes() }) { result in
+            completion(result.map(Self.outcome).mapError(StoreError.init))
         }
     }
 
@@ -59,6 +62,15 @@ public struct SpoolEventStore: EventStore {
     public func census() -> QueueCensus? {
         let census = SpoolCensus.take(spool.directory)
         return QueueCensus(counts: census.counts, oldestReceived: census.oldestWritten)
+    }
+
+    static func outcome(_ outcome: SpoolOutcome) -> StoreOutcome {
+        switch outcome {
+        case .stored: return .stored
+        case .duplicate: return .duplicate
+        case .conflict(let auditFile, let disposition):
+            return .conflict(auditCopy: auditFile, disposition: Self.disposition(disposition))
+        }
     }
 
     static func disposition(_ disposition: SpoolConflictDisposition) -> ConflictDisposition {

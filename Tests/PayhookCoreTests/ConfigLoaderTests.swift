@@ -1,3 +1,4 @@
+import Foundation
 import PayhookConfig
 import PayhookCore
 import PayhookUnified
@@ -142,11 +143,12 @@ import Testing
         #expect(found.first?.hasPrefix("/etc/payhook/p.toml:2: ") == true, "\(found)")
     }
 
-    @Test func threadsDefaultToThirtyTwoAndFollowASmallerConnectionLimit() throws {
+    @Test func threadsDefaultToTheCoresAndFollowASmallerConnectionLimit() throws {
         let tenant = "[[unified]]\npath = \"/u\"\ndomain_code = \"a\"\nsecret = \"s\"\n"
         let loader = Self.loader()
-        #expect(try loader.load(text: tenant, path: "/etc/payhook/p.toml").config.threads == 32)
-        #expect(try loader.load(text: "max_connections = 8\n" + tenant, path: "/etc/payhook/p.toml").config.threads == 8)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        #expect(try loader.load(text: tenant, path: "/etc/payhook/p.toml").config.threads == min(64, max(8, 2 * cores)))
+        #expect(try loader.load(text: "max_connections = 5\n" + tenant, path: "/etc/payhook/p.toml").config.threads == 5)
         #expect(try loader.load(text: "max_connections = 2\n" + tenant, path: "/etc/payhook/p.toml").config.threads == 2)
         #expect(try loader.load(text: "threads = 3\nmax_connections = 8\n" + tenant, path: "/etc/payhook/p.toml").config.threads == 3)
         // Below the minimum of 2 threads the limit cannot be followed.

@@ -44,32 +44,30 @@ import Testing
         #expect(database.origin == "the URL in $DB")
     }
 
-    /// An unset `threads` is two per core on PostgreSQL, 8 to 64 (a waiting request parks its connection, not
-    /// its thread, there) and the listener's 32 on the spool; a smaller `max_connections` still lowers it, and
-    /// a `threads` the file sets is kept.
+    /// An unset `threads` is two per core, 8 to 64, on either store (a waiting request parks its connection, not
+    /// its thread); a smaller `max_connections` still lowers it, and a `threads` the file sets is kept.
     @Test(arguments: [
-        ("", 32), ("threads = 16\n", 16), ("max_connections = 20\n", 20),
+        ("", -1), ("threads = 16\n", 16), ("max_connections = 6\n", 6),
         ("[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", -1),
         ("max_connections = 6\n[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 6),
         ("threads = 40\n[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 40),
     ])
-    func threadsDefaultFollowsTheStore(text: String, threads: Int) throws {
+    func threadsDefaultFollowsTheCores(text: String, threads: Int) throws {
         let config = try Self.load(text)
         guard threads == -1 else {
             #expect(config.threads == threads)
             return
         }
-        // -1: PostgreSQL's default for this machine's cores (checked by itself below).
-        guard case .postgres = config.store else { Issue.record("expected a postgres store"); return }
+        // -1: the default for this machine's cores (checked by itself below), the same on either store.
         #expect(config.threads == Config.defaultThreads(for: config.store, cores: ProcessInfo.processInfo.activeProcessorCount))
         #expect((8...64).contains(config.threads))
     }
 
     @Test(arguments: [(1, 8), (2, 8), (4, 8), (5, 10), (16, 32), (32, 64), (96, 64)])
-    func postgresThreadsAreTwoPerCoreFrom8To64(cores: Int, threads: Int) throws {
+    func threadsAreTwoPerCoreFrom8To64OnEitherStore(cores: Int, threads: Int) throws {
         let config = try Self.load("[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n")
         #expect(Config.defaultThreads(for: config.store, cores: cores) == threads)
-        #expect(Config.defaultThreads(for: .spool, cores: cores) == 32)
+        #expect(Config.defaultThreads(for: .spool, cores: cores) == threads)
     }
 
     @Test func postgresInlineWithoutAPasswordIsAccepted() throws {

@@ -243,6 +243,7 @@ final class RecordingFileSystem: SpoolFileSystem {
         var injecting = true
         var deviceOverrides: [String: UInt64] = [:]
         var writeLimit: Int?
+        var pauses: [(operation: Operation, path: PathMatch, action: @Sendable () -> Void)] = []
     }
 
     let root: String
@@ -262,6 +263,12 @@ final class RecordingFileSystem: SpoolFileSystem {
     /// Adds a fault (counting starts now).
     func inject(_ fault: Fault) {
         state.withLock { $0.faults.append((fault, 0)) }
+    }
+
+    /// Runs `action` on the calling thread just before the next matching call is made (once), e.g. to hold a
+    /// store inside its batch until the test lets it go.
+    func pause(before operation: Operation, path: PathMatch, _ action: @escaping @Sendable () -> Void) {
+        state.withLock { $0.pauses.append((operation, path, action)) }
     }
 
     /// Switches fault injection on or off; recording goes on either way.
@@ -318,6 +325,12 @@ final class RecordingFileSystem: SpoolFileSystem {
         flags: CInt? = nil,
         _ call: () throws(SpoolErrno) -> T
     ) throws(SpoolErrno) -> T {
+        let pause = state.withLock { state -> (@Sendable () -> Void)? in
+            guard let index = state.pauses.firstIndex(where: { $0.operation == operation && $0.path.matches(path) })
+            else { return nil }
+            return state.pauses.remove(at: index).action
+        }
+        pause?()
         let injected = state.withLock { state -> (CInt, (@Sendable () -> Void)?)? in
             guard state.injecting else { return nil }
             for index in state.faults.indices {
