@@ -68,6 +68,8 @@ public enum FormQuery {
         text: (Component) -> String
     ) throws(FormQueryError) -> [(name: Component, value: Component)] {
         var result: [(name: Component, value: Component)] = []
+        // Sized once from the separators (an upper bound: empty pairs are skipped), not grown pair by pair.
+        result.reserveCapacity(min(bytes.reduce(1) { $1 == UInt8(ascii: "&") ? $0 + 1 : $0 }, 256))
         // Repeated names are found by comparing with the names so far: a callback has a dozen or so, and
         // comparing short strings is cheaper than hashing them. Past `linearLimit` names a set takes over, so
         // that a query of thousands of names costs linear time, not quadratic.

@@ -7,6 +7,11 @@ public struct JSONText: Sendable {
 
     public init() {}
 
+    /// An empty text whose buffer already holds `capacity` bytes.
+    public init(capacity: Int) {
+        bytes.reserveCapacity(capacity)
+    }
+
     public mutating func raw(_ text: String) {
         bytes.append(contentsOf: text.utf8)
     }

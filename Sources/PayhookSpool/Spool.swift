@@ -309,7 +309,7 @@ public final class Spool: Sendable {
         completion: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
     ) {
         do throws(SpoolError) {
-            if try durableDuplicate(id: id, fingerprint: fingerprint) {
+            if try isDurableDuplicate(id: id, fingerprint: fingerprint) {
                 completion(.success(.duplicate))
                 return
             }
@@ -317,6 +317,16 @@ public final class Spool: Sendable {
             completion(.failure(error))
             return
         }
+        storeOnStoreThread(id: id, fingerprint: fingerprint, bytes: bytes, completion: completion)
+    }
+
+    /// The second half of ``store(id:fingerprint:bytes:completion:)``, for a caller that asked
+    /// ``isDurableDuplicate(id:fingerprint:)`` itself first (so that a duplicate costs it no closure): the full
+    /// store, on a store thread.
+    public func storeOnStoreThread(
+        id: String, fingerprint: String, bytes: @escaping @Sendable () -> [UInt8],
+        completion: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
+    ) {
         let submitted = storeThreads.submit { [self] in
             completion(Result { () throws(SpoolError) in try store(id: id, fingerprint: fingerprint, bytes: bytes) })
         }
@@ -333,7 +343,11 @@ public final class Spool: Sendable {
     /// id's gate (storeChecked, SpoolGroupCommit.enterInLedger). So the entry is read first and the gates looked
     /// at after: if no store of this id is in flight then, whichever store linked the entry has left its gate,
     /// after its fsync(ids/) returned; had that fsync failed, the spool is unhealthy, which is checked last.
-    private func durableDuplicate(id: String, fingerprint: String) throws(SpoolError) -> Bool {
+    ///
+    /// True is a store's outcome, `.duplicate`, counted as one; false writes and counts nothing. Throws what
+    /// ``store(id:fingerprint:bytes:)`` would throw before writing (an invalid id, closed, unhealthy, an
+    /// unreadable ledger entry).
+    public func isDurableDuplicate(id: String, fingerprint: String) throws(SpoolError) -> Bool {
         try validateID(id)
         try requireUsable()
         do throws(SpoolError) {

@@ -22,7 +22,18 @@ public struct SpoolEventStore: EventStore {
     /// Stores without holding the caller's thread while the disk works (``Spool/store(id:fingerprint:bytes:completion:)``):
     /// a duplicate is answered at once, anything that writes from one of the spool's store threads.
     public func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
-        spool.store(id: event.id, fingerprint: event.fingerprint, bytes: { event.jsonBytes() }) { result in
+        let fingerprint = event.fingerprint
+        // The duplicate first, before any closure captures the event: a retry storm is mostly duplicates.
+        do {
+            if try spool.isDurableDuplicate(id: event.id, fingerprint: fingerprint) {
+                completion(.success(.duplicate))
+                return
+            }
+        } catch {
+            completion(.failure(StoreError(error)))
+            return
+        }
+        spool.storeOnStoreThread(id: event.id, fingerprint: fingerprint, bytes: { event.jsonBytes() }) { result in
             completion(result.map(Self.outcome).mapError(StoreError.init))
         }
     }

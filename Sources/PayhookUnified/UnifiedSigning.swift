@@ -18,10 +18,19 @@ public enum UnifiedSigning {
     /// orders by scalars and equates canonically-equivalent strings, docs/protocols.md §2.2), concatenated
     /// with no separator, as UTF-8.
     public static func valuesMessage(_ parameters: [FormParameter], secret: String) -> [UInt8] {
-        var values = parameters.filter { $0.name != signParameter && !$0.value.isEmpty }.map(\.value)
+        // This runs for every callback and every secret of the tenant, duplicates included: one array for the
+        // values and one for the message, each allocated once at its final size.
+        var values: [String] = []
+        values.reserveCapacity(parameters.count + 1)
+        var size = secret.utf8.count
+        for parameter in parameters where parameter.name != signParameter && !parameter.value.isEmpty {
+            values.append(parameter.value)
+            size += parameter.value.utf8.count
+        }
         values.append(secret)
         values.sort(by: utf16Precedes)
         var out: [UInt8] = []
+        out.reserveCapacity(size)
         for value in values { out.append(contentsOf: value.utf8) }
         return out
     }
@@ -43,8 +52,28 @@ public enum UnifiedSigning {
     }
 
     /// Java `String.compareTo` order: lexicographic over UTF-16 code units.
+    ///
+    /// Compared over the UTF-8 bytes, which Swift's native strings hold (walking `utf16` transcodes every
+    /// character). UTF-8 byte order is code-point order, and that agrees with UTF-16 order except between a
+    /// character from U+E000 to U+FFFF (UTF-8 lead byte 0xEE or 0xEF) and one above U+FFFF (lead byte 0xF0
+    /// to 0xF4), which UTF-16 writes as surrogates (0xD800 to 0xDFFF) and so puts first (The Unicode Standard,
+    /// §5.17 "Binary Order"). The first differing bytes tell whether that case is met:
+    /// before them both strings are equal, so a difference inside a character compares two characters of the
+    /// same lead byte, where all orders agree. Only then are the UTF-16 code units compared.
     public static func utf16Precedes(_ a: String, _ b: String) -> Bool {
-        a.utf16.lexicographicallyPrecedes(b.utf16)
+        var a = a, b = b
+        let order = a.withUTF8 { x in
+            b.withUTF8 { y -> Bool? in
+                let common = min(x.count, y.count)
+                var index = 0
+                while index < common, x[index] == y[index] { index += 1 }
+                guard index < common else { return x.count < y.count }
+                let (p, q) = (x[index], y[index])
+                if (p >= 0xF0 && (0xEE...0xEF).contains(q)) || (q >= 0xF0 && (0xEE...0xEF).contains(p)) { return nil }
+                return p < q
+            }
+        }
+        return order ?? a.utf16.lexicographicallyPrecedes(b.utf16)
     }
 }
 

@@ -55,7 +55,7 @@ public struct UnifiedSource: CallbackSource {
         } catch {
             return refused(.malformed(error.description))
         }
-        var values: [String: String] = [:]
+        var values = [String: String](minimumCapacity: parameters.count)
         for parameter in parameters { values[parameter.name] = parameter.value }
 
         guard let domainCode = values["domainCode"], !domainCode.isEmpty else {

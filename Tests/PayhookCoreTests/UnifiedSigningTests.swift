@@ -1,5 +1,6 @@
 import PayhookCore
 import PayhookCrypto
+import PayhookTestSupport
 import PayhookUnified
 import Testing
 
@@ -82,5 +83,38 @@ import Testing
     @Test func canonicallyEquivalentValuesKeepTheirBytes() {
         let message = UnifiedSigning.valuesMessage(Self.params([("a", "\u{E9}"), ("b", "e\u{301}")]), secret: "0")
         #expect(message == Array("0".utf8) + Array("e\u{301}".utf8) + Array("\u{E9}".utf8))
+    }
+}
+
+/// `UnifiedSigning.utf16Precedes` compares UTF-8 bytes and falls back to UTF-16 code units only where the two
+/// orders differ; it must agree with Java's `String.compareTo` order everywhere.
+@Suite struct UTF16OrderTests {
+    /// Characters from every range whose UTF-8 and UTF-16 orders could disagree: ASCII, two- and three-byte
+    /// characters below the surrogates, U+E000 to U+FFFF (after the surrogates in UTF-16, before four-byte
+    /// characters in UTF-8), and characters above U+FFFF.
+    static let alphabet: [Character] = ["a", "b", "Z", "0", "é", "ß", "中", "文", "\u{D7FF}", "\u{E000}", "\u{F8FF}",
+                                        "\u{FF5E}", "\u{FFFD}", "😀", "𠀀", "\u{10FFFF}", "\u{1F600}"]
+
+    @Test func agreesWithUTF16CodeUnitOrderOnRandomStrings() {
+        var random = SeededGenerator(seed: 20261205)
+        for _ in 0..<20_000 {
+            let shared = String((0..<Int.random(in: 0...3, using: &random)).map { _ in Self.alphabet.randomElement(using: &random)! })
+            let a = shared + String((0..<Int.random(in: 0...3, using: &random)).map { _ in Self.alphabet.randomElement(using: &random)! })
+            let b = shared + String((0..<Int.random(in: 0...3, using: &random)).map { _ in Self.alphabet.randomElement(using: &random)! })
+            let expected = a.utf16.lexicographicallyPrecedes(b.utf16)
+            #expect(UnifiedSigning.utf16Precedes(a, b) == expected, "\(a.unicodeScalars.map { $0.value }) vs \(b.unicodeScalars.map { $0.value })")
+            if UnifiedSigning.utf16Precedes(a, b) != expected { return }
+        }
+    }
+
+    @Test func surrogatesSortBeforeTheEndOfTheBasicPlane() {
+        // U+1F600 is D83D DE00 in UTF-16, before U+FF5E; in UTF-8 (F0 9F 98 80 against EF BD 9E) it is after.
+        #expect(UnifiedSigning.utf16Precedes("\u{1F600}", "\u{FF5E}"))
+        #expect(!UnifiedSigning.utf16Precedes("\u{FF5E}", "\u{1F600}"))
+        #expect(UnifiedSigning.utf16Precedes("x\u{1F600}", "x\u{E000}"))
+        // Elsewhere the bytes decide: a prefix first, then the first differing byte.
+        #expect(UnifiedSigning.utf16Precedes("ab", "abc"))
+        #expect(!UnifiedSigning.utf16Precedes("abc", "abc"))
+        #expect(UnifiedSigning.utf16Precedes("中", "\u{1F600}"))
     }
 }
