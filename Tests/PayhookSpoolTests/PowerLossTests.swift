@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 @_spi(Testing) import PayhookSpool
 import PayhookSpoolFormat
@@ -20,6 +21,10 @@ enum CrashWorkload {
         /// Stores from one thread per record, published by the writer as one batch (group commit): they share
         /// one fsync(new/) and one fsync(ids/), and each is acknowledged only after both.
         case batch([SpoolRecord])
+        /// A store through ``Spool/store(id:fingerprint:bytes:completion:)``, as the server makes it: a durable
+        /// duplicate answered on the calling thread, everything else on a store thread; acknowledged when the
+        /// completion is called.
+        case answered(SpoolRecord)
         case probe
         /// A consumer takes the record (rename new/ → cur/, sync both) and deletes it (unlink, sync cur/).
         case consume(String)
@@ -42,6 +47,12 @@ enum CrashWorkload {
     ]
 
     static let batchedRecords = [paymentA, paymentB, paymentAChanged, paymentC, paymentD, paymentE]
+
+    /// ``steps`` with every store answered through the completion.
+    static let answeredSteps: [Step] = steps.map { step in
+        if case .store(let record) = step { return .answered(record) }
+        return step
+    }
 
     static func checker(records: [SpoolRecord] = records) -> CrashChecker {
         CrashChecker(root: root, records: records)
@@ -80,6 +91,22 @@ enum CrashWorkload {
                 for result in results {
                     outcomes.append(try result.get())
                 }
+            case .answered(let record):
+                let answer = Shared<Result<SpoolOutcome, SpoolError>?>(nil)
+                let done = DispatchSemaphore(value: 0)
+                let bytes = record.bytes
+                spool.store(id: record.id, fingerprint: record.fingerprint, bytes: { bytes }) { result in
+                    // Noted on whichever thread answers, the moment it does.
+                    if case .success(let outcome) = result {
+                        fileSystem.note(.acknowledged(id: record.id, fingerprint: record.fingerprint, outcome: outcome))
+                    }
+                    answer.update { $0 = result }
+                    done.signal()
+                }
+                guard done.wait(timeout: .now() + 30) == .success, let result = answer.current else {
+                    throw TestFailure("a store never answered")
+                }
+                outcomes.append(try result.get())
             case .probe:
                 try spool.probe()
             case .consume(let id):
@@ -112,6 +139,7 @@ enum CrashWorkload {
 enum CrashWorkloadKind: String, CaseIterable, Sendable, CustomStringConvertible {
     case oneAtATime = "one store at a time"
     case batched = "batched concurrent stores"
+    case answered = "stores answered from the store threads"
 
     var description: String { rawValue }
 
@@ -119,12 +147,13 @@ enum CrashWorkloadKind: String, CaseIterable, Sendable, CustomStringConvertible 
         switch self {
         case .oneAtATime: CrashWorkload.steps
         case .batched: CrashWorkload.batchedSteps
+        case .answered: CrashWorkload.answeredSteps
         }
     }
 
     var checker: CrashChecker {
         switch self {
-        case .oneAtATime: CrashWorkload.checker()
+        case .oneAtATime, .answered: CrashWorkload.checker()
         case .batched: CrashWorkload.checker(records: CrashWorkload.batchedRecords)
         }
     }
@@ -132,7 +161,7 @@ enum CrashWorkloadKind: String, CaseIterable, Sendable, CustomStringConvertible 
     /// How many stores answer stored, duplicate and conflict.
     var expectedOutcomes: (stored: Int, duplicate: Int, conflict: Int) {
         switch self {
-        case .oneAtATime: (3, 2, 1)
+        case .oneAtATime, .answered: (3, 2, 1)
         case .batched: (5, 1, 1)
         }
     }
