@@ -388,6 +388,25 @@ payhook_connection_peer_ip(struct MHD_Connection *connection,
     return -1;
   const struct sockaddr *address = info->client_addr;
   const void *raw = NULL;
+  if (AF_INET == address->sa_family && buffer_size >= 16)
+  {
+    /* Dotted decimal by hand: glibc's inet_ntop formats IPv4 with sprintf, and this runs for every
+     * request. The same text as inet_ntop(3) gives: four decimal octets, no leading zeros. */
+    const unsigned char *octet = (const unsigned char *)
+        &((const struct sockaddr_in *) (const void *) address)->sin_addr;
+    char *out = buffer;
+    for (int i = 0; i < 4; i++)
+    {
+      unsigned value = octet[i];
+      if (value >= 100)
+        *out++ = (char) ('0' + value / 100);
+      if (value >= 10)
+        *out++ = (char) ('0' + value / 10 % 10);
+      *out++ = (char) ('0' + value % 10);
+      *out++ = (3 == i) ? '\0' : '.';
+    }
+    return 0;
+  }
   if (AF_INET == address->sa_family)
     raw = &((const struct sockaddr_in *) (const void *) address)->sin_addr;
   else if (AF_INET6 == address->sa_family)

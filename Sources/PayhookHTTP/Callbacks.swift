@@ -118,9 +118,12 @@ enum Callbacks {
     }
 
     static func peerAddress(_ connection: OpaquePointer) -> String {
-        var buffer = [CChar](repeating: 0, count: 64)
-        guard payhook_connection_peer_ip(connection, &buffer, buffer.count) == 0 else { return "unknown" }
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+            guard let base = buffer.baseAddress, payhook_connection_peer_ip(connection, base, buffer.count) == 0 else {
+                return "unknown"
+            }
+            return String(cString: base)
+        }
     }
 
     // MARK: Accept policy
@@ -402,14 +405,16 @@ enum Callbacks {
         var chunkedOnly = true
         var hosts = 0
         for field in head.headers {
-            switch field.name.lowercased() {
-            case "content-length": lengths += 1
-            case "transfer-encoding":
+            // ASCII case-insensitive (field names are tokens, RFC 9110 section 5.1), without building a
+            // lowercased copy of every name of every request.
+            if HTTPHeaderName.equals(field.name, "content-length") {
+                lengths += 1
+            } else if HTTPHeaderName.equals(field.name, "transfer-encoding") {
                 transferEncodings += 1
                 chunkedOnly = chunkedOnly
                     && field.value.trimmingCharacters(in: CharacterSet(charactersIn: " \t")).lowercased() == "chunked"
-            case "host": hosts += 1
-            default: break
+            } else if HTTPHeaderName.equals(field.name, "host") {
+                hosts += 1
             }
         }
         if lengths > 0, transferEncodings > 0 { return .lengthAndTransferEncoding }
@@ -441,7 +446,7 @@ enum Callbacks {
     /// line, and also catches differing duplicates (RFC 9110 section 8.6).
     static func declaredLength(_ head: HTTPRequestHead) -> DeclaredLength {
         var result = DeclaredLength.absent
-        for field in head.headers where field.name.lowercased() == "content-length" {
+        for field in head.headers where HTTPHeaderName.equals(field.name, "content-length") {
             let value = field.value.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
             let digits = value.utf8
             guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
@@ -555,11 +560,12 @@ enum Callbacks {
         }
         guard let created else { return nil }
         for field in response.headers {
-            let lower = field.name.lowercased()
             // MHD computes the framing itself; a second Content-Length or a
             // Transfer-Encoding from the application would contradict it.
-            if lower == "content-length" || lower == "transfer-encoding" { continue }
-            if close, lower == "connection" { continue }
+            if HTTPHeaderName.equals(field.name, "content-length") || HTTPHeaderName.equals(field.name, "transfer-encoding") {
+                continue
+            }
+            if close, HTTPHeaderName.equals(field.name, "connection") { continue }
             if MHD_add_response_header(created, field.name, field.value) != .YES {
                 MHD_destroy_response(created)
                 return nil

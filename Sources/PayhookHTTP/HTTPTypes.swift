@@ -124,8 +124,21 @@ public struct HTTPRequestHead: Sendable {
 
     /// The value of the first header whose name matches `name`, ignoring ASCII case.
     public func header(_ name: String) -> String? {
-        let wanted = name.lowercased()
-        return headers.first { $0.name.lowercased() == wanted }?.value
+        headers.first { HTTPHeaderName.equals($0.name, name) }?.value
+    }
+}
+
+/// Header field names compared as RFC 9110 section 5.1 says: case-insensitively. Field names are tokens, so
+/// ASCII case is the only case there is; comparing bytes avoids building a lowercased copy (Unicode case
+/// mapping) of every name of every request.
+public enum HTTPHeaderName {
+    public static func equals(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8) { lower($0) == lower($1) }
+    }
+
+    @inline(__always)
+    static func lower(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 }
 

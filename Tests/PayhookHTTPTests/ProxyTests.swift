@@ -142,6 +142,36 @@ extension PayhookHTTPSuite {
             #expect(server.malformedForwardingHeaders == 2)
         }
 
+        @Test("a direct peer's address is written as inet_ntop(3) writes it: octets of one, two and three digits, zeros")
+        func directPeerAddressText() throws {
+            let recorder = Recorder()
+            let server = try HTTPServer(listen: ListenAddress(host: "127.0.0.1", port: 0),
+                                        limits: try Self.limits(trusting: []), handler: recorder.handler, logger: testLogger)
+            defer { _ = server.shutdown(grace: .seconds(1)) }
+            let port = server.boundAddress.port
+            for source in ["127.0.0.1", "127.10.200.5", "127.99.100.255", "127.0.10.0", "127.255.9.99"] {
+                let reply = try #require(Self.get(port, source: source))
+                #expect(reply.text == "\(source) \(source)")
+            }
+        }
+
+        @Test("header names match ignoring ASCII case only")
+        func headerNamesIgnoreASCIICase() {
+            #expect(HTTPHeaderName.equals("Content-Length", "content-length"))
+            #expect(HTTPHeaderName.equals("TRANSFER-ENCODING", "transfer-encoding"))
+            #expect(!HTTPHeaderName.equals("Content-Lengths", "content-length"))
+            #expect(!HTTPHeaderName.equals("Host", "hosT2"))
+            // "@" and "[" sit just outside A-Z: no case of theirs is "`" or "{".
+            #expect(!HTTPHeaderName.equals("@", "`"))
+            #expect(!HTTPHeaderName.equals("[", "{"))
+            // The Kelvin sign lowercases to "k" in Unicode, not in ASCII.
+            #expect(!HTTPHeaderName.equals("\u{212A}", "k"))
+            let head = HTTPRequestHead(method: "GET", target: "/", headers: [(name: "X-Real-IP", value: "1")],
+                                       remoteAddress: "127.0.0.1", peerAddress: "127.0.0.1", receivedAt: Date())
+            #expect(head.header("x-real-ip") == "1")
+            #expect(head.header("x-real-i") == nil)
+        }
+
         @Test("per forwarded address: past maxConnectionsPerIP concurrent requests → 429 with Retry-After; other addresses pass")
         func forwardedLimit() throws {
             let recorder = Recorder()
