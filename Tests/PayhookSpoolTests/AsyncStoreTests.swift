@@ -122,9 +122,7 @@ struct AsyncStoreTests {
     func closeAnswersEveryWaitingStore() throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
-        let spool = try Spool(
-            directory: root, inspector: TestInspector(), logger: LogStore().logger(), storeThreads: 1
-        )
+        let spool = try openSpool(root, storeThreads: 1)
         spool.suspendCommits()
         let answers = (0..<3).map { Self.store(spool, makeRecord(id: testID(10 + $0))) }
         // One store thread: the first waits for the writer, the other two for the thread.
@@ -144,9 +142,7 @@ struct AsyncStoreTests {
     func storeThreadsGrowToTheLimit() throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
-        let spool = try Spool(
-            directory: root, inspector: TestInspector(), logger: LogStore().logger(), storeThreads: 4
-        )
+        let spool = try openSpool(root, storeThreads: 4)
         defer { spool.close() }
         // One at a time: one thread serves them all.
         for number in 0..<5 {

@@ -72,7 +72,8 @@ func openSpool(
     fileSystem: any SpoolFileSystem = PosixFileSystem(),
     logs: LogStore = LogStore(),
     minimumFreeBytes: UInt64 = 0,
-    conflictLimits: SpoolConflictLimits = SpoolConflictLimits()
+    conflictLimits: SpoolConflictLimits = SpoolConflictLimits(),
+    storeThreads: Int = 64
 ) throws(SpoolError) -> Spool {
     try Spool(
         directory: directory,
@@ -80,7 +81,8 @@ func openSpool(
         fileSystem: fileSystem,
         logger: logs.logger(),
         minimumFreeBytes: minimumFreeBytes,
-        conflictLimits: conflictLimits
+        conflictLimits: conflictLimits,
+        storeThreads: storeThreads
     )
 }
 
