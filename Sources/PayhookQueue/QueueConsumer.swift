@@ -75,6 +75,13 @@ public struct QueueConsumeProgress: Sendable, Equatable {
     public init(workers: Int) {
         attempts = Array(repeating: 0, count: max(0, workers))
     }
+
+    /// Counts an event's end and frees its worker in one step, so that no scrape sees the event counted while
+    /// its worker still shows an attempt.
+    mutating func finish(_ worker: Int, _ count: (inout QueueConsumeSummary) -> Void) {
+        count(&summary)
+        if attempts.indices.contains(worker) { attempts[worker] = 0 }
+    }
 }
 
 /// The long-running worker behind `payhook queue consume --exec CMD`.
@@ -191,7 +198,7 @@ public final class QueueConsumer: Sendable {
             let outcome = QueueCommandRunner.run(request(for: entry, attempt: attempt), stop: stop)
             if outcome.interrupted {
                 try settle(id, metadata) { () throws(QueueError) in try queue.release(id) }
-                tally.withLock { $0.summary.released += 1 }
+                tally.withLock { $0.finish(worker) { $0.released += 1 } }
                 logger.notice("stopping: \(id) returned to new/ unprocessed (its command was killed)", metadata: metadata)
                 return
             }
@@ -199,7 +206,7 @@ public final class QueueConsumer: Sendable {
                 try settle(id, metadata) { () throws(QueueError) in try queue.ack(id) }
                 let now = Date().timeIntervalSince1970
                 tally.withLock {
-                    $0.summary.acknowledged += 1
+                    $0.finish(worker) { $0.acknowledged += 1 }
                     $0.lastSuccess = now
                 }
                 logger.info("acknowledged \(id)", metadata: metadata)
@@ -217,7 +224,7 @@ public final class QueueConsumer: Sendable {
             tally.withLock { $0.summary.failures += 1 }
             if failures >= options.maxAttempts {
                 try settle(id, metadata) { () throws(QueueError) in try queue.deadLetter(id, record: record) }
-                tally.withLock { $0.summary.deadLettered += 1 }
+                tally.withLock { $0.finish(worker) { $0.deadLettered += 1 } }
                 logger.error(
                     "\(id) moved to dead/ after \(failures) failed attempts; last: \(failure.reason)", metadata: metadata)
                 return
@@ -231,7 +238,7 @@ public final class QueueConsumer: Sendable {
             }
             if stop.sleep(delay) {
                 try settle(id, metadata) { () throws(QueueError) in try queue.release(id) }
-                tally.withLock { $0.summary.released += 1 }
+                tally.withLock { $0.finish(worker) { $0.released += 1 } }
                 logger.notice(
                     "stopping: \(id) returned to new/ after \(failures) failed attempt\(failures == 1 ? "" : "s")",
                     metadata: metadata)
