@@ -114,7 +114,7 @@ public protocol QueueStop: Sendable {
 
 /// Where an event is in its life: waiting, taken, or given up on. The raw values are the spool's folder names,
 /// which are also the command line's words for the three states (`--location new|cur|dead`).
-public enum QueueLocation: String, Sendable, CaseIterable, Codable, Comparable {
+public enum QueueLocation: String, Sendable, Codable, OrderedByCases {
     /// Waiting for a consumer (new/).
     case new
     /// Taken by a consumer, not yet acknowledged (cur/).
@@ -122,9 +122,15 @@ public enum QueueLocation: String, Sendable, CaseIterable, Codable, Comparable {
     /// Given up on after too many failed attempts (dead/).
     case dead
 
-    /// new before cur before dead: the order of the folders in listings.
-    public static func < (lhs: QueueLocation, rhs: QueueLocation) -> Bool {
-        allCases.firstIndex(of: lhs) ?? 0 < allCases.firstIndex(of: rhs) ?? 0
+    // new before cur before dead, the order of the folders in listings: ``OrderedByCases``.
+}
+
+/// Cases that compare by their order in `allCases`: the order in which listings show them.
+public protocol OrderedByCases: CaseIterable, Comparable where AllCases == [Self] {}
+
+extension OrderedByCases {
+    public static func < (lhs: Self, rhs: Self) -> Bool {
+        (allCases.firstIndex(of: lhs) ?? 0) < (allCases.firstIndex(of: rhs) ?? 0)
     }
 }
 

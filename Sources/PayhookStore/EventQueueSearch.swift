@@ -10,7 +10,7 @@ public import Foundation
 /// `ids/`, for the database `payhook_ledger` rows without a `payhook_queue` row) and the audit copies of
 /// correctly signed duplicates with other content (`conflicts/`, `payhook_conflict`). The raw values are the
 /// command line's words (`queue find`, `list --location conflicts`, `export`'s `state` column).
-public enum QueuePlace: String, Sendable, CaseIterable, Codable, Comparable {
+public enum QueuePlace: String, Sendable, Codable, OrderedByCases {
     /// Waiting for a consumer.
     case new
     /// Taken, not yet acknowledged.
@@ -36,10 +36,7 @@ public enum QueuePlace: String, Sendable, CaseIterable, Codable, Comparable {
         QueueLocation(rawValue: rawValue)
     }
 
-    /// In the order of `allCases`: new, cur, dead, acknowledged, conflicts.
-    public static func < (lhs: QueuePlace, rhs: QueuePlace) -> Bool {
-        allCases.firstIndex(of: lhs) ?? 0 < allCases.firstIndex(of: rhs) ?? 0
-    }
+    // Ordered as `allCases` is (``OrderedByCases``): new, cur, dead, acknowledged, conflicts.
 }
 
 /// An event found by ``EventQueue/search(_:)``: wherever it is, acknowledged ones and conflict copies included.

@@ -57,14 +57,9 @@ struct PostgresFindCLITests {
         let order = try Order()
         let run = try order.setup.run("find", "--order-ref", "order-7", "--tenant", "demo")
         #expect(run.status == 0, "\(run)")
-        let lines = run.stdout.split(separator: "\n").map(String.init)
-        try #require(lines.count == 6, "\(run.stdout)")
-        #expect(lines[1].hasPrefix("acknowledged  2026-11-22 01:00:00 +00:00") && lines[1].hasSuffix(order.acknowledged))
-        #expect(lines[2].hasPrefix("cur ") && lines[2].hasSuffix(order.taken))
-        #expect(lines[3].hasPrefix("dead ") && lines[3].hasSuffix(order.dead))
-        #expect(lines[4].hasPrefix("conflicts     2026-11-22 04:00:00 +00:00"))
-        #expect(lines[4].hasSuffix("\(order.copy) (conflicts with the acknowledged event)"))
-        #expect(lines[5].hasPrefix("new ") && lines[5].hasSuffix(order.waiting))
+        try QueueFindCLITests.expectOrderTable(
+            run.stdout, acknowledged: order.acknowledged, taken: order.taken, dead: order.dead, copy: order.copy,
+            waiting: order.waiting)
 
         let json = try order.setup.run("find", "--order-ref", "order-7", "--json")
         let items = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])

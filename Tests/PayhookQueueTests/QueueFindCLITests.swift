@@ -7,6 +7,23 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(1)))
 struct QueueFindCLITests {
     /// A config whose store is the spool (the default `[store]`), for `--config`.
+    /// `find`'s table for the order both stores' tests seed (one event in every place, and a conflict copy of the
+    /// acknowledged one, an hour apart from 01:00 UTC): oldest first, each line saying where its event is, the
+    /// conflict copy naming itself and what it conflicts with.
+    static func expectOrderTable(
+        _ stdout: String, acknowledged: String, taken: String, dead: String, copy: String, waiting: String
+    ) throws {
+        let lines = stdout.split(separator: "\n").map(String.init)
+        try #require(lines.count == 6, "\(stdout)")
+        #expect(lines[0].hasPrefix("LOCATION      RECEIVED_AT"))
+        #expect(lines[1].hasPrefix("acknowledged  2026-11-22 01:00:00 +00:00") && lines[1].hasSuffix(acknowledged))
+        #expect(lines[2].hasPrefix("cur ") && lines[2].hasSuffix(taken))
+        #expect(lines[3].hasPrefix("dead ") && lines[3].hasSuffix(dead))
+        #expect(lines[4].hasPrefix("conflicts     2026-11-22 04:00:00 +00:00"))
+        #expect(lines[4].hasSuffix("\(copy) (conflicts with the acknowledged event)"))
+        #expect(lines[5].hasPrefix("new ") && lines[5].hasSuffix(waiting))
+    }
+
     static func config(for spool: TestSpool) throws -> String {
         let path = spool.base + "/payhook.toml"
         let text = """
@@ -97,16 +114,9 @@ struct QueueFindCLITests {
         let order = try Order()
         let run = try Self.both(order.spool, ["find", "--order-ref", "order-7", "--tenant", "demo"])
         #expect(run.status == 0, "\(run)")
-        let lines = run.stdout.split(separator: "\n").map(String.init)
-        try #require(lines.count == 6, "\(run.stdout)")
-        #expect(lines[0].hasPrefix("LOCATION      RECEIVED_AT"))
-        // Oldest first, each saying where it is; the conflict copy names itself and what it conflicts with.
-        #expect(lines[1].hasPrefix("acknowledged  2026-11-22 01:00:00 +00:00") && lines[1].hasSuffix(order.acknowledged))
-        #expect(lines[2].hasPrefix("cur ") && lines[2].hasSuffix(order.taken))
-        #expect(lines[3].hasPrefix("dead ") && lines[3].hasSuffix(order.dead))
-        #expect(lines[4].hasPrefix("conflicts     2026-11-22 04:00:00 +00:00"))
-        #expect(lines[4].hasSuffix("\(order.copy) (conflicts with the acknowledged event)"))
-        #expect(lines[5].hasPrefix("new ") && lines[5].hasSuffix(order.waiting))
+        try Self.expectOrderTable(
+            run.stdout, acknowledged: order.acknowledged, taken: order.taken, dead: order.dead, copy: order.copy,
+            waiting: order.waiting)
         #expect(!run.stdout.contains(order.otherTenant))
 
         // Without --tenant, the other tenant's event of the same order ref too; --source narrows.
