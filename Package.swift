@@ -103,7 +103,7 @@ let package = Package(
             dependencies: ["PayhookSpoolFormat", "PayhookCore", "PayhookSpool", "PayhookStore", "PayhookQueue", "PayhookTestSupport", logging, inMemoryLogging]
         ),
         .testTarget(name: "PayhookHTTPTests", dependencies: ["PayhookHTTP", "PayhookTestSupport", logging]),
-        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", "PayhookSpoolFormat", "PayhookTestSupport", logging]),
+        .testTarget(name: "PayhookSpoolTests", dependencies: ["PayhookSpool", "PayhookSpoolFormat", "PayhookLock", "PayhookTestSupport", logging]),
         // "payhook" is not imported: it is here so that `swift test` builds the binary the process tests run.
         .testTarget(
             name: "PayhookServerTests",

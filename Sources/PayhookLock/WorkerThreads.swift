@@ -14,7 +14,7 @@ import Dispatch
 public final class WorkerThreads: Sendable {
     private struct State {
         var jobs: [@Sendable () -> Void] = []
-        /// The next job to run; `jobs` is compacted once it is drained.
+        /// The next job to run; the jobs before it are taken and dropped from time to time (run()).
         var next = 0
         var threads = 0
         var idle = 0
@@ -102,8 +102,14 @@ public final class WorkerThreads: Sendable {
                 if state.pending > 0 {
                     let job = state.jobs[state.next]
                     state.next += 1
+                    // Jobs taken are dropped once they are half the array, not only when it drains: a queue that
+                    // never empties under a long burst would otherwise keep every finished job (and what it
+                    // captured, an event) alive. Amortised, each job is moved at most once.
                     if state.next == state.jobs.count {
                         state.jobs.removeAll(keepingCapacity: true)
+                        state.next = 0
+                    } else if state.next >= 32, state.next * 2 >= state.jobs.count {
+                        state.jobs.removeFirst(state.next)
                         state.next = 0
                     }
                     return .some(job)
