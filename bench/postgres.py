@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
@@ -230,6 +231,13 @@ def measure_pg(ctx, run, rep, workload, conns):
                                        store=store_toml(args.pg_connections), env=env))
         if base == "dup":
             run.seed_duplicates(ctx, servers[0].port, "dup")
+        # Where the work went, for comparing one instance with two: CPU of the cluster's processes and of the
+        # payhook(s), and the database's committed transactions (how well group commit batched), per 1,000
+        # answers. The statistics reach pg_stat_database within a second of a session going idle.
+        pg_pids = lambda: [cluster.pg.postmaster_pid()] + pg_cluster.children_of(cluster.pg.postmaster_pid())
+        ph_pids = lambda: [pid for s in servers for pid in s.pids]
+        commits = lambda: int(cluster.psql(db, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").strip())
+        before = (run.cpu_seconds(pg_pids()), run.cpu_seconds(ph_pids()), commits())
         if count == 1:
             rec.update(run.run_wrk(ctx, servers[0], servers[0].port, base, conns, args.duration, rundir, ctx["lines"]))
         else:
@@ -269,6 +277,13 @@ def measure_pg(ctx, run, rep, workload, conns):
                         "wrapped": a["wrapped"] or b["wrapped"], "stalls": a["stalls"] + b["stalls"],
                         "socket_errors": a["socket_errors"] + b["socket_errors"], "timeouts": a["timeouts"] + b["timeouts"],
                         "cpu_per_1k": None})
+        pg_cpu, ph_cpu = run.cpu_seconds(pg_pids()), run.cpu_seconds(ph_pids())
+        time.sleep(1.5)
+        answered = rec["ok"] + rec["bad"]
+        if answered:
+            rec.update({"pg_cpu_per_1k": (pg_cpu - before[0]) / answered * 1000,
+                        "all_payhook_cpu_per_1k": (ph_cpu - before[1]) / answered * 1000,
+                        "commits_per_1k": (commits() - before[2]) / answered * 1000})
         for s in servers:
             s.settle()
             if not s.stop():
@@ -301,9 +316,14 @@ def measure_pg(ctx, run, rep, workload, conns):
 
 def plan(args):
     """(rep, conns, workload) cells, in the order they run inside each repetition."""
+    return plan_for(args.workloads, args.reps)
+
+
+def plan_for(workloads, reps):
+    """The cells of ``plan`` for these workloads (each brings its reference, so one workload may be several)."""
     cells = []
-    wanted = [w for w in args.workloads if w in PG_WORKLOADS]
-    for rep in range(1, args.reps + 1):
+    wanted = [w for w in workloads if w in PG_WORKLOADS]
+    for rep in range(1, reps + 1):
         if "pgbench" in wanted or "pgunique" in wanted:
             cells.append((rep, 64, "pgbench-unique"))
         if "pgunique" in wanted or "pgtwo" in wanted:
@@ -362,7 +382,7 @@ def report(ctx, records, med):
     sessions = (f"`[store] connections = {ctx['args'].pg_connections}`" if ctx['args'].pg_connections
                 else "the default two writer sessions (group commit)")
     threads = (f"`threads = {ctx['args'].pg_threads}`" if ctx['args'].pg_threads
-               else "`threads` unset (payhook's default on PostgreSQL: two per core, 8 to 64)")
+               else "`threads` unset (payhook's default on PostgreSQL: two per core, 4 to 64)")
     L.append(f"- payhook: the spool workloads' wrk runs, {threads}, {sessions}; "
              f"after each run the ledger is exported and judged by check_spool.py")
     L.append("")
@@ -410,6 +430,18 @@ def report(ctx, records, med):
     if two:
         L.append("pgtwo per instance (req/s): " + "; ".join(
             f"rep {r['rep']}: {r['rps_each'][0]:,.0f} + {r['rps_each'][1]:,.0f}" for r in two))
+        L.append("")
+    shares = [w for w in ("pgunique", "pgtwo", "pgdup") if any(r.get("commits_per_1k") is not None for r in cells(w))]
+    if shares:
+        L.append("Where the work went (medians over the runs, per 1,000 answers): CPU seconds of the payhook "
+                 "instance(s), CPU seconds of the cluster's processes, and the database's committed transactions "
+                 "(group commit folds many events into one).")
+        L.append("")
+        L.append("| run | payhook CPU s/1k | PostgreSQL CPU s/1k | commits / 1k answers |")
+        L.append("|---|---:|---:|---:|")
+        for w in shares:
+            cell = lambda key, digits: "—" if m(w, key) is None else f"{m(w, key):.{digits}f}"
+            L.append(f"| {w} | {cell('all_payhook_cpu_per_1k', 3)} | {cell('pg_cpu_per_1k', 3)} | {cell('commits_per_1k', 0)} |")
         L.append("")
     failed = [r for r in pg if r["failed"]]
     for r in failed:

@@ -69,22 +69,28 @@ public struct Config: Sendable, Equatable {
     /// each number, in PayhookHTTP, where the reasons for them are.
     public static let listenerDefaults = HTTPLimits()
 
-    /// `threads` when the file does not set it: two per core of this machine, at least 8 and at most 64, on
-    /// either store.
+    /// `threads` when the file does not set it: two per core of this machine, at most 64, and at least 8 on the
+    /// spool, 4 on PostgreSQL.
     ///
     /// A callback waiting for its store parks its connection, not its thread (docs/architecture.md, "Waiting
     /// without a thread"): on PostgreSQL while its group commit runs, on the spool while a store thread writes
     /// and fsyncs it. So listener threads only do work: parsing, verifying, answering. More of them than the
-    /// cores can run only adds context switches; duplicates on the 2-core bench VM, 64 connections, one run:
-    /// 2 threads 21,478/s, 4 22,746/s, 8 26,333/s, 32 25,855/s (bench/README.md). On PostgreSQL 4, 8, 16 and 64
-    /// threads all held p99 under 50 ms at 64 connections ("PostgreSQL, measured").
+    /// cores can run only adds context switches. The floors differ because the spool answers a duplicate on the
+    /// listener thread itself (one `stat`), while on PostgreSQL every callback, duplicates included, is a write
+    /// that parks. Measured on the 2-core bench VM, 64 connections (bench/README.md): on the spool, duplicates
+    /// 2 threads 21,478/s, 4 22,746/s, 8 26,333/s, 32 25,855/s; on PostgreSQL, 4 threads against 8 in two
+    /// alternating pairs of runs, unique events 6,834 and 7,736/s against 5,488 and 6,324/s, duplicates 8,869
+    /// and 9,796/s against 7,248 and 7,855/s, with a lower p99 ("PostgreSQL, measured").
     public static func defaultThreads(for store: StoreChoice) -> Int {
         defaultThreads(for: store, cores: ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// ``defaultThreads(for:)`` on a machine with `cores` cores.
     public static func defaultThreads(for store: StoreChoice, cores: Int) -> Int {
-        min(64, max(8, 2 * cores))
+        switch store {
+        case .spool: return min(64, max(8, 2 * cores))
+        case .postgres(_): return min(64, max(4, 2 * cores))
+        }
     }
     public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
 

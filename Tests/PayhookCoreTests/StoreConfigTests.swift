@@ -44,12 +44,13 @@ import Testing
         #expect(database.origin == "the URL in $DB")
     }
 
-    /// An unset `threads` is two per core, 8 to 64, on either store (a waiting request parks its connection, not
-    /// its thread); a smaller `max_connections` still lowers it, and a `threads` the file sets is kept.
+    /// An unset `threads` is two per core up to 64, at least 8 on the spool and 4 on PostgreSQL (a waiting request
+    /// parks its connection, not its thread); a smaller `max_connections` still lowers it, and a `threads` the
+    /// file sets is kept.
     @Test(arguments: [
-        ("", -1), ("threads = 16\n", 16), ("max_connections = 6\n", 6),
+        ("", -1), ("threads = 16\n", 16), ("max_connections = 3\n", 3),
         ("[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", -1),
-        ("max_connections = 6\n[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 6),
+        ("max_connections = 3\n[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 3),
         ("threads = 40\n[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n", 40),
     ])
     func threadsDefaultFollowsTheCores(text: String, threads: Int) throws {
@@ -58,16 +59,18 @@ import Testing
             #expect(config.threads == threads)
             return
         }
-        // -1: the default for this machine's cores (checked by itself below), the same on either store.
+        // -1: the default for this machine's cores and the configured store (checked by itself below).
         #expect(config.threads == Config.defaultThreads(for: config.store, cores: ProcessInfo.processInfo.activeProcessorCount))
-        #expect((8...64).contains(config.threads))
+        #expect(((config.store == .spool ? 8 : 4)...64).contains(config.threads))
     }
 
-    @Test(arguments: [(1, 8), (2, 8), (4, 8), (5, 10), (16, 32), (32, 64), (96, 64)])
-    func threadsAreTwoPerCoreFrom8To64OnEitherStore(cores: Int, threads: Int) throws {
+    /// Two per core up to 64 on either store; at least 8 on the spool, which answers duplicates on the listener
+    /// thread, and at least 4 on PostgreSQL, where every callback parks while its batch commits.
+    @Test(arguments: [(1, 8, 4), (2, 8, 4), (3, 8, 6), (4, 8, 8), (5, 10, 10), (16, 32, 32), (32, 64, 64), (96, 64, 64)])
+    func threadsAreTwoPerCoreWithAFloorPerStore(cores: Int, spool: Int, postgres: Int) throws {
         let config = try Self.load("[store]\nkind = \"postgres\"\nurl = \"postgresql:///p\"\n")
-        #expect(Config.defaultThreads(for: config.store, cores: cores) == threads)
-        #expect(Config.defaultThreads(for: .spool, cores: cores) == threads)
+        #expect(Config.defaultThreads(for: config.store, cores: cores) == postgres)
+        #expect(Config.defaultThreads(for: .spool, cores: cores) == spool)
     }
 
     @Test func postgresInlineWithoutAPasswordIsAccepted() throws {
