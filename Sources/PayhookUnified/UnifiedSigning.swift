@@ -77,6 +77,51 @@ public enum UnifiedSigning {
     }
 }
 
+/// The values of a callback that the checks read, picked out in one pass over its parameters. A callback carries
+/// about a dozen, and this runs for every one, duplicates included: a dictionary of all of them hashed every
+/// name, and a few short names compare for less (bench/results/profiles.md). Names are unique, since
+/// ``FormQuery`` refuses a repeated one.
+public struct UnifiedValues: Sendable, Equatable {
+    public var domainCode: String?
+    public var sign: String?
+    public var money: String?
+    public var requestKey: String?
+    public var payTime: String?
+    public var payStatus: String?
+    public var currencyType: String?
+    public var payTypeCode: String?
+
+    public init(_ parameters: [FormParameter]) {
+        for parameter in parameters {
+            switch parameter.name {
+            case "domainCode": domainCode = parameter.value
+            case UnifiedSigning.signParameter: sign = parameter.value
+            case "money": money = parameter.value
+            case "requestKey": requestKey = parameter.value
+            case "payTime": payTime = parameter.value
+            case "payStatus": payStatus = parameter.value
+            case "currencyType": currencyType = parameter.value
+            case "payTypeCode": payTypeCode = parameter.value
+            default: break
+            }
+        }
+    }
+
+    /// The value of one of the fields ``UnifiedFields/required`` names; nil for any other name.
+    public subscript(name: String) -> String? {
+        switch name {
+        case "domainCode": domainCode
+        case "money": money
+        case "requestKey": requestKey
+        case "payTime": payTime
+        case "payStatus": payStatus
+        case "currencyType": currencyType
+        case "payTypeCode": payTypeCode
+        default: nil
+        }
+    }
+}
+
 /// The semantic checks a verified unified callback must pass (docs/contract.md §3).
 ///
 /// `values-sha1` signs values but not names, so a signature survives values being moved between fields
@@ -101,15 +146,15 @@ public enum UnifiedFields {
     /// - Parameter maxAgeMilliseconds: the replay window: a `payTime` older than this before now is refused, since
     ///   the dedupe ledger may no longer hold its key (README, "Replays and the ledger's retention").
     public static func check(
-        _ values: [String: String], nowMilliseconds: Int64, maxAgeMilliseconds: Int64
+        _ values: UnifiedValues, nowMilliseconds: Int64, maxAgeMilliseconds: Int64
     ) -> Result<Int64, SemanticError> {
         for name in required where (values[name] ?? "").isEmpty {
             return .failure(SemanticError("required parameter '\(name)' is missing or empty"))
         }
-        guard let money = values["money"].flatMap(DecimalDigits.nonNegative) else {
+        guard let money = values.money.flatMap(DecimalDigits.nonNegative) else {
             return .failure(SemanticError("money must be a non-negative integer number of fen"))
         }
-        guard let payTime = values["payTime"].flatMap(DecimalDigits.nonNegative),
+        guard let payTime = values.payTime.flatMap(DecimalDigits.nonNegative),
             payTime >= earliestPayTime, payTime <= nowMilliseconds + payTimeFutureSlackMilliseconds
         else {
             return .failure(SemanticError("payTime must be an epoch-millisecond time between 2000-01-01 and now"))
@@ -118,13 +163,13 @@ public enum UnifiedFields {
             return .failure(SemanticError(
                 "payTime is older than the replay window (\(maxAgeMilliseconds / 86_400_000) days, ledger_retention_days minus one)"))
         }
-        guard let status = values["payStatus"], payStatuses.contains(status) else {
+        guard let status = values.payStatus, payStatuses.contains(status) else {
             return .failure(SemanticError("payStatus is not one of \(payStatuses.sorted().joined(separator: ", "))"))
         }
-        guard let currency = values["currencyType"], currencyTypes.contains(currency) else {
+        guard let currency = values.currencyType, currencyTypes.contains(currency) else {
             return .failure(SemanticError("currencyType is not one of \(currencyTypes.sorted().joined(separator: ", "))"))
         }
-        guard let code = values["payTypeCode"], payTypeCodes.contains(code) else {
+        guard let code = values.payTypeCode, payTypeCodes.contains(code) else {
             return .failure(SemanticError("payTypeCode is not one of \(payTypeCodes.sorted().joined(separator: ", "))"))
         }
         return .success(money)

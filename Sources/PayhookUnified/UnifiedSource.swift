@@ -55,17 +55,16 @@ public struct UnifiedSource: CallbackSource {
         } catch {
             return refused(.malformed(error.description))
         }
-        var values = [String: String](minimumCapacity: parameters.count)
-        for parameter in parameters { values[parameter.name] = parameter.value }
+        let values = UnifiedValues(parameters)
 
-        guard let domainCode = values["domainCode"], !domainCode.isEmpty else {
+        guard let domainCode = values.domainCode, !domainCode.isEmpty else {
             return refused(.malformed("parameter 'domainCode' is missing, so no tenant can be chosen"))
         }
         guard let tenant = tenants[domainCode] else {
             return refused(.unknownTenant("no [[unified]] tenant with domain_code '\(LogText.printable(domainCode))' on \(path)"))
         }
         let match: Match
-        switch Self.verify(parameters, sign: values[UnifiedSigning.signParameter], tenant: tenant) {
+        switch Self.verify(parameters, sign: values.sign, tenant: tenant) {
         case .failure(let refusal):
             return refused(refusal, tenant: domainCode)
         case .success(let found):
@@ -76,8 +75,8 @@ public struct UnifiedSource: CallbackSource {
         case .failure(let error): return refused(.semantic(error.message), tenant: domainCode)
         case .success(let money): amount = money
         }
-        let requestKey = values["requestKey"] ?? ""
-        let payStatus = values["payStatus"] ?? ""
+        let requestKey = values.requestKey ?? ""
+        let payStatus = values.payStatus ?? ""
         if let refusal = Self.checkMoves(parameters, requestKey: requestKey, tenant: tenant) {
             return refused(refusal, tenant: domainCode)
         }
@@ -92,7 +91,7 @@ public struct UnifiedSource: CallbackSource {
             orderRef: requestKey,
             status: payStatus,
             amount: amount,
-            currency: values["currencyType"] ?? "",
+            currency: values.currencyType ?? "",
             dedupeKey: key,
             verifiedWith: tenant.signScheme.rawValue,
             receivedAtMilliseconds: request.receivedAtMilliseconds,

@@ -185,6 +185,22 @@ import Testing
         #expect(r?.outcome == "rejected")
     }
 
+    /// The checks read the named values from ``UnifiedValues``: every required field (and `sign`) is picked out,
+    /// case-sensitively, and other names are left alone.
+    @Test func theValuesTheChecksReadArePickedOutByName() {
+        let names = UnifiedFields.required + ["sign"]
+        let values = UnifiedValues(names.map { FormParameter(name: $0, value: "v-\($0)") } + [
+            FormParameter(name: "Money", value: "1"), FormParameter(name: "extra", value: "2"),
+        ])
+        for name in UnifiedFields.required {
+            #expect(values[name] == "v-\(name)", "\(name) was not picked out")
+        }
+        #expect(values.sign == "v-sign")
+        #expect(values.money == "v-money")
+        #expect(values["Money"] == nil && values["extra"] == nil && values["sign"] == nil)
+        #expect(UnifiedValues([]) == UnifiedValues([FormParameter(name: "other", value: "x")]))
+    }
+
     @Test func everyPayStatusIsAccepted() {
         for status in UnifiedFields.payStatuses {
             let pairs = Self.good.map { $0.0 == "payStatus" ? ($0.0, status) : $0 }
