@@ -288,7 +288,9 @@ def measure_pg(ctx, run, rep, workload, conns):
             s.settle()
             if not s.stop():
                 rec["failed"] = s.stop_problem
-        spool = os.path.join(rundir, "ledger-as-spool")
+        # On the run's tmpfs when there is one: a ledger of tens of thousands of rows written out as files (and
+        # deleted) on the disk would leave this VM's disk throttled for the spool runs of a later bench run.
+        spool = os.path.join(ctx.get("spool_roots", {}).get("tmpfs") or rundir, f"{rid}-ledger-as-spool")
         rows = export_ledger(cluster, db, spool)
         rec["rows"] = rows
         if count == 1:
