@@ -77,20 +77,17 @@ public struct Config: Sendable, Equatable {
     /// and fsyncs it. So listener threads only do work: parsing, verifying, answering. More of them than the
     /// cores can run only adds context switches. The floors differ because the spool answers a duplicate on the
     /// listener thread itself (one `stat`), while on PostgreSQL every callback, duplicates included, is a write
-    /// that parks. Measured on the 2-core bench VM, 64 connections (bench/README.md): on the spool, duplicates
-    /// 2 threads 21,478/s, 4 22,746/s, 8 26,333/s, 32 25,855/s; on PostgreSQL, 4 threads against 8 in two
-    /// alternating pairs of runs, unique events 6,834 and 7,736/s against 5,488 and 6,324/s, duplicates 8,869
-    /// and 9,796/s against 7,248 and 7,855/s, with a lower p99 ("PostgreSQL, measured").
+    /// that parks. Measured on the 2-core bench VM at 64 connections: on the spool 8 threads answered the most
+    /// duplicates, on PostgreSQL 4 threads did about a fifth more than 8 at a lower p99 (the runs are in
+    /// bench/README.md, "PostgreSQL, measured", and bench/results/profiles.md).
     public static func defaultThreads(for store: StoreChoice) -> Int {
         defaultThreads(for: store, cores: ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// ``defaultThreads(for:)`` on a machine with `cores` cores.
     public static func defaultThreads(for store: StoreChoice, cores: Int) -> Int {
-        switch store {
-        case .spool: return min(64, max(8, 2 * cores))
-        case .postgres(_): return min(64, max(4, 2 * cores))
-        }
+        let floor = if case .spool = store { 8 } else { 4 }
+        return min(64, max(floor, 2 * cores))
     }
     public static let defaultMaxCallbackAgeMilliseconds = ReplayWindow.defaultMaxCallbackAgeMilliseconds
 

@@ -106,20 +106,6 @@ public struct UnifiedValues: Sendable, Equatable {
             }
         }
     }
-
-    /// The value of one of the fields ``UnifiedFields/required`` names; nil for any other name.
-    public subscript(name: String) -> String? {
-        switch name {
-        case "domainCode": domainCode
-        case "money": money
-        case "requestKey": requestKey
-        case "payTime": payTime
-        case "payStatus": payStatus
-        case "currencyType": currencyType
-        case "payTypeCode": payTypeCode
-        default: nil
-        }
-    }
 }
 
 /// The semantic checks a verified unified callback must pass (docs/contract.md §3).
@@ -133,7 +119,11 @@ public enum UnifiedFields {
     public static let currencyTypes: Set<String> = ["CNY", "USD"]
     public static let payTypeCodes: Set<String> = ["Wechat", "Alipay", "ChinapayOld", "Paypal"]
     /// Fields every callback must carry, non-empty (docs/protocols.md §2.1).
-    public static let required = ["money", "requestKey", "payTime", "payStatus", "domainCode", "currencyType", "payTypeCode"]
+    public static let required: [(name: String, value: @Sendable (UnifiedValues) -> String?)] = [
+        ("money", { $0.money }), ("requestKey", { $0.requestKey }), ("payTime", { $0.payTime }),
+        ("payStatus", { $0.payStatus }), ("domainCode", { $0.domainCode }), ("currencyType", { $0.currencyType }),
+        ("payTypeCode", { $0.payTypeCode }),
+    ]
 
     /// The earliest plausible `payTime`: 2000-01-01T00:00:00Z. Anything earlier is not a millisecond time
     /// (a value in seconds, or an amount moved into the field).
@@ -148,7 +138,7 @@ public enum UnifiedFields {
     public static func check(
         _ values: UnifiedValues, nowMilliseconds: Int64, maxAgeMilliseconds: Int64
     ) -> Result<Int64, SemanticError> {
-        for name in required where (values[name] ?? "").isEmpty {
+        for (name, value) in required where (value(values) ?? "").isEmpty {
             return .failure(SemanticError("required parameter '\(name)' is missing or empty"))
         }
         guard let money = values.money.flatMap(DecimalDigits.nonNegative) else {
