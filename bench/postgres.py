@@ -237,7 +237,7 @@ def measure_pg(ctx, run, rep, workload, conns):
         pg_pids = lambda: [cluster.pg.postmaster_pid()] + pg_cluster.children_of(cluster.pg.postmaster_pid())
         ph_pids = lambda: [pid for s in servers for pid in s.pids]
         commits = lambda: int(cluster.psql(db, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").strip())
-        before = (run.cpu_seconds(pg_pids()), run.cpu_seconds(ph_pids()), commits())
+        before = (run.cpu_seconds(pg_pids()), run.cpu_seconds(ph_pids()), commits(), run.steal_seconds())
         if count == 1:
             rec.update(run.run_wrk(ctx, servers[0], servers[0].port, base, conns, args.duration, rundir, ctx["lines"]))
         else:
@@ -277,13 +277,15 @@ def measure_pg(ctx, run, rep, workload, conns):
                         "wrapped": a["wrapped"] or b["wrapped"], "stalls": a["stalls"] + b["stalls"],
                         "socket_errors": a["socket_errors"] + b["socket_errors"], "timeouts": a["timeouts"] + b["timeouts"],
                         "cpu_per_1k": None})
-        pg_cpu, ph_cpu = run.cpu_seconds(pg_pids()), run.cpu_seconds(ph_pids())
+        pg_cpu, ph_cpu, steal = run.cpu_seconds(pg_pids()), run.cpu_seconds(ph_pids()), run.steal_seconds()
         time.sleep(1.5)
         answered = rec["ok"] + rec["bad"]
         if answered:
             rec.update({"pg_cpu_per_1k": (pg_cpu - before[0]) / answered * 1000,
                         "all_payhook_cpu_per_1k": (ph_cpu - before[1]) / answered * 1000,
-                        "commits_per_1k": (commits() - before[2]) / answered * 1000})
+                        "commits_per_1k": (commits() - before[2]) / answered * 1000,
+                        "steal_ms_per_1k": (steal - before[3]) / answered * 1e6
+                        if steal is not None and before[3] is not None else None})
         for s in servers:
             s.settle()
             if not s.stop():
@@ -436,14 +438,17 @@ def report(ctx, records, med):
     shares = [w for w in ("pgunique", "pgtwo", "pgdup") if any(r.get("commits_per_1k") is not None for r in cells(w))]
     if shares:
         L.append("Where the work went (medians over the runs, per 1,000 answers): CPU seconds of the payhook "
-                 "instance(s), CPU seconds of the cluster's processes, and the database's committed transactions "
-                 "(group commit folds many events into one).")
+                 "instance(s), CPU seconds of the cluster's processes, the database's committed transactions "
+                 "(group commit folds many events into one), and the CPU time the host took from this machine "
+                 "meanwhile (steal in /proc/stat: on the development VM it grows when the VM flushes and computes "
+                 "at once, bench/README.md \"The fixed-rate floor\").")
         L.append("")
-        L.append("| run | payhook CPU s/1k | PostgreSQL CPU s/1k | commits / 1k answers |")
-        L.append("|---|---:|---:|---:|")
+        L.append("| run | payhook CPU s/1k | PostgreSQL CPU s/1k | commits / 1k answers | host steal ms / 1k answers |")
+        L.append("|---|---:|---:|---:|---:|")
         for w in shares:
             cell = lambda key, digits: "—" if m(w, key) is None else f"{m(w, key):.{digits}f}"
-            L.append(f"| {w} | {cell('all_payhook_cpu_per_1k', 3)} | {cell('pg_cpu_per_1k', 3)} | {cell('commits_per_1k', 0)} |")
+            L.append(f"| {w} | {cell('all_payhook_cpu_per_1k', 3)} | {cell('pg_cpu_per_1k', 3)} | "
+                     f"{cell('commits_per_1k', 0)} | {cell('steal_ms_per_1k', 1)} |")
         L.append("")
     failed = [r for r in pg if r["failed"]]
     for r in failed:

@@ -44,6 +44,8 @@ import postgres as pgbench_part  # bench/postgres.py: the PostgreSQL store's wor
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Events in flight in flushfloor's closed loop: the closed-loop runs' connections at the targets' count.
+CLOSED_LOOP_WORKERS = 64
 
 WECHAT_OK = ("<xml><return_code><![CDATA[SUCCESS]]></return_code>"
              "<return_msg><![CDATA[OK]]></return_msg></xml>")
@@ -988,6 +990,13 @@ def make_report(ctx, records, rate_records, started, ended):
              f"32 concurrent writers, file {fmt(fc.get('concurrent_fsync_p50_ms'), 2)} / "
              f"{fmt(fc.get('concurrent_fsync_p99_ms'), 2)} ms. A store waits for three flushes one after the other "
              f"(its file, then new/, then ids/), so these bound its latency from below")
+    fl = ctx.get("flushloop") or {}
+    if fl.get("closed_rate"):
+        L.append(f"- the spool's three flushes alone in a closed loop (bench/tools/flushfloor.c, {CLOSED_LOOP_WORKERS} events "
+                 f"in flight, each worker starting its next event once the last one's batch is durable, no HTTP): "
+                 f"{fmt(fl['closed_rate'])} events/s, p50 / p99 {fmt(fl.get('p50_ms'), 2)} / {fmt(fl.get('p99_ms'), 2)} ms: "
+                 f"what any store that keeps the spool's order of flushes reaches here with as many callbacks "
+                 f"waiting as the closed-loop runs have")
     L.append("")
 
     # ---- the main table
@@ -1191,6 +1200,12 @@ def make_report(ctx, records, rate_records, started, ended):
     r = ratio(u, fc.get("concurrent"))
     target("unique durable events / the 32-writer fsync probe ≥ 0.7×", r, r is not None and r >= 0.7,
            f"{fmt(u)} / {fmt(fc.get('concurrent'))} = {fmt(r, 3)}×")
+    fl = ctx.get("flushloop") or {}
+    if fl.get("closed_rate") and fc.get("concurrent"):
+        floor_lines.append(f"- The spool's three flushes alone, closed loop, {CLOSED_LOOP_WORKERS} in flight (bench/tools/flushfloor.c, "
+                           f"right after the probe): {fmt(fl['closed_rate'])} events/s = "
+                           f"{fmt(ratio(fl['closed_rate'], fc['concurrent']), 3)}× the 32-writer probe; payhook's unique "
+                           f"events are {fmt(ratio(u, fl['closed_rate']), 3)}× of that.")
     # A store waits for three flushes in a row at least (its file, new/, ids/), so three of the probe's lone
     # fsyncs are its floor: the target is that nothing but the disk adds to the tail.
     floor = fc.get("single_file_fsync_p99_ms")
@@ -1375,6 +1390,15 @@ def main():
         r = subprocess.run([ctx["tools"]["fileceil"], fcdir, str(args.fileceil_seconds), "64", "2"],
                            capture_output=True, text=True, timeout=120)
         ctx["fileceil"] = {k: float(v) for k, v in (l.split() for l in r.stdout.splitlines() if len(l.split()) == 2)}
+        # The spool's own order of flushes with nothing else, closed loop, as many in flight as the closed-loop
+        # runs have callbacks: the bound those flushes set on unique events here, beside the raw device's.
+        r = subprocess.run([ctx["tools"]["flushfloor"], os.path.join(fcdir, "flushloop"), "0",
+                            str(args.fileceil_seconds), str(CLOSED_LOOP_WORKERS)], capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode == 0:
+            ctx["flushloop"] = {k: float(v) for k, v in (l.split() for l in r.stdout.splitlines() if len(l.split()) == 2)}
+        else:
+            log(f"flushfloor (closed loop) failed: {r.stderr.strip()[-300:]}")
         if ctx["fileceil"].get("single", 0) < QUOTED_SINGLE_CEILING / 3:
             log(f"warning: only {ctx['fileceil'].get('single', 0):.0f} durable files/s one at a time "
                 f"(~{QUOTED_SINGLE_CEILING} on a quiet machine): busy disk or recent mass deletes")
@@ -1450,7 +1474,7 @@ def main():
     finally:
         ended = datetime.datetime.now(datetime.timezone.utc)
         with open(os.path.join(ctx["rundir"], "runs.json"), "w") as f:
-            json.dump({"records": records, "rate": rate_records, "fileceil": ctx.get("fileceil")}, f, indent=1,
+            json.dump({"records": records, "rate": rate_records, "fileceil": ctx.get("fileceil"), "flushloop": ctx.get("flushloop")}, f, indent=1,
                       default=str)
         spool_records = [r for r in records if r["server"] != "postgres"]
         try:

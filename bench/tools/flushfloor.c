@@ -17,6 +17,11 @@
  * how far this program's own timer woke behind the schedule, which is how long the machine did
  * not run it at all.
  *
+ * RATE 0 makes it a closed loop instead, as the benchmark's wrk runs are: each of the WORKERS
+ * writes its event, waits until that event's batch is durable, and only then starts the next, so
+ * WORKERS events are in flight at any time; it prints "closed_rate X" (events made durable per
+ * second) and the same percentiles, from each event's start.
+ *
  * BURN (default 0) is CPU work to do beside the flushes, in cores: two threads each busy for BURN/2
  * of every millisecond while the events are offered. Given the CPU a server used at the same rate,
  * it shows what the flushes alone would suffer from that much computing on this machine: on the
@@ -48,10 +53,18 @@ static void fail(const char *what) {
     exit(1);
 }
 
+/* A closed-loop worker waits on this for its event's batch. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    int done;
+} waiter_t;
+
 typedef struct {
     long index;
     double due;
     int fd;
+    waiter_t *waiter; /* closed loop only */
 } event_t;
 
 /* A queue of events under one lock: the driver → workers, and the workers → the committer. */
@@ -102,18 +115,43 @@ static long queue_take(queue_t *q, event_t *out, long most) {
 
 static queue_t work, written;
 static double *latencies;
+static long capacity, next_index, completed;
+static int stopping;
+
+static int open_record(void) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/tmp", base);
+    int fd = open(tmp, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) fail("open O_TMPFILE");
+    if (write(fd, payload, sizeof payload) != (ssize_t)sizeof payload) fail("write");
+    if (fsync(fd) < 0) fail("fsync file");
+    return fd;
+}
+
+/* Closed loop: one event at a time, the next only once this one's batch is durable. */
+static void *closed_worker(void *arg) {
+    waiter_t *w = arg;
+    while (!__atomic_load_n(&stopping, __ATOMIC_RELAXED)) {
+        long i = __atomic_fetch_add(&next_index, 1, __ATOMIC_RELAXED);
+        if (i >= capacity) break;
+        double started = now_s();
+        int fd = open_record();
+        pthread_mutex_lock(&w->lock);
+        w->done = 0;
+        pthread_mutex_unlock(&w->lock);
+        queue_push(&written, (event_t){.index = i, .due = started, .fd = fd, .waiter = w});
+        pthread_mutex_lock(&w->lock);
+        while (!w->done) pthread_cond_wait(&w->done_cond, &w->lock);
+        pthread_mutex_unlock(&w->lock);
+    }
+    return NULL;
+}
 
 static void *worker(void *arg) {
     (void)arg;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s/tmp", base);
     event_t e;
     while (queue_take(&work, &e, 1) == 1) {
-        int fd = open(tmp, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-        if (fd < 0) fail("open O_TMPFILE");
-        if (write(fd, payload, sizeof payload) != (ssize_t)sizeof payload) fail("write");
-        if (fsync(fd) < 0) fail("fsync file");
-        e.fd = fd;
+        e.fd = open_record();
         queue_push(&written, e);
     }
     return NULL;
@@ -149,7 +187,15 @@ static void *committer(void *arg) {
         for (long i = 0; i < n; i++) {
             close(batch[i].fd);
             latencies[batch[i].index] = done - batch[i].due;
+            waiter_t *w = batch[i].waiter;
+            if (w) {
+                pthread_mutex_lock(&w->lock);
+                w->done = 1;
+                pthread_cond_signal(&w->done_cond);
+                pthread_mutex_unlock(&w->lock);
+            }
         }
+        if (!__atomic_load_n(&stopping, __ATOMIC_RELAXED)) __atomic_fetch_add(&completed, n, __ATOMIC_RELAXED);
     }
     return NULL;
 }
@@ -182,7 +228,7 @@ int main(int argc, char **argv) {
     double rate = atof(argv[2]), seconds = atof(argv[3]);
     int workers = atoi(argv[4]);
     double burn = argc == 6 ? atof(argv[5]) : 0;
-    if (rate < 1 || rate > 100000 || seconds <= 0 || seconds > 120 || workers < 1 || workers > 256 || burn < 0 ||
+    if (rate < 0 || rate > 100000 || seconds <= 0 || seconds > 120 || workers < 1 || workers > 256 || burn < 0 ||
         burn > 2)
         return 2;
     memset(payload, 'x', sizeof payload);
@@ -195,16 +241,46 @@ int main(int argc, char **argv) {
     }
     sync_folder(".");
 
-    long total = (long)(rate * seconds);
+    int closed = rate == 0;
+    /* Closed loop: room for far more events than this disk makes durable in SECONDS. */
+    long total = closed ? (long)(50000 * seconds) + workers : (long)(rate * seconds);
+    capacity = total;
     latencies = calloc(total, sizeof *latencies);
     if (!latencies) fail("calloc");
     queue_init(&work, total);
     queue_init(&written, total);
     pthread_t *threads = calloc(workers + 1, sizeof *threads);
-    if (!threads) fail("calloc");
+    waiter_t *waiters = calloc(workers, sizeof *waiters);
+    if (!threads || !waiters) fail("calloc");
+    if (pthread_create(&threads[workers], NULL, committer, NULL)) fail("pthread_create");
+    if (closed) {
+        double begun = now_s();
+        for (int t = 0; t < workers; t++) {
+            pthread_mutex_init(&waiters[t].lock, NULL);
+            pthread_cond_init(&waiters[t].done_cond, NULL);
+            if (pthread_create(&threads[t], NULL, closed_worker, &waiters[t])) fail("pthread_create");
+        }
+        struct timespec span = {.tv_sec = (time_t)seconds, .tv_nsec = (long)((seconds - (time_t)seconds) * 1e9)};
+        while (nanosleep(&span, &span) == -1 && errno == EINTR) {}
+        __atomic_store_n(&stopping, 1, __ATOMIC_RELAXED);
+        long made = __atomic_load_n(&completed, __ATOMIC_RELAXED);
+        double elapsed = now_s() - begun;
+        for (int t = 0; t < workers; t++) pthread_join(threads[t], NULL);
+        queue_close(&written);
+        pthread_join(threads[workers], NULL);
+        /* Every index handed out below the capacity was written and committed: a worker finishes its event
+           before it looks at `stopping` again, and the committer drains the queue before it exits. */
+        long measured = next_index < capacity ? next_index : capacity;
+        qsort(latencies, measured, sizeof *latencies, by_value);
+        printf("closed_rate %.0f\n", made / elapsed);
+        const struct { const char *name; double q; } marks[] = {
+            {"p50_ms", 0.50}, {"p90_ms", 0.90}, {"p99_ms", 0.99}, {"p999_ms", 0.999}};
+        for (int i = 0; i < 4; i++)
+            printf("%s %.3f\n", marks[i].name, 1000 * latencies[(long)(marks[i].q * (measured - 1))]);
+        return 0;
+    }
     for (int t = 0; t < workers; t++)
         if (pthread_create(&threads[t], NULL, worker, NULL)) fail("pthread_create");
-    if (pthread_create(&threads[workers], NULL, committer, NULL)) fail("pthread_create");
 
     double start = now_s() + 0.01, max_lag = 0;
     enum { BURNERS = 2 };
