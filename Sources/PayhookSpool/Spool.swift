@@ -301,9 +301,10 @@ public final class Spool: Sendable {
     /// ``store(id:fingerprint:bytes:)`` that does not hold the calling thread while the disk works: the outcome
     /// goes to `completion`, exactly once. A duplicate the ledger already holds durably is answered on the
     /// calling thread before this returns (one stat(2)); every other store runs on one of the spool's store
-    /// threads, which write, fsync and wait for the batch's directory fsyncs, and call `completion` from there
-    /// once the outcome is durable. So a listener thread serving callbacks never waits for the disk, and a slow
-    /// disk holds up only the stores that write (docs/architecture.md, "Waiting without a thread").
+    /// threads, which writes and fsyncs the record and hands it to the writer; `completion` is called once the
+    /// outcome is durable, by the writer after the batch's directory fsyncs (or by the store thread, for what
+    /// needs no batch). So a listener thread serving callbacks never waits for the disk, and a slow disk holds
+    /// up only the stores that write (docs/architecture.md, "Waiting without a thread").
     public func store(
         id: String, fingerprint: String, bytes: @escaping @Sendable () -> [UInt8],
         completion: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
@@ -327,12 +328,14 @@ public final class Spool: Sendable {
         id: String, fingerprint: String, bytes: @escaping @Sendable () -> [UInt8],
         completion: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
     ) {
+        // The store thread writes and fsyncs the record, hands it to the writer and takes its next store; the
+        // writer finishes this one once its batch is durable (SpoolGroupCommit).
         let submitted = storeThreads.submit { [self] in
-            completion(Result { () throws(SpoolError) in try store(id: id, fingerprint: fingerprint, bytes: bytes) })
+            store(id: id, fingerprint: fingerprint, bytesChecked: false, bytes: bytes, completion: completion)
         }
-        // Closed (the store throws .closed), or no thread could be started: the caller's thread stores.
+        // Closed (the store ends .closed), or no thread could be started: the caller's thread stores.
         if !submitted {
-            completion(Result { () throws(SpoolError) in try store(id: id, fingerprint: fingerprint, bytes: bytes) })
+            store(id: id, fingerprint: fingerprint, bytesChecked: false, bytes: bytes, completion: completion)
         }
     }
 
@@ -364,45 +367,70 @@ public final class Spool: Sendable {
         return true
     }
 
+    /// The blocking store: the one below, waited for.
     private func store(
         id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8]
     ) throws(SpoolError) -> SpoolOutcome {
-        try requireUsable()
-        // The health probe fails while the most recent store failed for a reason in the storage (probe()).
-        do throws(SpoolError) {
-            let outcome = try storeChecked(id: id, fingerprint: fingerprint, bytesChecked: bytesChecked, bytes: bytes)
-            context.monitor.storeEnded(outcome.wroteSomething ? .wrote : .wroteNothing)
-            return outcome
-        } catch {
-            context.monitor.storeEnded(.failed(error))
-            throw error
-        }
+        let answer = Handoff<Result<SpoolOutcome, SpoolError>>()
+        store(id: id, fingerprint: fingerprint, bytesChecked: bytesChecked, bytes: bytes) { answer.give($0) }
+        return try answer.wait().get()
     }
 
-    private func storeChecked(
-        id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8]
-    ) throws(SpoolError) -> SpoolOutcome {
+    /// Every store's steps (docs/durability.md §3.1). `completion` gets the outcome exactly once, once it is
+    /// durable: on the calling thread for anything that needs no batch (a duplicate, a conflict, a failure before
+    /// publishing) or when the calling thread published a batch of one itself; otherwise on the writer thread,
+    /// after the batch holding this record is durable. Until then this store holds its id's gate.
+    private func store(
+        id: String, fingerprint: String, bytesChecked: Bool, bytes: () -> [UInt8],
+        completion: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
+    ) {
+        do throws(SpoolError) {
+            try requireUsable()
+        } catch {
+            context.monitor.storeEnded(.failed(error))
+            completion(.failure(error))
+            return
+        }
         // Step 1, single flight per id: a second store of the same id waits here until the first finished,
         // then looks at the ledger itself. It does not take over the first one's outcome, which may have been
         // a failure, and whose record may differ from this one. Nor does it answer from a ledger entry another
         // store has linked but not yet made durable: that store holds this gate until its batch's fsyncs return.
         let gate = enter(id)
-        defer { leave(id, gate) }
-        let outcome: SpoolOutcome
-        // Step 2: the ledger decides.
-        let entry = try ledgerEntry(id)
-        if case .present(fingerprint: let known?) = entry, SpoolBytes.same(known, fingerprint) {
-            context.logger.debug("duplicate of ids/\(id)", metadata: ["spool": "\(directory)"])
-            outcome = .duplicate
-        } else {
+        let finish: @Sendable (Result<SpoolOutcome, SpoolError>) -> Void = { [self] result in
+            // A directory fsync that failed in another store while this one ran may have dropped entries this one
+            // relies on, and this store's own fsync succeeding afterwards does not prove otherwise (isHealthy).
+            let checked = result.flatMap { outcome in
+                Result { () throws(SpoolError) in
+                    try requireHealthy()
+                    return outcome
+                }
+            }
+            leave(id, gate)
+            // The health probe fails while the most recent store failed for a reason in the storage (probe()).
+            switch checked {
+            case .success(let outcome): context.monitor.storeEnded(outcome.wroteSomething ? .wrote : .wroteNothing)
+            case .failure(let error): context.monitor.storeEnded(.failed(error))
+            }
+            completion(checked)
+        }
+        do throws(SpoolError) {
+            // Step 2: the ledger decides.
+            let entry = try ledgerEntry(id)
+            if case .present(fingerprint: let known?) = entry, SpoolBytes.same(known, fingerprint) {
+                context.logger.debug("duplicate of ids/\(id)", metadata: ["spool": "\(directory)"])
+                finish(.success(.duplicate))
+                return
+            }
             let record = SpoolRecord(id: id, fingerprint: fingerprint, bytes: bytes())
             if !bytesChecked { try validateBytes(record) }
-            outcome = entry == .absent ? try publish(record) : try handleConflict(record)
+            guard entry == .absent else {
+                finish(.success(try handleConflict(record)))
+                return
+            }
+            try publish(record, then: finish)
+        } catch {
+            finish(.failure(error))
         }
-        // A directory fsync that failed in another store while this one ran may have dropped entries this one
-        // relies on, and this store's own fsync succeeding afterwards does not prove otherwise (isHealthy).
-        try requireHealthy()
-        return outcome
     }
 
     /// Health probe: fails whenever stores would fail, and passes again by itself once the cause is repaired.
@@ -659,7 +687,11 @@ public final class Spool: Sendable {
     }
 
     /// Steps 3 to 7: write the record (an unnamed file, or in tmp/), publish it in new/, enter it in the ledger.
-    private func publish(_ record: SpoolRecord) throws(SpoolError) -> SpoolOutcome {
+    /// Steps 3 to 7 of a new record; `then` gets the outcome once it is durable. Throws only what fails before
+    /// the record is handed to the writer (then is not called).
+    private func publish(
+        _ record: SpoolRecord, then: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
+    ) throws(SpoolError) {
         // Step 3, on the caller's thread: the contents are durable under no name a consumer reads (an unnamed
         // file, or tmp/). The file fsyncs of concurrent stores overlap here (the block layer merges concurrent
         // flushes); only the directory steps are serialised, in the writer (docs/durability.md §5).
@@ -668,23 +700,24 @@ public final class Spool: Sendable {
             stem: record.id,
             suffix: context.uniqueSuffix()
         )
+        let id = record.id
 
         // Steps 4 to 6, by the writer (or here, when it is idle), batched with whatever other stores are pending:
-        // link into new/, one fsync(new/) for the batch, link into ids/, one fsync(ids/). This blocks until that
-        // last fsync returned, so nobody is answered before the batch holding their record is durable (docs/contract.md
-        // §4, invariant 1).
-        let result = committer.commit(SpoolGroupCommit.Request(id: record.id, temporary: temporary))
-
-        // Step 7: the temporary has done its job (or the store failed and was taken back): a tmp/ name is
-        // unlinked (a leftover is removed by recovery), an unnamed file closed. Done here rather than in the
-        // writer, so that a batch only holds the steps that order durability.
-        context.removeTemporary(temporary)
-        switch result {
-        case .success:
-            context.logger.debug("stored new/\(record.id).json", metadata: ["spool": "\(directory)"])
-            return .stored
-        case .failure(let error):
-            throw error
+        // link into new/, one fsync(new/) for the batch, link into ids/, one fsync(ids/). `then` runs only after
+        // that last fsync returned, so nobody is answered before the batch holding their record is durable
+        // (docs/contract.md §4, invariant 1).
+        committer.commit(SpoolGroupCommit.Request(id: id, temporary: temporary)) { [self] result in
+            // Step 7: the temporary has done its job (or the store failed and was taken back): a tmp/ name is
+            // unlinked (a leftover is removed by recovery), an unnamed file closed. Only after the batch, so that
+            // the batch's steps hold nothing but what orders durability.
+            context.removeTemporary(temporary)
+            switch result {
+            case .success:
+                context.logger.debug("stored new/\(id).json", metadata: ["spool": "\(directory)"])
+                then(.success(.stored))
+            case .failure(let error):
+                then(.failure(error))
+            }
         }
     }
 }

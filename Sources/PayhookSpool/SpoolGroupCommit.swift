@@ -16,9 +16,11 @@ import Synchronization
 /// Every store writes and fsyncs its own record file on its own thread; those file fsyncs overlap, and ext4's
 /// jbd2 folds concurrent ones into one journal commit. What does not overlap by itself is the pair of
 /// *directory* fsyncs: two per record if every store made its own. So the stores hand "publish this tmp/ file
-/// as this id" to one writer thread and block until it answers. The writer takes everything pending (up to
-/// `maxBatch`), links each file into new/, makes one fsync(new/), links each into ids/, makes one fsync(ids/),
-/// and only then answers every store of the batch, each with its own outcome. This is PostgreSQL's group
+/// as this id" to one writer thread, with what to do once that is done, and go on to their next store. The
+/// writer takes everything pending (up to `maxBatch`), links each file into new/, makes one fsync(new/), links
+/// each into ids/, makes one fsync(ids/), and only then finishes every store of the batch itself, each with its
+/// own outcome: it lets go of the store's temporary and id and answers its caller, so a store's thread is not
+/// woken again just to pass the answer on (bench/results/profiles.md counts the hand-offs). This is PostgreSQL's group
 /// commit: one WAL flush makes every commit that is pending at that moment durable, and no backend reports its
 /// commit before the flush that covers it returned. docs/contract.md §4, invariant 1 allows exactly this ("batching
 /// fsyncs across concurrent requests is allowed; answering before the batch is durable is not").
@@ -31,8 +33,8 @@ import Synchronization
 /// deliberate wait would only add latency. Measure on the deployment disk before adding one.
 ///
 /// A store that finds the writer idle and nothing pending publishes its own record on its own thread instead
-/// (a batch of one, the same steps), so that a lone store does not pay two thread hand-offs; `perf` showed the
-/// futex waits of those hand-offs at a tenth of the CPU of a store. While it does, it holds the writer's place:
+/// (a batch of one, the same steps), so that a lone store pays no hand-off to the writer; `perf` showed the
+/// futex waits of hand-offs at a tenth of the CPU of a store. While it does, it holds the writer's place:
 /// stores arriving meanwhile queue up, and it wakes the writer for them when it is done. So batches still form
 /// under load, and there is never more than one batch in flight.
 ///
@@ -47,8 +49,9 @@ final class SpoolGroupCommit: Sendable {
         var ledger: String { "ids/\(id)" }
     }
 
-    /// Where a waiting store gets its answer.
-    typealias Completion = Handoff<Result<Void, SpoolError>>
+    /// What finishes a store once its batch is durable (or failed): called exactly once, by the writer, by the
+    /// store's own thread when it published a batch of one, or by ``stop()`` for a store it abandons.
+    typealias Completion = @Sendable (Result<Void, SpoolError>) -> Void
 
     private struct Queue {
         var pending: [(request: Request, completion: Completion)] = []
@@ -106,10 +109,11 @@ final class SpoolGroupCommit: Sendable {
         queue.withLock { $0.writer = thread }
     }
 
-    /// Hands a durable tmp/ file to the writer and blocks until its batch is durable (or failed).
-    func commit(_ request: Request) -> Result<Void, SpoolError> {
+    /// Hands a durable tmp/ file to the writer; `completion` gets the outcome once its batch is durable (or
+    /// failed). When the writer is idle and nothing is pending, the batch of one is published on the calling
+    /// thread and `completion` runs there before this returns; otherwise it runs on the writer thread.
+    func commit(_ request: Request, completion: @escaping Completion) {
         enum Route { case closed, inline, queued }
-        let completion = Completion()
         let route = queue.withLock { queue -> Route in
             guard !queue.stopping else { return .closed }
             if queue.committer == nil, queue.pending.isEmpty, !queue.suspended {
@@ -122,15 +126,14 @@ final class SpoolGroupCommit: Sendable {
         }
         switch route {
         case .closed:
-            return .failure(closedError())
+            completion(.failure(closedError()))
         case .queued:
             wakeUp.signal()
-            return completion.wait()
         case .inline:
             let (outcomes, waiting) = publishClaimed([request])
             // Stores that queued behind this one (and a stop() waiting for it) are the writer's now.
             if waiting { wakeUp.signal() }
-            return outcomes[0]
+            completion(outcomes[0])
         }
     }
 
@@ -161,7 +164,7 @@ final class SpoolGroupCommit: Sendable {
             return (queue.pending.map(\.completion), queue.stopping, onWriter)
         }
         for completion in abandoned {
-            completion.give(.failure(closedError()))
+            completion(.failure(closedError()))
         }
         guard !wasStopping else { return }
         wakeUp.signal()
@@ -225,7 +228,7 @@ final class SpoolGroupCommit: Sendable {
             // Each store that queued meanwhile signalled wakeUp, so the writer needs no extra wake-up here.
             let (outcomes, _) = publishClaimed(batch.map(\.request))
             for (entry, outcome) in zip(batch, outcomes) {
-                entry.completion.give(outcome)
+                entry.completion(outcome)
             }
         }
     }

@@ -118,15 +118,16 @@ struct AsyncStoreTests {
         #expect(try retry.wait().result.get() == .duplicate)
     }
 
-    @Test("close() answers every store not yet durable with .closed, those waiting for a thread too, and publishes none")
+    @Test("close() answers every store not yet durable with .closed, those waiting for the writer too, and publishes none")
     func closeAnswersEveryWaitingStore() throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
         let spool = try openSpool(root, storeThreads: 1)
         spool.suspendCommits()
         let answers = (0..<3).map { Self.store(spool, makeRecord(id: testID(10 + $0))) }
-        // One store thread: the first waits for the writer, the other two for the thread.
-        try waitUntil("the first store reaches the writer") { spool.pendingCommits == 1 }
+        // One store thread carries all three to the writer: it does not wait for a batch.
+        try waitUntil("the three stores reach the writer") { spool.pendingCommits == 3 }
+        #expect(answers.allSatisfy { !$0.isAnswered })
         spool.close()
 
         for answer in answers {
@@ -138,11 +139,12 @@ struct AsyncStoreTests {
         #expect(try names(root + "/ids").isEmpty)
     }
 
-    @Test("store threads are started as stores need them, up to the limit, and every store is answered once")
+    @Test("store threads are started as stores need them, up to the limit; none waits for a batch, and every store is answered once")
     func storeThreadsGrowToTheLimit() throws {
         let directory = try TemporaryDirectory()
         let root = directory.spool
-        let spool = try openSpool(root, storeThreads: 4)
+        let fileSystem = RecordingFileSystem(root: root)
+        let spool = try openSpool(root, fileSystem: fileSystem, storeThreads: 4)
         defer { spool.close() }
         // One at a time: one thread serves them all.
         for number in 0..<5 {
@@ -153,10 +155,32 @@ struct AsyncStoreTests {
         }
         #expect(spool.storeThreadCount.started == 1)
 
+        // Twelve stores whose record fsyncs are held: each holds its thread meanwhile, so four threads start and
+        // no more, and the other stores wait for one of them.
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        for _ in 0..<12 {
+            fileSystem.pause(before: .fsync, path: .prefix("tmp/")) {
+                held.signal()
+                release.wait()
+            }
+        }
         spool.suspendCommits()
         let answers = (0..<12).map { Self.store(spool, makeRecord(id: testID(40 + $0))) }
-        try waitUntil("four stores wait for the writer") { spool.pendingCommits == 4 }
+        for number in 1...4 where held.wait(timeout: .now() + 30) == .timedOut {
+            for _ in 0..<12 { release.signal() }
+            throw TestFailure("only \(number - 1) stores reached their record's fsync")
+        }
+        #expect(held.wait(timeout: .now() + 0.2) == .timedOut, "a fifth store ran without a thread of its own")
         #expect(spool.storeThreadCount.started == 4)
+        for _ in 0..<12 { release.signal() }
+
+        // Every record written and handed to the writer, which holds its batches: the threads are idle again, not
+        // waiting for the batch, and nobody is answered before it is durable.
+        try waitUntil("all twelve stores wait for the writer") { spool.pendingCommits == 12 }
+        try waitUntil("the four store threads are idle") { spool.storeThreadCount.idle == 4 }
+        #expect(spool.storeThreadCount.started == 4)
+        #expect(answers.allSatisfy { !$0.isAnswered })
         spool.resumeCommits()
         for answer in answers {
             #expect(try answer.wait().result.get() == .stored)
