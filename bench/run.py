@@ -230,7 +230,8 @@ def compile_tools(work):
                         ("mhdmin", ["-lmicrohttpd"])):
         src = os.path.join(BENCH, "tools", name + ".c")
         exe = os.path.join(out, name)
-        if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+        newest = max(os.path.getmtime(src), os.path.getmtime(os.path.join(BENCH, "tools", "common.h")))
+        if not os.path.exists(exe) or os.path.getmtime(exe) < newest:
             subprocess.run(["cc", "-O2", "-Wall", "-o", exe, src] + extra, check=True)
         built[name] = exe
     return built

@@ -27,21 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static const char *base;
 static double seconds;
 static int batch, nthreads;
 static char payload[1024];
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void fail(const char *what) {
-    perror(what);
-    exit(1);
-}
 
 /* Fsync latencies in seconds, appended by whoever measures them (one list per measurement). */
 typedef struct {

@@ -39,19 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static char payload[1024];
 static char base[4096];
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void fail(const char *what) {
-    perror(what);
-    exit(1);
-}
 
 /* A closed-loop worker waits on this for its event's batch. */
 typedef struct {
