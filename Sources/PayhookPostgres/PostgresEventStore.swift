@@ -60,9 +60,11 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
         writer.start()
     }
 
-    /// Writers when `[store] connections` is not set: two, so that one batch is being built and sent while the
-    /// other waits for its commit (bench/README.md, "PostgreSQL, measured").
-    public static func defaultWriters(threads: Int) -> Int { min(2, max(1, threads)) }
+    /// Writers when `[store] connections` is not set: one. Its next batch forms while it waits for a commit, so
+    /// one writer loses little, and several instances share one database: each writer's commits are the
+    /// database's, and a second writer per instance would halve every instance's batches and double the commits
+    /// per callback for the same throughput (bench/README.md, "PostgreSQL, measured").
+    public static let defaultWriters = 1
 
     /// The most callbacks one transaction carries: one per open connection can be waiting (a waiting request
     /// parks its connection, not its thread: docs/architecture.md, "Waiting without a thread"), up to 128, the

@@ -46,7 +46,7 @@ public final class PayhookServer: Sendable {
             do {
                 store = try PostgresEventStore(
                     settings: PGSettings(
-                        conninfo: database.url.value, connections: database.connections ?? PostgresEventStore.defaultWriters(threads: config.threads),
+                        conninfo: database.url.value, connections: database.connections ?? PostgresEventStore.defaultWriters,
                         statementTimeoutSeconds: Double(database.timeoutSeconds)),
                     instance: database.instance ?? Self.defaultInstance(),
                     maxBatch: PostgresEventStore.maxBatch(connections: config.maxConnections),

@@ -88,14 +88,14 @@ import Testing
         #expect(rows.rows.first == ["1"])
     }
 
-    /// Stores go through the group commit's writer sessions: two unless `[store] connections` says otherwise,
+    /// Stores go through the group commit's writer sessions: one unless `[store] connections` says otherwise,
     /// each transaction carrying at most one callback per open connection (`max_connections`). A waiting
     /// callback parks its connection, not its listener thread (docs/architecture.md, "Waiting without a
     /// thread"), so with two threads a transaction still carries many callbacks. Every store is slowed by a
     /// trigger that records its transaction and backend, so forty callbacks at once keep every writer busy;
     /// the server's sessions are counted in `pg_stat_activity` as well (writers, at most two for health
     /// probes and metrics, one for the consumers' NOTIFY).
-    @Test(arguments: [(connections: nil as Int?, writers: 2), (connections: 3, writers: 3)])
+    @Test(arguments: [(connections: nil as Int?, writers: 1), (connections: 3, writers: 3)])
     func storesShareTransactionsOnTheWriterSessions(connections: Int?, writers: Int) throws {
         let threads = 2
         let maxConnections = 16
