@@ -303,8 +303,9 @@ public final class Spool: Sendable {
     /// calling thread before this returns (one stat(2)); every other store runs on one of the spool's store
     /// threads, which writes and fsyncs the record and hands it to the writer; `completion` is called once the
     /// outcome is durable, by the writer after the batch's directory fsyncs (or by the store thread, for what
-    /// needs no batch). So a listener thread serving callbacks never waits for the disk, and a slow disk holds
-    /// up only the stores that write (docs/architecture.md, "Waiting without a thread").
+    /// needs no batch), so it must only hand the answer on: the writer's next batch waits for it. So a listener
+    /// thread serving callbacks never waits for the disk, and a slow disk holds up only the stores that write
+    /// (docs/architecture.md, "Waiting without a thread").
     public func store(
         id: String, fingerprint: String, bytes: @escaping @Sendable () -> [UInt8],
         completion: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
