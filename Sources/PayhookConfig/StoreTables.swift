@@ -25,7 +25,7 @@ public struct DatabaseSettings: Sendable, Equatable {
     public var url: Secret
     /// The environment variable it came from, when it did (`url_env`).
     public var urlEnv: String?
-    /// Writer sessions per instance, each committing batches of callbacks (docs/durability.md §11.3); nil: two.
+    /// Writer sessions per instance, each committing batches of callbacks (docs/durability.md §11.3); nil: one.
     public var connections: Int?
     /// How long one store may wait for the database before the sender is told to try again.
     public var timeoutSeconds: Int
