@@ -23,6 +23,7 @@ missed are reported, not fatal, unless --fail-on-targets.
 """
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -1335,6 +1336,13 @@ def main():
     binary = build_payhook(args)
     work = os.path.abspath(args.workdir)
     os.makedirs(work, exist_ok=True)
+    # One run at a time per work folder: a second one would delete the first one's spools under it (the stale
+    # spools below) and measure a machine the first one loads. The lock goes with the process.
+    lock = open(os.path.join(work, ".lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"bench: another run is using {shown(work)} (it holds .lock there); wait until it has ended")
     ctx = {"args": args, "binary": binary, "skipped": 0,
            "load0": " ".join(open("/proc/loadavg").read().split()[:3])}
     ctx["version"] = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip() or "?"
