@@ -377,10 +377,21 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
+def key_values(text):
+    """The "name number" lines a bench tool prints (fileceil, flushfloor), as a dict."""
+    return {k: float(v) for k, v in (line.split() for line in text.splitlines() if len(line.split()) == 2)}
+
+
+def steal_ms_since(before):
+    """Host steal time since `before` (a steal_seconds() reading), in ms; None when unknown."""
+    now = steal_seconds()
+    return (now - before) * 1000 if now is not None and before is not None else None
+
+
 def steal_seconds():
     """CPU time the hypervisor ran something else while this machine's CPUs wanted to run (the `steal`
     column of /proc/stat, all CPUs together): on the development VM the host takes it when the VM flushes
-    and computes at once, and the fixed-rate tail follows it (bench/README.md, "Targets")."""
+    and computes at once, and the fixed-rate tail follows it (bench/README.md, "The fixed-rate floor")."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()
@@ -846,10 +857,9 @@ def measure_rate(ctx, rep, server_kind):
                "--expect", "success", "--drain", "10", "--out", out, "--status", status]
         cpu0, steal0 = cpu_seconds(server.pids), steal_seconds()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.rate_duration + 60)
-        cpu1, steal1 = cpu_seconds(server.pids), steal_seconds()
+        cpu1, rec["steal_ms"] = cpu_seconds(server.pids), steal_ms_since(steal0)
         if r.returncode != 0:
             raise RuntimeError(f"ratedrv failed: {r.stderr.strip()[-300:]}")
-        rec["steal_ms"] = (steal1 - steal0) * 1000 if steal0 is not None and steal1 is not None else None
         with open(out) as f:
             res = json.load(f)
         rec.update(res)
@@ -876,25 +886,25 @@ def measure_rate(ctx, rep, server_kind):
     return rec
 
 
-def measure_floor(ctx, rep, burn):
+def measure_floor(ctx, rep, burn=None):
     """The spool's flushes alone at the fixed rate (bench/tools/flushfloor.c), on the disk payhook's rate runs
-    use; `burn` cores of CPU work beside them (0: none)."""
+    use; with `burn` (cores, possibly 0) of CPU work beside them, the "floor+cpu" row, else the bare one."""
     args = ctx["args"]
-    run_id = f"rate{rep}-floor" + ("-cpu" if burn else "")
-    rec = {"id": run_id, "rep": rep, "server": "floor+cpu" if burn else "floor", "failed": None, "notes": [],
+    loaded = burn is not None
+    run_id = f"rate{rep}-floor" + ("-cpu" if loaded else "")
+    rec = {"id": run_id, "rep": rep, "server": "floor+cpu" if loaded else "floor", "failed": None, "notes": [],
            "burn": burn}
     try:
         cmd = [ctx["tools"]["flushfloor"], os.path.join(ctx["spool_roots"]["disk"], run_id), str(args.rate),
-               str(args.rate_duration), str(args.rate_conns), f"{burn:.3f}"]
+               str(args.rate_duration), str(args.rate_conns), f"{burn or 0:.3f}"]
         before, steal0 = resource.getrusage(resource.RUSAGE_CHILDREN), steal_seconds()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.rate_duration + 60)
-        after, steal1 = resource.getrusage(resource.RUSAGE_CHILDREN), steal_seconds()
+        after, rec["steal_ms"] = resource.getrusage(resource.RUSAGE_CHILDREN), steal_ms_since(steal0)
         if r.returncode != 0:
             raise RuntimeError(f"flushfloor failed: {r.stderr.strip()[-300:]}")
-        rec.update({k: float(v) for k, v in (l.split() for l in r.stdout.splitlines() if len(l.split()) == 2)})
+        rec.update(key_values(r.stdout))
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         rec["cpu_per_1k"] = cpu / (args.rate * args.rate_duration) * 1000
-        rec["steal_ms"] = (steal1 - steal0) * 1000 if steal0 is not None and steal1 is not None else None
     except Exception as e:  # noqa: BLE001
         rec["failed"] = f"{type(e).__name__}: {e}"
     return rec
@@ -1292,7 +1302,7 @@ def main():
     ap.add_argument("--pg-threads", type=int,
                     help="threads of the payhook on postgres (default: payhook's own default for that store: two per core, 4 to 64)")
     ap.add_argument("--pg-connections", type=int,
-                    help="[store] connections for the PostgreSQL workloads (default: payhook's, two writer sessions)")
+                    help="[store] connections for the PostgreSQL workloads (default: payhook's, one writer session)")
     ap.add_argument("--rate", type=int, default=2000, help="events/s offered in the fixed-rate test")
     ap.add_argument("--rate-duration", type=int, help="seconds per fixed-rate run (full 6, quick 3)")
     ap.add_argument("--rate-conns", type=int, default=64)
@@ -1398,14 +1408,14 @@ def main():
         log(f"file ceiling probe on {ctx['disk_dev']}")
         r = subprocess.run([ctx["tools"]["fileceil"], fcdir, str(args.fileceil_seconds), "64", "2"],
                            capture_output=True, text=True, timeout=120)
-        ctx["fileceil"] = {k: float(v) for k, v in (l.split() for l in r.stdout.splitlines() if len(l.split()) == 2)}
+        ctx["fileceil"] = key_values(r.stdout)
         # The spool's own order of flushes with nothing else, closed loop, as many in flight as the closed-loop
         # runs have callbacks: the bound those flushes set on unique events here, beside the raw device's.
         r = subprocess.run([ctx["tools"]["flushfloor"], os.path.join(fcdir, "flushloop"), "0",
                             str(args.fileceil_seconds), str(CLOSED_LOOP_WORKERS)], capture_output=True, text=True,
                            timeout=120)
         if r.returncode == 0:
-            ctx["flushloop"] = {k: float(v) for k, v in (l.split() for l in r.stdout.splitlines() if len(l.split()) == 2)}
+            ctx["flushloop"] = key_values(r.stdout)
         else:
             log(f"flushfloor (closed loop) failed: {r.stderr.strip()[-300:]}")
         if ctx["fileceil"].get("single", 0) < QUOTED_SINGLE_CEILING / 3:
@@ -1418,25 +1428,20 @@ def main():
         # slowly, and the p99 measured then is that state's, not payhook's (bench/README.md, "Targets").
         # Each repetition also makes the spool's flushes alone at the same rate, then again with as much CPU
         # burnt beside them as payhook spent beyond them in this repetition: what the disk and the host give any
-        # store that keeps the promise (bench/README.md, "Targets").
+        # store that keeps the promise (bench/README.md, "The fixed-rate floor").
+        def measured(rec):
+            rate_records.append(rec)
+            log(f"[rate {rec['rep']}] {rec['server']}: " + (f"p99 {rec.get('p99_ms')} ms, steal {fmt(rec.get('steal_ms'))} ms"
+                                                          if not rec["failed"] else f"FAILED: {rec['failed']}"))
+            return rec
+
         for rep in range(1, args.rate_reps + 1):
-            extra = None
-            for sk in ("payhook", "floor", "floor+cpu", "nginx"):
-                if sk == "floor+cpu":
-                    if extra is None:
-                        continue
-                    rec = measure_floor(ctx, rep, extra)
-                elif sk == "floor":
-                    rec = measure_floor(ctx, rep, 0)
-                    mine = next((r for r in rate_records if r["rep"] == rep and r["server"] == "payhook"
-                                 and not r["failed"] and r.get("cpu_per_1k")), None)
-                    if mine and not rec["failed"]:
-                        extra = min(2.0, max(0.0, (mine["cpu_per_1k"] - rec["cpu_per_1k"]) * args.rate / 1000))
-                else:
-                    rec = measure_rate(ctx, rep, sk)
-                rate_records.append(rec)
-                log(f"[rate {rep}] {sk}: " + (f"p99 {rec.get('p99_ms')} ms, steal {fmt(rec.get('steal_ms'))} ms"
-                                             if not rec["failed"] else f"FAILED: {rec['failed']}"))
+            mine = measured(measure_rate(ctx, rep, "payhook"))
+            bare = measured(measure_floor(ctx, rep))
+            if not mine["failed"] and mine.get("cpu_per_1k") and not bare["failed"]:
+                extra = (mine["cpu_per_1k"] - bare["cpu_per_1k"]) * args.rate / 1000
+                measured(measure_floor(ctx, rep, min(2.0, max(0.0, extra))))
+            measured(measure_rate(ctx, rep, "nginx"))
 
         plan = []
         for rep in range(1, args.reps + 1):

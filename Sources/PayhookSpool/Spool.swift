@@ -687,9 +687,9 @@ public final class Spool: Sendable {
         return audit
     }
 
-    /// Steps 3 to 7: write the record (an unnamed file, or in tmp/), publish it in new/, enter it in the ledger.
-    /// Steps 3 to 7 of a new record; `then` gets the outcome once it is durable. Throws only what fails before
-    /// the record is handed to the writer (then is not called).
+    /// Steps 3 to 7: write the record (an unnamed file, or in tmp/), publish it in new/, enter it in the ledger;
+    /// `then` gets the outcome once it is durable. Throws only what fails before the record is handed to the
+    /// writer (`then` is not called then).
     private func publish(
         _ record: SpoolRecord, then: @escaping @Sendable (Result<SpoolOutcome, SpoolError>) -> Void
     ) throws(SpoolError) {

@@ -20,7 +20,7 @@
  * RATE 0 makes it a closed loop instead, as the benchmark's wrk runs are: each of the WORKERS
  * writes its event, waits until that event's batch is durable, and only then starts the next, so
  * WORKERS events are in flight at any time; it prints "closed_rate X" (events made durable per
- * second) and the same percentiles, from each event's start.
+ * second) and the same percentiles and largest, from each event's start.
  *
  * BURN (default 0) is CPU work to do beside the flushes, in cores: two threads each busy for BURN/2
  * of every millisecond while the events are offered. Given the CPU a server used at the same rate,
@@ -210,6 +210,15 @@ static int by_value(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Sorts the first `count` latencies and prints their percentiles in ms, then the largest. */
+static void print_latencies(long count) {
+    qsort(latencies, count, sizeof *latencies, by_value);
+    const struct { const char *name; double q; } marks[] = {
+        {"p50_ms", 0.50}, {"p90_ms", 0.90}, {"p99_ms", 0.99}, {"p999_ms", 0.999}};
+    for (int i = 0; i < 4; i++) printf("%s %.3f\n", marks[i].name, 1000 * latencies[(long)(marks[i].q * (count - 1))]);
+    printf("max_ms %.3f\n", 1000 * latencies[count - 1]);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5 && argc != 6) {
         fprintf(stderr, "usage: flushfloor DIR RATE SECONDS WORKERS [BURN]\n");
@@ -261,13 +270,8 @@ int main(int argc, char **argv) {
         pthread_join(threads[workers], NULL);
         /* Every index handed out below the capacity was written and committed: a worker finishes its event
            before it looks at `stopping` again, and the committer drains the queue before it exits. */
-        long measured = next_index < capacity ? next_index : capacity;
-        qsort(latencies, measured, sizeof *latencies, by_value);
         printf("closed_rate %.0f\n", made / elapsed);
-        const struct { const char *name; double q; } marks[] = {
-            {"p50_ms", 0.50}, {"p90_ms", 0.90}, {"p99_ms", 0.99}, {"p999_ms", 0.999}};
-        for (int i = 0; i < 4; i++)
-            printf("%s %.3f\n", marks[i].name, 1000 * latencies[(long)(marks[i].q * (measured - 1))]);
+        print_latencies(next_index < capacity ? next_index : capacity);
         return 0;
     }
     for (int t = 0; t < workers; t++)
@@ -297,12 +301,8 @@ int main(int argc, char **argv) {
     pthread_join(threads[workers], NULL);
     double elapsed = now_s() - start;
 
-    qsort(latencies, total, sizeof *latencies, by_value);
     printf("achieved_rate %.0f\n", total / elapsed);
-    const struct { const char *name; double q; } marks[] = {
-        {"p50_ms", 0.50}, {"p90_ms", 0.90}, {"p99_ms", 0.99}, {"p999_ms", 0.999}};
-    for (int i = 0; i < 4; i++) printf("%s %.3f\n", marks[i].name, 1000 * latencies[(long)(marks[i].q * (total - 1))]);
-    printf("max_ms %.3f\n", 1000 * latencies[total - 1]);
+    print_latencies(total);
     printf("driver_max_lag_ms %.3f\n", 1000 * max_lag);
     return 0;
 }
