@@ -335,10 +335,15 @@ public final class HTTPServer: Sendable {
             return descriptor
         }
 
-        while inFlight > 0, clock.now < deadline {
+        // One reading decides both the wait and the answer: a request that begins on an already accepted
+        // connection just after the count reached zero (answered 503, the server is draining) would otherwise
+        // make a drained stop report "not drained" without having waited at all.
+        var remaining = inFlight
+        while remaining > 0, clock.now < deadline {
             usleep(2_000)
+            remaining = inFlight
         }
-        let allFinished = inFlight == 0
+        let allFinished = remaining == 0
         if !allFinished {
             logger.warning("shutdown grace period over with requests still in flight", metadata: [
                 "inFlight": .stringConvertible(inFlight),
