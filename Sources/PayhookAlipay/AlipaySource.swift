@@ -179,7 +179,7 @@ public struct AlipaySource: CallbackSource {
         }
         let key = DedupeKey(source: source, parts: checked.keyParts)
         var event = Event(
-            id: Hex.encode(Digest.sha256(Array(key.text.utf8))),
+            id: Hex.encode(Digest.sha256(key.bytes)),
             source: source,
             tenant: appID,
             orderRef: checked.orderRef,

@@ -3,10 +3,18 @@
 public enum DecimalDigits {
     /// Digits only, no sign, no leading zeros (except "0"), at most 18 digits so it fits in Int64.
     public static func nonNegative(_ text: String) -> Int64? {
-        let utf8 = Array(text.utf8)
-        guard !utf8.isEmpty, utf8.count <= 18, utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-        guard utf8.count == 1 || utf8[0] != 0x30 else { return nil }
-        return Int64(text)
+        // Read in place and summed as it goes: this runs for the amount and the time of every callback,
+        // duplicates included, and 18 digits cannot overflow.
+        var text = text
+        return text.withUTF8 { utf8 -> Int64? in
+            guard !utf8.isEmpty, utf8.count <= 18, utf8.count == 1 || utf8[0] != 0x30 else { return nil }
+            var value: Int64 = 0
+            for byte in utf8 {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value * 10 + Int64(byte - 0x30)
+            }
+            return value
+        }
     }
 }
 

@@ -146,15 +146,30 @@ public struct Event: Sendable, Equatable {
         // final size (names and values, and six bytes of punctuation per field; escapes may add a little).
         var j = JSONText(capacity: fields.reduce(16) { $0 + $1.name.utf8.count + $1.value.utf8.count + 6 })
         j.raw("[")
-        var kept = ignored.isEmpty ? fields : fields.filter { !ignored.contains($0.name) }
-        kept.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
-        for (index, field) in kept.enumerated() {
-            if index > 0 { j.raw(",") }
-            j.raw("[")
-            j.string(field.name)
-            j.raw(",")
-            j.string(field.value)
-            j.raw("]")
+        // Sorted as positions: sorting a copy of the fields retained and released every name and value at each
+        // move, and copied the array. Insertion sort, stable as the standard sort was, so equal names (a source
+        // whose format allows them) keep their order and the text stays what it always was; a callback has a
+        // few dozen fields at most once verified, far below where that sort would be slow.
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: fields.count) { order in
+            var count = 0
+            for index in fields.indices where ignored.isEmpty || !ignored.contains(fields[index].name) {
+                var slot = count
+                while slot > 0, fields[index].name.utf8.lexicographicallyPrecedes(fields[order[slot - 1]].name.utf8) {
+                    order[slot] = order[slot - 1]
+                    slot -= 1
+                }
+                order[slot] = index
+                count += 1
+            }
+            for position in 0..<count {
+                let field = fields[order[position]]
+                if position > 0 { j.raw(",") }
+                j.raw("[")
+                j.string(field.name)
+                j.raw(",")
+                j.string(field.value)
+                j.raw("]")
+            }
         }
         j.raw("]")
         if let resource {
@@ -179,7 +194,12 @@ public struct DedupeKey: Sendable, Equatable, Hashable {
     }
 
     public var text: String {
-        // Built as bytes in one buffer: this runs for every verified callback, duplicates included.
+        String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// ``text`` as UTF-8, what the event id is the SHA-256 of. Built in one buffer: this runs for every verified
+    /// callback, duplicates included.
+    public var bytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(source.utf8.count + parts.reduce(0) { $0 + $1.utf8.count + 1 })
         Self.appendEscaped(source, to: &out)
@@ -187,7 +207,7 @@ public struct DedupeKey: Sendable, Equatable, Hashable {
             out.append(UInt8(ascii: "/"))
             Self.appendEscaped(part, to: &out)
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     /// Appends `part` percent-encoded outside RFC 3986's unreserved set, with uppercase hex digits.

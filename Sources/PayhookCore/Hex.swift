@@ -19,6 +19,16 @@ public enum Hex {
     /// Decodes hex in either case; nil for an odd length or a non-hex character.
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {
         let utf8 = Array(text.utf8)
+        return utf8.withUnsafeBufferPointer { decode(bytes: $0) }
+    }
+
+    /// The same for a `String`, read in place: every callback's signature is decoded, duplicates included.
+    public static func decode(_ text: String) -> [UInt8]? {
+        var text = text
+        return text.withUTF8 { decode(bytes: $0) }
+    }
+
+    private static func decode(bytes utf8: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard utf8.count % 2 == 0 else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(utf8.count / 2)

@@ -18,21 +18,39 @@ public enum UnifiedSigning {
     /// orders by scalars and equates canonically-equivalent strings, docs/protocols.md §2.2), concatenated
     /// with no separator, as UTF-8.
     public static func valuesMessage(_ parameters: [FormParameter], secret: String) -> [UInt8] {
-        // This runs for every callback and every secret of the tenant, duplicates included: one array for the
-        // values and one for the message, each allocated once at its final size.
-        var values: [String] = []
-        values.reserveCapacity(parameters.count + 1)
+        // This runs for every callback and every secret of the tenant, duplicates included. The values are
+        // copied once into `pool` and the sort moves their byte ranges, not strings (sorting strings retained
+        // and released them at every step, bench/results/profiles.md); `pool` and the message are each
+        // allocated once at their final size.
         var size = secret.utf8.count
+        var count = 1
         for parameter in parameters where parameter.name != signParameter && !parameter.value.isEmpty {
-            values.append(parameter.value)
             size += parameter.value.utf8.count
+            count += 1
         }
-        values.append(secret)
-        values.sort(by: utf16Precedes)
-        var out: [UInt8] = []
-        out.reserveCapacity(size)
-        for value in values { out.append(contentsOf: value.utf8) }
-        return out
+        var pool: [UInt8] = []
+        pool.reserveCapacity(size)
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: count) { buffer in
+            var spans = buffer
+            var filled = 0
+            func add(_ text: String) {
+                let start = pool.count
+                pool.append(contentsOf: text.utf8)
+                spans[filled] = start..<pool.count
+                filled += 1
+            }
+            for parameter in parameters where parameter.name != signParameter && !parameter.value.isEmpty {
+                add(parameter.value)
+            }
+            add(secret)
+            return pool.withUnsafeBufferPointer { bytes in
+                spans.sort { utf16Precedes(UnsafeBufferPointer(rebasing: bytes[$0]), UnsafeBufferPointer(rebasing: bytes[$1])) }
+                var out: [UInt8] = []
+                out.reserveCapacity(size)
+                for span in spans { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[span])) }
+                return out
+            }
+        }
     }
 
     /// `salted-sha1`: `name=value` of every non-empty parameter except `sign`, sorted by name in byte
@@ -62,18 +80,20 @@ public enum UnifiedSigning {
     /// same lead byte, where all orders agree. Only then are the UTF-16 code units compared.
     public static func utf16Precedes(_ a: String, _ b: String) -> Bool {
         var a = a, b = b
-        let order = a.withUTF8 { x in
-            b.withUTF8 { y -> Bool? in
-                let common = min(x.count, y.count)
-                var index = 0
-                while index < common, x[index] == y[index] { index += 1 }
-                guard index < common else { return x.count < y.count }
-                let (p, q) = (x[index], y[index])
-                if (p >= 0xF0 && (0xEE...0xEF).contains(q)) || (q >= 0xF0 && (0xEE...0xEF).contains(p)) { return nil }
-                return p < q
-            }
+        return a.withUTF8 { x in b.withUTF8 { y in utf16Precedes(x, y) } }
+    }
+
+    /// The same over two texts' UTF-8 bytes, which must be valid UTF-8.
+    static func utf16Precedes(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
+        let common = min(x.count, y.count)
+        var index = 0
+        while index < common, x[index] == y[index] { index += 1 }
+        guard index < common else { return x.count < y.count }
+        let (p, q) = (x[index], y[index])
+        if (p >= 0xF0 && (0xEE...0xEF).contains(q)) || (q >= 0xF0 && (0xEE...0xEF).contains(p)) {
+            return String(decoding: x, as: UTF8.self).utf16.lexicographicallyPrecedes(String(decoding: y, as: UTF8.self).utf16)
         }
-        return order ?? a.utf16.lexicographicallyPrecedes(b.utf16)
+        return p < q
     }
 }
 

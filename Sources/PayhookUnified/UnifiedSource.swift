@@ -85,7 +85,7 @@ public struct UnifiedSource: CallbackSource {
         // adds nothing to the signed string, so its presence is not authenticated and it is left out.
         let fields = parameters.filter { $0.name != UnifiedSigning.signParameter && !$0.value.isEmpty }
         let event = Event(
-            id: Hex.encode(Digest.sha256(Array(key.text.utf8))),
+            id: Hex.encode(Digest.sha256(key.bytes)),
             source: Self.sourceName,
             tenant: domainCode,
             orderRef: requestKey,

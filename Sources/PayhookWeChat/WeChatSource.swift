@@ -261,7 +261,7 @@ public struct WeChatSource: CallbackSource {
         currency: String, verifiedWith: String, fields: [FormParameter], request: CallbackRequest
     ) -> Event {
         Event(
-            id: Hex.encode(Digest.sha256(Array(key.text.utf8))), source: source, tenant: tenant.mchID,
+            id: Hex.encode(Digest.sha256(key.bytes)), source: source, tenant: tenant.mchID,
             orderRef: orderRef, status: status, amount: amount, currency: currency, dedupeKey: key,
             verifiedWith: verifiedWith, receivedAtMilliseconds: request.receivedAtMilliseconds,
             remoteAddress: request.remoteAddress, fields: fields,

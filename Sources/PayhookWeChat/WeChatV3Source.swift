@@ -278,7 +278,7 @@ public struct WeChatV3Source: CallbackSource {
         var fields = envelope.fields
         fields.append(FormParameter(name: "wechatpay_serial", value: headers.serial))
         var event = Event(
-            id: Hex.encode(Digest.sha256(Array(mapped.key.text.utf8))), source: mapped.source, tenant: tenant.mchID,
+            id: Hex.encode(Digest.sha256(mapped.key.bytes)), source: mapped.source, tenant: tenant.mchID,
             orderRef: mapped.orderRef, status: mapped.status, amount: mapped.amount, currency: mapped.currency,
             dedupeKey: mapped.key, verifiedWith: Self.verifiedWith, receivedAtMilliseconds: request.receivedAtMilliseconds,
             remoteAddress: request.remoteAddress, fields: fields,

@@ -83,7 +83,7 @@ struct MerchantPayment {
         let orderRef = values["mchOrderNo"] ?? ""
         let key = DedupeKey(source: source, parts: [tenant, orderRef, status])
         var event = Event(
-            id: Hex.encode(Digest.sha256(Array(key.text.utf8))),
+            id: Hex.encode(Digest.sha256(key.bytes)),
             source: source,
             tenant: tenant,
             orderRef: orderRef,

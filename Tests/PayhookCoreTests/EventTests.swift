@@ -152,6 +152,48 @@ import Testing
         #expect(f1 != f4)
     }
 
+    /// The text stored events' fingerprints were made with: fields sorted by the bytes of their names, equal names
+    /// in their order of arrival, each a JSON pair; the ignored names left out.
+    @Test func fingerprintTextIsPinned() {
+        let fields = [("b", "2"), ("a", "x\"y"), ("b", "1"), ("支", "v\n"), ("A", "0"), ("skip", "s")].map { FormParameter(name: $0.0, value: $0.1) }
+        #expect(Event.fingerprint(of: fields, excluding: ["skip"]) == #"[["A","0"],["a","x\"y"],["b","2"],["b","1"],["支","v\n"]]"#)
+        #expect(Event.fingerprint(of: []) == "[]")
+        #expect(Event.fingerprint(of: fields.filter { $0.name == "skip" }, excluding: ["skip"]) == "[]")
+    }
+
+    /// Random fields against the definition: a stable sort by name bytes, then each pair as JSON.
+    @Test func fingerprintMatchesAStableSortOfTheFields() {
+        var random = SeededGenerator(seed: 0xf1f1)
+        let names = ["a", "b", "B", "ab", "支", "é", "sign", ""]
+        for _ in 0..<2_000 {
+            let fields = (0..<Int.random(in: 0...14, using: &random)).map { _ in
+                FormParameter(name: names.randomElement(using: &random)!, value: String(Int.random(in: 0...99, using: &random)))
+            }
+            var text = JSONText()
+            text.raw("[")
+            for (index, field) in fields.filter({ $0.name != "sign" }).sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }).enumerated() {
+                text.raw(index == 0 ? "[" : ",[")
+                text.string(field.name)
+                text.raw(",")
+                text.string(field.value)
+                text.raw("]")
+            }
+            text.raw("]")
+            let expected = String(decoding: text.bytes, as: UTF8.self)
+            #expect(Event.fingerprint(of: fields, excluding: ["sign"]) == expected)
+            if Event.fingerprint(of: fields, excluding: ["sign"]) != expected { return }
+        }
+    }
+
+    @Test func decimalDigitsReadAmountsAndTimes() {
+        #expect(DecimalDigits.nonNegative("0") == 0)
+        #expect(DecimalDigits.nonNegative("1700000000000") == 1_700_000_000_000)
+        #expect(DecimalDigits.nonNegative("999999999999999999") == 999_999_999_999_999_999)
+        for refused in ["", "01", "-1", "+1", "1.0", " 1", "1 ", "1e3", "１", "9999999999999999999"] {
+            #expect(DecimalDigits.nonNegative(refused) == nil, "\(refused)")
+        }
+    }
+
     @Test(arguments: [
         (Int64(0), "1970-01-01T00:00:00.000Z"),
         (Int64(951_782_400_000), "2000-02-29T00:00:00.000Z"),

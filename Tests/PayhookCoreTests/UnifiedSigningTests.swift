@@ -107,6 +107,24 @@ import Testing
         }
     }
 
+    /// The message sorts byte ranges of one buffer, not the strings: it must still be the values and the secret
+    /// sorted in Java's order and concatenated, whatever the values hold.
+    @Test func valuesMessageIsTheValuesInJavaOrder() {
+        var random = SeededGenerator(seed: 0x5eed_2026)
+        for _ in 0..<2_000 {
+            let parameters = (0..<Int.random(in: 0...12, using: &random)).map { index in
+                FormParameter(
+                    name: index == 3 ? UnifiedSigning.signParameter : "p\(index)",
+                    value: String((0..<Int.random(in: 0...4, using: &random)).map { _ in Self.alphabet.randomElement(using: &random)! }))
+            }
+            let secret = String((0..<Int.random(in: 1...4, using: &random)).map { _ in Self.alphabet.randomElement(using: &random)! })
+            let values = parameters.filter { $0.name != UnifiedSigning.signParameter && !$0.value.isEmpty }.map(\.value) + [secret]
+            let expected = values.sorted { $0.utf16.lexicographicallyPrecedes($1.utf16) }.flatMap { Array($0.utf8) }
+            #expect(UnifiedSigning.valuesMessage(parameters, secret: secret) == expected)
+            if UnifiedSigning.valuesMessage(parameters, secret: secret) != expected { return }
+        }
+    }
+
     @Test func surrogatesSortBeforeTheEndOfTheBasicPlane() {
         // U+1F600 is D83D DE00 in UTF-16, before U+FF5E; in UTF-8 (F0 9F 98 80 against EF BD 9E) it is after.
         #expect(UnifiedSigning.utf16Precedes("\u{1F600}", "\u{FF5E}"))
