@@ -36,6 +36,12 @@ public final class Router: HTTPHandler {
     /// The sources now in use.
     public var sources: [String: any CallbackSource] { table.withLock { $0 } }
 
+    /// The source serving `path`, looked up under the lock: copying the whole table out first would retain and
+    /// release it for every request.
+    func source(for path: String) -> (any CallbackSource)? {
+        table.withLock { $0[path] }
+    }
+
     /// Swaps in a new table of sources: the next request uses it, requests in flight keep the old one.
     public func replaceSources(_ sources: [String: any CallbackSource]) {
         table.withLock { $0 = sources }
@@ -49,7 +55,7 @@ public final class Router: HTTPHandler {
         if head.path == Self.healthPath || head.path == Self.metricsPath {
             return head.method == "GET" || head.method == "HEAD" ? nil : Self.plain(405, "method not allowed\n", allow: "GET")
         }
-        guard let source = sources[head.path] else {
+        guard let source = source(for: head.path) else {
             log(head, outcome: "not_found", status: 404, level: .info, reason: "no route for this path")
             metrics.request(source: "", tenant: "", outcome: "not_found", route: "", seconds: nil)
             return Self.plain(404, "not found\n")
@@ -76,7 +82,7 @@ public final class Router: HTTPHandler {
             default: ("refused", "refused by the listener")
             }
         log(head, outcome: outcome, status: status, level: .notice, reason: reason)
-        let source = sources[head.path]
+        let source = source(for: head.path)
         let kind = source?.kind ?? ""
         metrics.request(source: kind, tenant: "", outcome: outcome, route: kind, seconds: Self.seconds(since: head))
         if let source {
@@ -113,7 +119,7 @@ public final class Router: HTTPHandler {
             answer { response }
             return
         }
-        guard let source = sources[head.path] else {
+        guard let source = source(for: head.path) else {
             answer { Self.plain(404, "not found\n") }
             return
         }
