@@ -144,8 +144,11 @@ public final class Router: HTTPHandler {
             let response = Self.response(source.successAnswer)
             answer { response }
         case .accepted(let event):
+            // The answer's closures keep only what the answer reads of the event, not the event with all its
+            // fields: they are made for every stored callback, duplicates included.
+            let labels = EventLabels(event)
             store.store(event) { [self] result in
-                answer { self.stored(result, event: event, head: head, source: source, started: started) }
+                answer { self.stored(result, event: labels, head: head, source: source, started: started) }
             }
         }
     }
@@ -153,7 +156,7 @@ public final class Router: HTTPHandler {
     /// The answer to a verified event once its store finished: success only for a stored event (or a duplicate
     /// or conflict of one), 503 with Retry-After when it may not be durable.
     private func stored(
-        _ result: Result<StoreOutcome, StoreError>, event: Event, head: HTTPRequestHead, source: any CallbackSource,
+        _ result: Result<StoreOutcome, StoreError>, event: EventLabels, head: HTTPRequestHead, source: any CallbackSource,
         started: ContinuousClock.Instant
     ) -> HTTPResponse {
         switch result {
@@ -188,7 +191,7 @@ public final class Router: HTTPHandler {
     }
 
     private func log(
-        _ head: HTTPRequestHead, outcome: String, status: Int, level: Logger.Level, event: Event? = nil,
+        _ head: HTTPRequestHead, outcome: String, status: Int, level: Logger.Level, event: EventLabels? = nil,
         started: ContinuousClock.Instant? = nil, reason: String? = nil
     ) {
         // The metadata costs more than the request's signature check; build it only for a line that is written.
@@ -269,5 +272,20 @@ public final class Router: HTTPHandler {
         if let allow { headers.append((name: "Allow", value: allow)) }
         if retryAfter { headers.append((name: "Retry-After", value: "30")) }
         return HTTPResponse(status: status, contentType: "text/plain; charset=utf-8", body: body, headers: headers)
+    }
+}
+
+/// What the answer to a stored event reports of it: its metrics labels and the log line's fields.
+struct EventLabels: Sendable {
+    let source: String
+    let tenant: String
+    let id: String
+    let secretPosition: Int?
+
+    init(_ event: Event) {
+        source = event.source
+        tenant = event.tenant
+        id = event.id
+        secretPosition = event.secretPosition
     }
 }
