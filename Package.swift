@@ -86,6 +86,11 @@ let package = Package(
             name: "PayhookServer",
             dependencies: ["CPayhookShim", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookLock", "PayhookPostgres", "PayhookSpool", "PayhookStore", "PayhookUnified", "PayhookWeChat", "PayhookAlipay", "PayhookXxPay", "PayhookSpoolFormat", logging, prometheus]
         ),
+        // bench/tools/routerloop.sh: the router's own CPU per duplicate, without HTTP (bench/README.md).
+        .executableTarget(
+            name: "routerbench",
+            dependencies: ["PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookServer", "PayhookSpool", "PayhookSpoolFormat", "PayhookUnified", logging]
+        ),
         .executableTarget(
             name: "payhook",
             dependencies: ["PayhookServer", "PayhookTools", "PayhookConfig", "PayhookCore", "PayhookHTTP", "PayhookPostgres", "PayhookQueue", "PayhookSpoolFormat", "PayhookStore", "PayhookWeChat", argumentParser, logging]
