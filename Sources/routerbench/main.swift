@@ -6,8 +6,9 @@
 // exist yet; REQUESTS a file of unified callback targets, one per line (bench/.data/requests/unified-*.txt). The
 // first 100 are stored once through `Router.handle`, then answered as duplicates ROUNDS × 100 times (default
 // 1,000), five times over; it prints the median, fastest and slowest of the five, in microseconds of this thread's
-// CPU time per duplicate. Nothing else runs, so two builds compared this way differ by a few per cent at most from
-// run to run, where the server under wrk varies by ten (bench/tools/routerloop.sh alternates builds).
+// CPU time per duplicate. Nothing else runs, so back-to-back runs of one build differ by a few per cent, where the
+// server under wrk varies by ten; the machine's other load moves both builds alike (bench/tools/routerloop.sh
+// alternates them).
 import Foundation
 import Logging
 import PayhookConfig
