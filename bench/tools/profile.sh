@@ -20,11 +20,13 @@ requests=$repo/bench/.data/requests
 command -v perf >/dev/null || { echo "profile.sh: perf is not installed (linux-perf)" >&2; exit 1; }
 [ -x "$binary" ] || { echo "profile.sh: build first: swift build -c release" >&2; exit 1; }
 case $workload in
-  unique|dup) lines=$(ls "$requests"/unified-*.txt 2>/dev/null | head -1) ;;
-  wechat) lines=$(ls "$requests"/wechat-*.txt 2>/dev/null | head -1) ;;
+  unique|dup) sets=("$requests"/unified-*.txt) ;;
+  wechat) sets=("$requests"/wechat-*.txt) ;;
   *) echo "profile.sh: WORKLOAD must be unique, dup or wechat" >&2; exit 2 ;;
 esac
-[ -n "$lines" ] || { echo "profile.sh: no request sets in $requests: run make bench once" >&2; exit 1; }
+# A glob, not ls: under pipefail a failing ls would end the script before this message.
+[ -e "${sets[0]}" ] || { echo "profile.sh: no request sets in $requests: run make bench once" >&2; exit 1; }
+lines=${sets[0]}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/payhook-profile.XXXXXX")
 spool=$parent/payhook-profile.$$.$(date +%s)

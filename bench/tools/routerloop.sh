@@ -11,8 +11,10 @@ set -euo pipefail
 repeat=${1:-3}
 shift || true
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-lines=$(ls "$repo"/bench/.data/requests/unified-*.txt 2>/dev/null | head -1)
-[ -n "$lines" ] || { echo "routerloop.sh: no request sets in bench/.data/requests: run make bench once" >&2; exit 1; }
+# A glob, not ls: under pipefail a failing ls would end the script before this message.
+sets=("$repo"/bench/.data/requests/unified-*.txt)
+[ -e "${sets[0]}" ] || { echo "routerloop.sh: no request sets in bench/.data/requests: run make bench once" >&2; exit 1; }
+lines=${sets[0]}
 binaries=("$@")
 if [ ${#binaries[@]} -eq 0 ]; then
   (cd "$repo" && swift build -c release --product routerbench >&2)
