@@ -33,9 +33,6 @@ public final class Router: HTTPHandler {
         self.clock = clock
     }
 
-    /// The sources now in use.
-    public var sources: [String: any CallbackSource] { table.withLock { $0 } }
-
     /// The source serving `path`, looked up under the lock: copying the whole table out first would retain and
     /// release it for every request.
     func source(for path: String) -> (any CallbackSource)? {
