@@ -101,6 +101,9 @@ public struct Verdict: Sendable, Equatable {
     public var tenant: String?
     /// What the signature check learnt about the key the request named, for sources whose requests name one.
     public var signature = SignatureNotes()
+    /// When an accepted verdict holds for a byte-identical request too (``VerdictReuse``); nil when the source
+    /// does not say, and then every request is verified afresh.
+    public var reuse: VerdictReuse?
 
     public init(_ outcome: Outcome, source: String, tenant: String?) {
         self.outcome = outcome
@@ -119,6 +122,25 @@ public struct Verdict: Sendable, Equatable {
 
     public static func acknowledged(_ reason: String, source: String, tenant: String?) -> Verdict {
         Verdict(.acknowledged(reason), source: source, tenant: tenant)
+    }
+}
+
+/// The time window in which a byte-identical request would get the same accepted verdict again: the window of
+/// the source's time checks (a `payTime` neither too far ahead nor older than the replay window).
+///
+/// A retry is usually the same bytes as the delivery before it, and its signature check, parsing and field checks
+/// give the same answer again: they depend on the request's method, target, body and the source's
+/// ``CallbackSource/verdictHeaders`` only, and on the clock through the checks this window bounds. The router
+/// keeps the verdicts of requests it stored, to answer such a retry without repeating that work
+/// (docs/architecture.md, "Retries that are the same bytes").
+public struct VerdictReuse: Sendable, Equatable {
+    /// The earliest and latest clock readings (Unix milliseconds, inclusive) at which the time checks pass.
+    public var notBefore: Int64
+    public var notAfter: Int64
+
+    public init(notBefore: Int64, notAfter: Int64) {
+        self.notBefore = notBefore
+        self.notAfter = notAfter
     }
 }
 
@@ -157,10 +179,15 @@ public protocol CallbackSource: Sendable {
     var successAnswer: Answer { get }
     /// The answer for any failure; the sender retries after it.
     func failureAnswer(status: Int, reason: String) -> Answer
+    /// The header fields ``process(_:nowMilliseconds:)`` reads, by name: a reused verdict (``Verdict/reuse``)
+    /// needs their values to be the same too. A source that reads a header it does not name here must not
+    /// offer its verdicts for reuse.
+    var verdictHeaders: [String] { get }
 }
 
 extension CallbackSource {
     public var methods: [String] { [method] }
+    public var verdictHeaders: [String] { [] }
 }
 
 /// Bytes to send back, with their status.

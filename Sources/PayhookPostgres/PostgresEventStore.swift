@@ -110,9 +110,13 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     /// The same, answered from the writer thread once the batch committed: the caller's thread is not held
     /// (docs/architecture.md, "Waiting without a thread").
     public func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
+        store(event, fingerprint: event.fingerprint, completion: completion)
+    }
+
+    public func store(_ event: Event, fingerprint: String, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
         let id: [UInt8], values: [PGValue]
         do {
-            (id, values) = try statement(for: event)
+            (id, values) = try statement(for: event, fingerprint: fingerprint)
         } catch {
             completion(.failure(error))
             return
@@ -123,13 +127,13 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     }
 
     /// The store statement's key (the id's bytes, for the batch's lock order) and its parameters.
-    private func statement(for event: Event) throws(StoreError) -> ([UInt8], [PGValue]) {
+    private func statement(for event: Event, fingerprint: String? = nil) throws(StoreError) -> ([UInt8], [PGValue]) {
         guard let id = EventKey.bytes(event.id) else {
             throw StoreError("the event id is not 64 hex digits")
         }
         return (id, [
             .bytes(id), .text(event.dedupeKey.text), .text(event.source), .text(event.tenant), .text(event.orderRef),
-            .text(event.status), .text(String(event.amount)), .text(event.currency), .bytes(Array(event.fingerprint.utf8)),
+            .text(event.status), .text(String(event.amount)), .text(event.currency), .bytes(Array((fingerprint ?? event.fingerprint).utf8)),
             .bytes(event.jsonBytes()), .text(String(event.receivedAtMilliseconds)), .text(instance),
             .text(String(maxConflictsPerEvent)), .text(String(maxConflicts)),
         ])

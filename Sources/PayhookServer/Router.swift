@@ -15,7 +15,9 @@ public final class Router: HTTPHandler {
 
     /// The sources by path. SIGHUP replaces the whole table at once (``replaceSources(_:)``, docs/reload.md):
     /// each request reads it once, so a request in flight finishes with the sources it started with.
-    private let table: Locked<[String: any CallbackSource]>
+    private let table: Locked<(sources: [String: any CallbackSource], generation: UInt64)>
+    /// The accepted verdicts of recent requests, for retries that are the same bytes (``VerifiedRequests``).
+    let verified = VerifiedRequests()
     let store: any EventStore
     let logger: Logger
     let metrics: Metrics
@@ -26,7 +28,7 @@ public final class Router: HTTPHandler {
         sources: [String: any CallbackSource], store: any EventStore, logger: Logger, metrics: Metrics = Metrics(),
         clock: @escaping @Sendable () -> Int64 = Router.wallClock
     ) {
-        self.table = Locked(sources)
+        self.table = Locked((sources: sources, generation: 0))
         self.store = store
         self.logger = logger
         self.metrics = metrics
@@ -36,12 +38,22 @@ public final class Router: HTTPHandler {
     /// The source serving `path`, looked up under the lock: copying the whole table out first would retain and
     /// release it for every request.
     func source(for path: String) -> (any CallbackSource)? {
-        table.withLock { $0[path] }
+        table.withLock { $0.sources[path] }
     }
 
-    /// Swaps in a new table of sources: the next request uses it, requests in flight keep the old one.
+    /// ``source(for:)`` with the table's generation, which tells the verdicts its sources made from older ones.
+    private func route(_ path: String) -> (source: any CallbackSource, generation: UInt64)? {
+        table.withLock { table in table.sources[path].map { ($0, table.generation) } }
+    }
+
+    /// Swaps in a new table of sources: the next request uses it, requests in flight keep the old one. Verdicts
+    /// the old sources made are not reused: a reload may have changed a tenant's secrets or checks.
     public func replaceSources(_ sources: [String: any CallbackSource]) {
-        table.withLock { $0 = sources }
+        table.withLock { table in
+            table.sources = sources
+            table.generation &+= 1
+        }
+        verified.removeAll()
     }
 
     public static let wallClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
@@ -116,7 +128,7 @@ public final class Router: HTTPHandler {
             answer { response }
             return
         }
-        guard let source = source(for: head.path) else {
+        guard let (source, generation) = route(head.path) else {
             answer { Self.plain(404, "not found\n") }
             return
         }
@@ -125,9 +137,29 @@ public final class Router: HTTPHandler {
             method: head.method, target: head.target, query: head.query, headers: head.headers, body: request.body,
             remoteAddress: head.remoteAddress,
             receivedAtMilliseconds: Int64((head.receivedAt.timeIntervalSince1970 * 1000).rounded(.down)))
+        let now = clock()
+        let key = VerifiedRequests.Key(callback, headers: source.verdictHeaders)
         // The verdict carries its own labels (`Verdict` in Sources/PayhookCore/Source.swift): the request is
-        // parsed once, by the source, whatever the outcome.
-        let verdict = source.process(callback, nowMilliseconds: clock())
+        // parsed once, by the source, whatever the outcome. A retry that is the same bytes as a request accepted
+        // before gets that request's verdict, with its own arrival (docs/architecture.md, "Retries that are the
+        // same bytes"); the store decides again what the event is.
+        var verdict: Verdict
+        var fingerprint: String?
+        if let kept = verified.verdict(for: key, generation: generation, nowMilliseconds: now) {
+            var event = kept.event
+            event.receivedAtMilliseconds = callback.receivedAtMilliseconds
+            event.remoteAddress = callback.remoteAddress
+            verdict = .accepted(event)
+            verdict.signature = kept.signature
+            fingerprint = kept.fingerprint
+        } else {
+            verdict = source.process(callback, nowMilliseconds: now)
+            if case .accepted(let event) = verdict.outcome, let reuse = verdict.reuse {
+                let computed = event.fingerprint
+                verified.keep(key, event: event, fingerprint: computed, signature: verdict.signature, reuse: reuse, generation: generation)
+                fingerprint = computed
+            }
+        }
         metrics.signature(verdict.signature, source: source.kind, tenant: verdict.tenant ?? "")
         switch verdict.outcome {
         case .refused(let refusal):
@@ -144,7 +176,7 @@ public final class Router: HTTPHandler {
             // The answer's closures keep only what the answer reads of the event, not the event with all its
             // fields: they are made for every stored callback, duplicates included.
             let labels = EventLabels(event)
-            store.store(event) { [self] result in
+            store.store(event, fingerprint: fingerprint ?? event.fingerprint) { [self] result in
                 answer { self.stored(result, event: labels, head: head, source: source, started: started) }
             }
         }

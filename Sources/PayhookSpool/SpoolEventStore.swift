@@ -22,7 +22,10 @@ public struct SpoolEventStore: EventStore {
     /// Stores without holding the caller's thread while the disk works (``Spool/store(id:fingerprint:bytes:completion:)``):
     /// a duplicate is answered at once, anything that writes from one of the spool's store threads.
     public func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
-        let fingerprint = event.fingerprint
+        store(event, fingerprint: event.fingerprint, completion: completion)
+    }
+
+    public func store(_ event: Event, fingerprint: String, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
         // The duplicate first, before any closure captures the event: a retry storm is mostly duplicates.
         do {
             if try spool.isDurableDuplicate(id: event.id, fingerprint: fingerprint) {

@@ -20,6 +20,12 @@ public protocol EventStore: Sendable {
     /// thread is not held meanwhile. The default stores at once and calls `completion` before returning.
     func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void)
 
+    /// ``store(_:completion:)`` for a caller that holds the event's fingerprint already: `fingerprint` is
+    /// ``Event/fingerprint`` of this event, computed once for every retry that is the same bytes
+    /// (docs/architecture.md, "Retries that are the same bytes"). The default forwards to ``store(_:completion:)``,
+    /// which computes it again.
+    func store(_ event: Event, fingerprint: String, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void)
+
     /// Checks that a store would succeed now (for `/healthz`), without storing anything.
     func probe() throws(StoreError)
 
@@ -47,6 +53,10 @@ public protocol EventStore: Sendable {
 extension EventStore {
     public func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
         completion(Result { () throws(StoreError) in try store(event) })
+    }
+
+    public func store(_ event: Event, fingerprint: String, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
+        store(event, completion: completion)
     }
 }
 

@@ -101,7 +101,21 @@ public struct UnifiedSource: CallbackSource {
         )
         var verified = event
         verified.secretPosition = match.secretPosition
-        return .accepted(verified)
+        var verdict = Verdict.accepted(verified)
+        // The verdict depends on the query, the tenant's config and, through the `payTime` checks only, on the
+        // clock: a byte-identical retry gets it again while those checks pass (``VerdictReuse``).
+        if let payTime = values.payTime.flatMap(DecimalDigits.nonNegative) {
+            verdict.reuse = Self.reuseWindow(payTime: payTime, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
+        }
+        return verdict
+    }
+
+    /// The clock readings at which ``UnifiedFields/check(_:nowMilliseconds:maxAgeMilliseconds:)`` passes for this
+    /// `payTime`: from `payTimeFutureSlackMilliseconds` before it to `maxAgeMilliseconds` after it, both inclusive.
+    static func reuseWindow(payTime: Int64, maxAgeMilliseconds: Int64) -> VerdictReuse {
+        let (notBefore, under) = payTime.subtractingReportingOverflow(UnifiedFields.payTimeFutureSlackMilliseconds)
+        let (notAfter, over) = payTime.addingReportingOverflow(maxAgeMilliseconds)
+        return VerdictReuse(notBefore: under ? .min : notBefore, notAfter: over ? .max : notAfter)
     }
 
     /// The checks against moved values that the dedupe key depends on (README, "The weakness of

@@ -53,6 +53,31 @@ import Testing
         return nil
     }
 
+    /// The window a verdict offers for reuse is exactly the clock readings at which the same request is
+    /// accepted: one millisecond outside it at either end, it is refused (docs/architecture.md, "Retries that are
+    /// the same bytes").
+    @Test func theReuseWindowIsWhereTheTimeChecksPass() throws {
+        let maxAge: Int64 = 3 * 86_400_000
+        let source = UnifiedSource(path: "/n", tenants: [Self.tenant], maxCallbackAgeMilliseconds: maxAge)
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            let payTime = Int64.random(in: UnifiedFields.earliestPayTime...4_000_000_000_000, using: &generator)
+            let query = Self.signed(Self.good.map { $0.0 == "payTime" ? ($0.0, String(payTime)) : $0 })
+            let first = source.process(Self.request(query), nowMilliseconds: payTime)
+            let window = try #require(first.reuse)
+            #expect(window.notBefore == payTime - UnifiedFields.payTimeFutureSlackMilliseconds)
+            #expect(window.notAfter == payTime + maxAge)
+            for now in [window.notBefore - 1, window.notBefore, window.notAfter, window.notAfter + 1]
+                + (0..<4).map({ _ in Int64.random(in: window.notBefore - 1000...window.notAfter + 1000, using: &generator) }) {
+                let outcome = source.process(Self.request(query), nowMilliseconds: now).outcome
+                let accepted = if case .accepted = outcome { true } else { false }
+                #expect(accepted == (window.notBefore <= now && now <= window.notAfter), "payTime \(payTime), now \(now)")
+            }
+        }
+        // A refusal offers nothing.
+        #expect(source.process(Self.request(Self.signed(Self.good, secret: "wrong")), nowMilliseconds: 1_763_700_000_000).reuse == nil)
+    }
+
     @Test func u4CallbackIsAccepted() throws {
         let verdict = Self.process(UnifiedSigningTests.u4Query)
         guard case .accepted(let event) = verdict else {
