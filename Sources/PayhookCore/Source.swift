@@ -179,15 +179,19 @@ public protocol CallbackSource: Sendable {
     var successAnswer: Answer { get }
     /// The answer for any failure; the sender retries after it.
     func failureAnswer(status: Int, reason: String) -> Answer
-    /// The header fields ``process(_:nowMilliseconds:)`` reads, by name: a reused verdict (``Verdict/reuse``)
-    /// needs their values to be the same too. A source that reads a header it does not name here must not
-    /// offer its verdicts for reuse.
-    var verdictHeaders: [String] { get }
+    /// The header fields ``process(_:nowMilliseconds:)`` reads, by name, when the source offers its accepted
+    /// verdicts for reuse (``Verdict/reuse``): a retry gets a kept verdict only when their values are the same
+    /// too. nil (the default) when it never offers reuse, so the router keeps nothing for its requests.
+    ///
+    /// A source that offers reuse promises that its verdict, and the event in it apart from the arrival time and
+    /// address the router sets, depend on the request's method, target, body and these headers only, and on the
+    /// clock only within the window it states.
+    var verdictHeaders: [String]? { get }
 }
 
 extension CallbackSource {
     public var methods: [String] { [method] }
-    public var verdictHeaders: [String] { [] }
+    public var verdictHeaders: [String]? { nil }
 }
 
 /// Bytes to send back, with their status.

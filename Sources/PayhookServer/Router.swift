@@ -138,28 +138,21 @@ public final class Router: HTTPHandler {
             remoteAddress: head.remoteAddress,
             receivedAtMilliseconds: Int64((head.receivedAt.timeIntervalSince1970 * 1000).rounded(.down)))
         let now = clock()
-        let key = VerifiedRequests.Key(callback, headers: source.verdictHeaders)
-        // The verdict carries its own labels (`Verdict` in Sources/PayhookCore/Source.swift): the request is
-        // parsed once, by the source, whatever the outcome. A retry that is the same bytes as a request accepted
-        // before gets that request's verdict, with its own arrival (docs/architecture.md, "Retries that are the
-        // same bytes"); the store decides again what the event is.
-        var verdict: Verdict
-        var fingerprint: String?
-        if let kept = verified.verdict(for: key, generation: generation, nowMilliseconds: now) {
-            var event = kept.event
-            event.receivedAtMilliseconds = callback.receivedAtMilliseconds
-            event.remoteAddress = callback.remoteAddress
-            verdict = .accepted(event)
-            verdict.signature = kept.signature
-            fingerprint = kept.fingerprint
-        } else {
-            verdict = source.process(callback, nowMilliseconds: now)
-            if case .accepted(let event) = verdict.outcome, let reuse = verdict.reuse {
-                let computed = event.fingerprint
-                verified.keep(key, event: event, fingerprint: computed, signature: verdict.signature, reuse: reuse, generation: generation)
-                fingerprint = computed
-            }
+        let key = source.verdictHeaders.map { VerifiedRequests.Key(callback, headers: $0) }
+        // A retry that is the same bytes as a request found to be a duplicate before, whose event the store
+        // still holds durably with the same fingerprint, is answered as a duplicate again without being parsed
+        // and verified again (docs/architecture.md, "Retries that are the same bytes"). Anything else goes the
+        // usual way.
+        if let key, let kept = verified.verdict(for: key, generation: generation, nowMilliseconds: now),
+            store.isStoredDuplicate(id: kept.labels.id, fingerprint: kept.fingerprint)
+        {
+            metrics.signature(kept.signature, source: source.kind, tenant: kept.labels.tenant)
+            answer { [self] in stored(.success(.duplicate), event: kept.labels, head: head, source: source, started: started) }
+            return
         }
+        // The verdict carries its own labels (`Verdict` in Sources/PayhookCore/Source.swift): the request is
+        // parsed once, by the source, whatever the outcome.
+        let verdict = source.process(callback, nowMilliseconds: now)
         metrics.signature(verdict.signature, source: source.kind, tenant: verdict.tenant ?? "")
         switch verdict.outcome {
         case .refused(let refusal):
@@ -176,7 +169,18 @@ public final class Router: HTTPHandler {
             // The answer's closures keep only what the answer reads of the event, not the event with all its
             // fields: they are made for every stored callback, duplicates included.
             let labels = EventLabels(event)
-            store.store(event, fingerprint: fingerprint ?? event.fingerprint) { [self] result in
+            let fingerprint = event.fingerprint
+            // A verdict is kept once its request proved to be a retry, so that callbacks sent once cost the
+            // table nothing.
+            let keep = key.flatMap { key in
+                verdict.reuse.map { (key: key, reuse: $0, signature: verdict.signature) }
+            }
+            store.store(event, fingerprint: fingerprint) { [self] result in
+                if let keep, case .success(.duplicate) = result {
+                    verified.keep(
+                        keep.key, labels: labels, fingerprint: fingerprint, signature: keep.signature, reuse: keep.reuse,
+                        generation: generation)
+                }
                 answer { self.stored(result, event: labels, head: head, source: source, started: started) }
             }
         }

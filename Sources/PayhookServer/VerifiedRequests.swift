@@ -7,14 +7,16 @@ import Glibc
 import Darwin
 #endif
 
-/// The accepted verdicts of recent requests, by the request's exact bytes, so that a retry that is the same bytes
-/// is not parsed, verified and checked again (docs/architecture.md, "Retries that are the same bytes").
+/// The verdicts of recent requests that proved to be retries, by the request's exact bytes, so that the next
+/// retry that is the same bytes is answered as a duplicate without being parsed, verified and checked again
+/// (docs/architecture.md, "Retries that are the same bytes").
 ///
-/// A verdict is kept only when its source offered it for reuse (``Verdict/reuse``), and given back only for a
-/// request with the same method, target, body and named headers, byte for byte, while the clock is inside the
-/// verdict's window, and only while the router still serves the sources it came from (`generation`: a reload
-/// starts afresh). What the store then makes of the event (stored, duplicate, conflict) is decided again each
-/// time, as for any verified event.
+/// A verdict is kept only when its source offered it for reuse (``Verdict/reuse``) and the store answered its
+/// request as a duplicate. It is given back only for a request with the same method, target, body and named
+/// headers, byte for byte, while the clock is inside the verdict's window, and only while the router still
+/// serves the sources it came from (`generation`: a reload starts afresh). Even then it only answers a retry
+/// whose event the store holds durably with the same fingerprint (``EventStore/isStoredDuplicate(id:fingerprint:)``);
+/// otherwise the request is verified and stored as any other.
 ///
 /// The table is keyed by Swift's `Hasher`, which is seeded at random in each process, so a sender cannot aim
 /// requests at one bucket; the bytes are compared in full only when the hashes match.
@@ -22,7 +24,7 @@ final class VerifiedRequests: Sendable {
     /// At most this many verdicts, and about this many bytes of them; past either, the table starts afresh. A
     /// retry storm then refills it within one round of retries.
     static let maxEntries = 4096
-    static let maxBytes = 16 << 20
+    static let maxBytes = 8 << 20
 
     /// One request's bytes as the table's key: each part behind its length, so no two requests share a key.
     struct Key: Hashable, Sendable {
@@ -64,15 +66,25 @@ final class VerifiedRequests: Sendable {
         }
     }
 
-    /// A kept verdict: the event as its first request made it, its fingerprint (``Event/fingerprint``, computed
-    /// once), what its signature check learnt, and when it holds.
-    struct Entry: Sendable {
-        let event: Event
+    /// A kept verdict, reduced to what answering a duplicate needs: the event's labels and fingerprint
+    /// (``Event/fingerprint``), what its signature check learnt, and when it holds. A class, so that a lookup
+    /// hands out one reference: the listener threads on every core touch the reference counts of what it holds.
+    final class Entry: Sendable {
+        let labels: EventLabels
         let fingerprint: String
         let signature: SignatureNotes
         let reuse: VerdictReuse
         let generation: UInt64
         let size: Int
+
+        init(labels: EventLabels, fingerprint: String, signature: SignatureNotes, reuse: VerdictReuse, generation: UInt64, size: Int) {
+            self.labels = labels
+            self.fingerprint = fingerprint
+            self.signature = signature
+            self.reuse = reuse
+            self.generation = generation
+            self.size = size
+        }
     }
 
     private struct Table {
@@ -96,15 +108,13 @@ final class VerifiedRequests: Sendable {
         }
     }
 
-    /// Keeps an accepted verdict that its source offered for reuse.
+    /// Keeps the verdict of a request the store found to be a duplicate, which its source offered for reuse.
     func keep(
-        _ key: Key, event: Event, fingerprint: String, signature: SignatureNotes, reuse: VerdictReuse, generation: UInt64
+        _ key: Key, labels: EventLabels, fingerprint: String, signature: SignatureNotes, reuse: VerdictReuse, generation: UInt64
     ) {
-        // What the entry holds, roughly: the key, the event's copy of the target and body, its fields, its
-        // fingerprint (their names and values again) and its labels.
-        let size = key.bytes.count * 4 + event.fields.count * 64 + 512
-        let entry = Entry(
-            event: event, fingerprint: fingerprint, signature: signature, reuse: reuse, generation: generation, size: size)
+        // What the entry holds, roughly: the key, the fingerprint, the labels and the table's own overhead.
+        let size = key.bytes.count + fingerprint.utf8.count + labels.tenant.utf8.count + 320
+        let entry = Entry(labels: labels, fingerprint: fingerprint, signature: signature, reuse: reuse, generation: generation, size: size)
         table.withLock { table in
             if let old = table.entries.updateValue(entry, forKey: key) {
                 table.bytes -= old.size

@@ -41,6 +41,12 @@ public struct SpoolEventStore: EventStore {
         }
     }
 
+    /// The ledger entry is durable with this fingerprint (one stat(2), ``Spool/isDurableDuplicate(id:fingerprint:)``);
+    /// an error there (an unhealthy or closed spool) is left for the store that follows to report.
+    public func isStoredDuplicate(id: String, fingerprint: String) -> Bool {
+        (try? spool.isDurableDuplicate(id: id, fingerprint: fingerprint)) ?? false
+    }
+
     public func probe() throws(StoreError) {
         do {
             try spool.probe()

@@ -21,10 +21,17 @@ public protocol EventStore: Sendable {
     func store(_ event: Event, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void)
 
     /// ``store(_:completion:)`` for a caller that holds the event's fingerprint already: `fingerprint` is
-    /// ``Event/fingerprint`` of this event, computed once for every retry that is the same bytes
-    /// (docs/architecture.md, "Retries that are the same bytes"). The default forwards to ``store(_:completion:)``,
-    /// which computes it again.
+    /// ``Event/fingerprint`` of this event, which the router computes once, for the store and for the verdict it
+    /// may keep (docs/architecture.md, "Retries that are the same bytes"). The default forwards to
+    /// ``store(_:completion:)``, which computes it again.
     func store(_ event: Event, fingerprint: String, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void)
+
+    /// Whether an event with this id and fingerprint is stored already, durably, as far as the store can tell at
+    /// once without writing or waiting: the router then answers a retry it verified before as a duplicate
+    /// without making its event again (docs/architecture.md, "Retries that are the same bytes"). false when the
+    /// store cannot tell at once or at all (unhealthy, closed): the caller then stores the event as usual, which
+    /// gives the outcome, or the error, for certain. The default is false.
+    func isStoredDuplicate(id: String, fingerprint: String) -> Bool
 
     /// Checks that a store would succeed now (for `/healthz`), without storing anything.
     func probe() throws(StoreError)
@@ -58,6 +65,8 @@ extension EventStore {
     public func store(_ event: Event, fingerprint: String, completion: @escaping @Sendable (Result<StoreOutcome, StoreError>) -> Void) {
         store(event, completion: completion)
     }
+
+    public func isStoredDuplicate(id: String, fingerprint: String) -> Bool { false }
 }
 
 /// The caps on audit copies of conflicting variants, the same for every store: a flood of validly signed variants

@@ -34,6 +34,9 @@ public struct UnifiedSource: CallbackSource {
 
     public var kind: String { Self.sourceName }
 
+    /// Its verdicts are offered for reuse (``Verdict/reuse``), and read no header field.
+    public var verdictHeaders: [String]? { [] }
+
     /// The platform treats the body `success` as processed and anything else as a failure (docs/protocols.md §2.1).
     public var successAnswer: Answer {
         .text(200, "success")

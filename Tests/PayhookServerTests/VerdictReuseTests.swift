@@ -4,12 +4,16 @@ import PayhookCore
 import PayhookHTTP
 import PayhookLock
 @testable import PayhookServer
+@_spi(Testing) import PayhookSpool
+import PayhookSpoolFormat
+import PayhookTestSupport
 import PayhookStore
 import PayhookUnified
 import Testing
 
-/// A retry that is the same bytes as a request accepted before gets that request's verdict without being parsed
-/// and verified again (docs/architecture.md, "Retries that are the same bytes"), and nothing else does.
+/// A retry that is the same bytes as an earlier retry, whose event the store holds, is answered as a duplicate
+/// without being parsed and verified again (docs/architecture.md, "Retries that are the same bytes"), and
+/// nothing else is.
 @Suite struct VerdictReuseTests {
     static let secret = "reuse-secret-3c9d"
     static let path = "/notify/unified"
@@ -24,7 +28,7 @@ import Testing
         var kind: String { wrapped.kind }
         var method: String { wrapped.method }
         var methods: [String] { wrapped.methods }
-        var verdictHeaders: [String] { wrapped.verdictHeaders }
+        var verdictHeaders: [String]? { wrapped.verdictHeaders }
         var successAnswer: Answer { wrapped.successAnswer }
         func failureAnswer(status: Int, reason: String) -> Answer { wrapped.failureAnswer(status: status, reason: reason) }
         func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
@@ -35,12 +39,13 @@ import Testing
     }
 
     /// A made-up source whose verdict reads the `X-Tag` header and the body: it accepts anything, offering reuse
-    /// for the whole window it is given, unless `offer` is false.
+    /// for all time, unless `offer` is false (then it names no headers either, as a source that never offers
+    /// reuse does).
     struct Tagged: CallbackSource {
         var offer = true
         var kind: String { "tagged" }
         var method: String { "POST" }
-        var verdictHeaders: [String] { ["X-Tag"] }
+        var verdictHeaders: [String]? { offer ? ["X-Tag"] : nil }
         var successAnswer: Answer { .text(200, "ok") }
         func failureAnswer(status: Int, reason: String) -> Answer { .text(status, "no") }
         func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
@@ -63,7 +68,17 @@ import Testing
     /// event's own.
     final class Recording: EventStore, @unchecked Sendable {
         struct Stored { let event: Event; let fingerprint: String }
-        let state = Locked((fingerprints: [String: String](), given: [Stored]()))
+        let state = Locked((fingerprints: [String: String](), given: [Stored](), asked: 0))
+        /// Whether it tells a duplicate at once (``EventStore/isStoredDuplicate(id:fingerprint:)``), as the spool does.
+        var answersAtOnce = false
+
+        func isStoredDuplicate(id: String, fingerprint: String) -> Bool {
+            guard answersAtOnce else { return false }
+            return state.withLock { state in
+                state.asked += 1
+                return state.fingerprints[id] == fingerprint
+            }
+        }
 
         func store(_ event: Event) throws(StoreError) -> StoreOutcome {
             record(event, fingerprint: event.fingerprint)
@@ -85,6 +100,7 @@ import Testing
         }
 
         var given: [Stored] { state.withLock { $0.given } }
+        var asked: Int { state.withLock { $0.asked } }
         func probe() throws(StoreError) {}
         var unhealthyReason: String? { nil }
         func counts() -> StoreCounts { StoreCounts() }
@@ -99,11 +115,19 @@ import Testing
         let store = Recording()
         let clock = Locked(VerdictReuseTests.payTime)
 
-        init(_ sources: [String: any CallbackSource]) {
+        init(_ sources: [String: any CallbackSource], answersAtOnce: Bool = true) {
             var logger = Logger(label: "reuse-test")
             logger.logLevel = .critical
             let clock = self.clock
+            store.answersAtOnce = answersAtOnce
             router = Router(sources: sources, store: store, logger: logger, clock: { clock.withLock { $0 } })
+        }
+
+        /// The value of `payhook_requests_total` for one outcome on the unified source's tenant `demo`.
+        func requests(_ outcome: String) -> Int {
+            let prefix = "payhook_requests_total{source=\"unified\",tenant=\"demo\",outcome=\"\(outcome)\"} "
+            let line = router.metrics.render().split(separator: "\n").first { $0.hasPrefix(prefix) }
+            return line.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
         }
 
         func set(_ now: Int64) { clock.withLock { $0 = now } }
@@ -140,57 +164,134 @@ import Testing
 
     static func text(_ response: HTTPResponse) -> String { String(decoding: response.body, as: UTF8.self) }
 
-    @Test func aRetryOfTheSameBytesIsNotVerifiedAgainAndCarriesItsOwnArrival() throws {
+    /// The first delivery is stored and the second found a duplicate, both verified; from the third on, the
+    /// kept verdict answers, with the same answer, log outcome and metrics as a verified duplicate.
+    @Test func aRetryOfAStoredEventIsAnsweredWithoutVerifyingItAgain() throws {
         let source = Counting(Self.unified())
         let rig = Rig([Self.path: source])
         let target = Self.target("r-1")
         #expect(Self.text(rig.send(target)) == "success")
-        #expect(source.count == 1)
-        let retry = rig.send(target, from: "10.0.0.9", at: 1_767_225_700.25)
-        #expect(retry.status == 200 && Self.text(retry) == "success")
-        #expect(source.count == 1, "the retry was parsed and verified again")
+        #expect(rig.router.verified.count == 0, "a callback sent once is kept")
+        #expect(Self.text(rig.send(target)) == "success")
+        #expect(source.count == 2)
+        #expect(rig.router.verified.count == 1)
+        for _ in 0..<3 {
+            let retry = rig.send(target, from: "10.0.0.9")
+            #expect(retry.status == 200 && Self.text(retry) == "success")
+        }
+        #expect(source.count == 2, "a retry was parsed and verified again")
+        #expect(rig.store.given.count == 2, "a duplicate the store knew at once reached its store call")
+        #expect(rig.store.asked == 3)
+        #expect(rig.requests("accepted") == 1)
+        #expect(rig.requests("duplicate") == 4)
+        #expect(rig.router.metrics.render().contains(
+            "payhook_verified_secret_position_total{source=\"unified\",tenant=\"demo\",position=\"1\"} 5"))
+        // The fingerprint handed to the store with each event is the event's own.
+        for stored in rig.store.given { #expect(stored.fingerprint == stored.event.fingerprint) }
+    }
 
-        let given = rig.store.given
-        try #require(given.count == 2)
-        // The retry's event is what verifying it would have made: the same event, with its own arrival.
-        let fresh = try #require({ if case .accepted(let e) = Self.unified().process(
-            CallbackRequest(method: "GET", target: target, query: String(target.split(separator: "?", maxSplits: 1)[1]),
-                            body: [], remoteAddress: "10.0.0.9", receivedAtMilliseconds: 1_767_225_700_250),
-            nowMilliseconds: Self.payTime).outcome { return e } else { return nil } }())
-        #expect(given[1].event == fresh)
-        #expect(given[1].event.remoteAddress == "10.0.0.9")
-        #expect(given[1].event.receivedAtMilliseconds == 1_767_225_700_250)
-        #expect(given[0].event.remoteAddress == "127.0.0.1")
-        // The fingerprint handed over with it is the event's own.
-        for stored in given { #expect(stored.fingerprint == stored.event.fingerprint) }
+    /// Where the store cannot tell a duplicate at once (the database store), every request is verified.
+    @Test func aStoreThatCannotTellAtOnceGetsEveryRequestVerified() {
+        let source = Counting(Self.unified())
+        let rig = Rig([Self.path: source], answersAtOnce: false)
+        let target = Self.target("r-2")
+        for _ in 0..<4 { #expect(Self.text(rig.send(target)) == "success") }
+        #expect(source.count == 4)
+        #expect(rig.store.given.count == 4)
+        #expect(rig.requests("duplicate") == 3)
+    }
+
+    /// A kept verdict whose event the store now holds with another fingerprint (another variant stored first)
+    /// is not a duplicate there: the request is verified and stored, and the conflict answered as one.
+    @Test func aKeptVerdictTheStoreDoesNotConfirmGoesTheUsualWay() {
+        let source = Counting(Self.unified())
+        let rig = Rig([Self.path: source])
+        let target = Self.target("r-3")
+        for _ in 0..<2 { #expect(Self.text(rig.send(target)) == "success") }
+        let id = rig.store.given[0].event.id
+        rig.store.state.withLock { $0.fingerprints[id] = "another" }
+        #expect(Self.text(rig.send(target)) == "success")
+        #expect(source.count == 3)
+        #expect(rig.store.given.count == 3)
+        #expect(rig.requests("conflict_dropped") == 1)
+    }
+
+    /// The spool tells a duplicate at once only when its ledger entry is durable with the same fingerprint;
+    /// in every other case, errors included, it says false and leaves the answer to its store.
+    @Test func theSpoolTellsADuplicateOnlyWhenItIsDurable() throws {
+        let dir = try TemporaryDirectory()
+        let spool = try Spool(
+            directory: dir.file("spool"), inspector: EventFileInspector.payhook,
+            logger: Logger(label: "reuse-test") { _ in SwiftLogNoOpLogHandler() })
+        let store = SpoolEventStore(spool)
+        func event(_ key: String, money: String = "100") throws -> Event {
+            let target = Self.target(key, money: money)
+            let request = CallbackRequest(
+                method: "GET", target: target, query: String(target.split(separator: "?", maxSplits: 1)[1]), body: [],
+                remoteAddress: "127.0.0.1", receivedAtMilliseconds: Self.payTime)
+            guard case .accepted(let event) = Self.unified().process(request, nowMilliseconds: Self.payTime).outcome else {
+                throw Failure("not accepted")
+            }
+            return event
+        }
+        let first = try event("s-1")
+        #expect(!store.isStoredDuplicate(id: first.id, fingerprint: first.fingerprint))
+        #expect(try store.store(first) == .stored)
+        #expect(store.isStoredDuplicate(id: first.id, fingerprint: first.fingerprint))
+        let other = try event("s-1", money: "200")
+        #expect(other.id == first.id)
+        #expect(!store.isStoredDuplicate(id: other.id, fingerprint: other.fingerprint))
+
+        // While a store of an id is in flight, its retry is not known at once.
+        spool.suspendCommits()
+        let second = try event("s-2")
+        let done = Handoff<Result<StoreOutcome, StoreError>>()
+        store.store(second) { done.give($0) }
+        #expect(!store.isStoredDuplicate(id: second.id, fingerprint: second.fingerprint))
+        spool.resumeCommits()
+        #expect(try done.wait().get() == .stored)
+        #expect(store.isStoredDuplicate(id: second.id, fingerprint: second.fingerprint))
+
+        // A closed spool answers false, not an error or a crash: the store call that follows reports it.
+        store.close()
+        #expect(!store.isStoredDuplicate(id: first.id, fingerprint: first.fingerprint))
+        #expect(throws: StoreError.self) { try store.store(first) }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
     }
 
     @Test func anyOtherBytesAreVerifiedAfresh() throws {
         let source = Counting(Self.unified())
         let rig = Rig([Self.path: source])
-        let target = Self.target("r-2")
-        #expect(Self.text(rig.send(target)) == "success")
+        let target = Self.target("r-4")
+        for _ in 0..<2 { #expect(Self.text(rig.send(target)) == "success") }
+        #expect(source.count == 2)
         // A forged variant (another amount under the old sign) is checked, and refused.
         let forged = target.replacingOccurrences(of: "money=100", with: "money=999")
-        #expect(rig.send(forged).status == 401)
-        #expect(source.count == 2)
-        // The sign in uppercase is another string of bytes: verified again, and valid.
+        for _ in 0..<2 { #expect(rig.send(forged).status == 401) }
+        #expect(source.count == 4)
+        // The sign in uppercase is another string of bytes: verified again, valid, and a duplicate of the
+        // stored event already, so its verdict is kept from then on.
         let sign = String(target.split(separator: "sign=")[1])
         let upper = target.replacingOccurrences(of: sign, with: sign.uppercased())
         #expect(Self.text(rig.send(upper)) == "success")
-        #expect(source.count == 3)
+        #expect(source.count == 5)
         // A body on the GET is part of the request too.
         #expect(Self.text(rig.send(target, body: "x")) == "success")
-        #expect(source.count == 4)
-        // The original is still served from its kept verdict.
+        #expect(source.count == 6)
+        // The original and its uppercase twin are answered from their kept verdicts.
         #expect(Self.text(rig.send(target)) == "success")
-        #expect(source.count == 4)
+        #expect(Self.text(rig.send(upper)) == "success")
+        #expect(source.count == 6)
     }
 
     @Test func refusalsAreNeverKept() {
         let source = Counting(Self.unified())
         let rig = Rig([Self.path: source])
-        let forged = Self.target("r-3", secret: "not-the-secret")
+        let forged = Self.target("r-5", secret: "not-the-secret")
         for _ in 0..<3 { #expect(rig.send(forged).status == 401) }
         #expect(source.count == 3)
         #expect(rig.router.verified.count == 0)
@@ -199,30 +300,35 @@ import Testing
     @Test func theReplayWindowStillEndsAtItsOwnTime() {
         let source = Counting(Self.unified())
         let rig = Rig([Self.path: source])
-        let target = Self.target("r-4")
-        #expect(Self.text(rig.send(target)) == "success")
+        let target = Self.target("r-6")
+        for _ in 0..<2 { #expect(Self.text(rig.send(target)) == "success") }
         // Last millisecond of the window: still the kept verdict.
         rig.set(Self.payTime + Self.maxAge)
         #expect(Self.text(rig.send(target)) == "success")
-        #expect(source.count == 1)
+        #expect(source.count == 2)
         // One past it: verified again, and refused as too old, as it would be without the kept verdict.
         rig.set(Self.payTime + Self.maxAge + 1)
         #expect(rig.send(target).status == 400)
-        #expect(source.count == 2)
-        // A clock stepped back before the window's start (payTime more than a day ahead) is refused too.
+        #expect(source.count == 3)
+        // The refusal dropped the kept verdict: back inside the window, the next retry is verified and kept again.
         rig.set(Self.payTime)
+        for _ in 0..<2 { #expect(Self.text(rig.send(target)) == "success") }
+        #expect(source.count == 4)
+        // Before the window's start (a clock stepped back, payTime more than a day ahead): refused too.
+        rig.set(Self.payTime - UnifiedFields.payTimeFutureSlackMilliseconds)
         #expect(Self.text(rig.send(target)) == "success")
+        #expect(source.count == 4)
         rig.set(Self.payTime - UnifiedFields.payTimeFutureSlackMilliseconds - 1)
         #expect(rig.send(target).status == 400)
+        #expect(source.count == 5)
     }
 
     @Test func aReloadForgetsTheKeptVerdicts() {
         let old = Counting(Self.unified(secrets: [Self.secret]))
         let rig = Rig([Self.path: old])
-        let target = Self.target("r-5")
-        #expect(Self.text(rig.send(target)) == "success")
-        #expect(Self.text(rig.send(target)) == "success")
-        #expect(old.count == 1)
+        let target = Self.target("r-7")
+        for _ in 0..<3 { #expect(Self.text(rig.send(target)) == "success") }
+        #expect(old.count == 2)
         // The secret is rotated away: the same bytes must now fail verification.
         let rotated = Counting(Self.unified(secrets: ["a-new-secret"]))
         rig.router.replaceSources([Self.path: rotated])
@@ -230,40 +336,47 @@ import Testing
         #expect(rotated.count == 1)
     }
 
+    static let sampleLabels = EventLabels(Event(
+        id: "e", source: "s", tenant: "t", orderRef: "", status: "", amount: 0, currency: "",
+        dedupeKey: DedupeKey(source: "s", parts: []), verifiedWith: "", receivedAtMilliseconds: 0, remoteAddress: "",
+        fields: [], raw: Event.RawRequest(method: "GET", target: "/", body: "")))
+
+    static func key(_ target: String) -> VerifiedRequests.Key {
+        VerifiedRequests.Key(
+            CallbackRequest(method: "GET", target: target, query: nil, body: [], remoteAddress: "", receivedAtMilliseconds: 0),
+            headers: [])
+    }
+
     @Test func aVerdictFromBeforeAReloadIsNotKeptAfterIt() {
         let rig = Rig([Self.path: Self.unified()])
-        let key = VerifiedRequests.Key(
-            CallbackRequest(method: "GET", target: "/x", query: nil, body: [], remoteAddress: "", receivedAtMilliseconds: 0),
-            headers: [])
-        let verdict = Tagged().process(
-            CallbackRequest(method: "GET", target: "/x", query: nil, body: [], remoteAddress: "", receivedAtMilliseconds: 0),
-            nowMilliseconds: 0)
-        guard case .accepted(let event) = verdict.outcome else { Issue.record("not accepted"); return }
         // A request that started before the reload keeps its verdict under the old generation…
         rig.router.verified.keep(
-            key, event: event, fingerprint: event.fingerprint, signature: SignatureNotes(),
+            Self.key("/x"), labels: Self.sampleLabels, fingerprint: "f", signature: SignatureNotes(),
             reuse: VerdictReuse(notBefore: .min, notAfter: .max), generation: 0)
         rig.router.replaceSources([Self.path: Self.unified()])
         // …which the new generation does not take, and drops.
-        #expect(rig.router.verified.verdict(for: key, generation: 1, nowMilliseconds: 0) == nil)
+        #expect(rig.router.verified.verdict(for: Self.key("/x"), generation: 1, nowMilliseconds: 0) == nil)
         #expect(rig.router.verified.count == 0)
     }
 
     @Test func theHeadersASourceReadsArePartOfTheRequest() {
         let source = Counting(Tagged())
         let rig = Rig(["/t": source])
-        #expect(Self.text(rig.send("/t", method: "POST", headers: [(name: "X-Tag", value: "a")], body: "b")) == "ok")
-        #expect(Self.text(rig.send("/t", method: "POST", headers: [(name: "x-tag", value: "a"), (name: "User-Agent", value: "z")], body: "b")) == "ok")
-        #expect(source.count == 1, "the same tag under another spelling of its name, and another unread header")
-        #expect(Self.text(rig.send("/t", method: "POST", headers: [(name: "X-Tag", value: "c")], body: "b")) == "ok")
+        func send(_ headers: [(name: String, value: String)], _ body: String) {
+            #expect(Self.text(rig.send("/t", method: "POST", headers: headers, body: body)) == "ok")
+        }
+        for _ in 0..<2 { send([(name: "X-Tag", value: "a")], "b") }
         #expect(source.count == 2)
-        #expect(Self.text(rig.send("/t", method: "POST", headers: [(name: "X-Tag", value: "a"), (name: "X-Tag", value: "a")], body: "b")) == "ok")
-        #expect(source.count == 3, "a repeated header is another request")
+        send([(name: "x-tag", value: "a"), (name: "User-Agent", value: "z")], "b")
+        #expect(source.count == 2, "the same tag under another spelling of its name, and another unread header")
+        send([(name: "X-Tag", value: "c")], "b")
+        #expect(source.count == 3)
+        send([(name: "X-Tag", value: "a"), (name: "X-Tag", value: "a")], "b")
+        #expect(source.count == 4, "a repeated header is another request")
         // Parts are length-delimited: the tag "ab" with an empty body is not the tag "a" with the body "b".
-        #expect(Self.text(rig.send("/t", method: "POST", headers: [(name: "X-Tag", value: "ab")], body: "")) == "ok")
-        #expect(source.count == 4)
-        let given = rig.store.given.map(\.event.status)
-        #expect(given == ["a", "a", "c", "a,a", "ab"])
+        send([(name: "X-Tag", value: "ab")], "")
+        #expect(source.count == 5)
+        #expect(rig.store.given.map(\.event.status) == ["a", "a", "c", "a,a", "ab"])
     }
 
     @Test func aSourceThatOffersNoReuseIsVerifiedEveryTime() {
@@ -276,31 +389,22 @@ import Testing
 
     @Test func theTableIsBounded() {
         let verified = VerifiedRequests()
-        let event = Event(
-            id: "e", source: "s", tenant: "t", orderRef: "", status: "", amount: 0, currency: "", dedupeKey: DedupeKey(source: "s", parts: []),
-            verifiedWith: "", receivedAtMilliseconds: 0, remoteAddress: "", fields: [], raw: Event.RawRequest(method: "GET", target: "/", body: ""))
-        func key(_ n: Int, size: Int = 0) -> VerifiedRequests.Key {
-            VerifiedRequests.Key(
-                CallbackRequest(method: "GET", target: "/\(n)" + String(repeating: "x", count: size), query: nil, body: [],
-                                remoteAddress: "", receivedAtMilliseconds: 0),
-                headers: [])
-        }
         let always = VerdictReuse(notBefore: .min, notAfter: .max)
-        for n in 0..<VerifiedRequests.maxEntries {
-            verified.keep(key(n), event: event, fingerprint: "", signature: SignatureNotes(), reuse: always, generation: 0)
+        func keep(_ target: String) {
+            verified.keep(Self.key(target), labels: Self.sampleLabels, fingerprint: "f", signature: SignatureNotes(), reuse: always, generation: 0)
         }
+        for n in 0..<VerifiedRequests.maxEntries { keep("/\(n)") }
         #expect(verified.count == VerifiedRequests.maxEntries)
-        #expect(verified.verdict(for: key(0), generation: 0, nowMilliseconds: 0) != nil)
+        #expect(verified.verdict(for: Self.key("/0"), generation: 0, nowMilliseconds: 0) != nil)
         // One more starts the table afresh, with that one only.
-        verified.keep(key(-1), event: event, fingerprint: "", signature: SignatureNotes(), reuse: always, generation: 0)
+        keep("/new")
         #expect(verified.count == 1)
-        #expect(verified.verdict(for: key(0), generation: 0, nowMilliseconds: 0) == nil)
-        #expect(verified.verdict(for: key(-1), generation: 0, nowMilliseconds: 0) != nil)
+        #expect(verified.verdict(for: Self.key("/0"), generation: 0, nowMilliseconds: 0) == nil)
+        #expect(verified.verdict(for: Self.key("/new"), generation: 0, nowMilliseconds: 0) != nil)
         // So do large requests, long before the count is reached.
         let large = 256 * 1024
-        for n in 0..<(VerifiedRequests.maxBytes / (large * 4) + 2) {
-            verified.keep(key(n, size: large), event: event, fingerprint: "", signature: SignatureNotes(), reuse: always, generation: 0)
-        }
-        #expect(verified.count < VerifiedRequests.maxBytes / (large * 4) + 1)
+        let fit = VerifiedRequests.maxBytes / large
+        for n in 0..<(fit + 2) { keep("/\(n)" + String(repeating: "x", count: large)) }
+        #expect(verified.count < fit)
     }
 }
