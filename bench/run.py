@@ -1118,8 +1118,9 @@ def make_report(ctx, records, rate_records, started, ended):
         L.append("")
         L.append("The duplicates workload against bench/tools/mhdmin.c, libmicrohttpd answering `success` with "
                  f"payhook's listener flags and `threads = {listener_threads(args)}` (payhook's), and nothing else. Between it and "
-                 "payhook lies payhook's own work per request (parsing, the signature check, the dedupe-key "
-                 "digest, the ledger `stat`, metrics); between it and nginx, libmicrohttpd's.")
+                 "payhook lies payhook's own work per request: for these retries, which are the same bytes each "
+                 "time, the kept verdict's lookup, the ledger `stat`, metrics and the log check (docs/architecture.md, "
+                 "\"Retries that are the same bytes\"); between it and nginx, libmicrohttpd's.")
         L.append("")
         L.append("| conns | nginx req/s | libmicrohttpd alone req/s | payhook req/s | alone / nginx | "
                  "payhook / alone | CPU s/1k nginx | alone | payhook |")
