@@ -131,8 +131,8 @@ public struct Verdict: Sendable, Equatable {
 /// A retry is usually the same bytes as the delivery before it, and its signature check, parsing and field checks
 /// give the same answer again: they depend on the request's method, target, body and the source's
 /// ``CallbackSource/verdictHeaders`` only, and on the clock through the checks this window bounds. The router
-/// keeps the verdicts of requests it stored, to answer such a retry without repeating that work
-/// (docs/architecture.md, "Retries that are the same bytes").
+/// keeps the verdicts of requests that proved to be retries, to answer the next such retry without repeating
+/// that work (docs/architecture.md, "Retries that are the same bytes").
 public struct VerdictReuse: Sendable, Equatable {
     /// The earliest and latest clock readings (Unix milliseconds, inclusive) at which the time checks pass.
     public var notBefore: Int64
@@ -183,9 +183,9 @@ public protocol CallbackSource: Sendable {
     /// verdicts for reuse (``Verdict/reuse``): a retry gets a kept verdict only when their values are the same
     /// too. nil (the default) when it never offers reuse, so the router keeps nothing for its requests.
     ///
-    /// A source that offers reuse promises that its verdict, and the event in it apart from the arrival time and
-    /// address the router sets, depend on the request's method, target, body and these headers only, and on the
-    /// clock only within the window it states.
+    /// A source that offers reuse promises that its verdict depends on the request's method, target, body and
+    /// these headers only, and on the clock only within the window it states: the event's labels, id and
+    /// fingerprint are then the same for every such retry.
     var verdictHeaders: [String]? { get }
 }
 
