@@ -20,7 +20,10 @@ final class CountingSource: CallbackSource {
     var kind: String { inner.kind }
     var method: String { inner.method }
     var methods: [String] { inner.methods }
+    var verdictHeaders: [String]? { inner.verdictHeaders }
     var successAnswer: Answer { inner.successAnswer }
+    /// How many requests it was handed so far.
+    var count: Int { calls.withLock { $0 } }
 
     func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
         calls.withLock { $0 += 1 }

@@ -20,24 +20,6 @@ import Testing
     static let payTime: Int64 = 1_767_225_600_000
     static let maxAge: Int64 = 2 * 86_400_000
 
-    /// A source that counts the requests it was asked to verify, and forwards to the one it wraps.
-    final class Counting: CallbackSource, @unchecked Sendable {
-        let wrapped: any CallbackSource
-        let calls = Locked(0)
-        init(_ wrapped: any CallbackSource) { self.wrapped = wrapped }
-        var kind: String { wrapped.kind }
-        var method: String { wrapped.method }
-        var methods: [String] { wrapped.methods }
-        var verdictHeaders: [String]? { wrapped.verdictHeaders }
-        var successAnswer: Answer { wrapped.successAnswer }
-        func failureAnswer(status: Int, reason: String) -> Answer { wrapped.failureAnswer(status: status, reason: reason) }
-        func process(_ request: CallbackRequest, nowMilliseconds: Int64) -> Verdict {
-            calls.withLock { $0 += 1 }
-            return wrapped.process(request, nowMilliseconds: nowMilliseconds)
-        }
-        var count: Int { calls.withLock { $0 } }
-    }
-
     /// A made-up source whose verdict reads the `X-Tag` header and the body: it accepts anything, offering reuse
     /// for all time, unless `offer` is false (then it names no headers either, as a source that never offers
     /// reuse does).
@@ -167,7 +149,7 @@ import Testing
     /// The first delivery is stored and the second found a duplicate, both verified; from the third on, the
     /// kept verdict answers, with the same answer, log outcome and metrics as a verified duplicate.
     @Test func aRetryOfAStoredEventIsAnsweredWithoutVerifyingItAgain() throws {
-        let source = Counting(Self.unified())
+        let source = CountingSource(Self.unified())
         let rig = Rig([Self.path: source])
         let target = Self.target("r-1")
         #expect(Self.text(rig.send(target)) == "success")
@@ -192,7 +174,7 @@ import Testing
 
     /// Where the store cannot tell a duplicate at once (the database store), every request is verified.
     @Test func aStoreThatCannotTellAtOnceGetsEveryRequestVerified() {
-        let source = Counting(Self.unified())
+        let source = CountingSource(Self.unified())
         let rig = Rig([Self.path: source], answersAtOnce: false)
         let target = Self.target("r-2")
         for _ in 0..<4 { #expect(Self.text(rig.send(target)) == "success") }
@@ -204,7 +186,7 @@ import Testing
     /// A kept verdict whose event the store now holds with another fingerprint (another variant stored first)
     /// is not a duplicate there: the request is verified and stored, and the conflict answered as one.
     @Test func aKeptVerdictTheStoreDoesNotConfirmGoesTheUsualWay() {
-        let source = Counting(Self.unified())
+        let source = CountingSource(Self.unified())
         let rig = Rig([Self.path: source])
         let target = Self.target("r-3")
         for _ in 0..<2 { #expect(Self.text(rig.send(target)) == "success") }
@@ -264,7 +246,7 @@ import Testing
     }
 
     @Test func anyOtherBytesAreVerifiedAfresh() throws {
-        let source = Counting(Self.unified())
+        let source = CountingSource(Self.unified())
         let rig = Rig([Self.path: source])
         let target = Self.target("r-4")
         for _ in 0..<2 { #expect(Self.text(rig.send(target)) == "success") }
@@ -289,7 +271,7 @@ import Testing
     }
 
     @Test func refusalsAreNeverKept() {
-        let source = Counting(Self.unified())
+        let source = CountingSource(Self.unified())
         let rig = Rig([Self.path: source])
         let forged = Self.target("r-5", secret: "not-the-secret")
         for _ in 0..<3 { #expect(rig.send(forged).status == 401) }
@@ -298,7 +280,7 @@ import Testing
     }
 
     @Test func theReplayWindowStillEndsAtItsOwnTime() {
-        let source = Counting(Self.unified())
+        let source = CountingSource(Self.unified())
         let rig = Rig([Self.path: source])
         let target = Self.target("r-6")
         for _ in 0..<2 { #expect(Self.text(rig.send(target)) == "success") }
@@ -324,13 +306,13 @@ import Testing
     }
 
     @Test func aReloadForgetsTheKeptVerdicts() {
-        let old = Counting(Self.unified(secrets: [Self.secret]))
+        let old = CountingSource(Self.unified(secrets: [Self.secret]))
         let rig = Rig([Self.path: old])
         let target = Self.target("r-7")
         for _ in 0..<3 { #expect(Self.text(rig.send(target)) == "success") }
         #expect(old.count == 2)
         // The secret is rotated away: the same bytes must now fail verification.
-        let rotated = Counting(Self.unified(secrets: ["a-new-secret"]))
+        let rotated = CountingSource(Self.unified(secrets: ["a-new-secret"]))
         rig.router.replaceSources([Self.path: rotated])
         #expect(rig.send(target).status == 401)
         #expect(rotated.count == 1)
@@ -360,7 +342,7 @@ import Testing
     }
 
     @Test func theHeadersASourceReadsArePartOfTheRequest() {
-        let source = Counting(Tagged())
+        let source = CountingSource(Tagged())
         let rig = Rig(["/t": source])
         func send(_ headers: [(name: String, value: String)], _ body: String) {
             #expect(Self.text(rig.send("/t", method: "POST", headers: headers, body: body)) == "ok")
@@ -380,7 +362,7 @@ import Testing
     }
 
     @Test func aSourceThatOffersNoReuseIsVerifiedEveryTime() {
-        let source = Counting(Tagged(offer: false))
+        let source = CountingSource(Tagged(offer: false))
         let rig = Rig(["/t": source])
         for _ in 0..<3 { #expect(Self.text(rig.send("/t", method: "POST", body: "b")) == "ok") }
         #expect(source.count == 3)
