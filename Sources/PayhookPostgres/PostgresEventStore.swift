@@ -103,7 +103,7 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
         """
 
     public func store(_ event: Event) throws(StoreError) -> StoreOutcome {
-        let (id, values) = try statement(for: event)
+        let (id, values) = try statement(for: event, fingerprint: event.fingerprint)
         return try outcome(writer.submit(key: id, values: values))
     }
 
@@ -127,13 +127,13 @@ public final class PostgresEventStore: EventStore, @unchecked Sendable {
     }
 
     /// The store statement's key (the id's bytes, for the batch's lock order) and its parameters.
-    private func statement(for event: Event, fingerprint: String? = nil) throws(StoreError) -> ([UInt8], [PGValue]) {
+    private func statement(for event: Event, fingerprint: String) throws(StoreError) -> ([UInt8], [PGValue]) {
         guard let id = EventKey.bytes(event.id) else {
             throw StoreError("the event id is not 64 hex digits")
         }
         return (id, [
             .bytes(id), .text(event.dedupeKey.text), .text(event.source), .text(event.tenant), .text(event.orderRef),
-            .text(event.status), .text(String(event.amount)), .text(event.currency), .bytes(Array((fingerprint ?? event.fingerprint).utf8)),
+            .text(event.status), .text(String(event.amount)), .text(event.currency), .bytes(Array(fingerprint.utf8)),
             .bytes(event.jsonBytes()), .text(String(event.receivedAtMilliseconds)), .text(instance),
             .text(String(maxConflictsPerEvent)), .text(String(maxConflicts)),
         ])

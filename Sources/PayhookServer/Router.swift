@@ -172,14 +172,10 @@ public final class Router: HTTPHandler {
             let fingerprint = event.fingerprint
             // A verdict is kept once its request proved to be a retry, so that callbacks sent once cost the
             // table nothing.
-            let keep = key.flatMap { key in
-                verdict.reuse.map { (key: key, reuse: $0, signature: verdict.signature) }
-            }
+            let (reuse, signature) = (verdict.reuse, verdict.signature)
             store.store(event, fingerprint: fingerprint) { [self] result in
-                if let keep, case .success(.duplicate) = result {
-                    verified.keep(
-                        keep.key, labels: labels, fingerprint: fingerprint, signature: keep.signature, reuse: keep.reuse,
-                        generation: generation)
+                if let key, let reuse, case .success(.duplicate) = result {
+                    verified.keep(key, labels: labels, fingerprint: fingerprint, signature: signature, reuse: reuse, generation: generation)
                 }
                 answer { self.stored(result, event: labels, head: head, source: source, started: started) }
             }

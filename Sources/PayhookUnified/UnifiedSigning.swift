@@ -151,13 +151,21 @@ public enum UnifiedFields {
     /// How far in the future `payTime` may be, for clock skew between the platform and us.
     public static let payTimeFutureSlackMilliseconds: Int64 = 24 * 3600 * 1000
 
-    /// Checks one verified callback. Returns the amount in fen, or the first failed check as a sentence.
+    /// What the checks read of a callback that passed them.
+    public struct Checked: Sendable, Equatable {
+        /// The amount in fen.
+        public let money: Int64
+        /// `payTime`, Unix milliseconds: the clock readings at which the checks pass follow from it.
+        public let payTime: Int64
+    }
+
+    /// Checks one verified callback. Returns its amount and `payTime`, or the first failed check as a sentence.
     ///
     /// - Parameter maxAgeMilliseconds: the replay window: a `payTime` older than this before now is refused, since
     ///   the dedupe ledger may no longer hold its key (README, "Replays and the ledger's retention").
     public static func check(
         _ values: UnifiedValues, nowMilliseconds: Int64, maxAgeMilliseconds: Int64
-    ) -> Result<Int64, SemanticError> {
+    ) -> Result<Checked, SemanticError> {
         for (name, value) in required where (value(values) ?? "").isEmpty {
             return .failure(SemanticError("required parameter '\(name)' is missing or empty"))
         }
@@ -182,7 +190,7 @@ public enum UnifiedFields {
         guard let code = values.payTypeCode, payTypeCodes.contains(code) else {
             return .failure(SemanticError("payTypeCode is not one of \(payTypeCodes.sorted().joined(separator: ", "))"))
         }
-        return .success(money)
+        return .success(Checked(money: money, payTime: payTime))
     }
 
     public struct SemanticError: Error, Sendable, Equatable {

@@ -73,10 +73,10 @@ public struct UnifiedSource: CallbackSource {
         case .success(let found):
             match = found
         }
-        let amount: Int64
+        let checked: UnifiedFields.Checked
         switch UnifiedFields.check(values, nowMilliseconds: nowMilliseconds, maxAgeMilliseconds: maxCallbackAgeMilliseconds) {
         case .failure(let error): return refused(.semantic(error.message), tenant: domainCode)
-        case .success(let money): amount = money
+        case .success(let passed): checked = passed
         }
         let requestKey = values.requestKey ?? ""
         let payStatus = values.payStatus ?? ""
@@ -93,7 +93,7 @@ public struct UnifiedSource: CallbackSource {
             tenant: domainCode,
             orderRef: requestKey,
             status: payStatus,
-            amount: amount,
+            amount: checked.money,
             currency: values.currencyType ?? "",
             dedupeKey: key,
             verifiedWith: tenant.signScheme.rawValue,
@@ -107,9 +107,7 @@ public struct UnifiedSource: CallbackSource {
         var verdict = Verdict.accepted(verified)
         // The verdict depends on the query, the tenant's config and, through the `payTime` checks only, on the
         // clock: a byte-identical retry gets it again while those checks pass (``VerdictReuse``).
-        if let payTime = values.payTime.flatMap(DecimalDigits.nonNegative) {
-            verdict.reuse = Self.reuseWindow(payTime: payTime, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
-        }
+        verdict.reuse = Self.reuseWindow(payTime: checked.payTime, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
         return verdict
     }
 
