@@ -1010,6 +1010,12 @@ def make_report(ctx, records, rate_records, started, ended):
                  f"{fmt(fl['closed_rate'])} events/s, p50 / p99 {fmt(fl.get('p50_ms'), 2)} / {fmt(fl.get('p99_ms'), 2)} ms: "
                  f"what any store that keeps the spool's order of flushes reaches here with as many callbacks "
                  f"waiting as the closed-loop runs have")
+    fp = ctx.get("flushpipe") or {}
+    if fp.get("closed_rate"):
+        L.append(f"- the same with the two directory flushes pipelined (`flushfloor -p`: the next batch's fsync of new/ "
+                 f"while the last one's fsync of ids/ runs, the most overlap that order allows; the spool does not do "
+                 f"it): {fmt(fp['closed_rate'])} events/s, p50 / p99 {fmt(fp.get('p50_ms'), 2)} / "
+                 f"{fmt(fp.get('p99_ms'), 2)} ms")
     L.append("")
 
     # ---- the main table
@@ -1220,6 +1226,11 @@ def make_report(ctx, records, rate_records, started, ended):
                            f"right after the probe): {fmt(fl['closed_rate'])} events/s = "
                            f"{fmt(ratio(fl['closed_rate'], fc['concurrent']), 3)}× the 32-writer probe; payhook's unique "
                            f"events are {fmt(ratio(u, fl['closed_rate']), 3)}× of that.")
+    fp = ctx.get("flushpipe") or {}
+    if fp.get("closed_rate") and fc.get("concurrent"):
+        floor_lines.append(f"- The same flushes with the two directory fsyncs pipelined (`flushfloor -p`): "
+                           f"{fmt(fp['closed_rate'])} events/s = {fmt(ratio(fp['closed_rate'], fc['concurrent']), 3)}× "
+                           f"the probe.")
     # A store waits for three flushes in a row at least (its file, new/, ids/), so three of the probe's lone
     # fsyncs are its floor: the target is that nothing but the disk adds to the tail.
     floor = fc.get("single_file_fsync_p99_ms")
@@ -1420,6 +1431,15 @@ def main():
             ctx["flushloop"] = key_values(r.stdout)
         else:
             log(f"flushfloor (closed loop) failed: {r.stderr.strip()[-300:]}")
+        # The same with the two directory flushes pipelined (flushfloor -p): the most overlap the order of flushes
+        # allows, which the spool does not use; shown so that a run tells whether it would have paid here.
+        r = subprocess.run([ctx["tools"]["flushfloor"], "-p", os.path.join(fcdir, "flushpipe"), "0",
+                            str(args.fileceil_seconds), str(CLOSED_LOOP_WORKERS)], capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode == 0:
+            ctx["flushpipe"] = key_values(r.stdout)
+        else:
+            log(f"flushfloor -p (closed loop) failed: {r.stderr.strip()[-300:]}")
         if ctx["fileceil"].get("single", 0) < QUOTED_SINGLE_CEILING / 3:
             log(f"warning: only {ctx['fileceil'].get('single', 0):.0f} durable files/s one at a time "
                 f"(~{QUOTED_SINGLE_CEILING} on a quiet machine): busy disk or recent mass deletes")
