@@ -56,6 +56,9 @@ public struct AlipaySource: CallbackSource {
     public var kind: String { Self.kindName }
     public var method: String { "POST" }
 
+    /// Its verdicts are offered for reuse (``Verdict/reuse``), and read no header field.
+    public var verdictHeaders: [String]? { [] }
+
     /// Alipay stops retrying on exactly `success`, seven bytes (docs/protocols.md §9.4).
     public var successAnswer: Answer {
         .text(200, "success")
@@ -195,7 +198,11 @@ public struct AlipaySource: CallbackSource {
         )
         event.secretPosition = match.keyPosition
         event.fingerprintRule = Self.fingerprintRules[source] ?? .allFields
-        return .accepted(event)
+        var verdict = Verdict.accepted(event)
+        // The verdict depends on the body, the tenant's config and, through the `notify_time` check only, on the
+        // clock: a byte-identical retry gets it again while that check passes (``VerdictReuse``).
+        verdict.reuse = .replayWindow(time: notifyTime, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
+        return verdict
     }
 
     /// What verification found: the key that verified (1-based, in file order), the algorithm and the rule.

@@ -142,6 +142,14 @@ public struct VerdictReuse: Sendable, Equatable {
         self.notBefore = notBefore
         self.notAfter = notAfter
     }
+
+    /// The window of a replay check alone, one that refuses a notification whose own `time` is older than
+    /// `now - maxAgeMilliseconds` and has no bound ahead (Alipay's `notify_time`, XxPay's `paySuccTime`,
+    /// Jeepay's `reqTime`): every clock reading up to `time + maxAgeMilliseconds`, inclusive.
+    public static func replayWindow(time: Int64, maxAgeMilliseconds: Int64) -> VerdictReuse {
+        let (notAfter, overflow) = time.addingReportingOverflow(maxAgeMilliseconds)
+        return VerdictReuse(notBefore: .min, notAfter: overflow ? .max : notAfter)
+    }
 }
 
 /// What a source that picks its verification key by a name in the request (WeChat Pay v3's `Wechatpay-Serial`)

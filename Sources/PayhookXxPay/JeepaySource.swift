@@ -33,6 +33,9 @@ public struct JeepaySource: CallbackSource {
     public var kind: String { Self.kindName }
     public var method: String { "POST" }
 
+    /// Its verdicts are offered for reuse (``Verdict/reuse``), and read no header field.
+    public var verdictHeaders: [String]? { [] }
+
     /// Jeepay compares `"SUCCESS".equalsIgnoreCase(body)` without trimming: exactly these seven bytes.
     public var successAnswer: Answer {
         .text(200, "SUCCESS")

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import PayhookAlipay
 import PayhookCore
+import PayhookCrypto
 import PayhookHTTP
 import PayhookLock
 @testable import PayhookServer
@@ -9,6 +11,7 @@ import PayhookSpoolFormat
 import PayhookTestSupport
 import PayhookStore
 import PayhookUnified
+import PayhookXxPay
 import Testing
 
 /// A retry that is the same bytes as an earlier retry, whose event the store holds, is answered as a duplicate
@@ -369,6 +372,61 @@ import Testing
         for _ in 0..<3 { #expect(Self.text(rig.send("/t", method: "POST", body: "b")) == "ok") }
         #expect(source.count == 3)
         #expect(rig.router.verified.count == 0)
+    }
+
+    /// Alipay, XxPay and Jeepay offer reuse too: a real notification of each, retried, is verified twice and
+    /// then answered from its kept verdict with its sender's own success text; the same notification with one
+    /// signed value changed is refused every time, and its clock's window ends where its replay check does.
+    @Test func formSourcesReuseTheirVerdictsToo() throws {
+        func fixture(_ name: String) throws -> [UInt8] {
+            Array(try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/Fixtures/" + name)))
+        }
+        func secret(_ name: String) throws -> Secret {
+            Secret(String(decoding: try fixture("secrets/" + name), as: UTF8.self).trimmingCharacters(in: .newlines))
+        }
+        let alipay = AlipaySource(path: "/a", tenants: [AlipayTenant(
+            path: "/a", appID: "2019073166072302",
+            keys: [.init(label: "a1", key: try RSAPublicKey(pem: try fixture("alipay/a1-alipay-public-key.pem")))])],
+            maxCallbackAgeMilliseconds: Self.maxAge)
+        let xxpay = XxPaySource(path: "/x", tenants: [XxPayTenant(path: "/x", mchID: "20001223", keys: [try secret("xxpay.reskey")])],
+                                maxCallbackAgeMilliseconds: Self.maxAge)
+        let jeepay = JeepaySource(path: "/j", tenants: [JeepayTenant(
+            path: "/j", mchNo: "M1747033666", appID: "68219e426e70ed6a5e4229b6", keys: [try secret("jeepay-j1.appsecret")])],
+            maxCallbackAgeMilliseconds: Self.maxAge)
+        let xxpayQuery = String(decoding: try fixture("xxpay/x-1-generated.query"), as: UTF8.self)
+        let cases: [(source: any CallbackSource, path: String, target: String, body: String, forged: String, time: Int64, answer: String)] = [
+            (alipay, "/a", "/a", String(decoding: try fixture("alipay/a1-yuque-trade.form"), as: UTF8.self),
+             "total_amount=0.11", try #require(BeijingTime.milliseconds("2019-08-15 15:56:25", dashed: true)), "success"),
+            (xxpay, "/x", "/x?" + xxpayQuery, "", "amount=2", 1_514_779_200_000, "success"),
+            (jeepay, "/j", "/j", String(decoding: try fixture("jeepay/j1-real-notify.form"), as: UTF8.self),
+             "amount=2", 1_756_625_913_248, "SUCCESS"),
+        ]
+        for item in cases {
+            let source = CountingSource(item.source)
+            let rig = Rig([item.path: source])
+            rig.set(item.time)
+            for _ in 0..<4 {
+                let response = rig.send(item.target, method: "POST", body: item.body)
+                #expect(response.status == 200 && Self.text(response) == item.answer, "\(item.path)")
+            }
+            #expect(source.count == 2, "\(item.path): a retry was verified again")
+            #expect(rig.store.given.count == 2)
+            // The first `amount=1` (or `total_amount=0.10`) changed: a forgery under the old signature.
+            let original = item.body.isEmpty ? item.target : item.body
+            let changedText = item.forged.hasPrefix("total_amount") ? "total_amount=0.10" : "amount=1"
+            let range = try #require(original.range(of: changedText), "\(item.path)")
+            let forged = original.replacingCharacters(in: range, with: item.forged)
+            for _ in 0..<2 {
+                let response = item.body.isEmpty
+                    ? rig.send(forged, method: "POST") : rig.send(item.target, method: "POST", body: forged)
+                #expect(response.status == 401, "\(item.path)")
+            }
+            #expect(source.count == 4)
+            // Past the replay window the kept verdict is not used: verified again, and refused as too old.
+            rig.set(item.time + Self.maxAge + 1)
+            #expect(rig.send(item.target, method: "POST", body: item.body).status == 400, "\(item.path)")
+            #expect(source.count == 5)
+        }
     }
 
     @Test func theTableIsBounded() {
