@@ -255,14 +255,18 @@ enum Callbacks {
         let handle = Int(bitPattern: UnsafeRawPointer(connection))
         daemon.handler.handle(HTTPRequest(head: head, body: body)) { answer in
             // Any thread, once. Resumes the connection only if it was suspended below; an answer given before
-            // that (inline, or by a fast writer) is found by the access handler itself.
-            let resume = request.state.withLock { state -> Bool in
-                guard !state.answered else { return false }
+            // that (inline, or by a fast writer) is found by the access handler itself. One given after the
+            // request ended (its connection closed) is made here, for its log line and metrics
+            // (DaemonContext.ended).
+            let (resume, orphaned) = request.state.withLock { state -> (Bool, Bool) in
+                guard !state.answered else { return (false, false) }
                 state.answered = true
+                if state.ended { return (false, true) }
                 state.answer = answer
                 defer { state.parked = false }
-                return state.parked
+                return (state.parked, false)
             }
+            if orphaned { _ = answer() }
             if resume, let suspended = OpaquePointer(bitPattern: handle) { MHD_resume_connection(suspended) }
         }
         let answered = request.state.withLock { state -> HTTPAnswer? in

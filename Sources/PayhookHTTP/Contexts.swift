@@ -83,13 +83,26 @@ final class DaemonContext: Sendable {
         return (request, previous != nil)
     }
 
-    /// A request left `live`: give back its forwarded-address slot, if it took one.
+    /// A request left `live`: give back its forwarded-address slot, if it took one, and make the answer its
+    /// handler gave but libmicrohttpd never asked for. That happens when the client hung up while the request
+    /// was parked: once resumed, the connection is closed without another access-handler call. The answer's
+    /// bytes have nowhere to go, but making it is what writes the request's log line and counts it
+    /// (HTTPHandler.handle(_:answer:)), and its work, a stored event above all, was done. An answer given after
+    /// this is made at once by whoever gives it (`Callbacks.access`).
     private func ended(_ request: RequestContext) {
-        if let slot = request.state.withLock({ state -> String? in
-            defer { state.limitSlot = nil }
-            return state.limitSlot
-        }) {
-            clients.release(slot)
+        let (slot, undelivered) = request.state.withLock { state -> (String?, HTTPAnswer?) in
+            defer {
+                state.limitSlot = nil
+                state.answer = nil
+                state.ended = true
+            }
+            return (state.limitSlot, state.answer)
+        }
+        if let slot { clients.release(slot) }
+        if let undelivered {
+            _ = undelivered()
+            logger.debug("the connection closed before its answer was sent; the request is logged and counted as answered",
+                         metadata: ["path": "\(LogText.path(request.target))", "remote": "\(request.remoteAddress)"])
         }
     }
 
@@ -204,6 +217,8 @@ final class RequestContext: Sendable {
         var answered = false
         /// The connection is suspended waiting for the answer; whoever gives it resumes the connection.
         var parked = false
+        /// The request left `DaemonContext.State.live`: an answer given from now on is made where it is given.
+        var ended = false
     }
 
     let target: String

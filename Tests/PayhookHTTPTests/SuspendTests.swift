@@ -102,6 +102,27 @@ struct SuspendTests {
         #expect(parkedServer.shutdown(grace: .seconds(2)))
     }
 
+    @Test("a client that hangs up while its request is parked: the answer is still made, once, though it has nowhere to go (its log line and metrics are made with it)")
+    func aHungUpClientsAnswerIsStillMade() throws {
+        let handler = LaterHandler()
+        let server = try startServer(handler: handler)
+        let port = server.boundAddress.port
+        for round in 1...3 {
+            do {
+                let waiting = try RawClient(port: port)
+                waiting.send("GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(waitUntil(timeout: .seconds(3)) { handler.parked == 1 })
+            }  // closed here, while its request is parked
+            usleep(50_000)
+            handler.release()
+            #expect(waitUntil(timeout: .seconds(3)) { handler.made.withLock { $0 } == round }, "round \(round)")
+            #expect(waitUntil(timeout: .seconds(2)) { server.inFlight == 0 })
+        }
+        usleep(100_000)
+        #expect(handler.made.withLock { $0 } == 3, "an answer was made twice")
+        #expect(server.shutdown(grace: .seconds(2)))
+    }
+
     @Test("stopping with a request still parked past the grace: answered 503 or closed, no abort, and the late answer is dropped")
     func stopWithAParkedRequest() throws {
         let handler = LaterHandler()
