@@ -1092,8 +1092,9 @@ def make_report(ctx, records, rate_records, started, ended):
             L.append("alipayunique (Alipay trade notifications, form POSTs of about 1 KB, each a new event: form "
                      "decoding, the sorted signed string, one RSA-2048 SHA-256 verify, one durable event) against "
                      f"unique (unified GET callbacks, SHA-1, each a new event); alipaydup ({args.dup_set} Alipay "
-                     "notifications over and over: every request still pays the RSA verify before the ledger says "
-                     f"duplicate) and jeepaydup ({args.dup_set} Jeepay form notifications, MD5) against dup "
+                     "notifications over and over, the same bytes each time, so after its second delivery each is "
+                     "answered from its kept verdict without the RSA verify, as a unified retry is) and jeepaydup "
+                     f"({args.dup_set} Jeepay form notifications, MD5, the same way) against dup "
                      f"({args.dup_set} unified callbacks over and over).")
         L.append("req/s and CPU s/1k as in the first table (CPU from /proc/PID/stat, user + system, per 1,000 "
                  "answers), medians of the runs; ratio = workload / reference of those medians, and, in brackets, "
