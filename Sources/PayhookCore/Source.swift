@@ -145,7 +145,8 @@ public struct VerdictReuse: Sendable, Equatable {
 
     /// The window of a replay check alone, one that refuses a notification whose own `time` is older than
     /// `now - maxAgeMilliseconds` and has no bound ahead (Alipay's `notify_time`, XxPay's `paySuccTime`,
-    /// Jeepay's `reqTime`): every clock reading up to `time + maxAgeMilliseconds`, inclusive.
+    /// Jeepay's `reqTime`, WeChat Pay v2's `time_end` and `success_time`): every clock reading up to
+    /// `time + maxAgeMilliseconds`, inclusive.
     public static func replayWindow(time: Int64, maxAgeMilliseconds: Int64) -> VerdictReuse {
         let (notAfter, overflow) = time.addingReportingOverflow(maxAgeMilliseconds)
         return VerdictReuse(notBefore: .min, notAfter: overflow ? .max : notAfter)

@@ -30,6 +30,9 @@ public struct WeChatSource: CallbackSource {
 
     public var kind: String { "wechat" }
 
+    /// Its verdicts are offered for reuse (``Verdict/reuse``), and read no header field.
+    public var verdictHeaders: [String]? { [] }
+
     /// Byte for byte the acknowledgement WeChat documents (docs/protocols.md §3.4, docs/contract.md §3): no whitespace.
     public static let successXML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 
@@ -157,11 +160,13 @@ public struct WeChatSource: CallbackSource {
         case .failure(let refusal): return refused(refusal)
         case .success(let m): match = m
         }
+        let timeEnd: Int64?
         switch WeChatFields.checkPayment(values, elements: elements) {
         case .failure(let problem):
             return refused(.semantic(problem.message))
-        case .success(let timeEnd):
-            if let refusal = tooOld(timeEnd, field: "time_end", now: now) { return refused(refusal) }
+        case .success(let time):
+            if let refusal = tooOld(time, field: "time_end", now: now) { return refused(refusal) }
+            timeEnd = time
         }
         guard let outTradeNo = values["out_trade_no"], !outTradeNo.isEmpty else {
             return refused(.semantic("out_trade_no is missing or empty"))
@@ -182,7 +187,17 @@ public struct WeChatSource: CallbackSource {
             amount: amount, currency: currency, verifiedWith: match.type.eventName, fields: fields, request: request)
         verified.secretPosition = match.keyPosition
         verified.fingerprintRule = WeChatFingerprint.payment
-        return .accepted(verified)
+        var verdict = Verdict.accepted(verified)
+        verdict.reuse = reuseWindow(timeEnd)
+        return verdict
+    }
+
+    /// The window in which a byte-identical retry gets the same accepted verdict (``VerdictReuse``): the verdict
+    /// depends on the body, the tenant's config and, through the replay check of `time` only, on the clock. A
+    /// notification without a time (a refund that did not succeed) is not checked against the clock at all.
+    private func reuseWindow(_ time: Int64?) -> VerdictReuse {
+        guard let time else { return VerdictReuse(notBefore: .min, notAfter: .max) }
+        return .replayWindow(time: time, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
     }
 
     // MARK: - Refund results
@@ -253,7 +268,9 @@ public struct WeChatSource: CallbackSource {
             fields: fields.map { FormParameter(name: $0.name, value: $0.text) }, request: request)
         verified.secretPosition = keyPosition
         verified.fingerprintRule = WeChatFingerprint.refund
-        return .accepted(verified)
+        var verdict = Verdict.accepted(verified)
+        verdict.reuse = reuseWindow(refund.successTime)
+        return verdict
     }
 
     private func event(

@@ -11,6 +11,7 @@ import PayhookSpoolFormat
 import PayhookTestSupport
 import PayhookStore
 import PayhookUnified
+import PayhookWeChat
 import PayhookXxPay
 import Testing
 
@@ -374,10 +375,11 @@ import Testing
         #expect(rig.router.verified.count == 0)
     }
 
-    /// Alipay, XxPay and Jeepay offer reuse too: a real notification of each, retried, is verified twice and
-    /// then answered from its kept verdict with its sender's own success text; the same notification with one
-    /// signed value changed is refused every time, and its clock's window ends where its replay check does.
-    @Test func formSourcesReuseTheirVerdictsToo() throws {
+    /// Alipay, XxPay, Jeepay and WeChat Pay v2 offer reuse too: a real notification of each, retried, is
+    /// verified twice and then answered from its kept verdict with its sender's own success answer; the same
+    /// notification with one signed value changed is refused every time, and its clock's window ends where its
+    /// replay check does.
+    @Test func formAndXMLSourcesReuseTheirVerdictsToo() throws {
         func fixture(_ name: String) throws -> [UInt8] {
             Array(try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/Fixtures/" + name)))
         }
@@ -393,13 +395,21 @@ import Testing
         let jeepay = JeepaySource(path: "/j", tenants: [JeepayTenant(
             path: "/j", mchNo: "M1747033666", appID: "68219e426e70ed6a5e4229b6", keys: [try secret("jeepay-j1.appsecret")])],
             maxCallbackAgeMilliseconds: Self.maxAge)
+        let wechat = WeChatSource(path: "/w", tenants: [WeChatTenant(
+            path: "/w", mchID: "10000100", appID: nil, keys: [Secret("192006250b4c09247ec02edce69f6a2d")],
+            signTypes: [.md5, .hmacSHA256], line: 1)], maxCallbackAgeMilliseconds: Self.maxAge)
         let xxpayQuery = String(decoding: try fixture("xxpay/x-1-generated.query"), as: UTF8.self)
-        let cases: [(source: any CallbackSource, path: String, target: String, body: String, forged: String, time: Int64, answer: String)] = [
-            (alipay, "/a", "/a", String(decoding: try fixture("alipay/a1-yuque-trade.form"), as: UTF8.self),
-             "total_amount=0.11", try #require(BeijingTime.milliseconds("2019-08-15 15:56:25", dashed: true)), "success"),
-            (xxpay, "/x", "/x?" + xxpayQuery, "", "amount=2", 1_514_779_200_000, "success"),
-            (jeepay, "/j", "/j", String(decoding: try fixture("jeepay/j1-real-notify.form"), as: UTF8.self),
-             "amount=2", 1_756_625_913_248, "SUCCESS"),
+        let text = { (name: String) throws -> String in String(decoding: try fixture(name), as: UTF8.self) }
+        // Each: the source, its path, the target and body of a genuine notification, one signed value of it
+        // and a forgery of that value, the notification's own time, and the sender's success answer.
+        let cases: [(source: any CallbackSource, path: String, target: String, body: String, value: String, forged: String,
+                     time: Int64, answer: String)] = [
+            (alipay, "/a", "/a", try text("alipay/a1-yuque-trade.form"), "total_amount=0.10", "total_amount=0.11",
+             try #require(BeijingTime.milliseconds("2019-08-15 15:56:25", dashed: true)), "success"),
+            (xxpay, "/x", "/x?" + xxpayQuery, "", "&amount=1&", "&amount=2&", 1_514_779_200_000, "success"),
+            (jeepay, "/j", "/j", try text("jeepay/j1-real-notify.form"), "&amount=1&", "&amount=2&", 1_756_625_913_248, "SUCCESS"),
+            (wechat, "/w", "/w", try text("wechat/pay-md5.xml"), "<total_fee><![CDATA[101]]>", "<total_fee><![CDATA[102]]>",
+             try #require(BeijingTime.milliseconds("20140903131540", dashed: false)), WeChatSource.successXML),
         ]
         for item in cases {
             let source = CountingSource(item.source)
@@ -411,14 +421,11 @@ import Testing
             }
             #expect(source.count == 2, "\(item.path): a retry was verified again")
             #expect(rig.store.given.count == 2)
-            // The first `amount=1` (or `total_amount=0.10`) changed: a forgery under the old signature.
-            let original = item.body.isEmpty ? item.target : item.body
-            let changedText = item.forged.hasPrefix("total_amount") ? "total_amount=0.10" : "amount=1"
-            let range = try #require(original.range(of: changedText), "\(item.path)")
-            let forged = original.replacingCharacters(in: range, with: item.forged)
+            // A forgery under the old signature: checked, and refused, every time.
             for _ in 0..<2 {
                 let response = item.body.isEmpty
-                    ? rig.send(forged, method: "POST") : rig.send(item.target, method: "POST", body: forged)
+                    ? rig.send(item.target.replacingOccurrences(of: item.value, with: item.forged), method: "POST")
+                    : rig.send(item.target, method: "POST", body: item.body.replacingOccurrences(of: item.value, with: item.forged))
                 #expect(response.status == 401, "\(item.path)")
             }
             #expect(source.count == 4)
