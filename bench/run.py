@@ -1424,23 +1424,17 @@ def main():
                            capture_output=True, text=True, timeout=120)
         ctx["fileceil"] = key_values(r.stdout)
         # The spool's own order of flushes with nothing else, closed loop, as many in flight as the closed-loop
-        # runs have callbacks: the bound those flushes set on unique events here, beside the raw device's.
-        r = subprocess.run([ctx["tools"]["flushfloor"], os.path.join(fcdir, "flushloop"), "0",
-                            str(args.fileceil_seconds), str(CLOSED_LOOP_WORKERS)], capture_output=True, text=True,
-                           timeout=120)
-        if r.returncode == 0:
-            ctx["flushloop"] = key_values(r.stdout)
-        else:
-            log(f"flushfloor (closed loop) failed: {r.stderr.strip()[-300:]}")
-        # The same with the two directory flushes pipelined (flushfloor -p): the most overlap the order of flushes
-        # allows, which the spool does not use; shown so that a run tells whether it would have paid here.
-        r = subprocess.run([ctx["tools"]["flushfloor"], "-p", os.path.join(fcdir, "flushpipe"), "0",
-                            str(args.fileceil_seconds), str(CLOSED_LOOP_WORKERS)], capture_output=True, text=True,
-                           timeout=120)
-        if r.returncode == 0:
-            ctx["flushpipe"] = key_values(r.stdout)
-        else:
-            log(f"flushfloor -p (closed loop) failed: {r.stderr.strip()[-300:]}")
+        # runs have callbacks: the bound those flushes set on unique events here, beside the raw device's. Then
+        # the same with the two directory flushes pipelined (flushfloor -p): the most overlap that order allows,
+        # which the spool does not use; shown so that a run tells whether it would have paid here.
+        for key, flags in (("flushloop", []), ("flushpipe", ["-p"])):
+            r = subprocess.run([ctx["tools"]["flushfloor"]] + flags + [os.path.join(fcdir, key), "0",
+                                str(args.fileceil_seconds), str(CLOSED_LOOP_WORKERS)], capture_output=True, text=True,
+                               timeout=120)
+            if r.returncode == 0:
+                ctx[key] = key_values(r.stdout)
+            else:
+                log(f"flushfloor {' '.join(flags)} (closed loop) failed: {r.stderr.strip()[-300:]}")
         if ctx["fileceil"].get("single", 0) < QUOTED_SINGLE_CEILING / 3:
             log(f"warning: only {ctx['fileceil'].get('single', 0):.0f} durable files/s one at a time "
                 f"(~{QUOTED_SINGLE_CEILING} on a quiet machine): busy disk or recent mass deletes")
