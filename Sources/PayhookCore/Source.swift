@@ -146,8 +146,10 @@ public struct VerdictReuse: Sendable, Equatable {
     /// The window of a replay check alone, one that refuses a notification whose own `time` is older than
     /// `now - maxAgeMilliseconds` and has no bound ahead (Alipay's `notify_time`, XxPay's `paySuccTime`,
     /// Jeepay's `reqTime`, WeChat Pay v2's `time_end` and `success_time`): every clock reading up to
-    /// `time + maxAgeMilliseconds`, inclusive.
-    public static func replayWindow(time: Int64, maxAgeMilliseconds: Int64) -> VerdictReuse {
+    /// `time + maxAgeMilliseconds`, inclusive. A notification without a time (a WeChat refund that did not
+    /// succeed) is not checked against the clock at all, and its window is every reading.
+    public static func replayWindow(time: Int64?, maxAgeMilliseconds: Int64) -> VerdictReuse {
+        guard let time else { return VerdictReuse(notBefore: .min, notAfter: .max) }
         let (notAfter, overflow) = time.addingReportingOverflow(maxAgeMilliseconds)
         return VerdictReuse(notBefore: .min, notAfter: overflow ? .max : notAfter)
     }

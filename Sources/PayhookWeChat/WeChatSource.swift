@@ -188,16 +188,10 @@ public struct WeChatSource: CallbackSource {
         verified.secretPosition = match.keyPosition
         verified.fingerprintRule = WeChatFingerprint.payment
         var verdict = Verdict.accepted(verified)
-        verdict.reuse = reuseWindow(timeEnd)
+        // The verdict depends on the body, the tenant's config and, through the `time_end` check only, on the
+        // clock: a byte-identical retry gets it again while that check passes (``VerdictReuse``).
+        verdict.reuse = .replayWindow(time: timeEnd, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
         return verdict
-    }
-
-    /// The window in which a byte-identical retry gets the same accepted verdict (``VerdictReuse``): the verdict
-    /// depends on the body, the tenant's config and, through the replay check of `time` only, on the clock. A
-    /// notification without a time (a refund that did not succeed) is not checked against the clock at all.
-    private func reuseWindow(_ time: Int64?) -> VerdictReuse {
-        guard let time else { return VerdictReuse(notBefore: .min, notAfter: .max) }
-        return .replayWindow(time: time, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
     }
 
     // MARK: - Refund results
@@ -269,7 +263,8 @@ public struct WeChatSource: CallbackSource {
         verified.secretPosition = keyPosition
         verified.fingerprintRule = WeChatFingerprint.refund
         var verdict = Verdict.accepted(verified)
-        verdict.reuse = reuseWindow(refund.successTime)
+        // As for a payment, through `success_time`; a refund that did not succeed has none.
+        verdict.reuse = .replayWindow(time: refund.successTime, maxAgeMilliseconds: maxCallbackAgeMilliseconds)
         return verdict
     }
 

@@ -32,10 +32,10 @@ public struct XxPaySource: CallbackSource {
 
     public var kind: String { Self.kindName }
     public var method: String { "POST" }
+    public var methods: [String] { ["POST", "GET"] }
 
     /// Its verdicts are offered for reuse (``Verdict/reuse``), and read no header field.
     public var verdictHeaders: [String]? { [] }
-    public var methods: [String] { ["POST", "GET"] }
 
     /// The sender compares `trim().equalsIgnoreCase("success")`; payhook sends the exact word.
     public var successAnswer: Answer {

@@ -130,5 +130,6 @@ import Testing
     @Test func theWindowSaturatesInsteadOfOverflowing() {
         #expect(VerdictReuse.replayWindow(time: .max - 5, maxAgeMilliseconds: 10) == VerdictReuse(notBefore: .min, notAfter: .max))
         #expect(VerdictReuse.replayWindow(time: 100, maxAgeMilliseconds: 10) == VerdictReuse(notBefore: .min, notAfter: 110))
+        #expect(VerdictReuse.replayWindow(time: nil, maxAgeMilliseconds: 10) == VerdictReuse(notBefore: .min, notAfter: .max))
     }
 }

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import PayhookAlipay
 import PayhookCore
-import PayhookCrypto
 import PayhookHTTP
 import PayhookLock
 @testable import PayhookServer
@@ -380,34 +379,24 @@ import Testing
     /// notification with one signed value changed is refused every time, and its clock's window ends where its
     /// replay check does.
     @Test func formAndXMLSourcesReuseTheirVerdictsToo() throws {
-        func fixture(_ name: String) throws -> [UInt8] {
-            Array(try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/Fixtures/" + name)))
-        }
-        func secret(_ name: String) throws -> Secret {
-            Secret(String(decoding: try fixture("secrets/" + name), as: UTF8.self).trimmingCharacters(in: .newlines))
-        }
-        let alipay = AlipaySource(path: "/a", tenants: [AlipayTenant(
-            path: "/a", appID: "2019073166072302",
-            keys: [.init(label: "a1", key: try RSAPublicKey(pem: try fixture("alipay/a1-alipay-public-key.pem")))])],
-            maxCallbackAgeMilliseconds: Self.maxAge)
-        let xxpay = XxPaySource(path: "/x", tenants: [XxPayTenant(path: "/x", mchID: "20001223", keys: [try secret("xxpay.reskey")])],
-                                maxCallbackAgeMilliseconds: Self.maxAge)
-        let jeepay = JeepaySource(path: "/j", tenants: [JeepayTenant(
-            path: "/j", mchNo: "M1747033666", appID: "68219e426e70ed6a5e4229b6", keys: [try secret("jeepay-j1.appsecret")])],
-            maxCallbackAgeMilliseconds: Self.maxAge)
+        // The tenants and paths of the real vectors (ProviderLiveTests.swift).
+        let tenants = try Providers.tenants()
+        let (a, x, j) = (Providers.alipayPath, Providers.xxpayPath, Providers.jeepayPath)
+        let alipay = AlipaySource(path: a, tenants: tenants.alipay, maxCallbackAgeMilliseconds: Self.maxAge)
+        let xxpay = XxPaySource(path: x, tenants: tenants.xxpay, maxCallbackAgeMilliseconds: Self.maxAge)
+        let jeepay = JeepaySource(path: j, tenants: tenants.jeepay, maxCallbackAgeMilliseconds: Self.maxAge)
         let wechat = WeChatSource(path: "/w", tenants: [WeChatTenant(
             path: "/w", mchID: "10000100", appID: nil, keys: [Secret("192006250b4c09247ec02edce69f6a2d")],
             signTypes: [.md5, .hmacSHA256], line: 1)], maxCallbackAgeMilliseconds: Self.maxAge)
-        let xxpayQuery = String(decoding: try fixture("xxpay/x-1-generated.query"), as: UTF8.self)
-        let text = { (name: String) throws -> String in String(decoding: try fixture(name), as: UTF8.self) }
+        let text = { (name: String) throws -> String in String(decoding: try Providers.fixture(name), as: UTF8.self) }
         // Each: the source, its path, the target and body of a genuine notification, one signed value of it
         // and a forgery of that value, the notification's own time, and the sender's success answer.
         let cases: [(source: any CallbackSource, path: String, target: String, body: String, value: String, forged: String,
                      time: Int64, answer: String)] = [
-            (alipay, "/a", "/a", try text("alipay/a1-yuque-trade.form"), "total_amount=0.10", "total_amount=0.11",
+            (alipay, a, a, try text("alipay/a1-yuque-trade.form"), "total_amount=0.10", "total_amount=0.11",
              try #require(BeijingTime.milliseconds("2019-08-15 15:56:25", dashed: true)), "success"),
-            (xxpay, "/x", "/x?" + xxpayQuery, "", "&amount=1&", "&amount=2&", 1_514_779_200_000, "success"),
-            (jeepay, "/j", "/j", try text("jeepay/j1-real-notify.form"), "&amount=1&", "&amount=2&", 1_756_625_913_248, "SUCCESS"),
+            (xxpay, x, x + "?" + (try text("xxpay/x-1-generated.query")), "", "&amount=1&", "&amount=2&", 1_514_779_200_000, "success"),
+            (jeepay, j, j, try text("jeepay/j1-real-notify.form"), "&amount=1&", "&amount=2&", 1_756_625_913_248, "SUCCESS"),
             (wechat, "/w", "/w", try text("wechat/pay-md5.xml"), "<total_fee><![CDATA[101]]>", "<total_fee><![CDATA[102]]>",
              try #require(BeijingTime.milliseconds("20140903131540", dashed: false)), WeChatSource.successXML),
         ]

@@ -190,16 +190,19 @@ static void finish(event_t *batch, long n) {
 
 enum { MAX_BATCH = 128 }; /* the spool writer's own limit (docs/durability.md §5) */
 
-/* -p: the second stage, ids/, for batches whose new/ entries are durable. */
+/* The last stage, for a batch whose new/ entries are durable: links into ids/, its fsync, done. */
+static void commit_ids(event_t *batch, long n) {
+    for (long i = 0; i < n; i++) link_into(batch[i].fd, "ids", batch[i].index);
+    sync_folder("ids");
+    finish(batch, n);
+}
+
+/* -p: the last stage on a thread of its own. */
 static void *ids_committer(void *arg) {
     (void)arg;
     event_t batch[MAX_BATCH];
     long n;
-    while ((n = queue_take(&published, batch, MAX_BATCH)) > 0) {
-        for (long i = 0; i < n; i++) link_into(batch[i].fd, "ids", batch[i].index);
-        sync_folder("ids");
-        finish(batch, n);
-    }
+    while ((n = queue_take(&published, batch, MAX_BATCH)) > 0) commit_ids(batch, n);
     return NULL;
 }
 
@@ -212,13 +215,10 @@ static void *committer(void *arg) {
     while ((n = queue_take(&written, batch, MAX_BATCH)) > 0) {
         for (long i = 0; i < n; i++) link_into(batch[i].fd, "new", batch[i].index);
         sync_folder("new");
-        if (pipelined) {
+        if (pipelined)
             for (long i = 0; i < n; i++) queue_push(&published, batch[i]);
-            continue;
-        }
-        for (long i = 0; i < n; i++) link_into(batch[i].fd, "ids", batch[i].index);
-        sync_folder("ids");
-        finish(batch, n);
+        else
+            commit_ids(batch, n);
     }
     if (pipelined) {
         queue_close(&published);
